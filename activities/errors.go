@@ -1,0 +1,79 @@
+package activities
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"go.temporal.io/sdk/temporal"
+)
+
+// Application error types. They travel through Temporal as the error's Type,
+// so the workflow (and an operator reading the UI) can tell them apart.
+const (
+	// ErrTypeConnectionNotFound: the provider does not know the connection.
+	ErrTypeConnectionNotFound = "ConnectionNotFound"
+	// ErrTypeNotRepairable: the connection is in a state that update mode
+	// cannot fix (deleted, expired consent that needs a new connection, a
+	// conflicting repair in progress).
+	ErrTypeNotRepairable = "ConnectionNotRepairable"
+	// ErrTypeInvalidInput: Relink sent something the provider rejected as
+	// malformed, or named a provider this worker does not have.
+	ErrTypeInvalidInput = "InvalidInput"
+	// ErrTypeReconnectRejected: the provider refused what the widget
+	// returned (close failed). The user may try again; the attempt counts.
+	ErrTypeReconnectRejected = "ReconnectRejected"
+)
+
+// NotFound reports a connection the provider does not know. Not retried.
+func NotFound(msg string) error {
+	return temporal.NewNonRetryableApplicationError(msg, ErrTypeConnectionNotFound, nil)
+}
+
+// NotRepairable reports a connection update mode cannot fix. Not retried.
+func NotRepairable(msg string) error {
+	return temporal.NewNonRetryableApplicationError(msg, ErrTypeNotRepairable, nil)
+}
+
+// InvalidInput reports a request the provider rejected as malformed. Not
+// retried.
+func InvalidInput(msg string) error {
+	return temporal.NewNonRetryableApplicationError(msg, ErrTypeInvalidInput, nil)
+}
+
+// ReconnectRejected reports a close the provider refused. Not retried: the
+// user has to go through the widget again.
+func ReconnectRejected(msg string) error {
+	return temporal.NewNonRetryableApplicationError(msg, ErrTypeReconnectRejected, nil)
+}
+
+// ErrorType returns the application error type of err ("" if it has none).
+func ErrorType(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Type()
+	}
+	return ""
+}
+
+// HTTPStatusError classifies a provider's HTTP error status: 404 is
+// NotFound, 409 and 422 NotRepairable, 400 InvalidInput; everything else
+// (429, 5xx, and 401/403, which an operator can fix by correcting the
+// credentials while the activity retries) is a plain, retryable error.
+// what names the call; detail is the provider's error message, never a token.
+func HTTPStatusError(what string, status int, detail string) error {
+	msg := fmt.Sprintf("%s: provider answered %d %s", what, status, http.StatusText(status))
+	if detail != "" {
+		msg += ": " + detail
+	}
+	switch status {
+	case http.StatusNotFound:
+		return NotFound(msg)
+	case http.StatusConflict, http.StatusUnprocessableEntity:
+		return NotRepairable(msg)
+	case http.StatusBadRequest:
+		return InvalidInput(msg)
+	default:
+		return errors.New(msg)
+	}
+}

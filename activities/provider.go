@@ -1,0 +1,145 @@
+// Package activities holds Relink's Temporal activities and the contract
+// every aggregator adapter (sandbox, Quiltt, Meld, Plaid) implements.
+//
+// The workflow never talks to a provider directly: it runs the activities in
+// this package, which look the repair's provider up in a Registry and call it
+// through the Provider interface. Adapters report failures with the error
+// constructors in errors.go so the workflow can tell "try again" from "this
+// connection cannot be repaired".
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// ConnectorStatus is the provider's answer to initialize: whether the end user
+// has to act in the provider's widget.
+type ConnectorStatus string
+
+const (
+	// ConnectorContinue means the provider repaired the connection without
+	// the user (Quiltt's CONTINUE): nothing to show, wait for the sync.
+	ConnectorContinue ConnectorStatus = "CONTINUE"
+	// ConnectorActionRequired means the user must open the widget in update
+	// mode with the returned session.
+	ConnectorActionRequired ConnectorStatus = "ACTION_REQUIRED"
+)
+
+// ConnectionRef names one connection at one provider.
+type ConnectionRef struct {
+	Provider     string `json:"provider"`
+	ConnectionID string `json:"connectionId"`
+	ProfileID    string `json:"profileId,omitempty"`
+	// Connector is the aggregator behind the provider where there is one
+	// (Quiltt fronts PLAID and MX). Empty when unknown; adapters that need it
+	// look it up.
+	Connector string `json:"connector,omitempty"`
+}
+
+// Session is what the frontend needs to open the provider's widget in update
+// mode. It is short-lived: ExpiresAt tells the workflow when to mint another.
+type Session struct {
+	ConnectorStatus ConnectorStatus `json:"connectorStatus"`
+	// ConnectorToken identifies the session to the provider and is what
+	// close needs back (Quiltt connectorToken, Meld connectToken, Plaid
+	// link_token). The workflow closes each token at most once.
+	ConnectorToken string `json:"connectorToken,omitempty"`
+	// LinkToken is the Plaid Link token, where the widget is Plaid Link.
+	LinkToken string `json:"linkToken,omitempty"`
+	// WidgetURL is the hosted widget to open, where the widget is a URL
+	// (MX, Meld, the sandbox).
+	WidgetURL string `json:"widgetUrl,omitempty"`
+	// ExpiresAt is when the provider stops accepting this session. Zero
+	// means the provider gave no expiry.
+	ExpiresAt time.Time `json:"expiresAt,omitzero"`
+}
+
+// CloseRequest carries what the widget handed the frontend on success.
+type CloseRequest struct {
+	ConnectionRef
+	ConnectorToken string          `json:"connectorToken"`
+	PublicToken    string          `json:"publicToken,omitempty"`
+	Metadata       json.RawMessage `json:"metadata,omitempty"`
+}
+
+// Health is a provider's connection status, normalised.
+type Health string
+
+const (
+	// HealthHealthy: synced, data flowing. Confirms a repair.
+	HealthHealthy Health = "HEALTHY"
+	// HealthSyncing: the provider is syncing; not yet confirmed either way.
+	HealthSyncing Health = "SYNCING"
+	// HealthRepairable: still broken in a way only the user can fix.
+	HealthRepairable Health = "REPAIRABLE"
+	// HealthDegraded: an error on the provider's or institution's side that
+	// the user cannot fix; the repair keeps waiting for it to clear.
+	HealthDegraded Health = "DEGRADED"
+	// HealthDisconnected: the connection is gone; it cannot be repaired.
+	HealthDisconnected Health = "DISCONNECTED"
+)
+
+// ConnectionStatus is a connection's status as the provider reports it.
+type ConnectionStatus struct {
+	Health Health `json:"health"`
+	// ProviderStatus is the provider's own word (Quiltt ERROR_REPAIRABLE,
+	// Meld RECONNECT_REQUIRED, …) kept for operators.
+	ProviderStatus string `json:"providerStatus,omitempty"`
+}
+
+// Provider is one aggregator's API as the repair workflow needs it. Every
+// adapter implements it; activities call nothing else.
+//
+// Errors: return errors made with NotFound, NotRepairable, InvalidInput or
+// ReconnectRejected when retrying cannot help; any other error is retried
+// with backoff (network failures, timeouts, 5xx, 429).
+type Provider interface {
+	// Name is the provider's path segment and search attribute value,
+	// e.g. "sandbox", "quiltt".
+	Name() string
+	// Initialize starts or resumes a repair in update mode.
+	Initialize(ctx context.Context, conn ConnectionRef) (Session, error)
+	// Close reports the widget's success to the provider. Providers with no
+	// close step return nil.
+	Close(ctx context.Context, req CloseRequest) error
+	// ConnectionStatus reads the connection's status, for when webhooks are
+	// late or lost.
+	ConnectionStatus(ctx context.Context, conn ConnectionRef) (ConnectionStatus, error)
+}
+
+// Registry maps provider names to their adapters.
+type Registry struct {
+	providers map[string]Provider
+}
+
+// NewRegistry returns a registry of the given adapters.
+func NewRegistry(providers ...Provider) *Registry {
+	r := &Registry{providers: map[string]Provider{}}
+	for _, p := range providers {
+		r.providers[p.Name()] = p
+	}
+	return r
+}
+
+// Lookup returns the named provider, or an InvalidInput error naming the
+// providers this worker knows.
+func (r *Registry) Lookup(name string) (Provider, error) {
+	if p, ok := r.providers[name]; ok {
+		return p, nil
+	}
+	return nil, InvalidInput(fmt.Sprintf("unknown provider %q (enabled: %v)", name, r.Names()))
+}
+
+// Names lists the enabled providers in a stable order.
+func (r *Registry) Names() []string {
+	names := make([]string, 0, len(r.providers))
+	for n := range r.providers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,418 @@
+// Package sandbox is an in-process aggregator for development and tests,
+// like a provider's sandbox environment. Connections break on demand (as
+// Quiltt's connectionSimulateError), a simulated user login stands in for
+// the widget, and each connection can be scripted to answer CONTINUE or
+// ACTION_REQUIRED, fail after close, be unknown, conflict, be slow or flaky.
+// It reports changes with signed Quiltt-format webhooks, as a real provider
+// would, to the gateway's /webhooks/sandbox.
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/quiltt"
+)
+
+// Name is the sandbox's provider name.
+const Name = "sandbox"
+
+// DefaultSessionTTL matches Plaid's update-mode link tokens.
+const DefaultSessionTTL = 30 * time.Minute
+
+// InitializeBehavior scripts the answer to initialize.
+type InitializeBehavior string
+
+const (
+	// InitializeAuto (default): ACTION_REQUIRED while broken, CONTINUE once
+	// healthy.
+	InitializeAuto InitializeBehavior = ""
+	// InitializeContinue: the provider repairs the connection by itself.
+	InitializeContinue InitializeBehavior = "continue"
+	// InitializeNotFound: the provider does not know the connection.
+	InitializeNotFound InitializeBehavior = "not_found"
+	// InitializeConflict: the connection cannot be repaired in update mode.
+	InitializeConflict InitializeBehavior = "conflict"
+)
+
+// CloseBehavior scripts what happens after the user's reconnect.
+type CloseBehavior string
+
+const (
+	// CloseRepairs (default): close succeeds and the connection syncs.
+	CloseRepairs CloseBehavior = ""
+	// CloseFailsAfter: close succeeds, then the sync fails and the
+	// connection is ERROR_REPAIRABLE again (the repair fails at the
+	// provider after the user did everything right).
+	CloseFailsAfter CloseBehavior = "fail_after_close"
+	// CloseRejects: close itself is refused.
+	CloseRejects CloseBehavior = "reject"
+)
+
+// Script is a connection's scripted behaviour.
+type Script struct {
+	Initialize InitializeBehavior `json:"initialize,omitempty"`
+	Close      CloseBehavior      `json:"close,omitempty"`
+	// FailCalls makes the next N API calls fail with a retryable 503.
+	FailCalls int `json:"failCalls,omitempty"`
+	// LatencyMillis delays every API call.
+	LatencyMillis int `json:"latencyMillis,omitempty"`
+	// SyncingPolls: after a reconnect the connection reports SYNCING to this
+	// many status reads before it reports the outcome.
+	SyncingPolls int `json:"syncingPolls,omitempty"`
+	// SuppressWebhooks loses the webhooks that follow a reconnect (the
+	// break itself is still reported), so status polling must confirm.
+	SuppressWebhooks bool `json:"suppressWebhooks,omitempty"`
+}
+
+// Validate rejects unknown behaviours.
+func (s Script) Validate() error {
+	switch s.Initialize {
+	case InitializeAuto, InitializeContinue, InitializeNotFound, InitializeConflict:
+	default:
+		return fmt.Errorf("unknown initialize behavior %q", s.Initialize)
+	}
+	switch s.Close {
+	case CloseRepairs, CloseFailsAfter, CloseRejects:
+	default:
+		return fmt.Errorf("unknown close behavior %q", s.Close)
+	}
+	if s.FailCalls < 0 || s.LatencyMillis < 0 || s.SyncingPolls < 0 {
+		return errors.New("failCalls, latencyMillis and syncingPolls must not be negative")
+	}
+	return nil
+}
+
+// Connection is a sandbox connection as the control API shows it.
+type Connection struct {
+	ID          string `json:"id"`
+	ProfileID   string `json:"profileId,omitempty"`
+	Institution string `json:"institution,omitempty"`
+	Status      string `json:"status"`
+	Script      Script `json:"script"`
+	// Calls counts the API calls by name, for tests.
+	Calls map[string]int `json:"calls"`
+}
+
+// Login is what the simulated widget hands the frontend on success: the
+// body of the gateway's complete call.
+type Login struct {
+	ConnectorToken string          `json:"connectorToken"`
+	PublicToken    string          `json:"publicToken"`
+	Metadata       json.RawMessage `json:"metadata"`
+}
+
+// Errors of the control API.
+var (
+	ErrUnknownConnection = errors.New("unknown sandbox connection")
+	ErrNoOpenSession     = errors.New("no open widget session: call reconnect first")
+)
+
+type session struct {
+	token       string
+	publicToken string
+	expiresAt   time.Time
+	closed      bool
+}
+
+type connection struct {
+	Connection
+	sessions []*session
+	// syncingPolls left before status reads show the outcome.
+	syncingPolls int
+}
+
+// Provider is the sandbox aggregator. It implements activities.Provider.
+type Provider struct {
+	// WidgetURL is the base of the simulated widget's URL.
+	WidgetURL  string
+	SessionTTL time.Duration
+	// SyncDelay is how long after close the sync finishes and its webhook
+	// goes out.
+	SyncDelay time.Duration
+	Webhooks  *WebhookSender
+	Now       func() time.Time
+	Logger    *slog.Logger
+
+	mu    sync.Mutex
+	conns map[string]*connection
+	seq   int
+	// sends tracks webhooks still to go out, so Wait can drain them.
+	sends sync.WaitGroup
+}
+
+// Name implements activities.Provider.
+func (p *Provider) Name() string { return Name }
+
+// Break breaks a connection (creating it if new), like Quiltt's
+// connectionSimulateError, and sends the repairable webhook.
+func (p *Provider) Break(ctx context.Context, id, profileID, institution string) (Connection, error) {
+	p.mu.Lock()
+	c := p.conn(id, true)
+	if profileID != "" {
+		c.ProfileID = profileID
+	}
+	if institution != "" {
+		c.Institution = institution
+	}
+	c.Status = quiltt.StatusErrorRepairable
+	ev := p.event(c, quiltt.EventRepairable)
+	snap := c.snapshot()
+	p.mu.Unlock()
+	return snap, p.Webhooks.send(ctx, ev)
+}
+
+// SetScript scripts a connection's behaviour, creating it healthy if new.
+func (p *Provider) SetScript(id string, s Script) (Connection, error) {
+	if err := s.Validate(); err != nil {
+		return Connection{}, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.conn(id, true)
+	c.Script = s
+	return c.snapshot(), nil
+}
+
+// Get returns a connection.
+func (p *Provider) Get(id string) (Connection, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.conn(id, false)
+	if c == nil {
+		return Connection{}, ErrUnknownConnection
+	}
+	return c.snapshot(), nil
+}
+
+// Disconnect disconnects a connection and sends connection.disconnected.
+func (p *Provider) Disconnect(ctx context.Context, id string) error {
+	p.mu.Lock()
+	c := p.conn(id, false)
+	if c == nil {
+		p.mu.Unlock()
+		return ErrUnknownConnection
+	}
+	c.Status = quiltt.StatusDisconnected
+	ev := p.event(c, quiltt.EventDisconnected)
+	p.mu.Unlock()
+	return p.Webhooks.send(ctx, ev)
+}
+
+// LoginUser plays the user logging in to the widget's latest open session
+// and returns what the widget's success callback would.
+func (p *Provider) LoginUser(id string) (Login, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.conn(id, false)
+	if c == nil {
+		return Login{}, ErrUnknownConnection
+	}
+	var s *session
+	for i := len(c.sessions) - 1; i >= 0 && s == nil; i-- {
+		if !c.sessions[i].closed && p.Now().Before(c.sessions[i].expiresAt) {
+			s = c.sessions[i]
+		}
+	}
+	if s == nil {
+		return Login{}, ErrNoOpenSession
+	}
+	p.seq++
+	s.publicToken = fmt.Sprintf("public-sandbox-%d", p.seq)
+	meta, _ := json.Marshal(map[string]any{
+		"connectionId": c.ID,
+		"profileId":    c.ProfileID,
+		"institution":  map[string]string{"name": c.Institution},
+	})
+	return Login{ConnectorToken: s.token, PublicToken: s.publicToken, Metadata: meta}, nil
+}
+
+// Initialize implements activities.Provider.
+func (p *Provider) Initialize(ctx context.Context, ref activities.ConnectionRef) (activities.Session, error) {
+	c, release, err := p.call(ctx, ref.ConnectionID, "initialize")
+	if err != nil {
+		return activities.Session{}, err
+	}
+	defer release()
+	switch c.Script.Initialize {
+	case InitializeNotFound:
+		return activities.Session{}, activities.NotFound("sandbox: connection " + ref.ConnectionID + " not found")
+	case InitializeConflict:
+		return activities.Session{}, activities.NotRepairable("sandbox: connection " + ref.ConnectionID + " is in a conflicting state; start a new connection")
+	case InitializeContinue:
+		c.Status = quiltt.StatusSynced
+		c.syncingPolls = c.Script.SyncingPolls
+		p.sendLater(p.event(c, quiltt.EventSyncedSuccessful), c.Script.SuppressWebhooks)
+		return activities.Session{ConnectorStatus: activities.ConnectorContinue}, nil
+	}
+	switch quiltt.HealthOf(c.Status) {
+	case activities.HealthHealthy, activities.HealthSyncing:
+		return activities.Session{ConnectorStatus: activities.ConnectorContinue}, nil
+	case activities.HealthDisconnected:
+		return activities.Session{}, activities.NotRepairable("sandbox: connection " + ref.ConnectionID + " is disconnected")
+	}
+	p.seq++
+	s := &session{token: fmt.Sprintf("sbx_ct_%d", p.seq), expiresAt: p.Now().Add(p.sessionTTL())}
+	c.sessions = append(c.sessions, s)
+	return activities.Session{
+		ConnectorStatus: activities.ConnectorActionRequired,
+		ConnectorToken:  s.token,
+		WidgetURL:       p.WidgetURL + "?connectionId=" + c.ID,
+		ExpiresAt:       s.expiresAt,
+	}, nil
+}
+
+// Close implements activities.Provider.
+func (p *Provider) Close(ctx context.Context, req activities.CloseRequest) error {
+	c, release, err := p.call(ctx, req.ConnectionID, "close")
+	if err != nil {
+		return err
+	}
+	defer release()
+	var s *session
+	for _, candidate := range c.sessions {
+		if candidate.token == req.ConnectorToken {
+			s = candidate
+		}
+	}
+	switch {
+	case s == nil:
+		return activities.ReconnectRejected("sandbox: unknown connector token")
+	case s.closed:
+		return activities.ReconnectRejected("sandbox: session already closed")
+	case !p.Now().Before(s.expiresAt):
+		return activities.ReconnectRejected("sandbox: session expired")
+	case s.publicToken == "" || req.PublicToken != s.publicToken:
+		return activities.ReconnectRejected("sandbox: public token does not match the widget login")
+	case c.Script.Close == CloseRejects:
+		return activities.ReconnectRejected("sandbox: close rejected (scripted)")
+	}
+	s.closed = true
+	c.syncingPolls = c.Script.SyncingPolls
+	if c.Script.Close == CloseFailsAfter {
+		c.Status = quiltt.StatusErrorRepairable
+		p.sendLater(p.event(c, quiltt.EventRepairable), c.Script.SuppressWebhooks)
+		return nil
+	}
+	c.Status = quiltt.StatusSynced
+	p.sendLater(p.event(c, quiltt.EventSyncedSuccessful), c.Script.SuppressWebhooks)
+	return nil
+}
+
+// ConnectionStatus implements activities.Provider.
+func (p *Provider) ConnectionStatus(ctx context.Context, ref activities.ConnectionRef) (activities.ConnectionStatus, error) {
+	c, release, err := p.call(ctx, ref.ConnectionID, "status")
+	if err != nil {
+		return activities.ConnectionStatus{}, err
+	}
+	defer release()
+	status := c.Status
+	if c.syncingPolls > 0 {
+		c.syncingPolls--
+		status = quiltt.StatusSyncing
+	}
+	return activities.ConnectionStatus{Health: quiltt.HealthOf(status), ProviderStatus: status}, nil
+}
+
+// Wait blocks until every webhook the sandbox scheduled has been sent.
+func (p *Provider) Wait() { p.sends.Wait() }
+
+// call applies the connection's latency and flakiness, then returns it
+// locked; release unlocks it.
+func (p *Provider) call(ctx context.Context, id, name string) (*connection, func(), error) {
+	p.mu.Lock()
+	c := p.conn(id, false)
+	if c == nil {
+		p.mu.Unlock()
+		return nil, nil, activities.NotFound("sandbox: connection " + id + " not found")
+	}
+	c.Calls[name]++
+	latency := time.Duration(c.Script.LatencyMillis) * time.Millisecond
+	flaky := c.Script.FailCalls > 0
+	if flaky {
+		c.Script.FailCalls--
+	}
+	p.mu.Unlock()
+	if latency > 0 {
+		select {
+		case <-time.After(latency):
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+	}
+	if flaky {
+		return nil, nil, errors.New("sandbox: 503 Service Unavailable (scripted failure)")
+	}
+	p.mu.Lock()
+	return c, p.mu.Unlock, nil
+}
+
+// conn finds a connection; with create, a new one starts healthy.
+func (p *Provider) conn(id string, create bool) *connection {
+	if p.conns == nil {
+		p.conns = map[string]*connection{}
+	}
+	c := p.conns[id]
+	if c == nil && create {
+		c = &connection{Connection: Connection{ID: id, Status: quiltt.StatusSynced, Calls: map[string]int{}}}
+		p.conns[id] = c
+	}
+	return c
+}
+
+func (c *connection) snapshot() Connection {
+	snap := c.Connection
+	snap.Calls = make(map[string]int, len(c.Calls))
+	for k, v := range c.Calls {
+		snap.Calls[k] = v
+	}
+	return snap
+}
+
+func (p *Provider) sessionTTL() time.Duration {
+	if p.SessionTTL > 0 {
+		return p.SessionTTL
+	}
+	return DefaultSessionTTL
+}
+
+// event builds a webhook event about c; p.mu is held.
+func (p *Provider) event(c *connection, eventType string) quiltt.Event {
+	p.seq++
+	ev := quiltt.Event{
+		ID:     fmt.Sprintf("evt_sbx_%d_%d", p.Now().UnixNano(), p.seq),
+		Type:   eventType,
+		At:     p.Now().UTC(),
+		Record: &quiltt.Record{ID: c.ID, Status: c.Status, Provider: "SANDBOX"},
+	}
+	if c.ProfileID != "" {
+		ev.Profile = &quiltt.Profile{ID: c.ProfileID}
+	}
+	if c.Institution != "" {
+		ev.Record.Institution = &quiltt.Institution{Name: c.Institution}
+	}
+	return ev
+}
+
+// sendLater sends ev after SyncDelay, as a provider's sync would finish.
+func (p *Provider) sendLater(ev quiltt.Event, suppress bool) {
+	if suppress || p.Webhooks == nil {
+		return
+	}
+	p.sends.Add(1)
+	go func() {
+		defer p.sends.Done()
+		time.Sleep(p.SyncDelay)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := p.Webhooks.send(ctx, ev); err != nil {
+			p.Logger.Warn("sandbox webhook not delivered", "connectionId", ev.Record.ID, "eventType", ev.Type, "error", err)
+		}
+	}()
+}

@@ -1,0 +1,200 @@
+package workflows
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/sandbox"
+)
+
+const (
+	testConn    = "conn_1"
+	testProfile = "profile_1"
+)
+
+// harness runs ConnectionRepair in the SDK's time-skipping test environment
+// with the real activities over the sandbox provider. Provider webhooks are
+// delivered as the gateway would: provider-event signals.
+type harness struct {
+	t       *testing.T
+	env     *testsuite.TestWorkflowEnvironment
+	sandbox *sandbox.Provider
+	events  *eventRecorder
+	start   time.Time
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	sb := &sandbox.Provider{Now: env.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	rec := &eventRecorder{now: env.Now}
+	env.RegisterWorkflow(ConnectionRepair)
+	env.RegisterActivity(&activities.Activities{Providers: activities.NewRegistry(sb), Notifier: rec})
+	h := &harness{t: t, env: env, sandbox: sb, events: rec, start: env.Now()}
+	return h
+}
+
+// breakConnection breaks the sandbox connection as the repairable webhook
+// would report it.
+func (h *harness) breakConnection() {
+	h.t.Helper()
+	_, err := h.sandbox.Break(context.Background(), testConn, testProfile, "First Sandbox Bank")
+	require.NoError(h.t, err)
+}
+
+func (h *harness) script(s sandbox.Script) {
+	h.t.Helper()
+	_, err := h.sandbox.SetScript(testConn, s)
+	require.NoError(h.t, err)
+}
+
+func (h *harness) input(opts RepairOptions) RepairInput {
+	return RepairInput{
+		Provider:       sandbox.Name,
+		ConnectionID:   testConn,
+		ProfileID:      testProfile,
+		Institution:    "First Sandbox Bank",
+		TriggerEventID: "evt_trigger",
+		TriggerReason:  "connection.synced.errored.repairable",
+		DetectedAt:     h.start,
+		Options:        opts,
+	}
+}
+
+// run executes the workflow to the end and returns its final state.
+func (h *harness) run(opts RepairOptions) RepairState {
+	h.t.Helper()
+	h.env.ExecuteWorkflow(ConnectionRepair, h.input(opts))
+	require.True(h.t, h.env.IsWorkflowCompleted())
+	require.NoError(h.t, h.env.GetWorkflowError())
+	var st RepairState
+	require.NoError(h.t, h.env.GetWorkflowResult(&st))
+	return st
+}
+
+// at schedules fn at offset d of the test clock.
+func (h *harness) at(d time.Duration, fn func()) {
+	h.env.RegisterDelayedCallback(fn, d)
+}
+
+// reconnect sends the reconnect update; the returned outcome is filled when
+// the update completes.
+func (h *harness) reconnect(req ReconnectRequest) *updateOutcome {
+	out := &updateOutcome{}
+	h.env.UpdateWorkflow(UpdateReconnect, "", &testsuite.TestUpdateCallback{
+		OnAccept: func() {},
+		OnReject: func(err error) { out.err = err; out.done = true },
+		OnComplete: func(v any, err error) {
+			out.done = true
+			out.err = err
+			if err == nil {
+				b, _ := json.Marshal(v)
+				_ = json.Unmarshal(b, &out.result)
+			}
+		},
+	}, req)
+	return out
+}
+
+// userCompletes plays the user finishing in the widget and the frontend
+// reporting it.
+func (h *harness) userCompletes() sandbox.Login {
+	h.t.Helper()
+	login, err := h.sandbox.LoginUser(testConn)
+	require.NoError(h.t, err)
+	h.signal(SignalReconnectCompleted, ReconnectCompleted{
+		ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken, Metadata: login.Metadata,
+	})
+	return login
+}
+
+func (h *harness) providerEvent(id string, kind activities.EventKind) {
+	h.signal(SignalProviderEvent, ProviderEvent{EventID: id, Kind: kind, At: h.env.Now()})
+}
+
+func (h *harness) signal(name string, arg any) {
+	h.env.SignalWorkflow(name, arg)
+}
+
+func (h *harness) state() RepairState {
+	h.t.Helper()
+	v, err := h.env.QueryWorkflow(QueryState)
+	require.NoError(h.t, err)
+	var st RepairState
+	require.NoError(h.t, v.Get(&st))
+	return st
+}
+
+func (h *harness) calls(name string) int {
+	h.t.Helper()
+	c, err := h.sandbox.Get(testConn)
+	require.NoError(h.t, err)
+	return c.Calls[name]
+}
+
+type updateOutcome struct {
+	done   bool
+	result ReconnectResult
+	err    error
+}
+
+// eventRecorder is the app's notification endpoint.
+type eventRecorder struct {
+	mu     sync.Mutex
+	now    func() time.Time
+	events []recordedEvent
+}
+
+type recordedEvent struct {
+	activities.Event
+	deliveredAt time.Time
+}
+
+func (r *eventRecorder) Notify(_ context.Context, ev activities.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, recordedEvent{Event: ev, deliveredAt: r.now()})
+	return nil
+}
+
+// types lists the delivered event types in sequence order.
+func (r *eventRecorder) types() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, len(r.events))
+	for _, ev := range r.events {
+		out[ev.Repair.Sequence-1] = ev.Type
+	}
+	return out
+}
+
+func (r *eventRecorder) ofType(t string) []recordedEvent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []recordedEvent
+	for _, ev := range r.events {
+		if ev.Type == t {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// statuses lists the statuses a repair went through.
+func statuses(st RepairState) []Status {
+	out := make([]Status, len(st.Steps))
+	for i, s := range st.Steps {
+		out[i] = s.Status
+	}
+	return out
+}

@@ -1,0 +1,93 @@
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+)
+
+// RepairOptions tune one repair. Zero fields take the defaults below; the
+// gateway fills them from the environment (see config.Config).
+type RepairOptions struct {
+	// RepairWindow: how long the repair may take before it is EXPIRED.
+	RepairWindow time.Duration `json:"repairWindow,omitempty"`
+	// ReminderOffsets: when to remind the app while AWAITING_USER, counted
+	// from entering AWAITING_USER.
+	ReminderOffsets []time.Duration `json:"reminderOffsets,omitempty"`
+	// VerifyQuietPeriod: how long VERIFYING waits for the confirmation
+	// webhook before it starts polling the provider.
+	VerifyQuietPeriod time.Duration `json:"verifyQuietPeriod,omitempty"`
+	// VerifyPollMaxInterval caps the polling backoff.
+	VerifyPollMaxInterval time.Duration `json:"verifyPollMaxInterval,omitempty"`
+	// MaxAttempts: provider-side reconnect failures before UNREPAIRABLE.
+	MaxAttempts int `json:"maxAttempts,omitempty"`
+	// NotifyTimeout: how long one outbound event is retried.
+	NotifyTimeout time.Duration `json:"notifyTimeout,omitempty"`
+}
+
+// Defaults.
+const (
+	DefaultRepairWindow          = 7 * 24 * time.Hour
+	DefaultVerifyQuietPeriod     = 10 * time.Minute
+	DefaultVerifyPollMaxInterval = time.Hour
+	DefaultMaxAttempts           = 5
+	DefaultNotifyTimeout         = time.Hour
+)
+
+// DefaultReminderOffsets: a day and three days into the wait.
+var DefaultReminderOffsets = []time.Duration{24 * time.Hour, 72 * time.Hour}
+
+// withDefaults fills zero fields.
+func (o RepairOptions) withDefaults() RepairOptions {
+	if o.RepairWindow <= 0 {
+		o.RepairWindow = DefaultRepairWindow
+	}
+	if o.ReminderOffsets == nil {
+		o.ReminderOffsets = DefaultReminderOffsets
+	}
+	if o.VerifyQuietPeriod <= 0 {
+		o.VerifyQuietPeriod = DefaultVerifyQuietPeriod
+	}
+	if o.VerifyPollMaxInterval <= 0 {
+		o.VerifyPollMaxInterval = DefaultVerifyPollMaxInterval
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = DefaultMaxAttempts
+	}
+	if o.NotifyTimeout <= 0 {
+		o.NotifyTimeout = DefaultNotifyTimeout
+	}
+	return o
+}
+
+// Search attributes. Operators find repairs in the Temporal UI with them,
+// e.g. RelinkStatus="AWAITING_USER" AND RelinkProvider="quiltt".
+var (
+	SearchAttrStatus       = temporal.NewSearchAttributeKeyKeyword("RelinkStatus")
+	SearchAttrProvider     = temporal.NewSearchAttributeKeyKeyword("RelinkProvider")
+	SearchAttrConnectionID = temporal.NewSearchAttributeKeyKeyword("RelinkConnectionId")
+	SearchAttrProfileID    = temporal.NewSearchAttributeKeyKeyword("RelinkProfileId")
+	SearchAttrAttempts     = temporal.NewSearchAttributeKeyInt64("RelinkAttempts")
+)
+
+// SearchAttributeTypes is what a namespace must have registered; the dev
+// stack and `relink setup` register it.
+var SearchAttributeTypes = map[string]enums.IndexedValueType{
+	SearchAttrStatus.GetName():       enums.INDEXED_VALUE_TYPE_KEYWORD,
+	SearchAttrProvider.GetName():     enums.INDEXED_VALUE_TYPE_KEYWORD,
+	SearchAttrConnectionID.GetName(): enums.INDEXED_VALUE_TYPE_KEYWORD,
+	SearchAttrProfileID.GetName():    enums.INDEXED_VALUE_TYPE_KEYWORD,
+	SearchAttrAttempts.GetName():     enums.INDEXED_VALUE_TYPE_INT,
+}
+
+// InitialSearchAttributes are the attributes a new repair starts with.
+func InitialSearchAttributes(in RepairInput) temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(
+		SearchAttrStatus.ValueSet(string(StatusPending)),
+		SearchAttrProvider.ValueSet(in.Provider),
+		SearchAttrConnectionID.ValueSet(in.ConnectionID),
+		SearchAttrProfileID.ValueSet(in.ProfileID),
+		SearchAttrAttempts.ValueSet(1),
+	)
+}

@@ -1,0 +1,456 @@
+package workflows
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/sandbox"
+)
+
+func TestContinueNeedsNoUser(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{Initialize: sandbox.InitializeContinue})
+	h.at(time.Minute, func() { h.providerEvent("evt_synced", activities.EventKindSynced) })
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Equal(t, []Status{StatusPending, StatusVerifying, StatusRepaired}, statuses(st))
+	assert.Equal(t, activities.ConnectorContinue, st.ConnectorStatus)
+	assert.Zero(t, h.calls("close"), "CONTINUE must not close anything")
+	assert.Equal(t, []string{activities.EventStatusChanged, activities.EventRepaired}, h.events.types(),
+		"the user is never asked to act")
+}
+
+func TestActionRequiredReconnectCompletedConfirmed(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	var first, second *updateOutcome
+	h.at(10*time.Minute, func() { first = h.reconnect(ReconnectRequest{}) })
+	h.at(11*time.Minute, func() { second = h.reconnect(ReconnectRequest{}) })
+	h.at(15*time.Minute, func() { h.userCompletes() })
+	var verifying RepairState
+	h.at(16*time.Minute, func() { verifying = h.state() })
+	h.at(18*time.Minute, func() { h.providerEvent("evt_synced", activities.EventKindSynced) })
+
+	st := h.run(RepairOptions{})
+
+	require.True(t, first.done)
+	require.NoError(t, first.err)
+	assert.Equal(t, activities.ConnectorActionRequired, first.result.ConnectorStatus)
+	require.NotNil(t, first.result.Session)
+	assert.NotEmpty(t, first.result.Session.ConnectorToken)
+	assert.NotEmpty(t, first.result.Session.WidgetURL)
+	assert.Equal(t, first.result.Session, second.result.Session, "a valid session is reused")
+	assert.Equal(t, 1, h.calls("initialize"), "the probe's session serves both reconnects")
+
+	assert.Equal(t, StatusVerifying, verifying.Status)
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Equal(t, []Status{StatusPending, StatusAwaitingUser, StatusCompleting, StatusVerifying, StatusRepaired}, statuses(st))
+	assert.Equal(t, 1, st.Attempt)
+	assert.Equal(t, 1, h.calls("close"))
+	assert.Equal(t, "confirmed by the provider's webhook", st.Reason)
+	assert.Equal(t, []string{activities.EventActionRequired, activities.EventStatusChanged,
+		activities.EventStatusChanged, activities.EventRepaired}, h.events.types())
+	assert.Zero(t, h.calls("status"), "a prompt webhook needs no polling")
+}
+
+func TestLostConfirmationIsFoundByPolling(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() { h.userCompletes() })
+	// No webhook ever arrives.
+
+	st := h.run(RepairOptions{VerifyQuietPeriod: 10 * time.Minute})
+
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Equal(t, "confirmed by the provider's connection status", st.Reason)
+	assert.Equal(t, 1, h.calls("status"))
+	verifyingAt := st.Steps[3].At
+	assert.Equal(t, StatusVerifying, st.Steps[3].Status)
+	assert.Equal(t, 10*time.Minute, st.ClosedAt.Sub(verifyingAt).Round(time.Second),
+		"polling starts after the quiet period")
+}
+
+func TestPollingBacksOffWhileSyncing(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{Initialize: sandbox.InitializeContinue, SuppressWebhooks: true, SyncingPolls: 3})
+
+	st := h.run(RepairOptions{VerifyQuietPeriod: 10 * time.Minute})
+
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Equal(t, 4, h.calls("status"), "three SYNCING reads, then SYNCED")
+	// Quiet period, then gaps of 1, 2 and 4 minutes.
+	assert.Equal(t, 17*time.Minute, st.ClosedAt.Sub(st.Steps[1].At).Round(time.Second))
+}
+
+func TestExpiredSessionIsReplaced(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	var first, second, forced *updateOutcome
+	h.at(time.Minute, func() { first = h.reconnect(ReconnectRequest{}) })
+	// Sandbox sessions live 30 minutes, like Plaid link tokens.
+	h.at(40*time.Minute, func() { second = h.reconnect(ReconnectRequest{}) })
+	h.at(41*time.Minute, func() { forced = h.reconnect(ReconnectRequest{ForceNewSession: true}) })
+	h.at(42*time.Minute, func() { h.userCompletes() })
+	h.at(43*time.Minute, func() { h.providerEvent("evt_synced", activities.EventKindSynced) })
+
+	st := h.run(RepairOptions{})
+
+	require.NoError(t, first.err)
+	require.NoError(t, second.err)
+	require.NoError(t, forced.err)
+	assert.NotEqual(t, first.result.Session.ConnectorToken, second.result.Session.ConnectorToken)
+	assert.True(t, second.result.Session.ExpiresAt.After(first.result.Session.ExpiresAt))
+	assert.NotEqual(t, second.result.Session.ConnectorToken, forced.result.Session.ConnectorToken)
+	assert.Equal(t, 3, h.calls("initialize"), "probe, expiry refresh, forced refresh")
+	assert.Equal(t, 3, st.SessionsIssued)
+	assert.Equal(t, StatusRepaired, st.Status)
+}
+
+func TestDuplicateCompletedClosesOnce(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() {
+		login := h.userCompletes()
+		for range 4 {
+			h.signal(SignalReconnectCompleted, ReconnectCompleted{
+				ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken,
+			})
+		}
+	})
+	h.at(3*time.Minute, func() {
+		// The closed session cannot be logged into again.
+		_, err := h.sandbox.LoginUser(testConn)
+		assert.ErrorIs(t, err, sandbox.ErrNoOpenSession)
+	})
+	h.at(4*time.Minute, func() { h.providerEvent("evt_synced", activities.EventKindSynced) })
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Equal(t, 1, h.calls("close"))
+}
+
+func TestExitThenRetry(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() {
+		h.signal(SignalReconnectExited, ReconnectExited{Reason: "user closed the widget", ErrorCode: "USER_ABORT", ProviderRequestID: "req_9"})
+	})
+	var afterExit RepairState
+	h.at(3*time.Minute, func() { afterExit = h.state() })
+	h.at(time.Hour, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(time.Hour+time.Minute, func() { h.userCompletes() })
+	h.at(time.Hour+2*time.Minute, func() { h.providerEvent("evt_synced", activities.EventKindSynced) })
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusAwaitingUser, afterExit.Status, "an exit keeps the repair waiting")
+	require.NotNil(t, afterExit.LastExit)
+	assert.Equal(t, "USER_ABORT", afterExit.LastExit.ErrorCode)
+	assert.Equal(t, "req_9", afterExit.LastExit.ProviderRequestID)
+	assert.Equal(t, 1, st.Exits)
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Equal(t, 1, st.Attempt, "an exit is not a provider-side failure")
+}
+
+func TestFailureAfterCloseWaitsAgainAndCountsTheAttempt(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{Close: sandbox.CloseFailsAfter})
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() { h.userCompletes() })
+	h.at(3*time.Minute, func() { h.providerEvent("evt_errored_again", activities.EventKindRepairable) })
+	var waitingAgain RepairState
+	var retry *updateOutcome
+	h.at(4*time.Minute, func() {
+		waitingAgain = h.state()
+		h.script(sandbox.Script{}) // the second try works
+		retry = h.reconnect(ReconnectRequest{})
+	})
+	h.at(5*time.Minute, func() { h.userCompletes() })
+	h.at(6*time.Minute, func() { h.providerEvent("evt_synced", activities.EventKindSynced) })
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusAwaitingUser, waitingAgain.Status)
+	assert.Equal(t, 2, waitingAgain.Attempt)
+	assert.Contains(t, waitingAgain.LastError, "broken again")
+	require.NoError(t, retry.err)
+	assert.Equal(t, activities.ConnectorActionRequired, retry.result.ConnectorStatus, "a new session for the new attempt")
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Equal(t, 2, st.Attempt)
+	assert.Equal(t, 2, h.calls("close"))
+	assert.Len(t, h.events.ofType(activities.EventActionRequired), 2, "the app hears about the second attempt")
+}
+
+func TestStatusPollFindsTheReconnectDidNotTake(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{Close: sandbox.CloseFailsAfter, SuppressWebhooks: true})
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() { h.userCompletes() })
+	var waitingAgain RepairState
+	h.at(30*time.Minute, func() { waitingAgain = h.state() })
+	h.at(31*time.Minute, func() { h.signal(SignalCancel, CancelRequest{Reason: "test over", RequestedBy: "ops"}) })
+
+	st := h.run(RepairOptions{VerifyQuietPeriod: 10 * time.Minute})
+
+	assert.Equal(t, StatusAwaitingUser, waitingAgain.Status)
+	assert.Equal(t, 2, waitingAgain.Attempt)
+	assert.Contains(t, waitingAgain.LastError, "ERROR_REPAIRABLE")
+	assert.Equal(t, StatusCanceled, st.Status)
+}
+
+func TestAttemptsAreCapped(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{Close: sandbox.CloseRejects})
+	for i := range 3 {
+		base := time.Duration(i+1) * time.Hour
+		h.at(base, func() { h.reconnect(ReconnectRequest{}) })
+		h.at(base+time.Minute, func() { h.userCompletes() })
+	}
+
+	st := h.run(RepairOptions{MaxAttempts: 2})
+
+	assert.Equal(t, StatusUnrepairable, st.Status)
+	assert.Equal(t, 2, st.Attempt)
+	assert.Contains(t, st.Reason, "gave up after 2 failed reconnect attempts")
+	assert.Contains(t, st.Reason, "close rejected (scripted)")
+	assert.Equal(t, 2, h.calls("close"))
+}
+
+func TestExpiresAfterTheWindow(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusExpired, st.Status)
+	assert.Equal(t, DefaultRepairWindow, st.ClosedAt.Sub(st.StartedAt))
+	assert.Equal(t, activities.EventExpired, h.events.types()[len(h.events.types())-1])
+}
+
+func TestExpiresWhileVerifying(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	// The provider never finishes syncing and never sends a webhook.
+	h.script(sandbox.Script{SuppressWebhooks: true, SyncingPolls: 1000})
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() { h.userCompletes() })
+	h.at(3*time.Minute, func() {
+		h.signal(SignalProviderEvent, ProviderEvent{EventID: "e1", Kind: activities.EventKindErrored, Reason: "institution down"})
+	})
+
+	st := h.run(RepairOptions{RepairWindow: 6 * time.Hour, VerifyPollMaxInterval: 30 * time.Minute})
+
+	assert.Equal(t, StatusExpired, st.Status)
+	assert.Contains(t, st.Reason, "before the provider confirmed")
+	assert.Equal(t, 6*time.Hour, st.ClosedAt.Sub(st.StartedAt))
+	assert.Contains(t, st.LastError, "institution down", "an errored webhook is recorded")
+	// 10m quiet, then 1,2,4,8,16 and 30-minute gaps until 6h: bounded polling.
+	assert.Less(t, h.calls("status"), 20)
+	assert.Greater(t, h.calls("status"), 8)
+}
+
+func TestNonRetryableErrorsAreUnrepairable(t *testing.T) {
+	for _, tc := range []struct {
+		behavior sandbox.InitializeBehavior
+		reason   string
+	}{
+		{sandbox.InitializeNotFound, "not found"},
+		{sandbox.InitializeConflict, "start a new connection"},
+	} {
+		t.Run(string(tc.behavior), func(t *testing.T) {
+			h := newHarness(t)
+			h.breakConnection()
+			h.script(sandbox.Script{Initialize: tc.behavior})
+
+			st := h.run(RepairOptions{})
+
+			assert.Equal(t, StatusUnrepairable, st.Status)
+			assert.Contains(t, st.Reason, tc.reason)
+			assert.Equal(t, 1, h.calls("initialize"), "not retried")
+			assert.Equal(t, []string{activities.EventUnrepairable}, h.events.types())
+		})
+	}
+}
+
+func TestUnknownProviderIsUnrepairable(t *testing.T) {
+	h := newHarness(t)
+	in := h.input(RepairOptions{})
+	in.Provider = "nosuch"
+	h.env.ExecuteWorkflow(ConnectionRepair, in)
+	var st RepairState
+	require.NoError(t, h.env.GetWorkflowResult(&st))
+	assert.Equal(t, StatusUnrepairable, st.Status)
+	assert.Contains(t, st.Reason, `unknown provider "nosuch"`)
+}
+
+func TestFlakyProviderIsRetried(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{FailCalls: 3})
+	var got *updateOutcome
+	h.at(10*time.Minute, func() { got = h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Hour, func() { h.signal(SignalCancel, CancelRequest{}) })
+
+	st := h.run(RepairOptions{})
+
+	require.NoError(t, got.err)
+	assert.Equal(t, activities.ConnectorActionRequired, got.result.ConnectorStatus)
+	assert.Equal(t, 4, h.calls("initialize"), "three 503s, then success")
+	assert.Equal(t, StatusCanceled, st.Status)
+}
+
+func TestRepairedElsewhereStopsReminders(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.at(30*time.Hour, func() { h.providerEvent("evt_login_repaired", activities.EventKindRepairedElsewhere) })
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Contains(t, st.Reason, "outside Relink")
+	assert.Len(t, h.events.ofType(activities.EventReminder), 1, "the 72h reminder never goes out")
+	assert.Equal(t, 30*time.Hour, st.ClosedAt.Sub(st.StartedAt).Round(time.Minute))
+}
+
+func TestCancel(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.at(time.Hour, func() {
+		h.signal(SignalCancel, CancelRequest{Reason: "customer closed account", RequestedBy: "ops@example.com"})
+	})
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusCanceled, st.Status)
+	assert.Equal(t, "canceled by ops@example.com: customer closed account", st.Reason)
+	assert.Equal(t, activities.EventCanceled, h.events.types()[len(h.events.types())-1])
+}
+
+func TestReconnectValidatorRejectsTerminalStatuses(t *testing.T) {
+	// The gateway test drives the same rejection end to end (HTTP 409).
+	r := &repair{st: RepairState{Status: StatusRepaired}}
+	err := r.validateReconnect(nil, ReconnectRequest{})
+	require.Error(t, err)
+	assert.Equal(t, ErrTypeRepairClosed, activities.ErrorType(err))
+	r.st.Status = StatusAwaitingUser
+	assert.NoError(t, r.validateReconnect(nil, ReconnectRequest{}))
+}
+
+func TestRemindersAtTheirOffsets(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+
+	st := h.run(RepairOptions{ReminderOffsets: []time.Duration{24 * time.Hour, 72 * time.Hour}})
+
+	reminders := h.events.ofType(activities.EventReminder)
+	require.Len(t, reminders, 2)
+	awaitingSince := st.Steps[1].At
+	assert.Equal(t, 24*time.Hour, reminders[0].OccurredAt.Sub(awaitingSince))
+	assert.Equal(t, 72*time.Hour, reminders[1].OccurredAt.Sub(awaitingSince))
+	assert.Equal(t, 1, reminders[0].Repair.Reminder)
+	assert.Equal(t, 2, reminders[1].Repair.Reminder)
+	assert.Equal(t, 2, st.RemindersSent)
+	assert.Equal(t, StatusExpired, st.Status)
+}
+
+func TestRemindersNeverPastTheWindow(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+
+	h.run(RepairOptions{RepairWindow: 48 * time.Hour})
+
+	assert.Len(t, h.events.ofType(activities.EventReminder), 1)
+}
+
+func TestDuplicateAndStaleProviderEventsAreIgnored(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{Close: sandbox.CloseFailsAfter, SuppressWebhooks: true})
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() { h.userCompletes() })
+	h.at(3*time.Minute, func() {
+		// The original break, redelivered: already seen.
+		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_trigger", Kind: activities.EventKindRepairable})
+		// A synced event from before the break: stale.
+		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_old", Kind: activities.EventKindSynced, At: h.start.Add(-time.Hour)})
+	})
+	var verifying RepairState
+	h.at(4*time.Minute, func() { verifying = h.state() })
+	h.at(5*time.Minute, func() { h.signal(SignalCancel, CancelRequest{}) })
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusVerifying, verifying.Status)
+	assert.Equal(t, 1, verifying.Attempt)
+	assert.Equal(t, StatusCanceled, st.Status)
+}
+
+func TestMalformedSignalDoesNotWedgeTheRepair(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.at(time.Minute, func() { h.signal(SignalCancel, "not an object") })
+	h.at(2*time.Minute, func() { h.signal(SignalCancel, CancelRequest{Reason: "real"}) })
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusCanceled, st.Status)
+	assert.Equal(t, "canceled: real", st.Reason)
+}
+
+func TestDisconnectedAndDeleted(t *testing.T) {
+	for kind, want := range map[activities.EventKind]Status{
+		activities.EventKindDisconnected: StatusUnrepairable,
+		activities.EventKindDeleted:      StatusCanceled,
+	} {
+		t.Run(string(kind), func(t *testing.T) {
+			h := newHarness(t)
+			h.breakConnection()
+			h.at(time.Hour, func() { h.providerEvent("evt_end", kind) })
+			st := h.run(RepairOptions{})
+			assert.Equal(t, want, st.Status)
+		})
+	}
+}
+
+func TestWorkflowCancelIsRecorded(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.at(time.Hour, func() { h.env.CancelWorkflow() })
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusCanceled, st.Status)
+	assert.Equal(t, "workflow canceled in Temporal", st.Reason)
+	assert.Equal(t, activities.EventCanceled, h.events.types()[len(h.events.types())-1])
+}
+
+func TestNewBreakAfterCloseContinuesAsNew(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{Initialize: sandbox.InitializeContinue})
+	h.at(time.Minute, func() {
+		h.providerEvent("evt_synced", activities.EventKindSynced)
+		h.providerEvent("evt_second_break", activities.EventKindRepairable)
+	})
+
+	h.env.ExecuteWorkflow(ConnectionRepair, h.input(RepairOptions{}))
+
+	err := h.env.GetWorkflowError()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "continue as new")
+}

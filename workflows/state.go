@@ -1,0 +1,108 @@
+package workflows
+
+import (
+	"time"
+
+	"github.com/relink-dev/relink/activities"
+)
+
+// Status is where a repair stands. The same words appear in the query, the
+// HTTP API, outbound events and the RelinkStatus search attribute.
+type Status string
+
+const (
+	// StatusPending: started; probing the provider with initialize.
+	StatusPending Status = "PENDING"
+	// StatusAwaitingUser: initialize said ACTION_REQUIRED; waiting for the
+	// user to reconnect in the widget.
+	StatusAwaitingUser Status = "AWAITING_USER"
+	// StatusCompleting: the user finished in the widget; close is running.
+	StatusCompleting Status = "COMPLETING"
+	// StatusVerifying: waiting for the provider to confirm the repair.
+	StatusVerifying Status = "VERIFYING"
+	// StatusRepaired: the provider confirmed the connection works. Terminal.
+	StatusRepaired Status = "REPAIRED"
+	// StatusExpired: the repair window passed without a confirmed repair.
+	// Terminal.
+	StatusExpired Status = "EXPIRED"
+	// StatusUnrepairable: the provider says it cannot be repaired, or the
+	// attempts ran out. Terminal; Reason says why.
+	StatusUnrepairable Status = "UNREPAIRABLE"
+	// StatusCanceled: an operator canceled it or the connection was deleted.
+	// Terminal.
+	StatusCanceled Status = "CANCELED"
+)
+
+// Statuses lists every status in lifecycle order.
+var Statuses = []Status{StatusPending, StatusAwaitingUser, StatusCompleting, StatusVerifying,
+	StatusRepaired, StatusExpired, StatusUnrepairable, StatusCanceled}
+
+// Terminal reports whether the repair has ended.
+func (s Status) Terminal() bool {
+	switch s {
+	case StatusRepaired, StatusExpired, StatusUnrepairable, StatusCanceled:
+		return true
+	}
+	return false
+}
+
+// Valid reports whether s is one of Statuses.
+func (s Status) Valid() bool {
+	for _, known := range Statuses {
+		if s == known {
+			return true
+		}
+	}
+	return false
+}
+
+// Step is one status change, with when and why.
+type Step struct {
+	Status Status    `json:"status"`
+	At     time.Time `json:"at"`
+	Note   string    `json:"note,omitempty"`
+}
+
+// ExitRecord is the last time the user left the widget without success.
+type ExitRecord struct {
+	ReconnectExited
+	ReceivedAt time.Time `json:"receivedAt"`
+}
+
+// RepairState is the whole repair as the state query returns it. It holds
+// no tokens: those are only handed out by the reconnect update.
+type RepairState struct {
+	Provider      string `json:"provider"`
+	ConnectionID  string `json:"connectionId"`
+	ProfileID     string `json:"profileId,omitempty"`
+	Institution   string `json:"institution,omitempty"`
+	TriggerReason string `json:"triggerReason,omitempty"`
+
+	Status Status `json:"status"`
+	// Reason explains a terminal status.
+	Reason string `json:"reason,omitempty"`
+	// Attempt is the reconnect attempt in progress (1-based); it grows when
+	// a reconnect fails at the provider.
+	Attempt     int `json:"attempt"`
+	MaxAttempts int `json:"maxAttempts"`
+
+	StartedAt time.Time `json:"startedAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	// ExpiresAt is the end of the repair window.
+	ExpiresAt time.Time `json:"expiresAt"`
+	ClosedAt  time.Time `json:"closedAt,omitzero"`
+	Steps     []Step    `json:"steps"`
+
+	ConnectorStatus  activities.ConnectorStatus `json:"connectorStatus,omitempty"`
+	SessionExpiresAt time.Time                  `json:"sessionExpiresAt,omitzero"`
+	SessionsIssued   int                        `json:"sessionsIssued"`
+	RemindersSent    int                        `json:"remindersSent"`
+	Exits            int                        `json:"exits"`
+	LastExit         *ExitRecord                `json:"lastExit,omitempty"`
+	// LastError is the last failure seen (provider error, rejected close,
+	// errored webhook); the repair may have recovered since.
+	LastError string `json:"lastError,omitempty"`
+	// LastProviderStatus is the provider's own status word last seen in a
+	// webhook or poll.
+	LastProviderStatus string `json:"lastProviderStatus,omitempty"`
+}

@@ -1,0 +1,168 @@
+package workflows
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/relink-dev/relink/activities"
+)
+
+// transition is the only place the status changes. It records the step,
+// upserts the search attributes that changed, refreshes the UI's current
+// details and tells the app.
+func (r *repair) transition(ctx workflow.Context, to Status, note string) {
+	if r.st.Status == to {
+		return
+	}
+	now := workflow.Now(ctx)
+	r.st.Status = to
+	r.st.UpdatedAt = now
+	r.st.Steps = append(r.st.Steps, Step{Status: to, At: now, Note: note})
+	switch {
+	case to.Terminal():
+		r.st.Reason = note
+		r.st.ClosedAt = now
+		r.session = activities.Session{}
+		r.st.SessionExpiresAt = time.Time{}
+	case to == StatusAwaitingUser:
+		r.awaitingSince = now
+		r.remindersBeforeWait = r.st.RemindersSent
+	}
+	workflow.GetLogger(ctx).Info("repair status changed", "status", to, "note", note,
+		"provider", r.in.Provider, "connectionId", r.in.ConnectionID, "attempt", r.st.Attempt)
+	r.syncSearchAttributes(ctx)
+	r.describe(ctx)
+	r.notify(ctx, eventTypeFor(to))
+}
+
+func eventTypeFor(s Status) string {
+	switch s {
+	case StatusAwaitingUser:
+		return activities.EventActionRequired
+	case StatusRepaired:
+		return activities.EventRepaired
+	case StatusExpired:
+		return activities.EventExpired
+	case StatusUnrepairable:
+		return activities.EventUnrepairable
+	case StatusCanceled:
+		return activities.EventCanceled
+	}
+	return activities.EventStatusChanged
+}
+
+// syncSearchAttributes upserts only the attributes whose value changed, so
+// the history carries one upsert per real change.
+func (r *repair) syncSearchAttributes(ctx workflow.Context) {
+	current := workflow.GetTypedSearchAttributes(ctx)
+	var updates []temporal.SearchAttributeUpdate
+	keyword := func(key temporal.SearchAttributeKeyKeyword, value string) {
+		got, ok := current.GetKeyword(key)
+		if (ok && got != value) || (!ok && value != "") {
+			updates = append(updates, key.ValueSet(value))
+		}
+	}
+	keyword(SearchAttrStatus, string(r.st.Status))
+	keyword(SearchAttrProvider, r.in.Provider)
+	keyword(SearchAttrConnectionID, r.in.ConnectionID)
+	keyword(SearchAttrProfileID, r.in.ProfileID)
+	if got, ok := current.GetInt64(SearchAttrAttempts); !ok || got != int64(r.st.Attempt) {
+		updates = append(updates, SearchAttrAttempts.ValueSet(int64(r.st.Attempt)))
+	}
+	if len(updates) == 0 {
+		return
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
+		workflow.GetLogger(ctx).Warn("search attribute upsert failed", "error", err)
+	}
+}
+
+var statusWords = map[Status]string{
+	StatusPending:      "Checking with the provider (initialize)",
+	StatusAwaitingUser: "Waiting for the user to reconnect in the provider's widget",
+	StatusCompleting:   "The user finished; closing the reconnect with the provider",
+	StatusVerifying:    "Waiting for the provider to confirm the repair",
+	StatusRepaired:     "Repaired",
+	StatusExpired:      "Expired",
+	StatusUnrepairable: "Cannot be repaired",
+	StatusCanceled:     "Canceled",
+}
+
+// describe sets the Temporal UI's "current details" to the status in words.
+func (r *repair) describe(ctx workflow.Context) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "**%s** — %s\n\n", r.st.Status, statusWords[r.st.Status])
+	fmt.Fprintf(&b, "- %s connection `%s`", r.in.Provider, r.in.ConnectionID)
+	if r.in.ProfileID != "" {
+		fmt.Fprintf(&b, ", profile `%s`", r.in.ProfileID)
+	}
+	if r.in.Institution != "" {
+		fmt.Fprintf(&b, ", %s", r.in.Institution)
+	}
+	fmt.Fprintf(&b, "\n- attempt %d of %d\n", r.st.Attempt, r.opts.MaxAttempts)
+	if r.st.Status.Terminal() {
+		fmt.Fprintf(&b, "- reason: %s\n", r.st.Reason)
+	} else {
+		fmt.Fprintf(&b, "- repair window ends %s\n", r.deadline.UTC().Format(time.RFC3339))
+	}
+	if r.st.Status == StatusAwaitingUser {
+		if !r.st.SessionExpiresAt.IsZero() {
+			fmt.Fprintf(&b, "- widget session expires %s\n", r.st.SessionExpiresAt.UTC().Format(time.RFC3339))
+		}
+		fmt.Fprintf(&b, "- reminders sent: %d; widget exits: %d\n", r.st.RemindersSent, r.st.Exits)
+	}
+	if r.st.LastError != "" {
+		fmt.Fprintf(&b, "- last error: %s\n", r.st.LastError)
+	}
+	workflow.SetCurrentDetails(ctx, b.String())
+}
+
+// notify sends an event to the app without holding up the repair: a slow or
+// failing app endpoint is retried in the background, and the run waits for
+// every notification before it ends.
+func (r *repair) notify(ctx workflow.Context, eventType string) {
+	r.notifications++
+	info := workflow.GetInfo(ctx)
+	ev := activities.Event{
+		ID:         fmt.Sprintf("%s/%s/%d", info.WorkflowExecution.ID, info.WorkflowExecution.RunID, r.notifications),
+		Type:       eventType,
+		OccurredAt: workflow.Now(ctx),
+		Repair: activities.RepairSummary{
+			ID:           info.WorkflowExecution.ID,
+			Provider:     r.in.Provider,
+			ConnectionID: r.in.ConnectionID,
+			ProfileID:    r.in.ProfileID,
+			Institution:  r.in.Institution,
+			Status:       string(r.st.Status),
+			Attempt:      r.st.Attempt,
+			Reason:       r.st.Reason,
+			Sequence:     r.notifications,
+			ExpiresAt:    r.deadline,
+		},
+	}
+	if eventType == activities.EventReminder {
+		ev.Repair.Reminder = r.remindersThisWait()
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: r.opts.NotifyTimeout,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    10 * time.Minute,
+		},
+		Summary: fmt.Sprintf("notify app: %s (%s)", eventType, r.st.Status),
+	})
+	f := workflow.ExecuteActivity(actx, a.Notify, ev)
+	r.pendingNotifications++
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		if err := f.Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Warn("notification not delivered", "eventId", ev.ID, "error", err)
+		}
+		r.pendingNotifications--
+	})
+}
