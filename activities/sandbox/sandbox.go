@@ -145,6 +145,8 @@ type Provider struct {
 	seq   int
 	// sends tracks webhooks still to go out, so Wait can drain them.
 	sends sync.WaitGroup
+	// statePath is where Load read the state from and save writes it.
+	statePath string
 }
 
 // Name implements activities.Provider.
@@ -164,6 +166,7 @@ func (p *Provider) Break(ctx context.Context, id, profileID, institution string)
 	c.Status = quiltt.StatusErrorRepairable
 	ev := p.event(c, quiltt.EventRepairable)
 	snap := c.snapshot()
+	p.save()
 	p.mu.Unlock()
 	return snap, p.Webhooks.send(ctx, ev)
 }
@@ -177,6 +180,7 @@ func (p *Provider) SetScript(id string, s Script) (Connection, error) {
 	defer p.mu.Unlock()
 	c := p.conn(id, true)
 	c.Script = s
+	p.save()
 	return c.snapshot(), nil
 }
 
@@ -201,6 +205,7 @@ func (p *Provider) Disconnect(ctx context.Context, id string) error {
 	}
 	c.Status = quiltt.StatusDisconnected
 	ev := p.event(c, quiltt.EventDisconnected)
+	p.save()
 	p.mu.Unlock()
 	return p.Webhooks.send(ctx, ev)
 }
@@ -225,6 +230,7 @@ func (p *Provider) LoginUser(id string) (Login, error) {
 	}
 	p.seq++
 	s.publicToken = fmt.Sprintf("public-sandbox-%d", p.seq)
+	p.save()
 	meta, _ := json.Marshal(map[string]any{
 		"connectionId": c.ID,
 		"profileId":    c.ProfileID,
@@ -338,6 +344,7 @@ func (p *Provider) call(ctx context.Context, id, name string) (*connection, func
 	if flaky {
 		c.Script.FailCalls--
 	}
+	p.save()
 	p.mu.Unlock()
 	if latency > 0 {
 		select {
@@ -350,7 +357,7 @@ func (p *Provider) call(ctx context.Context, id, name string) (*connection, func
 		return nil, nil, errors.New("sandbox: 503 Service Unavailable (scripted failure)")
 	}
 	p.mu.Lock()
-	return c, p.mu.Unlock, nil
+	return c, func() { p.save(); p.mu.Unlock() }, nil
 }
 
 // conn finds a connection; with create, a new one starts healthy.
@@ -389,7 +396,7 @@ func (p *Provider) event(c *connection, eventType string) quiltt.Event {
 		ID:     fmt.Sprintf("evt_sbx_%d_%d", p.Now().UnixNano(), p.seq),
 		Type:   eventType,
 		At:     p.Now().UTC(),
-		Record: &quiltt.Record{ID: c.ID, Status: c.Status, Provider: "SANDBOX"},
+		Record: &quiltt.Record{ID: c.ID, Status: c.Status, Provider: "MOCK"},
 	}
 	if c.ProfileID != "" {
 		ev.Profile = &quiltt.Profile{ID: c.ProfileID}

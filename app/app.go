@@ -1,0 +1,138 @@
+// Package app assembles Relink from its configuration: the Temporal client,
+// the worker with its workflow and activities, logging, and the namespace's
+// search attributes. The worker binary, the gateway, the dev stack and the
+// integration tests all build Relink through it.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/config"
+	"github.com/relink-dev/relink/workflows"
+)
+
+// NewLogger builds the process logger from RELINK_LOG_LEVEL and
+// RELINK_LOG_FORMAT.
+func NewLogger(c config.Log) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+		return nil, fmt.Errorf("RELINK_LOG_LEVEL: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(c.Format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text", "":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("RELINK_LOG_FORMAT must be text or json, not %q", c.Format)
+}
+
+// Dial connects to Temporal: plain for a local server, mTLS with
+// certificate files, or Temporal Cloud with an API key.
+func Dial(ctx context.Context, c config.Temporal, logger *slog.Logger) (client.Client, error) {
+	opts := client.Options{
+		HostPort:  c.Address,
+		Namespace: c.Namespace,
+		Logger:    sdklog.NewStructuredLogger(logger),
+	}
+	if c.TLS() {
+		tlsConf := &tls.Config{ServerName: c.TLSServerName, MinVersion: tls.VersionTLS12}
+		if c.TLSCertFile != "" {
+			cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("temporal TLS client certificate: %w", err)
+			}
+			tlsConf.Certificates = []tls.Certificate{cert}
+		}
+		if c.TLSCAFile != "" {
+			pem, err := os.ReadFile(c.TLSCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("temporal TLS CA: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, errors.New("temporal TLS CA: no certificates in " + c.TLSCAFile)
+			}
+			tlsConf.RootCAs = pool
+		}
+		opts.ConnectionOptions.TLS = tlsConf
+	}
+	if c.APIKey != "" {
+		opts.Credentials = client.NewAPIKeyStaticCredentials(c.APIKey)
+	}
+	cl, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w", c.Address, c.Namespace, err)
+	}
+	return cl, nil
+}
+
+// NewNotifier builds the app notifier from RELINK_NOTIFY_URL/SECRET.
+func NewNotifier(c config.Notify, logger *slog.Logger) *activities.HTTPNotifier {
+	return &activities.HTTPNotifier{
+		URL:    c.URL,
+		Secret: c.Secret,
+		Client: &http.Client{Timeout: 20 * time.Second},
+		Logger: logger,
+		Now:    time.Now,
+	}
+}
+
+// Register adds the repair workflow and its activities to a worker.
+func Register(r worker.Registry, acts *activities.Activities) {
+	r.RegisterWorkflow(workflows.ConnectionRepair)
+	r.RegisterActivity(acts)
+}
+
+// NewWorker builds the repair worker on the configured task queue.
+func NewWorker(c client.Client, taskQueue string, acts *activities.Activities) worker.Worker {
+	w := worker.New(c, taskQueue, worker.Options{})
+	Register(w, acts)
+	return w
+}
+
+// EnsureSearchAttributes registers Relink's search attributes in the
+// namespace; attributes that already exist are left alone, so it is safe to
+// run on every start.
+func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
+	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("list search attributes: %w", err)
+	}
+	missing := map[string]enums.IndexedValueType{}
+	for name, typ := range workflows.SearchAttributeTypes {
+		if _, ok := resp.GetCustomAttributes()[name]; !ok {
+			missing[name] = typ
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace:        namespace,
+		SearchAttributes: missing,
+	})
+	var exists *serviceerror.AlreadyExists
+	if err != nil && !errors.As(err, &exists) {
+		return fmt.Errorf("add search attributes: %w", err)
+	}
+	return nil
+}

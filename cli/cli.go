@@ -1,0 +1,86 @@
+// Package cli is the `relink` command: the dev stack, the production
+// gateway, namespace setup, and client subcommands that call the gateway's
+// HTTP API.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// DevAPIKey is the API key the dev stack uses when RELINK_API_KEY is unset;
+// the client subcommands default to it too.
+const DevAPIKey = "dev-api-key"
+
+const usage = `relink repairs broken bank connections with durable Temporal workflows.
+
+Usage: relink <command> [flags]
+
+Servers:
+  dev             run everything in one process: Temporal server, Web UI,
+                  worker, gateway and sandbox provider
+  gateway         run the HTTP gateway against TEMPORAL_ADDRESS
+  setup           register Relink's search attributes in TEMPORAL_NAMESPACE
+
+Client (talk to the gateway at RELINK_URL with RELINK_API_KEY):
+  start           start a repair by hand
+  state           show a repair's state
+  list            list repairs (filter by status, provider, profile)
+  cancel          cancel a repair
+  simulate-error  break a sandbox connection (sends the repairable webhook)
+
+Run "relink <command> -h" for a command's flags. Configuration comes from
+the environment; see the README's configuration table.
+`
+
+// Run runs the command in args and returns the process exit code.
+func Run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "dev":
+		err = runDev(ctx, rest, stdout)
+	case "gateway":
+		err = runGateway(ctx, rest)
+	case "setup":
+		err = runSetup(ctx, rest, stdout)
+	case "start", "state", "list", "cancel", "simulate-error":
+		err = runClient(ctx, cmd, rest, stdout)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "relink: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "relink %s: %v\n", cmd, err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "relink %s: %v\n", cmd, err)
+		return 1
+	}
+}
+
+var errUsage = errors.New("usage")
+
+func usageError(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,149 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// runClient runs a client subcommand against the gateway's HTTP API and
+// prints its JSON answer.
+func runClient(ctx context.Context, cmd string, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	gatewayURL := fs.String("url", envOr("RELINK_URL", "http://localhost:8080"), "gateway base URL (RELINK_URL)")
+	apiKey := fs.String("api-key", envOr("RELINK_API_KEY", DevAPIKey), "gateway API key (RELINK_API_KEY)")
+	provider := fs.String("provider", "sandbox", "provider name")
+	var (
+		profile, institution, reason, status *string
+	)
+	switch cmd {
+	case "start", "simulate-error":
+		profile = fs.String("profile", "", "profile (end user) id")
+		institution = fs.String("institution", "", "institution name")
+		reason = fs.String("reason", "", "why (start only)")
+	case "cancel":
+		reason = fs.String("reason", "", "why the repair is canceled")
+	case "list":
+		status = fs.String("status", "", "only repairs in this status, e.g. AWAITING_USER")
+		profile = fs.String("profile", "", "only this profile's repairs")
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: relink %s [flags]%s\n", cmd, map[bool]string{true: " <connection-id>", false: ""}[cmd != "list"])
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c := apiClient{base: strings.TrimRight(*gatewayURL, "/"), key: *apiKey}
+
+	var conn string
+	if cmd != "list" {
+		if fs.NArg() != 1 {
+			return usageError("give exactly one connection id")
+		}
+		conn = url.PathEscape(fs.Arg(0))
+	}
+	repair := "/v1/repairs/" + url.PathEscape(*provider) + "/" + conn
+	switch cmd {
+	case "start":
+		return c.do(ctx, stdout, http.MethodPost, "/v1/repairs", map[string]string{
+			"provider": *provider, "connectionId": fs.Arg(0), "profileId": *profile,
+			"institution": *institution, "reason": *reason,
+		})
+	case "state":
+		return c.do(ctx, stdout, http.MethodGet, repair, nil)
+	case "cancel":
+		return c.do(ctx, stdout, http.MethodPost, repair+"/cancel", map[string]string{"reason": *reason, "requestedBy": "relink CLI"})
+	case "simulate-error":
+		return c.do(ctx, stdout, http.MethodPost, "/sandbox/connections/"+conn+"/break", map[string]string{
+			"profileId": *profile, "institution": *institution,
+		})
+	default: // list
+		q := url.Values{}
+		for k, v := range map[string]string{"status": *status, "profileId": *profile} {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		if isSet(fs, "provider") {
+			q.Set("provider", *provider)
+		}
+		path := "/v1/repairs"
+		if len(q) > 0 {
+			path += "?" + q.Encode()
+		}
+		return c.do(ctx, stdout, http.MethodGet, path, nil)
+	}
+}
+
+type apiClient struct {
+	base, key string
+}
+
+// do sends one request and prints the answer; a non-2xx answer is an error
+// carrying the API's error message.
+func (c apiClient) do(ctx context.Context, stdout io.Writer, method, path string, body any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("gateway at %s: %w (is `relink dev` running?)", c.base, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error struct{ Code, Message string }
+		}
+		if json.Unmarshal(out, &e) == nil && e.Error.Message != "" {
+			return fmt.Errorf("%s (HTTP %d, %s)", e.Error.Message, resp.StatusCode, e.Error.Code)
+		}
+		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(out))
+	}
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, out, "", "  ") != nil {
+		_, err = stdout.Write(out)
+		return err
+	}
+	pretty.WriteByte('\n')
+	_, err = pretty.WriteTo(stdout)
+	return err
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
+}
+
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}

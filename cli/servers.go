@@ -1,0 +1,200 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/relink-dev/relink/app"
+	"github.com/relink-dev/relink/config"
+	"github.com/relink-dev/relink/devstack"
+)
+
+func loadConfig(ctx context.Context) (config.Config, *slog.Logger, error) {
+	cfg, err := config.Load(ctx)
+	if err != nil {
+		return cfg, nil, err
+	}
+	logger, err := app.NewLogger(cfg.Log)
+	return cfg, logger, err
+}
+
+// runDev is the README's first command: the whole of Relink in one process.
+func runDev(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	embedded := fs.Bool("embedded-temporal", true, "run Temporal in-process; false connects to TEMPORAL_ADDRESS")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, logger, err := loadConfig(ctx)
+	if err != nil {
+		return err
+	}
+	if cfg.Gateway.APIKey == "" {
+		cfg.Gateway.APIKey = DevAPIKey
+	}
+
+	var uiURL string
+	if *embedded {
+		logger.Info("starting embedded Temporal server", "dataDir", cfg.Dev.DataDir)
+		t, err := devstack.StartTemporal(devstack.Options{
+			DataDir:      cfg.Dev.DataDir,
+			Namespace:    cfg.Temporal.Namespace,
+			FrontendPort: cfg.Dev.TemporalPort,
+			UIPort:       cfg.Dev.UIPort,
+		})
+		if err != nil {
+			return err
+		}
+		defer t.Stop()
+		cfg.Temporal = config.Temporal{Address: t.Address, Namespace: cfg.Temporal.Namespace, TaskQueue: cfg.Temporal.TaskQueue}
+		uiURL = t.UIURL
+	}
+	tc, err := dialWhenReady(ctx, cfg.Temporal, logger)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	if err := app.EnsureSearchAttributes(ctx, tc, cfg.Temporal.Namespace); err != nil {
+		return err
+	}
+
+	sb := app.NewSandbox(cfg, logger)
+	if err := sb.Load(filepath.Join(cfg.Dev.DataDir, "sandbox.json")); err != nil {
+		return err
+	}
+	w := app.NewWorker(tc, cfg.Temporal.TaskQueue, app.NewActivities(cfg, logger, sb))
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	defer w.Stop()
+
+	gw := app.NewGateway(cfg, tc, logger, sb)
+	ln, err := net.Listen("tcp", cfg.Gateway.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	srv := app.NewHTTPServer(cfg.Gateway.ListenAddr, gw.Handler())
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	fmt.Fprintf(stdout, "Relink dev stack\n")
+	fmt.Fprintf(stdout, "  Temporal      %s (namespace %s)\n", cfg.Temporal.Address, cfg.Temporal.Namespace)
+	if uiURL != "" {
+		fmt.Fprintf(stdout, "  Temporal UI   %s/namespaces/%s/workflows\n", uiURL, cfg.Temporal.Namespace)
+	}
+	fmt.Fprintf(stdout, "  Gateway       %s (API key: %s)\n", cfg.Gateway.PublicURL, redactKey(cfg.Gateway.APIKey))
+	fmt.Fprintf(stdout, "  Sandbox       %s/sandbox/connections/{id}/break\n", cfg.Gateway.PublicURL)
+	fmt.Fprintf(stdout, "  Data          %s\n", cfg.Dev.DataDir)
+	fmt.Fprintf(stdout, "relink dev ready; Ctrl-C stops\n")
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("gateway: %w", err)
+	}
+	fmt.Fprintln(stdout, "relink dev stopping")
+	shutdown(srv, logger)
+	return nil
+}
+
+// redactKey shows the dev key, which is public, and hides any other.
+func redactKey(key string) string {
+	if key == DevAPIKey {
+		return key
+	}
+	return "from RELINK_API_KEY"
+}
+
+// runGateway runs the production gateway against TEMPORAL_ADDRESS.
+func runGateway(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, logger, err := loadConfig(ctx)
+	if err != nil {
+		return err
+	}
+	if err := cfg.RequireAPIKey(); err != nil {
+		return err
+	}
+	tc, err := app.Dial(ctx, cfg.Temporal, logger)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	gw := app.NewGateway(cfg, tc, logger, nil)
+	if len(gw.Receivers) == 0 {
+		logger.Warn("no provider webhooks enabled; set QUILTT_WEBHOOK_SECRET (see the README)")
+	}
+	srv := app.NewHTTPServer(cfg.Gateway.ListenAddr, gw.Handler())
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.ListenAndServe() }()
+	logger.Info("gateway listening", "addr", cfg.Gateway.ListenAddr, "temporal", cfg.Temporal.Address, "namespace", cfg.Temporal.Namespace)
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return err
+	}
+	shutdown(srv, logger)
+	return nil
+}
+
+// runSetup registers the search attributes on a cluster.
+func runSetup(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("setup", flag.ContinueOnError)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, logger, err := loadConfig(ctx)
+	if err != nil {
+		return err
+	}
+	tc, err := app.Dial(ctx, cfg.Temporal, logger)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	if err := app.EnsureSearchAttributes(ctx, tc, cfg.Temporal.Namespace); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "search attributes registered in namespace %s\n", cfg.Temporal.Namespace)
+	return nil
+}
+
+// dialWhenReady dials Temporal, retrying while a just-started server comes up.
+func dialWhenReady(ctx context.Context, c config.Temporal, logger *slog.Logger) (client.Client, error) {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		tc, err := app.Dial(ctx, c, logger)
+		if err == nil {
+			return tc, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func shutdown(srv *http.Server, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.Warn("gateway shutdown", "error", err)
+	}
+}

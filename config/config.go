@@ -1,0 +1,165 @@
+// Package config is Relink's configuration, read from the environment with
+// go-envconfig. The README's configuration table lists the same variables.
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/relink-dev/relink/workflows"
+)
+
+// Config is everything the worker, the gateway and the dev stack read.
+type Config struct {
+	Temporal Temporal
+	Gateway  Gateway
+	Repair   Repair
+	Notify   Notify
+	Webhooks Webhooks
+	Sandbox  Sandbox
+	Dev      Dev
+	Log      Log
+}
+
+// Temporal is the cluster connection: a local server, a self-hosted
+// cluster with mTLS, or Temporal Cloud with an API key.
+type Temporal struct {
+	Address   string `env:"TEMPORAL_ADDRESS, default=localhost:7233"`
+	Namespace string `env:"TEMPORAL_NAMESPACE, default=default"`
+	TaskQueue string `env:"RELINK_TASK_QUEUE, default=relink-repairs"`
+	// TLS client certificate and key (mTLS); setting them enables TLS.
+	TLSCertFile string `env:"TEMPORAL_TLS_CERT"`
+	TLSKeyFile  string `env:"TEMPORAL_TLS_KEY"`
+	// TLSCAFile verifies the server with a private CA.
+	TLSCAFile     string `env:"TEMPORAL_TLS_CA"`
+	TLSServerName string `env:"TEMPORAL_TLS_SERVER_NAME"`
+	// APIKey authenticates to Temporal Cloud; it implies TLS.
+	APIKey string `env:"TEMPORAL_API_KEY"`
+}
+
+// TLS reports whether the connection uses TLS.
+func (t Temporal) TLS() bool {
+	return t.TLSCertFile != "" || t.TLSCAFile != "" || t.APIKey != ""
+}
+
+// Gateway is the HTTP server for webhooks and the app's API.
+type Gateway struct {
+	ListenAddr string `env:"RELINK_LISTEN_ADDR, default=:8080"`
+	// APIKey is the bearer token the app's backend and frontend proxy send.
+	APIKey string `env:"RELINK_API_KEY"`
+	// PublicURL is where the gateway is reachable; the sandbox sends its
+	// webhooks and points its widget there.
+	PublicURL string `env:"RELINK_PUBLIC_URL, default=http://localhost:8080"`
+	// DedupeTTL is how long webhook event ids are remembered in memory.
+	// The workflow also drops ids it has seen, durably.
+	DedupeTTL time.Duration `env:"RELINK_WEBHOOK_DEDUPE_TTL, default=24h"`
+}
+
+// Repair holds the defaults for new repairs.
+type Repair struct {
+	Window                time.Duration   `env:"RELINK_REPAIR_WINDOW, default=168h"`
+	ReminderOffsets       []time.Duration `env:"RELINK_REMINDER_OFFSETS, default=24h,72h"`
+	VerifyQuietPeriod     time.Duration   `env:"RELINK_VERIFY_QUIET_PERIOD, default=10m"`
+	VerifyPollMaxInterval time.Duration   `env:"RELINK_VERIFY_POLL_MAX_INTERVAL, default=1h"`
+	MaxAttempts           int             `env:"RELINK_MAX_ATTEMPTS, default=5"`
+	NotifyTimeout         time.Duration   `env:"RELINK_NOTIFY_TIMEOUT, default=1h"`
+}
+
+// Options turns the defaults into workflow options.
+func (r Repair) Options() workflows.RepairOptions {
+	return workflows.RepairOptions{
+		RepairWindow:          r.Window,
+		ReminderOffsets:       r.ReminderOffsets,
+		VerifyQuietPeriod:     r.VerifyQuietPeriod,
+		VerifyPollMaxInterval: r.VerifyPollMaxInterval,
+		MaxAttempts:           r.MaxAttempts,
+		NotifyTimeout:         r.NotifyTimeout,
+	}
+}
+
+// Notify is the app's endpoint for outbound events.
+type Notify struct {
+	URL    string `env:"RELINK_NOTIFY_URL"`
+	Secret string `env:"RELINK_NOTIFY_SECRET"`
+}
+
+// Webhooks are the providers' inbound webhook settings.
+type Webhooks struct {
+	// Tolerance is how old a signed timestamp may be.
+	Tolerance time.Duration `env:"RELINK_WEBHOOK_TOLERANCE, default=300s"`
+	// QuilttSecret is the Quiltt webhook subscription's secret; setting it
+	// enables POST /webhooks/quiltt.
+	QuilttSecret string `env:"QUILTT_WEBHOOK_SECRET"`
+}
+
+// Sandbox is the in-process provider. It lives in the dev stack's process,
+// where worker and gateway share it.
+type Sandbox struct {
+	WebhookSecret string        `env:"RELINK_SANDBOX_WEBHOOK_SECRET, default=sandbox-webhook-secret"`
+	SyncDelay     time.Duration `env:"RELINK_SANDBOX_SYNC_DELAY, default=2s"`
+}
+
+// Dev is the embedded dev stack.
+type Dev struct {
+	DataDir      string `env:"RELINK_DATA_DIR, default=.relink"`
+	TemporalPort int    `env:"RELINK_DEV_TEMPORAL_PORT, default=7233"`
+	UIPort       int    `env:"RELINK_DEV_UI_PORT, default=8233"`
+}
+
+// Log is the log output.
+type Log struct {
+	Level  string `env:"RELINK_LOG_LEVEL, default=info"`
+	Format string `env:"RELINK_LOG_FORMAT, default=text"`
+}
+
+// Load reads the configuration from the environment.
+func Load(ctx context.Context) (Config, error) {
+	return LoadFrom(ctx, envconfig.OsLookuper())
+}
+
+// LoadFrom reads the configuration from l (tests pass a map).
+func LoadFrom(ctx context.Context, l envconfig.Lookuper) (Config, error) {
+	var c Config
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: l}); err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if (c.Temporal.TLSCertFile == "") != (c.Temporal.TLSKeyFile == "") {
+		errs = append(errs, errors.New("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together"))
+	}
+	if c.Repair.Window <= 0 {
+		errs = append(errs, errors.New("RELINK_REPAIR_WINDOW must be positive"))
+	}
+	for _, d := range c.Repair.ReminderOffsets {
+		if d <= 0 {
+			errs = append(errs, errors.New("RELINK_REMINDER_OFFSETS must be positive durations"))
+			break
+		}
+	}
+	if c.Repair.MaxAttempts <= 0 {
+		errs = append(errs, errors.New("RELINK_MAX_ATTEMPTS must be positive"))
+	}
+	if c.Webhooks.Tolerance <= 0 {
+		errs = append(errs, errors.New("RELINK_WEBHOOK_TOLERANCE must be positive"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
+// RequireAPIKey fails when the gateway would run without authentication.
+func (c Config) RequireAPIKey() error {
+	if c.Gateway.APIKey == "" {
+		return errors.New("config: RELINK_API_KEY must be set for the gateway")
+	}
+	return nil
+}

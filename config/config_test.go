@@ -1,0 +1,55 @@
+package config
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestDefaults(t *testing.T) {
+	c, err := LoadFrom(context.Background(), envconfig.MapLookuper(nil))
+	require.NoError(t, err)
+	assert.Equal(t, "localhost:7233", c.Temporal.Address)
+	assert.Equal(t, "default", c.Temporal.Namespace)
+	assert.Equal(t, "relink-repairs", c.Temporal.TaskQueue)
+	assert.Equal(t, 7*24*time.Hour, c.Repair.Window)
+	assert.Equal(t, []time.Duration{24 * time.Hour, 72 * time.Hour}, c.Repair.ReminderOffsets)
+	assert.Equal(t, 10*time.Minute, c.Repair.VerifyQuietPeriod)
+	assert.Equal(t, 5, c.Repair.MaxAttempts)
+	assert.Equal(t, 300*time.Second, c.Webhooks.Tolerance)
+	assert.False(t, c.Temporal.TLS())
+	assert.Error(t, c.RequireAPIKey())
+}
+
+func TestFromEnvironment(t *testing.T) {
+	c, err := LoadFrom(context.Background(), envconfig.MapLookuper(map[string]string{
+		"TEMPORAL_ADDRESS":        "ns.acct.tmprl.cloud:7233",
+		"TEMPORAL_API_KEY":        "key",
+		"RELINK_REMINDER_OFFSETS": "1h,6h,48h",
+		"RELINK_REPAIR_WINDOW":    "72h",
+		"RELINK_API_KEY":          "k",
+	}))
+	require.NoError(t, err)
+	assert.True(t, c.Temporal.TLS())
+	assert.Equal(t, []time.Duration{time.Hour, 6 * time.Hour, 48 * time.Hour}, c.Repair.Options().ReminderOffsets)
+	assert.Equal(t, 72*time.Hour, c.Repair.Options().RepairWindow)
+	assert.NoError(t, c.RequireAPIKey())
+}
+
+func TestInvalidValuesAreRejected(t *testing.T) {
+	for name, env := range map[string]map[string]string{
+		"bad duration":     {"RELINK_REPAIR_WINDOW": "a week"},
+		"zero attempts":    {"RELINK_MAX_ATTEMPTS": "0"},
+		"negative offset":  {"RELINK_REMINDER_OFFSETS": "-1h"},
+		"cert without key": {"TEMPORAL_TLS_CERT": "/c.pem"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := LoadFrom(context.Background(), envconfig.MapLookuper(env))
+			assert.Error(t, err)
+		})
+	}
+}

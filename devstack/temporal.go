@@ -1,0 +1,228 @@
+// Package devstack runs a real Temporal server and the Temporal Web UI in
+// the current process, for the dev stack (`relink dev`). State lives in a
+// SQLite file under the data directory, so open repairs survive a restart.
+// It follows the Temporal CLI's dev server (temporalcli/devserver).
+package devstack
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	uiserver "github.com/temporalio/ui-server/v2/server"
+	uiconfig "github.com/temporalio/ui-server/v2/server/config"
+	uiserveroptions "github.com/temporalio/ui-server/v2/server/server_options"
+	"go.temporal.io/server/common/authorization"
+	"go.temporal.io/server/common/cluster"
+	"go.temporal.io/server/common/config"
+	"go.temporal.io/server/common/dynamicconfig"
+	"go.temporal.io/server/common/log"
+	"go.temporal.io/server/common/membership/static"
+	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
+	"go.temporal.io/server/common/primitives"
+	"go.temporal.io/server/schema/sqlite"
+	"go.temporal.io/server/temporal"
+
+	"github.com/relink-dev/relink/workflows"
+)
+
+const (
+	host        = "127.0.0.1"
+	clusterName = "active"
+)
+
+// Options configure the embedded Temporal.
+type Options struct {
+	DataDir   string
+	Namespace string
+	// FrontendPort is Temporal's gRPC port (7233 by default).
+	FrontendPort int
+	// UIPort is the Web UI's port (8233 by default); 0 disables the UI.
+	UIPort int
+}
+
+// Temporal is a running embedded Temporal server and UI.
+type Temporal struct {
+	server   temporal.Server
+	ui       *uiserver.Server
+	uiErr    chan error
+	Address  string
+	UIURL    string
+	LogFile  string
+	Database string
+}
+
+// StartTemporal starts the server (and the UI) and returns once the
+// frontend accepts connections.
+func StartTemporal(o Options) (*Temporal, error) {
+	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	for _, port := range []int{o.FrontendPort, o.UIPort} {
+		if port != 0 && !portFree(port) {
+			return nil, fmt.Errorf("port %d is in use (is another `relink dev` or Temporal dev server running?)", port)
+		}
+	}
+	t := &Temporal{
+		Address:  net.JoinHostPort(host, strconv.Itoa(o.FrontendPort)),
+		LogFile:  filepath.Join(o.DataDir, "temporal.log"),
+		Database: filepath.Join(o.DataDir, "temporal.db"),
+	}
+	sqlConf := &config.SQL{
+		PluginName:        sqliteplugin.PluginName,
+		DatabaseName:      t.Database,
+		ConnectAttributes: map[string]string{"mode": "rwc", "_journal_mode": "wal", "_synchronous": "2"},
+	}
+	if _, err := os.Stat(t.Database); errors.Is(err, os.ErrNotExist) {
+		if err := sqlite.SetupSchema(sqlConf); err != nil {
+			return nil, fmt.Errorf("set up Temporal's SQLite schema: %w", err)
+		}
+	}
+	ns, err := sqlite.NewNamespaceConfig(clusterName, o.Namespace, false, workflows.SearchAttributeTypes)
+	if err != nil {
+		return nil, fmt.Errorf("namespace config: %w", err)
+	}
+	if err := sqlite.CreateNamespaces(sqlConf, ns); err != nil {
+		return nil, fmt.Errorf("create namespace %s: %w", o.Namespace, err)
+	}
+
+	conf, err := serverConfig(o, t.Address, sqlConf)
+	if err != nil {
+		return nil, err
+	}
+	logger := log.NewZapLogger(log.BuildZapLogger(log.Config{Level: "warn", OutputFile: t.LogFile}))
+	authorizer, err := authorization.GetAuthorizerFromConfig(&conf.Global.Authorization)
+	if err != nil {
+		return nil, err
+	}
+	claimMapper, err := authorization.GetClaimMapperFromConfig(&conf.Global.Authorization, logger)
+	if err != nil {
+		return nil, err
+	}
+	t.server, err = temporal.NewServer(
+		temporal.WithConfig(conf),
+		temporal.ForServices(temporal.DefaultServices),
+		// Static membership: the services' ports change on every start,
+		// and ringpop would otherwise try to join the last run's members
+		// recorded in the database.
+		temporal.WithStaticHosts(staticHosts(conf)),
+		temporal.WithLogger(logger),
+		temporal.WithAuthorizer(authorizer),
+		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
+		temporal.WithDynamicConfigClient(dynamicconfig.StaticClient{
+			// Search attribute changes are visible at once, as in the CLI's
+			// dev server.
+			dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key():      true,
+			dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("build Temporal server: %w", err)
+	}
+	if err := t.server.Start(); err != nil {
+		return nil, fmt.Errorf("start Temporal server: %w", err)
+	}
+	if o.UIPort != 0 {
+		t.UIURL = fmt.Sprintf("http://localhost:%d", o.UIPort)
+		t.ui = uiserver.NewServer(uiserveroptions.WithConfigProvider(&uiconfig.Config{
+			Host:                host,
+			Port:                o.UIPort,
+			TemporalGRPCAddress: t.Address,
+			EnableUI:            true,
+			DefaultNamespace:    o.Namespace,
+			CORS:                uiconfig.CORS{CookieInsecure: true},
+			HideLogs:            true,
+		}))
+		t.uiErr = make(chan error, 1)
+		go func() { t.uiErr <- t.ui.Start() }()
+	}
+	return t, nil
+}
+
+// UIErrors reports the UI server's exit, if it fails.
+func (t *Temporal) UIErrors() <-chan error { return t.uiErr }
+
+// Stop stops the UI and the server.
+func (t *Temporal) Stop() {
+	if t.ui != nil {
+		t.ui.Stop()
+	}
+	_ = t.server.Stop()
+}
+
+func serverConfig(o Options, address string, sqlConf *config.SQL) (*config.Config, error) {
+	var conf config.Config
+	conf.Global.Membership.MaxJoinDuration = 30 * time.Second
+	conf.Global.Membership.BroadcastAddress = host
+	conf.Persistence.DefaultStore = "sqlite-default"
+	conf.Persistence.VisibilityStore = "sqlite-default"
+	conf.Persistence.NumHistoryShards = 1
+	conf.Persistence.DataStores = map[string]config.DataStore{"sqlite-default": {SQL: sqlConf}}
+	conf.ClusterMetadata = &cluster.Config{
+		EnableGlobalNamespace:    false,
+		FailoverVersionIncrement: 10,
+		MasterClusterName:        clusterName,
+		CurrentClusterName:       clusterName,
+		ClusterInformation: map[string]cluster.ClusterInformation{
+			clusterName: {Enabled: true, InitialFailoverVersion: 1, RPCAddress: address, ClusterID: "relink-dev"},
+		},
+	}
+	conf.DCRedirectionPolicy.Policy = "noop"
+	conf.Services = map[string]config.Service{}
+	for i, name := range []string{"frontend", "history", "matching", "worker"} {
+		svc := config.Service{RPC: config.RPC{BindOnIP: host}}
+		if i == 0 {
+			svc.RPC.GRPCPort = o.FrontendPort
+			port, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			svc.RPC.HTTPPort = port
+		} else {
+			port, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			svc.RPC.GRPCPort = port
+		}
+		conf.Services[name] = svc
+	}
+	conf.Archival.History.State = "disabled"
+	conf.Archival.Visibility.State = "disabled"
+	conf.NamespaceDefaults.Archival.History.State = "disabled"
+	conf.NamespaceDefaults.Archival.Visibility.State = "disabled"
+	conf.PublicClient.HostPort = address
+	return &conf, nil
+}
+
+func staticHosts(conf *config.Config) map[primitives.ServiceName]static.Hosts {
+	hosts := map[primitives.ServiceName]static.Hosts{}
+	for _, name := range []primitives.ServiceName{primitives.FrontendService, primitives.HistoryService,
+		primitives.MatchingService, primitives.WorkerService} {
+		port := conf.Services[string(name)].RPC.GRPCPort
+		hosts[name] = static.SingleLocalHost(net.JoinHostPort(host, strconv.Itoa(port)))
+	}
+	return hosts
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	_ = l.Close()
+	return true
+}

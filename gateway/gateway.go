@@ -1,0 +1,157 @@
+// Package gateway is Relink's HTTP front door: provider webhooks
+// (POST /webhooks/{provider}), the JSON API the app and its frontend use
+// (/v1/repairs…), health checks, and in the dev stack the sandbox's
+// controls (/sandbox/…). Underneath it only starts, signals, updates and
+// queries ConnectionRepair workflows.
+package gateway
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/sandbox"
+	"github.com/relink-dev/relink/workflows"
+)
+
+// MaxBodyBytes bounds every request body.
+const MaxBodyBytes = 1 << 20
+
+// Gateway serves Relink's HTTP API.
+type Gateway struct {
+	Temporal  client.Client
+	TaskQueue string
+	// APIKey is the bearer token /v1 and /sandbox require.
+	APIKey string
+	// Receivers verify and parse webhooks, by provider name.
+	Receivers map[string]activities.WebhookReceiver
+	// Defaults are the options new repairs start with.
+	Defaults workflows.RepairOptions
+	// Sandbox enables /sandbox/… when set (dev stack only).
+	Sandbox *sandbox.Provider
+	Logger  *slog.Logger
+	// Seen remembers applied webhook event ids.
+	Seen *SeenEvents
+}
+
+// Handler returns the gateway's routes.
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", g.healthz)
+	mux.HandleFunc("GET /readyz", g.readyz)
+	mux.HandleFunc("POST /webhooks/{provider}", g.webhook)
+
+	api := http.NewServeMux()
+	api.HandleFunc("POST /v1/repairs", g.startRepair)
+	api.HandleFunc("GET /v1/repairs", g.listRepairs)
+	api.HandleFunc("GET /v1/repairs/{provider}/{connectionId}", g.getRepair)
+	api.HandleFunc("POST /v1/repairs/{provider}/{connectionId}/reconnect", g.reconnect)
+	api.HandleFunc("POST /v1/repairs/{provider}/{connectionId}/complete", g.complete)
+	api.HandleFunc("POST /v1/repairs/{provider}/{connectionId}/exit", g.exit)
+	api.HandleFunc("POST /v1/repairs/{provider}/{connectionId}/cancel", g.cancel)
+	mux.Handle("/v1/", g.authenticated(api))
+	if g.Sandbox != nil {
+		sb := http.NewServeMux()
+		g.sandboxRoutes(sb)
+		mux.Handle("/sandbox/", g.authenticated(sb))
+		mux.HandleFunc("GET /sandbox/widget", g.sandboxWidget)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, codeNotFound, "no route "+r.Method+" "+r.URL.Path)
+	})
+	return limitBody(mux)
+}
+
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authenticated requires "Authorization: Bearer <RELINK_API_KEY>".
+func (g *Gateway) authenticated(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || g.APIKey == "" || subtle.ConstantTimeCompare([]byte(token), []byte(g.APIKey)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="relink"`)
+			writeError(w, http.StatusUnauthorized, codeUnauthorized, "missing or invalid bearer API key")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (g *Gateway) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz reports whether Temporal answers.
+func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	if _, err := g.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		g.Logger.Warn("readiness check failed", "error", err)
+		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "Temporal is not reachable")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// Error codes in {"error":{"code","message"}}.
+const (
+	codeBadRequest      = "bad_request"
+	codeUnauthorized    = "unauthorized"
+	codeNotFound        = "not_found"
+	codeConflict        = "conflict"
+	codeTooLarge        = "payload_too_large"
+	codeUnavailable     = "unavailable"
+	codeInternal        = "internal"
+	codeUnknownProvider = "unknown_provider"
+)
+
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// decodeBody reads a JSON body into v; an empty body leaves v as it is.
+// It writes the error response itself and reports whether to go on.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil || errors.Is(err, io.EOF) {
+		return true
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, "request body over 1 MiB")
+		return false
+	}
+	writeError(w, http.StatusBadRequest, codeBadRequest, "invalid JSON body: "+err.Error())
+	return false
+}

@@ -1,0 +1,47 @@
+// Command worker runs Relink's repair worker against TEMPORAL_ADDRESS: the
+// ConnectionRepair workflow and its activities over the enabled providers.
+// It stops gracefully on SIGINT or SIGTERM.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"go.temporal.io/sdk/worker"
+
+	"github.com/relink-dev/relink/app"
+	"github.com/relink-dev/relink/config"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "relink worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx := context.Background()
+	cfg, err := config.Load(ctx)
+	if err != nil {
+		return err
+	}
+	logger, err := app.NewLogger(cfg.Log)
+	if err != nil {
+		return err
+	}
+	acts := app.NewActivities(cfg, logger, nil)
+	if len(acts.Providers.Names()) == 0 {
+		return fmt.Errorf("no provider is enabled; the sandbox lives in `relink dev`, and real providers are enabled by their settings (see the README)")
+	}
+	tc, err := app.Dial(ctx, cfg.Temporal, logger)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	w := app.NewWorker(tc, cfg.Temporal.TaskQueue, acts)
+	logger.Info("worker starting", "taskQueue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace,
+		"providers", acts.Providers.Names())
+	return w.Run(worker.InterruptCh())
+}
