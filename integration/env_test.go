@@ -1,0 +1,240 @@
+// Package integration runs Relink end to end: a real Temporal server
+// in-process (temporaltest), the real worker, the real gateway over HTTP,
+// the sandbox provider sending signed webhooks, and an app endpoint that
+// checks the signatures of the events Relink sends it.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/server/temporaltest"
+
+	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/quiltt"
+	"github.com/relink-dev/relink/activities/sandbox"
+	"github.com/relink-dev/relink/app"
+	"github.com/relink-dev/relink/config"
+	"github.com/relink-dev/relink/workflows"
+)
+
+const (
+	apiKey       = "integration-api-key"
+	notifySecret = "integration-notify-secret"
+)
+
+// stack is one Relink, wired as `relink dev` wires it, on a test server.
+type stack struct {
+	t        *testing.T
+	temporal client.Client
+	gateway  *httptest.Server
+	sandbox  *sandbox.Provider
+	app      *appEndpoint
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	ts := temporaltest.NewServer(temporaltest.WithT(t))
+	tc := ts.GetDefaultClient()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, app.EnsureSearchAttributes(ctx, tc, ts.GetDefaultNamespace()))
+
+	appSrv := newAppEndpoint(t)
+	cfg, err := config.LoadFrom(ctx, envconfig.MapLookuper(map[string]string{
+		"RELINK_API_KEY":            apiKey,
+		"RELINK_NOTIFY_URL":         appSrv.URL,
+		"RELINK_NOTIFY_SECRET":      notifySecret,
+		"RELINK_SANDBOX_SYNC_DELAY": "0s",
+		"RELINK_TASK_QUEUE":         "relink-it",
+	}))
+	require.NoError(t, err)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	sb := app.NewSandbox(cfg, logger)
+	ts.NewWorker(cfg.Temporal.TaskQueue, func(r worker.Registry) {
+		app.Register(r, app.NewActivities(cfg, logger, sb))
+	})
+	gw := app.NewGateway(cfg, tc, logger, sb)
+	srv := httptest.NewServer(gw.Handler())
+	t.Cleanup(srv.Close)
+	t.Cleanup(sb.Wait)
+	sb.Webhooks.URL = srv.URL + "/webhooks/sandbox"
+	sb.WidgetURL = srv.URL + "/sandbox/widget"
+	return &stack{t: t, temporal: tc, gateway: srv, sandbox: sb, app: appSrv}
+}
+
+// call sends an authenticated JSON request to the gateway and decodes the
+// answer into out (if not nil); it returns the status code.
+func (s *stack) call(method, path string, body, out any) int {
+	s.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		require.NoError(s.t, err)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, s.gateway.URL+path, rd)
+	require.NoError(s.t, err)
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(s.t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(s.t, err)
+	if out != nil {
+		require.NoError(s.t, json.Unmarshal(raw, out), string(raw))
+	}
+	return resp.StatusCode
+}
+
+// state reads a repair through GET /v1/repairs/{provider}/{id}.
+func (s *stack) state(conn string) workflows.RepairState {
+	s.t.Helper()
+	var out struct{ Repair workflows.RepairState }
+	require.Equal(s.t, http.StatusOK, s.call(http.MethodGet, "/v1/repairs/sandbox/"+conn, nil, &out))
+	return out.Repair
+}
+
+// waitFor polls until cond holds, failing the test after the deadline.
+func (s *stack) waitFor(what string, cond func() bool) {
+	s.t.Helper()
+	require.Eventually(s.t, cond, 30*time.Second, 50*time.Millisecond, "waiting for %s", what)
+}
+
+func (s *stack) waitForStatus(conn string, want workflows.Status) workflows.RepairState {
+	s.t.Helper()
+	var st workflows.RepairState
+	s.waitFor(conn+" to be "+string(want), func() bool {
+		st = s.state(conn)
+		return st.Status == want
+	})
+	return st
+}
+
+// breakConnection breaks a sandbox connection through the gateway, which
+// makes the sandbox send the signed repairable webhook.
+func (s *stack) breakConnection(conn, profile string) {
+	s.t.Helper()
+	require.Equal(s.t, http.StatusOK, s.call(http.MethodPost, "/sandbox/connections/"+conn+"/break",
+		map[string]string{"profileId": profile, "institution": "First Sandbox Bank"}, nil))
+}
+
+// postSandboxWebhook posts body to /webhooks/sandbox signed as the sandbox
+// signs, and returns the gateway's summary.
+func (s *stack) postSandboxWebhook(body []byte) webhookSummary {
+	s.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, s.gateway.URL+"/webhooks/sandbox", bytes.NewReader(body))
+	require.NoError(s.t, err)
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	req.Header.Set(quiltt.HeaderTimestamp, ts)
+	req.Header.Set(quiltt.HeaderSignature, quiltt.Sign(s.sandbox.Webhooks.Secret, ts, body))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(s.t, err)
+	defer resp.Body.Close()
+	require.Equal(s.t, http.StatusOK, resp.StatusCode)
+	var out webhookSummary
+	require.NoError(s.t, json.NewDecoder(resp.Body).Decode(&out))
+	return out
+}
+
+type webhookSummary struct {
+	Received, Applied, Duplicates, Ignored int
+}
+
+// repairConnection plays the frontend and the user through one reconnect.
+func (s *stack) repairConnection(conn string) {
+	s.t.Helper()
+	var rec workflows.ReconnectResult
+	require.Equal(s.t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/sandbox/"+conn+"/reconnect", nil, &rec))
+	require.Equal(s.t, activities.ConnectorActionRequired, rec.ConnectorStatus)
+	var login sandbox.Login
+	require.Equal(s.t, http.StatusOK, s.call(http.MethodPost, "/sandbox/connections/"+conn+"/login", nil, &login))
+	require.Equal(s.t, rec.Session.ConnectorToken, login.ConnectorToken)
+	require.Equal(s.t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs/sandbox/"+conn+"/complete", login, nil))
+}
+
+// appEndpoint is the app's notification endpoint: it accepts only events
+// whose Relink-Signature verifies, as the README tells apps to check.
+type appEndpoint struct {
+	*httptest.Server
+	mu     sync.Mutex
+	events []activities.Event
+	bad    int
+}
+
+func newAppEndpoint(t *testing.T) *appEndpoint {
+	a := &appEndpoint{}
+	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if !verifySignature(r.Header.Get(activities.SignatureHeader), body) {
+			a.bad++
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var ev activities.Event
+		if err := json.Unmarshal(body, &ev); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		a.events = append(a.events, ev)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(a.Close)
+	return a
+}
+
+// verifySignature is the README's verification recipe.
+func verifySignature(header string, body []byte) bool {
+	var ts, sig string
+	for _, part := range strings.Split(header, ",") {
+		k, v, _ := strings.Cut(part, "=")
+		switch k {
+		case "t":
+			ts = v
+		case "v1":
+			sig = v
+		}
+	}
+	mac := hmac.New(sha256.New, []byte(notifySecret))
+	mac.Write([]byte(ts + "."))
+	mac.Write(body)
+	got, err := hex.DecodeString(sig)
+	return err == nil && ts != "" && hmac.Equal(got, mac.Sum(nil))
+}
+
+// typesFor lists the event types delivered for a connection, in sequence.
+func (a *appEndpoint) typesFor(conn string) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	bySeq := map[int]string{}
+	for _, ev := range a.events {
+		if ev.Repair.ConnectionID == conn {
+			bySeq[ev.Repair.Sequence] = ev.Type
+		}
+	}
+	out := make([]string, 0, len(bySeq))
+	for i := 1; i <= len(bySeq); i++ {
+		out = append(out, bySeq[i])
+	}
+	return out
+}

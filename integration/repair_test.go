@@ -1,0 +1,200 @@
+package integration
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/workflows"
+)
+
+func TestSignedWebhookToRepaired(t *testing.T) {
+	s := newStack(t)
+
+	s.breakConnection("conn_e2e", "profile_e2e")
+	st := s.waitForStatus("conn_e2e", workflows.StatusAwaitingUser)
+	assert.Equal(t, "connection.synced.errored.repairable", st.TriggerReason)
+	assert.Equal(t, "profile_e2e", st.ProfileID)
+
+	s.repairConnection("conn_e2e")
+	st = s.waitForStatus("conn_e2e", workflows.StatusRepaired)
+
+	assert.Equal(t, "confirmed by the provider's webhook", st.Reason)
+	assert.Equal(t, []workflows.Status{workflows.StatusPending, workflows.StatusAwaitingUser,
+		workflows.StatusCompleting, workflows.StatusVerifying, workflows.StatusRepaired}, stepStatuses(st))
+	s.waitFor("the app to hear of the repair", func() bool {
+		types := s.app.typesFor("conn_e2e")
+		return len(types) > 0 && types[len(types)-1] == activities.EventRepaired
+	})
+	assert.Equal(t, []string{activities.EventActionRequired, activities.EventStatusChanged,
+		activities.EventStatusChanged, activities.EventRepaired}, s.app.typesFor("conn_e2e"))
+	assert.Zero(t, s.app.bad, "every event carries a valid signature")
+
+	// The repair is over: the frontend is told so.
+	var errBody struct{ Error struct{ Code string } }
+	assert.Equal(t, http.StatusConflict, s.call(http.MethodPost, "/v1/repairs/sandbox/conn_e2e/reconnect", nil, &errBody))
+	assert.Equal(t, "conflict", errBody.Error.Code)
+	assert.Equal(t, http.StatusConflict, s.call(http.MethodPost, "/v1/repairs/sandbox/conn_e2e/cancel", nil, nil))
+
+	// The search attributes ended where the state did.
+	var list listResponse
+	s.waitFor("visibility to show REPAIRED", func() bool {
+		s.call(http.MethodGet, "/v1/repairs?connectionId=conn_e2e", nil, &list)
+		return len(list.Repairs) == 1 && list.Repairs[0].Status == workflows.StatusRepaired
+	})
+	assert.Equal(t, "profile_e2e", list.Repairs[0].ProfileID)
+	assert.EqualValues(t, 1, list.Repairs[0].Attempts)
+	s.recordHistory("repair:sandbox:conn_e2e", "repaired")
+}
+
+func TestDuplicateWebhooksStartOneWorkflow(t *testing.T) {
+	s := newStack(t)
+
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.breakConnection("conn_dup", "profile_dup")
+		}()
+	}
+	wg.Wait()
+	s.waitForStatus("conn_dup", workflows.StatusAwaitingUser)
+
+	var list listResponse
+	s.waitFor("visibility to list the repair", func() bool {
+		s.call(http.MethodGet, "/v1/repairs?connectionId=conn_dup", nil, &list)
+		return len(list.Repairs) > 0
+	})
+	assert.Len(t, list.Repairs, 1, "ten webhooks, one workflow")
+	assert.True(t, list.Repairs[0].Running)
+	assert.Equal(t, 1, s.state("conn_dup").SessionsIssued, "the user is asked once")
+
+	// A provider redelivering the very same request: acknowledged, not
+	// applied again.
+	body := []byte(`{"eventTypes":["connection.synced.errored.repairable"],"events":[{"id":"evt_redelivered","type":"connection.synced.errored.repairable","at":"2026-01-01T00:00:00Z","profile":{"id":"profile_dup"},"record":{"id":"conn_dup","status":"ERROR_REPAIRABLE"}}]}`)
+	first := s.postSandboxWebhook(body)
+	second := s.postSandboxWebhook(body)
+	assert.Equal(t, 1, first.Applied)
+	assert.Equal(t, 1, second.Duplicates)
+	assert.Zero(t, second.Applied)
+	assert.Equal(t, 1, s.state("conn_dup").SessionsIssued)
+
+	s.repairConnection("conn_dup")
+	s.waitForStatus("conn_dup", workflows.StatusRepaired)
+	assert.Len(t, filter(s.app.typesFor("conn_dup"), activities.EventActionRequired), 1)
+}
+
+func TestListByStatusThroughVisibility(t *testing.T) {
+	s := newStack(t)
+	for i := range 3 {
+		s.breakConnection(fmt.Sprintf("conn_list_%d", i), "profile_list")
+	}
+	for i := range 3 {
+		s.waitForStatus(fmt.Sprintf("conn_list_%d", i), workflows.StatusAwaitingUser)
+	}
+	s.repairConnection("conn_list_0")
+	s.waitForStatus("conn_list_0", workflows.StatusRepaired)
+
+	var awaiting, repaired listResponse
+	s.waitFor("visibility to catch up", func() bool {
+		s.call(http.MethodGet, "/v1/repairs?status=AWAITING_USER&provider=sandbox", nil, &awaiting)
+		s.call(http.MethodGet, "/v1/repairs?status=REPAIRED&provider=sandbox", nil, &repaired)
+		return len(awaiting.Repairs) == 2 && len(repaired.Repairs) == 1
+	})
+	assert.ElementsMatch(t, []string{"conn_list_1", "conn_list_2"},
+		[]string{awaiting.Repairs[0].ConnectionID, awaiting.Repairs[1].ConnectionID})
+	assert.Equal(t, "conn_list_0", repaired.Repairs[0].ConnectionID)
+
+	var paged listResponse
+	require.Equal(t, http.StatusOK, s.call(http.MethodGet, "/v1/repairs?profileId=profile_list&pageSize=2", nil, &paged))
+	assert.Len(t, paged.Repairs, 2)
+	assert.NotEmpty(t, paged.NextPageToken)
+	var rest listResponse
+	require.Equal(t, http.StatusOK, s.call(http.MethodGet, "/v1/repairs?profileId=profile_list&pageSize=2&pageToken="+paged.NextPageToken, nil, &rest))
+	assert.Len(t, rest.Repairs, 1)
+}
+
+func TestManualStartCancelAndErrors(t *testing.T) {
+	s := newStack(t)
+	// A connection the provider has never heard of.
+	var ref struct{ Repair struct{ ID, RunID string } }
+	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs",
+		map[string]string{"provider": "sandbox", "connectionId": "conn_unknown", "reason": "ticket 42"}, &ref))
+	assert.Equal(t, "repair:sandbox:conn_unknown", ref.Repair.ID)
+	st := s.waitForStatus("conn_unknown", workflows.StatusUnrepairable)
+	assert.Contains(t, st.Reason, "not found")
+	assert.Equal(t, "manual: ticket 42", st.TriggerReason)
+	s.recordHistory("repair:sandbox:conn_unknown", "unrepairable")
+
+	s.breakConnection("conn_cancel", "p")
+	s.waitForStatus("conn_cancel", workflows.StatusAwaitingUser)
+	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs/sandbox/conn_cancel/cancel",
+		map[string]string{"reason": "customer left", "requestedBy": "ops"}, nil))
+	st = s.waitForStatus("conn_cancel", workflows.StatusCanceled)
+	assert.Equal(t, "canceled by ops: customer left", st.Reason)
+	s.recordHistory("repair:sandbox:conn_cancel", "canceled")
+
+	var errBody struct {
+		Error struct{ Code, Message string }
+	}
+	assert.Equal(t, http.StatusNotFound, s.call(http.MethodGet, "/v1/repairs/sandbox/conn_never", nil, &errBody))
+	assert.Equal(t, "not_found", errBody.Error.Code)
+	assert.Equal(t, http.StatusNotFound, s.call(http.MethodPost, "/v1/repairs/sandbox/conn_never/reconnect", nil, nil))
+	assert.Equal(t, http.StatusNotFound, s.call(http.MethodPost, "/v1/repairs/sandbox/conn_never/complete", map[string]string{}, nil))
+	assert.Equal(t, http.StatusBadRequest, s.call(http.MethodGet, "/v1/repairs?status=BROKEN", nil, &errBody))
+	assert.Equal(t, "bad_request", errBody.Error.Code)
+}
+
+func TestNewBreakAfterRepairStartsANewRun(t *testing.T) {
+	s := newStack(t)
+	s.breakConnection("conn_again", "p")
+	s.waitForStatus("conn_again", workflows.StatusAwaitingUser)
+	s.repairConnection("conn_again")
+	first := s.waitForStatus("conn_again", workflows.StatusRepaired)
+
+	s.breakConnection("conn_again", "p")
+	s.waitFor("a new repair", func() bool {
+		st := s.state("conn_again")
+		return st.Status == workflows.StatusAwaitingUser && st.StartedAt.After(first.StartedAt)
+	})
+	var list listResponse
+	s.waitFor("two runs in visibility", func() bool {
+		s.call(http.MethodGet, "/v1/repairs?connectionId=conn_again", nil, &list)
+		return len(list.Repairs) == 2
+	})
+}
+
+type listResponse struct {
+	Repairs []struct {
+		ConnectionID string
+		ProfileID    string
+		Status       workflows.Status
+		Attempts     int64
+		Running      bool
+	}
+	NextPageToken string
+}
+
+func stepStatuses(st workflows.RepairState) []workflows.Status {
+	out := make([]workflows.Status, len(st.Steps))
+	for i, step := range st.Steps {
+		out[i] = step.Status
+	}
+	return out
+}
+
+func filter(list []string, keep string) []string {
+	var out []string
+	for _, v := range list {
+		if v == keep {
+			out = append(out, v)
+		}
+	}
+	return out
+}
