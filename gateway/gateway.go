@@ -58,17 +58,22 @@ func (g *Gateway) Handler() http.Handler {
 	api.HandleFunc("POST /v1/repairs/{provider}/{connectionId}/complete", g.complete)
 	api.HandleFunc("POST /v1/repairs/{provider}/{connectionId}/exit", g.exit)
 	api.HandleFunc("POST /v1/repairs/{provider}/{connectionId}/cancel", g.cancel)
+	api.HandleFunc("/", noRoute)
 	mux.Handle("/v1/", g.authenticated(api))
 	if g.Sandbox != nil {
 		sb := http.NewServeMux()
 		g.sandboxRoutes(sb)
+		sb.HandleFunc("/", noRoute)
 		mux.Handle("/sandbox/", g.authenticated(sb))
 		mux.HandleFunc("GET /sandbox/widget", g.sandboxWidget)
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, codeNotFound, "no route "+r.Method+" "+r.URL.Path)
-	})
+	mux.HandleFunc("/", noRoute)
 	return limitBody(mux)
+}
+
+// noRoute answers unknown paths and methods in the API's error format.
+func noRoute(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotFound, codeNotFound, "no route "+r.Method+" "+r.URL.Path)
 }
 
 func limitBody(next http.Handler) http.Handler {

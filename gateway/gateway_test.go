@@ -1,0 +1,227 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/quiltt"
+)
+
+// These tests cover everything the gateway decides before it calls
+// Temporal; the integration tests cover the rest against a real server.
+// The gateway here has no Temporal client: a request that got past
+// verification would panic, so each rejection below is also proof that
+// nothing was started.
+
+const (
+	testSecret = "whsec_test"
+	testKey    = "test-api-key"
+)
+
+var now = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+
+func newTestGateway() *Gateway {
+	return &Gateway{
+		APIKey: testKey,
+		Receivers: map[string]activities.WebhookReceiver{
+			"quiltt": &quiltt.WebhookReceiver{Secret: testSecret, Now: func() time.Time { return now }},
+		},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Seen:   NewSeenEvents(time.Hour, 10, func() time.Time { return now }),
+	}
+}
+
+func do(t *testing.T, g *Gateway, req *http.Request) (*httptest.ResponseRecorder, errorDetail) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	g.Handler().ServeHTTP(rec, req)
+	var body errorBody
+	if rec.Code >= 400 {
+		require.Equal(t, "application/json", rec.Header().Get("Content-Type"))
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body), rec.Body.String())
+		require.NotEmpty(t, body.Error.Code)
+		require.NotEmpty(t, body.Error.Message)
+	}
+	return rec, body.Error
+}
+
+// webhook builds a Quiltt webhook request signed with secret at ts.
+func webhook(body []byte, secret string, ts time.Time) *http.Request {
+	req := httptest.NewRequest(http.MethodPost, "/webhooks/quiltt", bytes.NewReader(body))
+	stamp := strconv.FormatInt(ts.Unix(), 10)
+	req.Header.Set(quiltt.HeaderTimestamp, stamp)
+	req.Header.Set(quiltt.HeaderSignature, quiltt.Sign(secret, stamp, body))
+	return req
+}
+
+// ignoredEvent is a valid envelope whose event Relink does not act on, so a
+// verified request completes without Temporal.
+var ignoredEvent = []byte(`{"environment":{"id":"env"},"eventTypes":["profile.created"],"events":[{"id":"evt_1","type":"profile.created","at":"2026-11-21T12:00:00Z","profile":{"id":"p_1"},"record":{"id":"p_1"}}]}`)
+
+func TestWebhookSignatures(t *testing.T) {
+	g := newTestGateway()
+
+	t.Run("valid", func(t *testing.T) {
+		rec, _ := do(t, g, webhook(ignoredEvent, testSecret, now))
+		assert.Equal(t, http.StatusOK, rec.Code)
+		assert.JSONEq(t, `{"received":0,"applied":0,"duplicates":0,"ignored":0}`, rec.Body.String())
+	})
+	t.Run("valid at the edge of the tolerance", func(t *testing.T) {
+		rec, _ := do(t, g, webhook(ignoredEvent, testSecret, now.Add(-299*time.Second)))
+		assert.Equal(t, http.StatusOK, rec.Code)
+	})
+	t.Run("tampered body", func(t *testing.T) {
+		req := webhook(ignoredEvent, testSecret, now)
+		tampered := bytes.Replace(ignoredEvent, []byte("p_1"), []byte("p_2"), 1)
+		req.Body = io.NopCloser(bytes.NewReader(tampered))
+		rec, e := do(t, g, req)
+		assert.Equal(t, http.StatusUnauthorized, rec.Code)
+		assert.Equal(t, codeUnauthorized, e.Code)
+		assert.Contains(t, e.Message, "does not match")
+	})
+	t.Run("wrong secret", func(t *testing.T) {
+		rec, _ := do(t, g, webhook(ignoredEvent, "whsec_other", now))
+		assert.Equal(t, http.StatusUnauthorized, rec.Code)
+	})
+	t.Run("stale", func(t *testing.T) {
+		rec, e := do(t, g, webhook(ignoredEvent, testSecret, now.Add(-301*time.Second)))
+		assert.Equal(t, http.StatusUnauthorized, rec.Code)
+		assert.Contains(t, e.Message, "tolerance")
+	})
+	t.Run("from the future", func(t *testing.T) {
+		rec, _ := do(t, g, webhook(ignoredEvent, testSecret, now.Add(10*time.Minute)))
+		assert.Equal(t, http.StatusUnauthorized, rec.Code)
+	})
+	t.Run("missing signature", func(t *testing.T) {
+		req := webhook(ignoredEvent, testSecret, now)
+		req.Header.Del(quiltt.HeaderSignature)
+		rec, e := do(t, g, req)
+		assert.Equal(t, http.StatusUnauthorized, rec.Code)
+		assert.Contains(t, e.Message, "missing")
+	})
+	t.Run("missing timestamp", func(t *testing.T) {
+		req := webhook(ignoredEvent, testSecret, now)
+		req.Header.Del(quiltt.HeaderTimestamp)
+		rec, _ := do(t, g, req)
+		assert.Equal(t, http.StatusUnauthorized, rec.Code)
+	})
+	t.Run("timestamp not a number", func(t *testing.T) {
+		req := webhook(ignoredEvent, testSecret, now)
+		req.Header.Set(quiltt.HeaderTimestamp, "yesterday")
+		rec, _ := do(t, g, req)
+		assert.Equal(t, http.StatusUnauthorized, rec.Code)
+	})
+}
+
+func TestWebhookMalformedAndOversized(t *testing.T) {
+	g := newTestGateway()
+	for name, body := range map[string]string{
+		"not JSON":            `{"events":`,
+		"no events":           `{"eventTypes":[],"events":[]}`,
+		"repairable, no id":   `{"events":[{"type":"connection.synced.errored.repairable","record":{"id":"c"}}]}`,
+		"repairable, no conn": `{"events":[{"id":"e","type":"connection.synced.errored.repairable"}]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			rec, e := do(t, g, webhook([]byte(body), testSecret, now))
+			assert.Equal(t, http.StatusBadRequest, rec.Code)
+			assert.Equal(t, codeBadRequest, e.Code)
+		})
+	}
+	t.Run("over 1 MiB", func(t *testing.T) {
+		big := append([]byte(`{"events":[],"pad":"`), bytes.Repeat([]byte("x"), MaxBodyBytes)...)
+		big = append(big, `"}`...)
+		rec, e := do(t, g, webhook(big, testSecret, now))
+		assert.Equal(t, http.StatusRequestEntityTooLarge, rec.Code)
+		assert.Equal(t, codeTooLarge, e.Code)
+	})
+	t.Run("unknown provider", func(t *testing.T) {
+		req := webhook(ignoredEvent, testSecret, now)
+		req.URL.Path = "/webhooks/nosuch"
+		rec, e := do(t, g, req)
+		assert.Equal(t, http.StatusNotFound, rec.Code)
+		assert.Equal(t, codeUnknownProvider, e.Code)
+	})
+}
+
+func TestAPIAuthentication(t *testing.T) {
+	g := newTestGateway()
+	for name, header := range map[string]string{
+		"missing":     "",
+		"wrong key":   "Bearer nope",
+		"not bearer":  "Basic " + testKey,
+		"empty token": "Bearer ",
+	} {
+		t.Run(name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/v1/repairs", nil)
+			if header != "" {
+				req.Header.Set("Authorization", header)
+			}
+			rec, e := do(t, g, req)
+			assert.Equal(t, http.StatusUnauthorized, rec.Code)
+			assert.Equal(t, codeUnauthorized, e.Code)
+			assert.Equal(t, `Bearer realm="relink"`, rec.Header().Get("WWW-Authenticate"))
+		})
+	}
+}
+
+func TestAPIRejectsBadInputBeforeTemporal(t *testing.T) {
+	g := newTestGateway()
+	cases := []struct {
+		name, method, path, body string
+		status                   int
+		code                     string
+	}{
+		{"start: no connection", http.MethodPost, "/v1/repairs", `{"provider":"quiltt"}`, 400, codeBadRequest},
+		{"start: provider not enabled", http.MethodPost, "/v1/repairs", `{"provider":"meld","connectionId":"c"}`, 400, codeUnknownProvider},
+		{"start: bad provider name", http.MethodPost, "/v1/repairs", `{"provider":"Q U","connectionId":"c"}`, 400, codeBadRequest},
+		{"start: unknown field", http.MethodPost, "/v1/repairs", `{"provider":"quiltt","connectionId":"c","colour":1}`, 400, codeBadRequest},
+		{"start: bad window", http.MethodPost, "/v1/repairs", `{"provider":"quiltt","connectionId":"c","repairWindow":"soon"}`, 400, codeBadRequest},
+		{"start: quote in id", http.MethodPost, "/v1/repairs", `{"provider":"quiltt","connectionId":"c'1"}`, 400, codeBadRequest},
+		{"complete: metadata not JSON object", http.MethodPost, "/v1/repairs/quiltt/c/complete", `{"metadata":"x"`, 400, codeBadRequest},
+		{"list: unknown status", http.MethodGet, "/v1/repairs?status=BROKEN", ``, 400, codeBadRequest},
+		{"list: page size", http.MethodGet, "/v1/repairs?pageSize=0", ``, 400, codeBadRequest},
+		{"list: page token", http.MethodGet, "/v1/repairs?pageToken=not*base64", ``, 400, codeBadRequest},
+		{"no route", http.MethodGet, "/v1/nothing", ``, 404, codeNotFound},
+		{"sandbox not enabled", http.MethodPost, "/sandbox/connections/c/break", `{}`, 404, codeNotFound},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
+			req.Header.Set("Authorization", "Bearer "+testKey)
+			rec, e := do(t, g, req)
+			assert.Equal(t, tc.status, rec.Code, rec.Body.String())
+			assert.Equal(t, tc.code, e.Code)
+		})
+	}
+}
+
+func TestHealthz(t *testing.T) {
+	rec, _ := do(t, newTestGateway(), httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	assert.Equal(t, http.StatusOK, rec.Code)
+}
+
+func TestSeenEventsExpireAndStayBounded(t *testing.T) {
+	clock := now
+	s := NewSeenEvents(time.Hour, 3, func() time.Time { return clock })
+	s.Add("a")
+	assert.True(t, s.Seen("a"))
+	clock = clock.Add(61 * time.Minute)
+	assert.False(t, s.Seen("a"), "expired")
+	for _, k := range []string{"b", "c", "d", "e"} {
+		s.Add(k)
+	}
+	assert.False(t, s.Seen("b"), "evicted: only three are kept")
+	assert.True(t, s.Seen("e"))
+}
