@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestDevStackResumesOpenRepairsAfterRestart runs the README's first
+// command as a user would (on free ports): the stack comes up with the UI,
+// a repair starts from the sandbox's webhook, the stack stops, and after a
+// restart on the same data directory the repair carries on to REPAIRED.
+func TestDevStackResumesOpenRepairsAfterRestart(t *testing.T) {
+	gatewayPort, temporalPort, uiPort := freePort(t), freePort(t), freePort(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", gatewayPort)
+	t.Setenv("RELINK_DATA_DIR", t.TempDir())
+	t.Setenv("RELINK_DEV_TEMPORAL_PORT", fmt.Sprint(temporalPort))
+	t.Setenv("RELINK_DEV_UI_PORT", fmt.Sprint(uiPort))
+	t.Setenv("RELINK_LISTEN_ADDR", fmt.Sprintf("127.0.0.1:%d", gatewayPort))
+	t.Setenv("RELINK_PUBLIC_URL", base)
+	t.Setenv("RELINK_SANDBOX_SYNC_DELAY", "0s")
+	t.Setenv("RELINK_LOG_LEVEL", "error")
+	t.Setenv("RELINK_API_KEY", "")
+	api := apiClient{base: base, key: DevAPIKey}
+
+	stop := startDev(t)
+	ui, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/namespaces/default/workflows", uiPort))
+	require.NoError(t, err)
+	ui.Body.Close()
+	assert.Equal(t, http.StatusOK, ui.StatusCode, "the Web UI is up")
+
+	call(t, api, http.MethodPost, "/sandbox/connections/conn_dev/break", `{"profileId":"p_dev"}`)
+	waitStatus(t, api, "AWAITING_USER")
+	session := call(t, api, http.MethodPost, "/v1/repairs/sandbox/conn_dev/reconnect", "")
+	assert.Contains(t, session, `"connectorStatus": "ACTION_REQUIRED"`)
+	stop()
+
+	stop = startDev(t)
+	defer stop()
+	login := call(t, api, http.MethodPost, "/sandbox/connections/conn_dev/login", "")
+	call(t, api, http.MethodPost, "/v1/repairs/sandbox/conn_dev/complete", login)
+	waitStatus(t, api, "REPAIRED")
+}
+
+// startDev runs `relink dev` until the returned stop is called.
+func startDev(t *testing.T) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- runDev(ctx, nil, out) }()
+	require.Eventually(t, func() bool {
+		select {
+		case err := <-done:
+			require.NoError(t, err, "relink dev exited early")
+		default:
+		}
+		return strings.Contains(out.String(), "relink dev ready")
+	}, 3*time.Minute, 100*time.Millisecond)
+	return func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(time.Minute):
+			t.Fatal("relink dev did not stop")
+		}
+	}
+}
+
+func call(t *testing.T, api apiClient, method, path, body string) string {
+	t.Helper()
+	var out bytes.Buffer
+	var b any
+	if body != "" {
+		b = json.RawMessage(body)
+	}
+	require.NoError(t, api.do(context.Background(), &out, method, path, b))
+	return out.String()
+}
+
+func waitStatus(t *testing.T, api apiClient, want string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		var out bytes.Buffer
+		err := api.do(context.Background(), &out, http.MethodGet, "/v1/repairs/sandbox/conn_dev", nil)
+		return err == nil && strings.Contains(out.String(), `"status": "`+want+`"`)
+	}, time.Minute, 100*time.Millisecond, "waiting for %s", want)
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
