@@ -192,7 +192,7 @@ func (r *repair) awaitUser(ctx workflow.Context) {
 			r.requestOutcome(StatusExpired, "the repair window ended before the user reconnected")
 			return
 		}
-		wake := r.deadline
+		wake, why := r.deadline, "wait for the user until the repair window ends"
 		if next, ok := r.nextReminder(); ok {
 			if !now.Before(next) {
 				r.st.RemindersSent++
@@ -200,9 +200,9 @@ func (r *repair) awaitUser(ctx workflow.Context) {
 				r.describe(ctx)
 				continue
 			}
-			wake = next
+			wake, why = next, "wait for the user until the next reminder"
 		}
-		_, _ = workflow.AwaitWithTimeout(ctx, wake.Sub(now), func() bool {
+		_, _ = awaitUntil(ctx, wake.Sub(now), why, func() bool {
 			return r.completion != nil || r.refreshRequested || r.pending != nil
 		})
 	}
@@ -288,7 +288,7 @@ func (r *repair) closeSession(ctx workflow.Context) {
 // verify waits for the confirming webhook, then polls the provider's
 // status with backoff, so a lost webhook cannot strand the repair.
 func (r *repair) verify(ctx workflow.Context) {
-	wait := r.opts.VerifyQuietPeriod
+	wait, why := r.opts.VerifyQuietPeriod, "wait for the provider's confirming webhook"
 	interval := verifyPollInitialInterval
 	for r.st.Status == StatusVerifying && r.pending == nil && r.failure == "" && ctx.Err() == nil {
 		remaining := r.deadline.Sub(workflow.Now(ctx))
@@ -296,13 +296,13 @@ func (r *repair) verify(ctx workflow.Context) {
 			r.requestOutcome(StatusExpired, "the repair window ended before the provider confirmed the repair")
 			return
 		}
-		if ok, _ := workflow.AwaitWithTimeout(ctx, min(wait, remaining), func() bool {
+		if ok, _ := awaitUntil(ctx, min(wait, remaining), why, func() bool {
 			return r.pending != nil || r.failure != ""
 		}); ok || !workflow.Now(ctx).Before(r.deadline) {
 			continue
 		}
 		r.pollStatus(ctx)
-		wait = interval
+		wait, why = interval, "wait before polling the provider's status again"
 		interval = min(2*interval, r.opts.VerifyPollMaxInterval)
 	}
 }
@@ -386,6 +386,15 @@ func (r *repair) initialize(ctx workflow.Context, timeout time.Duration, why str
 	var s activities.Session
 	err := workflow.ExecuteActivity(actx, a.Initialize, activities.InitializeRequest{ConnectionRef: r.ref()}).Get(actx, &s)
 	return s, err
+}
+
+// awaitUntil waits for cond for at most timeout, with a timer the UI
+// labels with why.
+func awaitUntil(ctx workflow.Context, timeout time.Duration, why string, cond func() bool) (bool, error) {
+	return workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+		Timeout:      timeout,
+		TimerOptions: workflow.TimerOptions{Summary: why},
+	}, cond)
 }
 
 // providerRetryPolicy retries transient provider failures with backoff; the
