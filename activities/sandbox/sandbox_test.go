@@ -1,0 +1,131 @@
+package sandbox
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/quiltt"
+)
+
+func newProvider(now *time.Time) *Provider {
+	return &Provider{Now: func() time.Time { return *now }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+var ref = activities.ConnectionRef{Provider: Name, ConnectionID: "c1"}
+
+func TestReconnectFlow(t *testing.T) {
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	p := newProvider(&now)
+	ctx := context.Background()
+	_, err := p.Break(ctx, "c1", "p1", "Bank")
+	require.NoError(t, err)
+
+	s, err := p.Initialize(ctx, ref)
+	require.NoError(t, err)
+	assert.Equal(t, activities.ConnectorActionRequired, s.ConnectorStatus)
+	assert.Equal(t, now.Add(DefaultSessionTTL), s.ExpiresAt)
+
+	err = p.Close(ctx, activities.CloseRequest{ConnectionRef: ref, ConnectorToken: s.ConnectorToken, PublicToken: "forged"})
+	assert.Equal(t, activities.ErrTypeReconnectRejected, activities.ErrorType(err), "public token must come from the widget login")
+
+	login, err := p.LoginUser("c1")
+	require.NoError(t, err)
+	require.NoError(t, p.Close(ctx, activities.CloseRequest{ConnectionRef: ref, ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken}))
+	err = p.Close(ctx, activities.CloseRequest{ConnectionRef: ref, ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken})
+	assert.Equal(t, activities.ErrTypeReconnectRejected, activities.ErrorType(err), "a session closes once")
+
+	st, err := p.ConnectionStatus(ctx, ref)
+	require.NoError(t, err)
+	assert.Equal(t, activities.HealthHealthy, st.Health)
+	s, err = p.Initialize(ctx, ref)
+	require.NoError(t, err)
+	assert.Equal(t, activities.ConnectorContinue, s.ConnectorStatus, "a healthy connection needs no user")
+}
+
+func TestExpiredSessionIsRejected(t *testing.T) {
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	p := newProvider(&now)
+	ctx := context.Background()
+	_, _ = p.Break(ctx, "c1", "", "")
+	_, err := p.Initialize(ctx, ref)
+	require.NoError(t, err)
+	login, err := p.LoginUser("c1")
+	require.NoError(t, err)
+	now = now.Add(31 * time.Minute)
+	err = p.Close(ctx, activities.CloseRequest{ConnectionRef: ref, ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken})
+	assert.Equal(t, activities.ErrTypeReconnectRejected, activities.ErrorType(err))
+	_, err = p.LoginUser("c1")
+	assert.ErrorIs(t, err, ErrNoOpenSession)
+}
+
+func TestScriptedFailures(t *testing.T) {
+	now := time.Now()
+	p := newProvider(&now)
+	ctx := context.Background()
+
+	_, err := p.Initialize(ctx, ref)
+	assert.Equal(t, activities.ErrTypeConnectionNotFound, activities.ErrorType(err), "unknown connection")
+
+	_, err = p.SetScript("c1", Script{FailCalls: 2})
+	require.NoError(t, err)
+	for range 2 {
+		_, err = p.ConnectionStatus(ctx, ref)
+		require.Error(t, err)
+		assert.Empty(t, activities.ErrorType(err), "a 503 is retryable")
+	}
+	_, err = p.ConnectionStatus(ctx, ref)
+	assert.NoError(t, err, "the third call succeeds")
+
+	_, err = p.SetScript("c1", Script{LatencyMillis: 10_000})
+	require.NoError(t, err)
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	_, err = p.ConnectionStatus(short, ref)
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "a slow call honours the activity's deadline")
+
+	_, err = p.SetScript("c1", Script{Initialize: "sometimes"})
+	assert.Error(t, err)
+	_, err = p.SetScript("c1", Script{FailCalls: -1})
+	assert.Error(t, err)
+}
+
+func TestStateSurvivesARestart(t *testing.T) {
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	path := filepath.Join(t.TempDir(), "sandbox.json")
+	ctx := context.Background()
+
+	before := newProvider(&now)
+	require.NoError(t, before.Load(path))
+	_, err := before.Break(ctx, "c1", "p1", "Bank")
+	require.NoError(t, err)
+	s, err := before.Initialize(ctx, ref)
+	require.NoError(t, err)
+
+	after := newProvider(&now)
+	require.NoError(t, after.Load(path))
+	c, err := after.Get("c1")
+	require.NoError(t, err)
+	assert.Equal(t, quiltt.StatusErrorRepairable, c.Status)
+	assert.Equal(t, "p1", c.ProfileID)
+	login, err := after.LoginUser("c1")
+	require.NoError(t, err)
+	assert.Equal(t, s.ConnectorToken, login.ConnectorToken, "the open session survived")
+	require.NoError(t, after.Close(ctx, activities.CloseRequest{ConnectionRef: ref, ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken}))
+
+	next, err := after.Initialize(ctx, activities.ConnectionRef{ConnectionID: "c2"})
+	assert.Error(t, err)
+	assert.Empty(t, next.ConnectorToken)
+	_, err = after.Break(ctx, "c2", "", "")
+	require.NoError(t, err)
+	fresh, err := after.Initialize(ctx, activities.ConnectionRef{ConnectionID: "c2"})
+	require.NoError(t, err)
+	assert.NotEqual(t, s.ConnectorToken, fresh.ConnectorToken, "token numbering continues after a restart")
+}
