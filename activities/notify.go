@@ -39,9 +39,11 @@ type Event struct {
 	Repair     RepairSummary `json:"repair"`
 }
 
-// RepairSummary is the repair as the app sees it in an event.
+// RepairSummary is the repair as the app sees it in an event. Each run
+// (one break) numbers its events from 1 in Sequence.
 type RepairSummary struct {
 	ID           string    `json:"id"`
+	RunID        string    `json:"runId"`
 	Provider     string    `json:"provider"`
 	ConnectionID string    `json:"connectionId"`
 	ProfileID    string    `json:"profileId,omitempty"`

@@ -128,10 +128,12 @@ func TestWebhookSignatures(t *testing.T) {
 func TestWebhookMalformedAndOversized(t *testing.T) {
 	g := newTestGateway()
 	for name, body := range map[string]string{
-		"not JSON":            `{"events":`,
-		"no events":           `{"eventTypes":[],"events":[]}`,
-		"repairable, no id":   `{"events":[{"type":"connection.synced.errored.repairable","record":{"id":"c"}}]}`,
-		"repairable, no conn": `{"events":[{"id":"e","type":"connection.synced.errored.repairable"}]}`,
+		"not JSON":               `{"events":`,
+		"no events":              `{"eventTypes":[],"events":[]}`,
+		"repairable, no id":      `{"events":[{"type":"connection.synced.errored.repairable","record":{"id":"c"}}]}`,
+		"repairable, no conn":    `{"events":[{"id":"e","type":"connection.synced.errored.repairable"}]}`,
+		"quote in connection id": `{"events":[{"id":"e","type":"connection.synced.errored.repairable","record":{"id":"c'1"}}]}`,
+		"second event unusable":  `{"events":[{"id":"e1","type":"connection.disconnected","record":{"id":"ok"}},{"id":"e2","type":"connection.disconnected","record":{"id":"` + strings.Repeat("x", 300) + `"}}]}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			rec, e := do(t, g, webhook([]byte(body), testSecret, now))
@@ -189,7 +191,7 @@ func TestAPIRejectsBadInputBeforeTemporal(t *testing.T) {
 		{"start: unknown field", http.MethodPost, "/v1/repairs", `{"provider":"quiltt","connectionId":"c","colour":1}`, 400, codeBadRequest},
 		{"start: bad window", http.MethodPost, "/v1/repairs", `{"provider":"quiltt","connectionId":"c","repairWindow":"soon"}`, 400, codeBadRequest},
 		{"start: quote in id", http.MethodPost, "/v1/repairs", `{"provider":"quiltt","connectionId":"c'1"}`, 400, codeBadRequest},
-		{"complete: metadata not JSON object", http.MethodPost, "/v1/repairs/quiltt/c/complete", `{"metadata":"x"`, 400, codeBadRequest},
+		{"complete: truncated body", http.MethodPost, "/v1/repairs/quiltt/c/complete", `{"metadata":"x"`, 400, codeBadRequest},
 		{"list: unknown status", http.MethodGet, "/v1/repairs?status=BROKEN", ``, 400, codeBadRequest},
 		{"list: page size", http.MethodGet, "/v1/repairs?pageSize=0", ``, 400, codeBadRequest},
 		{"list: page token", http.MethodGet, "/v1/repairs?pageToken=not*base64", ``, 400, codeBadRequest},

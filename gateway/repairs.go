@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -117,7 +116,12 @@ func (g *Gateway) startRepair(w http.ResponseWriter, r *http.Request) {
 		TriggerReason: reason,
 		Options:       opts,
 	}
-	run, err := g.Temporal.ExecuteWorkflow(r.Context(), g.startOptions(in), workflows.WorkflowName, in)
+	// Signal-with-start: a running repair is joined, and one that has ended
+	// but is still delivering its last events starts the next run when it
+	// closes, so a manual start is never lost.
+	start := g.startOptions(in)
+	run, err := g.Temporal.SignalWithStartWorkflow(r.Context(), start.ID, workflows.SignalRepairRequested,
+		workflows.RepairRequest{Reason: reason, At: time.Now().UTC()}, start, workflows.WorkflowName, in)
 	if err != nil {
 		g.temporalError(w, r, err, req.Provider, req.ConnectionID)
 		return
@@ -201,12 +205,7 @@ func (g *Gateway) reconnect(w http.ResponseWriter, r *http.Request) {
 // complete, exit and cancel signal an open repair.
 func (g *Gateway) complete(w http.ResponseWriter, r *http.Request) {
 	var req workflows.ReconnectCompleted
-	signalRepair(g, w, r, workflows.SignalReconnectCompleted, &req, func() string {
-		if len(req.Metadata) > 0 && !json.Valid(req.Metadata) {
-			return "metadata must be JSON"
-		}
-		return ""
-	})
+	signalRepair(g, w, r, workflows.SignalReconnectCompleted, &req, func() string { return "" })
 }
 
 func (g *Gateway) exit(w http.ResponseWriter, r *http.Request) {
@@ -367,10 +366,20 @@ func (g *Gateway) listRepairs(w http.ResponseWriter, r *http.Request) {
 // temporalError maps a Temporal error onto the API's error responses.
 func (g *Gateway) temporalError(w http.ResponseWriter, r *http.Request, err error, provider, conn string) {
 	var (
-		notFound *serviceerror.NotFound
-		appErr   *temporal.ApplicationError
+		notFound   *serviceerror.NotFound
+		appErr     *temporal.ApplicationError
+		canceled   *temporal.CanceledError
+		timeout    *client.WorkflowUpdateServiceTimeoutOrCanceledError
+		deadline   *serviceerror.DeadlineExceeded
+		down       *serviceerror.Unavailable
+		overloaded *serviceerror.ResourceExhausted
 	)
 	switch {
+	case errors.As(err, &canceled):
+		// An update that was waiting when the repair ended.
+		writeError(w, http.StatusConflict, codeConflict, "the repair was canceled")
+	case errors.As(err, &timeout) || errors.As(err, &deadline) || errors.As(err, &down) || errors.As(err, &overloaded):
+		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "Temporal did not answer in time; retry")
 	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrTypeRepairClosed:
 		writeError(w, http.StatusConflict, codeConflict, appErr.Message())
 	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrTypeProviderUnavailable:

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 
@@ -52,6 +53,15 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 		log.Warn("webhook rejected", "error", err)
 		writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
 		return
+	}
+
+	for i, ev := range events {
+		if !idPattern.MatchString(ev.ConnectionID) || (ev.ProfileID != "" && !idPattern.MatchString(ev.ProfileID)) {
+			log.Warn("webhook rejected: unusable connection or profile id", "event", i)
+			writeError(w, http.StatusBadRequest, codeBadRequest,
+				fmt.Sprintf("events[%d]: connection and profile ids must be at most 256 printable characters, without quotes", i))
+			return
+		}
 	}
 
 	res := webhookResult{Received: len(events)}

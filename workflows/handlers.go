@@ -38,6 +38,7 @@ func (r *repair) registerHandlers(ctx workflow.Context) error {
 	listen(listenCtx, SignalReconnectExited, r.onExited)
 	listen(listenCtx, SignalProviderEvent, r.onProviderEvent)
 	listen(listenCtx, SignalCancel, r.onCancel)
+	listen(listenCtx, SignalRepairRequested, r.onRepairRequested)
 	return nil
 }
 
@@ -85,7 +86,11 @@ func (r *repair) onReconnect(ctx workflow.Context, req ReconnectRequest) (Reconn
 			}
 			force = false
 			round := r.refreshes
-			r.refreshRequested = true
+			// Join a refresh already asked for or running: its session is
+			// as fresh as a new one would be.
+			if !r.refreshing {
+				r.refreshRequested = true
+			}
 			if err := workflow.Await(ctx, func() bool {
 				return r.refreshes != round || r.st.Status != StatusAwaitingUser
 			}); err != nil {
@@ -134,6 +139,10 @@ func (r *repair) onCompleted(ctx workflow.Context, c ReconnectCompleted) {
 		log.Info("duplicate reconnect-completed ignored")
 	case c.ConnectorToken == "":
 		log.Warn("reconnect-completed without a session ignored; call reconnect first")
+	case !containsString(r.issuedTokens, c.ConnectorToken):
+		// Only this repair's sessions are closed, so a stray token cannot
+		// cost the user an attempt.
+		log.Warn("reconnect-completed for a session this repair did not issue ignored")
 	default:
 		r.completion = &c
 	}
@@ -154,6 +163,17 @@ func (r *repair) onCancel(ctx workflow.Context, c CancelRequest) {
 		reason += ": " + c.Reason
 	}
 	r.requestOutcome(StatusCanceled, reason)
+}
+
+// onRepairRequested joins a manual start to this repair, or, if this run
+// has already ended and is only finishing its notifications, starts the
+// next run when it closes.
+func (r *repair) onRepairRequested(ctx workflow.Context, req RepairRequest) {
+	if r.st.Status.Terminal() && r.nextBreak == nil {
+		r.nextBreak = &ProviderEvent{Kind: activities.EventKindRepairable, Reason: req.Reason, At: req.At}
+		return
+	}
+	workflow.GetLogger(ctx).Info("repair request joined the open repair", "reason", req.Reason)
 }
 
 // onProviderEvent applies a webhook event once, ignoring stale ones.
@@ -177,7 +197,9 @@ func (r *repair) onProviderEvent(ctx workflow.Context, ev ProviderEvent) {
 		r.st.LastProviderStatus = ev.ProviderStatus
 	}
 	if r.st.Status.Terminal() {
-		if ev.Kind == activities.EventKindRepairable && r.nextBreak == nil {
+		// A break reported after this repair closed is a new break.
+		if ev.Kind == activities.EventKindRepairable && r.nextBreak == nil &&
+			(ev.At.IsZero() || !ev.At.Before(r.st.ClosedAt)) {
 			r.nextBreak = &ev
 		}
 		return
@@ -190,7 +212,9 @@ func (r *repair) onProviderEvent(ctx workflow.Context, ev ProviderEvent) {
 	case activities.EventKindRepairable:
 		// While waiting for the user this is the same break again; after
 		// the user's reconnect it means the reconnect did not take.
-		if r.st.Status == StatusCompleting || r.st.Status == StatusVerifying {
+		// A break reported before the user's reconnect is the old one.
+		reconnecting := r.st.Status == StatusCompleting || r.st.Status == StatusVerifying
+		if reconnecting && (ev.At.IsZero() || !ev.At.Before(r.completingAt)) {
 			r.failure = "the provider reports the connection broken again" + suffix(ev.Reason)
 		}
 	case activities.EventKindErrored:

@@ -32,6 +32,10 @@ const (
 	SignalProviderEvent = "provider-event"
 	// SignalCancel: an operator ends the repair. Payload CancelRequest.
 	SignalCancel = "cancel"
+	// SignalRepairRequested: a repair was asked for by hand (sent with
+	// signal-with-start, so it starts one or joins the open one). Payload
+	// RepairRequest.
+	SignalRepairRequested = "repair-requested"
 	// QueryState: the whole repair state. Result RepairState.
 	QueryState = "state"
 )
@@ -108,4 +112,10 @@ type ProviderEvent struct {
 type CancelRequest struct {
 	Reason      string `json:"reason,omitempty"`
 	RequestedBy string `json:"requestedBy,omitempty"`
+}
+
+// RepairRequest asks for a repair by hand.
+type RepairRequest struct {
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at,omitzero"`
 }

@@ -26,6 +26,9 @@ const (
 	statusPollTimeout = 2 * time.Minute
 	// seenEventsKept bounds the event ids remembered for deduplication.
 	seenEventsKept = 100
+	// providerRetryPause separates rounds of retries against a provider
+	// that stays unavailable.
+	providerRetryPause = 5 * time.Minute
 )
 
 // a is only used for method references; the worker registers the real one.
@@ -48,14 +51,17 @@ type repair struct {
 	st       RepairState
 
 	session      activities.Session // current widget session, tokens included
+	issuedTokens []string           // sessions this repair handed out
 	closedTokens []string           // sessions already closed: close runs once each
 	seenEvents   []string           // provider event ids already applied
+	completingAt time.Time          // when the user last finished in the widget
 
 	// Written by handlers, consumed by the main path.
 	completion       *ReconnectCompleted
 	pending          *outcome
 	failure          string
 	refreshRequested bool
+	refreshing       bool   // a refresh round is running
 	refreshes        int    // completed refresh rounds, for waiting updates
 	refreshErr       string // last refresh round's error, if it failed
 	nextBreak        *ProviderEvent
@@ -149,18 +155,31 @@ func (r *repair) run(ctx workflow.Context) workflow.Context {
 	return ctx
 }
 
-// probe calls initialize once: CONTINUE needs no user, ACTION_REQUIRED does.
+// probe calls initialize: CONTINUE needs no user, ACTION_REQUIRED does. A
+// provider outage is retried until the window ends.
 func (r *repair) probe(ctx workflow.Context) {
-	s, err := r.initialize(ctx, r.untilDeadline(ctx), "probe")
-	if err != nil {
-		r.activityFailed(ctx, "initialize", err)
-		return
+	for r.pending == nil && ctx.Err() == nil {
+		var s activities.Session
+		interrupted, err := r.runProviderActivity(ctx, r.initializeOptions(r.untilDeadline(ctx), "probe"),
+			a.Initialize, activities.InitializeRequest{ConnectionRef: r.ref()}, &s)
+		switch {
+		case interrupted:
+			return
+		case err == nil:
+			r.useSession(ctx, s)
+			return
+		case !r.providerFailed(ctx, "initialize", err):
+			return
+		}
+		r.pauseAfterOutage(ctx)
 	}
-	r.useSession(ctx, s)
 }
 
 // useSession moves on according to an initialize answer.
 func (r *repair) useSession(ctx workflow.Context, s activities.Session) {
+	if r.pending != nil {
+		return // a handler already decided the outcome
+	}
 	r.st.ConnectorStatus = s.ConnectorStatus
 	if s.ConnectorStatus == activities.ConnectorContinue {
 		r.session = activities.Session{}
@@ -169,10 +188,14 @@ func (r *repair) useSession(ctx workflow.Context, s activities.Session) {
 		return
 	}
 	r.session = s
+	r.issuedTokens = append(r.issuedTokens, s.ConnectorToken)
 	r.st.SessionsIssued++
 	r.st.SessionExpiresAt = s.ExpiresAt
+	if r.st.Status == StatusAwaitingUser {
+		r.describe(ctx) // a fresh session for the same wait
+		return
+	}
 	r.transition(ctx, StatusAwaitingUser, "the user must reconnect in the provider's widget")
-	r.describe(ctx)
 }
 
 // awaitUser waits for the widget's success, sending reminders, minting new
@@ -180,6 +203,7 @@ func (r *repair) useSession(ctx workflow.Context, s activities.Session) {
 func (r *repair) awaitUser(ctx workflow.Context) {
 	for r.st.Status == StatusAwaitingUser && r.pending == nil && ctx.Err() == nil {
 		if r.completion != nil {
+			r.completingAt = workflow.Now(ctx)
 			r.transition(ctx, StatusCompleting, "the user finished in the widget")
 			return
 		}
@@ -229,60 +253,61 @@ func (r *repair) remindersThisWait() int {
 // one; the updates waiting on it are released by r.refreshes.
 func (r *repair) refreshSession(ctx workflow.Context) {
 	r.refreshRequested = false
-	s, err := r.initialize(ctx, refreshTimeout, "new session")
+	r.refreshing = true
+	var s activities.Session
+	interrupted, err := r.runProviderActivity(ctx, r.initializeOptions(refreshTimeout, "new session"),
+		a.Initialize, activities.InitializeRequest{ConnectionRef: r.ref()}, &s)
+	r.refreshing = false
 	r.refreshes++
 	r.refreshErr = ""
-	if err != nil {
-		if isApplicationError(err) {
-			r.activityFailed(ctx, "initialize", err)
-			return
-		}
-		// The provider is unavailable: the user can try again shortly and
-		// the repair keeps waiting.
+	switch {
+	case interrupted:
+		r.refreshErr = "the repair is ending"
+	case err == nil:
+		r.useSession(ctx, s)
+	case classify(err) == failureUnavailable:
+		// The user can try again shortly; the repair keeps waiting.
 		r.refreshErr = "provider unavailable, try again: " + rootMessage(err)
 		r.st.LastError = r.refreshErr
-		return
+		r.describe(ctx)
+	default:
+		r.refreshErr = "initialize: " + rootMessage(err)
+		r.providerFailed(ctx, "initialize", err)
 	}
-	if s.ConnectorStatus == activities.ConnectorContinue {
-		r.useSession(ctx, s)
-		return
-	}
-	r.session = s
-	r.st.ConnectorStatus = s.ConnectorStatus
-	r.st.SessionsIssued++
-	r.st.SessionExpiresAt = s.ExpiresAt
-	r.describe(ctx)
 }
 
-// closeSession runs close once for the completed session.
+// closeSession runs close once for the completed session, retrying a
+// provider outage until the window ends.
 func (r *repair) closeSession(ctx workflow.Context) {
 	c := r.completion
 	r.completion = nil
-	token := c.ConnectorToken
-	if token == "" {
-		token = r.session.ConnectorToken
-	}
-	r.closedTokens = append(r.closedTokens, token)
+	r.closedTokens = append(r.closedTokens, c.ConnectorToken)
 	req := activities.CloseRequest{
 		ConnectionRef:  r.ref(),
-		ConnectorToken: token,
+		ConnectorToken: c.ConnectorToken,
 		PublicToken:    c.PublicToken,
 		Metadata:       c.Metadata,
 	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout:    30 * time.Second,
-		ScheduleToCloseTimeout: r.untilDeadline(ctx),
-		RetryPolicy:            providerRetryPolicy(),
-		Summary:                fmt.Sprintf("close %s connection %s", r.in.Provider, r.in.ConnectionID),
-	})
-	err := workflow.ExecuteActivity(actx, a.Close, req).Get(actx, nil)
-	if err != nil {
-		r.activityFailed(ctx, "close", err)
-		return
+	for r.pending == nil && ctx.Err() == nil {
+		interrupted, err := r.runProviderActivity(ctx, workflow.ActivityOptions{
+			StartToCloseTimeout:    30 * time.Second,
+			ScheduleToCloseTimeout: max(r.untilDeadline(ctx), time.Second),
+			RetryPolicy:            providerRetryPolicy(),
+			Summary:                fmt.Sprintf("close %s connection %s", r.in.Provider, r.in.ConnectionID),
+		}, a.Close, req, nil)
+		switch {
+		case interrupted:
+			return
+		case err == nil:
+			r.session = activities.Session{}
+			r.st.SessionExpiresAt = time.Time{}
+			r.transition(ctx, StatusVerifying, "close accepted; waiting for the provider to confirm")
+			return
+		case !r.providerFailed(ctx, "close", err):
+			return
+		}
+		r.pauseAfterOutage(ctx)
 	}
-	r.session = activities.Session{}
-	r.st.SessionExpiresAt = time.Time{}
-	r.transition(ctx, StatusVerifying, "close accepted; waiting for the provider to confirm")
 }
 
 // verify waits for the confirming webhook, then polls the provider's
@@ -309,17 +334,18 @@ func (r *repair) verify(ctx workflow.Context) {
 
 // pollStatus reads the connection status once and acts on it.
 func (r *repair) pollStatus(ctx workflow.Context) {
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	opts := workflow.ActivityOptions{
 		StartToCloseTimeout:    30 * time.Second,
 		ScheduleToCloseTimeout: statusPollTimeout,
 		RetryPolicy:            providerRetryPolicy(),
 		Summary:                fmt.Sprintf("status of %s connection %s", r.in.Provider, r.in.ConnectionID),
-	})
+	}
 	var st activities.ConnectionStatus
-	if err := workflow.ExecuteActivity(actx, a.ConnectionStatus, r.ref()).Get(actx, &st); err != nil {
-		if errors.Is(ctx.Err(), workflow.ErrCanceled) {
-			return
-		}
+	interrupted, err := r.runProviderActivity(ctx, opts, a.ConnectionStatus, r.ref(), &st)
+	if interrupted {
+		return
+	}
+	if err != nil {
 		if activities.ErrorType(err) == activities.ErrTypeConnectionNotFound {
 			r.requestOutcome(StatusUnrepairable, "connection not found at the provider: "+rootMessage(err))
 			return
@@ -344,6 +370,9 @@ func (r *repair) pollStatus(ctx workflow.Context) {
 // failAttempt counts a reconnect that failed at the provider: back to the
 // user for another try, or UNREPAIRABLE once the attempts are used up.
 func (r *repair) failAttempt(ctx workflow.Context, reason string) {
+	// One failed reconnect counts once, however many ways it was reported
+	// (a rejected close and a repairable webhook, say).
+	r.failure = ""
 	r.st.LastError = reason
 	if r.st.Attempt >= r.opts.MaxAttempts {
 		r.transition(ctx, StatusUnrepairable,
@@ -357,35 +386,84 @@ func (r *repair) failAttempt(ctx workflow.Context, reason string) {
 	r.transition(ctx, StatusAwaitingUser, fmt.Sprintf("attempt %d failed: %s", r.st.Attempt-1, reason))
 }
 
-// activityFailed turns a provider activity's final error into the repair's
-// next step.
-func (r *repair) activityFailed(ctx workflow.Context, what string, err error) {
-	msg := rootMessage(err)
-	r.st.LastError = what + ": " + msg
-	switch {
-	case errors.Is(ctx.Err(), workflow.ErrCanceled):
-		// run records the cancel.
-	case activities.ErrorType(err) == activities.ErrTypeReconnectRejected:
-		r.failAttempt(ctx, what+" rejected by the provider: "+msg)
-	case isApplicationError(err):
-		r.requestOutcome(StatusUnrepairable, what+": "+msg)
-	default:
-		// Retries ran until the window's end.
-		r.requestOutcome(StatusExpired, "the repair window ended while the provider was unavailable ("+what+": "+msg+")")
+// failureKind sorts a provider activity's final error.
+type failureKind int
+
+const (
+	// failureUnavailable: retries ran out on errors that may pass (network,
+	// timeouts, 5xx, 429). The repair tries again later.
+	failureUnavailable failureKind = iota
+	// failureRejected: the provider refused the user's reconnect.
+	failureRejected
+	// failureUnrepairable: the provider says the connection cannot be
+	// repaired (not found, conflict, invalid input).
+	failureUnrepairable
+)
+
+func classify(err error) failureKind {
+	switch activities.ErrorType(err) {
+	case activities.ErrTypeReconnectRejected:
+		return failureRejected
+	case activities.ErrTypeConnectionNotFound, activities.ErrTypeNotRepairable, activities.ErrTypeInvalidInput:
+		return failureUnrepairable
 	}
+	return failureUnavailable
 }
 
-// initialize runs the Initialize activity, retrying for at most timeout.
-func (r *repair) initialize(ctx workflow.Context, timeout time.Duration, why string) (activities.Session, error) {
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+// providerFailed records a provider activity's final error and acts on it.
+// It reports true when the provider was only unavailable and the window is
+// still open, so the caller should try again.
+func (r *repair) providerFailed(ctx workflow.Context, what string, err error) (retry bool) {
+	if ctx.Err() != nil {
+		return false // run records the cancel
+	}
+	msg := rootMessage(err)
+	r.st.LastError = what + ": " + msg
+	switch classify(err) {
+	case failureRejected:
+		r.failAttempt(ctx, what+" rejected by the provider: "+msg)
+		return false
+	case failureUnrepairable:
+		r.requestOutcome(StatusUnrepairable, what+": "+msg)
+		return false
+	}
+	if !workflow.Now(ctx).Before(r.deadline) {
+		r.requestOutcome(StatusExpired, "the repair window ended while the provider was unavailable ("+what+": "+msg+")")
+		return false
+	}
+	r.describe(ctx)
+	return true
+}
+
+// pauseAfterOutage waits a little before asking an unavailable provider
+// again; a handler's outcome ends the pause.
+func (r *repair) pauseAfterOutage(ctx workflow.Context) {
+	_, _ = awaitUntil(ctx, max(min(providerRetryPause, r.untilDeadline(ctx)), time.Second),
+		"wait before asking the provider again", func() bool { return r.pending != nil })
+}
+
+// runProviderActivity runs a provider activity and waits for it, unless a
+// handler asks for a terminal outcome first (a cancel, a confirming
+// webhook): then the activity is canceled and interrupted is true, so the
+// outcome is not held up by a provider that keeps failing.
+func (r *repair) runProviderActivity(ctx workflow.Context, opts workflow.ActivityOptions, activity, arg, result any) (interrupted bool, err error) {
+	actx, cancel := workflow.WithCancel(ctx)
+	f := workflow.ExecuteActivity(workflow.WithActivityOptions(actx, opts), activity, arg)
+	if werr := workflow.Await(ctx, func() bool { return f.IsReady() || r.pending != nil }); werr != nil || !f.IsReady() {
+		cancel()
+		return true, nil
+	}
+	return false, f.Get(ctx, result)
+}
+
+// initializeOptions retry initialize for at most timeout.
+func (r *repair) initializeOptions(timeout time.Duration, why string) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
 		StartToCloseTimeout:    30 * time.Second,
 		ScheduleToCloseTimeout: max(timeout, time.Second),
 		RetryPolicy:            providerRetryPolicy(),
 		Summary:                fmt.Sprintf("initialize %s connection %s (%s)", r.in.Provider, r.in.ConnectionID, why),
-	})
-	var s activities.Session
-	err := workflow.ExecuteActivity(actx, a.Initialize, activities.InitializeRequest{ConnectionRef: r.ref()}).Get(actx, &s)
-	return s, err
+	}
 }
 
 // awaitUntil waits for cond for at most timeout, with a timer the UI
@@ -435,11 +513,6 @@ func (r *repair) nextInput() RepairInput {
 	next.TriggerReason = r.nextBreak.Reason
 	next.DetectedAt = r.nextBreak.At
 	return next
-}
-
-func isApplicationError(err error) bool {
-	var appErr *temporal.ApplicationError
-	return errors.As(err, &appErr)
 }
 
 // rootMessage is the innermost error's message, without Temporal's wrapping.

@@ -438,19 +438,3 @@ func TestWorkflowCancelIsRecorded(t *testing.T) {
 	assert.Equal(t, "workflow canceled in Temporal", st.Reason)
 	assert.Equal(t, activities.EventCanceled, h.events.types()[len(h.events.types())-1])
 }
-
-func TestNewBreakAfterCloseContinuesAsNew(t *testing.T) {
-	h := newHarness(t)
-	h.breakConnection()
-	h.script(sandbox.Script{Initialize: sandbox.InitializeContinue})
-	h.at(time.Minute, func() {
-		h.providerEvent("evt_synced", activities.EventKindSynced)
-		h.providerEvent("evt_second_break", activities.EventKindRepairable)
-	})
-
-	h.env.ExecuteWorkflow(ConnectionRepair, h.input(RepairOptions{}))
-
-	err := h.env.GetWorkflowError()
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "continue as new")
-}

@@ -39,5 +39,7 @@ func TestReplayDetectsNonDeterminism(t *testing.T) {
 		_ = workflow.Sleep(ctx, 1)
 		return ConnectionRepair(ctx, in)
 	}, workflow.RegisterOptions{Name: WorkflowName})
-	assert.Error(t, replayer.ReplayWorkflowHistoryFromJSONFile(nil, files[0]))
+	err = replayer.ReplayWorkflowHistoryFromJSONFile(nil, files[0])
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "TMPRL1100", "a non-determinism error")
 }

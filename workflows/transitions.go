@@ -22,6 +22,12 @@ func (r *repair) transition(ctx workflow.Context, to Status, note string) {
 	r.st.Status = to
 	r.st.UpdatedAt = now
 	r.st.Steps = append(r.st.Steps, Step{Status: to, At: now, Note: note})
+	if to != StatusCompleting {
+		// A completion or a refresh asked for in one wait must not carry
+		// over into another.
+		r.completion = nil
+		r.refreshRequested = false
+	}
 	switch {
 	case to.Terminal():
 		r.st.Reason = note
@@ -133,6 +139,7 @@ func (r *repair) notify(ctx workflow.Context, eventType string) {
 		OccurredAt: workflow.Now(ctx),
 		Repair: activities.RepairSummary{
 			ID:           info.WorkflowExecution.ID,
+			RunID:        info.WorkflowExecution.RunID,
 			Provider:     r.in.Provider,
 			ConnectionID: r.in.ConnectionID,
 			ProfileID:    r.in.ProfileID,

@@ -1,0 +1,202 @@
+package workflows
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/sandbox"
+)
+
+// These tests pin down failure paths: provider outages, outcomes that
+// arrive while an activity is still retrying, and reports that must not
+// cost the user an attempt.
+
+func TestProbeOutageExpiresInsteadOfUnrepairable(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{FailCalls: 1_000_000})
+
+	st := h.run(RepairOptions{RepairWindow: time.Hour})
+
+	assert.Equal(t, StatusExpired, st.Status, "an outage is not a verdict on the connection")
+	assert.Contains(t, st.Reason, "provider was unavailable")
+	assert.Equal(t, time.Hour, st.ClosedAt.Sub(st.StartedAt).Round(time.Minute))
+	assert.Greater(t, h.calls("initialize"), 5, "retried throughout the window")
+}
+
+func TestCancelDuringProbeOutageAppliesAtOnce(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{FailCalls: 1_000_000})
+	h.at(10*time.Minute, func() { h.signal(SignalCancel, CancelRequest{Reason: "ops"}) })
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusCanceled, st.Status)
+	assert.Equal(t, 10*time.Minute, st.ClosedAt.Sub(st.StartedAt).Round(time.Minute))
+}
+
+func TestConfirmationDuringProbeOutageNeverAsksTheUser(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{FailCalls: 1_000_000})
+	h.at(2*time.Minute, func() { h.providerEvent("evt_synced", activities.EventKindSynced) })
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Equal(t, []string{activities.EventRepaired}, h.events.types(), "no action_required for a repaired connection")
+}
+
+func TestRefreshOutageAnswersUnavailableAndKeepsWaiting(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	var got *updateOutcome
+	var after RepairState
+	h.at(40*time.Minute, func() {
+		h.script(sandbox.Script{FailCalls: 1_000_000})
+		got = h.reconnect(ReconnectRequest{}) // the probe's session has expired
+	})
+	h.at(50*time.Minute, func() { after = h.state() })
+	h.at(time.Hour, func() { h.signal(SignalCancel, CancelRequest{}) })
+
+	st := h.run(RepairOptions{})
+
+	require.True(t, got.done)
+	require.Error(t, got.err)
+	assert.Equal(t, ErrTypeProviderUnavailable, activities.ErrorType(got.err))
+	assert.Equal(t, StatusAwaitingUser, after.Status)
+	assert.Contains(t, after.LastError, "provider unavailable")
+	assert.Equal(t, StatusCanceled, st.Status)
+}
+
+func TestRepairableEventFromBeforeTheReconnectCostsNoAttempt(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{SuppressWebhooks: true, SyncingPolls: 1000})
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() { h.userCompletes() })
+	h.at(3*time.Minute, func() {
+		// Redelivered late: it describes the break before the user's reconnect.
+		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_late", Kind: activities.EventKindRepairable, At: h.start.Add(time.Minute)})
+	})
+	h.at(4*time.Minute, func() { h.providerEvent("evt_synced", activities.EventKindSynced) })
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Equal(t, 1, st.Attempt)
+}
+
+func TestFailedCloseCountsOnce(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	// A slow, rejected close, with the provider also reporting the break
+	// while it runs: one failed reconnect.
+	h.script(sandbox.Script{Close: sandbox.CloseRejects, LatencyMillis: 300})
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() {
+		h.userCompletes()
+		h.env.RegisterDelayedCallback(func() {
+			h.providerEvent("evt_broken_again", activities.EventKindRepairable)
+		}, time.Millisecond)
+	})
+	h.at(time.Hour, func() { h.signal(SignalCancel, CancelRequest{}) })
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, 2, st.Attempt)
+	assert.Equal(t, StatusCanceled, st.Status)
+}
+
+func TestCompletionWithAStrayTokenIsIgnored(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.at(time.Minute, func() {
+		h.signal(SignalReconnectCompleted, ReconnectCompleted{ConnectorToken: "not-ours", PublicToken: "x"})
+	})
+	var after RepairState
+	h.at(2*time.Minute, func() { after = h.state() })
+	h.at(3*time.Minute, func() { h.signal(SignalCancel, CancelRequest{}) })
+
+	h.run(RepairOptions{})
+
+	assert.Equal(t, StatusAwaitingUser, after.Status)
+	assert.Equal(t, 1, after.Attempt)
+	assert.Zero(t, h.calls("close"))
+}
+
+func TestConcurrentReconnectsShareOneRefresh(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	var first, second *updateOutcome
+	h.at(40*time.Minute, func() {
+		h.script(sandbox.Script{LatencyMillis: 100})
+		first = h.reconnect(ReconnectRequest{})
+		second = h.reconnect(ReconnectRequest{})
+	})
+	h.at(time.Hour, func() { h.signal(SignalCancel, CancelRequest{}) })
+
+	st := h.run(RepairOptions{})
+
+	require.NoError(t, first.err)
+	require.NoError(t, second.err)
+	assert.Equal(t, first.result.Session.ConnectorToken, second.result.Session.ConnectorToken)
+	assert.Equal(t, 2, h.calls("initialize"), "the probe and one shared refresh")
+	assert.Equal(t, 2, st.SessionsIssued)
+}
+
+func TestNextRunInputForABreakAfterClose(t *testing.T) {
+	for name, send := range map[string]func(h *harness){
+		"webhook": func(h *harness) { h.providerEvent("evt_second_break", activities.EventKindRepairable) },
+		"manual": func(h *harness) {
+			h.signal(SignalRepairRequested, RepairRequest{Reason: "manual: ticket 7", At: h.env.Now()})
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			h.breakConnection()
+			h.script(sandbox.Script{Initialize: sandbox.InitializeContinue})
+			h.at(time.Minute, func() {
+				h.providerEvent("evt_synced", activities.EventKindSynced)
+				send(h)
+			})
+
+			h.env.ExecuteWorkflow(ConnectionRepair, h.input(RepairOptions{}))
+
+			var can *workflow.ContinueAsNewError
+			require.True(t, errors.As(h.env.GetWorkflowError(), &can))
+			var next RepairInput
+			require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+			assert.Equal(t, testConn, next.ConnectionID)
+			assert.Equal(t, testProfile, next.ProfileID)
+			if name == "webhook" {
+				assert.Equal(t, "evt_second_break", next.TriggerEventID)
+			} else {
+				assert.Equal(t, "manual: ticket 7", next.TriggerReason)
+			}
+		})
+	}
+}
+
+func TestStaleBreakAfterCloseStartsNothing(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{Initialize: sandbox.InitializeContinue})
+	h.at(time.Minute, func() {
+		h.providerEvent("evt_synced", activities.EventKindSynced)
+		// Dated before the run closed: the break it describes is over.
+		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_old_break", Kind: activities.EventKindRepairable, At: h.start.Add(30 * time.Second)})
+	})
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusRepaired, st.Status, "completed, not continued as new")
+}
