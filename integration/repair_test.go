@@ -170,6 +170,16 @@ func TestNewBreakAfterRepairStartsANewRun(t *testing.T) {
 	})
 }
 
+func TestHealthAndReadiness(t *testing.T) {
+	s := newStack(t)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get(s.gateway.URL + path)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode, path)
+	}
+}
+
 type listResponse struct {
 	Repairs []struct {
 		ConnectionID string
