@@ -42,18 +42,20 @@ type Event struct {
 // RepairSummary is the repair as the app sees it in an event. Each run
 // (one break) numbers its events from 1 in Sequence.
 type RepairSummary struct {
-	ID           string    `json:"id"`
-	RunID        string    `json:"runId"`
-	Provider     string    `json:"provider"`
-	ConnectionID string    `json:"connectionId"`
-	ProfileID    string    `json:"profileId,omitempty"`
-	Institution  string    `json:"institution,omitempty"`
-	Status       string    `json:"status"`
-	Attempt      int       `json:"attempt"`
-	Reason       string    `json:"reason,omitempty"`
-	Sequence     int       `json:"sequence"`
-	Reminder     int       `json:"reminder,omitempty"`
-	ExpiresAt    time.Time `json:"expiresAt,omitzero"`
+	ID           string `json:"id"`
+	RunID        string `json:"runId"`
+	Provider     string `json:"provider"`
+	ConnectionID string `json:"connectionId"`
+	ProfileID    string `json:"profileId,omitempty"`
+	Institution  string `json:"institution,omitempty"`
+	Status       string `json:"status"`
+	Attempt      int    `json:"attempt"`
+	Reason       string `json:"reason,omitempty"`
+	Sequence     int    `json:"sequence"`
+	Reminder     int    `json:"reminder,omitempty"`
+	// Proactive: nothing is broken yet; invite the user rather than warn.
+	Proactive bool      `json:"proactive,omitempty"`
+	ExpiresAt time.Time `json:"expiresAt,omitzero"`
 }
 
 // Notifier delivers events to the app.

@@ -27,13 +27,17 @@ const (
 	EventKindDisconnected EventKind = "disconnected"
 	// EventKindDeleted: the app or user deleted the connection.
 	EventKindDeleted EventKind = "deleted"
+	// EventKindProactive: the connection works but will need the user soon
+	// (consent expiring, new accounts to share). Starts a proactive repair,
+	// which never reports the connection broken; joins an open repair.
+	EventKindProactive EventKind = "proactive"
 )
 
 // Valid reports whether k is a known kind.
 func (k EventKind) Valid() bool {
 	switch k {
 	case EventKindRepairable, EventKindSynced, EventKindErrored,
-		EventKindRepairedElsewhere, EventKindDisconnected, EventKindDeleted:
+		EventKindRepairedElsewhere, EventKindDisconnected, EventKindDeleted, EventKindProactive:
 		return true
 	}
 	return false
@@ -52,10 +56,15 @@ type WebhookEvent struct {
 	ProviderStatus string
 }
 
-// Errors a WebhookReceiver returns; the gateway maps them to 401 and 400.
+// Errors a WebhookReceiver returns; the gateway maps them to 401, 400 and
+// 503.
 var (
 	ErrWebhookSignature = errors.New("webhook signature invalid")
 	ErrWebhookMalformed = errors.New("webhook body malformed")
+	// ErrWebhookUnavailable: the request could not be verified right now
+	// (the provider's verification key could not be fetched); the provider
+	// should deliver it again.
+	ErrWebhookUnavailable = errors.New("webhook cannot be verified right now")
 )
 
 // WebhookReceiver verifies one provider's webhook requests and normalises

@@ -45,6 +45,10 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 	}
 	events, err := recv.Receive(r, body)
 	switch {
+	case errors.Is(err, activities.ErrWebhookUnavailable):
+		log.Warn("webhook not verified yet", "error", err)
+		writeError(w, http.StatusServiceUnavailable, codeUnavailable, err.Error())
+		return
 	case errors.Is(err, activities.ErrWebhookSignature):
 		log.Warn("webhook rejected", "error", err, "remoteAddr", r.RemoteAddr)
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, err.Error())
@@ -104,7 +108,7 @@ func (g *Gateway) applyEvent(r *http.Request, provider string, ev activities.Web
 		ProviderStatus: ev.ProviderStatus,
 		Reason:         ev.Type,
 	}
-	if ev.Kind == activities.EventKindRepairable {
+	if ev.Kind == activities.EventKindRepairable || ev.Kind == activities.EventKindProactive {
 		in := workflows.RepairInput{
 			Provider:       provider,
 			ConnectionID:   ev.ConnectionID,
@@ -114,6 +118,7 @@ func (g *Gateway) applyEvent(r *http.Request, provider string, ev activities.Web
 			TriggerEventID: ev.EventID,
 			TriggerReason:  ev.Type,
 			DetectedAt:     ev.At,
+			Proactive:      ev.Kind == activities.EventKindProactive,
 			Options:        g.Defaults,
 		}
 		_, err := g.signalWithStart(r.Context(), in, signal)

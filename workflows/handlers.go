@@ -209,10 +209,14 @@ func (r *repair) onProviderEvent(ctx workflow.Context, ev ProviderEvent) {
 		r.requestOutcome(StatusRepaired, "confirmed by the provider's webhook")
 	case activities.EventKindRepairedElsewhere:
 		r.requestOutcome(StatusRepaired, "the provider reports the connection repaired outside Relink")
+	case activities.EventKindProactive:
+		// Joins the open repair; nothing is broken.
 	case activities.EventKindRepairable:
-		// While waiting for the user this is the same break again; after
-		// the user's reconnect it means the reconnect did not take.
-		// A break reported before the user's reconnect is the old one.
+		// The connection is broken now, whatever started the repair. While
+		// waiting for the user this is the same break again; after the
+		// user's reconnect it means the reconnect did not take, unless it
+		// is dated before the reconnect (the old break, redelivered).
+		r.st.Proactive = false
 		reconnecting := r.st.Status == StatusCompleting || r.st.Status == StatusVerifying
 		if reconnecting && (ev.At.IsZero() || !ev.At.Before(r.completingAt)) {
 			r.failure = "the provider reports the connection broken again" + suffix(ev.Reason)

@@ -62,8 +62,12 @@ type RepairInput struct {
 	TriggerReason string `json:"triggerReason,omitempty"`
 	// DetectedAt is when the provider saw the break. Provider events older
 	// than it are stale (a late "synced" from before the break) and ignored.
-	DetectedAt time.Time     `json:"detectedAt,omitzero"`
-	Options    RepairOptions `json:"options"`
+	DetectedAt time.Time `json:"detectedAt,omitzero"`
+	// Proactive repairs start before anything broke (consent expiring soon,
+	// new accounts available): the app should invite the user, not warn
+	// them. A real break reported later makes the repair an ordinary one.
+	Proactive bool          `json:"proactive,omitempty"`
+	Options   RepairOptions `json:"options"`
 }
 
 // ReconnectRequest is the reconnect update's argument.

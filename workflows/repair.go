@@ -107,6 +107,7 @@ func newRepair(ctx workflow.Context, in RepairInput) *repair {
 		ProfileID:     in.ProfileID,
 		Institution:   in.Institution,
 		TriggerReason: in.TriggerReason,
+		Proactive:     in.Proactive,
 		Status:        StatusPending,
 		Attempt:       1,
 		MaxAttempts:   opts.MaxAttempts,
@@ -512,6 +513,7 @@ func (r *repair) nextInput() RepairInput {
 	next.TriggerEventID = r.nextBreak.EventID
 	next.TriggerReason = r.nextBreak.Reason
 	next.DetectedAt = r.nextBreak.At
+	next.Proactive = false
 	return next
 }
 

@@ -200,3 +200,46 @@ func TestStaleBreakAfterCloseStartsNothing(t *testing.T) {
 
 	assert.Equal(t, StatusRepaired, st.Status, "completed, not continued as new")
 }
+
+func TestProactiveRepair(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() { h.userCompletes() })
+	// Another "expiring soon" while verifying is not a failed reconnect.
+	h.at(3*time.Minute, func() { h.providerEvent("evt_expiring_again", activities.EventKindProactive) })
+	var verifying RepairState
+	h.at(4*time.Minute, func() { verifying = h.state() })
+	h.at(5*time.Minute, func() { h.providerEvent("evt_synced", activities.EventKindSynced) })
+
+	in := h.input(RepairOptions{})
+	in.Proactive = true
+	h.env.ExecuteWorkflow(ConnectionRepair, in)
+	var st RepairState
+	require.NoError(t, h.env.GetWorkflowResult(&st))
+
+	assert.Equal(t, StatusVerifying, verifying.Status)
+	assert.Equal(t, 1, verifying.Attempt)
+	assert.True(t, st.Proactive)
+	assert.Equal(t, StatusRepaired, st.Status)
+	for _, ev := range h.events.ofType(activities.EventActionRequired) {
+		assert.True(t, ev.Repair.Proactive, "the app is told nothing is broken yet")
+	}
+}
+
+func TestBreakDuringProactiveRepairMakesItAnOrdinaryOne(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.at(time.Hour, func() { h.providerEvent("evt_broke", activities.EventKindRepairable) })
+	var after RepairState
+	h.at(2*time.Hour, func() { after = h.state() })
+	h.at(3*time.Hour, func() { h.signal(SignalCancel, CancelRequest{}) })
+
+	in := h.input(RepairOptions{})
+	in.Proactive = true
+	h.env.ExecuteWorkflow(ConnectionRepair, in)
+	require.NoError(t, h.env.GetWorkflowError())
+
+	assert.False(t, after.Proactive)
+	assert.Equal(t, StatusAwaitingUser, after.Status)
+}

@@ -77,6 +77,8 @@ type RepairState struct {
 	ProfileID     string `json:"profileId,omitempty"`
 	Institution   string `json:"institution,omitempty"`
 	TriggerReason string `json:"triggerReason,omitempty"`
+	// Proactive: started before anything broke; see RepairInput.Proactive.
+	Proactive bool `json:"proactive,omitempty"`
 
 	Status Status `json:"status"`
 	// Reason explains a terminal status.

@@ -148,6 +148,7 @@ func (r *repair) notify(ctx workflow.Context, eventType string) {
 			Attempt:      r.st.Attempt,
 			Reason:       r.st.Reason,
 			Sequence:     r.notifications,
+			Proactive:    r.st.Proactive,
 			ExpiresAt:    r.deadline,
 		},
 	}
