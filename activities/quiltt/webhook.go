@@ -5,11 +5,14 @@
 package quiltt
 
 import (
+	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -227,4 +230,36 @@ func HealthOf(status string) activities.Health {
 		return activities.HealthDisconnected
 	}
 	return activities.HealthSyncing
+}
+
+// PostWebhook sends events to url in one envelope, signed with secret at
+// now, as Quiltt does. The sandbox provider and test fakes use it.
+func PostWebhook(ctx context.Context, c *http.Client, url, secret string, now time.Time, events ...Event) error {
+	env := Envelope{Environment: json.RawMessage(`{"id":"env_relink","mode":"SANDBOX"}`)}
+	for _, ev := range events {
+		env.Events = append(env.Events, ev)
+		env.EventTypes = append(env.EventTypes, ev.Type)
+	}
+	body, err := json.Marshal(env)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	ts := strconv.FormatInt(now.Unix(), 10)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(HeaderTimestamp, ts)
+	req.Header.Set(HeaderSignature, Sign(secret, ts, body))
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("webhook: receiver answered %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+	}
+	return nil
 }
