@@ -1,0 +1,218 @@
+// Package meld is the Meld bank-linking adapter: its REST API (repair
+// connect tokens, connection status) and its signed webhooks. Wire formats:
+// docs/providers/meld.md.
+package meld
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/relink-dev/relink/activities"
+)
+
+// Name is Meld's provider name.
+const Name = "meld"
+
+// Defaults.
+const (
+	DefaultAPIURL = "https://api.meld.io"
+	// DefaultVersion pins the API version (Meld-Version header): Meld
+	// otherwise answers in the account's default version.
+	DefaultVersion = "2025-03-04"
+)
+
+// Connection statuses and reasons Relink acts on.
+const (
+	StatusActive            = "ACTIVE"
+	StatusPartiallyActive   = "PARTIALLY_ACTIVE"
+	StatusReconnectRequired = "RECONNECT_REQUIRED"
+	StatusDegraded          = "DEGRADED"
+	StatusInProgress        = "IN_PROGRESS"
+	StatusExpired           = "EXPIRED"
+	StatusDeleted           = "DELETED"
+	StatusUnrecoverable     = "UNRECOVERABLE"
+
+	ReasonAccessExpiringSoon      = "ACCESS_EXPIRING_SOON"
+	ReasonNewAccountsAvailable    = "NEW_ACCOUNTS_AVAILABLE"
+	ReasonInstitutionActionNeeded = "INSTITUTION_ACTION_REQUIRED"
+	ReasonInteractiveRefresh      = "INTERACTIVE_REFRESH"
+)
+
+// Provider is the Meld adapter.
+type Provider struct {
+	APIURL  string
+	APIKey  string
+	Version string
+	HTTP    *http.Client
+}
+
+// Name implements activities.Provider.
+func (p *Provider) Name() string { return Name }
+
+// Connection is a Meld bank-linking connection.
+type Connection struct {
+	ID                 string `json:"id"`
+	CustomerID         string `json:"customerId"`
+	ExternalCustomerID string `json:"externalCustomerId"`
+	InstitutionName    string `json:"institutionName"`
+	Status             string `json:"status"`
+	StatusReason       string `json:"statusReason"`
+}
+
+// Initialize implements activities.Provider. The user is always needed,
+// unless the connection is already ACTIVE with nothing to fix (CONTINUE).
+func (p *Provider) Initialize(ctx context.Context, ref activities.ConnectionRef) (activities.Session, error) {
+	c, err := p.connection(ctx, ref.ConnectionID)
+	if err != nil {
+		return activities.Session{}, err
+	}
+	switch c.Status {
+	case StatusActive:
+		if c.StatusReason == "" {
+			return activities.Session{ConnectorStatus: activities.ConnectorContinue}, nil
+		}
+	case StatusExpired, StatusDeleted, StatusInProgress:
+		return activities.Session{}, activities.NotRepairable(fmt.Sprintf("meld: connection %s is %s: start a new connection", c.ID, c.Status))
+	}
+	var res struct {
+		ID           string `json:"id"`
+		ConnectToken string `json:"connectToken"`
+		WidgetURL    string `json:"widgetUrl"`
+	}
+	status, raw, err := activities.DoJSON(ctx, p.HTTP, activities.JSONRequest{
+		Method: http.MethodPost,
+		URL:    p.url("/bank-linking/connect/repair"),
+		Header: p.headers(),
+		Body:   map[string]string{"connectionId": ref.ConnectionID},
+	}, &res)
+	if err != nil {
+		return activities.Session{}, err
+	}
+	switch {
+	case status == http.StatusConflict:
+		return activities.Session{}, activities.NotRepairable(fmt.Sprintf("meld: connection %s cannot be repaired (%s): start a new connection", ref.ConnectionID, errorText(raw)))
+	case status/100 != 2:
+		return activities.Session{}, activities.HTTPStatusError("meld repair", status, errorText(raw))
+	case res.ConnectToken == "":
+		return activities.Session{}, fmt.Errorf("meld repair: answer without a connectToken")
+	}
+	return activities.Session{
+		ConnectorStatus: activities.ConnectorActionRequired,
+		ConnectorToken:  res.ConnectToken,
+		WidgetURL:       res.WidgetURL,
+		ExpiresAt:       tokenExpiry(res.ConnectToken),
+	}, nil
+}
+
+// Close implements activities.Provider. Meld has no close step: the widget
+// finishing is all, and the status change confirms.
+func (p *Provider) Close(context.Context, activities.CloseRequest) error { return nil }
+
+// ConnectionStatus implements activities.Provider.
+func (p *Provider) ConnectionStatus(ctx context.Context, ref activities.ConnectionRef) (activities.ConnectionStatus, error) {
+	c, err := p.connection(ctx, ref.ConnectionID)
+	if err != nil {
+		return activities.ConnectionStatus{}, err
+	}
+	word := c.Status
+	if c.StatusReason != "" {
+		word += "/" + c.StatusReason
+	}
+	return activities.ConnectionStatus{Health: HealthOf(c.Status, c.StatusReason), ProviderStatus: word}, nil
+}
+
+// HealthOf maps a Meld status and reason onto Relink's health.
+func HealthOf(status, reason string) activities.Health {
+	switch status {
+	case StatusActive:
+		if reason == ReasonAccessExpiringSoon {
+			return activities.HealthSyncing // not yet renewed: keep checking
+		}
+		return activities.HealthHealthy
+	case StatusReconnectRequired:
+		return activities.HealthRepairable
+	case StatusDegraded:
+		if needsCustomer(reason) {
+			return activities.HealthRepairable
+		}
+		return activities.HealthDegraded
+	case StatusPartiallyActive:
+		return activities.HealthDegraded
+	case StatusExpired, StatusDeleted, StatusUnrecoverable:
+		return activities.HealthDisconnected
+	}
+	return activities.HealthSyncing
+}
+
+// needsCustomer reports DEGRADED reasons only the customer can clear.
+func needsCustomer(reason string) bool {
+	return reason == ReasonInstitutionActionNeeded || reason == ReasonInteractiveRefresh
+}
+
+func (p *Provider) connection(ctx context.Context, id string) (Connection, error) {
+	var c Connection
+	status, raw, err := activities.DoJSON(ctx, p.HTTP, activities.JSONRequest{
+		Method: http.MethodGet,
+		URL:    p.url("/bank-linking/connections/" + url.PathEscape(id)),
+		Header: p.headers(),
+	}, &c)
+	if err != nil {
+		return Connection{}, err
+	}
+	if status/100 != 2 {
+		return Connection{}, activities.HTTPStatusError("meld connection "+id, status, errorText(raw))
+	}
+	return c, nil
+}
+
+func (p *Provider) url(path string) string { return strings.TrimRight(p.APIURL, "/") + path }
+
+func (p *Provider) headers() http.Header {
+	return http.Header{
+		// Meld's scheme: the word BASIC and the raw key (not RFC 7617).
+		"Authorization": {"BASIC " + p.APIKey},
+		"Meld-Version":  {p.Version},
+	}
+}
+
+// errorText is "code: message" from Meld's error body.
+func errorText(raw []byte) string {
+	var e struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+	_ = json.Unmarshal(raw, &e)
+	switch {
+	case e.Code != "" && e.Message != "":
+		return e.Code + ": " + e.Message
+	case e.Message != "":
+		return e.Message
+	}
+	return e.Code
+}
+
+// tokenExpiry reads the exp claim of Meld's connect token (a JWT) without
+// verifying it: it only tells when to mint another. Zero if unreadable.
+func tokenExpiry(token string) time.Time {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return time.Time{}
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return time.Time{}
+	}
+	var claims struct {
+		Exp int64 `json:"exp"`
+	}
+	if json.Unmarshal(payload, &claims) != nil || claims.Exp == 0 {
+		return time.Time{}
+	}
+	return time.Unix(claims.Exp, 0).UTC()
+}

@@ -1,0 +1,147 @@
+// Package meldfake is a local stand-in for Meld's bank-linking API, for
+// tests, answering with the documented shapes (docs/providers/meld.md) and
+// recording every request.
+package meldfake
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"time"
+)
+
+// Connection is a Meld connection as the fake keeps it.
+type Connection struct {
+	ID                 string
+	CustomerID         string
+	ExternalCustomerID string
+	InstitutionName    string
+	Status             string
+	StatusReason       string
+}
+
+// Request is one request the fake received.
+type Request struct {
+	Method, Path, Authorization, Version string
+	Body                                 map[string]any
+}
+
+// Server is the fake.
+type Server struct {
+	*httptest.Server
+	APIKey string
+	// HTTPStatus, when set, is the answer to every request.
+	HTTPStatus int
+	// RepairConflict makes the repair call answer 409 whatever the status
+	// read said (the connection changed in between).
+	RepairConflict bool
+	Now            func() time.Time
+
+	mu          sync.Mutex
+	connections map[string]*Connection
+	requests    []Request
+	seq         int
+}
+
+// New starts a fake that accepts apiKey.
+func New(apiKey string) *Server {
+	s := &Server{APIKey: apiKey, Now: time.Now, connections: map[string]*Connection{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /bank-linking/connections/{id}", s.get)
+	mux.HandleFunc("POST /bank-linking/connect/repair", s.repair)
+	s.Server = httptest.NewServer(s.check(mux))
+	return s
+}
+
+// Put adds or replaces a connection.
+func (s *Server) Put(c Connection) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.connections[c.ID] = &c
+}
+
+// Set changes a connection's status, as the widget or an aggregation would.
+func (s *Server) Set(id, status, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.connections[id].Status, s.connections[id].StatusReason = status, reason
+}
+
+// Requests returns the requests so far.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Request(nil), s.requests...)
+}
+
+// check records the request and enforces Meld's authentication.
+func (s *Server) check(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		s.mu.Lock()
+		s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path,
+			Authorization: r.Header.Get("Authorization"), Version: r.Header.Get("Meld-Version"), Body: body})
+		forced := s.HTTPStatus
+		s.mu.Unlock()
+		switch {
+		case forced != 0:
+			fail(w, forced, "FORCED", http.StatusText(forced))
+		case r.Header.Get("Authorization") != "BASIC "+s.APIKey:
+			fail(w, http.StatusUnauthorized, "UNAUTHORIZED", "Invalid API key")
+		default:
+			next.ServeHTTP(w, r.WithContext(withBody(r.Context(), body)))
+		}
+	})
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.connections[r.PathValue("id")]
+	if c == nil {
+		fail(w, http.StatusNotFound, "NOT_FOUND", "Connection not found")
+		return
+	}
+	var reason any
+	if c.StatusReason != "" {
+		reason = c.StatusReason
+	}
+	reply(w, http.StatusOK, map[string]any{"id": c.ID, "customerId": c.CustomerID, "externalCustomerId": c.ExternalCustomerID,
+		"institutionName": c.InstitutionName, "status": c.Status, "statusReason": reason,
+		"accountId": "acct_fake", "products": []string{"TRANSACTIONS"}})
+}
+
+func (s *Server) repair(w http.ResponseWriter, r *http.Request) {
+	body := bodyOf(r.Context())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.connections[fmt.Sprint(body["connectionId"])]
+	switch {
+	case c == nil:
+		fail(w, http.StatusNotFound, "NOT_FOUND", "Connection not found")
+		return
+	case s.RepairConflict || c.Status == "EXPIRED" || c.Status == "DELETED" || c.Status == "IN_PROGRESS":
+		fail(w, http.StatusConflict, "CONNECTION_NOT_REPAIRABLE", "Connection is "+c.Status)
+		return
+	}
+	s.seq++
+	claims, _ := json.Marshal(map[string]any{"exp": s.Now().Add(3 * time.Hour).Unix(), "connectionId": c.ID})
+	token := "eyJhbGciOiJIUzI1NiJ9." + base64.RawURLEncoding.EncodeToString(claims) + fmt.Sprintf(".sig%d", s.seq)
+	reply(w, http.StatusOK, map[string]any{"id": c.ID, "connectToken": token, "institutionId": "ins_fake",
+		"widgetUrl": "https://institution-connect-sb.meld.io?connectToken=" + token})
+}
+
+func fail(w http.ResponseWriter, status int, code, msg string) {
+	reply(w, status, map[string]any{"code": code, "message": msg, "errors": []string{msg},
+		"requestId": "req_fake", "timestamp": time.Now().UTC().Format(time.RFC3339)})
+}
+
+func reply(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

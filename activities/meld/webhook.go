@@ -1,0 +1,234 @@
+package meld
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/relink-dev/relink/activities"
+)
+
+// Signature headers: meld-signature is base64url(HMAC-SHA256(secret,
+// "<meld-signature-timestamp>.<full request URL>.<raw body>")).
+const (
+	HeaderSignature = "Meld-Signature"
+	HeaderTimestamp = "Meld-Signature-Timestamp"
+)
+
+// Event types Relink acts on.
+const (
+	EventStatusChange = "BANK_LINKING_CONNECTION_STATUS_CHANGE"
+	EventDeleted      = "BANK_LINKING_CONNECTION_DELETED"
+)
+
+// Envelope is a Meld webhook body: one event per request.
+type Envelope struct {
+	EventType string          `json:"eventType"`
+	EventID   string          `json:"eventId"`
+	Timestamp time.Time       `json:"timestamp"`
+	AccountID string          `json:"accountId,omitempty"`
+	ProfileID *string         `json:"profileId"`
+	Version   string          `json:"version,omitempty"`
+	Payload   json.RawMessage `json:"payload"`
+}
+
+// ConnectionPayload is the payload of connection events. Meld documents
+// newStatus; the reason's name varies, so all known names are read.
+type ConnectionPayload struct {
+	ConnectionID       string `json:"connectionId"`
+	CustomerID         string `json:"customerId"`
+	ExternalCustomerID string `json:"externalCustomerId,omitempty"`
+	InstitutionName    string `json:"institutionName,omitempty"`
+	NewStatus          string `json:"newStatus,omitempty"`
+	Status             string `json:"status,omitempty"`
+	StatusReason       string `json:"statusReason,omitempty"`
+	NewStatusReason    string `json:"newStatusReason,omitempty"`
+	Reason             string `json:"reason,omitempty"`
+}
+
+func (p ConnectionPayload) status() string { return first(p.NewStatus, p.Status) }
+func (p ConnectionPayload) reason() string {
+	return first(p.StatusReason, p.NewStatusReason, p.Reason)
+}
+
+// Sign returns the meld-signature value.
+func Sign(secret, timestamp, fullURL string, body []byte) string {
+	return base64.URLEncoding.EncodeToString(mac(secret, timestamp, fullURL, body))
+}
+
+func mac(secret, timestamp, fullURL string, body []byte) []byte {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(timestamp + "." + fullURL + "."))
+	m.Write(body)
+	return m.Sum(nil)
+}
+
+// WebhookReceiver verifies Meld webhooks.
+type WebhookReceiver struct {
+	Secret string
+	// URL is the webhook URL registered with Meld, which the signature
+	// covers. Set it: proxies change the URL the gateway sees. Empty means
+	// rebuilt from the request (X-Forwarded-Proto and Host honoured).
+	URL       string
+	Tolerance time.Duration
+	Now       func() time.Time
+	// Proactive turns ACTIVE with ACCESS_EXPIRING_SOON or
+	// NEW_ACCOUNTS_AVAILABLE into proactive repairs.
+	Proactive bool
+}
+
+// Receive implements activities.WebhookReceiver.
+func (w *WebhookReceiver) Receive(r *http.Request, body []byte) ([]activities.WebhookEvent, error) {
+	if err := w.verify(r, body); err != nil {
+		return nil, err
+	}
+	var env Envelope
+	if err := json.Unmarshal(body, &env); err != nil {
+		return nil, fmt.Errorf("%w: %v", activities.ErrWebhookMalformed, err)
+	}
+	if env.EventType != EventStatusChange && env.EventType != EventDeleted {
+		return nil, nil // not Relink's business
+	}
+	var p ConnectionPayload
+	if err := json.Unmarshal(env.Payload, &p); err != nil || env.EventID == "" || p.ConnectionID == "" {
+		return nil, fmt.Errorf("%w: %s needs eventId and payload.connectionId", activities.ErrWebhookMalformed, env.EventType)
+	}
+	ev := activities.WebhookEvent{
+		EventID:        env.EventID,
+		Type:           env.EventType,
+		At:             env.Timestamp,
+		ConnectionID:   p.ConnectionID,
+		ProfileID:      first(p.ExternalCustomerID, p.CustomerID),
+		Institution:    p.InstitutionName,
+		ProviderStatus: p.status(),
+	}
+	if p.reason() != "" {
+		ev.ProviderStatus += "/" + p.reason()
+		ev.Type += " " + ev.ProviderStatus
+	}
+	kind, ok := w.kindOf(env.EventType, p.status(), p.reason())
+	if !ok {
+		return nil, nil
+	}
+	ev.Kind = kind
+	return []activities.WebhookEvent{ev}, nil
+}
+
+func (w *WebhookReceiver) kindOf(eventType, status, reason string) (activities.EventKind, bool) {
+	if eventType == EventDeleted {
+		return activities.EventKindDeleted, true
+	}
+	switch status {
+	case StatusReconnectRequired:
+		return activities.EventKindRepairable, true
+	case StatusDegraded:
+		if needsCustomer(reason) {
+			return activities.EventKindRepairable, true
+		}
+		return activities.EventKindErrored, true
+	case StatusActive:
+		if reason == ReasonAccessExpiringSoon || reason == ReasonNewAccountsAvailable {
+			return activities.EventKindProactive, w.Proactive
+		}
+		return activities.EventKindSynced, true
+	case StatusExpired, StatusUnrecoverable:
+		return activities.EventKindDisconnected, true
+	case StatusDeleted:
+		return activities.EventKindDeleted, true
+	}
+	return "", false
+}
+
+func (w *WebhookReceiver) verify(r *http.Request, body []byte) error {
+	sig, ts := r.Header.Get(HeaderSignature), r.Header.Get(HeaderTimestamp)
+	if sig == "" || ts == "" {
+		return fmt.Errorf("%w: missing %s or %s", activities.ErrWebhookSignature, HeaderSignature, HeaderTimestamp)
+	}
+	at, ok := parseTimestamp(ts)
+	if !ok {
+		return fmt.Errorf("%w: %s is neither RFC 3339 nor unix seconds", activities.ErrWebhookSignature, HeaderTimestamp)
+	}
+	tolerance := w.Tolerance
+	if tolerance <= 0 {
+		tolerance = 300 * time.Second
+	}
+	if age := w.Now().Sub(at); age > tolerance || age < -tolerance {
+		return fmt.Errorf("%w: timestamp outside the %s tolerance", activities.ErrWebhookSignature, tolerance)
+	}
+	got, err := base64.URLEncoding.DecodeString(sig)
+	if err != nil {
+		got, err = base64.RawURLEncoding.DecodeString(sig)
+	}
+	if err != nil || !hmac.Equal(got, mac(w.Secret, ts, w.fullURL(r), body)) {
+		return fmt.Errorf("%w: signature does not match (is MELD_WEBHOOK_URL the URL registered with Meld?)", activities.ErrWebhookSignature)
+	}
+	return nil
+}
+
+func (w *WebhookReceiver) fullURL(r *http.Request) string {
+	if w.URL != "" {
+		return w.URL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); p != "" {
+		scheme = p
+	}
+	return scheme + "://" + r.Host + r.URL.RequestURI()
+}
+
+func parseTimestamp(ts string) (time.Time, bool) {
+	if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
+		return t, true
+	}
+	if secs, err := strconv.ParseInt(ts, 10, 64); err == nil {
+		return time.Unix(secs, 0), true
+	}
+	return time.Time{}, false
+}
+
+// PostWebhook sends one event to url signed as Meld signs it; fullURL is
+// the URL the signature covers. For test fakes.
+func PostWebhook(ctx context.Context, c *http.Client, url, fullURL, secret string, now time.Time, env Envelope) error {
+	body, err := json.Marshal(env)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	ts := now.UTC().Format(time.RFC3339Nano)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(HeaderTimestamp, ts)
+	req.Header.Set(HeaderSignature, Sign(secret, ts, fullURL, body))
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("meld webhook: receiver answered %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+	}
+	return nil
+}
+
+func first(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
