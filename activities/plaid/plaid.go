@@ -1,0 +1,220 @@
+// Package plaid is the Plaid adapter: update-mode Link tokens, Item status,
+// and Plaid's JWT-verified webhooks. Wire formats: docs/providers/plaid.md.
+//
+// Access tokens never enter workflow history: the repair carries the Item
+// id, and the adapter resolves its access token when it calls Plaid.
+package plaid
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/relink-dev/relink/activities"
+)
+
+// Name is Plaid's provider name.
+const Name = "plaid"
+
+// DefaultAPIURL is Plaid's production host.
+const DefaultAPIURL = "https://production.plaid.com"
+
+// Error codes Relink acts on.
+const (
+	CodeItemLoginRequired  = "ITEM_LOGIN_REQUIRED"
+	codeItemNotFound       = "ITEM_NOT_FOUND"
+	codeInvalidAccessToken = "INVALID_ACCESS_TOKEN"
+	codeInvalidLinkToken   = "INVALID_LINK_TOKEN"
+	codePermissionRevoked  = "USER_PERMISSION_REVOKED"
+)
+
+// AccessTokens resolves an Item's access token, which Relink never stores.
+type AccessTokens interface {
+	AccessToken(ctx context.Context, itemID string) (string, error)
+}
+
+// StaticAccessTokens is a fixed map from Item id to access token, for
+// development (PLAID_ACCESS_TOKENS).
+type StaticAccessTokens map[string]string
+
+// AccessToken implements AccessTokens.
+func (s StaticAccessTokens) AccessToken(_ context.Context, itemID string) (string, error) {
+	if t, ok := s[itemID]; ok {
+		return t, nil
+	}
+	return "", activities.NotFound("plaid: no access token for item " + itemID + " in PLAID_ACCESS_TOKENS")
+}
+
+// HTTPAccessTokens asks the app: GET <URL>?item_id=<id> with
+// "Authorization: Bearer <Secret>", answered with {"access_token": "…"};
+// 404 means the app does not know the Item.
+type HTTPAccessTokens struct {
+	URL    string
+	Secret string
+	HTTP   *http.Client
+}
+
+// AccessToken implements AccessTokens.
+func (h *HTTPAccessTokens) AccessToken(ctx context.Context, itemID string) (string, error) {
+	u, err := url.Parse(h.URL)
+	if err != nil {
+		return "", activities.InvalidInput("plaid: PLAID_ACCESS_TOKEN_URL: " + err.Error())
+	}
+	q := u.Query()
+	q.Set("item_id", itemID)
+	u.RawQuery = q.Encode()
+	var res struct {
+		AccessToken string `json:"access_token"`
+	}
+	status, _, err := activities.DoJSON(ctx, h.HTTP, activities.JSONRequest{
+		Method: http.MethodGet,
+		URL:    u.String(),
+		Header: http.Header{"Authorization": {"Bearer " + h.Secret}},
+	}, &res)
+	switch {
+	case err != nil:
+		return "", err
+	case status == http.StatusNotFound:
+		return "", activities.NotFound("plaid: the app knows no access token for item " + itemID)
+	case status/100 != 2:
+		return "", fmt.Errorf("plaid: access token lookup for item %s answered %d", itemID, status)
+	case res.AccessToken == "":
+		return "", fmt.Errorf("plaid: access token lookup for item %s answered no access_token", itemID)
+	}
+	return res.AccessToken, nil
+}
+
+// Provider is the Plaid adapter. Connections are Items: the connection id
+// is the item_id.
+type Provider struct {
+	APIURL       string
+	ClientID     string
+	Secret       string
+	ClientName   string
+	Language     string
+	CountryCodes []string
+	// LinkWebhookURL, if set, is passed to /link/token/create as webhook.
+	LinkWebhookURL string
+	// RedirectURI, if set, is passed for OAuth institutions.
+	RedirectURI string
+	Tokens      AccessTokens
+	HTTP        *http.Client
+}
+
+// Name implements activities.Provider.
+func (p *Provider) Name() string { return Name }
+
+// Initialize implements activities.Provider: /link/token/create in update
+// mode (the Item's access token, no products). The user is always needed.
+func (p *Provider) Initialize(ctx context.Context, ref activities.ConnectionRef) (activities.Session, error) {
+	token, err := p.Tokens.AccessToken(ctx, ref.ConnectionID)
+	if err != nil {
+		return activities.Session{}, err
+	}
+	user := ref.ProfileID
+	if user == "" {
+		user = ref.ConnectionID
+	}
+	body := map[string]any{
+		"client_id":     p.ClientID,
+		"secret":        p.Secret,
+		"client_name":   p.ClientName,
+		"language":      p.Language,
+		"country_codes": p.CountryCodes,
+		"user":          map[string]string{"client_user_id": user},
+		"access_token":  token,
+	}
+	if p.LinkWebhookURL != "" {
+		body["webhook"] = p.LinkWebhookURL
+	}
+	if p.RedirectURI != "" {
+		body["redirect_uri"] = p.RedirectURI
+	}
+	var res struct {
+		LinkToken  string    `json:"link_token"`
+		Expiration time.Time `json:"expiration"`
+	}
+	if err := p.call(ctx, "/link/token/create", body, &res); err != nil {
+		return activities.Session{}, err
+	}
+	return activities.Session{
+		ConnectorStatus: activities.ConnectorActionRequired,
+		ConnectorToken:  res.LinkToken,
+		LinkToken:       res.LinkToken,
+		ExpiresAt:       res.Expiration,
+	}, nil
+}
+
+// Close implements activities.Provider. Update mode exchanges nothing: the
+// access token stays the same, and /item/get or LOGIN_REPAIRED confirms.
+func (p *Provider) Close(context.Context, activities.CloseRequest) error { return nil }
+
+// ConnectionStatus implements activities.Provider with /item/get: an Item
+// with no error is healthy.
+func (p *Provider) ConnectionStatus(ctx context.Context, ref activities.ConnectionRef) (activities.ConnectionStatus, error) {
+	token, err := p.Tokens.AccessToken(ctx, ref.ConnectionID)
+	if err != nil {
+		return activities.ConnectionStatus{}, err
+	}
+	var res struct {
+		Item struct {
+			Error *plaidError `json:"error"`
+		} `json:"item"`
+	}
+	if err := p.call(ctx, "/item/get", map[string]any{"client_id": p.ClientID, "secret": p.Secret, "access_token": token}, &res); err != nil {
+		return activities.ConnectionStatus{}, err
+	}
+	switch e := res.Item.Error; {
+	case e == nil:
+		return activities.ConnectionStatus{Health: activities.HealthHealthy, ProviderStatus: "HEALTHY"}, nil
+	case e.ErrorCode == CodeItemLoginRequired:
+		return activities.ConnectionStatus{Health: activities.HealthRepairable, ProviderStatus: e.ErrorCode}, nil
+	case e.ErrorCode == codePermissionRevoked:
+		return activities.ConnectionStatus{Health: activities.HealthDisconnected, ProviderStatus: e.ErrorCode}, nil
+	default:
+		return activities.ConnectionStatus{Health: activities.HealthDegraded, ProviderStatus: e.ErrorCode}, nil
+	}
+}
+
+type plaidError struct {
+	ErrorType    string `json:"error_type"`
+	ErrorCode    string `json:"error_code"`
+	ErrorMessage string `json:"error_message"`
+	RequestID    string `json:"request_id"`
+}
+
+// call POSTs to a Plaid endpoint and classifies Plaid's error answers.
+func (p *Provider) call(ctx context.Context, path string, body, out any) error {
+	status, raw, err := activities.DoJSON(ctx, p.HTTP, activities.JSONRequest{
+		Method: http.MethodPost,
+		URL:    strings.TrimRight(p.APIURL, "/") + path,
+		Body:   body,
+	}, out)
+	if err != nil {
+		return err
+	}
+	if status/100 == 2 {
+		return nil
+	}
+	var e plaidError
+	_ = json.Unmarshal(raw, &e)
+	msg := fmt.Sprintf("plaid %s: %d %s: %s (request %s)", path, status, e.ErrorCode, e.ErrorMessage, e.RequestID)
+	switch {
+	case e.ErrorCode == codeItemNotFound || e.ErrorCode == codeInvalidAccessToken:
+		return activities.NotFound(msg)
+	case e.ErrorCode == codePermissionRevoked:
+		return activities.NotRepairable(msg)
+	case e.ErrorCode == codeInvalidLinkToken:
+		return activities.ReconnectRejected(msg)
+	case status == http.StatusTooManyRequests || status >= 500 || e.ErrorType == "RATE_LIMIT_EXCEEDED" ||
+		e.ErrorType == "API_ERROR" || e.ErrorType == "INSTITUTION_ERROR" || e.ErrorCode == "INVALID_API_KEYS":
+		// Transient, or credentials an operator can fix while we retry.
+		return fmt.Errorf("%s", msg)
+	default:
+		return activities.InvalidInput(msg)
+	}
+}

@@ -1,0 +1,284 @@
+package plaid_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/plaid"
+	"github.com/relink-dev/relink/activities/plaid/plaidfake"
+)
+
+const (
+	clientID    = "client_test"
+	secret      = "secret_test"
+	accessToken = "access-sandbox-5f1c0c2e-item-1"
+)
+
+func setup(t *testing.T) (*plaidfake.Server, *plaid.Provider) {
+	t.Helper()
+	fake := plaidfake.New(clientID, secret)
+	t.Cleanup(fake.Close)
+	fake.Put(plaidfake.Item{ID: "item_1", AccessToken: accessToken, ErrorCode: plaid.CodeItemLoginRequired})
+	p := &plaid.Provider{APIURL: fake.URL, ClientID: clientID, Secret: secret, ClientName: "Acme", Language: "en",
+		CountryCodes: []string{"US"}, LinkWebhookURL: "https://relink.example.com/webhooks/plaid",
+		Tokens: plaid.StaticAccessTokens{"item_1": accessToken}, HTTP: fake.Client()}
+	return fake, p
+}
+
+func ref(item string) activities.ConnectionRef {
+	return activities.ConnectionRef{Provider: plaid.Name, ConnectionID: item, ProfileID: "user_42"}
+}
+
+func TestInitializeCreatesAnUpdateModeLinkToken(t *testing.T) {
+	fake, p := setup(t)
+
+	s, err := p.Initialize(context.Background(), ref("item_1"))
+
+	require.NoError(t, err)
+	assert.Equal(t, activities.ConnectorActionRequired, s.ConnectorStatus)
+	assert.True(t, strings.HasPrefix(s.LinkToken, "link-sandbox-"))
+	assert.Equal(t, s.LinkToken, s.ConnectorToken)
+	assert.WithinDuration(t, time.Now().Add(30*time.Minute), s.ExpiresAt, time.Minute)
+	req := fake.Requests()[0]
+	assert.Equal(t, "/link/token/create", req.Path)
+	assert.Equal(t, map[string]any{
+		"client_id": clientID, "secret": secret, "client_name": "Acme", "language": "en",
+		"country_codes": []any{"US"}, "user": map[string]any{"client_user_id": "user_42"},
+		"access_token": accessToken, "webhook": "https://relink.example.com/webhooks/plaid",
+	}, req.Body, "update mode: the Item's access token and no products")
+}
+
+func TestAccessTokensComeFromTheApp(t *testing.T) {
+	fake, p := setup(t)
+	var gotAuth, gotItem string
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotAuth, gotItem = r.Header.Get("Authorization"), r.URL.Query().Get("item_id")
+		if gotItem != "item_1" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"access_token": accessToken})
+	}))
+	defer app.Close()
+	p.Tokens = &plaid.HTTPAccessTokens{URL: app.URL + "/plaid/access-token", Secret: "app-secret", HTTP: app.Client()}
+
+	_, err := p.Initialize(context.Background(), ref("item_1"))
+	require.NoError(t, err)
+	assert.Equal(t, "Bearer app-secret", gotAuth)
+	assert.Equal(t, "item_1", gotItem)
+	assert.Equal(t, accessToken, fake.Requests()[0].Body["access_token"])
+
+	_, err = p.Initialize(context.Background(), ref("item_unknown"))
+	assert.Equal(t, activities.ErrTypeConnectionNotFound, activities.ErrorType(err))
+}
+
+func TestItemStatus(t *testing.T) {
+	fake, p := setup(t)
+	ctx := context.Background()
+	st, err := p.ConnectionStatus(ctx, ref("item_1"))
+	require.NoError(t, err)
+	assert.Equal(t, activities.ConnectionStatus{Health: activities.HealthRepairable, ProviderStatus: plaid.CodeItemLoginRequired}, st)
+
+	fake.SetError("item_1", "")
+	st, err = p.ConnectionStatus(ctx, ref("item_1"))
+	require.NoError(t, err)
+	assert.Equal(t, activities.HealthHealthy, st.Health)
+
+	fake.SetError("item_1", "INSTITUTION_DOWN")
+	st, err = p.ConnectionStatus(ctx, ref("item_1"))
+	require.NoError(t, err)
+	assert.Equal(t, activities.HealthDegraded, st.Health)
+}
+
+func TestErrorsAreClassifiedWithoutLeakingTokens(t *testing.T) {
+	ctx := context.Background()
+	cases := map[string]struct {
+		prepare  func(*plaidfake.Server, *plaid.Provider)
+		wantType string
+	}{
+		"unknown item": {func(_ *plaidfake.Server, p *plaid.Provider) { p.Tokens = plaid.StaticAccessTokens{} }, activities.ErrTypeConnectionNotFound},
+		"revoked token": {func(f *plaidfake.Server, _ *plaid.Provider) {
+			f.Put(plaidfake.Item{ID: "item_1", AccessToken: "other"})
+		}, activities.ErrTypeConnectionNotFound},
+		"rate limited":      {func(f *plaidfake.Server, _ *plaid.Provider) { f.HTTPStatus = http.StatusTooManyRequests }, ""},
+		"plaid down":        {func(f *plaidfake.Server, _ *plaid.Provider) { f.HTTPStatus = http.StatusInternalServerError }, ""},
+		"wrong credentials": {func(_ *plaidfake.Server, p *plaid.Provider) { p.Secret = "wrong" }, ""},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			fake, p := setup(t)
+			tc.prepare(fake, p)
+			for _, call := range []func() error{
+				func() error { _, err := p.Initialize(ctx, ref("item_1")); return err },
+				func() error { _, err := p.ConnectionStatus(ctx, ref("item_1")); return err },
+			} {
+				err := call()
+				require.Error(t, err)
+				assert.Equal(t, tc.wantType, activities.ErrorType(err), err.Error())
+				assert.NotContains(t, err.Error(), accessToken)
+				assert.NotContains(t, err.Error(), secret)
+			}
+		})
+	}
+}
+
+func TestCloseIsANoOp(t *testing.T) {
+	fake, p := setup(t)
+	require.NoError(t, p.Close(context.Background(), activities.CloseRequest{ConnectionRef: ref("item_1"), PublicToken: "public-x"}))
+	assert.Empty(t, fake.Requests(), "update mode exchanges no public token")
+}
+
+func receiver(fake *plaidfake.Server, proactive bool) *plaid.WebhookReceiver {
+	return &plaid.WebhookReceiver{
+		Keys:      &plaid.VerificationKeys{APIURL: fake.URL, ClientID: clientID, Secret: secret, HTTP: fake.Client(), Now: fake.Now},
+		Now:       fake.Now,
+		Proactive: proactive,
+	}
+}
+
+func webhookBody(code, errorCode string) []byte {
+	hook := map[string]any{"webhook_type": "ITEM", "webhook_code": code, "item_id": "item_1", "environment": "sandbox"}
+	if errorCode != "" {
+		hook["error"] = map[string]any{"error_type": "ITEM_ERROR", "error_code": errorCode, "error_message": "…", "status": 400}
+	}
+	b, _ := json.MarshalIndent(hook, "", "  ")
+	return b
+}
+
+func request(body []byte, token string) *http.Request {
+	req := httptest.NewRequest(http.MethodPost, "/webhooks/plaid", bytes.NewReader(body))
+	if token != "" {
+		req.Header.Set(plaid.HeaderVerification, token)
+	}
+	return req
+}
+
+func TestWebhookCodesAreNormalised(t *testing.T) {
+	cases := []struct {
+		code, errorCode string
+		proactive       bool
+		want            activities.EventKind
+	}{
+		{plaid.CodeError, plaid.CodeItemLoginRequired, false, activities.EventKindRepairable},
+		{plaid.CodeError, "INSTITUTION_DOWN", false, activities.EventKindErrored},
+		{plaid.CodePendingExpiration, "", true, activities.EventKindProactive},
+		{plaid.CodePendingDisconnect, "", true, activities.EventKindProactive},
+		{plaid.CodePendingExpiration, "", false, ""},
+		{plaid.CodeLoginRepaired, "", false, activities.EventKindRepairedElsewhere},
+		{plaid.CodePermissionRevoked, "", false, activities.EventKindDisconnected},
+		{"WEBHOOK_UPDATE_ACKNOWLEDGED", "", false, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.code+"/"+tc.errorCode, func(t *testing.T) {
+			fake, _ := setup(t)
+			body := webhookBody(tc.code, tc.errorCode)
+			events, err := receiver(fake, tc.proactive).Receive(request(body, fake.Sign(body)), body)
+			require.NoError(t, err)
+			if tc.want == "" {
+				assert.Empty(t, events)
+				return
+			}
+			require.Len(t, events, 1)
+			assert.Equal(t, tc.want, events[0].Kind)
+			assert.Equal(t, "item_1", events[0].ConnectionID)
+		})
+	}
+}
+
+func TestWebhookVerification(t *testing.T) {
+	body := webhookBody(plaid.CodeError, plaid.CodeItemLoginRequired)
+	otherKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	cases := map[string]func(*plaidfake.Server) *http.Request{
+		"missing header": func(*plaidfake.Server) *http.Request { return request(body, "") },
+		"tampered body": func(f *plaidfake.Server) *http.Request {
+			tampered := bytes.Replace(body, []byte("item_1"), []byte("item_2"), 1)
+			return request(tampered, f.Sign(body))
+		},
+		"stale iat": func(f *plaidfake.Server) *http.Request {
+			return request(body, f.SignAt(body, time.Now().Add(-6*time.Minute)))
+		},
+		"wrong key, same kid": func(f *plaidfake.Server) *http.Request {
+			return request(body, plaidfake.Sign(otherKey, f.KeyID, body, time.Now()))
+		},
+		"unknown kid": func(f *plaidfake.Server) *http.Request {
+			return request(body, plaidfake.Sign(otherKey, "kid-unknown", body, time.Now()))
+		},
+		"HS256 instead of ES256": func(f *plaidfake.Server) *http.Request {
+			signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: bytes.Repeat([]byte("k"), 32)},
+				(&jose.SignerOptions{}).WithHeader("kid", f.KeyID))
+			require.NoError(t, err)
+			obj, err := signer.Sign([]byte(`{"iat":1}`))
+			require.NoError(t, err)
+			token, _ := obj.CompactSerialize()
+			return request(body, token)
+		},
+		"not a JWT": func(*plaidfake.Server) *http.Request { return request(body, "hello") },
+	}
+	for name, build := range cases {
+		t.Run(name, func(t *testing.T) {
+			fake, _ := setup(t)
+			req := build(fake)
+			sent, err := io.ReadAll(req.Body)
+			require.NoError(t, err)
+			_, err = receiver(fake, false).Receive(req, sent)
+			assert.ErrorIs(t, err, activities.ErrWebhookSignature)
+		})
+	}
+}
+
+func TestVerificationKeysAreCachedAndRetired(t *testing.T) {
+	fake, _ := setup(t)
+	r := receiver(fake, false)
+	body := webhookBody(plaid.CodeLoginRepaired, "")
+	for range 3 {
+		_, err := r.Receive(request(body, fake.Sign(body)), body)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 1, fake.KeyRequests(), "one fetch per key id")
+
+	fresh := receiver(fake, false)
+	retired := time.Now().Add(-time.Hour).Unix()
+	fake.KeyExpiredAt = &retired
+	_, err := fresh.Receive(request(body, fake.Sign(body)), body)
+	assert.ErrorIs(t, err, activities.ErrWebhookSignature, "a retired key verifies nothing")
+}
+
+func TestKeyEndpointDownAsksForRedelivery(t *testing.T) {
+	fake, _ := setup(t)
+	body := webhookBody(plaid.CodeLoginRepaired, "")
+	token := fake.Sign(body)
+	fake.HTTPStatus = http.StatusServiceUnavailable
+	_, err := receiver(fake, false).Receive(request(body, token), body)
+	assert.ErrorIs(t, err, activities.ErrWebhookUnavailable)
+}
+
+func TestRedeliveriesShareAnEventID(t *testing.T) {
+	fake, _ := setup(t)
+	r := receiver(fake, false)
+	body := webhookBody(plaid.CodeError, plaid.CodeItemLoginRequired)
+	first, err := r.Receive(request(body, fake.Sign(body)), body)
+	require.NoError(t, err)
+	second, err := r.Receive(request(body, fake.Sign(body)), body)
+	require.NoError(t, err)
+	assert.Equal(t, first[0].EventID, second[0].EventID, "Plaid sends no id: Item, code and time window name the event")
+	other := webhookBody(plaid.CodeLoginRepaired, "")
+	third, err := r.Receive(request(other, fake.Sign(other)), other)
+	require.NoError(t, err)
+	assert.NotEqual(t, first[0].EventID, third[0].EventID)
+}
