@@ -9,7 +9,6 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/relink-dev/relink/activities"
-	"github.com/relink-dev/relink/activities/quiltt"
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/config"
 	"github.com/relink-dev/relink/gateway"
@@ -36,34 +35,22 @@ func NewSandbox(c config.Config, logger *slog.Logger) *sandbox.Provider {
 	}
 }
 
-// NewActivities builds the activities over the enabled providers. sb is the
-// sandbox, or nil outside the dev stack.
-func NewActivities(c config.Config, logger *slog.Logger, sb *sandbox.Provider) *activities.Activities {
-	var providers []activities.Provider
-	if sb != nil {
-		providers = append(providers, sb)
-	}
+// NewActivities builds the activities over the enabled providers.
+func NewActivities(c config.Config, logger *slog.Logger, providers Providers) *activities.Activities {
 	return &activities.Activities{
-		Providers: activities.NewRegistry(providers...),
+		Providers: activities.NewRegistry(providers.APIs...),
 		Notifier:  NewNotifier(c.Notify, logger.With("component", "notifier")),
 	}
 }
 
-// NewGateway builds the HTTP gateway with a webhook receiver per enabled
-// provider.
-func NewGateway(c config.Config, tc client.Client, logger *slog.Logger, sb *sandbox.Provider) *gateway.Gateway {
-	receivers := map[string]activities.WebhookReceiver{}
-	if sb != nil {
-		receivers[sandbox.Name] = &quiltt.WebhookReceiver{Secret: c.Sandbox.WebhookSecret, Tolerance: c.Webhooks.Tolerance, Now: time.Now}
-	}
-	if c.Webhooks.QuilttSecret != "" {
-		receivers["quiltt"] = &quiltt.WebhookReceiver{Secret: c.Webhooks.QuilttSecret, Tolerance: c.Webhooks.Tolerance, Now: time.Now}
-	}
+// NewGateway builds the HTTP gateway with the enabled providers' webhook
+// receivers; sb enables the sandbox's controls (dev stack only).
+func NewGateway(c config.Config, tc client.Client, logger *slog.Logger, providers Providers, sb *sandbox.Provider) *gateway.Gateway {
 	return &gateway.Gateway{
 		Temporal:  tc,
 		TaskQueue: c.Temporal.TaskQueue,
 		APIKey:    c.Gateway.APIKey,
-		Receivers: receivers,
+		Receivers: providers.Webhooks,
 		Defaults:  c.Repair.Options(),
 		Sandbox:   sb,
 		Logger:    logger.With("component", "gateway"),

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,6 +13,9 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/relink-dev/relink/activities/quiltt"
+	"github.com/relink-dev/relink/app"
 )
 
 // runClient runs a client subcommand against the gateway's HTTP API and
@@ -63,6 +67,9 @@ func runClient(ctx context.Context, cmd string, args []string, stdout io.Writer)
 	case "cancel":
 		return c.do(ctx, stdout, http.MethodPost, repair+"/cancel", map[string]string{"reason": *reason, "requestedBy": "relink CLI"})
 	case "simulate-error":
+		if *provider == quiltt.Name {
+			return simulateQuilttError(ctx, stdout, *profile, fs.Arg(0))
+		}
 		return c.do(ctx, stdout, http.MethodPost, "/sandbox/connections/"+conn+"/break", map[string]string{
 			"profileId": *profile, "institution": *institution,
 		})
@@ -82,6 +89,28 @@ func runClient(ctx context.Context, cmd string, args []string, stdout io.Writer)
 		}
 		return c.do(ctx, stdout, http.MethodGet, path, nil)
 	}
+}
+
+// simulateQuilttError runs Quiltt's connectionSimulateError (Quiltt's
+// sandbox environment only) with the QUILTT_* settings. Quiltt then sends
+// the repairable webhook to the gateway, which starts the repair.
+func simulateQuilttError(ctx context.Context, stdout io.Writer, profileID, connectionID string) error {
+	if profileID == "" {
+		return usageError("Quiltt needs -profile (its API is scoped to the profile)")
+	}
+	cfg, _, err := loadConfig(ctx)
+	if err != nil {
+		return err
+	}
+	q := app.NewProviders(cfg, nil).Quiltt
+	if q == nil {
+		return errors.New("Quiltt is not enabled: set QUILTT_API_SECRET and QUILTT_WEBHOOK_SECRET")
+	}
+	if err := q.SimulateError(ctx, profileID, connectionID); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "quiltt connection %s is now ERROR_REPAIRABLE; Quiltt sends the webhook to your gateway\n", connectionID)
+	return nil
 }
 
 type apiClient struct {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/relink-dev/relink/activities/quiltt/quilttfake"
 )
 
 // The client subcommands send the gateway the requests the README's API
@@ -64,4 +66,23 @@ func TestClientSubcommands(t *testing.T) {
 
 	_, err = run("state")
 	assert.ErrorIs(t, err, errUsage)
+}
+
+func TestSimulateErrorOnQuiltt(t *testing.T) {
+	fake := quilttfake.New("qsk")
+	defer fake.Close()
+	fake.Put(quilttfake.Connection{ID: "conn_1", ProfileID: "p_1", Provider: "PLAID", Status: "SYNCED"})
+	t.Setenv("QUILTT_API_SECRET", "qsk")
+	t.Setenv("QUILTT_WEBHOOK_SECRET", "whsec")
+	t.Setenv("QUILTT_API_URL", fake.URL)
+	t.Setenv("QUILTT_AUTH_URL", fake.URL)
+	var out bytes.Buffer
+
+	err := runClient(context.Background(), "simulate-error", []string{"-provider", "quiltt", "-profile", "p_1", "conn_1"}, &out)
+
+	require.NoError(t, err)
+	assert.Equal(t, "ERROR_REPAIRABLE", fake.Get("conn_1").Status)
+	assert.Contains(t, out.String(), "now ERROR_REPAIRABLE")
+	err = runClient(context.Background(), "simulate-error", []string{"-provider", "quiltt", "conn_1"}, &out)
+	assert.ErrorIs(t, err, errUsage, "a profile is required")
 }

@@ -72,13 +72,14 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := sb.Load(filepath.Join(cfg.Dev.DataDir, "sandbox.json")); err != nil {
 		return err
 	}
-	w := app.NewWorker(tc, cfg.Temporal.TaskQueue, app.NewActivities(cfg, logger, sb))
+	providers := app.NewProviders(cfg, sb)
+	w := app.NewWorker(tc, cfg.Temporal.TaskQueue, app.NewActivities(cfg, logger, providers))
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	defer w.Stop()
 
-	gw := app.NewGateway(cfg, tc, logger, sb)
+	gw := app.NewGateway(cfg, tc, logger, providers, sb)
 	ln, err := net.Listen("tcp", cfg.Gateway.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
@@ -133,10 +134,11 @@ func runGateway(ctx context.Context, args []string) error {
 		return err
 	}
 	defer tc.Close()
-	gw := app.NewGateway(cfg, tc, logger, nil)
-	if len(gw.Receivers) == 0 {
-		logger.Warn("no provider webhooks enabled; set QUILTT_WEBHOOK_SECRET (see the README)")
+	providers := app.NewProviders(cfg, nil)
+	if len(providers.APIs) == 0 {
+		return errNoProvider
 	}
+	gw := app.NewGateway(cfg, tc, logger, providers, nil)
 	srv := app.NewHTTPServer(cfg.Gateway.ListenAddr, gw.Handler())
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ListenAndServe() }()
@@ -149,6 +151,9 @@ func runGateway(ctx context.Context, args []string) error {
 	shutdown(srv, logger)
 	return nil
 }
+
+// errNoProvider: production processes need at least one real provider.
+var errNoProvider = errors.New("no provider is enabled: set Quiltt's, Meld's or Plaid's settings (see the README); the sandbox lives in `relink dev`")
 
 // runSetup registers the search attributes on a cluster.
 func runSetup(ctx context.Context, args []string, stdout io.Writer) error {

@@ -20,6 +20,9 @@ type Config struct {
 	Repair   Repair
 	Notify   Notify
 	Webhooks Webhooks
+	Quiltt   Quiltt
+	Meld     Meld
+	Plaid    Plaid
 	Sandbox  Sandbox
 	Dev      Dev
 	Log      Log
@@ -87,14 +90,61 @@ type Notify struct {
 	Secret string `env:"RELINK_NOTIFY_SECRET"`
 }
 
-// Webhooks are the providers' inbound webhook settings.
+// Webhooks are settings shared by the providers' inbound webhooks.
 type Webhooks struct {
-	// Tolerance is how old a signed timestamp may be.
+	// Tolerance is how old a signed timestamp (Quiltt, Meld) or a JWT's iat
+	// (Plaid) may be.
 	Tolerance time.Duration `env:"RELINK_WEBHOOK_TOLERANCE, default=300s"`
-	// QuilttSecret is the Quiltt webhook subscription's secret; setting it
-	// enables POST /webhooks/quiltt.
-	QuilttSecret string `env:"QUILTT_WEBHOOK_SECRET"`
 }
+
+// Quiltt is the Quiltt adapter; QUILTT_API_SECRET and
+// QUILTT_WEBHOOK_SECRET enable it.
+type Quiltt struct {
+	APISecret     string `env:"QUILTT_API_SECRET"`
+	WebhookSecret string `env:"QUILTT_WEBHOOK_SECRET"`
+	APIURL        string `env:"QUILTT_API_URL, default=https://api.quiltt.io"`
+	AuthURL       string `env:"QUILTT_AUTH_URL, default=https://auth.quiltt.io"`
+}
+
+// Enabled reports whether the Quiltt adapter is configured.
+func (q Quiltt) Enabled() bool { return q.APISecret != "" }
+
+// Meld is the Meld adapter; MELD_API_KEY and MELD_WEBHOOK_SECRET enable it.
+type Meld struct {
+	APIKey        string `env:"MELD_API_KEY"`
+	WebhookSecret string `env:"MELD_WEBHOOK_SECRET"`
+	APIURL        string `env:"MELD_API_URL, default=https://api.meld.io"`
+	Version       string `env:"MELD_VERSION, default=2025-03-04"`
+	// WebhookURL is the URL registered with Meld; its signature covers it.
+	// Empty means RELINK_PUBLIC_URL + /webhooks/meld.
+	WebhookURL       string `env:"MELD_WEBHOOK_URL"`
+	ProactiveRepairs bool   `env:"MELD_PROACTIVE_REPAIRS, default=false"`
+}
+
+// Enabled reports whether the Meld adapter is configured.
+func (m Meld) Enabled() bool { return m.APIKey != "" }
+
+// Plaid is the Plaid adapter; PLAID_CLIENT_ID and PLAID_SECRET enable it.
+type Plaid struct {
+	ClientID       string   `env:"PLAID_CLIENT_ID"`
+	Secret         string   `env:"PLAID_SECRET"`
+	APIURL         string   `env:"PLAID_API_URL, default=https://production.plaid.com"`
+	ClientName     string   `env:"PLAID_CLIENT_NAME"`
+	Language       string   `env:"PLAID_LANGUAGE, default=en"`
+	CountryCodes   []string `env:"PLAID_COUNTRY_CODES, default=US"`
+	LinkWebhookURL string   `env:"PLAID_LINK_WEBHOOK_URL"`
+	RedirectURI    string   `env:"PLAID_REDIRECT_URI"`
+	// AccessTokens maps Item ids to access tokens ("item:token,…"), for
+	// development; production asks the app at AccessTokenURL.
+	AccessTokens      map[string]string `env:"PLAID_ACCESS_TOKENS"`
+	AccessTokenURL    string            `env:"PLAID_ACCESS_TOKEN_URL"`
+	AccessTokenSecret string            `env:"PLAID_ACCESS_TOKEN_SECRET"`
+	ProactiveRepairs  bool              `env:"PLAID_PROACTIVE_REPAIRS, default=true"`
+	DedupeWindow      time.Duration     `env:"PLAID_WEBHOOK_DEDUPE_WINDOW, default=10m"`
+}
+
+// Enabled reports whether the Plaid adapter is configured.
+func (p Plaid) Enabled() bool { return p.ClientID != "" || p.Secret != "" }
 
 // Sandbox is the in-process provider. It lives in the dev stack's process,
 // where worker and gateway share it.
@@ -149,6 +199,23 @@ func (c Config) validate() error {
 	}
 	if c.Webhooks.Tolerance <= 0 {
 		errs = append(errs, errors.New("RELINK_WEBHOOK_TOLERANCE must be positive"))
+	}
+	if (c.Quiltt.APISecret == "") != (c.Quiltt.WebhookSecret == "") {
+		errs = append(errs, errors.New("QUILTT_API_SECRET and QUILTT_WEBHOOK_SECRET go together"))
+	}
+	if (c.Meld.APIKey == "") != (c.Meld.WebhookSecret == "") {
+		errs = append(errs, errors.New("MELD_API_KEY and MELD_WEBHOOK_SECRET go together"))
+	}
+	if c.Plaid.Enabled() {
+		if c.Plaid.ClientID == "" || c.Plaid.Secret == "" {
+			errs = append(errs, errors.New("PLAID_CLIENT_ID and PLAID_SECRET go together"))
+		}
+		if c.Plaid.ClientName == "" {
+			errs = append(errs, errors.New("PLAID_CLIENT_NAME is required with Plaid (Link shows it to the user)"))
+		}
+		if len(c.Plaid.AccessTokens) == 0 && c.Plaid.AccessTokenURL == "" {
+			errs = append(errs, errors.New("Plaid needs PLAID_ACCESS_TOKEN_URL (or PLAID_ACCESS_TOKENS for development) to find Items' access tokens"))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)

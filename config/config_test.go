@@ -42,14 +42,39 @@ func TestFromEnvironment(t *testing.T) {
 
 func TestInvalidValuesAreRejected(t *testing.T) {
 	for name, env := range map[string]map[string]string{
-		"bad duration":     {"RELINK_REPAIR_WINDOW": "a week"},
-		"zero attempts":    {"RELINK_MAX_ATTEMPTS": "0"},
-		"negative offset":  {"RELINK_REMINDER_OFFSETS": "-1h"},
-		"cert without key": {"TEMPORAL_TLS_CERT": "/c.pem"},
+		"bad duration":                      {"RELINK_REPAIR_WINDOW": "a week"},
+		"zero attempts":                     {"RELINK_MAX_ATTEMPTS": "0"},
+		"negative offset":                   {"RELINK_REMINDER_OFFSETS": "-1h"},
+		"cert without key":                  {"TEMPORAL_TLS_CERT": "/c.pem"},
+		"quiltt api without webhook secret": {"QUILTT_API_SECRET": "s"},
+		"meld webhook without api key":      {"MELD_WEBHOOK_SECRET": "s"},
+		"plaid without client name":         {"PLAID_CLIENT_ID": "c", "PLAID_SECRET": "s", "PLAID_ACCESS_TOKENS": "i:t"},
+		"plaid without access tokens":       {"PLAID_CLIENT_ID": "c", "PLAID_SECRET": "s", "PLAID_CLIENT_NAME": "Acme"},
+		"plaid id without secret":           {"PLAID_CLIENT_ID": "c", "PLAID_CLIENT_NAME": "Acme", "PLAID_ACCESS_TOKENS": "i:t"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := LoadFrom(context.Background(), envconfig.MapLookuper(env))
 			assert.Error(t, err)
 		})
 	}
+}
+
+func TestProvidersAreEnabledByTheirSettings(t *testing.T) {
+	c, err := LoadFrom(context.Background(), envconfig.MapLookuper(nil))
+	require.NoError(t, err)
+	assert.False(t, c.Quiltt.Enabled() || c.Meld.Enabled() || c.Plaid.Enabled())
+
+	c, err = LoadFrom(context.Background(), envconfig.MapLookuper(map[string]string{
+		"QUILTT_API_SECRET": "q", "QUILTT_WEBHOOK_SECRET": "w",
+		"MELD_API_KEY": "m", "MELD_WEBHOOK_SECRET": "w",
+		"PLAID_CLIENT_ID": "c", "PLAID_SECRET": "s", "PLAID_CLIENT_NAME": "Acme",
+		"PLAID_ACCESS_TOKENS": "item_1:access-1,item_2:access-2", "PLAID_COUNTRY_CODES": "US,CA",
+	}))
+	require.NoError(t, err)
+	assert.True(t, c.Quiltt.Enabled() && c.Meld.Enabled() && c.Plaid.Enabled())
+	assert.Equal(t, map[string]string{"item_1": "access-1", "item_2": "access-2"}, c.Plaid.AccessTokens)
+	assert.Equal(t, []string{"US", "CA"}, c.Plaid.CountryCodes)
+	assert.Equal(t, "2025-03-04", c.Meld.Version)
+	assert.True(t, c.Plaid.ProactiveRepairs)
+	assert.False(t, c.Meld.ProactiveRepairs)
 }

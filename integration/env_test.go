@@ -51,6 +51,12 @@ type stack struct {
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
+	return newStackWith(t, nil)
+}
+
+// newStackWith adds settings (a provider's, say) to the stack's environment.
+func newStackWith(t *testing.T, settings map[string]string) *stack {
+	t.Helper()
 	ts := temporaltest.NewServer(temporaltest.WithT(t))
 	tc := ts.GetDefaultClient()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -58,21 +64,26 @@ func newStack(t *testing.T) *stack {
 	require.NoError(t, app.EnsureSearchAttributes(ctx, tc, ts.GetDefaultNamespace()))
 
 	appSrv := newAppEndpoint(t)
-	cfg, err := config.LoadFrom(ctx, envconfig.MapLookuper(map[string]string{
+	env := map[string]string{
 		"RELINK_API_KEY":            apiKey,
 		"RELINK_NOTIFY_URL":         appSrv.URL,
 		"RELINK_NOTIFY_SECRET":      notifySecret,
 		"RELINK_SANDBOX_SYNC_DELAY": "0s",
 		"RELINK_TASK_QUEUE":         "relink-it",
-	}))
+	}
+	for k, v := range settings {
+		env[k] = v
+	}
+	cfg, err := config.LoadFrom(ctx, envconfig.MapLookuper(env))
 	require.NoError(t, err)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	sb := app.NewSandbox(cfg, logger)
+	providers := app.NewProviders(cfg, sb)
 	ts.NewWorker(cfg.Temporal.TaskQueue, func(r worker.Registry) {
-		app.Register(r, app.NewActivities(cfg, logger, sb))
+		app.Register(r, app.NewActivities(cfg, logger, providers))
 	})
-	gw := app.NewGateway(cfg, tc, logger, sb)
+	gw := app.NewGateway(cfg, tc, logger, providers, sb)
 	srv := httptest.NewServer(gw.Handler())
 	t.Cleanup(srv.Close)
 	t.Cleanup(sb.Wait)
@@ -105,11 +116,17 @@ func (s *stack) call(method, path string, body, out any) int {
 	return resp.StatusCode
 }
 
-// state reads a repair through GET /v1/repairs/{provider}/{id}.
+// state reads a sandbox repair through GET /v1/repairs/sandbox/{id}.
 func (s *stack) state(conn string) workflows.RepairState {
 	s.t.Helper()
+	return s.stateOf("sandbox", conn)
+}
+
+// stateOf reads a repair through GET /v1/repairs/{provider}/{id}.
+func (s *stack) stateOf(provider, conn string) workflows.RepairState {
+	s.t.Helper()
 	var out struct{ Repair workflows.RepairState }
-	require.Equal(s.t, http.StatusOK, s.call(http.MethodGet, "/v1/repairs/sandbox/"+conn, nil, &out))
+	require.Equal(s.t, http.StatusOK, s.call(http.MethodGet, "/v1/repairs/"+provider+"/"+conn, nil, &out))
 	return out.Repair
 }
 
@@ -121,9 +138,18 @@ func (s *stack) waitFor(what string, cond func() bool) {
 
 func (s *stack) waitForStatus(conn string, want workflows.Status) workflows.RepairState {
 	s.t.Helper()
+	return s.waitForStatusOf("sandbox", conn, want)
+}
+
+func (s *stack) waitForStatusOf(provider, conn string, want workflows.Status) workflows.RepairState {
+	s.t.Helper()
 	var st workflows.RepairState
 	s.waitFor(conn+" to be "+string(want), func() bool {
-		st = s.state(conn)
+		var out struct{ Repair workflows.RepairState }
+		if s.call(http.MethodGet, "/v1/repairs/"+provider+"/"+conn, nil, &out) != http.StatusOK {
+			return false
+		}
+		st = out.Repair
 		return st.Status == want
 	})
 	return st

@@ -31,9 +31,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	acts := app.NewActivities(cfg, logger, nil)
+	acts := app.NewActivities(cfg, logger, app.NewProviders(cfg, nil))
 	if len(acts.Providers.Names()) == 0 {
-		return fmt.Errorf("no provider is enabled; the sandbox lives in `relink dev`, and real providers are enabled by their settings (see the README)")
+		return fmt.Errorf("no provider is enabled: set Quiltt's, Meld's or Plaid's settings (see the README); the sandbox lives in `relink dev`")
 	}
 	tc, err := app.Dial(ctx, cfg.Temporal, logger)
 	if err != nil {

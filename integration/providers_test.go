@@ -1,0 +1,258 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/enums/v1"
+	"google.golang.org/protobuf/encoding/prototext"
+
+	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/meld"
+	"github.com/relink-dev/relink/activities/meld/meldfake"
+	"github.com/relink-dev/relink/activities/plaid"
+	"github.com/relink-dev/relink/activities/plaid/plaidfake"
+	"github.com/relink-dev/relink/activities/quiltt"
+	"github.com/relink-dev/relink/activities/quiltt/quilttfake"
+	"github.com/relink-dev/relink/workflows"
+)
+
+// One end-to-end test per provider: its signed webhook through the real
+// gateway starts the repair on a real Temporal server, the frontend gets a
+// session and reports the widget's success, the provider confirms, and the
+// repair ends REPAIRED; then the provider's main failure path.
+
+const (
+	quilttSecret        = "quiltt_sk_it"
+	quilttWebhookSecret = "quiltt_wh_it"
+)
+
+func newQuilttStack(t *testing.T) (*stack, *quilttfake.Server) {
+	fake := quilttfake.New(quilttSecret)
+	t.Cleanup(fake.Close)
+	s := newStackWith(t, map[string]string{
+		"QUILTT_API_SECRET":     quilttSecret,
+		"QUILTT_WEBHOOK_SECRET": quilttWebhookSecret,
+		"QUILTT_API_URL":        fake.URL,
+		"QUILTT_AUTH_URL":       fake.URL,
+	})
+	// After a successful close, Quiltt syncs and reports it.
+	fake.OnClose = func(c quilttfake.Connection) {
+		c.Status = quiltt.StatusSynced
+		fake.Put(c)
+		s.postQuiltt(quiltt.EventSyncedSuccessful, c, "evt_synced_"+c.ID)
+	}
+	return s, fake
+}
+
+func (s *stack) postQuiltt(eventType string, c quilttfake.Connection, eventID string) {
+	ev := quiltt.Event{ID: eventID, Type: eventType, At: time.Now().UTC(),
+		Profile: &quiltt.Profile{ID: c.ProfileID}, Record: &quiltt.Record{ID: c.ID, Provider: c.Provider, Status: c.Status}}
+	err := quiltt.PostWebhook(context.Background(), http.DefaultClient, s.gateway.URL+"/webhooks/quiltt", quilttWebhookSecret, time.Now(), ev)
+	require.NoError(s.t, err)
+}
+
+func TestQuilttEndToEnd(t *testing.T) {
+	s, fake := newQuilttStack(t)
+	conn := quilttfake.Connection{ID: "conn_q1", ProfileID: "p_q", Provider: "PLAID", Status: quiltt.StatusErrorRepairable}
+	fake.Put(conn)
+
+	s.postQuiltt(quiltt.EventRepairable, conn, "evt_break_q1")
+	s.waitForStatusOf(quiltt.Name, "conn_q1", workflows.StatusAwaitingUser)
+
+	var rec workflows.ReconnectResult
+	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/quiltt/conn_q1/reconnect", nil, &rec))
+	require.Equal(t, activities.ConnectorActionRequired, rec.ConnectorStatus)
+	require.NotEmpty(t, rec.Session.LinkToken, "the frontend opens Plaid Link with it")
+	// Plaid Link's onSuccess, reported by the frontend.
+	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs/quiltt/conn_q1/complete", map[string]any{
+		"connectorToken": rec.Session.ConnectorToken, "publicToken": "public-sandbox-q1",
+		"metadata": map[string]any{"institution": map[string]string{"name": "Chase", "institution_id": "ins_3"}},
+	}, nil))
+
+	st := s.waitForStatusOf(quiltt.Name, "conn_q1", workflows.StatusRepaired)
+	assert.Equal(t, "confirmed by the provider's webhook", st.Reason)
+	assert.Equal(t, "p_q", st.ProfileID)
+	var closes int
+	for _, r := range fake.Requests() {
+		if strings.Contains(r.Query, "connectorPlaidClose") {
+			closes++
+			assert.Equal(t, "public-sandbox-q1", r.Input()["publicToken"])
+		}
+	}
+	assert.Equal(t, 1, closes)
+}
+
+func TestQuilttDisconnectEndsTheRepair(t *testing.T) {
+	s, fake := newQuilttStack(t)
+	conn := quilttfake.Connection{ID: "conn_q2", ProfileID: "p_q", Provider: "MX", Status: quiltt.StatusErrorRepairable}
+	fake.Put(conn)
+	s.postQuiltt(quiltt.EventRepairable, conn, "evt_break_q2")
+	s.waitForStatusOf(quiltt.Name, "conn_q2", workflows.StatusAwaitingUser)
+
+	conn.Status = quiltt.StatusDisconnected
+	s.postQuiltt(quiltt.EventDisconnected, conn, "evt_gone_q2")
+
+	st := s.waitForStatusOf(quiltt.Name, "conn_q2", workflows.StatusUnrepairable)
+	assert.Contains(t, st.Reason, "disconnected")
+}
+
+const (
+	meldKey           = "meld_key_it"
+	meldWebhookSecret = "meld_wh_it"
+	// The URL registered with Meld: a proxy in front of the gateway.
+	meldPublicURL = "https://relink.example.com/webhooks/meld"
+)
+
+func newMeldStack(t *testing.T) (*stack, *meldfake.Server) {
+	fake := meldfake.New(meldKey)
+	t.Cleanup(fake.Close)
+	s := newStackWith(t, map[string]string{
+		"MELD_API_KEY":        meldKey,
+		"MELD_WEBHOOK_SECRET": meldWebhookSecret,
+		"MELD_API_URL":        fake.URL,
+		"MELD_WEBHOOK_URL":    meldPublicURL,
+	})
+	return s, fake
+}
+
+func (s *stack) postMeld(eventID, conn, status, reason string) {
+	payload, _ := json.Marshal(map[string]any{"connectionId": conn, "customerId": "cus_m", "externalCustomerId": "user_m",
+		"institutionName": "Chase", "newStatus": status, "statusReason": reason})
+	env := meld.Envelope{EventType: meld.EventStatusChange, EventID: eventID, Timestamp: time.Now().UTC(),
+		AccountID: "acct_m", Version: meld.DefaultVersion, Payload: payload}
+	require.NoError(s.t, meld.PostWebhook(context.Background(), http.DefaultClient, s.gateway.URL+"/webhooks/meld",
+		meldPublicURL, meldWebhookSecret, time.Now(), env))
+}
+
+func TestMeldEndToEnd(t *testing.T) {
+	s, fake := newMeldStack(t)
+	fake.Put(meldfake.Connection{ID: "conn_m1", CustomerID: "cus_m", Status: meld.StatusReconnectRequired, StatusReason: "LOGIN_REQUIRED"})
+
+	s.postMeld("evt_m1_broke", "conn_m1", meld.StatusReconnectRequired, "LOGIN_REQUIRED")
+	st := s.waitForStatusOf(meld.Name, "conn_m1", workflows.StatusAwaitingUser)
+	assert.Equal(t, "user_m", st.ProfileID)
+
+	var rec workflows.ReconnectResult
+	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/meld/conn_m1/reconnect", nil, &rec))
+	assert.Contains(t, rec.Session.WidgetURL, "connectToken=")
+	// The user finishes in Meld's widget; Meld has no close call.
+	fake.Set("conn_m1", meld.StatusActive, "")
+	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs/meld/conn_m1/complete",
+		map[string]any{"connectorToken": rec.Session.ConnectorToken}, nil))
+	s.waitForStatusOf(meld.Name, "conn_m1", workflows.StatusVerifying)
+	s.postMeld("evt_m1_active", "conn_m1", meld.StatusActive, "")
+
+	st = s.waitForStatusOf(meld.Name, "conn_m1", workflows.StatusRepaired)
+	assert.Equal(t, "confirmed by the provider's webhook", st.Reason)
+}
+
+func TestMeldStillBrokenAfterTheWidgetCountsTheAttempt(t *testing.T) {
+	s, fake := newMeldStack(t)
+	fake.Put(meldfake.Connection{ID: "conn_m2", CustomerID: "cus_m", Status: meld.StatusReconnectRequired})
+	s.postMeld("evt_m2_broke", "conn_m2", meld.StatusReconnectRequired, "")
+	s.waitForStatusOf(meld.Name, "conn_m2", workflows.StatusAwaitingUser)
+	var rec workflows.ReconnectResult
+	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/meld/conn_m2/reconnect", nil, &rec))
+	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs/meld/conn_m2/complete",
+		map[string]any{"connectorToken": rec.Session.ConnectorToken}, nil))
+	s.waitForStatusOf(meld.Name, "conn_m2", workflows.StatusVerifying)
+
+	// Meld reports the connection still needs reconnecting.
+	s.postMeld("evt_m2_still", "conn_m2", meld.StatusReconnectRequired, "LOGIN_REQUIRED")
+
+	st := s.waitForStatusOf(meld.Name, "conn_m2", workflows.StatusAwaitingUser)
+	assert.Equal(t, 2, st.Attempt)
+	assert.Contains(t, st.LastError, "broken again")
+
+	// And an expired connection cannot be repaired at all.
+	s.postMeld("evt_m2_expired", "conn_m2", meld.StatusExpired, "")
+	s.waitForStatusOf(meld.Name, "conn_m2", workflows.StatusUnrepairable)
+}
+
+const (
+	plaidClientID    = "plaid_client_it"
+	plaidSecret      = "plaid_secret_it"
+	plaidAccessToken = "access-sandbox-it-item-p1"
+)
+
+func newPlaidStack(t *testing.T) (*stack, *plaidfake.Server) {
+	fake := plaidfake.New(plaidClientID, plaidSecret)
+	t.Cleanup(fake.Close)
+	fake.Put(plaidfake.Item{ID: "item_p1", AccessToken: plaidAccessToken, ErrorCode: plaid.CodeItemLoginRequired})
+	s := newStackWith(t, map[string]string{
+		"PLAID_CLIENT_ID":     plaidClientID,
+		"PLAID_SECRET":        plaidSecret,
+		"PLAID_API_URL":       fake.URL,
+		"PLAID_CLIENT_NAME":   "Acme",
+		"PLAID_ACCESS_TOKENS": "item_p1:" + plaidAccessToken,
+	})
+	return s, fake
+}
+
+func (s *stack) postPlaid(fake *plaidfake.Server, hook map[string]any) {
+	s.t.Helper()
+	require.NoError(s.t, fake.PostWebhook(context.Background(), s.gateway.URL+"/webhooks/plaid", hook))
+}
+
+func TestPlaidEndToEnd(t *testing.T) {
+	s, fake := newPlaidStack(t)
+
+	s.postPlaid(fake, map[string]any{"webhook_type": "ITEM", "webhook_code": "ERROR", "item_id": "item_p1",
+		"error": map[string]any{"error_type": "ITEM_ERROR", "error_code": "ITEM_LOGIN_REQUIRED", "status": 400}, "environment": "sandbox"})
+	s.waitForStatusOf(plaid.Name, "item_p1", workflows.StatusAwaitingUser)
+
+	var rec workflows.ReconnectResult
+	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/plaid/item_p1/reconnect", nil, &rec))
+	require.True(t, strings.HasPrefix(rec.Session.LinkToken, "link-sandbox-"))
+	assert.WithinDuration(t, time.Now().Add(30*time.Minute), rec.Session.ExpiresAt, time.Minute)
+	// The user re-authenticates in Link (update mode); Plaid confirms.
+	fake.SetError("item_p1", "")
+	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs/plaid/item_p1/complete", map[string]any{
+		"connectorToken": rec.Session.LinkToken, "publicToken": "public-sandbox-p1",
+		"metadata": map[string]any{"link_session_id": "ls_1"}}, nil))
+	s.waitForStatusOf(plaid.Name, "item_p1", workflows.StatusVerifying)
+	s.postPlaid(fake, map[string]any{"webhook_type": "ITEM", "webhook_code": "LOGIN_REPAIRED", "item_id": "item_p1", "environment": "sandbox"})
+
+	st := s.waitForStatusOf(plaid.Name, "item_p1", workflows.StatusRepaired)
+	assert.Contains(t, st.Reason, "repaired")
+	s.assertNotInHistory(workflows.WorkflowID(plaid.Name, "item_p1"), plaidAccessToken, `\"connectionId\":\"item_p1\"`)
+}
+
+func TestPlaidPermissionRevokedEndsTheRepair(t *testing.T) {
+	s, fake := newPlaidStack(t)
+	hook := map[string]any{"webhook_type": "ITEM", "webhook_code": "ERROR", "item_id": "item_p1",
+		"error": map[string]any{"error_code": "ITEM_LOGIN_REQUIRED"}, "environment": "sandbox"}
+	s.postPlaid(fake, hook)
+	s.postPlaid(fake, hook) // Plaid retries; no event id, still one event
+	s.waitForStatusOf(plaid.Name, "item_p1", workflows.StatusAwaitingUser)
+
+	s.postPlaid(fake, map[string]any{"webhook_type": "ITEM", "webhook_code": "USER_PERMISSION_REVOKED", "item_id": "item_p1", "environment": "sandbox"})
+
+	st := s.waitForStatusOf(plaid.Name, "item_p1", workflows.StatusUnrepairable)
+	assert.Contains(t, st.Reason, "disconnected")
+	assert.Equal(t, 1, st.SessionsIssued)
+}
+
+// assertNotInHistory checks a secret never reached workflow history, in
+// which visible (an id the history must hold) does appear: proof the check
+// reads the payloads.
+func (s *stack) assertNotInHistory(workflowID, secret, visible string) {
+	s.t.Helper()
+	iter := s.temporal.GetWorkflowHistory(context.Background(), workflowID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var text strings.Builder
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		require.NoError(s.t, err)
+		// The text form prints payload bytes as they are: JSON, readable.
+		text.WriteString(prototext.Format(ev))
+	}
+	assert.Contains(s.t, text.String(), visible)
+	assert.NotContains(s.t, text.String(), secret)
+}
