@@ -138,6 +138,11 @@ func TestMeldEndToEnd(t *testing.T) {
 	s.postMeld("evt_m1_broke", "conn_m1", meld.StatusReconnectRequired, "LOGIN_REQUIRED")
 	st := s.waitForStatusOf(meld.Name, "conn_m1", workflows.StatusAwaitingUser)
 	assert.Equal(t, "user_m", st.ProfileID)
+	// Meld retries deliveries: the same eventId again changes nothing.
+	s.postMeld("evt_m1_broke", "conn_m1", meld.StatusReconnectRequired, "LOGIN_REQUIRED")
+	st = s.stateOf(meld.Name, "conn_m1")
+	assert.Equal(t, 1, st.SessionsIssued)
+	assert.Equal(t, 1, st.Attempt)
 
 	var rec workflows.ReconnectResult
 	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/meld/conn_m1/reconnect", nil, &rec))
