@@ -216,6 +216,12 @@ func (c Config) validate() error {
 		if len(c.Plaid.AccessTokens) == 0 && c.Plaid.AccessTokenURL == "" {
 			errs = append(errs, errors.New("Plaid needs PLAID_ACCESS_TOKEN_URL (or PLAID_ACCESS_TOKENS for development) to find Items' access tokens"))
 		}
+		if c.Plaid.AccessTokenURL != "" && c.Plaid.AccessTokenSecret == "" {
+			errs = append(errs, errors.New("PLAID_ACCESS_TOKEN_URL needs PLAID_ACCESS_TOKEN_SECRET: access tokens are never asked for without authentication"))
+		}
+		if c.Plaid.DedupeWindow < time.Second {
+			errs = append(errs, errors.New("PLAID_WEBHOOK_DEDUPE_WINDOW must be at least 1s"))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)

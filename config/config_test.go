@@ -51,6 +51,8 @@ func TestInvalidValuesAreRejected(t *testing.T) {
 		"plaid without client name":         {"PLAID_CLIENT_ID": "c", "PLAID_SECRET": "s", "PLAID_ACCESS_TOKENS": "i:t"},
 		"plaid without access tokens":       {"PLAID_CLIENT_ID": "c", "PLAID_SECRET": "s", "PLAID_CLIENT_NAME": "Acme"},
 		"plaid id without secret":           {"PLAID_CLIENT_ID": "c", "PLAID_CLIENT_NAME": "Acme", "PLAID_ACCESS_TOKENS": "i:t"},
+		"plaid token URL without secret":    {"PLAID_CLIENT_ID": "c", "PLAID_SECRET": "s", "PLAID_CLIENT_NAME": "Acme", "PLAID_ACCESS_TOKEN_URL": "https://app/tokens"},
+		"plaid dedupe window too short":     {"PLAID_CLIENT_ID": "c", "PLAID_SECRET": "s", "PLAID_CLIENT_NAME": "Acme", "PLAID_ACCESS_TOKENS": "i:t", "PLAID_WEBHOOK_DEDUPE_WINDOW": "500ms"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := LoadFrom(context.Background(), envconfig.MapLookuper(env))

@@ -167,11 +167,22 @@ func (s *stack) breakConnection(conn, profile string) {
 // signs, and returns the gateway's summary.
 func (s *stack) postSandboxWebhook(body []byte) webhookSummary {
 	s.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, s.gateway.URL+"/webhooks/sandbox", bytes.NewReader(body))
-	require.NoError(s.t, err)
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	req.Header.Set(quiltt.HeaderTimestamp, ts)
-	req.Header.Set(quiltt.HeaderSignature, quiltt.Sign(s.sandbox.Webhooks.Secret, ts, body))
+	return s.postWebhook("sandbox", body, map[string]string{
+		quiltt.HeaderTimestamp: ts,
+		quiltt.HeaderSignature: quiltt.Sign(s.sandbox.Webhooks.Secret, ts, body),
+	})
+}
+
+// postWebhook posts a signed webhook body to /webhooks/{provider} and
+// returns the gateway's summary.
+func (s *stack) postWebhook(provider string, body []byte, headers map[string]string) webhookSummary {
+	s.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, s.gateway.URL+"/webhooks/"+provider, bytes.NewReader(body))
+	require.NoError(s.t, err)
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(s.t, err)
 	defer resp.Body.Close()

@@ -122,13 +122,19 @@ func newMeldStack(t *testing.T) (*stack, *meldfake.Server) {
 	return s, fake
 }
 
-func (s *stack) postMeld(eventID, conn, status, reason string) {
+// postMeld sends a status change signed over the public URL registered
+// with Meld, as Meld does through the proxy.
+func (s *stack) postMeld(eventID, conn, status, reason string) webhookSummary {
+	s.t.Helper()
 	payload, _ := json.Marshal(map[string]any{"connectionId": conn, "customerId": "cus_m", "externalCustomerId": "user_m",
 		"institutionName": "Chase", "newStatus": status, "statusReason": reason})
-	env := meld.Envelope{EventType: meld.EventStatusChange, EventID: eventID, Timestamp: time.Now().UTC(),
-		AccountID: "acct_m", Version: meld.DefaultVersion, Payload: payload}
-	require.NoError(s.t, meld.PostWebhook(context.Background(), http.DefaultClient, s.gateway.URL+"/webhooks/meld",
-		meldPublicURL, meldWebhookSecret, time.Now(), env))
+	body, _ := json.Marshal(meld.Envelope{EventType: meld.EventStatusChange, EventID: eventID, Timestamp: time.Now().UTC(),
+		AccountID: "acct_m", Version: meld.DefaultVersion, Payload: payload})
+	ts := time.Now().UTC().Format(time.RFC3339Nano)
+	return s.postWebhook(meld.Name, body, map[string]string{
+		meld.HeaderTimestamp: ts,
+		meld.HeaderSignature: meld.Sign(meldWebhookSecret, ts, meldPublicURL, body),
+	})
 }
 
 func TestMeldEndToEnd(t *testing.T) {
@@ -138,11 +144,10 @@ func TestMeldEndToEnd(t *testing.T) {
 	s.postMeld("evt_m1_broke", "conn_m1", meld.StatusReconnectRequired, "LOGIN_REQUIRED")
 	st := s.waitForStatusOf(meld.Name, "conn_m1", workflows.StatusAwaitingUser)
 	assert.Equal(t, "user_m", st.ProfileID)
-	// Meld retries deliveries: the same eventId again changes nothing.
-	s.postMeld("evt_m1_broke", "conn_m1", meld.StatusReconnectRequired, "LOGIN_REQUIRED")
-	st = s.stateOf(meld.Name, "conn_m1")
-	assert.Equal(t, 1, st.SessionsIssued)
-	assert.Equal(t, 1, st.Attempt)
+	// Meld retries deliveries: the same eventId again is acknowledged as a
+	// duplicate and applied to nothing.
+	again := s.postMeld("evt_m1_broke", "conn_m1", meld.StatusReconnectRequired, "LOGIN_REQUIRED")
+	assert.Equal(t, webhookSummary{Received: 1, Duplicates: 1}, again)
 
 	var rec workflows.ReconnectResult
 	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/meld/conn_m1/reconnect", nil, &rec))
@@ -201,9 +206,12 @@ func newPlaidStack(t *testing.T) (*stack, *plaidfake.Server) {
 	return s, fake
 }
 
-func (s *stack) postPlaid(fake *plaidfake.Server, hook map[string]any) {
+// postPlaid sends a webhook signed by the fake's key, as Plaid does.
+func (s *stack) postPlaid(fake *plaidfake.Server, hook map[string]any) webhookSummary {
 	s.t.Helper()
-	require.NoError(s.t, fake.PostWebhook(context.Background(), s.gateway.URL+"/webhooks/plaid", hook))
+	body, err := json.MarshalIndent(hook, "", "  ")
+	require.NoError(s.t, err)
+	return s.postWebhook(plaid.Name, body, map[string]string{plaid.HeaderVerification: fake.Sign(body)})
 }
 
 func TestPlaidEndToEnd(t *testing.T) {
@@ -235,7 +243,8 @@ func TestPlaidPermissionRevokedEndsTheRepair(t *testing.T) {
 	hook := map[string]any{"webhook_type": "ITEM", "webhook_code": "ERROR", "item_id": "item_p1",
 		"error": map[string]any{"error_code": "ITEM_LOGIN_REQUIRED"}, "environment": "sandbox"}
 	s.postPlaid(fake, hook)
-	s.postPlaid(fake, hook) // Plaid retries; no event id, still one event
+	// Plaid retries with a fresh JWT and no event id: still one event.
+	assert.Equal(t, webhookSummary{Received: 1, Duplicates: 1}, s.postPlaid(fake, hook))
 	s.waitForStatusOf(plaid.Name, "item_p1", workflows.StatusAwaitingUser)
 
 	s.postPlaid(fake, map[string]any{"webhook_type": "ITEM", "webhook_code": "USER_PERMISSION_REVOKED", "item_id": "item_p1", "environment": "sandbox"})

@@ -77,9 +77,11 @@ func (p *Provider) Initialize(ctx context.Context, ref activities.ConnectionRef)
 		if c.StatusReason == "" {
 			return activities.Session{ConnectorStatus: activities.ConnectorContinue}, nil
 		}
-	case StatusExpired, StatusDeleted, StatusInProgress:
+	case StatusExpired, StatusDeleted:
 		return activities.Session{}, activities.NotRepairable(fmt.Sprintf("meld: connection %s is %s: start a new connection", c.ID, c.Status))
 	}
+	// Anything else goes to Meld's repair call, which answers 409 for a
+	// connection it will not repair (IN_PROGRESS, say).
 	var res struct {
 		ID           string `json:"id"`
 		ConnectToken string `json:"connectToken"`

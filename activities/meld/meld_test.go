@@ -72,7 +72,7 @@ func TestInitializeOutcomes(t *testing.T) {
 		"degraded":                   {"conn_degraded", activities.ConnectorActionRequired, ""},
 		"unknown":                    {"conn_nope", "", activities.ErrTypeConnectionNotFound},
 		"expired":                    {"conn_expired", "", activities.ErrTypeNotRepairable},
-		"in progress":                {"conn_busy", "", activities.ErrTypeNotRepairable},
+		"in progress (Meld's 409)":   {"conn_busy", "", activities.ErrTypeNotRepairable},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -105,12 +105,18 @@ func TestRepairConflictIsNotRepairable(t *testing.T) {
 
 func TestTransientFailuresAreRetryable(t *testing.T) {
 	for _, status := range []int{http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusServiceUnavailable, http.StatusUnauthorized} {
-		fake, p := setup(t)
-		fake.HTTPStatus = status
-		_, err := p.Initialize(context.Background(), ref("conn_broken"))
-		require.Error(t, err)
-		assert.Empty(t, activities.ErrorType(err), "status %d", status)
-		assert.NotContains(t, err.Error(), apiKey)
+		for _, where := range []string{"status read", "repair call"} {
+			fake, p := setup(t)
+			if where == "status read" {
+				fake.HTTPStatus = status
+			} else {
+				fake.RepairStatus = status
+			}
+			_, err := p.Initialize(context.Background(), ref("conn_broken"))
+			require.Error(t, err)
+			assert.Empty(t, activities.ErrorType(err), "%d on the %s", status, where)
+			assert.NotContains(t, err.Error(), apiKey)
+		}
 	}
 }
 

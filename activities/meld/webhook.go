@@ -1,14 +1,11 @@
 package meld
 
 import (
-	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -195,33 +192,6 @@ func parseTimestamp(ts string) (time.Time, bool) {
 		return time.Unix(secs, 0), true
 	}
 	return time.Time{}, false
-}
-
-// PostWebhook sends one event to url signed as Meld signs it; fullURL is
-// the URL the signature covers. For test fakes.
-func PostWebhook(ctx context.Context, c *http.Client, url, fullURL, secret string, now time.Time, env Envelope) error {
-	body, err := json.Marshal(env)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	ts := now.UTC().Format(time.RFC3339Nano)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(HeaderTimestamp, ts)
-	req.Header.Set(HeaderSignature, Sign(secret, ts, fullURL, body))
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("meld webhook: receiver answered %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
-	}
-	return nil
 }
 
 func first(values ...string) string {

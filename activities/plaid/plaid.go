@@ -8,6 +8,7 @@ package plaid
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -210,11 +211,11 @@ func (p *Provider) call(ctx context.Context, path string, body, out any) error {
 		return activities.NotRepairable(msg)
 	case e.ErrorCode == codeInvalidLinkToken:
 		return activities.ReconnectRejected(msg)
-	case status == http.StatusTooManyRequests || status >= 500 || e.ErrorType == "RATE_LIMIT_EXCEEDED" ||
-		e.ErrorType == "API_ERROR" || e.ErrorType == "INSTITUTION_ERROR" || e.ErrorCode == "INVALID_API_KEYS":
-		// Transient, or credentials an operator can fix while we retry.
-		return fmt.Errorf("%s", msg)
-	default:
+	case status == http.StatusBadRequest && e.ErrorType == "INVALID_INPUT" && e.ErrorCode != "INVALID_API_KEYS":
 		return activities.InvalidInput(msg)
+	default:
+		// Transient (429, 5xx, API and institution errors), or settings an
+		// operator can fix (credentials, redirect URI) while we retry.
+		return errors.New(msg)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -220,12 +222,16 @@ func TestWebhookVerification(t *testing.T) {
 			return request(body, plaidfake.Sign(otherKey, "kid-unknown", body, time.Now()))
 		},
 		"HS256 instead of ES256": func(f *plaidfake.Server) *http.Request {
+			// Fresh and over this very body: only the algorithm is wrong.
 			signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: bytes.Repeat([]byte("k"), 32)},
-				(&jose.SignerOptions{}).WithHeader("kid", f.KeyID))
+				(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", f.KeyID))
 			require.NoError(t, err)
-			obj, err := signer.Sign([]byte(`{"iat":1}`))
+			sum := sha256.Sum256(body)
+			claims, _ := json.Marshal(map[string]any{"iat": time.Now().Unix(), "request_body_sha256": hex.EncodeToString(sum[:])})
+			obj, err := signer.Sign(claims)
 			require.NoError(t, err)
-			token, _ := obj.CompactSerialize()
+			token, err := obj.CompactSerialize()
+			require.NoError(t, err)
 			return request(body, token)
 		},
 		"not a JWT": func(*plaidfake.Server) *http.Request { return request(body, "hello") },
@@ -242,8 +248,15 @@ func TestWebhookVerification(t *testing.T) {
 	}
 }
 
+// clock is a settable time source shared by the fake and the receiver.
+type clock struct{ now time.Time }
+
+func (c *clock) Now() time.Time { return c.now }
+
 func TestVerificationKeysAreCachedAndRetired(t *testing.T) {
 	fake, _ := setup(t)
+	c := &clock{now: time.Now()}
+	fake.Now = c.Now
 	r := receiver(fake, false)
 	body := webhookBody(plaid.CodeLoginRepaired, "")
 	for range 3 {
@@ -252,11 +265,36 @@ func TestVerificationKeysAreCachedAndRetired(t *testing.T) {
 	}
 	assert.Equal(t, 1, fake.KeyRequests(), "one fetch per key id")
 
-	fresh := receiver(fake, false)
-	retired := time.Now().Add(-time.Hour).Unix()
+	// Plaid retires the key; the same receiver stops trusting it once its
+	// cache entry is due again.
+	retired := c.now.Unix()
 	fake.KeyExpiredAt = &retired
-	_, err := fresh.Receive(request(body, fake.Sign(body)), body)
+	c.now = c.now.Add(61 * time.Minute)
+	_, err := r.Receive(request(body, fake.Sign(body)), body)
 	assert.ErrorIs(t, err, activities.ErrWebhookSignature, "a retired key verifies nothing")
+	assert.Equal(t, 2, fake.KeyRequests())
+}
+
+func TestUnknownKeyIDsAreRememberedBriefly(t *testing.T) {
+	fake, _ := setup(t)
+	r := receiver(fake, false)
+	body := webhookBody(plaid.CodeLoginRepaired, "")
+	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	for range 5 {
+		_, err := r.Receive(request(body, plaidfake.Sign(other, "kid-forged", body, time.Now())), body)
+		assert.ErrorIs(t, err, activities.ErrWebhookSignature)
+	}
+	assert.Equal(t, 1, fake.KeyRequests(), "forged key ids do not each cost a call to Plaid")
+}
+
+func TestKeyFetchWithBadCredentialsAsksForRedelivery(t *testing.T) {
+	fake, _ := setup(t)
+	r := receiver(fake, false)
+	r.Keys.Secret = "wrong"
+	body := webhookBody(plaid.CodeLoginRepaired, "")
+	_, err := r.Receive(request(body, fake.Sign(body)), body)
+	assert.ErrorIs(t, err, activities.ErrWebhookUnavailable, "our credentials, not the sender, are wrong")
 }
 
 func TestKeyEndpointDownAsksForRedelivery(t *testing.T) {
@@ -270,15 +308,28 @@ func TestKeyEndpointDownAsksForRedelivery(t *testing.T) {
 
 func TestRedeliveriesShareAnEventID(t *testing.T) {
 	fake, _ := setup(t)
+	c := &clock{now: time.Now()}
+	fake.Now = c.Now
 	r := receiver(fake, false)
 	body := webhookBody(plaid.CodeError, plaid.CodeItemLoginRequired)
-	first, err := r.Receive(request(body, fake.Sign(body)), body)
-	require.NoError(t, err)
-	second, err := r.Receive(request(body, fake.Sign(body)), body)
-	require.NoError(t, err)
-	assert.Equal(t, first[0].EventID, second[0].EventID, "Plaid sends no id: Item, code and time window name the event")
+	receive := func(b []byte) activities.WebhookEvent {
+		t.Helper()
+		events, err := r.Receive(request(b, fake.Sign(b)), b)
+		require.NoError(t, err)
+		require.Len(t, events, 1)
+		return events[0]
+	}
+
+	first := receive(body)
+	c.now = c.now.Add(9*time.Minute + 40*time.Second) // Plaid's retry, freshly signed
+	retry := receive(body)
+	assert.Equal(t, first.EventID, retry.EventID, "Plaid sends no id: a retry within the window is the same event")
+	assert.Equal(t, first.At, retry.At, "and keeps the first delivery's time")
+
 	other := webhookBody(plaid.CodeLoginRepaired, "")
-	third, err := r.Receive(request(other, fake.Sign(other)), other)
-	require.NoError(t, err)
-	assert.NotEqual(t, first[0].EventID, third[0].EventID)
+	assert.NotEqual(t, first.EventID, receive(other).EventID, "another code is another event")
+
+	c.now = c.now.Add(11 * time.Minute)
+	again := receive(body)
+	assert.NotEqual(t, first.EventID, again.EventID, "the same code after the window is a new event")
 }

@@ -24,8 +24,9 @@ const HeaderVerification = "Plaid-Verification"
 // DefaultMaxAge is how old a webhook's iat may be.
 const DefaultMaxAge = 5 * time.Minute
 
-// DefaultDedupeWindow groups Plaid's retries of one event: Plaid sends no
-// event id, so Item, code and this window of iat name an event.
+// DefaultDedupeWindow groups Plaid's deliveries of one event: Plaid sends
+// no event id, so a webhook with the same Item and code as one seen less
+// than this long before is the same event (its retry).
 const DefaultDedupeWindow = 10 * time.Minute
 
 // Item webhook codes Relink acts on.
@@ -48,8 +49,16 @@ type Webhook struct {
 	Reason      string      `json:"reason,omitempty"`
 }
 
-// errUnknownKey: Plaid does not know the JWT's key id.
+// errUnknownKey: Plaid does not know the JWT's key id, or has retired it.
 var errUnknownKey = errors.New("unknown verification key")
+
+// Key cache lifetimes: a known key is fetched again after keyTTL, so a key
+// Plaid retires stops verifying within that time; an unknown key id is
+// remembered for missTTL, so forged ids do not each cost a call to Plaid.
+const (
+	keyTTL  = time.Hour
+	missTTL = time.Minute
+)
 
 // VerificationKeys fetches Plaid's webhook verification keys
 // (/webhook_verification_key/get) and caches them by key id.
@@ -65,41 +74,25 @@ type VerificationKeys struct {
 }
 
 type verificationKey struct {
-	jwk       jose.JSONWebKey
+	jwk       *jose.JSONWebKey // nil: Plaid does not know the id
 	expiredAt *int64
+	fetchedAt time.Time
 }
 
 // key returns the key with id kid: errUnknownKey if Plaid does not have it
 // or has retired it, another error if Plaid could not be asked.
 func (k *VerificationKeys) key(ctx context.Context, kid string) (jose.JSONWebKey, error) {
+	now := k.Now()
 	k.mu.Lock()
 	cached, ok := k.keys[kid]
 	k.mu.Unlock()
-	if !ok {
-		var res struct {
-			Key json.RawMessage `json:"key"`
-		}
-		status, _, err := activities.DoJSON(ctx, k.HTTP, activities.JSONRequest{
-			Method: http.MethodPost,
-			URL:    strings.TrimRight(k.APIURL, "/") + "/webhook_verification_key/get",
-			Body:   map[string]string{"client_id": k.ClientID, "secret": k.Secret, "key_id": kid},
-		}, &res)
-		switch {
-		case err != nil:
+	fresh := ok && ((cached.jwk != nil && now.Sub(cached.fetchedAt) < keyTTL) ||
+		(cached.jwk == nil && now.Sub(cached.fetchedAt) < missTTL))
+	if !fresh {
+		var err error
+		if cached, err = k.fetch(ctx, kid, now); err != nil {
 			return jose.JSONWebKey{}, err
-		case status == http.StatusBadRequest || status == http.StatusNotFound:
-			return jose.JSONWebKey{}, errUnknownKey
-		case status/100 != 2:
-			return jose.JSONWebKey{}, fmt.Errorf("plaid verification key: %d", status)
 		}
-		var meta struct {
-			ExpiredAt *int64 `json:"expired_at"`
-		}
-		if err := json.Unmarshal(res.Key, &cached.jwk); err != nil {
-			return jose.JSONWebKey{}, fmt.Errorf("plaid verification key: %w", err)
-		}
-		_ = json.Unmarshal(res.Key, &meta)
-		cached.expiredAt = meta.ExpiredAt
 		k.mu.Lock()
 		if k.keys == nil {
 			k.keys = map[string]verificationKey{}
@@ -107,10 +100,42 @@ func (k *VerificationKeys) key(ctx context.Context, kid string) (jose.JSONWebKey
 		k.keys[kid] = cached
 		k.mu.Unlock()
 	}
-	if cached.expiredAt != nil && k.Now().Unix() >= *cached.expiredAt {
+	if cached.jwk == nil || (cached.expiredAt != nil && now.Unix() >= *cached.expiredAt) {
 		return jose.JSONWebKey{}, errUnknownKey
 	}
-	return cached.jwk, nil
+	return *cached.jwk, nil
+}
+
+func (k *VerificationKeys) fetch(ctx context.Context, kid string, now time.Time) (verificationKey, error) {
+	var res struct {
+		Key json.RawMessage `json:"key"`
+	}
+	status, raw, err := activities.DoJSON(ctx, k.HTTP, activities.JSONRequest{
+		Method: http.MethodPost,
+		URL:    strings.TrimRight(k.APIURL, "/") + "/webhook_verification_key/get",
+		Body:   map[string]string{"client_id": k.ClientID, "secret": k.Secret, "key_id": kid},
+	}, &res)
+	if err != nil {
+		return verificationKey{}, err
+	}
+	if status/100 != 2 {
+		var e plaidError
+		_ = json.Unmarshal(raw, &e)
+		if e.ErrorCode == "INVALID_WEBHOOK_VERIFICATION_KEY_ID" {
+			return verificationKey{fetchedAt: now}, nil
+		}
+		// Credentials or Plaid itself: not the sender's fault.
+		return verificationKey{}, fmt.Errorf("plaid verification key: %d %s", status, e.ErrorCode)
+	}
+	var jwk jose.JSONWebKey
+	var meta struct {
+		ExpiredAt *int64 `json:"expired_at"`
+	}
+	if err := json.Unmarshal(res.Key, &jwk); err != nil {
+		return verificationKey{}, fmt.Errorf("plaid verification key: %w", err)
+	}
+	_ = json.Unmarshal(res.Key, &meta)
+	return verificationKey{jwk: &jwk, expiredAt: meta.ExpiredAt, fetchedAt: now}, nil
 }
 
 // WebhookReceiver verifies Plaid webhooks.
@@ -122,6 +147,44 @@ type WebhookReceiver struct {
 	// Proactive turns PENDING_EXPIRATION and PENDING_DISCONNECT into
 	// proactive repairs.
 	Proactive bool
+
+	mu     sync.Mutex
+	recent map[string]sighting // by Item and code
+}
+
+// sighting is the first delivery of an event and when it was last seen.
+type sighting struct {
+	id       string
+	at       time.Time // the first delivery's iat: the event's time
+	lastSeen time.Time
+}
+
+// identify names the event Item+code: a delivery within the window of the
+// previous one is a retry and gets its id and time, so a retry neither
+// starts nor fails anything twice.
+func (w *WebhookReceiver) identify(key string, iat time.Time) (string, time.Time) {
+	window := w.DedupeWindow
+	if window <= 0 {
+		window = DefaultDedupeWindow
+	}
+	now := w.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.recent == nil {
+		w.recent = map[string]sighting{}
+	}
+	for k, s := range w.recent {
+		if now.Sub(s.lastSeen) > window {
+			delete(w.recent, k)
+		}
+	}
+	s, ok := w.recent[key]
+	if !ok {
+		s = sighting{id: fmt.Sprintf("%s:%d", key, iat.UnixNano()), at: iat}
+	}
+	s.lastSeen = now
+	w.recent[key] = s
+	return s.id, s.at
 }
 
 type claims struct {
@@ -150,13 +213,9 @@ func (w *WebhookReceiver) Receive(r *http.Request, body []byte) ([]activities.We
 	if hook.Error != nil && hook.Error.ErrorCode != "" {
 		code += "/" + hook.Error.ErrorCode
 	}
-	at := time.Unix(c.IssuedAt, 0).UTC()
-	window := w.DedupeWindow
-	if window <= 0 {
-		window = DefaultDedupeWindow
-	}
+	id, at := w.identify(hook.ItemID+":"+code, time.Unix(c.IssuedAt, 0).UTC())
 	return []activities.WebhookEvent{{
-		EventID:        fmt.Sprintf("%s:%s:%d", hook.ItemID, code, c.IssuedAt/int64(window/time.Second)),
+		EventID:        id,
 		Kind:           kind,
 		Type:           hook.WebhookType + " " + code,
 		At:             at,

@@ -43,6 +43,7 @@ type Provider struct {
 	Now       func() time.Time
 
 	mu       sync.Mutex
+	minting  sync.Mutex
 	sessions map[string]sessionToken // by profile id
 	// legacy is set once Quiltt's schema turned out to name the session's
 	// fields status/token rather than connectorStatus/connectorToken.
@@ -78,7 +79,7 @@ func (p *Provider) Initialize(ctx context.Context, ref activities.ConnectionRef)
 			return err
 		}
 		if !res.Success || res.Record == nil {
-			return mutationFailed("initialize", res.Errors, activities.NotRepairable)
+			return mutationFailed("initialize", res.Errors, activities.NotFound, activities.NotRepairable)
 		}
 		out, err = res.Record.session()
 		return err
@@ -112,7 +113,9 @@ func (p *Provider) Close(ctx context.Context, req activities.CloseRequest) error
 			return err
 		}
 		if !res.Success {
-			return mutationFailed("close", res.Errors, activities.ReconnectRejected)
+			// What close cannot find is the user's session, not the
+			// connection: the user may try again.
+			return mutationFailed("close", res.Errors, activities.ReconnectRejected, activities.ReconnectRejected)
 		}
 		return nil
 	})
@@ -141,7 +144,7 @@ func (p *Provider) SimulateError(ctx context.Context, profileID, connectionID st
 		return err
 	}
 	if !res.Success {
-		return mutationFailed("simulate error", res.Errors, activities.InvalidInput)
+		return mutationFailed("simulate error", res.Errors, activities.NotFound, activities.InvalidInput)
 	}
 	return nil
 }
@@ -223,18 +226,21 @@ var errSchemaMismatch = errors.New("quiltt: schema field names differ")
 // withSchema runs fn with the schema variant that worked last, and once
 // with the other if Quiltt rejects the field names.
 func (p *Provider) withSchema(fn func(schema) error) error {
-	pick := func() schema {
-		if p.legacy.Load() {
+	schemaOf := func(legacy bool) schema {
+		if legacy {
 			return legacySchema
 		}
 		return currentSchema
 	}
-	err := fn(pick())
+	tried := p.legacy.Load()
+	err := fn(schemaOf(tried))
 	if !errors.Is(err, errSchemaMismatch) {
 		return err
 	}
-	p.legacy.Store(!p.legacy.Load())
-	if err := fn(pick()); !errors.Is(err, errSchemaMismatch) {
+	// Concurrent calls may all find out at once: switch only from what
+	// this call tried, and retry with the other names explicitly.
+	p.legacy.CompareAndSwap(tried, !tried)
+	if err := fn(schemaOf(!tried)); !errors.Is(err, errSchemaMismatch) {
 		return err
 	}
 	return activities.InvalidInput("quiltt: neither connectorStatus/connectorToken nor status/token is in Quiltt's schema")
@@ -285,11 +291,12 @@ type mutationError struct {
 	Type    string `json:"type"`
 }
 
-// mutationFailed classifies a mutation's success:false; otherwise is the
-// error for what is neither not-found nor transient.
-func mutationFailed(what string, errs []mutationError, otherwise func(string) error) error {
+// mutationFailed classifies a mutation's success:false: notFound builds
+// the error for a "not found", otherwise the one for what is neither that
+// nor transient.
+func mutationFailed(what string, errs []mutationError, notFound, otherwise func(string) error) error {
 	var parts []string
-	notFound, transient := false, false
+	missing, transient := false, false
 	for _, e := range errs {
 		part := e.Message
 		if e.Code != "" {
@@ -299,7 +306,7 @@ func mutationFailed(what string, errs []mutationError, otherwise func(string) er
 		text := strings.ToUpper(e.Code + " " + e.Type + " " + e.Message)
 		switch {
 		case strings.Contains(text, "NOT_FOUND") || strings.Contains(text, "NOT FOUND") || strings.Contains(text, "INVALID_ACCESS_TOKEN"):
-			notFound = true
+			missing = true
 		case strings.Contains(text, "RATE_LIMIT") || strings.Contains(text, "INTERNAL") ||
 			strings.Contains(text, "API_ERROR") || strings.Contains(text, "INSTITUTION_ERROR"):
 			transient = true
@@ -310,10 +317,10 @@ func mutationFailed(what string, errs []mutationError, otherwise func(string) er
 		msg = fmt.Sprintf("quiltt: %s failed without errors", what)
 	}
 	switch {
-	case notFound:
-		return activities.NotFound(msg)
 	case transient:
 		return errors.New(msg)
+	case missing:
+		return notFound(msg)
 	}
 	return otherwise(msg)
 }
@@ -366,12 +373,16 @@ func (p *Provider) graphql(ctx context.Context, profileID, query string, vars ma
 			msgs[i] = e.Message
 		}
 		msg := strings.Join(msgs, "; ")
-		if unknownField(msg) {
+		switch {
+		case unknownField(msg):
 			return fmt.Errorf("%w: %s", errSchemaMismatch, msg)
+		case strings.Contains(strings.ToLower(msg), "not found"):
+			return activities.NotFound("quiltt graphql: " + msg)
 		}
-		if len(res.Data) == 0 || string(res.Data) == "null" {
-			return activities.InvalidInput("quiltt graphql: " + msg)
-		}
+		// Anything else (an internal error, a rate limit, an expired
+		// session) may pass: retried, never taken as a verdict, even when
+		// the data came back partial.
+		return errors.New("quiltt graphql: " + msg)
 	}
 	return json.Unmarshal(res.Data, data)
 }
@@ -399,11 +410,15 @@ func (p *Provider) sessionToken(ctx context.Context, profileID string) (string, 
 	if profileID == "" {
 		return "", activities.InvalidInput("quiltt: the repair has no profile id; Quiltt's API is scoped to the profile")
 	}
-	p.mu.Lock()
-	cached, ok := p.sessions[profileID]
-	p.mu.Unlock()
-	if ok && p.Now().Add(time.Minute).Before(cached.expiresAt) {
-		return cached.token, nil
+	if token, ok := p.cachedSession(profileID); ok {
+		return token, nil
+	}
+	// Quiltt limits new sessions per profile: concurrent calls wait for
+	// one mint rather than each minting their own.
+	p.minting.Lock()
+	defer p.minting.Unlock()
+	if token, ok := p.cachedSession(profileID); ok {
+		return token, nil
 	}
 	var res struct {
 		Token      string     `json:"token"`
@@ -420,8 +435,10 @@ func (p *Provider) sessionToken(ctx context.Context, profileID string) (string, 
 		return "", err
 	}
 	switch {
-	case status == http.StatusNotFound || status == http.StatusUnprocessableEntity:
+	case status == http.StatusNotFound:
 		return "", activities.NotFound("quiltt: profile " + profileID + " not found: " + errorText(raw))
+	case status == http.StatusUnprocessableEntity:
+		return "", activities.InvalidInput("quiltt: session for profile " + profileID + " refused: " + errorText(raw))
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		// Retried: an operator can fix QUILTT_API_SECRET meanwhile.
 		return "", fmt.Errorf("quiltt: session for profile %s refused (%d); check QUILTT_API_SECRET", profileID, status)
@@ -444,6 +461,18 @@ func (p *Provider) sessionToken(ctx context.Context, profileID string) (string, 
 	p.sessions[profileID] = sessionToken{token: res.Token, expiresAt: expires}
 	p.mu.Unlock()
 	return res.Token, nil
+}
+
+// cachedSession returns the profile's session token unless it is about to
+// expire.
+func (p *Provider) cachedSession(profileID string) (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cached, ok := p.sessions[profileID]
+	if !ok || !p.Now().Add(time.Minute).Before(cached.expiresAt) {
+		return "", false
+	}
+	return cached.token, true
 }
 
 func (p *Provider) forgetSession(profileID string) {

@@ -93,6 +93,22 @@ func TestOlderSchemaNamesAreAccepted(t *testing.T) {
 	assert.Contains(t, reqs[2].Query, "record { status token")
 }
 
+func TestConcurrentCallsFindTheOlderSchemaTogether(t *testing.T) {
+	fake, p := setup(t)
+	fake.Legacy = true
+	errs := make(chan error, 20)
+	for range 20 {
+		go func() {
+			_, err := p.Initialize(context.Background(), ref("conn_plaid", "PLAID"))
+			errs <- err
+		}()
+	}
+	for range 20 {
+		assert.NoError(t, <-errs)
+	}
+	assert.Equal(t, 1, fake.SessionRequests(), "one session minted for the profile, not one per call")
+}
+
 func TestCloseSendsWhatTheWidgetReturned(t *testing.T) {
 	fake, p := setup(t)
 	ctx := context.Background()
@@ -184,6 +200,14 @@ func TestErrorsAreClassified(t *testing.T) {
 			f.CloseFailsWith = "INTERNAL_SERVER_ERROR"
 			return p.Close(ctx, activities.CloseRequest{ConnectionRef: ref("conn_plaid", "PLAID"), ConnectorToken: s.ConnectorToken, PublicToken: "public-1"})
 		}, ""},
+		{"internal GraphQL error with null data", func(f *quilttfake.Server, p *quiltt.Provider) error {
+			f.GraphQLError = "Internal server error"
+			_, err := p.ConnectionStatus(ctx, ref("conn_plaid", ""))
+			return err
+		}, ""},
+		{"close with a session Quiltt cannot find", func(f *quilttfake.Server, p *quiltt.Provider) error {
+			return p.Close(ctx, activities.CloseRequest{ConnectionRef: ref("conn_plaid", "PLAID"), ConnectorToken: "ct_expired", PublicToken: "public-x"})
+		}, activities.ErrTypeReconnectRejected},
 		{"status of an unknown connection", func(_ *quilttfake.Server, p *quiltt.Provider) error {
 			_, err := p.ConnectionStatus(ctx, ref("conn_nope", ""))
 			return err

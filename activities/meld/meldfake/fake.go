@@ -38,7 +38,9 @@ type Server struct {
 	// RepairConflict makes the repair call answer 409 whatever the status
 	// read said (the connection changed in between).
 	RepairConflict bool
-	Now            func() time.Time
+	// RepairStatus, when set, is the repair call's answer.
+	RepairStatus int
+	Now          func() time.Time
 
 	mu          sync.Mutex
 	connections map[string]*Connection
@@ -121,6 +123,9 @@ func (s *Server) repair(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	c := s.connections[fmt.Sprint(body["connectionId"])]
 	switch {
+	case s.RepairStatus != 0:
+		fail(w, s.RepairStatus, "FORCED", http.StatusText(s.RepairStatus))
+		return
 	case c == nil:
 		fail(w, http.StatusNotFound, "NOT_FOUND", "Connection not found")
 		return

@@ -5,8 +5,6 @@
 package plaidfake
 
 import (
-	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -14,7 +12,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -130,30 +127,6 @@ func (s *Server) Sign(body []byte) string { return s.SignAt(body, s.Now()) }
 
 // SignAt signs body with the fake's own key, issued at iat.
 func (s *Server) SignAt(body []byte, iat time.Time) string { return Sign(s.key, s.KeyID, body, iat) }
-
-// PostWebhook sends a webhook body to url the way Plaid does.
-func (s *Server) PostWebhook(ctx context.Context, url string, hook any) error {
-	body, err := json.MarshalIndent(hook, "", "  ") // Plaid pretty-prints
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Plaid-Verification", s.Sign(body))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("plaid webhook: receiver answered %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
-	}
-	return nil
-}
 
 // begin records the request and checks Plaid's credentials.
 func (s *Server) begin(w http.ResponseWriter, r *http.Request) (map[string]any, bool) {

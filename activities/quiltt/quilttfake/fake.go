@@ -46,6 +46,9 @@ type Server struct {
 	CloseFailsWith string
 	// HTTPStatus, when set, is the answer to every GraphQL request.
 	HTTPStatus int
+	// GraphQLError, when set, answers every GraphQL request with this
+	// top-level error and null data, as an internal error would.
+	GraphQLError string
 	// OnClose runs after a successful close (e.g. to send a webhook).
 	OnClose func(c Connection)
 	Now     func() time.Time
@@ -139,6 +142,11 @@ func (s *Server) graphql(w http.ResponseWriter, r *http.Request) {
 	s.requests = append(s.requests, Request{Authorization: r.Header.Get("Authorization"), Query: body.Query, Variables: body.Variables})
 	if s.HTTPStatus != 0 {
 		reply(w, s.HTTPStatus, map[string]string{"message": http.StatusText(s.HTTPStatus)})
+		return
+	}
+	if s.GraphQLError != "" {
+		reply(w, http.StatusOK, map[string]any{"data": map[string]any{"connection": nil},
+			"errors": []map[string]any{{"message": s.GraphQLError}}})
 		return
 	}
 	profile, ok := s.sessions[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")]
@@ -241,7 +249,7 @@ func (s *Server) close(w http.ResponseWriter, profile string, input map[string]a
 	c := s.owned(profile, s.tokens[token])
 	switch {
 	case c == nil:
-		mutation(w, field, false, "Connector token is invalid or expired", "INVALID_LINK_TOKEN", nil)
+		mutation(w, field, false, "Connector session not found or expired", "INVALID_LINK_TOKEN", nil)
 		return
 	case !mx && !strings.HasPrefix(fmt.Sprint(input["publicToken"]), "public-"):
 		mutation(w, field, false, "provided public token is in an invalid format", "INVALID_PUBLIC_TOKEN", nil)
