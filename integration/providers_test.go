@@ -234,7 +234,7 @@ func TestPlaidEndToEnd(t *testing.T) {
 	s.postPlaid(fake, map[string]any{"webhook_type": "ITEM", "webhook_code": "LOGIN_REPAIRED", "item_id": "item_p1", "environment": "sandbox"})
 
 	st := s.waitForStatusOf(plaid.Name, "item_p1", workflows.StatusRepaired)
-	assert.Contains(t, st.Reason, "repaired")
+	assert.Equal(t, "confirmed by the provider's webhook", st.Reason, "LOGIN_REPAIRED after the user's reconnect confirms it")
 	s.assertNotInHistory(workflows.WorkflowID(plaid.Name, "item_p1"), plaidAccessToken, `\"connectionId\":\"item_p1\"`)
 }
 

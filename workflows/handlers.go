@@ -204,11 +204,18 @@ func (r *repair) onProviderEvent(ctx workflow.Context, ev ProviderEvent) {
 		}
 		return
 	}
+	reconnecting := r.st.Status == StatusCompleting || r.st.Status == StatusVerifying
 	switch ev.Kind {
 	case activities.EventKindSynced:
 		r.requestOutcome(StatusRepaired, "confirmed by the provider's webhook")
 	case activities.EventKindRepairedElsewhere:
-		r.requestOutcome(StatusRepaired, "the provider reports the connection repaired outside Relink")
+		// After the user's reconnect it is the confirmation (Plaid's
+		// LOGIN_REPAIRED); before it, the user fixed it some other way.
+		if reconnecting {
+			r.requestOutcome(StatusRepaired, "confirmed by the provider's webhook")
+		} else {
+			r.requestOutcome(StatusRepaired, "the provider reports the connection repaired outside Relink")
+		}
 	case activities.EventKindProactive:
 		// Joins the open repair; nothing is broken.
 	case activities.EventKindRepairable:
@@ -217,7 +224,6 @@ func (r *repair) onProviderEvent(ctx workflow.Context, ev ProviderEvent) {
 		// user's reconnect it means the reconnect did not take, unless it
 		// is dated before the reconnect (the old break, redelivered).
 		r.st.Proactive = false
-		reconnecting := r.st.Status == StatusCompleting || r.st.Status == StatusVerifying
 		if reconnecting && (ev.At.IsZero() || !ev.At.Before(r.completingAt)) {
 			r.failure = "the provider reports the connection broken again" + suffix(ev.Reason)
 		}
