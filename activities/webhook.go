@@ -33,16 +33,6 @@ const (
 	EventKindProactive EventKind = "proactive"
 )
 
-// Valid reports whether k is a known kind.
-func (k EventKind) Valid() bool {
-	switch k {
-	case EventKindRepairable, EventKindSynced, EventKindErrored,
-		EventKindRepairedElsewhere, EventKindDisconnected, EventKindDeleted, EventKindProactive:
-		return true
-	}
-	return false
-}
-
 // WebhookEvent is one event out of a provider's webhook request.
 type WebhookEvent struct {
 	EventID        string

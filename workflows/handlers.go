@@ -3,6 +3,7 @@ package workflows
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -119,7 +120,7 @@ func (r *repair) sessionUsable(ctx workflow.Context) bool {
 	if s.ConnectorToken == "" && s.LinkToken == "" && s.WidgetURL == "" {
 		return false
 	}
-	if containsString(r.closedTokens, s.ConnectorToken) {
+	if slices.Contains(r.closedTokens, s.ConnectorToken) {
 		return false
 	}
 	return s.ExpiresAt.IsZero() || workflow.Now(ctx).Add(sessionRefreshMargin).Before(s.ExpiresAt)
@@ -135,11 +136,11 @@ func (r *repair) onCompleted(ctx workflow.Context, c ReconnectCompleted) {
 	switch {
 	case r.st.Status != StatusAwaitingUser:
 		log.Info("reconnect-completed ignored", "status", r.st.Status)
-	case r.completion != nil || containsString(r.closedTokens, c.ConnectorToken):
+	case r.completion != nil || slices.Contains(r.closedTokens, c.ConnectorToken):
 		log.Info("duplicate reconnect-completed ignored")
 	case c.ConnectorToken == "":
 		log.Warn("reconnect-completed without a session ignored; call reconnect first")
-	case !containsString(r.issuedTokens, c.ConnectorToken):
+	case !slices.Contains(r.issuedTokens, c.ConnectorToken):
 		// Only this repair's sessions are closed, so a stray token cannot
 		// cost the user an attempt.
 		log.Warn("reconnect-completed for a session this repair did not issue ignored")
@@ -180,7 +181,7 @@ func (r *repair) onRepairRequested(ctx workflow.Context, req RepairRequest) {
 func (r *repair) onProviderEvent(ctx workflow.Context, ev ProviderEvent) {
 	log := workflow.GetLogger(ctx)
 	if ev.EventID != "" {
-		if containsString(r.seenEvents, ev.EventID) {
+		if slices.Contains(r.seenEvents, ev.EventID) {
 			log.Info("duplicate provider event ignored", "eventId", ev.EventID)
 			return
 		}

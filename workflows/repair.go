@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -540,9 +539,4 @@ func decode[T any](ctx workflow.Context, name string, raw json.RawMessage) (T, b
 		return v, false
 	}
 	return v, true
-}
-
-// containsString reports whether list holds s.
-func containsString(list []string, s string) bool {
-	return slices.Contains(list, s)
 }

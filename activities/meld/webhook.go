@@ -1,6 +1,7 @@
 package meld
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -51,9 +52,9 @@ type ConnectionPayload struct {
 	Reason             string `json:"reason,omitempty"`
 }
 
-func (p ConnectionPayload) status() string { return first(p.NewStatus, p.Status) }
+func (p ConnectionPayload) status() string { return cmp.Or(p.NewStatus, p.Status) }
 func (p ConnectionPayload) reason() string {
-	return first(p.StatusReason, p.NewStatusReason, p.Reason)
+	return cmp.Or(p.StatusReason, p.NewStatusReason, p.Reason)
 }
 
 // Sign returns the meld-signature value.
@@ -103,7 +104,7 @@ func (w *WebhookReceiver) Receive(r *http.Request, body []byte) ([]activities.We
 		Type:           env.EventType,
 		At:             env.Timestamp,
 		ConnectionID:   p.ConnectionID,
-		ProfileID:      first(p.ExternalCustomerID, p.CustomerID),
+		ProfileID:      cmp.Or(p.ExternalCustomerID, p.CustomerID),
 		Institution:    p.InstitutionName,
 		ProviderStatus: p.status(),
 	}
@@ -192,13 +193,4 @@ func parseTimestamp(ts string) (time.Time, bool) {
 		return time.Unix(secs, 0), true
 	}
 	return time.Time{}, false
-}
-
-func first(values ...string) string {
-	for _, v := range values {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

@@ -1,6 +1,7 @@
 package quiltt
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -258,10 +259,10 @@ type sessionRecord struct {
 }
 
 func (r sessionRecord) session() (activities.Session, error) {
-	status := firstNonEmpty(r.ConnectorStatus, r.Status)
+	status := cmp.Or(r.ConnectorStatus, r.Status)
 	s := activities.Session{
 		ConnectorStatus: activities.ConnectorStatus(status),
-		ConnectorToken:  firstNonEmpty(r.ConnectorToken, r.Token),
+		ConnectorToken:  cmp.Or(r.ConnectorToken, r.Token),
 		LinkToken:       r.LinkToken,
 		WidgetURL:       r.URL,
 	}
@@ -499,15 +500,6 @@ func errorText(raw []byte) string {
 		return e.Error
 	case len(e.Errors) > 0:
 		return e.Errors[0].Message
-	}
-	return ""
-}
-
-func firstNonEmpty(values ...string) string {
-	for _, v := range values {
-		if v != "" {
-			return v
-		}
 	}
 	return ""
 }
