@@ -37,7 +37,8 @@ func (a *Activities) Initialize(ctx context.Context, req InitializeRequest) (Ses
 	return s, nil
 }
 
-// Close reports the widget's success to the provider.
+// Close reports the widget's success to the provider. Only runs begun
+// before FinishReconnect existed (workflows/legacy_v0.go) still call it.
 func (a *Activities) Close(ctx context.Context, req CloseRequest) error {
 	p, err := a.Providers.Lookup(req.Provider)
 	if err != nil {
@@ -50,6 +51,63 @@ func (a *Activities) Close(ctx context.Context, req CloseRequest) error {
 	}
 	activity.GetLogger(ctx).Info("closed", "provider", req.Provider, "connectionId", req.ConnectionID)
 	return nil
+}
+
+// FinishReconnect reports the widget's success to the provider (close, for
+// providers that have that step) and reads the connection's status
+// straight after, which often confirms the repair at once.
+//
+// Close must not count against the user when it already worked: a worker
+// that dies mid-call leaves the provider with the close applied and
+// Temporal with a timed-out attempt, and the provider refuses a second
+// close of a single-use session. So a retried close (a later attempt, or
+// Resumed) first asks for the connection's status, and a refused close of
+// a connection that is syncing or healthy is a success.
+func (a *Activities) FinishReconnect(ctx context.Context, req CloseRequest) (ConnectionStatus, error) {
+	p, err := a.Providers.Lookup(req.Provider)
+	if err != nil {
+		return ConnectionStatus{}, err
+	}
+	log := activity.GetLogger(ctx)
+	if req.Resumed || activity.GetInfo(ctx).Attempt > 1 {
+		if st, ok := reconnectTookEffect(ctx, p, req.ConnectionRef); ok {
+			log.Info("close of an earlier attempt took effect; not closing again", "provider", req.Provider,
+				"connectionId", req.ConnectionID, "health", st.Health, "providerStatus", st.ProviderStatus)
+			return st, nil
+		}
+	}
+	if err := p.Close(ctx, req); err != nil {
+		if ErrorType(err) == ErrTypeReconnectRejected {
+			if st, ok := reconnectTookEffect(ctx, p, req.ConnectionRef); ok {
+				log.Info("close refused but the connection is repaired", "provider", req.Provider,
+					"connectionId", req.ConnectionID, "health", st.Health, "error", err)
+				return st, nil
+			}
+		}
+		log.Warn("close failed", "provider", req.Provider,
+			"connectionId", req.ConnectionID, "errorType", ErrorType(err), "error", err)
+		return ConnectionStatus{}, err
+	}
+	st, err := p.ConnectionStatus(ctx, req.ConnectionRef)
+	if err != nil {
+		// The close is done; retrying would close again. Verification reads
+		// the status later.
+		log.Warn("status after close unavailable", "provider", req.Provider, "connectionId", req.ConnectionID, "error", err)
+		return ConnectionStatus{}, nil
+	}
+	log.Info("closed", "provider", req.Provider, "connectionId", req.ConnectionID,
+		"health", st.Health, "providerStatus", st.ProviderStatus)
+	return st, nil
+}
+
+// reconnectTookEffect reports whether the connection is syncing or healthy,
+// which a broken connection is not until the user's reconnect went through.
+func reconnectTookEffect(ctx context.Context, p Provider, ref ConnectionRef) (ConnectionStatus, bool) {
+	st, err := p.ConnectionStatus(ctx, ref)
+	if err != nil {
+		return ConnectionStatus{}, false
+	}
+	return st, st.Health == HealthHealthy || st.Health == HealthSyncing
 }
 
 // ConnectionStatus reads the connection's status from the provider.

@@ -38,6 +38,11 @@ type ConnectionRef struct {
 	// (Quiltt fronts PLAID and MX). Empty when unknown; adapters that need it
 	// look it up.
 	Connector string `json:"connector,omitempty"`
+	// Proactive: the repair started before anything broke, so a healthy
+	// connection still needs the user (consent expiring). Otherwise an
+	// adapter whose initialize always asks for the user (Plaid) first
+	// checks that the connection is really broken.
+	Proactive bool `json:"proactive,omitempty"`
 }
 
 // Session is what the frontend needs to open the provider's widget in update
@@ -56,6 +61,10 @@ type Session struct {
 	// ExpiresAt is when the provider stops accepting this session. Zero
 	// means the provider gave no expiry.
 	ExpiresAt time.Time `json:"expiresAt,omitzero"`
+	// Healthy, with CONTINUE: the provider reports the connection working
+	// right now, so there was nothing to repair (a redelivered break, or
+	// one the user already fixed).
+	Healthy bool `json:"healthy,omitempty"`
 }
 
 // CloseRequest carries what the widget handed the frontend on success.
@@ -64,6 +73,9 @@ type CloseRequest struct {
 	ConnectorToken string          `json:"connectorToken"`
 	PublicToken    string          `json:"publicToken,omitempty"`
 	Metadata       json.RawMessage `json:"metadata,omitempty"`
+	// Resumed: an earlier close of this session may have reached the
+	// provider (its activity timed out or its worker died).
+	Resumed bool `json:"resumed,omitempty"`
 }
 
 // Health is a provider's connection status, normalised.

@@ -14,9 +14,6 @@ import (
 	"github.com/relink-dev/relink/gateway"
 )
 
-// dedupeCapacity bounds the gateway's in-memory webhook event ids.
-const dedupeCapacity = 100_000
-
 // NewSandbox builds the sandbox provider; its webhooks go to the gateway at
 // RELINK_PUBLIC_URL.
 func NewSandbox(c config.Config, logger *slog.Logger) *sandbox.Provider {
@@ -54,7 +51,6 @@ func NewGateway(c config.Config, tc client.Client, logger *slog.Logger, provider
 		Defaults:  c.Repair.Options(),
 		Sandbox:   sb,
 		Logger:    logger.With("component", "gateway"),
-		Seen:      gateway.NewSeenEvents(c.Gateway.DedupeTTL, dedupeCapacity, time.Now),
 	}
 }
 

@@ -57,9 +57,6 @@ type Gateway struct {
 	// PublicURL is where the gateway is reachable; the sandbox sends its
 	// webhooks and points its widget there.
 	PublicURL string `env:"RELINK_PUBLIC_URL, default=http://localhost:8080"`
-	// DedupeTTL is how long webhook event ids are remembered in memory.
-	// The workflow also drops ids it has seen, durably.
-	DedupeTTL time.Duration `env:"RELINK_WEBHOOK_DEDUPE_TTL, default=24h"`
 }
 
 // Repair holds the defaults for new repairs.
@@ -70,17 +67,21 @@ type Repair struct {
 	VerifyPollMaxInterval time.Duration   `env:"RELINK_VERIFY_POLL_MAX_INTERVAL, default=1h"`
 	MaxAttempts           int             `env:"RELINK_MAX_ATTEMPTS, default=5"`
 	NotifyTimeout         time.Duration   `env:"RELINK_NOTIFY_TIMEOUT, default=1h"`
+	VerifyGrace           time.Duration   `env:"RELINK_VERIFY_GRACE, default=24h"`
+	ReportTransient       bool            `env:"RELINK_REPORT_TRANSIENT_STATUSES, default=false"`
 }
 
 // Options turns the defaults into workflow options.
 func (r Repair) Options() workflows.RepairOptions {
 	return workflows.RepairOptions{
-		RepairWindow:          r.Window,
-		ReminderOffsets:       r.ReminderOffsets,
-		VerifyQuietPeriod:     r.VerifyQuietPeriod,
-		VerifyPollMaxInterval: r.VerifyPollMaxInterval,
-		MaxAttempts:           r.MaxAttempts,
-		NotifyTimeout:         r.NotifyTimeout,
+		RepairWindow:            r.Window,
+		ReminderOffsets:         r.ReminderOffsets,
+		VerifyQuietPeriod:       r.VerifyQuietPeriod,
+		VerifyPollMaxInterval:   r.VerifyPollMaxInterval,
+		MaxAttempts:             r.MaxAttempts,
+		NotifyTimeout:           r.NotifyTimeout,
+		VerifyGrace:             r.VerifyGrace,
+		ReportTransientStatuses: r.ReportTransient,
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,8 +40,6 @@ type Gateway struct {
 	// Sandbox enables /sandbox/… when set (dev stack only).
 	Sandbox *sandbox.Provider
 	Logger  *slog.Logger
-	// Seen remembers applied webhook event ids.
-	Seen *SeenEvents
 }
 
 // Handler returns the gateway's routes.
@@ -58,23 +57,47 @@ func (g *Gateway) Handler() http.Handler {
 	api.HandleFunc("POST /v1/repairs/{provider}/{connectionId}/complete", g.complete)
 	api.HandleFunc("POST /v1/repairs/{provider}/{connectionId}/exit", g.exit)
 	api.HandleFunc("POST /v1/repairs/{provider}/{connectionId}/cancel", g.cancel)
-	api.HandleFunc("/", noRoute)
-	mux.Handle("/v1/", g.authenticated(api))
+	mux.Handle("/v1/", g.authenticated(jsonErrors(api)))
 	if g.Sandbox != nil {
 		sb := http.NewServeMux()
 		g.sandboxRoutes(sb)
-		sb.HandleFunc("/", noRoute)
-		mux.Handle("/sandbox/", g.authenticated(sb))
+		mux.Handle("/sandbox/", g.authenticated(jsonErrors(sb)))
 		mux.HandleFunc("GET /sandbox/widget", g.sandboxWidget)
 	}
-	mux.HandleFunc("/", noRoute)
-	return limitBody(mux)
+	return limitBody(jsonErrors(mux))
 }
 
-// noRoute answers unknown paths and methods in the API's error format.
-func noRoute(w http.ResponseWriter, r *http.Request) {
-	writeError(w, http.StatusNotFound, codeNotFound, "no route "+r.Method+" "+r.URL.Path)
+// jsonErrors answers the paths and methods mux has no route for in the
+// API's error format: 404 for an unknown path, 405 with Allow for a known
+// path and another method.
+func jsonErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r) // sets the path values h reads
+			return
+		}
+		probe := &statusProbe{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		if probe.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", probe.header.Get("Allow"))
+			writeError(w, http.StatusMethodNotAllowed, codeMethodNotAllowed,
+				r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+probe.header.Get("Allow"))
+			return
+		}
+		writeError(w, http.StatusNotFound, codeNotFound, "no route "+r.Method+" "+r.URL.Path)
+	})
 }
+
+// statusProbe records what ServeMux's own 404/405 handler would answer.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header         { return p.header }
+func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *statusProbe) WriteHeader(status int)      { p.status = status }
 
 func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -114,14 +137,17 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 
 // Error codes in {"error":{"code","message"}}.
 const (
-	codeBadRequest      = "bad_request"
-	codeUnauthorized    = "unauthorized"
-	codeNotFound        = "not_found"
-	codeConflict        = "conflict"
-	codeTooLarge        = "payload_too_large"
-	codeUnavailable     = "unavailable"
-	codeInternal        = "internal"
-	codeUnknownProvider = "unknown_provider"
+	codeBadRequest       = "bad_request"
+	codeUnauthorized     = "unauthorized"
+	codeNotFound         = "not_found"
+	codeMethodNotAllowed = "method_not_allowed"
+	codeConflict         = "conflict"
+	codeTooLarge         = "payload_too_large"
+	codeSessionUnknown   = "session_unknown"
+	codeTooManyRequests  = "too_many_requests"
+	codeUnavailable      = "unavailable"
+	codeInternal         = "internal"
+	codeUnknownProvider  = "unknown_provider"
 )
 
 type errorBody struct {
@@ -135,6 +161,12 @@ type errorDetail struct {
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
 	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg}})
+}
+
+// writeRetry is writeError with Retry-After, for 429 and 503.
+func writeRetry(w http.ResponseWriter, status int, code, msg string, after time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int((after+time.Second-1)/time.Second))))
+	writeError(w, status, code, msg)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -39,7 +39,6 @@ func newTestGateway() *Gateway {
 			"quiltt": &quiltt.WebhookReceiver{Secret: testSecret, Now: func() time.Time { return now }},
 		},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Seen:   NewSeenEvents(time.Hour, 10, func() time.Time { return now }),
 	}
 }
 
@@ -212,18 +211,4 @@ func TestAPIRejectsBadInputBeforeTemporal(t *testing.T) {
 func TestHealthz(t *testing.T) {
 	rec, _ := do(t, newTestGateway(), httptest.NewRequest(http.MethodGet, "/healthz", nil))
 	assert.Equal(t, http.StatusOK, rec.Code)
-}
-
-func TestSeenEventsExpireAndStayBounded(t *testing.T) {
-	clock := now
-	s := NewSeenEvents(time.Hour, 3, func() time.Time { return clock })
-	s.Add("a")
-	assert.True(t, s.Seen("a"))
-	clock = clock.Add(61 * time.Minute)
-	assert.False(t, s.Seen("a"), "expired")
-	for _, k := range []string{"b", "c", "d", "e"} {
-		s.Add(k)
-	}
-	assert.False(t, s.Seen("b"), "evicted: only three are kept")
-	assert.True(t, s.Seen("e"))
 }

@@ -1,8 +1,11 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -23,12 +26,24 @@ import (
 	"github.com/relink-dev/relink/workflows"
 )
 
-var (
-	providerPattern = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
-	// Connection and profile ids are the providers'; anything printable
-	// without quotes (they end up in visibility queries) is accepted.
-	idPattern = regexp.MustCompile(`^[^\x00-\x1f\x7f'"\\]{1,256}$`)
-)
+var providerPattern = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
+
+// validID accepts a provider's connection or profile id: 1 to 256
+// printable ASCII characters without spaces, quotes or backslashes (ids
+// end up in workflow ids and visibility queries). Every provider Relink
+// speaks to uses such ids; anything else gets 400 rather than a failure
+// deeper in.
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 256 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c > '~' || c == '\'' || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
 
 // startOptions start a repair or join the open one: one open repair per
 // connection, and a new run under the same id once the last one closed.
@@ -83,7 +98,7 @@ func (g *Gateway) startRepair(w http.ResponseWriter, r *http.Request) {
 	if !g.validConnection(w, req.Provider, req.ConnectionID) {
 		return
 	}
-	if req.ProfileID != "" && !idPattern.MatchString(req.ProfileID) {
+	if req.ProfileID != "" && !validID(req.ProfileID) {
 		writeError(w, http.StatusBadRequest, codeBadRequest, "profileId has characters that are not allowed")
 		return
 	}
@@ -140,8 +155,8 @@ func (g *Gateway) validConnection(w http.ResponseWriter, provider, connectionID 
 		writeError(w, http.StatusBadRequest, codeUnknownProvider, "provider "+provider+" is not enabled")
 		return false
 	}
-	if !idPattern.MatchString(connectionID) {
-		writeError(w, http.StatusBadRequest, codeBadRequest, "connectionId is required (at most 256 printable characters, no quotes)")
+	if !validID(connectionID) {
+		writeError(w, http.StatusBadRequest, codeBadRequest, "connectionId is required: 1 to 256 printable ASCII characters, no spaces or quotes")
 		return false
 	}
 	return true
@@ -150,29 +165,100 @@ func (g *Gateway) validConnection(w http.ResponseWriter, provider, connectionID 
 type repairView struct {
 	ID string `json:"id"`
 	workflows.RepairState
+	// Source says where the state comes from: "workflow" (a live query),
+	// "result" (the closed repair's final state, read from its history),
+	// or "visibility" (no worker answered: only what Temporal's visibility
+	// store knows; steps and reasons are missing).
+	Source string `json:"source"`
 }
 
+// Time budgets of the calls a browser waits on.
+const (
+	// queryTimeout bounds a query; without a worker it would wait for one.
+	queryTimeout = 3 * time.Second
+	// interactiveBudget bounds reconnect, complete and exit, so a frontend
+	// hears "retry" within five seconds whatever Temporal or the provider
+	// are doing.
+	interactiveBudget = 4500 * time.Millisecond
+	// movingRetryPause separates sends to a run handing over to its
+	// continuation.
+	movingRetryPause = 100 * time.Millisecond
+)
+
 // getRepair returns the repair's state (the latest run's, open or closed).
+// It needs no worker: a closed repair's state is its result, and a running
+// one that no worker answers for falls back to visibility.
 func (g *Gateway) getRepair(w http.ResponseWriter, r *http.Request) {
 	provider, conn := r.PathValue("provider"), r.PathValue("connectionId")
 	if !g.validConnection(w, provider, conn) {
 		return
 	}
 	id := workflows.WorkflowID(provider, conn)
-	v, err := g.Temporal.QueryWorkflow(r.Context(), id, "", workflows.QueryState)
+	desc, err := g.Temporal.DescribeWorkflowExecution(r.Context(), id, "")
 	if err != nil {
 		g.temporalError(w, r, err, provider, conn)
 		return
 	}
-	var st workflows.RepairState
-	if err := v.Get(&st); err != nil {
-		g.temporalError(w, r, err, provider, conn)
-		return
+	info := desc.GetWorkflowExecutionInfo()
+	summary := summarize(info)
+	view := repairView{ID: id}
+	if summary.Running {
+		view.RepairState, view.Source = g.queryState(r.Context(), id)
+	} else {
+		view.RepairState, view.Source = g.closedState(r.Context(), id, summary.RunID)
 	}
-	writeJSON(w, http.StatusOK, map[string]repairView{"repair": {ID: id, RepairState: st}})
+	if view.Source == "visibility" {
+		view.RepairState = summary.state()
+	}
+	if view.Status == workflows.StatusPending && view.LastError == "" {
+		view.LastError = pendingFailure(desc)
+	}
+	writeJSON(w, http.StatusOK, map[string]repairView{"repair": view})
 }
 
-// reconnect runs the reconnect update and returns the widget session.
+// queryState asks the workflow for its state.
+func (g *Gateway) queryState(ctx context.Context, id string) (workflows.RepairState, string) {
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	var st workflows.RepairState
+	v, err := g.Temporal.QueryWorkflow(ctx, id, "", workflows.QueryState)
+	if err == nil {
+		err = v.Get(&st)
+	}
+	if err != nil {
+		g.Logger.Warn("state query failed; answering from visibility", "workflowId", id, "error", err)
+		return st, "visibility"
+	}
+	return st, "workflow"
+}
+
+// closedState reads a closed run's final state from its history.
+func (g *Gateway) closedState(ctx context.Context, id, runID string) (workflows.RepairState, string) {
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	var st workflows.RepairState
+	if err := g.Temporal.GetWorkflow(ctx, id, runID).Get(ctx, &st); err != nil || st.Status == "" {
+		// Terminated, failed or timed out: no result to read.
+		return st, "visibility"
+	}
+	return st, "result"
+}
+
+// pendingFailure is the last failure of a provider call still being
+// retried, which the workflow itself only learns when the call gives up.
+func pendingFailure(desc *workflowservice.DescribeWorkflowExecutionResponse) string {
+	for _, act := range desc.GetPendingActivities() {
+		if msg := act.GetLastFailure().GetMessage(); msg != "" {
+			return fmt.Sprintf("%s (attempt %d): %s", act.GetActivityType().GetName(), act.GetAttempt(), msg)
+		}
+	}
+	return ""
+}
+
+// reconnect answers with the widget session. It asks the workflow first
+// (a query writes no history), and only when a new session is needed sends
+// the reconnect update, with the id the workflow chose so that concurrent
+// callers on any gateway share one update.
 func (g *Gateway) reconnect(w http.ResponseWriter, r *http.Request) {
 	provider, conn := r.PathValue("provider"), r.PathValue("connectionId")
 	if !g.validConnection(w, provider, conn) {
@@ -182,57 +268,180 @@ func (g *Gateway) reconnect(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), interactiveBudget)
 	defer cancel()
 	id := workflows.WorkflowID(provider, conn)
+	for {
+		var offer workflows.ReconnectOffer
+		qctx, qcancel := context.WithTimeout(ctx, queryTimeout)
+		v, err := g.Temporal.QueryWorkflow(qctx, id, "", workflows.QueryReconnect, req)
+		if err == nil {
+			err = v.Get(&offer)
+		}
+		qcancel()
+		if err != nil {
+			g.temporalError(w, r, err, provider, conn)
+			return
+		}
+		switch {
+		case offer.Result != nil:
+			writeJSON(w, http.StatusOK, offer.Result)
+			return
+		case offer.Closed != "":
+			writeError(w, http.StatusConflict, codeConflict, fmt.Sprintf("the repair is %s", offer.Closed))
+			return
+		case offer.Unavailable != "":
+			msg := offer.Unavailable
+			if failure := g.pendingFailureOf(ctx, id); failure != "" {
+				msg += "; provider: " + failure
+			}
+			writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, msg, offer.RetryAfter)
+			return
+		}
+		var res workflows.ReconnectResult
+		err = g.update(ctx, id, workflows.UpdateReconnect, offer.UpdateID, req, &res)
+		if isMoving(err) {
+			continue
+		}
+		if err != nil {
+			g.temporalError(w, r, err, provider, conn)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+		return
+	}
+}
+
+func (g *Gateway) pendingFailureOf(ctx context.Context, id string) string {
+	desc, err := g.Temporal.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return ""
+	}
+	return pendingFailure(desc)
+}
+
+// update sends a workflow update with a caller-chosen id (so retries and
+// concurrent callers are one update to the server) and waits for its
+// result. A run handing over to its continuation is retried after a pause.
+func (g *Gateway) update(ctx context.Context, id, name, updateID string, arg, result any) error {
 	h, err := g.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   id,
-		UpdateName:   workflows.UpdateReconnect,
-		Args:         []any{req},
+		UpdateID:     updateID,
+		UpdateName:   name,
+		Args:         []any{arg},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
-	var res workflows.ReconnectResult
 	if err == nil {
-		err = h.Get(ctx, &res)
+		err = h.Get(ctx, result)
 	}
-	if err != nil {
+	if isMoving(err) {
+		select {
+		case <-time.After(movingRetryPause):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return err
+}
+
+func isMoving(err error) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && appErr.Type() == workflows.ErrTypeRepairMoving
+}
+
+// updateID derives an update id from what identifies the message, so the
+// server records a repeated message once.
+func updateID(kind string, parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return kind + "/" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// complete records the widget's success; the workflow's validator decides
+// whether the repair can use it, and only then does the answer say 202.
+func (g *Gateway) complete(w http.ResponseWriter, r *http.Request) {
+	var req workflows.ReconnectCompleted
+	if !g.decodeMessage(w, r, &req) {
+		return
+	}
+	switch {
+	case req.ConnectorToken == "":
+		writeError(w, http.StatusBadRequest, codeBadRequest, "connectorToken is required: the session the widget completed")
+		return
+	case len(req.Metadata) > workflows.MaxCompletionMetadataBytes:
+		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge,
+			fmt.Sprintf("metadata over %d KiB", workflows.MaxCompletionMetadataBytes>>10))
+		return
+	case len(req.ConnectorToken) > workflows.MaxTokenBytes || len(req.PublicToken) > workflows.MaxTokenBytes:
+		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("tokens over %d bytes", workflows.MaxTokenBytes))
+		return
+	}
+	provider, conn := r.PathValue("provider"), r.PathValue("connectionId")
+	g.sendMessage(w, r, workflows.UpdateComplete, updateID("complete", provider, conn, req.ConnectorToken), req)
+}
+
+// exit records the user leaving the widget.
+func (g *Gateway) exit(w http.ResponseWriter, r *http.Request) {
+	var req workflows.ReconnectExited
+	if !g.decodeMessage(w, r, &req) {
+		return
+	}
+	if len(req.Reason) > workflows.MaxExitFieldBytes || len(req.ErrorCode) > workflows.MaxExitFieldBytes ||
+		len(req.ProviderRequestID) > workflows.MaxExitFieldBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("exit fields over %d bytes", workflows.MaxExitFieldBytes))
+		return
+	}
+	if req.At.IsZero() {
+		req.At = time.Now().UTC()
+	}
+	provider, conn := r.PathValue("provider"), r.PathValue("connectionId")
+	g.sendMessage(w, r, workflows.UpdateExit,
+		updateID("exit", provider, conn, req.Reason, req.ErrorCode, req.ProviderRequestID, req.At.Format(time.RFC3339Nano)), req)
+}
+
+// decodeMessage checks the path and decodes a non-empty JSON body.
+func (g *Gateway) decodeMessage(w http.ResponseWriter, r *http.Request, payload any) bool {
+	if !g.validConnection(w, r.PathValue("provider"), r.PathValue("connectionId")) || !decodeBody(w, r, payload) {
+		return false
+	}
+	return true
+}
+
+// sendMessage sends a complete or exit update and answers 202 once the
+// workflow has accepted it.
+func (g *Gateway) sendMessage(w http.ResponseWriter, r *http.Request, name, updateID string, payload any) {
+	provider, conn := r.PathValue("provider"), r.PathValue("connectionId")
+	ctx, cancel := context.WithTimeout(r.Context(), interactiveBudget)
+	defer cancel()
+	id := workflows.WorkflowID(provider, conn)
+	var err error
+	for {
+		if err = g.update(ctx, id, name, updateID, payload, nil); !isMoving(err) {
+			break
+		}
+	}
+	var appErr *temporal.ApplicationError
+	duplicate := errors.As(err, &appErr) && appErr.Type() == workflows.ErrTypeAlreadyCompleted
+	if err != nil && !duplicate {
 		g.temporalError(w, r, err, provider, conn)
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	g.Logger.Info("repair message accepted", "message", name, "provider", provider, "connectionId", conn, "duplicate", duplicate)
+	writeJSON(w, http.StatusAccepted, map[string]any{"repair": map[string]string{"id": id}, "accepted": name, "duplicate": duplicate})
 }
 
-// complete, exit and cancel signal an open repair.
-func (g *Gateway) complete(w http.ResponseWriter, r *http.Request) {
-	var req workflows.ReconnectCompleted
-	signalRepair(g, w, r, workflows.SignalReconnectCompleted, &req, func() string { return "" })
-}
-
-func (g *Gateway) exit(w http.ResponseWriter, r *http.Request) {
-	var req workflows.ReconnectExited
-	signalRepair(g, w, r, workflows.SignalReconnectExited, &req, func() string {
-		if req.At.IsZero() {
-			req.At = time.Now().UTC()
-		}
-		return ""
-	})
-}
-
+// cancel ends an open repair (an operator's call).
 func (g *Gateway) cancel(w http.ResponseWriter, r *http.Request) {
 	var req workflows.CancelRequest
-	signalRepair(g, w, r, workflows.SignalCancel, &req, func() string { return "" })
-}
-
-// signalRepair decodes the body into payload, checks it with validate
-// (which returns a message for 400), makes sure the repair is open (404,
-// 409) and sends the signal (202).
-func signalRepair[T any](g *Gateway, w http.ResponseWriter, r *http.Request, signal string, payload *T, validate func() string) {
 	provider, conn := r.PathValue("provider"), r.PathValue("connectionId")
-	if !g.validConnection(w, provider, conn) || !decodeBody(w, r, payload) {
+	if !g.decodeMessage(w, r, &req) {
 		return
 	}
-	if msg := validate(); msg != "" {
-		writeError(w, http.StatusBadRequest, codeBadRequest, msg)
+	if len(req.Reason) > workflows.MaxExitFieldBytes || len(req.RequestedBy) > workflows.MaxExitFieldBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("cancel fields over %d bytes", workflows.MaxExitFieldBytes))
 		return
 	}
 	id := workflows.WorkflowID(provider, conn)
@@ -245,12 +454,12 @@ func signalRepair[T any](g *Gateway, w http.ResponseWriter, r *http.Request, sig
 		writeError(w, http.StatusConflict, codeConflict, fmt.Sprintf("the repair is %s", info.Status))
 		return
 	}
-	if err := g.Temporal.SignalWorkflow(r.Context(), id, "", signal, payload); err != nil {
+	if err := g.Temporal.SignalWorkflow(r.Context(), id, "", workflows.SignalCancel, req); err != nil {
 		g.temporalError(w, r, err, provider, conn)
 		return
 	}
-	g.Logger.Info("repair signalled", "signal", signal, "provider", provider, "connectionId", conn)
-	writeJSON(w, http.StatusAccepted, map[string]any{"repair": map[string]string{"id": id}, "accepted": signal})
+	g.Logger.Info("repair cancel sent", "provider", provider, "connectionId", conn)
+	writeJSON(w, http.StatusAccepted, map[string]any{"repair": map[string]string{"id": id}, "accepted": workflows.SignalCancel})
 }
 
 // repairSummary is a repair as visibility lists it.
@@ -288,6 +497,20 @@ func summarize(info *workflow.WorkflowExecutionInfo) repairSummary {
 	return s
 }
 
+// state is what visibility knows of a repair, for when no worker answers.
+func (s repairSummary) state() workflows.RepairState {
+	return workflows.RepairState{
+		Provider:     s.Provider,
+		ConnectionID: s.ConnectionID,
+		ProfileID:    s.ProfileID,
+		Status:       s.Status,
+		Attempt:      int(s.Attempts),
+		StartedAt:    s.StartedAt,
+		ClosedAt:     s.ClosedAt,
+		RepairRunID:  s.RunID,
+	}
+}
+
 func decodeAttr(fields map[string]*common.Payload, name string, v any) {
 	if p, ok := fields[name]; ok {
 		_ = converter.GetDefaultDataConverter().FromPayload(p, v)
@@ -323,7 +546,7 @@ func (g *Gateway) listRepairs(w http.ResponseWriter, r *http.Request) {
 	} {
 		param, attr := f.param, f.attr
 		if v := q.Get(param); v != "" {
-			if !idPattern.MatchString(v) {
+			if !validID(v) {
 				writeError(w, http.StatusBadRequest, codeBadRequest, param+" has characters that are not allowed")
 				return
 			}
@@ -339,12 +562,14 @@ func (g *Gateway) listRepairs(w http.ResponseWriter, r *http.Request) {
 		}
 		pageSize = n
 	}
-	token, err := base64.RawURLEncoding.DecodeString(q.Get("pageToken"))
-	if err != nil {
+	token, ok := openPageToken(q.Get("pageToken"))
+	if !ok {
 		writeError(w, http.StatusBadRequest, codeBadRequest, "pageToken is not one this API returned")
 		return
 	}
-	resp, err := g.Temporal.ListWorkflow(r.Context(), &workflowservice.ListWorkflowExecutionsRequest{
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	resp, err := g.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
 		Query:         strings.Join(clauses, " AND "),
 		PageSize:      int32(pageSize),
 		NextPageToken: token,
@@ -356,17 +581,40 @@ func (g *Gateway) listRepairs(w http.ResponseWriter, r *http.Request) {
 	out := struct {
 		Repairs       []repairSummary `json:"repairs"`
 		NextPageToken string          `json:"nextPageToken,omitempty"`
-	}{Repairs: []repairSummary{}, NextPageToken: base64.RawURLEncoding.EncodeToString(resp.GetNextPageToken())}
+	}{Repairs: []repairSummary{}, NextPageToken: sealPageToken(resp.GetNextPageToken())}
 	for _, info := range resp.GetExecutions() {
 		out.Repairs = append(out.Repairs, summarize(info))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
+// sealPageToken wraps Temporal's page token with a checksum, so a token
+// this API did not hand out is refused with 400 before Temporal sees it.
+func sealPageToken(token []byte) string {
+	if len(token) == 0 {
+		return ""
+	}
+	sum := sha256.Sum256(token)
+	return base64.RawURLEncoding.EncodeToString(append(sum[:8], token...))
+}
+
+func openPageToken(s string) ([]byte, bool) {
+	if s == "" {
+		return nil, true
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(raw) <= 8 {
+		return nil, false
+	}
+	sum := sha256.Sum256(raw[8:])
+	return raw[8:], bytes.Equal(sum[:8], raw[:8])
+}
+
 // temporalError maps a Temporal error onto the API's error responses.
 func (g *Gateway) temporalError(w http.ResponseWriter, r *http.Request, err error, provider, conn string) {
 	var (
 		notFound   *serviceerror.NotFound
+		invalid    *serviceerror.InvalidArgument
 		appErr     *temporal.ApplicationError
 		canceled   *temporal.CanceledError
 		timeout    *client.WorkflowUpdateServiceTimeoutOrCanceledError
@@ -378,12 +626,12 @@ func (g *Gateway) temporalError(w http.ResponseWriter, r *http.Request, err erro
 	case errors.As(err, &canceled):
 		// An update that was waiting when the repair ended.
 		writeError(w, http.StatusConflict, codeConflict, "the repair was canceled")
+	case errors.As(err, &appErr):
+		g.workflowError(w, appErr)
 	case errors.As(err, &timeout) || errors.As(err, &deadline) || errors.As(err, &down) || errors.As(err, &overloaded):
-		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "Temporal did not answer in time; retry")
-	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrTypeRepairClosed:
-		writeError(w, http.StatusConflict, codeConflict, appErr.Message())
-	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrTypeProviderUnavailable:
-		writeError(w, http.StatusServiceUnavailable, codeUnavailable, appErr.Message())
+		writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, "Temporal or its worker did not answer in time; retry", 2*time.Second)
+	case errors.As(err, &invalid):
+		writeError(w, http.StatusBadRequest, codeBadRequest, "Temporal refused the request: "+invalid.Message)
 	case errors.As(err, &notFound):
 		// An update or signal to a closed run is "not found" too: tell a
 		// closed repair (409) from none at all (404).
@@ -395,9 +643,30 @@ func (g *Gateway) temporalError(w http.ResponseWriter, r *http.Request, err erro
 		}
 		writeError(w, http.StatusNotFound, codeNotFound, fmt.Sprintf("no repair for %s connection %s", provider, conn))
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "Temporal did not answer in time; retry")
+		writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, "Temporal or its worker did not answer in time; retry", 2*time.Second)
 	default:
 		g.Logger.Error("temporal call failed", "provider", provider, "connectionId", conn, "path", r.URL.Path, "error", err)
+		writeError(w, http.StatusInternalServerError, codeInternal, "internal error; see the gateway log")
+	}
+}
+
+// workflowError maps an update's refusal or failure onto HTTP.
+func (g *Gateway) workflowError(w http.ResponseWriter, e *temporal.ApplicationError) {
+	switch e.Type() {
+	case workflows.ErrTypeRepairClosed, workflows.ErrTypeNotAwaitingUser:
+		writeError(w, http.StatusConflict, codeConflict, e.Message())
+	case workflows.ErrTypeSessionUnknown:
+		writeError(w, http.StatusUnprocessableEntity, codeSessionUnknown, e.Message())
+	case workflows.ErrTypeInvalidMessage:
+		writeError(w, http.StatusBadRequest, codeBadRequest, e.Message())
+	case workflows.ErrTypeTooLarge:
+		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, e.Message())
+	case workflows.ErrTypeTooManyRequests:
+		writeRetry(w, http.StatusTooManyRequests, codeTooManyRequests, e.Message(), time.Minute)
+	case workflows.ErrTypeProviderUnavailable, workflows.ErrTypeRepairMoving:
+		writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, e.Message(), 2*time.Second)
+	default:
+		g.Logger.Error("unexpected workflow error", "errorType", e.Type(), "error", e)
 		writeError(w, http.StatusInternalServerError, codeInternal, "internal error; see the gateway log")
 	}
 }

@@ -25,7 +25,7 @@ func (g *Gateway) sandboxRoutes(mux *http.ServeMux) {
 		if !decodeBody(w, r, &req) {
 			return
 		}
-		if !idPattern.MatchString(r.PathValue("id")) || (req.ProfileID != "" && !idPattern.MatchString(req.ProfileID)) {
+		if !validID(r.PathValue("id")) || (req.ProfileID != "" && !validID(req.ProfileID)) {
 			writeError(w, http.StatusBadRequest, codeBadRequest, "connection and profile ids must be printable, without quotes")
 			return
 		}

@@ -1,11 +1,15 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"time"
 
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/relink-dev/relink/activities"
@@ -60,7 +64,7 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 	}
 
 	for i, ev := range events {
-		if !idPattern.MatchString(ev.ConnectionID) || (ev.ProfileID != "" && !idPattern.MatchString(ev.ProfileID)) {
+		if !validID(ev.ConnectionID) || (ev.ProfileID != "" && !validID(ev.ProfileID)) {
 			log.Warn("webhook rejected: unusable connection or profile id", "event", i)
 			writeError(w, http.StatusBadRequest, codeBadRequest,
 				fmt.Sprintf("events[%d]: connection and profile ids must be at most 256 printable characters, without quotes", i))
@@ -71,44 +75,69 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 	res := webhookResult{Received: len(events)}
 	for _, ev := range events {
 		elog := log.With("eventId", ev.EventID, "eventType", ev.Type, "connectionId", ev.ConnectionID)
-		key := provider + "/" + ev.EventID
-		if ev.EventID != "" && g.Seen.Seen(key) {
-			res.Duplicates++
-			elog.Info("duplicate webhook event acknowledged")
-			continue
-		}
-		applied, err := g.applyEvent(r, provider, ev)
+		outcome, err := g.applyEvent(r.Context(), provider, ev)
 		if err != nil {
 			// The provider retries the request; events already applied are
 			// dropped by the workflow as duplicates.
 			elog.Error("webhook event not applied", "error", err)
-			writeError(w, http.StatusServiceUnavailable, codeUnavailable, "could not reach Temporal; retry the delivery")
+			writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, "could not reach Temporal; retry the delivery", 5*time.Second)
 			return
 		}
-		if applied {
+		switch outcome {
+		case eventApplied:
 			res.Applied++
-			elog.Info("webhook event applied", "kind", ev.Kind)
-		} else {
+		case eventDuplicate:
+			res.Duplicates++
+		default:
 			res.Ignored++
-			elog.Info("webhook event ignored: no open repair", "kind", ev.Kind)
 		}
-		if ev.EventID != "" {
-			g.Seen.Add(key)
-		}
+		elog.Info("webhook event "+string(outcome), "kind", ev.Kind)
 	}
 	writeJSON(w, http.StatusOK, res)
 }
 
-// applyEvent reports false for an event with no open repair to go to.
-func (g *Gateway) applyEvent(r *http.Request, provider string, ev activities.WebhookEvent) (bool, error) {
+type eventOutcome string
+
+const (
+	eventApplied   eventOutcome = "applied"
+	eventDuplicate eventOutcome = "duplicate: its repair already handled it"
+	eventIgnored   eventOutcome = "ignored: no open repair"
+)
+
+// Webhook fields the workflow records are clipped, so a provider's long
+// strings cannot bloat a repair's history.
+const (
+	maxEventTypeBytes   = 200
+	maxEventStatusBytes = 100
+)
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// applyEvent hands one event to the connection's repair. A repairable or
+// proactive event starts the repair or joins the open one, unless the last
+// repair, now closed, already handled it (the same event id, or an event
+// dated no later than the break it repaired): that is read from Temporal,
+// so every gateway replica answers alike. Other events go to the open
+// repair; with none open they are ignored.
+func (g *Gateway) applyEvent(ctx context.Context, provider string, ev activities.WebhookEvent) (eventOutcome, error) {
 	signal := workflows.ProviderEvent{
 		EventID:        ev.EventID,
 		Kind:           ev.Kind,
 		At:             ev.At,
-		ProviderStatus: ev.ProviderStatus,
-		Reason:         ev.Type,
+		ProviderStatus: clip(ev.ProviderStatus, maxEventStatusBytes),
+		Reason:         clip(ev.Type, maxEventTypeBytes),
 	}
+	id := workflows.WorkflowID(provider, ev.ConnectionID)
 	if ev.Kind == activities.EventKindRepairable || ev.Kind == activities.EventKindProactive {
+		handled, err := g.handledByLastRepair(ctx, id, ev)
+		if err != nil || handled {
+			return eventDuplicate, err
+		}
 		in := workflows.RepairInput{
 			Provider:       provider,
 			ConnectionID:   ev.ConnectionID,
@@ -116,19 +145,47 @@ func (g *Gateway) applyEvent(r *http.Request, provider string, ev activities.Web
 			Institution:    ev.Institution,
 			Connector:      ev.Connector,
 			TriggerEventID: ev.EventID,
-			TriggerReason:  ev.Type,
+			TriggerReason:  signal.Reason,
 			DetectedAt:     ev.At,
 			Proactive:      ev.Kind == activities.EventKindProactive,
 			Options:        g.Defaults,
 		}
-		_, err := g.signalWithStart(r.Context(), in, signal)
-		return err == nil, err
+		if _, err := g.signalWithStart(ctx, in, signal); err != nil {
+			return "", err
+		}
+		return eventApplied, nil
 	}
-	err := g.Temporal.SignalWorkflow(r.Context(), workflows.WorkflowID(provider, ev.ConnectionID), "",
-		workflows.SignalProviderEvent, signal)
+	err := g.Temporal.SignalWorkflow(ctx, id, "", workflows.SignalProviderEvent, signal)
 	var notFound *serviceerror.NotFound
-	if errors.As(err, &notFound) {
+	switch {
+	case errors.As(err, &notFound):
+		return eventIgnored, nil
+	case err != nil:
+		return "", err
+	}
+	return eventApplied, nil
+}
+
+// handledByLastRepair reports whether the connection's latest repair has
+// closed after handling ev: its id is among the event ids the repair
+// applied, or it is dated no later than the break that repair began with.
+func (g *Gateway) handledByLastRepair(ctx context.Context, id string, ev activities.WebhookEvent) (bool, error) {
+	desc, err := g.Temporal.DescribeWorkflowExecution(ctx, id, "")
+	var notFound *serviceerror.NotFound
+	switch {
+	case errors.As(err, &notFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	case desc.GetWorkflowExecutionInfo().GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return false, nil // the open repair dedupes it itself
+	}
+	last, source := g.closedState(ctx, id, desc.GetWorkflowExecutionInfo().GetExecution().GetRunId())
+	if source != "result" {
 		return false, nil
 	}
-	return err == nil, err
+	if ev.EventID != "" && slices.Contains(last.EventIDs, ev.EventID) {
+		return true, nil
+	}
+	return !ev.At.IsZero() && !last.DetectedAt.IsZero() && !ev.At.After(last.DetectedAt), nil
 }

@@ -1,9 +1,9 @@
 package workflows
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -11,13 +11,33 @@ import (
 	"github.com/relink-dev/relink/activities"
 )
 
-// Error types the reconnect update returns; the gateway maps them to HTTP.
+// Error types the updates return; the gateway maps them to HTTP. A
+// validator's refusal writes nothing to history.
 const (
 	// ErrTypeRepairClosed: the repair has a terminal status (HTTP 409).
 	ErrTypeRepairClosed = "RepairClosed"
 	// ErrTypeProviderUnavailable: a new session could not be minted right
 	// now; the repair keeps waiting and the frontend may retry (HTTP 503).
 	ErrTypeProviderUnavailable = "ProviderUnavailable"
+	// ErrTypeNotAwaitingUser: a completion while the repair is not waiting
+	// for the user (HTTP 409).
+	ErrTypeNotAwaitingUser = "NotAwaitingUser"
+	// ErrTypeSessionUnknown: a completion for a connector token this repair
+	// never issued (HTTP 422).
+	ErrTypeSessionUnknown = "SessionUnknown"
+	// ErrTypeAlreadyCompleted: the session was already reported completed;
+	// close runs once per session (HTTP 202, nothing new recorded).
+	ErrTypeAlreadyCompleted = "AlreadyCompleted"
+	// ErrTypeInvalidMessage: a payload the repair cannot record: missing
+	// or oversized fields (HTTP 400 or 413).
+	ErrTypeInvalidMessage = "InvalidMessage"
+	ErrTypeTooLarge       = "TooLarge"
+	// ErrTypeTooManyRequests: the run has recorded as many of these as it
+	// takes (HTTP 429).
+	ErrTypeTooManyRequests = "TooManyRequests"
+	// ErrTypeRepairMoving: the run is handing over to its continuation;
+	// send again in a moment (the gateway does, within its time budget).
+	ErrTypeRepairMoving = "RepairMoving"
 )
 
 func (r *repair) registerHandlers(ctx workflow.Context) error {
@@ -26,96 +46,130 @@ func (r *repair) registerHandlers(ctx workflow.Context) error {
 	}, workflow.QueryHandlerOptions{Description: "The whole repair state"}); err != nil {
 		return err
 	}
+	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryReconnect, func(req ReconnectRequest) (ReconnectOffer, error) {
+		return r.offer(ctx, req), nil
+	}, workflow.QueryHandlerOptions{Description: "How to answer a reconnect without writing history"}); err != nil {
+		return err
+	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateReconnect, r.onReconnect, workflow.UpdateHandlerOptions{
 		Validator:   r.validateReconnect,
-		Description: "Start or resume the user's reconnect; returns the widget session",
+		Description: "Mint a new widget session when the current one cannot be used",
+	}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateComplete, r.onComplete, workflow.UpdateHandlerOptions{
+		Validator:   r.validateComplete,
+		Description: "The user finished in the widget; close the session",
+	}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateExit, r.onExit, workflow.UpdateHandlerOptions{
+		Validator:   r.validateExit,
+		Description: "The user left the widget without success",
 	}); err != nil {
 		return err
 	}
 	// Signal receivers outlive a workflow cancel, so the run can still
 	// record what arrives while it winds down.
 	listenCtx, _ := workflow.NewDisconnectedContext(ctx)
-	listen(listenCtx, SignalReconnectCompleted, r.onCompleted)
-	listen(listenCtx, SignalReconnectExited, r.onExited)
-	listen(listenCtx, SignalProviderEvent, r.onProviderEvent)
-	listen(listenCtx, SignalCancel, r.onCancel)
-	listen(listenCtx, SignalRepairRequested, r.onRepairRequested)
-	return nil
-}
-
-// listen applies every signal of one name, in arrival order.
-func listen[T any](ctx workflow.Context, name string, apply func(workflow.Context, T)) {
-	ch := workflow.GetSignalChannel(ctx, name)
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		for {
-			var raw json.RawMessage
-			ch.Receive(ctx, &raw)
-			if v, ok := decode[T](ctx, name, raw); ok {
-				apply(ctx, v)
-			}
-		}
-	})
-}
-
-func (r *repair) validateReconnect(ctx workflow.Context, _ ReconnectRequest) error {
-	if r.st.Status.Terminal() {
-		return repairClosedError(r.st.Status)
+	for _, name := range signals {
+		r.listen(listenCtx, name)
 	}
 	return nil
 }
 
-func repairClosedError(s Status) error {
-	return temporal.NewApplicationError(fmt.Sprintf("the repair is %s", s), ErrTypeRepairClosed)
+func repairError(typ, format string, args ...any) error {
+	return temporal.NewApplicationError(fmt.Sprintf(format, args...), typ)
+}
+
+// admit is what every update validator checks first.
+func (r *repair) admit() error {
+	switch {
+	case r.st.Status.Terminal():
+		return repairError(ErrTypeRepairClosed, "the repair is %s", r.st.Status)
+	case r.moving:
+		return repairError(ErrTypeRepairMoving, "the repair is moving to a new run; send again")
+	case r.updates >= maxUpdatesPerRun:
+		return repairError(ErrTypeRepairMoving, "the run is full; send again")
+	}
+	return nil
+}
+
+// offer answers a reconnect from the state alone. The query returns it, so
+// a frontend asking again and again writes no history; the update acts on
+// the same answer.
+func (r *repair) offer(ctx workflow.Context, req ReconnectRequest) ReconnectOffer {
+	now := workflow.Now(ctx)
+	switch r.st.Status {
+	case StatusPending:
+		why := "checking with the provider; retry shortly"
+		if r.st.LastError != "" {
+			why += " (last error: " + r.st.LastError + ")"
+		}
+		return ReconnectOffer{Unavailable: why, RetryAfter: 2 * time.Second}
+	case StatusCompleting, StatusVerifying:
+		// The user already did their part: never send them back.
+		return ReconnectOffer{Result: &ReconnectResult{Status: r.st.Status, ConnectorStatus: activities.ConnectorContinue}}
+	case StatusAwaitingUser:
+	default:
+		return ReconnectOffer{Closed: r.st.Status}
+	}
+	fresh := now.Sub(r.sessionIssuedAt) < r.opts.MinRefreshInterval
+	if r.sessionUsable(now) && (!req.ForceNewSession || fresh) {
+		s := r.session
+		return ReconnectOffer{Result: &ReconnectResult{Status: r.st.Status, ConnectorStatus: activities.ConnectorActionRequired, Session: &s}}
+	}
+	if !r.refreshing && r.refreshErr != "" && now.Sub(r.refreshFailedAt) < refreshRetryPause {
+		return ReconnectOffer{Unavailable: r.refreshErr, RetryAfter: refreshRetryPause - now.Sub(r.refreshFailedAt)}
+	}
+	if r.moving {
+		return ReconnectOffer{Unavailable: "the repair is moving to a new run; retry", RetryAfter: time.Second}
+	}
+	// Everyone who needs the session after this round asks with the same
+	// id, so the server runs one update for all of them.
+	return ReconnectOffer{UpdateID: fmt.Sprintf("reconnect/%s/%d", workflow.GetInfo(ctx).WorkflowExecution.RunID, r.refreshRounds)}
+}
+
+func (r *repair) validateReconnect(ctx workflow.Context, _ ReconnectRequest) error {
+	return r.admit()
 }
 
 // onReconnect answers with a session the user can use now: the current one
 // while it is valid, else one the main path mints for it.
 func (r *repair) onReconnect(ctx workflow.Context, req ReconnectRequest) (ReconnectResult, error) {
-	// While the probe runs there is nothing to hand out yet.
-	if err := workflow.Await(ctx, func() bool { return r.st.Status != StatusPending }); err != nil {
+	r.updates++
+	o := r.offer(ctx, req)
+	switch {
+	case o.Result != nil:
+		return *o.Result, nil
+	case o.Closed != "":
+		return ReconnectResult{}, repairError(ErrTypeRepairClosed, "the repair is %s", o.Closed)
+	case o.Unavailable != "":
+		return ReconnectResult{}, repairError(ErrTypeProviderUnavailable, "%s", o.Unavailable)
+	}
+	round := r.refreshRounds
+	if !r.refreshing {
+		r.refreshRequested = true
+	}
+	if err := workflow.Await(ctx, func() bool {
+		return r.refreshRounds != round || r.st.Status != StatusAwaitingUser
+	}); err != nil {
 		return ReconnectResult{}, err
 	}
-	force := req.ForceNewSession
-	for {
-		switch r.st.Status {
-		case StatusCompleting, StatusVerifying:
-			// The user already did their part: never send them back.
-			return ReconnectResult{Status: r.st.Status, ConnectorStatus: activities.ConnectorContinue}, nil
-		case StatusAwaitingUser:
-			if !force && r.sessionUsable(ctx) {
-				return r.sessionResult(), nil
-			}
-			force = false
-			round := r.refreshes
-			// Join a refresh already asked for or running: its session is
-			// as fresh as a new one would be.
-			if !r.refreshing {
-				r.refreshRequested = true
-			}
-			if err := workflow.Await(ctx, func() bool {
-				return r.refreshes != round || r.st.Status != StatusAwaitingUser
-			}); err != nil {
-				return ReconnectResult{}, err
-			}
-			if r.st.Status == StatusAwaitingUser {
-				if r.refreshErr != "" {
-					return ReconnectResult{}, temporal.NewApplicationError(r.refreshErr, ErrTypeProviderUnavailable)
-				}
-				return r.sessionResult(), nil
-			}
-		default:
-			return ReconnectResult{}, repairClosedError(r.st.Status)
-		}
+	switch {
+	case r.st.Status == StatusAwaitingUser && r.refreshErr != "":
+		return ReconnectResult{}, repairError(ErrTypeProviderUnavailable, "%s", r.refreshErr)
+	case r.st.Status == StatusAwaitingUser:
+		s := r.session
+		return ReconnectResult{Status: r.st.Status, ConnectorStatus: activities.ConnectorActionRequired, Session: &s}, nil
+	case r.st.Status.Terminal():
+		return ReconnectResult{}, repairError(ErrTypeRepairClosed, "the repair is %s", r.st.Status)
 	}
+	return ReconnectResult{Status: r.st.Status, ConnectorStatus: activities.ConnectorContinue}, nil
 }
 
-func (r *repair) sessionResult() ReconnectResult {
-	s := r.session
-	return ReconnectResult{Status: r.st.Status, ConnectorStatus: activities.ConnectorActionRequired, Session: &s}
-}
-
-// sessionUsable: issued, not yet closed, and not about to expire.
-func (r *repair) sessionUsable(ctx workflow.Context) bool {
+// sessionUsable: issued, not yet completed, and not about to expire.
+func (r *repair) sessionUsable(now time.Time) bool {
 	s := r.session
 	if s.ConnectorToken == "" && s.LinkToken == "" && s.WidgetURL == "" {
 		return false
@@ -123,126 +177,67 @@ func (r *repair) sessionUsable(ctx workflow.Context) bool {
 	if slices.Contains(r.closedTokens, s.ConnectorToken) {
 		return false
 	}
-	return s.ExpiresAt.IsZero() || workflow.Now(ctx).Add(sessionRefreshMargin).Before(s.ExpiresAt)
+	return s.ExpiresAt.IsZero() || now.Add(sessionRefreshMargin).Before(s.ExpiresAt)
 }
 
-// onCompleted queues close for a session, once per session however often
-// the widget's success is reported.
-func (r *repair) onCompleted(ctx workflow.Context, c ReconnectCompleted) {
-	log := workflow.GetLogger(ctx)
-	if c.ConnectorToken == "" {
-		c.ConnectorToken = r.session.ConnectorToken
+// validateComplete refuses, without a trace in history, every completion
+// the repair cannot use.
+func (r *repair) validateComplete(ctx workflow.Context, c ReconnectCompleted) error {
+	if err := r.admit(); err != nil {
+		return err
 	}
 	switch {
-	case r.st.Status != StatusAwaitingUser:
-		log.Info("reconnect-completed ignored", "status", r.st.Status)
-	case r.completion != nil || slices.Contains(r.closedTokens, c.ConnectorToken):
-		log.Info("duplicate reconnect-completed ignored")
 	case c.ConnectorToken == "":
-		log.Warn("reconnect-completed without a session ignored; call reconnect first")
+		return repairError(ErrTypeInvalidMessage, "connectorToken is required: the session the widget completed")
+	case len(c.ConnectorToken) > MaxTokenBytes || len(c.PublicToken) > MaxTokenBytes:
+		return repairError(ErrTypeTooLarge, "tokens are at most %d bytes", MaxTokenBytes)
+	case len(c.Metadata) > MaxCompletionMetadataBytes:
+		return repairError(ErrTypeTooLarge, "metadata is at most %d bytes", MaxCompletionMetadataBytes)
+	case slices.Contains(r.closedTokens, c.ConnectorToken) || r.pendingCompletion(c.ConnectorToken):
+		return repairError(ErrTypeAlreadyCompleted, "this session was already reported completed")
+	case r.st.Status != StatusAwaitingUser || r.pendingCompletion(""):
+		return repairError(ErrTypeNotAwaitingUser, "the repair is %s, not waiting for the user", r.st.Status)
 	case !slices.Contains(r.issuedTokens, c.ConnectorToken):
 		// Only this repair's sessions are closed, so a stray token cannot
 		// cost the user an attempt.
-		log.Warn("reconnect-completed for a session this repair did not issue ignored")
-	default:
-		r.completion = &c
+		return repairError(ErrTypeSessionUnknown, "this repair did not issue that connector token")
 	}
+	return nil
 }
 
-func (r *repair) onExited(ctx workflow.Context, e ReconnectExited) {
-	r.st.Exits++
-	r.st.LastExit = &ExitRecord{ReconnectExited: e, ReceivedAt: workflow.Now(ctx)}
-	r.describe(ctx)
+// pendingCompletion reports a completion in the inbox not yet applied (for
+// token, or any if token is empty).
+func (r *repair) pendingCompletion(token string) bool {
+	if r.completion != nil && (token == "" || r.completion.ConnectorToken == token) {
+		return true
+	}
+	return slices.ContainsFunc(r.inbox, func(it inboxItem) bool {
+		return it.completion != nil && (token == "" || it.completion.ConnectorToken == token)
+	})
 }
 
-func (r *repair) onCancel(ctx workflow.Context, c CancelRequest) {
-	reason := "canceled"
-	if c.RequestedBy != "" {
-		reason += " by " + c.RequestedBy
-	}
-	if c.Reason != "" {
-		reason += ": " + c.Reason
-	}
-	r.requestOutcome(StatusCanceled, reason)
+func (r *repair) onComplete(ctx workflow.Context, c ReconnectCompleted) (CompleteResult, error) {
+	r.updates++
+	r.inbox = append(r.inbox, inboxItem{completion: &c})
+	return CompleteResult{Status: r.st.Status}, nil
 }
 
-// onRepairRequested joins a manual start to this repair, or, if this run
-// has already ended and is only finishing its notifications, starts the
-// next run when it closes.
-func (r *repair) onRepairRequested(ctx workflow.Context, req RepairRequest) {
-	if r.st.Status.Terminal() && r.nextBreak == nil {
-		r.nextBreak = &ProviderEvent{Kind: activities.EventKindRepairable, Reason: req.Reason, At: req.At}
-		return
+func (r *repair) validateExit(ctx workflow.Context, e ReconnectExited) error {
+	if err := r.admit(); err != nil {
+		return err
 	}
-	workflow.GetLogger(ctx).Info("repair request joined the open repair", "reason", req.Reason)
+	if len(e.Reason) > MaxExitFieldBytes || len(e.ErrorCode) > MaxExitFieldBytes || len(e.ProviderRequestID) > MaxExitFieldBytes {
+		return repairError(ErrTypeTooLarge, "exit fields are at most %d bytes each", MaxExitFieldBytes)
+	}
+	if r.exits >= maxExitsPerRun {
+		return repairError(ErrTypeTooManyRequests, "this repair has recorded %d exits; no more are kept", r.exits)
+	}
+	return nil
 }
 
-// onProviderEvent applies a webhook event once, ignoring stale ones.
-func (r *repair) onProviderEvent(ctx workflow.Context, ev ProviderEvent) {
-	log := workflow.GetLogger(ctx)
-	if ev.EventID != "" {
-		if slices.Contains(r.seenEvents, ev.EventID) {
-			log.Info("duplicate provider event ignored", "eventId", ev.EventID)
-			return
-		}
-		r.seenEvents = append(r.seenEvents, ev.EventID)
-		if len(r.seenEvents) > seenEventsKept {
-			r.seenEvents = r.seenEvents[1:]
-		}
-	}
-	if !ev.At.IsZero() && !r.in.DetectedAt.IsZero() && ev.At.Before(r.in.DetectedAt) {
-		log.Info("stale provider event ignored", "eventId", ev.EventID, "kind", ev.Kind, "at", ev.At)
-		return
-	}
-	if ev.ProviderStatus != "" {
-		r.st.LastProviderStatus = ev.ProviderStatus
-	}
-	if r.st.Status.Terminal() {
-		// A break reported after this repair closed is a new break.
-		if ev.Kind == activities.EventKindRepairable && r.nextBreak == nil &&
-			(ev.At.IsZero() || !ev.At.Before(r.st.ClosedAt)) {
-			r.nextBreak = &ev
-		}
-		return
-	}
-	reconnecting := r.st.Status == StatusCompleting || r.st.Status == StatusVerifying
-	switch ev.Kind {
-	case activities.EventKindSynced:
-		r.requestOutcome(StatusRepaired, "confirmed by the provider's webhook")
-	case activities.EventKindRepairedElsewhere:
-		// After the user's reconnect it is the confirmation (Plaid's
-		// LOGIN_REPAIRED); before it, the user fixed it some other way.
-		if reconnecting {
-			r.requestOutcome(StatusRepaired, "confirmed by the provider's webhook")
-		} else {
-			r.requestOutcome(StatusRepaired, "the provider reports the connection repaired outside Relink")
-		}
-	case activities.EventKindProactive:
-		// Joins the open repair; nothing is broken.
-	case activities.EventKindRepairable:
-		// The connection is broken now, whatever started the repair. While
-		// waiting for the user this is the same break again; after the
-		// user's reconnect it means the reconnect did not take, unless it
-		// is dated before the reconnect (the old break, redelivered).
-		r.st.Proactive = false
-		if reconnecting && (ev.At.IsZero() || !ev.At.Before(r.completingAt)) {
-			r.failure = "the provider reports the connection broken again" + suffix(ev.Reason)
-		}
-	case activities.EventKindErrored:
-		r.st.LastError = "provider error" + suffix(ev.Reason)
-		r.describe(ctx)
-	case activities.EventKindDisconnected:
-		r.requestOutcome(StatusUnrepairable, "the connection was disconnected at the provider")
-	case activities.EventKindDeleted:
-		r.requestOutcome(StatusCanceled, "the connection was deleted")
-	default:
-		log.Warn("unknown provider event kind ignored", "kind", ev.Kind)
-	}
-}
-
-func suffix(reason string) string {
-	if reason == "" {
-		return ""
-	}
-	return " (" + reason + ")"
+func (r *repair) onExit(ctx workflow.Context, e ReconnectExited) error {
+	r.updates++
+	r.exits++
+	r.inbox = append(r.inbox, inboxItem{exit: &e})
+	return nil
 }

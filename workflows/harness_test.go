@@ -41,6 +41,11 @@ func newHarness(t *testing.T) *harness {
 	env.RegisterWorkflow(ConnectionRepair)
 	env.RegisterActivity(&activities.Activities{Providers: activities.NewRegistry(sb), Notifier: rec})
 	h := &harness{t: t, env: env, sandbox: sb, events: rec, start: env.Now()}
+	// The gateway starts a repair with signal-with-start: the trigger event
+	// arrives as a signal too.
+	env.RegisterDelayedCallback(func() {
+		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_trigger", Kind: activities.EventKindRepairable, At: h.start})
+	}, 0)
 	return h
 }
 
@@ -90,8 +95,24 @@ func (h *harness) at(d time.Duration, fn func()) {
 // reconnect sends the reconnect update; the returned outcome is filled when
 // the update completes.
 func (h *harness) reconnect(req ReconnectRequest) *updateOutcome {
+	return h.update(UpdateReconnect, req)
+}
+
+// complete sends the complete update, as the gateway does.
+func (h *harness) complete(c ReconnectCompleted) *updateOutcome {
+	return h.update(UpdateComplete, c)
+}
+
+// exit sends the exit update, as the gateway does.
+func (h *harness) exit(e ReconnectExited) *updateOutcome {
+	return h.update(UpdateExit, e)
+}
+
+// update sends an update; the returned outcome is filled when it is
+// rejected or completes.
+func (h *harness) update(name string, arg any) *updateOutcome {
 	out := &updateOutcome{}
-	h.env.UpdateWorkflow(UpdateReconnect, "", &testsuite.TestUpdateCallback{
+	h.env.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{
 		OnAccept: func() {},
 		OnReject: func(err error) { out.err = err; out.done = true },
 		OnComplete: func(v any, err error) {
@@ -102,7 +123,7 @@ func (h *harness) reconnect(req ReconnectRequest) *updateOutcome {
 				_ = json.Unmarshal(b, &out.result)
 			}
 		},
-	}, req)
+	}, arg)
 	return out
 }
 
@@ -112,7 +133,7 @@ func (h *harness) userCompletes() sandbox.Login {
 	h.t.Helper()
 	login, err := h.sandbox.LoginUser(testConn)
 	require.NoError(h.t, err)
-	h.signal(SignalReconnectCompleted, ReconnectCompleted{
+	h.complete(ReconnectCompleted{
 		ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken, Metadata: login.Metadata,
 	})
 	return login

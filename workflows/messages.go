@@ -22,12 +22,23 @@ const (
 	// answers with the widget session. Payload ReconnectRequest, result
 	// ReconnectResult.
 	UpdateReconnect = "reconnect"
-	// SignalReconnectCompleted: the widget succeeded. Payload
-	// ReconnectCompleted.
+	// UpdateComplete: the widget succeeded. Payload ReconnectCompleted,
+	// result CompleteResult. Its validator refuses a completion the repair
+	// cannot use (see the ErrType constants), so a refusal writes no history.
+	UpdateComplete = "complete"
+	// UpdateExit: the user left the widget or it failed. Payload
+	// ReconnectExited.
+	UpdateExit = "exit"
+	// QueryReconnect tells the gateway how to answer a reconnect without
+	// writing history: the session to hand out, or the update id to send
+	// the reconnect update with. Argument ReconnectRequest, result
+	// ReconnectOffer.
+	QueryReconnect = "reconnect-offer"
+	// SignalReconnectCompleted and SignalReconnectExited are how runs begun
+	// before the ordered inbox (legacy_v0.go) heard of the widget; the
+	// gateway no longer sends them.
 	SignalReconnectCompleted = "reconnect-completed"
-	// SignalReconnectExited: the user left the widget or it failed.
-	// Payload ReconnectExited.
-	SignalReconnectExited = "reconnect-exited"
+	SignalReconnectExited    = "reconnect-exited"
 	// SignalProviderEvent: a normalised webhook event. Payload ProviderEvent.
 	SignalProviderEvent = "provider-event"
 	// SignalCancel: an operator ends the repair. Payload CancelRequest.
@@ -68,6 +79,9 @@ type RepairInput struct {
 	// them. A real break reported later makes the repair an ordinary one.
 	Proactive bool          `json:"proactive,omitempty"`
 	Options   RepairOptions `json:"options"`
+	// Carry is the state a run hands to the next when it continues as new
+	// to keep its history short; nil for a new repair.
+	Carry *RepairCarry `json:"carry,omitempty"`
 }
 
 // ReconnectRequest is the reconnect update's argument.
@@ -86,10 +100,42 @@ type ReconnectResult struct {
 	Session         *activities.Session        `json:"session,omitempty"`
 }
 
+// ReconnectOffer is the reconnect query's answer. Exactly one of Result,
+// Closed, Unavailable and UpdateID is set.
+type ReconnectOffer struct {
+	// Result answers the caller now: a session still good to use, or
+	// CONTINUE once the user has done their part.
+	Result *ReconnectResult `json:"result,omitempty"`
+	// Closed is the terminal status of a repair that has ended.
+	Closed Status `json:"closed,omitempty"`
+	// Unavailable says why no session can be had right now (the probe is
+	// still running, the provider failed a moment ago); retry after
+	// RetryAfter.
+	Unavailable string        `json:"unavailable,omitempty"`
+	RetryAfter  time.Duration `json:"retryAfter,omitempty"`
+	// UpdateID: a new session is needed; send the reconnect update with
+	// this id. Every caller that needs the same new session gets the same
+	// id, so the server runs one update for all of them.
+	UpdateID string `json:"updateId,omitempty"`
+}
+
+// Size limits of what a caller can make a repair record.
+const (
+	MaxCompletionMetadataBytes = 64 << 10
+	MaxTokenBytes              = 4 << 10
+	MaxExitFieldBytes          = 512
+)
+
+// CompleteResult is the complete update's answer.
+type CompleteResult struct {
+	// Status is the repair's status when the completion was recorded.
+	Status Status `json:"status"`
+}
+
 // ReconnectCompleted is what the widget's success callback hands over.
 type ReconnectCompleted struct {
-	// ConnectorToken names the session that succeeded; empty means the
-	// current one.
+	// ConnectorToken names the session that succeeded: one this repair
+	// handed out.
 	ConnectorToken string          `json:"connectorToken,omitempty"`
 	PublicToken    string          `json:"publicToken,omitempty"`
 	Metadata       json.RawMessage `json:"metadata,omitempty"`

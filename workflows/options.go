@@ -24,6 +24,21 @@ type RepairOptions struct {
 	MaxAttempts int `json:"maxAttempts,omitempty"`
 	// NotifyTimeout: how long one outbound event is retried.
 	NotifyTimeout time.Duration `json:"notifyTimeout,omitempty"`
+	// VerifyGrace: once the user has finished in the widget, close and
+	// verification may run this long past the completion even if the
+	// repair window ends first, so a user who finished in time is never
+	// told EXPIRED.
+	VerifyGrace time.Duration `json:"verifyGrace,omitempty"`
+	// ReportTransientStatuses upserts RelinkStatus and notifies the app for
+	// COMPLETING and VERIFYING too (two billable actions each).
+	ReportTransientStatuses bool `json:"reportTransientStatuses,omitempty"`
+	// ContinueAsNewAfterEvents: a run continues as new at its next quiet
+	// point once its history has this many events (or the server suggests
+	// it), far below Temporal's limits.
+	ContinueAsNewAfterEvents int `json:"continueAsNewAfterEvents,omitempty"`
+	// MinRefreshInterval: a forced new session is minted at most this
+	// often; a caller forcing sooner gets the session minted moments ago.
+	MinRefreshInterval time.Duration `json:"minRefreshInterval,omitempty"`
 }
 
 // Defaults.
@@ -33,6 +48,11 @@ const (
 	DefaultVerifyPollMaxInterval = time.Hour
 	DefaultMaxAttempts           = 5
 	DefaultNotifyTimeout         = time.Hour
+	DefaultVerifyGrace           = 24 * time.Hour
+	// A run's history stays far below Temporal's 51,200-event limit, and
+	// within a few thousand events replays fast.
+	DefaultContinueAsNewAfterEvents = 2000
+	DefaultMinRefreshInterval       = 30 * time.Second
 )
 
 // DefaultReminderOffsets: a day and three days into the wait.
@@ -57,6 +77,15 @@ func (o RepairOptions) withDefaults() RepairOptions {
 	}
 	if o.NotifyTimeout <= 0 {
 		o.NotifyTimeout = DefaultNotifyTimeout
+	}
+	if o.VerifyGrace <= 0 {
+		o.VerifyGrace = DefaultVerifyGrace
+	}
+	if o.ContinueAsNewAfterEvents <= 0 {
+		o.ContinueAsNewAfterEvents = DefaultContinueAsNewAfterEvents
+	}
+	if o.MinRefreshInterval <= 0 {
+		o.MinRefreshInterval = DefaultMinRefreshInterval
 	}
 	return o
 }

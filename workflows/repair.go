@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -12,6 +11,17 @@ import (
 	"github.com/relink-dev/relink/activities"
 )
 
+// Workflow versions, recorded as a marker at the start of every run.
+const (
+	// versionChange names the marker.
+	versionChange = "relink-inbox"
+	// CurrentVersion is the behaviour new runs get: the ordered inbox, the
+	// complete update, crash-safe close. Runs without the marker began
+	// before it and replay through legacy_v0.go. Recorded histories are
+	// named after the version that wrote them (testdata/histories/v1-*).
+	CurrentVersion = 1
+)
+
 // Timings that are not worth a setting.
 const (
 	// sessionRefreshMargin: a session this close to expiry is replaced
@@ -19,78 +29,103 @@ const (
 	sessionRefreshMargin = 2 * time.Minute
 	// refreshTimeout bounds a re-initialize a user is waiting on.
 	refreshTimeout = time.Minute
+	// refreshRetryPause: after a failed refresh, callers are told to retry
+	// later rather than each starting another round against a provider
+	// that just failed.
+	refreshRetryPause = 30 * time.Second
 	// verifyPollInitialInterval is the first gap between status polls.
 	verifyPollInitialInterval = time.Minute
 	// statusPollTimeout bounds one status poll, retries included.
 	statusPollTimeout = 2 * time.Minute
-	// seenEventsKept bounds the event ids remembered for deduplication.
-	seenEventsKept = 100
+	// eventIDsKept bounds the provider event ids remembered for dedupe.
+	eventIDsKept = 100
 	// providerRetryPause separates rounds of retries against a provider
 	// that stays unavailable.
 	providerRetryPause = 5 * time.Minute
+	// maxUpdatesPerRun keeps a run well below the server's limit on
+	// updates per run (2,000 by default).
+	maxUpdatesPerRun = 1000
+	// maxExitsPerRun bounds the widget exits one run records.
+	maxExitsPerRun = 50
 )
 
 // a is only used for method references; the worker registers the real one.
 var a *activities.Activities
 
-// outcome is a terminal status a message handler asks the main path for.
-type outcome struct {
-	status Status
-	reason string
-}
-
-// repair is one run's state. Message handlers only record what arrived
-// (completion, outcome, failure, refresh requests); the main path in run
-// acts on it, so every status change, activity and notification happens in
-// one place and in one order.
+// repair is one run's state. Message handlers only validate and append to
+// the inbox (or, for reconnect, ask for a session and wait); the main path
+// applies the inbox in arrival order and does everything else, so every
+// status change, activity and notification happens in one place.
 type repair struct {
 	in       RepairInput
 	opts     RepairOptions
 	deadline time.Time
 	st       RepairState
 
-	session      activities.Session // current widget session, tokens included
-	issuedTokens []string           // sessions this repair handed out
-	closedTokens []string           // sessions already closed: close runs once each
-	seenEvents   []string           // provider event ids already applied
-	completingAt time.Time          // when the user last finished in the widget
+	session         activities.Session // current widget session, tokens included
+	sessionIssuedAt time.Time
+	issuedTokens    []string // sessions this repair handed out
+	closedTokens    []string // sessions completed: close runs once each
+	completion      *ReconnectCompleted
+	completingAt    time.Time // when the user finished in the widget
+	closeOutages    int       // close rounds for this completion that ended unanswered
 
-	// Written by handlers, consumed by the main path.
-	completion       *ReconnectCompleted
-	pending          *outcome
-	failure          string
+	inbox  []inboxItem
+	outbox []activities.Event // events to the app not yet delivered
+
+	// Reconnect: handlers ask, the main path mints.
 	refreshRequested bool
-	refreshing       bool   // a refresh round is running
-	refreshes        int    // completed refresh rounds, for waiting updates
-	refreshErr       string // last refresh round's error, if it failed
-	nextBreak        *ProviderEvent
+	refreshing       bool
+	refreshRounds    int // finished refresh rounds, successful or not
+	refreshErr       string
+	refreshFailedAt  time.Time
 
-	awaitingSince        time.Time
-	remindersBeforeWait  int // RemindersSent when the current wait began
-	notifications        int // sequence of outbound events
-	pendingNotifications int
+	verifyNow    bool // a webhook said the connection broke again: look now
+	nextPollAt   time.Time
+	pollInterval time.Duration
+
+	awaitingSince       time.Time
+	remindersBeforeWait int
+	updates             int // updates accepted by this run
+	exits               int // exits recorded by this run
+	moving              bool
+	nextBreak           *ProviderEvent
+	triggerDelivered    bool // the start's own copy of the trigger event arrived
 }
 
 // ConnectionRepair repairs one broken connection. See the package doc and
 // the README's state diagram.
 func ConnectionRepair(ctx workflow.Context, in RepairInput) (RepairState, error) {
+	if workflow.GetVersion(ctx, versionChange, workflow.DefaultVersion, CurrentVersion) == workflow.DefaultVersion {
+		return v0ConnectionRepair(ctx, in)
+	}
 	r := newRepair(ctx, in)
 	if err := r.registerHandlers(ctx); err != nil {
 		return r.st, err
 	}
-	r.syncSearchAttributes(ctx)
 	r.describe(ctx)
+	r.resendOutbox(ctx)
 
-	ctx = r.run(ctx)
+	ctx, next := r.run(ctx)
+	if next != nil {
+		return r.st, workflow.NewContinueAsNewError(ctx, ConnectionRepair, *next)
+	}
 
 	// Deliver what is still in flight, and let running updates answer,
-	// before the run ends.
-	_ = workflow.Await(ctx, func() bool {
-		return r.pendingNotifications == 0 && workflow.AllHandlersFinished(ctx)
-	})
+	// before the run ends; a new break meanwhile starts the next run.
+	for {
+		_ = workflow.Await(ctx, func() bool {
+			return len(r.inbox) > 0 || (len(r.outbox) == 0 && workflow.AllHandlersFinished(ctx))
+		})
+		r.collectSignals(ctx)
+		if len(r.inbox) == 0 {
+			break
+		}
+		r.drain(ctx)
+	}
 	if r.nextBreak != nil {
-		// The connection broke again while this repair was closing: that is
-		// a new break, so it gets a fresh run under the same workflow id.
+		// The connection broke again while this repair was closing: a new
+		// break gets a fresh run under the same workflow id.
 		return r.st, workflow.NewContinueAsNewError(ctx, ConnectionRepair, r.nextInput())
 	}
 	return r.st, nil
@@ -99,6 +134,12 @@ func ConnectionRepair(ctx workflow.Context, in RepairInput) (RepairState, error)
 func newRepair(ctx workflow.Context, in RepairInput) *repair {
 	opts := in.Options.withDefaults()
 	now := workflow.Now(ctx)
+	info := workflow.GetInfo(ctx)
+	if c := in.Carry; c != nil {
+		r := c.restore(in, opts)
+		r.st.Runs++
+		return r
+	}
 	r := &repair{in: in, opts: opts, deadline: now.Add(opts.RepairWindow)}
 	r.st = RepairState{
 		Provider:      in.Provider,
@@ -107,6 +148,7 @@ func newRepair(ctx workflow.Context, in RepairInput) *repair {
 		Institution:   in.Institution,
 		TriggerReason: in.TriggerReason,
 		Proactive:     in.Proactive,
+		DetectedAt:    in.DetectedAt,
 		Status:        StatusPending,
 		Attempt:       1,
 		MaxAttempts:   opts.MaxAttempts,
@@ -114,31 +156,35 @@ func newRepair(ctx workflow.Context, in RepairInput) *repair {
 		UpdatedAt:     now,
 		ExpiresAt:     r.deadline,
 		Steps:         []Step{{Status: StatusPending, At: now, Note: in.TriggerReason}},
+		RepairRunID:   info.WorkflowExecution.RunID,
+		Runs:          1,
 	}
 	if in.TriggerEventID != "" {
-		r.seenEvents = append(r.seenEvents, in.TriggerEventID)
+		r.rememberEvent(in.TriggerEventID)
 	}
 	return r
 }
 
-// run drives the repair to a terminal status. It returns the context to
-// finish with: a disconnected one if the workflow itself was canceled.
-func (r *repair) run(ctx workflow.Context) workflow.Context {
-	for !r.st.Status.Terminal() {
-		if ctx.Err() != nil {
+// run drives the repair to a terminal status, or to a quiet point where it
+// should continue as new (next is then the next run's input). It returns
+// the context to finish with: a disconnected one if the workflow itself
+// was canceled.
+func (r *repair) run(ctx workflow.Context) (workflow.Context, *RepairInput) {
+	for {
+		if ctx.Err() != nil && !r.st.Status.Terminal() {
 			// Canceled from the Temporal UI or CLI: record it as an
 			// operator cancel and still tell the app.
 			ctx, _ = workflow.NewDisconnectedContext(ctx)
-			r.requestOutcome(StatusCanceled, "workflow canceled in Temporal")
+			r.end(ctx, StatusCanceled, "workflow canceled in Temporal")
 		}
-		if r.pending != nil {
-			r.transition(ctx, r.pending.status, r.pending.reason)
-			break
+		r.drain(ctx)
+		if r.st.Status.Terminal() {
+			return ctx, nil
 		}
-		if r.failure != "" {
-			reason := r.failure
-			r.failure = ""
-			r.failAttempt(ctx, reason)
+		if r.continueDue(ctx) {
+			if next, ok := r.prepareContinue(ctx); ok {
+				return ctx, &next
+			}
 			continue
 		}
 		switch r.st.Status {
@@ -147,47 +193,48 @@ func (r *repair) run(ctx workflow.Context) workflow.Context {
 		case StatusAwaitingUser:
 			r.awaitUser(ctx)
 		case StatusCompleting:
-			r.closeSession(ctx)
+			r.finishReconnect(ctx)
 		case StatusVerifying:
 			r.verify(ctx)
 		}
 	}
-	return ctx
 }
 
 // probe calls initialize: CONTINUE needs no user, ACTION_REQUIRED does. A
 // provider outage is retried until the window ends.
 func (r *repair) probe(ctx workflow.Context) {
-	for r.pending == nil && ctx.Err() == nil {
-		var s activities.Session
-		interrupted, err := r.runProviderActivity(ctx, r.initializeOptions(r.untilDeadline(ctx), "probe"),
-			a.Initialize, activities.InitializeRequest{ConnectionRef: r.ref()}, &s)
-		switch {
-		case interrupted:
-			return
-		case err == nil:
-			r.useSession(ctx, s)
-			return
-		case !r.providerFailed(ctx, "initialize", err):
-			return
-		}
+	var s activities.Session
+	interrupted, err := r.runProviderActivity(ctx, r.initializeOptions(r.untilDeadline(ctx), "probe"),
+		a.Initialize, activities.InitializeRequest{ConnectionRef: r.ref()}, &s)
+	switch {
+	case interrupted:
+	case err == nil:
+		r.useSession(ctx, s)
+	case r.providerFailed(ctx, "initialize", err):
 		r.pauseAfterOutage(ctx)
 	}
 }
 
 // useSession moves on according to an initialize answer.
 func (r *repair) useSession(ctx workflow.Context, s activities.Session) {
-	if r.pending != nil {
-		return // a handler already decided the outcome
-	}
 	r.st.ConnectorStatus = s.ConnectorStatus
 	if s.ConnectorStatus == activities.ConnectorContinue {
-		r.session = activities.Session{}
-		r.st.SessionExpiresAt = time.Time{}
-		r.transition(ctx, StatusVerifying, "provider repaired the connection without the user (CONTINUE)")
+		r.clearSession()
+		switch {
+		case r.st.Status == StatusAwaitingUser:
+			r.end(ctx, StatusRepaired, "the provider needs no user action any more (CONTINUE)")
+		case s.Healthy && r.st.EventsSent == 0:
+			// Nothing was broken (a redelivered break, or one fixed before
+			// the probe) and nobody was told anything: end without a word.
+			r.st.Quiet = true
+			r.end(ctx, StatusRepaired, "the provider reports the connection healthy: nothing to repair")
+		default:
+			r.end(ctx, StatusRepaired, "the provider repaired the connection without the user (CONTINUE)")
+		}
 		return
 	}
 	r.session = s
+	r.sessionIssuedAt = workflow.Now(ctx)
 	r.issuedTokens = append(r.issuedTokens, s.ConnectorToken)
 	r.st.SessionsIssued++
 	r.st.SessionExpiresAt = s.ExpiresAt
@@ -198,38 +245,85 @@ func (r *repair) useSession(ctx workflow.Context, s activities.Session) {
 	r.transition(ctx, StatusAwaitingUser, "the user must reconnect in the provider's widget")
 }
 
-// awaitUser waits for the widget's success, sending reminders, minting new
-// sessions on request, until the window ends.
+func (r *repair) clearSession() {
+	r.session = activities.Session{}
+	r.st.SessionExpiresAt = time.Time{}
+}
+
+// awaitUser waits for the widget's success, sending reminders and minting
+// new sessions on request, until the window ends. One timer serves the
+// whole wait for the next reminder or the window's end: refreshes and
+// messages do not restart it, and it is canceled when the wait ends early.
 func (r *repair) awaitUser(ctx workflow.Context) {
-	for r.st.Status == StatusAwaitingUser && r.pending == nil && ctx.Err() == nil {
-		if r.completion != nil {
-			r.completingAt = workflow.Now(ctx)
-			r.transition(ctx, StatusCompleting, "the user finished in the widget")
+	if r.completion != nil {
+		r.completingAt = workflow.Now(ctx)
+		r.closeOutages = 0
+		r.st.VerifyUntil = r.verifyDeadline()
+		r.transition(ctx, StatusCompleting, "the user finished in the widget")
+		return
+	}
+	if r.refreshRequested {
+		r.refreshSession(ctx)
+		return
+	}
+	now := workflow.Now(ctx)
+	if !now.Before(r.deadline) {
+		r.end(ctx, StatusExpired, "the repair window ended before the user reconnected")
+		return
+	}
+	wake, why := r.deadline, "wait for the user until the repair window ends"
+	if next, ok := r.nextReminder(); ok {
+		if !now.Before(next) {
+			r.st.RemindersSent++
+			r.notify(ctx, activities.EventReminder)
+			r.describe(ctx)
+			return
+		}
+		wake, why = next, "wait for the user until the next reminder"
+	}
+	t := r.startTimer(ctx, wake, why)
+	defer t.stop()
+	for !t.fired() {
+		err := r.await(ctx, t, func() bool {
+			return r.st.Status != StatusAwaitingUser || r.completion != nil || r.refreshRequested || r.continueDue(ctx)
+		})
+		if err != nil || r.st.Status != StatusAwaitingUser || r.completion != nil || r.continueDue(ctx) {
 			return
 		}
 		if r.refreshRequested {
-			r.refreshSession(ctx)
-			continue
+			r.refreshSession(ctx) // the timer keeps running
 		}
-		now := workflow.Now(ctx)
-		if !now.Before(r.deadline) {
-			r.requestOutcome(StatusExpired, "the repair window ended before the user reconnected")
-			return
-		}
-		wake, why := r.deadline, "wait for the user until the repair window ends"
-		if next, ok := r.nextReminder(); ok {
-			if !now.Before(next) {
-				r.st.RemindersSent++
-				r.notify(ctx, activities.EventReminder)
-				r.describe(ctx)
-				continue
-			}
-			wake, why = next, "wait for the user until the next reminder"
-		}
-		_, _ = awaitUntil(ctx, wake.Sub(now), why, func() bool {
-			return r.completion != nil || r.refreshRequested || r.pending != nil
-		})
 	}
+}
+
+// wakeTimer is the one timer of a wait.
+type wakeTimer struct {
+	f      workflow.Future
+	cancel workflow.CancelFunc
+}
+
+func (r *repair) startTimer(ctx workflow.Context, wake time.Time, why string) wakeTimer {
+	tctx, cancel := workflow.WithCancel(ctx)
+	f := workflow.NewTimerWithOptions(tctx, max(wake.Sub(workflow.Now(ctx)), time.Millisecond),
+		workflow.TimerOptions{Summary: why})
+	return wakeTimer{f: f, cancel: cancel}
+}
+
+func (t wakeTimer) fired() bool { return t.f.IsReady() }
+
+// stop cancels the timer if the wait ended before it fired.
+func (t wakeTimer) stop() {
+	if !t.fired() {
+		t.cancel()
+	}
+}
+
+// await blocks until the timer fires, the inbox fills (it is applied here)
+// or cond holds.
+func (r *repair) await(ctx workflow.Context, t wakeTimer, cond func() bool) error {
+	err := workflow.Await(ctx, func() bool { return t.fired() || len(r.inbox) > 0 || cond() })
+	r.drain(ctx)
+	return err
 }
 
 // nextReminder is when the next reminder of this wait is due, if any is left
@@ -250,7 +344,7 @@ func (r *repair) remindersThisWait() int {
 }
 
 // refreshSession mints a new session because a reconnect update asked for
-// one; the updates waiting on it are released by r.refreshes.
+// one; the updates waiting on it are released by r.refreshRounds.
 func (r *repair) refreshSession(ctx workflow.Context) {
 	r.refreshRequested = false
 	r.refreshing = true
@@ -258,7 +352,7 @@ func (r *repair) refreshSession(ctx workflow.Context) {
 	interrupted, err := r.runProviderActivity(ctx, r.initializeOptions(refreshTimeout, "new session"),
 		a.Initialize, activities.InitializeRequest{ConnectionRef: r.ref()}, &s)
 	r.refreshing = false
-	r.refreshes++
+	r.refreshRounds++
 	r.refreshErr = ""
 	switch {
 	case interrupted:
@@ -268,6 +362,7 @@ func (r *repair) refreshSession(ctx workflow.Context) {
 	case classify(err) == failureUnavailable:
 		// The user can try again shortly; the repair keeps waiting.
 		r.refreshErr = "provider unavailable, try again: " + rootMessage(err)
+		r.refreshFailedAt = workflow.Now(ctx)
 		r.st.LastError = r.refreshErr
 		r.describe(ctx)
 	default:
@@ -276,36 +371,53 @@ func (r *repair) refreshSession(ctx workflow.Context) {
 	}
 }
 
-// closeSession runs close once for the completed session, retrying a
-// provider outage until the window ends.
-func (r *repair) closeSession(ctx workflow.Context) {
+// verifyDeadline is how long close and verification may run once the user
+// has finished: the window, or the completion plus the grace if later.
+func (r *repair) verifyDeadline() time.Time {
+	return later(r.deadline, r.completingAt.Add(r.opts.VerifyGrace))
+}
+
+// finishReconnect runs close (where the provider has one) for the completed
+// session and reads the status straight after: a healthy connection is
+// repaired at once; otherwise verification waits for the provider. A
+// provider outage is retried until the verification deadline; a retry
+// first checks whether the earlier close took effect.
+func (r *repair) finishReconnect(ctx workflow.Context) {
 	c := r.completion
-	r.completion = nil
-	r.closedTokens = append(r.closedTokens, c.ConnectorToken)
 	req := activities.CloseRequest{
 		ConnectionRef:  r.ref(),
 		ConnectorToken: c.ConnectorToken,
 		PublicToken:    c.PublicToken,
 		Metadata:       c.Metadata,
+		Resumed:        r.closeOutages > 0,
 	}
-	for r.pending == nil && ctx.Err() == nil {
-		interrupted, err := r.runProviderActivity(ctx, workflow.ActivityOptions{
-			StartToCloseTimeout:    30 * time.Second,
-			ScheduleToCloseTimeout: max(r.untilDeadline(ctx), time.Second),
-			RetryPolicy:            providerRetryPolicy(),
-			Summary:                fmt.Sprintf("close %s connection %s", r.in.Provider, r.in.ConnectionID),
-		}, a.Close, req, nil)
-		switch {
-		case interrupted:
-			return
-		case err == nil:
-			r.session = activities.Session{}
-			r.st.SessionExpiresAt = time.Time{}
-			r.transition(ctx, StatusVerifying, "close accepted; waiting for the provider to confirm")
-			return
-		case !r.providerFailed(ctx, "close", err):
+	var st activities.ConnectionStatus
+	interrupted, err := r.runProviderActivity(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: max(r.st.VerifyUntil.Sub(workflow.Now(ctx)), time.Second),
+		RetryPolicy:            providerRetryPolicy(),
+		Summary:                fmt.Sprintf("close %s connection %s and read its status", r.in.Provider, r.in.ConnectionID),
+	}, a.FinishReconnect, req, &st)
+	switch {
+	case interrupted:
+		return
+	case err == nil:
+		r.completion = nil
+		r.clearSession()
+		if st.ProviderStatus != "" {
+			r.st.LastProviderStatus = st.ProviderStatus
+		}
+		if st.Health == activities.HealthHealthy {
+			r.end(ctx, StatusRepaired, "close accepted and the provider reports the connection healthy")
 			return
 		}
+		r.nextPollAt = workflow.Now(ctx).Add(r.opts.VerifyQuietPeriod)
+		r.pollInterval = verifyPollInitialInterval
+		r.transition(ctx, StatusVerifying, "close accepted; waiting for the provider to confirm")
+		return
+	}
+	if r.providerFailedBy(ctx, "close", err, r.st.VerifyUntil) {
+		r.closeOutages++
 		r.pauseAfterOutage(ctx)
 	}
 }
@@ -313,22 +425,31 @@ func (r *repair) closeSession(ctx workflow.Context) {
 // verify waits for the confirming webhook, then polls the provider's
 // status with backoff, so a lost webhook cannot strand the repair.
 func (r *repair) verify(ctx workflow.Context) {
-	wait, why := r.opts.VerifyQuietPeriod, "wait for the provider's confirming webhook"
-	interval := verifyPollInitialInterval
-	for r.st.Status == StatusVerifying && r.pending == nil && r.failure == "" && ctx.Err() == nil {
-		remaining := r.deadline.Sub(workflow.Now(ctx))
-		if remaining <= 0 {
-			r.requestOutcome(StatusExpired, "the repair window ended before the provider confirmed the repair")
+	now := workflow.Now(ctx)
+	if !now.Before(r.st.VerifyUntil) {
+		r.end(ctx, StatusExpired, "the provider did not confirm the repair before the verification deadline")
+		return
+	}
+	if r.verifyNow || !now.Before(r.nextPollAt) {
+		r.verifyNow = false
+		r.pollStatus(ctx)
+		r.nextPollAt = workflow.Now(ctx).Add(r.pollInterval)
+		r.pollInterval = min(2*r.pollInterval, r.opts.VerifyPollMaxInterval)
+		return
+	}
+	why := "wait before polling the provider's status again"
+	if r.pollInterval == verifyPollInitialInterval {
+		why = "wait for the provider's confirming webhook"
+	}
+	t := r.startTimer(ctx, earlier(r.nextPollAt, r.st.VerifyUntil), why)
+	defer t.stop()
+	for !t.fired() {
+		err := r.await(ctx, t, func() bool {
+			return r.st.Status != StatusVerifying || r.verifyNow || r.continueDue(ctx)
+		})
+		if err != nil || r.st.Status != StatusVerifying || r.verifyNow || r.continueDue(ctx) {
 			return
 		}
-		if ok, _ := awaitUntil(ctx, min(wait, remaining), why, func() bool {
-			return r.pending != nil || r.failure != ""
-		}); ok || !workflow.Now(ctx).Before(r.deadline) {
-			continue
-		}
-		r.pollStatus(ctx)
-		wait, why = interval, "wait before polling the provider's status again"
-		interval = min(2*interval, r.opts.VerifyPollMaxInterval)
 	}
 }
 
@@ -347,43 +468,44 @@ func (r *repair) pollStatus(ctx workflow.Context) {
 	}
 	if err != nil {
 		if activities.ErrorType(err) == activities.ErrTypeConnectionNotFound {
-			r.requestOutcome(StatusUnrepairable, "connection not found at the provider: "+rootMessage(err))
+			r.end(ctx, StatusUnrepairable, "connection not found at the provider: "+rootMessage(err))
 			return
 		}
 		// A failed poll is not a failed repair: poll again later.
 		r.st.LastError = "status poll: " + rootMessage(err)
+		r.describe(ctx)
 		return
 	}
 	r.st.LastProviderStatus = st.ProviderStatus
 	switch st.Health {
 	case activities.HealthHealthy:
-		r.requestOutcome(StatusRepaired, "confirmed by the provider's connection status")
+		r.end(ctx, StatusRepaired, "confirmed by the provider's connection status")
 	case activities.HealthRepairable:
-		r.failure = "the provider still reports the connection broken (" + st.ProviderStatus + ")"
+		r.failAttempt(ctx, "the provider still reports the connection broken ("+st.ProviderStatus+")")
 	case activities.HealthDisconnected:
-		r.requestOutcome(StatusUnrepairable, "the connection was disconnected at the provider ("+st.ProviderStatus+")")
+		r.end(ctx, StatusUnrepairable, "the connection was disconnected at the provider ("+st.ProviderStatus+")")
 	case activities.HealthDegraded:
 		r.st.LastError = "provider reports " + st.ProviderStatus
+		r.describe(ctx)
 	}
 }
 
 // failAttempt counts a reconnect that failed at the provider: back to the
 // user for another try, or UNREPAIRABLE once the attempts are used up.
 func (r *repair) failAttempt(ctx workflow.Context, reason string) {
-	// One failed reconnect counts once, however many ways it was reported
-	// (a rejected close and a repairable webhook, say).
-	r.failure = ""
 	r.st.LastError = reason
-	if r.st.Attempt >= r.opts.MaxAttempts {
-		r.transition(ctx, StatusUnrepairable,
+	r.completion = nil
+	r.clearSession() // the old session was used up by its close
+	switch {
+	case r.st.Attempt >= r.opts.MaxAttempts:
+		r.end(ctx, StatusUnrepairable,
 			fmt.Sprintf("gave up after %d failed reconnect attempts; last: %s", r.st.Attempt, reason))
-		return
+	case !workflow.Now(ctx).Before(r.deadline):
+		r.end(ctx, StatusExpired, fmt.Sprintf("attempt %d failed after the repair window ended: %s", r.st.Attempt, reason))
+	default:
+		r.st.Attempt++
+		r.transition(ctx, StatusAwaitingUser, fmt.Sprintf("attempt %d failed: %s", r.st.Attempt-1, reason))
 	}
-	r.st.Attempt++
-	// The old session was used up by its close; the next reconnect mints one.
-	r.session = activities.Session{}
-	r.st.SessionExpiresAt = time.Time{}
-	r.transition(ctx, StatusAwaitingUser, fmt.Sprintf("attempt %d failed: %s", r.st.Attempt-1, reason))
 }
 
 // failureKind sorts a provider activity's final error.
@@ -414,6 +536,11 @@ func classify(err error) failureKind {
 // It reports true when the provider was only unavailable and the window is
 // still open, so the caller should try again.
 func (r *repair) providerFailed(ctx workflow.Context, what string, err error) (retry bool) {
+	return r.providerFailedBy(ctx, what, err, r.deadline)
+}
+
+// providerFailedBy is providerFailed with the deadline that applies.
+func (r *repair) providerFailedBy(ctx workflow.Context, what string, err error, deadline time.Time) (retry bool) {
 	if ctx.Err() != nil {
 		return false // run records the cancel
 	}
@@ -424,11 +551,11 @@ func (r *repair) providerFailed(ctx workflow.Context, what string, err error) (r
 		r.failAttempt(ctx, what+" rejected by the provider: "+msg)
 		return false
 	case failureUnrepairable:
-		r.requestOutcome(StatusUnrepairable, what+": "+msg)
+		r.end(ctx, StatusUnrepairable, what+": "+msg)
 		return false
 	}
-	if !workflow.Now(ctx).Before(r.deadline) {
-		r.requestOutcome(StatusExpired, "the repair window ended while the provider was unavailable ("+what+": "+msg+")")
+	if !workflow.Now(ctx).Before(deadline) {
+		r.end(ctx, StatusExpired, "the repair window ended while the provider was unavailable ("+what+": "+msg+")")
 		return false
 	}
 	r.describe(ctx)
@@ -436,24 +563,37 @@ func (r *repair) providerFailed(ctx workflow.Context, what string, err error) (r
 }
 
 // pauseAfterOutage waits a little before asking an unavailable provider
-// again; a handler's outcome ends the pause.
+// again; an outcome from the inbox ends the pause.
 func (r *repair) pauseAfterOutage(ctx workflow.Context) {
-	_, _ = awaitUntil(ctx, max(min(providerRetryPause, r.untilDeadline(ctx)), time.Second),
-		"wait before asking the provider again", func() bool { return r.pending != nil })
+	status := r.st.Status
+	t := r.startTimer(ctx, workflow.Now(ctx).Add(max(min(providerRetryPause, r.untilDeadline(ctx)), time.Second)),
+		"wait before asking the provider again")
+	defer t.stop()
+	for !t.fired() {
+		if err := r.await(ctx, t, func() bool { return r.st.Status != status }); err != nil || r.st.Status != status {
+			return
+		}
+	}
 }
 
-// runProviderActivity runs a provider activity and waits for it, unless a
-// handler asks for a terminal outcome first (a cancel, a confirming
-// webhook): then the activity is canceled and interrupted is true, so the
+// runProviderActivity runs a provider activity and waits for it, applying
+// the inbox as it fills. If that ends the repair (a cancel, a confirming
+// webhook) the activity is canceled and interrupted is true, so the
 // outcome is not held up by a provider that keeps failing.
 func (r *repair) runProviderActivity(ctx workflow.Context, opts workflow.ActivityOptions, activity, arg, result any) (interrupted bool, err error) {
 	actx, cancel := workflow.WithCancel(ctx)
 	f := workflow.ExecuteActivity(workflow.WithActivityOptions(actx, opts), activity, arg)
-	if werr := workflow.Await(ctx, func() bool { return f.IsReady() || r.pending != nil }); werr != nil || !f.IsReady() {
-		cancel()
-		return true, nil
+	for {
+		werr := workflow.Await(ctx, func() bool { return f.IsReady() || len(r.inbox) > 0 })
+		r.drain(ctx)
+		if werr != nil || r.st.Status.Terminal() {
+			cancel()
+			return true, nil
+		}
+		if f.IsReady() {
+			return false, f.Get(ctx, result)
+		}
 	}
-	return false, f.Get(ctx, result)
 }
 
 // initializeOptions retry initialize for at most timeout.
@@ -464,15 +604,6 @@ func (r *repair) initializeOptions(timeout time.Duration, why string) workflow.A
 		RetryPolicy:            providerRetryPolicy(),
 		Summary:                fmt.Sprintf("initialize %s connection %s (%s)", r.in.Provider, r.in.ConnectionID, why),
 	}
-}
-
-// awaitUntil waits for cond for at most timeout, with a timer the UI
-// labels with why.
-func awaitUntil(ctx workflow.Context, timeout time.Duration, why string, cond func() bool) (bool, error) {
-	return workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
-		Timeout:      timeout,
-		TimerOptions: workflow.TimerOptions{Summary: why},
-	}, cond)
 }
 
 // providerRetryPolicy retries transient provider failures with backoff; the
@@ -495,24 +626,18 @@ func (r *repair) ref() activities.ConnectionRef {
 		ConnectionID: r.in.ConnectionID,
 		ProfileID:    r.in.ProfileID,
 		Connector:    r.in.Connector,
-	}
-}
-
-// requestOutcome records a terminal status for the main path; the first
-// request wins.
-func (r *repair) requestOutcome(status Status, reason string) {
-	if r.pending == nil {
-		r.pending = &outcome{status: status, reason: reason}
+		Proactive:    r.st.Proactive,
 	}
 }
 
 // nextInput starts the next run for a break that arrived as this one closed.
 func (r *repair) nextInput() RepairInput {
 	next := r.in
+	next.Carry = nil
 	next.TriggerEventID = r.nextBreak.EventID
 	next.TriggerReason = r.nextBreak.Reason
 	next.DetectedAt = r.nextBreak.At
-	next.Proactive = false
+	next.Proactive = r.nextBreak.Kind == activities.EventKindProactive
 	return next
 }
 
@@ -527,16 +652,16 @@ func rootMessage(err error) string {
 	}
 }
 
-// decode reads a signal payload received as raw JSON. A malformed payload is
-// logged and dropped: it must not wedge the workflow.
-func decode[T any](ctx workflow.Context, name string, raw json.RawMessage) (T, bool) {
-	var v T
-	if len(raw) == 0 || string(raw) == "null" {
-		return v, true
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
 	}
-	if err := json.Unmarshal(raw, &v); err != nil {
-		workflow.GetLogger(ctx).Warn("dropping malformed signal", "signal", name, "error", err)
-		return v, false
+	return b
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
 	}
-	return v, true
+	return b
 }

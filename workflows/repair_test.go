@@ -15,21 +15,22 @@ func TestContinueNeedsNoUser(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()
 	h.script(sandbox.Script{Initialize: sandbox.InitializeContinue})
-	h.at(time.Minute, func() { h.providerEvent("evt_synced", activities.EventKindSynced) })
 
 	st := h.run(RepairOptions{})
 
 	assert.Equal(t, StatusRepaired, st.Status)
-	assert.Equal(t, []Status{StatusPending, StatusVerifying, StatusRepaired}, statuses(st))
+	assert.Equal(t, []Status{StatusPending, StatusRepaired}, statuses(st), "CONTINUE is the repair: nothing to wait for")
 	assert.Equal(t, activities.ConnectorContinue, st.ConnectorStatus)
 	assert.Zero(t, h.calls("close"), "CONTINUE must not close anything")
-	assert.Equal(t, []string{activities.EventStatusChanged, activities.EventRepaired}, h.events.types(),
-		"the user is never asked to act")
+	assert.Equal(t, []string{activities.EventRepaired}, h.events.types(), "the user is never asked to act")
+	assert.False(t, st.Quiet, "the app hears that Relink repaired it")
 }
 
 func TestActionRequiredReconnectCompletedConfirmed(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()
+	// Still syncing when read right after close: the webhook confirms.
+	h.script(sandbox.Script{SyncingPolls: 1})
 	var first, second *updateOutcome
 	h.at(10*time.Minute, func() { first = h.reconnect(ReconnectRequest{}) })
 	h.at(11*time.Minute, func() { second = h.reconnect(ReconnectRequest{}) })
@@ -55,14 +56,30 @@ func TestActionRequiredReconnectCompletedConfirmed(t *testing.T) {
 	assert.Equal(t, 1, st.Attempt)
 	assert.Equal(t, 1, h.calls("close"))
 	assert.Equal(t, "confirmed by the provider's webhook", st.Reason)
-	assert.Equal(t, []string{activities.EventActionRequired, activities.EventStatusChanged,
-		activities.EventStatusChanged, activities.EventRepaired}, h.events.types())
-	assert.Zero(t, h.calls("status"), "a prompt webhook needs no polling")
+	assert.Equal(t, []string{activities.EventActionRequired, activities.EventRepaired}, h.events.types(),
+		"transient statuses are not sent")
+	assert.Equal(t, 1, h.calls("status"), "only the read right after close: a prompt webhook needs no polling")
+}
+
+func TestHealthyAfterCloseIsRepairedAtOnce(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() { h.userCompletes() })
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Equal(t, []Status{StatusPending, StatusAwaitingUser, StatusCompleting, StatusRepaired}, statuses(st))
+	assert.Equal(t, "close accepted and the provider reports the connection healthy", st.Reason)
+	assert.Equal(t, 2*time.Minute, st.ClosedAt.Sub(st.StartedAt).Round(time.Second), "no quiet period to sit out")
+	assert.Equal(t, 1, h.calls("close"))
 }
 
 func TestLostConfirmationIsFoundByPolling(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()
+	h.script(sandbox.Script{SuppressWebhooks: true, SyncingPolls: 1})
 	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
 	h.at(2*time.Minute, func() { h.userCompletes() })
 	// No webhook ever arrives.
@@ -71,7 +88,7 @@ func TestLostConfirmationIsFoundByPolling(t *testing.T) {
 
 	assert.Equal(t, StatusRepaired, st.Status)
 	assert.Equal(t, "confirmed by the provider's connection status", st.Reason)
-	assert.Equal(t, 1, h.calls("status"))
+	assert.Equal(t, 2, h.calls("status"), "the read after close, then one poll")
 	verifyingAt := st.Steps[3].At
 	assert.Equal(t, StatusVerifying, st.Steps[3].Status)
 	assert.Equal(t, 10*time.Minute, st.ClosedAt.Sub(verifyingAt).Round(time.Second),
@@ -81,14 +98,17 @@ func TestLostConfirmationIsFoundByPolling(t *testing.T) {
 func TestPollingBacksOffWhileSyncing(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()
-	h.script(sandbox.Script{Initialize: sandbox.InitializeContinue, SuppressWebhooks: true, SyncingPolls: 3})
+	h.script(sandbox.Script{SuppressWebhooks: true, SyncingPolls: 4})
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() { h.userCompletes() })
 
 	st := h.run(RepairOptions{VerifyQuietPeriod: 10 * time.Minute})
 
 	assert.Equal(t, StatusRepaired, st.Status)
-	assert.Equal(t, 4, h.calls("status"), "three SYNCING reads, then SYNCED")
+	assert.Equal(t, 5, h.calls("status"), "SYNCING after close and at three polls, then SYNCED")
 	// Quiet period, then gaps of 1, 2 and 4 minutes.
-	assert.Equal(t, 17*time.Minute, st.ClosedAt.Sub(st.Steps[1].At).Round(time.Second))
+	require.Equal(t, StatusVerifying, st.Steps[3].Status)
+	assert.Equal(t, 17*time.Minute, st.ClosedAt.Sub(st.Steps[3].At).Round(time.Second))
 }
 
 func TestExpiredSessionIsReplaced(t *testing.T) {
@@ -119,12 +139,11 @@ func TestDuplicateCompletedClosesOnce(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()
 	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	var again []*updateOutcome
 	h.at(2*time.Minute, func() {
 		login := h.userCompletes()
 		for range 4 {
-			h.signal(SignalReconnectCompleted, ReconnectCompleted{
-				ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken,
-			})
+			again = append(again, h.complete(ReconnectCompleted{ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken}))
 		}
 	})
 	h.at(3*time.Minute, func() {
@@ -138,6 +157,11 @@ func TestDuplicateCompletedClosesOnce(t *testing.T) {
 
 	assert.Equal(t, StatusRepaired, st.Status)
 	assert.Equal(t, 1, h.calls("close"))
+	require.Len(t, again, 4)
+	for _, out := range again {
+		require.True(t, out.done)
+		assert.Equal(t, ErrTypeAlreadyCompleted, activities.ErrorType(out.err), "refused by the validator: no trace in history")
+	}
 }
 
 func TestExitThenRetry(t *testing.T) {
@@ -145,7 +169,7 @@ func TestExitThenRetry(t *testing.T) {
 	h.breakConnection()
 	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
 	h.at(2*time.Minute, func() {
-		h.signal(SignalReconnectExited, ReconnectExited{Reason: "user closed the widget", ErrorCode: "USER_ABORT", ProviderRequestID: "req_9"})
+		h.exit(ReconnectExited{Reason: "user closed the widget", ErrorCode: "USER_ABORT", ProviderRequestID: "req_9"})
 	})
 	var afterExit RepairState
 	h.at(3*time.Minute, func() { afterExit = h.state() })
@@ -185,7 +209,7 @@ func TestFailureAfterCloseWaitsAgainAndCountsTheAttempt(t *testing.T) {
 
 	assert.Equal(t, StatusAwaitingUser, waitingAgain.Status)
 	assert.Equal(t, 2, waitingAgain.Attempt)
-	assert.Contains(t, waitingAgain.LastError, "broken again")
+	assert.Contains(t, waitingAgain.LastError, "still reports the connection broken")
 	require.NoError(t, retry.err)
 	assert.Equal(t, activities.ConnectorActionRequired, retry.result.ConnectorStatus, "a new session for the new attempt")
 	assert.Equal(t, StatusRepaired, st.Status)
@@ -253,10 +277,10 @@ func TestExpiresWhileVerifying(t *testing.T) {
 		h.signal(SignalProviderEvent, ProviderEvent{EventID: "e1", Kind: activities.EventKindErrored, Reason: "institution down"})
 	})
 
-	st := h.run(RepairOptions{RepairWindow: 6 * time.Hour, VerifyPollMaxInterval: 30 * time.Minute})
+	st := h.run(RepairOptions{RepairWindow: 6 * time.Hour, VerifyPollMaxInterval: 30 * time.Minute, VerifyGrace: time.Hour})
 
 	assert.Equal(t, StatusExpired, st.Status)
-	assert.Contains(t, st.Reason, "before the provider confirmed")
+	assert.Contains(t, st.Reason, "did not confirm the repair")
 	assert.Equal(t, 6*time.Hour, st.ClosedAt.Sub(st.StartedAt))
 	assert.Contains(t, st.LastError, "institution down", "an errored webhook is recorded")
 	// 10m quiet, then 1,2,4,8,16 and 30-minute gaps until 6h: bounded polling.

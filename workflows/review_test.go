@@ -119,8 +119,9 @@ func TestFailedCloseCountsOnce(t *testing.T) {
 func TestCompletionWithAStrayTokenIsIgnored(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()
+	var stray *updateOutcome
 	h.at(time.Minute, func() {
-		h.signal(SignalReconnectCompleted, ReconnectCompleted{ConnectorToken: "not-ours", PublicToken: "x"})
+		stray = h.complete(ReconnectCompleted{ConnectorToken: "not-ours", PublicToken: "x"})
 	})
 	var after RepairState
 	h.at(2*time.Minute, func() { after = h.state() })
@@ -128,6 +129,7 @@ func TestCompletionWithAStrayTokenIsIgnored(t *testing.T) {
 
 	h.run(RepairOptions{})
 
+	assert.Equal(t, ErrTypeSessionUnknown, activities.ErrorType(stray.err))
 	assert.Equal(t, StatusAwaitingUser, after.Status)
 	assert.Equal(t, 1, after.Attempt)
 	assert.Zero(t, h.calls("close"))
@@ -159,12 +161,17 @@ func TestNextRunInputForABreakAfterClose(t *testing.T) {
 		"manual": func(h *harness) {
 			h.signal(SignalRepairRequested, RepairRequest{Reason: "manual: ticket 7", At: h.env.Now()})
 		},
+		"proactive": func(h *harness) { h.providerEvent("evt_expiring", activities.EventKindProactive) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			h := newHarness(t)
 			h.breakConnection()
-			h.script(sandbox.Script{Initialize: sandbox.InitializeContinue})
-			h.at(time.Minute, func() {
+			h.script(sandbox.Script{SyncingPolls: 1})
+			h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+			h.at(2*time.Minute, func() { h.userCompletes() })
+			// The confirmation and a new break arrive in the same step: the
+			// break is not lost behind the outcome.
+			h.at(3*time.Minute, func() {
 				h.providerEvent("evt_synced", activities.EventKindSynced)
 				send(h)
 			})
@@ -172,15 +179,19 @@ func TestNextRunInputForABreakAfterClose(t *testing.T) {
 			h.env.ExecuteWorkflow(ConnectionRepair, h.input(RepairOptions{}))
 
 			var can *workflow.ContinueAsNewError
-			require.True(t, errors.As(h.env.GetWorkflowError(), &can))
+			require.True(t, errors.As(h.env.GetWorkflowError(), &can), "%v", h.env.GetWorkflowError())
 			var next RepairInput
 			require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
 			assert.Equal(t, testConn, next.ConnectionID)
 			assert.Equal(t, testProfile, next.ProfileID)
-			if name == "webhook" {
+			assert.Nil(t, next.Carry, "a new break is a new repair")
+			switch name {
+			case "webhook":
 				assert.Equal(t, "evt_second_break", next.TriggerEventID)
-			} else {
+			case "manual":
 				assert.Equal(t, "manual: ticket 7", next.TriggerReason)
+			case "proactive":
+				assert.True(t, next.Proactive)
 			}
 		})
 	}
@@ -189,21 +200,29 @@ func TestNextRunInputForABreakAfterClose(t *testing.T) {
 func TestStaleBreakAfterCloseStartsNothing(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()
-	h.script(sandbox.Script{Initialize: sandbox.InitializeContinue})
-	h.at(time.Minute, func() {
+	h.script(sandbox.Script{SyncingPolls: 1})
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() { h.userCompletes() })
+	h.at(3*time.Minute, func() {
 		h.providerEvent("evt_synced", activities.EventKindSynced)
-		// Dated before the run closed: the break it describes is over.
-		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_old_break", Kind: activities.EventKindRepairable, At: h.start.Add(30 * time.Second)})
+		// Dated before the break this repair handled: nothing new.
+		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_old_break", Kind: activities.EventKindRepairable, At: h.start.Add(-time.Minute)})
+		// The trigger itself, redelivered.
+		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_trigger", Kind: activities.EventKindRepairable, At: h.start})
 	})
 
 	st := h.run(RepairOptions{})
 
 	assert.Equal(t, StatusRepaired, st.Status, "completed, not continued as new")
+	assert.Equal(t, 1, st.DuplicateEvents)
+	assert.Equal(t, 1, st.IgnoredEvents)
+	assert.Contains(t, st.LastIgnored, "dated before the break")
 }
 
 func TestProactiveRepair(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()
+	h.script(sandbox.Script{SyncingPolls: 1})
 	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
 	h.at(2*time.Minute, func() { h.userCompletes() })
 	// Another "expiring soon" while verifying is not a failed reconnect.

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"slices"
 	"time"
 
 	"github.com/relink-dev/relink/activities"
@@ -48,12 +49,14 @@ func (s Status) Terminal() bool {
 
 // Valid reports whether s is one of Statuses.
 func (s Status) Valid() bool {
-	for _, known := range Statuses {
-		if s == known {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(Statuses, s)
+}
+
+// Transient statuses last seconds to minutes while Relink itself works;
+// they are neither upserted to RelinkStatus nor sent to the app unless
+// RepairOptions.ReportTransientStatuses asks for it.
+func (s Status) Transient() bool {
+	return s == StatusCompleting || s == StatusVerifying
 }
 
 // Step is one status change, with when and why.
@@ -79,6 +82,8 @@ type RepairState struct {
 	TriggerReason string `json:"triggerReason,omitempty"`
 	// Proactive: started before anything broke; see RepairInput.Proactive.
 	Proactive bool `json:"proactive,omitempty"`
+	// DetectedAt is when the provider saw the break (its own clock).
+	DetectedAt time.Time `json:"detectedAt,omitzero"`
 
 	Status Status `json:"status"`
 	// Reason explains a terminal status.
@@ -107,4 +112,29 @@ type RepairState struct {
 	// LastProviderStatus is the provider's own status word last seen in a
 	// webhook or poll.
 	LastProviderStatus string `json:"lastProviderStatus,omitempty"`
+
+	// RepairRunID is the run that began this repair. A repair that
+	// continues as new (to keep each run's history short) keeps it; the
+	// app's events carry it as repair.runId.
+	RepairRunID string `json:"repairRunId,omitempty"`
+	// Runs counts the Temporal runs the repair has used so far.
+	Runs int `json:"runs,omitempty"`
+	// VerifyUntil is when a repair whose user has finished stops waiting
+	// for the provider: the repair window or, if later, the completion plus
+	// RepairOptions.VerifyGrace.
+	VerifyUntil time.Time `json:"verifyUntil,omitzero"`
+	// EventIDs are the latest provider event ids this repair applied; a
+	// redelivery of one is a duplicate, also after the repair closed.
+	EventIDs []string `json:"eventIds,omitempty"`
+	// DuplicateEvents and IgnoredEvents count what arrived and changed
+	// nothing: redelivered events, and events that were stale or came when
+	// they could not apply (LastIgnored says the latest and why).
+	DuplicateEvents int    `json:"duplicateEvents,omitempty"`
+	IgnoredEvents   int    `json:"ignoredEvents,omitempty"`
+	LastIgnored     string `json:"lastIgnored,omitempty"`
+	// EventsSent counts the events sent to the app; Quiet marks a repair
+	// that ended without telling the app anything, because the provider
+	// reported the connection healthy before anyone was asked to act.
+	EventsSent int  `json:"eventsSent,omitempty"`
+	Quiet      bool `json:"quiet,omitempty"`
 }

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,9 +12,18 @@ import (
 	"github.com/relink-dev/relink/activities"
 )
 
+// end moves the repair to a terminal status; the first outcome wins.
+func (r *repair) end(ctx workflow.Context, to Status, note string) {
+	if !r.st.Status.Terminal() {
+		r.transition(ctx, to, note)
+	}
+}
+
 // transition is the only place the status changes. It records the step,
 // upserts the search attributes that changed, refreshes the UI's current
-// details and tells the app.
+// details and tells the app. Transient statuses (COMPLETING, VERIFYING)
+// are neither upserted nor sent unless the options ask for it: each costs
+// a billable action, and the outcome follows within minutes.
 func (r *repair) transition(ctx workflow.Context, to Status, note string) {
 	if r.st.Status == to {
 		return
@@ -28,21 +38,27 @@ func (r *repair) transition(ctx workflow.Context, to Status, note string) {
 		r.completion = nil
 		r.refreshRequested = false
 	}
+	r.verifyNow = false
 	switch {
 	case to.Terminal():
 		r.st.Reason = note
 		r.st.ClosedAt = now
-		r.session = activities.Session{}
-		r.st.SessionExpiresAt = time.Time{}
+		r.clearSession()
 	case to == StatusAwaitingUser:
 		r.awaitingSince = now
 		r.remindersBeforeWait = r.st.RemindersSent
+		r.st.VerifyUntil = time.Time{}
 	}
 	workflow.GetLogger(ctx).Info("repair status changed", "status", to, "note", note,
 		"provider", r.in.Provider, "connectionId", r.in.ConnectionID, "attempt", r.st.Attempt)
-	r.syncSearchAttributes(ctx)
+	report := !to.Transient() || r.opts.ReportTransientStatuses
+	if report {
+		r.syncSearchAttributes(ctx)
+	}
 	r.describe(ctx)
-	r.notify(ctx, eventTypeFor(to))
+	if report && !r.st.Quiet {
+		r.notify(ctx, eventTypeFor(to))
+	}
 }
 
 func eventTypeFor(s Status) string {
@@ -128,18 +144,19 @@ func (r *repair) describe(ctx workflow.Context) {
 }
 
 // notify sends an event to the app without holding up the repair: a slow or
-// failing app endpoint is retried in the background, and the run waits for
-// every notification before it ends.
+// failing app endpoint is retried in the background, and the run delivers
+// every event before it ends (or hands the undelivered ones to the run it
+// continues as).
 func (r *repair) notify(ctx workflow.Context, eventType string) {
-	r.notifications++
-	info := workflow.GetInfo(ctx)
+	r.st.EventsSent++
+	id := workflow.GetInfo(ctx).WorkflowExecution.ID
 	ev := activities.Event{
-		ID:         fmt.Sprintf("%s/%s/%d", info.WorkflowExecution.ID, info.WorkflowExecution.RunID, r.notifications),
+		ID:         fmt.Sprintf("%s/%s/%d", id, r.st.RepairRunID, r.st.EventsSent),
 		Type:       eventType,
 		OccurredAt: workflow.Now(ctx),
 		Repair: activities.RepairSummary{
-			ID:           info.WorkflowExecution.ID,
-			RunID:        info.WorkflowExecution.RunID,
+			ID:           id,
+			RunID:        r.st.RepairRunID,
 			Provider:     r.in.Provider,
 			ConnectionID: r.in.ConnectionID,
 			ProfileID:    r.in.ProfileID,
@@ -147,7 +164,7 @@ func (r *repair) notify(ctx workflow.Context, eventType string) {
 			Status:       string(r.st.Status),
 			Attempt:      r.st.Attempt,
 			Reason:       r.st.Reason,
-			Sequence:     r.notifications,
+			Sequence:     r.st.EventsSent,
 			Proactive:    r.st.Proactive,
 			ExpiresAt:    r.deadline,
 		},
@@ -155,6 +172,12 @@ func (r *repair) notify(ctx workflow.Context, eventType string) {
 	if eventType == activities.EventReminder {
 		ev.Repair.Reminder = r.remindersThisWait()
 	}
+	r.deliver(ctx, ev)
+}
+
+// deliver runs the Notify activity for ev in the background; ev stays in
+// the outbox until it is delivered or its retries run out.
+func (r *repair) deliver(ctx workflow.Context, ev activities.Event) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    30 * time.Second,
 		ScheduleToCloseTimeout: r.opts.NotifyTimeout,
@@ -163,14 +186,26 @@ func (r *repair) notify(ctx workflow.Context, eventType string) {
 			BackoffCoefficient: 2,
 			MaximumInterval:    10 * time.Minute,
 		},
-		Summary: fmt.Sprintf("notify app: %s (%s)", eventType, r.st.Status),
+		Summary: fmt.Sprintf("notify app: %s (%s)", ev.Type, ev.Repair.Status),
 	})
 	f := workflow.ExecuteActivity(actx, a.Notify, ev)
-	r.pendingNotifications++
+	r.outbox = append(r.outbox, ev)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		if err := f.Get(ctx, nil); err != nil {
-			workflow.GetLogger(ctx).Warn("notification not delivered", "eventId", ev.ID, "error", err)
+			workflow.GetLogger(ctx).Warn("notification not delivered", "eventId", ev.ID, "error", err,
+				"provider", r.in.Provider, "connectionId", r.in.ConnectionID)
 		}
-		r.pendingNotifications--
+		r.outbox = slices.DeleteFunc(r.outbox, func(e activities.Event) bool { return e.ID == ev.ID })
 	})
+}
+
+// resendOutbox delivers the events an earlier run of this repair handed
+// over undelivered. Their ids are unchanged, so an app that already got
+// one drops the copy.
+func (r *repair) resendOutbox(ctx workflow.Context) {
+	pending := r.outbox
+	r.outbox = nil
+	for _, ev := range pending {
+		r.deliver(ctx, ev)
+	}
 }

@@ -75,7 +75,7 @@ func (p *Provider) Initialize(ctx context.Context, ref activities.ConnectionRef)
 	switch c.Status {
 	case StatusActive:
 		if c.StatusReason == "" {
-			return activities.Session{ConnectorStatus: activities.ConnectorContinue}, nil
+			return activities.Session{ConnectorStatus: activities.ConnectorContinue, Healthy: true}, nil
 		}
 	case StatusExpired, StatusDeleted:
 		return activities.Session{}, activities.NotRepairable(fmt.Sprintf("meld: connection %s is %s: start a new connection", c.ID, c.Status))

@@ -111,7 +111,21 @@ func (p *Provider) Name() string { return Name }
 
 // Initialize implements activities.Provider: /link/token/create in update
 // mode (the Item's access token, no products). The user is always needed.
+//
+// Update mode always needs the user, so for a repair that did not start
+// proactively it first reads the Item: one with no error has nothing to
+// repair (a redelivered ITEM_LOGIN_REQUIRED, or one the user already
+// fixed), and the user is not asked.
 func (p *Provider) Initialize(ctx context.Context, ref activities.ConnectionRef) (activities.Session, error) {
+	if !ref.Proactive {
+		st, err := p.ConnectionStatus(ctx, ref)
+		if err != nil {
+			return activities.Session{}, err
+		}
+		if st.Health == activities.HealthHealthy {
+			return activities.Session{ConnectorStatus: activities.ConnectorContinue, Healthy: true}, nil
+		}
+	}
 	token, err := p.Tokens.AccessToken(ctx, ref.ConnectionID)
 	if err != nil {
 		return activities.Session{}, err

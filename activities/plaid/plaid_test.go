@@ -56,13 +56,36 @@ func TestInitializeCreatesAnUpdateModeLinkToken(t *testing.T) {
 	assert.True(t, strings.HasPrefix(s.LinkToken, "link-sandbox-"))
 	assert.Equal(t, s.LinkToken, s.ConnectorToken)
 	assert.WithinDuration(t, time.Now().Add(30*time.Minute), s.ExpiresAt, time.Minute)
-	req := fake.Requests()[0]
+	require.Len(t, fake.Requests(), 2)
+	assert.Equal(t, "/item/get", fake.Requests()[0].Path, "first: is the Item really broken?")
+	req := fake.Requests()[1]
 	assert.Equal(t, "/link/token/create", req.Path)
 	assert.Equal(t, map[string]any{
 		"client_id": clientID, "secret": secret, "client_name": "Acme", "language": "en",
 		"country_codes": []any{"US"}, "user": map[string]any{"client_user_id": "user_42"},
 		"access_token": accessToken, "webhook": "https://relink.example.com/webhooks/plaid",
 	}, req.Body, "update mode: the Item's access token and no products")
+}
+
+func TestInitializeOfAHealthyItemAsksNobody(t *testing.T) {
+	fake, p := setup(t)
+	fake.Put(plaidfake.Item{ID: "item_ok", AccessToken: "access-sandbox-ok"})
+	p.Tokens = plaid.StaticAccessTokens{"item_ok": "access-sandbox-ok"}
+
+	s, err := p.Initialize(context.Background(), ref("item_ok"))
+
+	require.NoError(t, err)
+	assert.Equal(t, activities.ConnectorContinue, s.ConnectorStatus)
+	assert.True(t, s.Healthy, "a redelivered ITEM_LOGIN_REQUIRED for a repaired Item repairs nothing")
+	for _, req := range fake.Requests() {
+		assert.NotEqual(t, "/link/token/create", req.Path, "no link token, so no user is asked")
+	}
+
+	proactive := ref("item_ok")
+	proactive.Proactive = true
+	s, err = p.Initialize(context.Background(), proactive)
+	require.NoError(t, err)
+	assert.Equal(t, activities.ConnectorActionRequired, s.ConnectorStatus, "consent expiring: the user is needed although nothing broke")
 }
 
 func TestAccessTokensComeFromTheApp(t *testing.T) {

@@ -258,7 +258,9 @@ func (p *Provider) Initialize(ctx context.Context, ref activities.ConnectionRef)
 		return activities.Session{ConnectorStatus: activities.ConnectorContinue}, nil
 	}
 	switch quiltt.HealthOf(c.Status) {
-	case activities.HealthHealthy, activities.HealthSyncing:
+	case activities.HealthHealthy:
+		return activities.Session{ConnectorStatus: activities.ConnectorContinue, Healthy: !ref.Proactive}, nil
+	case activities.HealthSyncing:
 		return activities.Session{ConnectorStatus: activities.ConnectorContinue}, nil
 	case activities.HealthDisconnected:
 		return activities.Session{}, activities.NotRepairable("sandbox: connection " + ref.ConnectionID + " is disconnected")

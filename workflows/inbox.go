@@ -1,0 +1,249 @@
+package workflows
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/relink-dev/relink/activities"
+)
+
+// inboxItem is one message a handler recorded for the main path. Exactly
+// one field is set.
+type inboxItem struct {
+	event      *ProviderEvent
+	cancel     *CancelRequest
+	request    *RepairRequest
+	completion *ReconnectCompleted
+	exit       *ReconnectExited
+}
+
+// signals are the signal channels the handlers listen on.
+var signals = []string{SignalProviderEvent, SignalCancel, SignalRepairRequested}
+
+// listen records every signal of one name in the inbox, in arrival order.
+func (r *repair) listen(ctx workflow.Context, name string) {
+	ch := workflow.GetSignalChannel(ctx, name)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var raw json.RawMessage
+			ch.Receive(ctx, &raw)
+			r.record(ctx, name, raw)
+		}
+	})
+}
+
+// collectSignals moves signals still buffered in their channels into the
+// inbox, so a run never ends (or continues as new) with one unread.
+func (r *repair) collectSignals(ctx workflow.Context) {
+	for _, name := range signals {
+		ch := workflow.GetSignalChannel(ctx, name)
+		var raw json.RawMessage
+		for ch.ReceiveAsync(&raw) {
+			r.record(ctx, name, raw)
+			raw = nil
+		}
+	}
+}
+
+// record decodes a signal into the inbox. A malformed payload is logged,
+// counted and dropped: it must not wedge the workflow.
+func (r *repair) record(ctx workflow.Context, name string, raw json.RawMessage) {
+	var item inboxItem
+	var err error
+	switch name {
+	case SignalProviderEvent:
+		item.event = new(ProviderEvent)
+		err = decodeInto(raw, item.event)
+	case SignalCancel:
+		item.cancel = new(CancelRequest)
+		err = decodeInto(raw, item.cancel)
+	case SignalRepairRequested:
+		item.request = new(RepairRequest)
+		err = decodeInto(raw, item.request)
+	}
+	if err != nil {
+		r.ignore(ctx, "malformed "+name+" signal: "+err.Error())
+		return
+	}
+	r.inbox = append(r.inbox, item)
+}
+
+func decodeInto(raw json.RawMessage, v any) error {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	return json.Unmarshal(raw, v)
+}
+
+// drain applies the inbox in arrival order. Only the main path calls it.
+func (r *repair) drain(ctx workflow.Context) {
+	for len(r.inbox) > 0 {
+		item := r.inbox[0]
+		r.inbox = r.inbox[1:]
+		switch {
+		case item.event != nil:
+			r.applyEvent(ctx, *item.event)
+		case item.cancel != nil:
+			r.applyCancel(ctx, *item.cancel)
+		case item.request != nil:
+			r.applyRepairRequest(ctx, *item.request)
+		case item.completion != nil:
+			r.applyCompletion(ctx, *item.completion)
+		case item.exit != nil:
+			r.applyExit(ctx, *item.exit)
+		}
+	}
+}
+
+// ignore counts and logs something that arrived and changed nothing.
+func (r *repair) ignore(ctx workflow.Context, why string) {
+	r.st.IgnoredEvents++
+	r.st.LastIgnored = why
+	workflow.GetLogger(ctx).Info("message ignored", "why", why,
+		"provider", r.in.Provider, "connectionId", r.in.ConnectionID, "status", r.st.Status)
+}
+
+func (r *repair) applyCancel(ctx workflow.Context, c CancelRequest) {
+	if r.st.Status.Terminal() {
+		r.ignore(ctx, "cancel after the repair ended")
+		return
+	}
+	reason := "canceled"
+	if c.RequestedBy != "" {
+		reason += " by " + c.RequestedBy
+	}
+	if c.Reason != "" {
+		reason += ": " + c.Reason
+	}
+	r.end(ctx, StatusCanceled, reason)
+}
+
+// applyRepairRequest joins a manual start to this repair, or, if this run
+// has ended and is only finishing its notifications, starts the next run
+// when it closes.
+func (r *repair) applyRepairRequest(ctx workflow.Context, req RepairRequest) {
+	if r.st.Status.Terminal() {
+		r.queueNextBreak(ProviderEvent{Kind: activities.EventKindRepairable, Reason: req.Reason, At: req.At})
+		return
+	}
+	workflow.GetLogger(ctx).Info("repair request joined the open repair", "reason", req.Reason,
+		"provider", r.in.Provider, "connectionId", r.in.ConnectionID)
+}
+
+func (r *repair) applyCompletion(ctx workflow.Context, c ReconnectCompleted) {
+	if r.st.Status != StatusAwaitingUser || r.completion != nil {
+		// Validated when it arrived, but a message before it in the inbox
+		// moved the repair on.
+		r.ignore(ctx, fmt.Sprintf("completion while %s", r.st.Status))
+		return
+	}
+	r.completion = &c
+	r.closedTokens = append(r.closedTokens, c.ConnectorToken)
+}
+
+func (r *repair) applyExit(ctx workflow.Context, e ReconnectExited) {
+	r.st.Exits++
+	r.st.LastExit = &ExitRecord{ReconnectExited: e, ReceivedAt: workflow.Now(ctx)}
+	r.describe(ctx)
+}
+
+// rememberEvent records a provider event id; it reports false for one
+// already applied.
+func (r *repair) rememberEvent(id string) bool {
+	if slices.Contains(r.st.EventIDs, id) {
+		return false
+	}
+	r.st.EventIDs = append(r.st.EventIDs, id)
+	if len(r.st.EventIDs) > eventIDsKept {
+		r.st.EventIDs = r.st.EventIDs[len(r.st.EventIDs)-eventIDsKept:]
+	}
+	return true
+}
+
+// applyEvent applies a webhook event once, ignoring stale ones.
+func (r *repair) applyEvent(ctx workflow.Context, ev ProviderEvent) {
+	if ev.EventID != "" && !r.rememberEvent(ev.EventID) {
+		if ev.EventID == r.in.TriggerEventID && !r.triggerDelivered {
+			// The signal that came with the start (signal-with-start).
+			r.triggerDelivered = true
+			return
+		}
+		r.st.DuplicateEvents++
+		workflow.GetLogger(ctx).Info("duplicate provider event ignored", "eventId", ev.EventID,
+			"provider", r.in.Provider, "connectionId", r.in.ConnectionID)
+		return
+	}
+	if !ev.At.IsZero() && !r.in.DetectedAt.IsZero() && ev.At.Before(r.in.DetectedAt) {
+		r.ignore(ctx, fmt.Sprintf("stale %s event %s, dated before the break", ev.Kind, ev.EventID))
+		return
+	}
+	if ev.ProviderStatus != "" {
+		r.st.LastProviderStatus = ev.ProviderStatus
+	}
+	if r.st.Status.Terminal() {
+		// A break (or a proactive trigger) reported after this repair ended
+		// is a new one; the rest has nothing left to act on.
+		if ev.Kind == activities.EventKindRepairable || ev.Kind == activities.EventKindProactive {
+			r.queueNextBreak(ev)
+		} else {
+			r.ignore(ctx, fmt.Sprintf("%s event %s after the repair ended", ev.Kind, ev.EventID))
+		}
+		return
+	}
+	reconnecting := r.st.Status == StatusCompleting || r.st.Status == StatusVerifying
+	switch ev.Kind {
+	case activities.EventKindSynced:
+		r.end(ctx, StatusRepaired, "confirmed by the provider's webhook")
+	case activities.EventKindRepairedElsewhere:
+		// After the user's reconnect it is the confirmation (Plaid's
+		// LOGIN_REPAIRED); before it, the user fixed it some other way.
+		if reconnecting {
+			r.end(ctx, StatusRepaired, "confirmed by the provider's webhook")
+		} else {
+			r.end(ctx, StatusRepaired, "the provider reports the connection repaired outside Relink")
+		}
+	case activities.EventKindProactive:
+		// Joins the open repair; nothing is broken.
+	case activities.EventKindRepairable:
+		// The connection is broken now, whatever started the repair. While
+		// waiting for the user this is the same break again. After the
+		// user's reconnect it may mean the reconnect did not take: the
+		// provider's status decides, so a retried webhook of the old break
+		// cannot cost the user an attempt.
+		r.st.Proactive = false
+		switch {
+		case !reconnecting:
+		case !ev.At.IsZero() && ev.At.Before(r.completingAt):
+			r.ignore(ctx, "repairable event "+ev.EventID+" dated before the user's reconnect")
+		default:
+			r.verifyNow = true
+		}
+	case activities.EventKindErrored:
+		r.st.LastError = "provider error" + suffix(ev.Reason)
+		r.describe(ctx)
+	case activities.EventKindDisconnected:
+		r.end(ctx, StatusUnrepairable, "the connection was disconnected at the provider")
+	case activities.EventKindDeleted:
+		r.end(ctx, StatusCanceled, "the connection was deleted")
+	default:
+		r.ignore(ctx, fmt.Sprintf("unknown provider event kind %q", ev.Kind))
+	}
+}
+
+// queueNextBreak keeps the trigger for the run that follows this one; a
+// real break outranks a proactive one.
+func (r *repair) queueNextBreak(ev ProviderEvent) {
+	if r.nextBreak == nil || (r.nextBreak.Kind == activities.EventKindProactive && ev.Kind != activities.EventKindProactive) {
+		r.nextBreak = &ev
+	}
+}
+
+func suffix(reason string) string {
+	if reason == "" {
+		return ""
+	}
+	return " (" + reason + ")"
+}
