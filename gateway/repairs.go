@@ -274,7 +274,8 @@ func (g *Gateway) reconnect(w http.ResponseWriter, r *http.Request) {
 	for {
 		var offer workflows.ReconnectOffer
 		qctx, qcancel := context.WithTimeout(ctx, queryTimeout)
-		v, err := g.Temporal.QueryWorkflow(qctx, id, "", workflows.QueryReconnect, req)
+		v, err := g.Temporal.QueryWorkflow(qctx, id, "", workflows.QueryReconnect,
+			workflows.ReconnectQuery{ReconnectRequest: req, At: time.Now().UTC()})
 		if err == nil {
 			err = v.Get(&offer)
 		}

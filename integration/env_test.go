@@ -42,11 +42,14 @@ const (
 
 // stack is one Relink, wired as `relink dev` wires it, on a test server.
 type stack struct {
-	t        *testing.T
-	temporal client.Client
-	gateway  *httptest.Server
-	sandbox  *sandbox.Provider
-	app      *appEndpoint
+	t         *testing.T
+	temporal  client.Client
+	gateway   *httptest.Server
+	sandbox   *sandbox.Provider
+	app       *appEndpoint
+	cfg       config.Config
+	logger    *slog.Logger
+	providers app.Providers
 }
 
 func newStack(t *testing.T) *stack {
@@ -56,6 +59,46 @@ func newStack(t *testing.T) *stack {
 
 // newStackWith adds settings (a provider's, say) to the stack's environment.
 func newStackWith(t *testing.T, settings map[string]string) *stack {
+	t.Helper()
+	s := newBareStack(t, settings)
+	s.startWorker(s.providers.APIs...)
+	return s
+}
+
+// startWorker runs one more worker on the stack's task queue over the
+// given provider APIs; stop it with Stop (the test's end stops it too).
+func (s *stack) startWorker(apis ...activities.Provider) worker.Worker {
+	s.t.Helper()
+	w := worker.New(s.temporal, s.cfg.Temporal.TaskQueue, worker.Options{})
+	providers := s.providers
+	providers.APIs = apis
+	app.Register(w, app.NewActivities(s.cfg, s.logger, providers))
+	require.NoError(s.t, w.Start())
+	var once sync.Once
+	s.t.Cleanup(func() { once.Do(w.Stop) })
+	return stoppable{Worker: w, once: &once}
+}
+
+// stoppable makes Stop safe to call twice (the test, then its cleanup).
+type stoppable struct {
+	worker.Worker
+	once *sync.Once
+}
+
+func (w stoppable) Stop() { w.once.Do(w.Worker.Stop) }
+
+// newGateway serves another gateway replica over the same Temporal, with
+// webhook receivers of its own (nothing in memory shared with the first).
+func (s *stack) newGateway() *httptest.Server {
+	s.t.Helper()
+	gw := app.NewGateway(s.cfg, s.temporal, s.logger, app.NewProviders(s.cfg, s.sandbox), s.sandbox)
+	srv := httptest.NewServer(gw.Handler())
+	s.t.Cleanup(srv.Close)
+	return srv
+}
+
+// newBareStack is a stack with no worker: tests start their own.
+func newBareStack(t *testing.T, settings map[string]string) *stack {
 	t.Helper()
 	ts := temporaltest.NewServer(temporaltest.WithT(t))
 	tc := ts.GetDefaultClient()
@@ -80,21 +123,24 @@ func newStackWith(t *testing.T, settings map[string]string) *stack {
 
 	sb := app.NewSandbox(cfg, logger)
 	providers := app.NewProviders(cfg, sb)
-	ts.NewWorker(cfg.Temporal.TaskQueue, func(r worker.Registry) {
-		app.Register(r, app.NewActivities(cfg, logger, providers))
-	})
 	gw := app.NewGateway(cfg, tc, logger, providers, sb)
 	srv := httptest.NewServer(gw.Handler())
 	t.Cleanup(srv.Close)
 	t.Cleanup(sb.Wait)
 	sb.Webhooks.URL = srv.URL + "/webhooks/sandbox"
 	sb.WidgetURL = srv.URL + "/sandbox/widget"
-	return &stack{t: t, temporal: tc, gateway: srv, sandbox: sb, app: appSrv}
+	return &stack{t: t, temporal: tc, gateway: srv, sandbox: sb, app: appSrv, cfg: cfg, logger: logger, providers: providers}
 }
 
 // call sends an authenticated JSON request to the gateway and decodes the
 // answer into out (if not nil); it returns the status code.
 func (s *stack) call(method, path string, body, out any) int {
+	s.t.Helper()
+	return s.callAt(s.gateway, method, path, body, out)
+}
+
+// callAt is call against a given gateway replica.
+func (s *stack) callAt(gw *httptest.Server, method, path string, body, out any) int {
 	s.t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -102,7 +148,7 @@ func (s *stack) call(method, path string, body, out any) int {
 		require.NoError(s.t, err)
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, s.gateway.URL+path, rd)
+	req, err := http.NewRequest(method, gw.URL+path, rd)
 	require.NoError(s.t, err)
 	req.Header.Set("Authorization", "Bearer "+apiKey)
 	resp, err := http.DefaultClient.Do(req)
@@ -167,8 +213,14 @@ func (s *stack) breakConnection(conn, profile string) {
 // signs, and returns the gateway's summary.
 func (s *stack) postSandboxWebhook(body []byte) webhookSummary {
 	s.t.Helper()
+	return s.postSandboxWebhookAt(s.gateway, body)
+}
+
+// postSandboxWebhookAt is postSandboxWebhook to a given gateway replica.
+func (s *stack) postSandboxWebhookAt(gw *httptest.Server, body []byte) webhookSummary {
+	s.t.Helper()
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	return s.postWebhook("sandbox", body, map[string]string{
+	return s.postWebhookAt(gw, "sandbox", body, map[string]string{
 		quiltt.HeaderTimestamp: ts,
 		quiltt.HeaderSignature: quiltt.Sign(s.sandbox.Webhooks.Secret, ts, body),
 	})
@@ -178,7 +230,12 @@ func (s *stack) postSandboxWebhook(body []byte) webhookSummary {
 // returns the gateway's summary.
 func (s *stack) postWebhook(provider string, body []byte, headers map[string]string) webhookSummary {
 	s.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, s.gateway.URL+"/webhooks/"+provider, bytes.NewReader(body))
+	return s.postWebhookAt(s.gateway, provider, body, headers)
+}
+
+func (s *stack) postWebhookAt(gw *httptest.Server, provider string, body []byte, headers map[string]string) webhookSummary {
+	s.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, gw.URL+"/webhooks/"+provider, bytes.NewReader(body))
 	require.NoError(s.t, err)
 	for k, v := range headers {
 		req.Header.Set(k, v)

@@ -2,6 +2,9 @@ package integration
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -10,6 +13,8 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/history/v1"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/relink-dev/relink/workflows"
 )
 
 // recordHistoriesEnv, when set to 1, makes the integration tests write the
@@ -17,26 +22,103 @@ import (
 // replay tests check every later workflow change against them:
 //
 //	RELINK_RECORD_HISTORIES=1 go test ./integration/
+//
+// Files are named after the workflow version that wrote them
+// (v<CurrentVersion>-<path>.json) and never overwritten: a history already
+// recorded stays as it is, and a change that needs new recordings bumps
+// the version (workflow.GetVersion) so they get new names.
 const recordHistoriesEnv = "RELINK_RECORD_HISTORIES"
 
-// recordHistory saves the latest run of workflowID as name.json.
+// history reads a run's events (the latest run if runID is empty).
+func (s *stack) history(workflowID, runID string) []*history.HistoryEvent {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	iter := s.temporal.GetWorkflowHistory(ctx, workflowID, runID, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var events []*history.HistoryEvent
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		require.NoError(s.t, err)
+		events = append(events, ev)
+	}
+	return events
+}
+
+// recordHistory saves the latest run of workflowID as name.
 func (s *stack) recordHistory(workflowID, name string) {
+	s.t.Helper()
+	s.recordRun(workflowID, "", name)
+}
+
+// recordRun saves one run of workflowID as name, unless a history of that
+// name exists already.
+func (s *stack) recordRun(workflowID, runID, name string) {
 	s.t.Helper()
 	if os.Getenv(recordHistoriesEnv) != "1" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	iter := s.temporal.GetWorkflowHistory(ctx, workflowID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	var h history.History
-	for iter.HasNext() {
-		ev, err := iter.Next()
-		require.NoError(s.t, err)
-		h.Events = append(h.Events, ev)
-	}
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(&h)
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(&history.History{Events: s.history(workflowID, runID)})
 	require.NoError(s.t, err)
 	dir := filepath.Join("..", "workflows", "testdata", "histories")
 	require.NoError(s.t, os.MkdirAll(dir, 0o755))
-	require.NoError(s.t, os.WriteFile(filepath.Join(dir, name+".json"), b, 0o644))
+	path := filepath.Join(dir, fmt.Sprintf("v%d-%s.json", workflows.CurrentVersion, name))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		s.t.Logf("%s exists; recorded histories are never overwritten", path)
+		return
+	}
+	require.NoError(s.t, err)
+	_, err = f.Write(b)
+	require.NoError(s.t, err)
+	require.NoError(s.t, f.Close())
+}
+
+// billableActions estimates the Temporal Cloud actions a run's history
+// records, by the rules of Temporal's own estimator (docs: "Temporal Cloud
+// Actions"): a start, each activity scheduled and each retry, each timer
+// started, each signal (the one of a signal-with-start is in the start),
+// each update accepted, each search-attribute upsert, each continue-as-new,
+// each child workflow (two). Version markers are free.
+func billableActions(events []*history.HistoryEvent) int {
+	n := 0
+	for _, ev := range events {
+		switch ev.GetEventType() {
+		case enums.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+			enums.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+			enums.EVENT_TYPE_TIMER_STARTED,
+			enums.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+			enums.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+			n++
+		case enums.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+			// The SDK's own TemporalChangeVersion upsert is free.
+			fields := ev.GetUpsertWorkflowSearchAttributesEventAttributes().GetSearchAttributes().GetIndexedFields()
+			if _, version := fields["TemporalChangeVersion"]; !version || len(fields) > 1 {
+				n++
+			}
+		case enums.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+			if ev.GetEventId() != 2 {
+				n++
+			}
+		case enums.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+			n += int(ev.GetActivityTaskStartedEventAttributes().GetAttempt()) - 1
+		case enums.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+			n += 2
+		case enums.EVENT_TYPE_MARKER_RECORDED:
+			if ev.GetMarkerRecordedEventAttributes().GetMarkerName() != "Version" {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// countEvents counts a history's events of one type.
+func countEvents(events []*history.HistoryEvent, typ enums.EventType) int {
+	n := 0
+	for _, ev := range events {
+		if ev.GetEventType() == typ {
+			n++
+		}
+	}
+	return n
 }

@@ -46,8 +46,8 @@ func (r *repair) registerHandlers(ctx workflow.Context) error {
 	}, workflow.QueryHandlerOptions{Description: "The whole repair state"}); err != nil {
 		return err
 	}
-	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryReconnect, func(req ReconnectRequest) (ReconnectOffer, error) {
-		return r.offer(ctx, req), nil
+	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryReconnect, func(q ReconnectQuery) (ReconnectOffer, error) {
+		return r.offer(ctx, q.ReconnectRequest, later(q.At, workflow.Now(ctx))), nil
 	}, workflow.QueryHandlerOptions{Description: "How to answer a reconnect without writing history"}); err != nil {
 		return err
 	}
@@ -98,8 +98,7 @@ func (r *repair) admit() error {
 // offer answers a reconnect from the state alone. The query returns it, so
 // a frontend asking again and again writes no history; the update acts on
 // the same answer.
-func (r *repair) offer(ctx workflow.Context, req ReconnectRequest) ReconnectOffer {
-	now := workflow.Now(ctx)
+func (r *repair) offer(ctx workflow.Context, req ReconnectRequest, now time.Time) ReconnectOffer {
 	switch r.st.Status {
 	case StatusPending:
 		why := "checking with the provider; retry shortly"
@@ -138,7 +137,7 @@ func (r *repair) validateReconnect(ctx workflow.Context, _ ReconnectRequest) err
 // while it is valid, else one the main path mints for it.
 func (r *repair) onReconnect(ctx workflow.Context, req ReconnectRequest) (ReconnectResult, error) {
 	r.updates++
-	o := r.offer(ctx, req)
+	o := r.offer(ctx, req, workflow.Now(ctx))
 	switch {
 	case o.Result != nil:
 		return *o.Result, nil

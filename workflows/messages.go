@@ -100,6 +100,14 @@ type ReconnectResult struct {
 	Session         *activities.Session        `json:"session,omitempty"`
 }
 
+// ReconnectQuery is the reconnect query's argument. A query sees the
+// workflow's clock as of its last task, which may be minutes old, so the
+// caller says what time it is.
+type ReconnectQuery struct {
+	ReconnectRequest
+	At time.Time `json:"at"`
+}
+
 // ReconnectOffer is the reconnect query's answer. Exactly one of Result,
 // Closed, Unavailable and UpdateID is set.
 type ReconnectOffer struct {

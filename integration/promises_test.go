@@ -1,0 +1,449 @@
+package integration
+
+// These tests hold Relink to its promises where production hurts: a worker
+// dying mid-call, a frontend calling in a loop or sending megabytes, two
+// gateways and two workers on one server, redeliveries after a repair
+// closed, a provider down, no worker at all, and what a repair costs.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/quiltt"
+	"github.com/relink-dev/relink/activities/sandbox"
+	"github.com/relink-dev/relink/workflows"
+)
+
+// closeThenHang is the sandbox with a close that takes effect at the
+// provider and then never answers: the worker dies before it can report.
+type closeThenHang struct {
+	*sandbox.Provider
+	once    sync.Once
+	blocked chan struct{}
+}
+
+func (p *closeThenHang) Close(ctx context.Context, req activities.CloseRequest) error {
+	if err := p.Provider.Close(ctx, req); err != nil {
+		return err
+	}
+	p.once.Do(func() { close(p.blocked) })
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestWorkerKilledMidCloseDoesNotAskTheUserAgain(t *testing.T) {
+	s := newBareStack(t, nil)
+	hang := &closeThenHang{Provider: s.sandbox, blocked: make(chan struct{})}
+	first := s.startWorker(hang)
+
+	s.breakConnection("conn_crash", "profile_crash")
+	s.waitForStatus("conn_crash", workflows.StatusAwaitingUser)
+	s.repairConnection("conn_crash")
+	select {
+	case <-hang.blocked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("close never reached the provider")
+	}
+	first.Stop() // mid-close: the provider applied it, Temporal never heard
+	s.startWorker(s.sandbox)
+
+	var st workflows.RepairState
+	require.Eventually(t, func() bool {
+		var out struct{ Repair workflows.RepairState }
+		s.call(http.MethodGet, "/v1/repairs/sandbox/conn_crash", nil, &out)
+		st = out.Repair
+		return st.Status.Terminal()
+	}, 90*time.Second, 100*time.Millisecond)
+
+	assert.Equal(t, workflows.StatusRepaired, st.Status)
+	assert.Equal(t, 1, st.Attempt, "the reconnect that worked is not a failed attempt")
+	conn, err := s.sandbox.Get("conn_crash")
+	require.NoError(t, err)
+	assert.Equal(t, 1, conn.Calls["close"], "the retry found the close had taken effect and did not close again")
+	// A task handed to the stopped worker's last poll is lost until its
+	// start-to-close timeout (30s), so the event may take that long.
+	require.Eventually(t, func() bool {
+		types := s.app.typesFor("conn_crash")
+		return len(types) > 0 && types[len(types)-1] == activities.EventRepaired
+	}, 90*time.Second, 100*time.Millisecond, "the app hears the outcome")
+	assert.Len(t, filter(s.app.typesFor("conn_crash"), activities.EventActionRequired), 1, "the user is asked once")
+}
+
+func TestReconnectInALoopNeverLocksTheRepair(t *testing.T) {
+	s := newStack(t)
+	s.breakConnection("conn_loop", "profile_loop")
+	s.waitForStatus("conn_loop", workflows.StatusAwaitingUser)
+	id := workflows.WorkflowID(sandbox.Name, "conn_loop")
+	before := len(s.history(id, ""))
+
+	for i := range 3000 {
+		var rec workflows.ReconnectResult
+		code := s.call(http.MethodPost, "/v1/repairs/sandbox/conn_loop/reconnect",
+			map[string]bool{"forceNewSession": i%10 == 9}, &rec)
+		require.Equal(t, http.StatusOK, code, "call %d", i)
+		require.NotNil(t, rec.Session, "call %d", i)
+		require.NotEmpty(t, rec.Session.ConnectorToken, "call %d", i)
+	}
+	st := s.state("conn_loop")
+	assert.LessOrEqual(t, st.SessionsIssued, 3, "forcing again within a few seconds serves the fresh session")
+	assert.Less(t, len(s.history(id, ""))-before, 100, "3,000 calls wrote almost nothing to history")
+
+	s.repairConnection("conn_loop")
+	s.waitForStatus("conn_loop", workflows.StatusRepaired)
+	for _, run := range s.runs(id) {
+		assert.LessOrEqual(t, len(s.history(id, run)), 4096)
+	}
+}
+
+func TestForcedRefreshesContinueAsNewCarryingTheState(t *testing.T) {
+	s := newStack(t)
+	s.breakQuietly("conn_can")
+	id := s.startDirect("conn_can", workflows.RepairOptions{MinRefreshInterval: time.Nanosecond, ContinueAsNewAfterEvents: 120})
+	s.waitForStatus("conn_can", workflows.StatusAwaitingUser)
+
+	seen := map[string]bool{}
+	for i := range 40 {
+		var rec workflows.ReconnectResult
+		require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/sandbox/conn_can/reconnect",
+			map[string]bool{"forceNewSession": true}, &rec), "call %d", i)
+		require.NotNil(t, rec.Session)
+		assert.False(t, seen[rec.Session.ConnectorToken], "call %d got a new session", i)
+		seen[rec.Session.ConnectorToken] = true
+	}
+	s.repairConnection("conn_can")
+	st := s.waitForStatus("conn_can", workflows.StatusRepaired)
+
+	runs := s.runs(id)
+	require.GreaterOrEqual(t, len(runs), 3, "the run continued as new")
+	assert.Equal(t, len(runs), st.Runs)
+	assert.Equal(t, 41, st.SessionsIssued, "the count went on across runs")
+	assert.Equal(t, runs[0], st.RepairRunID, "events keep the run that began the repair")
+	for _, run := range runs {
+		events := s.history(id, run)
+		assert.LessOrEqual(t, len(events), 200, "run %s", run)
+		assert.LessOrEqual(t, countEvents(events, enums.EVENT_TYPE_TIMER_STARTED), 1,
+			"one timer serves the wait, whatever the refreshes")
+	}
+	s.waitFor("the app to hear the outcome", func() bool {
+		types := s.app.typesFor("conn_can")
+		return len(types) > 0 && types[len(types)-1] == activities.EventRepaired
+	})
+	assert.Equal(t, []string{activities.EventActionRequired, activities.EventRepaired}, s.app.typesFor("conn_can"))
+	s.recordRun(id, runs[0], "refresh-continued-as-new")
+	s.recordRun(id, runs[len(runs)-1], "carried-to-repaired")
+}
+
+func TestCompleteIsBoundedAndAnswersWhatHappened(t *testing.T) {
+	s := newStack(t)
+	s.breakConnection("conn_big", "profile_big")
+	s.waitForStatus("conn_big", workflows.StatusAwaitingUser)
+	var rec workflows.ReconnectResult
+	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/sandbox/conn_big/reconnect", nil, &rec))
+	path := "/v1/repairs/sandbox/conn_big/complete"
+
+	var errBody struct {
+		Error struct{ Code, Message string }
+	}
+	megabyte := strings.Repeat("x", 1_000_000)
+	for i := range 53 {
+		require.Equal(t, http.StatusRequestEntityTooLarge, s.call(http.MethodPost, path, map[string]any{
+			"connectorToken": rec.Session.ConnectorToken, "metadata": map[string]string{"blob": megabyte}}, &errBody), "call %d", i)
+	}
+	assert.Equal(t, "payload_too_large", errBody.Error.Code)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, s.call(http.MethodPost, path, map[string]any{
+		"connectorToken": rec.Session.ConnectorToken, "metadata": map[string]string{"blob": strings.Repeat("x", 70<<10)}}, nil))
+	assert.Equal(t, http.StatusRequestEntityTooLarge, s.call(http.MethodPost, path, map[string]any{
+		"connectorToken": rec.Session.ConnectorToken, "metadata": strings.Repeat("x", 2<<20)}, nil))
+	assert.Equal(t, http.StatusBadRequest, s.call(http.MethodPost, path, nil, &errBody), "an empty body")
+	assert.Equal(t, http.StatusUnprocessableEntity, s.call(http.MethodPost, path, map[string]string{"connectorToken": "sbx_ct_999"}, &errBody))
+	assert.Equal(t, "session_unknown", errBody.Error.Code)
+
+	var login sandbox.Login
+	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/sandbox/connections/conn_big/login", nil, &login))
+	var accepted struct{ Duplicate bool }
+	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, path, login, &accepted))
+	assert.False(t, accepted.Duplicate)
+	assert.Equal(t, http.StatusAccepted, s.call(http.MethodPost, path, login, nil), "the widget's success reported twice")
+	st := s.waitForStatus("conn_big", workflows.StatusRepaired)
+	assert.Equal(t, 1, st.Attempt)
+	assert.Equal(t, http.StatusConflict, s.call(http.MethodPost, path, map[string]string{"connectorToken": "sbx_ct_998"}, &errBody),
+		"not waiting for the user any more")
+
+	size := 0
+	for _, ev := range s.history(workflows.WorkflowID(sandbox.Name, "conn_big"), "") {
+		size += proto.Size(ev)
+	}
+	assert.Less(t, size, 64<<10, "nothing the caller sent in bulk reached history")
+}
+
+func TestTwoGatewaysAndTwoWorkersActAsOne(t *testing.T) {
+	s := newStack(t)
+	s.startWorker(s.sandbox)
+	other := s.newGateway()
+	const conn = "conn_twin"
+
+	s.breakConnection(conn, "profile_twin")
+	s.waitForStatus(conn, workflows.StatusAwaitingUser)
+	trigger := s.state(conn)
+	require.NotEmpty(t, trigger.EventIDs)
+
+	// The frontend's calls land on either replica.
+	var rec workflows.ReconnectResult
+	require.Equal(t, http.StatusOK, s.callAt(other, http.MethodPost, "/v1/repairs/sandbox/"+conn+"/reconnect", nil, &rec))
+	var login sandbox.Login
+	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/sandbox/connections/"+conn+"/login", nil, &login))
+	require.Equal(t, http.StatusAccepted, s.callAt(other, http.MethodPost, "/v1/repairs/sandbox/"+conn+"/complete", login, nil))
+	s.waitForStatus(conn, workflows.StatusRepaired)
+	id := workflows.WorkflowID(sandbox.Name, conn)
+	s.waitFor("the repair to close", func() bool { return !s.running(id) })
+
+	// The break, redelivered after the repair closed, to either replica.
+	redelivery := quiltt.Event{ID: trigger.EventIDs[0], Type: quiltt.EventRepairable, At: trigger.DetectedAt,
+		Profile: &quiltt.Profile{ID: "profile_twin"}, Record: &quiltt.Record{ID: conn, Status: quiltt.StatusErrorRepairable}}
+	for _, gw := range []*httptest.Server{other, s.gateway} {
+		assert.Equal(t, webhookSummary{Received: 1, Duplicates: 1}, s.postSandboxEventAt(gw, redelivery))
+	}
+	older := redelivery
+	older.ID, older.At = "evt_older_break", trigger.DetectedAt.Add(-time.Minute)
+	assert.Equal(t, webhookSummary{Received: 1, Duplicates: 1}, s.postSandboxEventAt(other, older), "dated before the break it repaired")
+	assert.Len(t, s.runs(id), 1, "no new repair")
+
+	// A new break is a new repair, whichever replica hears of it.
+	_, err := s.sandbox.Break(context.Background(), conn, "", "")
+	require.NoError(t, err)
+	s.waitForStatus(conn, workflows.StatusAwaitingUser)
+	assert.Len(t, s.runs(id), 2)
+}
+
+func TestPlaidRetryAfterTheRepairEndsQuietly(t *testing.T) {
+	s, fake := newPlaidStack(t)
+	hook := map[string]any{"webhook_type": "ITEM", "webhook_code": "ERROR", "item_id": "item_p1",
+		"error": map[string]any{"error_code": "ITEM_LOGIN_REQUIRED"}, "environment": "sandbox"}
+	s.postPlaid(fake, hook)
+	s.waitForStatusOf("plaid", "item_p1", workflows.StatusAwaitingUser)
+	var rec workflows.ReconnectResult
+	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/plaid/item_p1/reconnect", nil, &rec))
+	fake.SetError("item_p1", "") // the user re-authenticated in Link
+	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs/plaid/item_p1/complete", map[string]any{
+		"connectorToken": rec.Session.LinkToken, "publicToken": "public-sandbox-p1"}, nil))
+	s.waitForStatusOf("plaid", "item_p1", workflows.StatusRepaired)
+	id := workflows.WorkflowID("plaid", "item_p1")
+	s.waitFor("the repair to close", func() bool { return !s.running(id) })
+
+	// Plaid's retry of the old ITEM_LOGIN_REQUIRED reaches another replica,
+	// which has never seen it: a fresh JWT, no event id.
+	body, err := json.Marshal(hook)
+	require.NoError(t, err)
+	s.postWebhookAt(s.newGateway(), "plaid", body, map[string]string{"Plaid-Verification": fake.SignAt(body, time.Now().Add(2*time.Second))})
+
+	s.waitFor("the retry's run to end", func() bool { return len(s.runs(id)) == 2 && !s.running(id) })
+	st := s.stateOf("plaid", "item_p1")
+	assert.Equal(t, workflows.StatusRepaired, st.Status)
+	assert.True(t, st.Quiet)
+	assert.Contains(t, st.Reason, "nothing to repair")
+	assert.Zero(t, st.SessionsIssued, "no link token, so nobody is asked")
+	assert.Len(t, filter(s.app.typesFor("item_p1"), activities.EventActionRequired), 1, "the user was asked once")
+}
+
+func TestReconnectAnswersFastWhileTheProviderIsDown(t *testing.T) {
+	s := newStack(t)
+	require.Equal(t, http.StatusOK, s.call(http.MethodPut, "/sandbox/connections/conn_down/script", map[string]any{"failCalls": 1_000_000}, nil))
+	s.breakConnection("conn_down", "profile_down")
+	s.waitFor("the probe to be failing", func() bool { return s.sandboxCalls("conn_down", "initialize") >= 2 })
+
+	started := time.Now()
+	resp := s.raw(http.MethodPost, "/v1/repairs/sandbox/conn_down/reconnect", nil)
+	elapsed := time.Since(started)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, string(body))
+	assert.Less(t, elapsed, 5*time.Second)
+	assert.NotEmpty(t, resp.Header.Get("Retry-After"))
+	assert.Contains(t, string(body), "503 Service Unavailable", "the provider's failure, not Temporal's")
+	assert.Contains(t, s.state("conn_down").LastError, "503", "and in lastError")
+}
+
+func TestReadingARepairNeedsNoWorker(t *testing.T) {
+	s := newBareStack(t, nil)
+	w := s.startWorker(s.sandbox)
+	s.breakConnection("conn_idle", "profile_idle")
+	s.waitForStatus("conn_idle", workflows.StatusAwaitingUser)
+	w.Stop()
+
+	started := time.Now()
+	var out struct {
+		Repair struct {
+			workflows.RepairState
+			Source string
+		}
+	}
+	require.Equal(t, http.StatusOK, s.call(http.MethodGet, "/v1/repairs/sandbox/conn_idle", nil, &out))
+	assert.Less(t, time.Since(started), 5*time.Second)
+	assert.Equal(t, "visibility", out.Repair.Source, "marked as what Temporal knows without a query")
+	assert.Equal(t, workflows.StatusAwaitingUser, out.Repair.Status)
+
+	w = s.startWorker(s.sandbox)
+	s.repairConnection("conn_idle")
+	s.waitForStatus("conn_idle", workflows.StatusRepaired)
+	s.waitFor("the repair to close", func() bool { return !s.running(workflows.WorkflowID(sandbox.Name, "conn_idle")) })
+	w.Stop()
+	require.Equal(t, http.StatusOK, s.call(http.MethodGet, "/v1/repairs/sandbox/conn_idle", nil, &out))
+	assert.Equal(t, "result", out.Repair.Source)
+	assert.Equal(t, workflows.StatusRepaired, out.Repair.Status)
+	assert.NotEmpty(t, out.Repair.Steps, "the whole final state, read from history")
+}
+
+func TestBillableActionsOfATypicalRepair(t *testing.T) {
+	s := newStack(t)
+	s.breakConnection("conn_bill", "profile_bill")
+	s.waitForStatus("conn_bill", workflows.StatusAwaitingUser)
+	s.repairConnection("conn_bill")
+	s.waitForStatus("conn_bill", workflows.StatusRepaired)
+
+	require.Equal(t, http.StatusOK, s.call(http.MethodPut, "/sandbox/connections/conn_cont/script", map[string]any{"initialize": "continue"}, nil))
+	s.breakConnection("conn_cont", "profile_cont")
+	s.waitForStatus("conn_cont", workflows.StatusRepaired)
+
+	for _, tc := range []struct {
+		conn, history string
+		most          int
+	}{{"conn_bill", "user-completed", 10}, {"conn_cont", "continue", 5}} {
+		id := workflows.WorkflowID(sandbox.Name, tc.conn)
+		s.waitFor("the repair to close", func() bool { return !s.running(id) })
+		actions := billableActions(s.history(id, ""))
+		t.Logf("%s repair: %d billable actions", tc.history, actions)
+		assert.LessOrEqual(t, actions, tc.most, tc.history)
+		s.recordHistory(id, tc.history)
+	}
+}
+
+func TestMoreHistories(t *testing.T) {
+	s := newStack(t)
+
+	// EXPIRED: nobody comes within the window.
+	s.breakQuietly("conn_exp")
+	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs",
+		map[string]any{"provider": "sandbox", "connectionId": "conn_exp", "repairWindow": "2s"}, nil))
+	s.waitForStatus("conn_exp", workflows.StatusExpired)
+
+	// A failed attempt, then success.
+	require.Equal(t, http.StatusOK, s.call(http.MethodPut, "/sandbox/connections/conn_retry/script", map[string]any{"close": "reject"}, nil))
+	s.breakConnection("conn_retry", "profile_retry")
+	s.waitForStatus("conn_retry", workflows.StatusAwaitingUser)
+	s.repairConnection("conn_retry")
+	s.waitFor("the attempt to fail", func() bool { return s.state("conn_retry").Attempt == 2 })
+	require.Equal(t, http.StatusOK, s.call(http.MethodPut, "/sandbox/connections/conn_retry/script", map[string]any{}, nil))
+	s.repairConnection("conn_retry")
+	s.waitForStatus("conn_retry", workflows.StatusRepaired)
+
+	// Polling: the confirming webhook is lost.
+	_, err := s.sandbox.SetScript("conn_poll", sandbox.Script{SuppressWebhooks: true, SyncingPolls: 1})
+	require.NoError(t, err)
+	s.breakQuietly("conn_poll")
+	s.startDirect("conn_poll", workflows.RepairOptions{VerifyQuietPeriod: time.Second})
+	s.waitForStatus("conn_poll", workflows.StatusAwaitingUser)
+	s.repairConnection("conn_poll")
+	st := s.waitForStatus("conn_poll", workflows.StatusRepaired)
+	assert.Equal(t, "confirmed by the provider's connection status", st.Reason)
+
+	for conn, name := range map[string]string{"conn_exp": "expired", "conn_retry": "failed-attempt", "conn_poll": "polling"} {
+		id := workflows.WorkflowID(sandbox.Name, conn)
+		s.waitFor(conn+" to close", func() bool { return !s.running(id) })
+		s.recordHistory(id, name)
+	}
+}
+
+// startDirect starts a sandbox repair with options the API does not
+// expose, as the gateway would start it.
+func (s *stack) startDirect(conn string, opts workflows.RepairOptions) string {
+	s.t.Helper()
+	in := workflows.RepairInput{Provider: sandbox.Name, ConnectionID: conn, ProfileID: "profile_" + conn,
+		TriggerEventID: "evt_direct_" + conn, TriggerReason: "test", DetectedAt: time.Now().UTC(), Options: opts}
+	id := workflows.WorkflowID(sandbox.Name, conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := s.temporal.SignalWithStartWorkflow(ctx, id, workflows.SignalProviderEvent,
+		workflows.ProviderEvent{EventID: in.TriggerEventID, Kind: activities.EventKindRepairable, At: in.DetectedAt},
+		client.StartWorkflowOptions{ID: id, TaskQueue: s.cfg.Temporal.TaskQueue,
+			WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+			TypedSearchAttributes:    workflows.InitialSearchAttributes(in)},
+		workflows.WorkflowName, in)
+	require.NoError(s.t, err)
+	return id
+}
+
+// breakQuietly breaks a sandbox connection without its repairable webhook
+// (the send is canceled), so a test can start the repair itself.
+func (s *stack) breakQuietly(conn string) {
+	s.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := s.sandbox.Break(ctx, conn, "profile_"+conn, "")
+	require.ErrorIs(s.t, err, context.Canceled)
+}
+
+// runs lists a workflow id's runs, oldest first.
+func (s *stack) runs(id string) []string {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := s.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Query: fmt.Sprintf("WorkflowId = '%s'", id), PageSize: 1000})
+	require.NoError(s.t, err)
+	var runs []string
+	for i := len(resp.GetExecutions()) - 1; i >= 0; i-- {
+		runs = append(runs, resp.GetExecutions()[i].GetExecution().GetRunId())
+	}
+	return runs
+}
+
+// running reports whether the latest run of id is still open.
+func (s *stack) running(id string) bool {
+	s.t.Helper()
+	desc, err := s.temporal.DescribeWorkflowExecution(context.Background(), id, "")
+	require.NoError(s.t, err)
+	return desc.GetWorkflowExecutionInfo().GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING
+}
+
+// postSandboxEventAt posts one sandbox (Quiltt-format) event to a replica.
+func (s *stack) postSandboxEventAt(gw *httptest.Server, ev quiltt.Event) webhookSummary {
+	s.t.Helper()
+	body, err := json.Marshal(quiltt.Envelope{EventTypes: []string{ev.Type}, Events: []quiltt.Event{ev}})
+	require.NoError(s.t, err)
+	return s.postSandboxWebhookAt(gw, body)
+}
+
+func (s *stack) sandboxCalls(conn, name string) int {
+	c, err := s.sandbox.Get(conn)
+	if err != nil {
+		return 0
+	}
+	return c.Calls[name]
+}
+
+// raw sends an authenticated request and returns the response as it is.
+func (s *stack) raw(method, path string, body io.Reader) *http.Response {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.gateway.URL+path, body)
+	require.NoError(s.t, err)
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(s.t, err)
+	return resp
+}
