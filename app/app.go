@@ -102,9 +102,18 @@ func Register(r worker.Registry, acts *activities.Activities) {
 	r.RegisterActivity(acts)
 }
 
+// WorkerOptions are the repair worker's options. A worker that stops
+// leaves its cached workflows' tasks on its sticky queue; the server hands
+// them to another worker after StickyScheduleToStartTimeout, which must
+// stay below the gateway's query budget (3 s) so reads and reconnects
+// still answer in time after a worker dies.
+func WorkerOptions() worker.Options {
+	return worker.Options{StickyScheduleToStartTimeout: 2 * time.Second}
+}
+
 // NewWorker builds the repair worker on the configured task queue.
 func NewWorker(c client.Client, taskQueue string, acts *activities.Activities) worker.Worker {
-	w := worker.New(c, taskQueue, worker.Options{})
+	w := worker.New(c, taskQueue, WorkerOptions())
 	Register(w, acts)
 	return w
 }

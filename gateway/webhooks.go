@@ -101,7 +101,7 @@ type eventOutcome string
 const (
 	eventApplied   eventOutcome = "applied"
 	eventDuplicate eventOutcome = "duplicate: its repair already handled it"
-	eventIgnored   eventOutcome = "ignored: no open repair"
+	eventIgnored   eventOutcome = "ignored: no open repair to act on it"
 )
 
 // Webhook fields the workflow records are clipped, so a provider's long
@@ -155,8 +155,20 @@ func (g *Gateway) applyEvent(ctx context.Context, provider string, ev activities
 		}
 		return eventApplied, nil
 	}
-	err := g.Temporal.SignalWorkflow(ctx, id, "", workflows.SignalProviderEvent, signal)
+	// A repair that has ended has nothing left to do with a confirmation
+	// or an error: not signalling it saves an action and a history event
+	// (a repair often ends on its own status read before the webhook).
+	info, err := g.describe(ctx, id)
 	var notFound *serviceerror.NotFound
+	switch {
+	case errors.As(err, &notFound):
+		return eventIgnored, nil
+	case err != nil:
+		return "", err
+	case !info.Running || info.Status.Terminal():
+		return eventIgnored, nil
+	}
+	err = g.Temporal.SignalWorkflow(ctx, id, "", workflows.SignalProviderEvent, signal)
 	switch {
 	case errors.As(err, &notFound):
 		return eventIgnored, nil

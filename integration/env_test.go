@@ -69,7 +69,7 @@ func newStackWith(t *testing.T, settings map[string]string) *stack {
 // given provider APIs; stop it with Stop (the test's end stops it too).
 func (s *stack) startWorker(apis ...activities.Provider) worker.Worker {
 	s.t.Helper()
-	w := worker.New(s.temporal, s.cfg.Temporal.TaskQueue, worker.Options{})
+	w := worker.New(s.temporal, s.cfg.Temporal.TaskQueue, app.WorkerOptions())
 	providers := s.providers
 	providers.APIs = apis
 	app.Register(w, app.NewActivities(s.cfg, s.logger, providers))

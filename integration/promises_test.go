@@ -293,12 +293,22 @@ func TestReadingARepairNeedsNoWorker(t *testing.T) {
 			Source string
 		}
 	}
-	require.Equal(t, http.StatusOK, s.call(http.MethodGet, "/v1/repairs/sandbox/conn_idle", nil, &out))
+	resp := s.raw(http.MethodGet, "/v1/repairs/sandbox/conn_idle", nil)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
+	require.NoError(t, json.Unmarshal(b, &out))
 	assert.Less(t, time.Since(started), 5*time.Second)
 	assert.Equal(t, "visibility", out.Repair.Source, "marked as what Temporal knows without a query")
 	assert.Equal(t, workflows.StatusAwaitingUser, out.Repair.Status)
 
 	w = s.startWorker(s.sandbox)
+	// A query handed to the stopped worker's last poll is lost; once a
+	// worker answers again, the frontend's calls go through.
+	s.waitFor("a worker to answer queries again", func() bool {
+		s.call(http.MethodGet, "/v1/repairs/sandbox/conn_idle", nil, &out)
+		return out.Repair.Source == "workflow"
+	})
 	s.repairConnection("conn_idle")
 	s.waitForStatus("conn_idle", workflows.StatusRepaired)
 	s.waitFor("the repair to close", func() bool { return !s.running(workflows.WorkflowID(sandbox.Name, "conn_idle")) })
@@ -310,7 +320,9 @@ func TestReadingARepairNeedsNoWorker(t *testing.T) {
 }
 
 func TestBillableActionsOfATypicalRepair(t *testing.T) {
-	s := newStack(t)
+	// The provider's confirming webhook comes a second after its sync, as
+	// real ones do, when the repair has already read the healthy status.
+	s := newStackWith(t, map[string]string{"RELINK_SANDBOX_SYNC_DELAY": "1s"})
 	s.breakConnection("conn_bill", "profile_bill")
 	s.waitForStatus("conn_bill", workflows.StatusAwaitingUser)
 	s.repairConnection("conn_bill")
