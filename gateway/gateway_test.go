@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -127,12 +128,14 @@ func TestWebhookSignatures(t *testing.T) {
 func TestWebhookMalformedAndOversized(t *testing.T) {
 	g := newTestGateway()
 	for name, body := range map[string]string{
-		"not JSON":               `{"events":`,
-		"no events":              `{"eventTypes":[],"events":[]}`,
-		"repairable, no id":      `{"events":[{"type":"connection.synced.errored.repairable","record":{"id":"c"}}]}`,
-		"repairable, no conn":    `{"events":[{"id":"e","type":"connection.synced.errored.repairable"}]}`,
-		"quote in connection id": `{"events":[{"id":"e","type":"connection.synced.errored.repairable","record":{"id":"c'1"}}]}`,
-		"second event unusable":  `{"events":[{"id":"e1","type":"connection.disconnected","record":{"id":"ok"}},{"id":"e2","type":"connection.disconnected","record":{"id":"` + strings.Repeat("x", 300) + `"}}]}`,
+		"not JSON":                `{"events":`,
+		"no events":               `{"eventTypes":[],"events":[]}`,
+		"repairable, no id":       `{"events":[{"type":"connection.synced.errored.repairable","record":{"id":"c"}}]}`,
+		"repairable, no conn":     `{"events":[{"id":"e","type":"connection.synced.errored.repairable"}]}`,
+		"quote in connection id":  `{"events":[{"id":"e","type":"connection.synced.errored.repairable","record":{"id":"c'1"}}]}`,
+		"second event unusable":   `{"events":[{"id":"e1","type":"connection.disconnected","record":{"id":"ok"}},{"id":"e2","type":"connection.disconnected","record":{"id":"` + strings.Repeat("x", 300) + `"}}]}`,
+		"non-ASCII connection id": `{"events":[{"id":"e","type":"connection.synced.errored.repairable","record":{"id":"conn_ü"}}]}`,
+		"space in profile id":     `{"events":[{"id":"e","type":"connection.synced.errored.repairable","profile":{"id":"p 1"},"record":{"id":"c"}}]}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			rec, e := do(t, g, webhook([]byte(body), testSecret, now))
@@ -194,6 +197,15 @@ func TestAPIRejectsBadInputBeforeTemporal(t *testing.T) {
 		{"list: unknown status", http.MethodGet, "/v1/repairs?status=BROKEN", ``, 400, codeBadRequest},
 		{"list: page size", http.MethodGet, "/v1/repairs?pageSize=0", ``, 400, codeBadRequest},
 		{"list: page token", http.MethodGet, "/v1/repairs?pageToken=not*base64", ``, 400, codeBadRequest},
+		{"list: forged page token", http.MethodGet, "/v1/repairs?pageToken=" + base64.RawURLEncoding.EncodeToString([]byte("0123456789garbage")), ``, 400, codeBadRequest},
+		{"get: unicode id", http.MethodGet, "/v1/repairs/quiltt/conn_%C3%BC", ``, 400, codeBadRequest},
+		{"reconnect: unicode id", http.MethodPost, "/v1/repairs/quiltt/%E2%98%83/reconnect", ``, 400, codeBadRequest},
+		{"complete: empty body", http.MethodPost, "/v1/repairs/quiltt/c/complete", ``, 400, codeBadRequest},
+		{"complete: no session", http.MethodPost, "/v1/repairs/quiltt/c/complete", `{"publicToken":"public-1"}`, 400, codeBadRequest},
+		{"complete: metadata over 64 KiB", http.MethodPost, "/v1/repairs/quiltt/c/complete",
+			`{"connectorToken":"ct","metadata":"` + strings.Repeat("x", 64<<10) + `"}`, 413, codeTooLarge},
+		{"exit: field over 512 bytes", http.MethodPost, "/v1/repairs/quiltt/c/exit", `{"reason":"` + strings.Repeat("x", 513) + `"}`, 413, codeTooLarge},
+		{"cancel: field over 512 bytes", http.MethodPost, "/v1/repairs/quiltt/c/cancel", `{"reason":"` + strings.Repeat("x", 513) + `"}`, 413, codeTooLarge},
 		{"no route", http.MethodGet, "/v1/nothing", ``, 404, codeNotFound},
 		{"sandbox not enabled", http.MethodPost, "/sandbox/connections/c/break", `{}`, 404, codeNotFound},
 	}
@@ -206,6 +218,36 @@ func TestAPIRejectsBadInputBeforeTemporal(t *testing.T) {
 			assert.Equal(t, tc.code, e.Code)
 		})
 	}
+}
+
+func TestWrongMethodIs405WithAllow(t *testing.T) {
+	g := newTestGateway()
+	for _, tc := range []struct{ method, path, allow string }{
+		{http.MethodDelete, "/v1/repairs/quiltt/c", "GET, HEAD"},
+		{http.MethodGet, "/v1/repairs/quiltt/c/reconnect", "POST"},
+		{http.MethodPut, "/v1/repairs", "GET, HEAD, POST"},
+		{http.MethodGet, "/webhooks/quiltt", "POST"},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			req := httptest.NewRequest(tc.method, tc.path, nil)
+			req.Header.Set("Authorization", "Bearer "+testKey)
+			rec, e := do(t, g, req)
+			assert.Equal(t, http.StatusMethodNotAllowed, rec.Code)
+			assert.Equal(t, codeMethodNotAllowed, e.Code)
+			assert.Equal(t, tc.allow, rec.Header().Get("Allow"))
+		})
+	}
+}
+
+func TestPageTokensRoundTrip(t *testing.T) {
+	for _, token := range [][]byte{[]byte("x"), bytes.Repeat([]byte{0xff, 0x00}, 100)} {
+		got, ok := openPageToken(sealPageToken(token))
+		assert.True(t, ok)
+		assert.Equal(t, token, got)
+	}
+	got, ok := openPageToken("")
+	assert.True(t, ok, "no token: the first page")
+	assert.Nil(t, got)
 }
 
 func TestHealthz(t *testing.T) {

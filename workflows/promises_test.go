@@ -1,0 +1,155 @@
+package workflows
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/sandbox"
+)
+
+// These tests pin down what callers can and cannot make a repair do.
+
+func TestUserWhoFinishedInTimeIsNotExpired(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{SyncingPolls: 1, SuppressWebhooks: true})
+	h.at(58*time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(59*time.Minute, func() { h.userCompletes() })
+	var afterWindow RepairState
+	h.at(60*time.Minute+30*time.Second, func() { afterWindow = h.state() })
+	h.at(61*time.Minute, func() { h.providerEvent("evt_synced", activities.EventKindSynced) })
+
+	st := h.run(RepairOptions{RepairWindow: time.Hour, VerifyQuietPeriod: 10 * time.Minute})
+
+	assert.Equal(t, StatusVerifying, afterWindow.Status, "the window ended, but the user had finished")
+	assert.WithinDuration(t, h.start.Add(59*time.Minute+DefaultVerifyGrace), afterWindow.VerifyUntil, 0)
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Equal(t, "confirmed by the provider's webhook", st.Reason)
+}
+
+func TestCompletionsTheRepairCannotUseAreRefused(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	outcomes := map[string]*updateOutcome{}
+	h.at(time.Minute, func() {
+		outcomes["no token"] = h.complete(ReconnectCompleted{PublicToken: "p"})
+		outcomes["stray token"] = h.complete(ReconnectCompleted{ConnectorToken: "sbx_ct_999"})
+		outcomes["huge metadata"] = h.complete(ReconnectCompleted{ConnectorToken: "sbx_ct_1",
+			Metadata: json.RawMessage(`"` + strings.Repeat("x", MaxCompletionMetadataBytes) + `"`)})
+	})
+	h.at(2*time.Minute, func() { h.userCompletes() })
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusRepaired, st.Status)
+	for name, want := range map[string]string{
+		"no token":      ErrTypeInvalidMessage,
+		"stray token":   ErrTypeSessionUnknown,
+		"huge metadata": ErrTypeTooLarge,
+	} {
+		require.NotNil(t, outcomes[name], name)
+		assert.Equal(t, want, activities.ErrorType(outcomes[name].err), name)
+	}
+	assert.Equal(t, 1, h.calls("close"))
+}
+
+func TestCompletionWhileVerifyingIsRefused(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{SyncingPolls: 1000, SuppressWebhooks: true})
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() { h.userCompletes() })
+	var late *updateOutcome
+	h.at(3*time.Minute, func() { late = h.complete(ReconnectCompleted{ConnectorToken: "sbx_ct_other"}) })
+	h.at(4*time.Minute, func() { h.signal(SignalCancel, CancelRequest{}) })
+
+	h.run(RepairOptions{})
+
+	assert.Equal(t, ErrTypeNotAwaitingUser, activities.ErrorType(late.err))
+}
+
+func TestExitsAreCappedPerRun(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	var outcomes []*updateOutcome
+	h.at(time.Minute, func() {
+		for range maxExitsPerRun + 5 {
+			outcomes = append(outcomes, h.exit(ReconnectExited{Reason: "closed"}))
+		}
+	})
+	h.at(2*time.Minute, func() { h.signal(SignalCancel, CancelRequest{}) })
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, maxExitsPerRun, st.Exits)
+	refused := 0
+	for _, out := range outcomes {
+		if activities.ErrorType(out.err) == ErrTypeTooManyRequests {
+			refused++
+		}
+	}
+	assert.Equal(t, 5, refused, "a looping frontend gets 429s, the run keeps what it has")
+}
+
+func TestReconnectOfferUsesTheCallersClock(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	offers := map[string]ReconnectOffer{}
+	query := func(name string, q ReconnectQuery) {
+		v, err := h.env.QueryWorkflow(QueryReconnect, q)
+		require.NoError(t, err)
+		var o ReconnectOffer
+		require.NoError(t, v.Get(&o))
+		offers[name] = o
+	}
+	forced := ReconnectRequest{ForceNewSession: true}
+	h.at(time.Second, func() {
+		query("forced at once", ReconnectQuery{ReconnectRequest: forced, At: h.env.Now()})
+	})
+	h.at(time.Minute, func() {
+		now := h.env.Now()
+		query("now", ReconnectQuery{At: now})
+		// The workflow's clock stands still between its tasks; the caller's
+		// does not. A session expired by the caller's clock is not handed out.
+		query("an hour later", ReconnectQuery{At: now.Add(time.Hour)})
+		query("forced later", ReconnectQuery{ReconnectRequest: forced, At: now})
+	})
+	h.at(2*time.Minute, func() { h.signal(SignalCancel, CancelRequest{}) })
+
+	h.run(RepairOptions{})
+
+	require.NotNil(t, offers["now"].Result)
+	assert.NotEmpty(t, offers["now"].Result.Session.ConnectorToken)
+	assert.Nil(t, offers["an hour later"].Result)
+	assert.NotEmpty(t, offers["an hour later"].UpdateID)
+	assert.NotNil(t, offers["forced at once"].Result, "a session a second old serves a forced call too")
+	assert.NotEmpty(t, offers["forced later"].UpdateID)
+}
+
+func TestReconnectDuringTheProbeSaysRetry(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{FailCalls: 1_000_000})
+	var offer ReconnectOffer
+	var update *updateOutcome
+	h.at(10*time.Minute, func() {
+		v, err := h.env.QueryWorkflow(QueryReconnect, ReconnectQuery{At: h.env.Now()})
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&offer))
+		update = h.reconnect(ReconnectRequest{})
+	})
+	h.at(11*time.Minute, func() { h.signal(SignalCancel, CancelRequest{}) })
+
+	h.run(RepairOptions{})
+
+	assert.NotEmpty(t, offer.Unavailable)
+	assert.Positive(t, offer.RetryAfter)
+	require.True(t, update.done)
+	assert.Equal(t, ErrTypeProviderUnavailable, activities.ErrorType(update.err), "answered at once, not after the outage")
+}
