@@ -51,6 +51,9 @@ func TestWorkerKilledMidCloseDoesNotAskTheUserAgain(t *testing.T) {
 	s := newBareStack(t, nil)
 	hang := &closeThenHang{Provider: s.sandbox, blocked: make(chan struct{})}
 	first := s.startWorker(hang)
+	// No confirming webhook: only the retried close can settle the repair.
+	_, err := s.sandbox.SetScript("conn_crash", sandbox.Script{SuppressWebhooks: true})
+	require.NoError(t, err)
 
 	s.breakConnection("conn_crash", "profile_crash")
 	s.waitForStatus("conn_crash", workflows.StatusAwaitingUser)
@@ -68,7 +71,7 @@ func TestWorkerKilledMidCloseDoesNotAskTheUserAgain(t *testing.T) {
 		var out struct{ Repair workflows.RepairState }
 		s.call(http.MethodGet, "/v1/repairs/sandbox/conn_crash", nil, &out)
 		st = out.Repair
-		return st.Status.Terminal()
+		return st.Status.Terminal() || st.Attempt > 1
 	}, 90*time.Second, 100*time.Millisecond)
 
 	assert.Equal(t, workflows.StatusRepaired, st.Status)

@@ -131,6 +131,9 @@ func (r *repair) describe(ctx workflow.Context) {
 	} else {
 		fmt.Fprintf(&b, "- repair window ends %s\n", r.deadline.UTC().Format(time.RFC3339))
 	}
+	if r.st.Status == StatusCompleting || r.st.Status == StatusVerifying {
+		fmt.Fprintf(&b, "- the user finished; verification runs until %s\n", r.st.VerifyUntil.UTC().Format(time.RFC3339))
+	}
 	if r.st.Status == StatusAwaitingUser {
 		if !r.st.SessionExpiresAt.IsZero() {
 			fmt.Fprintf(&b, "- widget session expires %s\n", r.st.SessionExpiresAt.UTC().Format(time.RFC3339))
