@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -70,22 +71,35 @@ func (a *Activities) FinishReconnect(ctx context.Context, req CloseRequest) (Con
 	}
 	log := activity.GetLogger(ctx)
 	if req.Resumed || activity.GetInfo(ctx).Attempt > 1 {
-		if st, ok := reconnectTookEffect(ctx, p, req.ConnectionRef); ok {
+		st, err := tookEffect(ctx, p, req.ConnectionRef)
+		switch {
+		case err != nil:
+			// Whether the earlier close went through is unknown, and
+			// closing again may be refused: ask again later instead.
+			return ConnectionStatus{}, err
+		case st.Health == HealthHealthy || st.Health == HealthSyncing:
 			log.Info("close of an earlier attempt took effect; not closing again", "provider", req.Provider,
 				"connectionId", req.ConnectionID, "health", st.Health, "providerStatus", st.ProviderStatus)
 			return st, nil
 		}
 	}
 	if err := p.Close(ctx, req); err != nil {
-		if ErrorType(err) == ErrTypeReconnectRejected {
-			if st, ok := reconnectTookEffect(ctx, p, req.ConnectionRef); ok {
-				log.Info("close refused but the connection is repaired", "provider", req.Provider,
-					"connectionId", req.ConnectionID, "health", st.Health, "error", err)
-				return st, nil
-			}
+		if ErrorType(err) != ErrTypeReconnectRejected {
+			log.Warn("close failed", "provider", req.Provider,
+				"connectionId", req.ConnectionID, "errorType", ErrorType(err), "error", err)
+			return ConnectionStatus{}, err
 		}
-		log.Warn("close failed", "provider", req.Provider,
-			"connectionId", req.ConnectionID, "errorType", ErrorType(err), "error", err)
+		// Refused: a failed attempt only if the connection is still broken.
+		st, serr := tookEffect(ctx, p, req.ConnectionRef)
+		switch {
+		case serr != nil:
+			return ConnectionStatus{}, serr
+		case st.Health == HealthHealthy || st.Health == HealthSyncing:
+			log.Info("close refused but the connection is repaired", "provider", req.Provider,
+				"connectionId", req.ConnectionID, "health", st.Health, "error", err)
+			return st, nil
+		}
+		log.Warn("close rejected", "provider", req.Provider, "connectionId", req.ConnectionID, "error", err)
 		return ConnectionStatus{}, err
 	}
 	st, err := p.ConnectionStatus(ctx, req.ConnectionRef)
@@ -100,14 +114,16 @@ func (a *Activities) FinishReconnect(ctx context.Context, req CloseRequest) (Con
 	return st, nil
 }
 
-// reconnectTookEffect reports whether the connection is syncing or healthy,
-// which a broken connection is not until the user's reconnect went through.
-func reconnectTookEffect(ctx context.Context, p Provider, ref ConnectionRef) (ConnectionStatus, bool) {
+// tookEffect reads the status that tells whether a reconnect went through:
+// syncing or healthy, which a broken connection is not until then. A
+// status that cannot be read is a retryable error (named errors, such as
+// not found, stay as they are).
+func tookEffect(ctx context.Context, p Provider, ref ConnectionRef) (ConnectionStatus, error) {
 	st, err := p.ConnectionStatus(ctx, ref)
-	if err != nil {
-		return ConnectionStatus{}, false
+	if err != nil && ErrorType(err) == "" {
+		return ConnectionStatus{}, fmt.Errorf("read the status before deciding on close: %w", err)
 	}
-	return st, st.Health == HealthHealthy || st.Health == HealthSyncing
+	return st, err
 }
 
 // ConnectionStatus reads the connection's status from the provider.

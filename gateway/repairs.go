@@ -45,33 +45,6 @@ func validID(id string) bool {
 	return true
 }
 
-// startOptions start a repair or join the open one: one open repair per
-// connection, and a new run under the same id once the last one closed.
-func (g *Gateway) startOptions(in workflows.RepairInput) client.StartWorkflowOptions {
-	summary := fmt.Sprintf("Repair %s connection %s", in.Provider, in.ConnectionID)
-	if in.ProfileID != "" {
-		summary += " for profile " + in.ProfileID
-	}
-	if in.Institution != "" {
-		summary += " at " + in.Institution
-	}
-	return client.StartWorkflowOptions{
-		ID:                       workflows.WorkflowID(in.Provider, in.ConnectionID),
-		TaskQueue:                g.TaskQueue,
-		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		TypedSearchAttributes:    workflows.InitialSearchAttributes(in),
-		StaticSummary:            summary,
-	}
-}
-
-// signalWithStart delivers ev to the connection's open repair, starting one
-// with in if there is none.
-func (g *Gateway) signalWithStart(ctx context.Context, in workflows.RepairInput, ev workflows.ProviderEvent) (client.WorkflowRun, error) {
-	opts := g.startOptions(in)
-	return g.Temporal.SignalWithStartWorkflow(ctx, opts.ID, workflows.SignalProviderEvent, ev, opts, workflows.WorkflowName, in)
-}
-
 type startRequest struct {
 	Provider     string `json:"provider"`
 	ConnectionID string `json:"connectionId"`
@@ -100,6 +73,12 @@ func (g *Gateway) startRepair(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.ProfileID != "" && !validID(req.ProfileID) {
 		writeError(w, http.StatusBadRequest, codeBadRequest, "profileId has characters that are not allowed")
+		return
+	}
+	if len(req.Reason) > workflows.MaxExitFieldBytes || len(req.Institution) > workflows.MaxExitFieldBytes ||
+		len(req.Connector) > workflows.MaxExitFieldBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge,
+			fmt.Sprintf("reason, institution and connector are at most %d bytes", workflows.MaxExitFieldBytes))
 		return
 	}
 	opts := g.Defaults
@@ -131,18 +110,20 @@ func (g *Gateway) startRepair(w http.ResponseWriter, r *http.Request) {
 		TriggerReason: reason,
 		Options:       opts,
 	}
-	// Signal-with-start: a running repair is joined, and one that has ended
-	// but is still delivering its last events starts the next run when it
-	// closes, so a manual start is never lost.
-	start := g.startOptions(in)
-	run, err := g.Temporal.SignalWithStartWorkflow(r.Context(), start.ID, workflows.SignalRepairRequested,
-		workflows.RepairRequest{Reason: reason, At: time.Now().UTC()}, start, workflows.WorkflowName, in)
+	// A running repair is joined (nothing recorded); one that has ended but
+	// is still delivering its last events starts the next run when it
+	// closes; with none open a new one starts. A manual start is never lost.
+	outcome, runID, err := g.deliver(r.Context(), delivery{
+		id:    workflows.WorkflowID(req.Provider, req.ConnectionID),
+		msg:   workflows.Message{RepairRequest: &workflows.RepairRequest{Reason: reason, At: time.Now().UTC()}},
+		start: &in,
+	})
 	if err != nil {
 		g.temporalError(w, r, err, req.Provider, req.ConnectionID)
 		return
 	}
-	g.Logger.Info("repair started or joined by API", "provider", req.Provider, "connectionId", req.ConnectionID, "runId", run.GetRunID())
-	writeJSON(w, http.StatusAccepted, map[string]repairRef{"repair": {ID: run.GetID(), RunID: run.GetRunID()}})
+	g.Logger.Info("repair started by API: "+string(outcome), "provider", req.Provider, "connectionId", req.ConnectionID, "runId", runID)
+	writeJSON(w, http.StatusAccepted, map[string]repairRef{"repair": {ID: workflows.WorkflowID(req.Provider, req.ConnectionID), RunID: runID}})
 }
 
 // validConnection checks a provider and connection id, writing the error.
@@ -204,8 +185,10 @@ func (g *Gateway) getRepair(w http.ResponseWriter, r *http.Request) {
 	view := repairView{ID: id}
 	if summary.Running {
 		view.RepairState, view.Source = g.queryState(r.Context(), id)
+	} else if st, ok, err := g.lastResult(r.Context(), id, summary.RunID); err == nil && ok {
+		view.RepairState, view.Source = st, "result"
 	} else {
-		view.RepairState, view.Source = g.closedState(r.Context(), id, summary.RunID)
+		view.Source = "visibility"
 	}
 	if view.Source == "visibility" {
 		view.RepairState = summary.state()
@@ -230,18 +213,6 @@ func (g *Gateway) queryState(ctx context.Context, id string) (workflows.RepairSt
 		return st, "visibility"
 	}
 	return st, "workflow"
-}
-
-// closedState reads a closed run's final state from its history.
-func (g *Gateway) closedState(ctx context.Context, id, runID string) (workflows.RepairState, string) {
-	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
-	defer cancel()
-	var st workflows.RepairState
-	if err := g.Temporal.GetWorkflow(ctx, id, runID).Get(ctx, &st); err != nil || st.Status == "" {
-		// Terminated, failed or timed out: no result to read.
-		return st, "visibility"
-	}
-	return st, "result"
 }
 
 // pendingFailure is the last failure of a provider call still being
@@ -280,6 +251,14 @@ func (g *Gateway) reconnect(w http.ResponseWriter, r *http.Request) {
 			err = v.Get(&offer)
 		}
 		qcancel()
+		if olderRun(err) {
+			// A run begun before the reconnect query: its update decides.
+			var res workflows.ReconnectResult
+			if err = g.update(ctx, id, workflows.UpdateReconnect, "", req, &res); err == nil {
+				writeJSON(w, http.StatusOK, res)
+				return
+			}
+		}
 		if err != nil {
 			g.temporalError(w, r, err, provider, conn)
 			return
@@ -345,6 +324,13 @@ func (g *Gateway) update(ctx context.Context, id, name, updateID string, arg, re
 	return err
 }
 
+// olderRun reports the error of a query or update a run begun before it
+// existed does not know (the SDK's own words); such runs are sent what
+// they understand instead.
+func olderRun(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "unknown queryType") || strings.Contains(err.Error(), "unknown update"))
+}
+
 func isMoving(err error) bool {
 	var appErr *temporal.ApplicationError
 	return errors.As(err, &appErr) && appErr.Type() == workflows.ErrTypeRepairMoving
@@ -395,12 +381,14 @@ func (g *Gateway) exit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("exit fields over %d bytes", workflows.MaxExitFieldBytes))
 		return
 	}
+	provider, conn := r.PathValue("provider"), r.PathValue("connectionId")
+	// The same exit sent again is one update (its time is only part of it
+	// when the frontend gave one).
+	id := updateID("exit", provider, conn, req.Reason, req.ErrorCode, req.ProviderRequestID, req.At.Format(time.RFC3339Nano))
 	if req.At.IsZero() {
 		req.At = time.Now().UTC()
 	}
-	provider, conn := r.PathValue("provider"), r.PathValue("connectionId")
-	g.sendMessage(w, r, workflows.UpdateExit,
-		updateID("exit", provider, conn, req.Reason, req.ErrorCode, req.ProviderRequestID, req.At.Format(time.RFC3339Nano)), req)
+	g.sendMessage(w, r, workflows.UpdateExit, id, req)
 }
 
 // decodeMessage checks the path and decodes a non-empty JSON body.
@@ -424,6 +412,11 @@ func (g *Gateway) sendMessage(w http.ResponseWriter, r *http.Request, name, upda
 			break
 		}
 	}
+	if olderRun(err) {
+		// A run begun before these updates hears of them as signals.
+		legacy := map[string]string{workflows.UpdateComplete: workflows.SignalReconnectCompleted, workflows.UpdateExit: workflows.SignalReconnectExited}
+		err = g.Temporal.SignalWorkflow(ctx, id, "", legacy[name], payload)
+	}
 	var appErr *temporal.ApplicationError
 	duplicate := errors.As(err, &appErr) && appErr.Type() == workflows.ErrTypeAlreadyCompleted
 	if err != nil && !duplicate {
@@ -446,21 +439,22 @@ func (g *Gateway) cancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := workflows.WorkflowID(provider, conn)
-	info, err := g.describe(r.Context(), id)
+	outcome, _, err := g.deliver(r.Context(), delivery{id: id, msg: workflows.Message{Cancel: &req}})
 	if err != nil {
 		g.temporalError(w, r, err, provider, conn)
 		return
 	}
-	if !info.Running || info.Status.Terminal() {
+	if outcome != eventApplied {
+		info, err := g.describe(r.Context(), id)
+		if err != nil {
+			g.temporalError(w, r, err, provider, conn)
+			return
+		}
 		writeError(w, http.StatusConflict, codeConflict, fmt.Sprintf("the repair is %s", info.Status))
 		return
 	}
-	if err := g.Temporal.SignalWorkflow(r.Context(), id, "", workflows.SignalCancel, req); err != nil {
-		g.temporalError(w, r, err, provider, conn)
-		return
-	}
 	g.Logger.Info("repair cancel sent", "provider", provider, "connectionId", conn)
-	writeJSON(w, http.StatusAccepted, map[string]any{"repair": map[string]string{"id": id}, "accepted": workflows.SignalCancel})
+	writeJSON(w, http.StatusAccepted, map[string]any{"repair": map[string]string{"id": id}, "accepted": "cancel"})
 }
 
 // repairSummary is a repair as visibility lists it.

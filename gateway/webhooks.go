@@ -9,9 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
-
 	"github.com/relink-dev/relink/activities"
 	"github.com/relink-dev/relink/workflows"
 )
@@ -96,14 +93,6 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-type eventOutcome string
-
-const (
-	eventApplied   eventOutcome = "applied"
-	eventDuplicate eventOutcome = "duplicate: its repair already handled it"
-	eventIgnored   eventOutcome = "ignored: no open repair to act on it"
-)
-
 // Webhook fields the workflow records are clipped, so a provider's long
 // strings cannot bloat a repair's history.
 const (
@@ -118,12 +107,10 @@ func clip(s string, n int) string {
 	return s
 }
 
-// applyEvent hands one event to the connection's repair. A repairable or
-// proactive event starts the repair or joins the open one, unless the last
-// repair, now closed, already handled it (the same event id, or an event
-// dated no later than the break it repaired): that is read from Temporal,
-// so every gateway replica answers alike. Other events go to the open
-// repair; with none open they are ignored.
+// applyEvent hands one event to the connection's repair (see deliver). A
+// repairable or proactive event starts a repair if none is open, unless
+// the last repair, now closed, already handled it: the same event id, or
+// an event dated no later than the break it repaired.
 func (g *Gateway) applyEvent(ctx context.Context, provider string, ev activities.WebhookEvent) (eventOutcome, error) {
 	signal := workflows.ProviderEvent{
 		EventID:        ev.EventID,
@@ -132,72 +119,27 @@ func (g *Gateway) applyEvent(ctx context.Context, provider string, ev activities
 		ProviderStatus: clip(ev.ProviderStatus, maxEventStatusBytes),
 		Reason:         clip(ev.Type, maxEventTypeBytes),
 	}
-	id := workflows.WorkflowID(provider, ev.ConnectionID)
+	d := delivery{id: workflows.WorkflowID(provider, ev.ConnectionID), msg: workflows.Message{Event: &signal}}
 	if ev.Kind == activities.EventKindRepairable || ev.Kind == activities.EventKindProactive {
-		handled, err := g.handledByLastRepair(ctx, id, ev)
-		if err != nil || handled {
-			return eventDuplicate, err
-		}
-		in := workflows.RepairInput{
+		d.start = &workflows.RepairInput{
 			Provider:       provider,
 			ConnectionID:   ev.ConnectionID,
 			ProfileID:      ev.ProfileID,
-			Institution:    ev.Institution,
-			Connector:      ev.Connector,
+			Institution:    clip(ev.Institution, maxEventTypeBytes),
+			Connector:      clip(ev.Connector, maxEventStatusBytes),
 			TriggerEventID: ev.EventID,
 			TriggerReason:  signal.Reason,
 			DetectedAt:     ev.At,
 			Proactive:      ev.Kind == activities.EventKindProactive,
 			Options:        g.Defaults,
 		}
-		if _, err := g.signalWithStart(ctx, in, signal); err != nil {
-			return "", err
+		d.handled = func(last workflows.RepairState) bool {
+			if ev.EventID != "" && slices.Contains(last.EventIDs, ev.EventID) {
+				return true
+			}
+			return !ev.At.IsZero() && !last.DetectedAt.IsZero() && !ev.At.After(last.DetectedAt)
 		}
-		return eventApplied, nil
 	}
-	// A repair that has ended has nothing left to do with a confirmation
-	// or an error: not signalling it saves an action and a history event
-	// (a repair often ends on its own status read before the webhook).
-	info, err := g.describe(ctx, id)
-	var notFound *serviceerror.NotFound
-	switch {
-	case errors.As(err, &notFound):
-		return eventIgnored, nil
-	case err != nil:
-		return "", err
-	case !info.Running || info.Status.Terminal():
-		return eventIgnored, nil
-	}
-	err = g.Temporal.SignalWorkflow(ctx, id, "", workflows.SignalProviderEvent, signal)
-	switch {
-	case errors.As(err, &notFound):
-		return eventIgnored, nil
-	case err != nil:
-		return "", err
-	}
-	return eventApplied, nil
-}
-
-// handledByLastRepair reports whether the connection's latest repair has
-// closed after handling ev: its id is among the event ids the repair
-// applied, or it is dated no later than the break that repair began with.
-func (g *Gateway) handledByLastRepair(ctx context.Context, id string, ev activities.WebhookEvent) (bool, error) {
-	desc, err := g.Temporal.DescribeWorkflowExecution(ctx, id, "")
-	var notFound *serviceerror.NotFound
-	switch {
-	case errors.As(err, &notFound):
-		return false, nil
-	case err != nil:
-		return false, err
-	case desc.GetWorkflowExecutionInfo().GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING:
-		return false, nil // the open repair dedupes it itself
-	}
-	last, source := g.closedState(ctx, id, desc.GetWorkflowExecutionInfo().GetExecution().GetRunId())
-	if source != "result" {
-		return false, nil
-	}
-	if ev.EventID != "" && slices.Contains(last.EventIDs, ev.EventID) {
-		return true, nil
-	}
-	return !ev.At.IsZero() && !last.DetectedAt.IsZero() && !ev.At.After(last.DetectedAt), nil
+	outcome, _, err := g.deliver(ctx, d)
+	return outcome, err
 }

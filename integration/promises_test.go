@@ -22,11 +22,14 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/relink-dev/relink/activities"
 	"github.com/relink-dev/relink/activities/quiltt"
 	"github.com/relink-dev/relink/activities/sandbox"
+	"github.com/relink-dev/relink/app"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -461,4 +464,36 @@ func (s *stack) raw(method, path string, body io.Reader) *http.Response {
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(s.t, err)
 	return resp
+}
+
+func TestRunsBegunBeforeTheUpgradeCanStillBeCompleted(t *testing.T) {
+	s := newBareStack(t, nil)
+	// A worker of the previous version, as before a deploy: its runs have
+	// no version marker and speak the old messages.
+	w := worker.New(s.temporal, s.cfg.Temporal.TaskQueue, app.WorkerOptions())
+	w.RegisterWorkflowWithOptions(workflows.ConnectionRepairV0, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	w.RegisterActivity(app.NewActivities(s.cfg, s.logger, s.providers))
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Stop)
+	_, err := s.sandbox.SetScript("conn_old", sandbox.Script{SyncingPolls: 1})
+	require.NoError(t, err)
+
+	s.breakConnection("conn_old", "profile_old")
+	s.waitForStatus("conn_old", workflows.StatusAwaitingUser)
+	s.repairConnection("conn_old") // reconnect and complete, through the new gateway
+	st := s.waitForStatus("conn_old", workflows.StatusRepaired)
+	assert.Equal(t, "confirmed by the provider's webhook", st.Reason, "the webhook reached it too")
+
+	// Repeated manual starts on an open repair record nothing.
+	s.breakConnection("conn_old2", "profile_old")
+	s.waitForStatus("conn_old2", workflows.StatusAwaitingUser)
+	id := workflows.WorkflowID(sandbox.Name, "conn_old2")
+	before := len(s.history(id, ""))
+	for range 20 {
+		require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs",
+			map[string]string{"provider": "sandbox", "connectionId": "conn_old2", "reason": "ticket 7"}, nil))
+	}
+	assert.Equal(t, before, len(s.history(id, "")))
+	assert.Equal(t, http.StatusRequestEntityTooLarge, s.call(http.MethodPost, "/v1/repairs",
+		map[string]string{"provider": "sandbox", "connectionId": "conn_old2", "reason": strings.Repeat("x", 600)}, nil))
 }

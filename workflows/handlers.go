@@ -124,9 +124,12 @@ func (r *repair) offer(ctx workflow.Context, req ReconnectRequest, now time.Time
 	if r.moving {
 		return ReconnectOffer{Unavailable: "the repair is moving to a new run; retry", RetryAfter: time.Second}
 	}
-	// Everyone who needs the session after this round asks with the same
-	// id, so the server runs one update for all of them.
-	return ReconnectOffer{UpdateID: fmt.Sprintf("reconnect/%s/%d", workflow.GetInfo(ctx).WorkflowExecution.RunID, r.refreshRounds)}
+	// Everyone who needs a new session in this state asks with the same
+	// id, so the server runs one update for all of them. The id changes
+	// with every refresh round and every status change, so an id the
+	// server has answered is never handed out again.
+	return ReconnectOffer{UpdateID: fmt.Sprintf("reconnect/%s/%d/%d",
+		workflow.GetInfo(ctx).WorkflowExecution.RunID, len(r.st.Steps), r.refreshRounds)}
 }
 
 func (r *repair) validateReconnect(ctx workflow.Context, _ ReconnectRequest) error {
@@ -139,13 +142,17 @@ func (r *repair) onReconnect(ctx workflow.Context, req ReconnectRequest) (Reconn
 	r.updates++
 	o := r.offer(ctx, req, workflow.Now(ctx))
 	switch {
-	case o.Result != nil:
+	case o.Result != nil && r.st.Status != StatusAwaitingUser:
 		return *o.Result, nil
 	case o.Closed != "":
 		return ReconnectResult{}, repairError(ErrTypeRepairClosed, "the repair is %s", o.Closed)
-	case o.Unavailable != "":
+	case r.st.Status == StatusPending:
 		return ReconnectResult{}, repairError(ErrTypeProviderUnavailable, "%s", o.Unavailable)
 	}
+	// The query saw that a new session is needed (by the caller's clock,
+	// which may run ahead of this task's): mint one whatever this task
+	// thinks, so the update id, spent now, is never answered from the
+	// server's cache with a session it meant to replace.
 	round := r.refreshRounds
 	if !r.refreshing {
 		r.refreshRequested = true

@@ -41,11 +41,6 @@ func newHarness(t *testing.T) *harness {
 	env.RegisterWorkflow(ConnectionRepair)
 	env.RegisterActivity(&activities.Activities{Providers: activities.NewRegistry(sb), Notifier: rec})
 	h := &harness{t: t, env: env, sandbox: sb, events: rec, start: env.Now()}
-	// The gateway starts a repair with signal-with-start: the trigger event
-	// arrives as a signal too.
-	env.RegisterDelayedCallback(func() {
-		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_trigger", Kind: activities.EventKindRepairable, At: h.start})
-	}, 0)
 	return h
 }
 
@@ -94,7 +89,23 @@ func (h *harness) at(d time.Duration, fn func()) {
 
 // reconnect sends the reconnect update; the returned outcome is filled when
 // the update completes.
+//
+// Like the gateway, it asks the reconnect query first and sends the update
+// only when the query says a new session is needed.
 func (h *harness) reconnect(req ReconnectRequest) *updateOutcome {
+	h.t.Helper()
+	v, err := h.env.QueryWorkflow(QueryReconnect, ReconnectQuery{ReconnectRequest: req, At: h.env.Now()})
+	require.NoError(h.t, err)
+	var offer ReconnectOffer
+	require.NoError(h.t, v.Get(&offer))
+	switch {
+	case offer.Result != nil:
+		return &updateOutcome{done: true, result: *offer.Result}
+	case offer.Closed != "":
+		return &updateOutcome{done: true, err: repairError(ErrTypeRepairClosed, "the repair is %s", offer.Closed)}
+	case offer.Unavailable != "":
+		return &updateOutcome{done: true, err: repairError(ErrTypeProviderUnavailable, "%s", offer.Unavailable)}
+	}
 	return h.update(UpdateReconnect, req)
 }
 
@@ -143,8 +154,19 @@ func (h *harness) providerEvent(id string, kind activities.EventKind) {
 	h.signal(SignalProviderEvent, ProviderEvent{EventID: id, Kind: kind, At: h.env.Now()})
 }
 
+// signal sends a message as the gateway does: webhook events, cancels and
+// repair requests on the one message channel.
 func (h *harness) signal(name string, arg any) {
-	h.env.SignalWorkflow(name, arg)
+	switch v := arg.(type) {
+	case ProviderEvent:
+		h.env.SignalWorkflow(SignalMessage, Message{Event: &v})
+	case CancelRequest:
+		h.env.SignalWorkflow(SignalMessage, Message{Cancel: &v})
+	case RepairRequest:
+		h.env.SignalWorkflow(SignalMessage, Message{RepairRequest: &v})
+	default:
+		h.env.SignalWorkflow(name, arg)
+	}
 }
 
 func (h *harness) state() RepairState {

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -20,8 +21,10 @@ type inboxItem struct {
 	exit       *ReconnectExited
 }
 
-// signals are the signal channels the handlers listen on.
-var signals = []string{SignalProviderEvent, SignalCancel, SignalRepairRequested}
+// signals are the signal channels the handlers listen on: the one message
+// channel, and the per-kind channels an older gateway sends to.
+var signals = []string{SignalMessage, SignalProviderEvent, SignalCancel, SignalRepairRequested,
+	SignalReconnectCompleted, SignalReconnectExited}
 
 // listen records every signal of one name in the inbox, in arrival order.
 func (r *repair) listen(ctx workflow.Context, name string) {
@@ -54,6 +57,24 @@ func (r *repair) record(ctx workflow.Context, name string, raw json.RawMessage) 
 	var item inboxItem
 	var err error
 	switch name {
+	case SignalMessage:
+		var m Message
+		err = decodeInto(raw, &m)
+		item = inboxItem{event: m.Event, cancel: m.Cancel, request: m.RepairRequest}
+		if err == nil && item == (inboxItem{}) {
+			err = errors.New("empty message")
+		}
+	case SignalReconnectCompleted:
+		// An older gateway's complete: checked as the update would be.
+		item.completion = new(ReconnectCompleted)
+		if err = decodeInto(raw, item.completion); err == nil {
+			err = r.validateComplete(ctx, *item.completion)
+		}
+	case SignalReconnectExited:
+		item.exit = new(ReconnectExited)
+		if err = decodeInto(raw, item.exit); err == nil {
+			err = r.validateExit(ctx, *item.exit)
+		}
 	case SignalProviderEvent:
 		item.event = new(ProviderEvent)
 		err = decodeInto(raw, item.event)
@@ -166,11 +187,6 @@ func (r *repair) rememberEvent(id string) bool {
 // applyEvent applies a webhook event once, ignoring stale ones.
 func (r *repair) applyEvent(ctx workflow.Context, ev ProviderEvent) {
 	if ev.EventID != "" && !r.rememberEvent(ev.EventID) {
-		if ev.EventID == r.in.TriggerEventID && !r.triggerDelivered {
-			// The signal that came with the start (signal-with-start).
-			r.triggerDelivered = true
-			return
-		}
 		r.st.DuplicateEvents++
 		workflow.GetLogger(ctx).Info("duplicate provider event ignored", "eventId", ev.EventID,
 			"provider", r.in.Provider, "connectionId", r.in.ConnectionID)

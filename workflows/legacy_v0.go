@@ -76,9 +76,11 @@ type v0Repair struct {
 	pendingNotifications int
 }
 
-// ConnectionRepair repairs one broken connection. See the package doc and
+// ConnectionRepairV0 is ConnectionRepair before the inbox. Nothing registers
+// it: runs without the version marker reach it through ConnectionRepair, and
+// tests register it to run a repair of that version. See the package doc and
 // the README's state diagram.
-func v0ConnectionRepair(ctx workflow.Context, in RepairInput) (RepairState, error) {
+func ConnectionRepairV0(ctx workflow.Context, in RepairInput) (RepairState, error) {
 	r := v0NewRepair(ctx, in)
 	if err := r.registerHandlers(ctx); err != nil {
 		return r.st, err

@@ -39,13 +39,16 @@ const (
 	// gateway no longer sends them.
 	SignalReconnectCompleted = "reconnect-completed"
 	SignalReconnectExited    = "reconnect-exited"
-	// SignalProviderEvent: a normalised webhook event. Payload ProviderEvent.
-	SignalProviderEvent = "provider-event"
-	// SignalCancel: an operator ends the repair. Payload CancelRequest.
-	SignalCancel = "cancel"
-	// SignalRepairRequested: a repair was asked for by hand (sent with
-	// signal-with-start, so it starts one or joins the open one). Payload
-	// RepairRequest.
+	// SignalMessage carries every signal of a repair (webhook events,
+	// cancels, manual starts) on one channel, so the repair applies them
+	// in the order they arrived. Payload Message.
+	SignalMessage = "message"
+	// SignalProviderEvent, SignalCancel and SignalRepairRequested are the
+	// per-kind signals of runs begun before SignalMessage (legacy_v0.go);
+	// the gateway sends them only to such runs, and newer runs still read
+	// them from a gateway of the older version during a rolling upgrade.
+	SignalProviderEvent   = "provider-event"
+	SignalCancel          = "cancel"
 	SignalRepairRequested = "repair-requested"
 	// QueryState: the whole repair state. Result RepairState.
 	QueryState = "state"
@@ -155,6 +158,13 @@ type ReconnectExited struct {
 	ErrorCode         string    `json:"errorCode,omitempty"`
 	ProviderRequestID string    `json:"providerRequestId,omitempty"`
 	At                time.Time `json:"at,omitzero"`
+}
+
+// Message is the payload of SignalMessage: exactly one field is set.
+type Message struct {
+	Event         *ProviderEvent `json:"event,omitempty"`
+	Cancel        *CancelRequest `json:"cancel,omitempty"`
+	RepairRequest *RepairRequest `json:"repairRequest,omitempty"`
 }
 
 // ProviderEvent is one webhook event, normalised by the provider's adapter.

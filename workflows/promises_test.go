@@ -153,3 +153,60 @@ func TestReconnectDuringTheProbeSaysRetry(t *testing.T) {
 	require.True(t, update.done)
 	assert.Equal(t, ErrTypeProviderUnavailable, activities.ErrorType(update.err), "answered at once, not after the outage")
 }
+
+func TestSignalsApplyInArrivalOrderAcrossKinds(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.at(time.Minute, func() {
+		// Sent together, the cancel first: the cancel wins.
+		h.signal(SignalCancel, CancelRequest{Reason: "first"})
+		h.providerEvent("evt_synced", activities.EventKindSynced)
+	})
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusCanceled, st.Status)
+	assert.Equal(t, "canceled: first", st.Reason)
+	assert.Equal(t, 1, st.IgnoredEvents, "the synced event after it is counted, not lost silently")
+}
+
+func TestAnOlderGatewaysSignalsStillWork(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() {
+		// During a rolling upgrade a gateway of the previous version sends
+		// the per-kind signals.
+		h.env.SignalWorkflow(SignalReconnectExited, ReconnectExited{Reason: "closed"})
+		h.env.SignalWorkflow(SignalReconnectCompleted, ReconnectCompleted{ConnectorToken: "not-ours"})
+		login, err := h.sandbox.LoginUser(testConn)
+		require.NoError(t, err)
+		h.env.SignalWorkflow(SignalReconnectCompleted, ReconnectCompleted{
+			ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken})
+	})
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Equal(t, 1, st.Exits)
+	assert.Equal(t, 1, st.IgnoredEvents, "the stray completion is refused as the update's validator would")
+	assert.Equal(t, 1, h.calls("close"))
+}
+
+func TestReconnectUpdateAlwaysMintsWhileWaiting(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	var first, second *updateOutcome
+	// The query said a new session was needed; the update must not serve
+	// the current one, or its id would answer from cache ever after.
+	h.at(time.Minute, func() { first = h.update(UpdateReconnect, ReconnectRequest{}) })
+	h.at(2*time.Minute, func() { second = h.update(UpdateReconnect, ReconnectRequest{}) })
+	h.at(3*time.Minute, func() { h.signal(SignalCancel, CancelRequest{}) })
+
+	st := h.run(RepairOptions{})
+
+	require.NoError(t, first.err)
+	require.NoError(t, second.err)
+	assert.NotEqual(t, first.result.Session.ConnectorToken, second.result.Session.ConnectorToken)
+	assert.Equal(t, 3, st.SessionsIssued)
+}

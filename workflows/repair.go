@@ -13,8 +13,10 @@ import (
 
 // Workflow versions, recorded as a marker at the start of every run.
 const (
-	// versionChange names the marker.
-	versionChange = "relink-inbox"
+	// VersionMarker names the marker; the SDK lists it, with the version,
+	// in the run's TemporalChangeVersion search attribute, which tells the
+	// gateway which messages a run understands.
+	VersionMarker = "relink-inbox"
 	// CurrentVersion is the behaviour new runs get: the ordered inbox, the
 	// complete update, crash-safe close. Runs without the marker began
 	// before it and replay through legacy_v0.go. Recorded histories are
@@ -90,14 +92,13 @@ type repair struct {
 	exits               int // exits recorded by this run
 	moving              bool
 	nextBreak           *ProviderEvent
-	triggerDelivered    bool // the start's own copy of the trigger event arrived
 }
 
 // ConnectionRepair repairs one broken connection. See the package doc and
 // the README's state diagram.
 func ConnectionRepair(ctx workflow.Context, in RepairInput) (RepairState, error) {
-	if workflow.GetVersion(ctx, versionChange, workflow.DefaultVersion, CurrentVersion) == workflow.DefaultVersion {
-		return v0ConnectionRepair(ctx, in)
+	if workflow.GetVersion(ctx, VersionMarker, workflow.DefaultVersion, CurrentVersion) == workflow.DefaultVersion {
+		return ConnectionRepairV0(ctx, in)
 	}
 	r := newRepair(ctx, in)
 	if err := r.registerHandlers(ctx); err != nil {

@@ -38,7 +38,10 @@ func (r *repair) transition(ctx workflow.Context, to Status, note string) {
 		r.completion = nil
 		r.refreshRequested = false
 	}
-	r.verifyNow = false
+	if to != StatusVerifying {
+		// A break reported while close ran is checked once verifying.
+		r.verifyNow = false
+	}
 	switch {
 	case to.Terminal():
 		r.st.Reason = note
