@@ -38,6 +38,11 @@ func (r *repair) continueDue(ctx workflow.Context) bool {
 	if r.completion != nil || r.refreshRequested || r.refreshing || r.verifyNow {
 		return false
 	}
+	return r.historyFull(ctx)
+}
+
+// historyFull reports that this run should hand over to a new one.
+func (r *repair) historyFull(ctx workflow.Context) bool {
 	info := workflow.GetInfo(ctx)
 	return info.GetContinueAsNewSuggested() ||
 		info.GetCurrentHistoryLength() >= r.opts.ContinueAsNewAfterEvents ||

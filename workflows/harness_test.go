@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"sync"
@@ -34,9 +35,18 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessWith(t, nil)
+}
+
+// newHarnessWith runs over an existing sandbox (nil: a new one), for a
+// run that continues where another harness's left off.
+func newHarnessWith(t *testing.T, sb *sandbox.Provider) *harness {
+	t.Helper()
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
-	sb := &sandbox.Provider{Now: env.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if sb == nil {
+		sb = &sandbox.Provider{Now: env.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	}
 	rec := &eventRecorder{now: env.Now}
 	env.RegisterWorkflow(ConnectionRepair)
 	env.RegisterActivity(&activities.Activities{Providers: activities.NewRegistry(sb), Notifier: rec})
@@ -193,9 +203,10 @@ type updateOutcome struct {
 
 // eventRecorder is the app's notification endpoint.
 type eventRecorder struct {
-	mu     sync.Mutex
-	now    func() time.Time
-	events []recordedEvent
+	mu      sync.Mutex
+	now     func() time.Time
+	events  []recordedEvent
+	failing bool // the app's endpoint is down
 }
 
 type recordedEvent struct {
@@ -206,6 +217,9 @@ type recordedEvent struct {
 func (r *eventRecorder) Notify(_ context.Context, ev activities.Event) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.failing {
+		return errors.New("app endpoint: 503")
+	}
 	r.events = append(r.events, recordedEvent{Event: ev, deliveredAt: r.now()})
 	return nil
 }

@@ -85,6 +85,9 @@ type RepairInput struct {
 	// Carry is the state a run hands to the next when it continues as new
 	// to keep its history short; nil for a new repair.
 	Carry *RepairCarry `json:"carry,omitempty"`
+	// Undelivered are events of the previous repair still owed to the app
+	// when a new break continued it as this run; this run delivers them.
+	Undelivered []activities.Event `json:"undelivered,omitempty"`
 }
 
 // ReconnectRequest is the reconnect update's argument.

@@ -2,12 +2,15 @@ package workflows
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/relink-dev/relink/activities"
 	"github.com/relink-dev/relink/activities/sandbox"
@@ -209,4 +212,66 @@ func TestReconnectUpdateAlwaysMintsWhileWaiting(t *testing.T) {
 	require.NoError(t, second.err)
 	assert.NotEqual(t, first.result.Session.ConnectorToken, second.result.Session.ConnectorToken)
 	assert.Equal(t, 3, st.SessionsIssued)
+}
+
+func TestContinueAsNewWhenSuggestedCarriesTheWholeRepair(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.at(10*time.Minute, func() { h.exit(ReconnectExited{Reason: "closed"}) })
+	h.at(11*time.Minute, func() {
+		h.env.SetContinueAsNewSuggested(true)
+		h.env.SetCurrentHistoryLength(40_000) // and wake it up, as a message would
+		h.signal(SignalMessage, Message{Event: &ProviderEvent{EventID: "evt_errored", Kind: activities.EventKindErrored}})
+	})
+
+	h.env.ExecuteWorkflow(ConnectionRepair, h.input(RepairOptions{}))
+
+	var can *workflow.ContinueAsNewError
+	require.True(t, errors.As(h.env.GetWorkflowError(), &can), "%v", h.env.GetWorkflowError())
+	var next RepairInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.NotNil(t, next.Carry)
+	c := next.Carry
+	assert.Equal(t, StatusAwaitingUser, c.State.Status)
+	assert.Equal(t, 1, c.State.Exits)
+	assert.Contains(t, c.State.EventIDs, "evt_trigger")
+	assert.NotEmpty(t, c.Session.ConnectorToken, "the user's session goes along")
+	assert.Equal(t, []string{c.Session.ConnectorToken}, c.IssuedTokens)
+
+	// The next run picks up where this one stopped: same session, same
+	// window, no second action_required.
+	h2 := newHarnessWith(t, h.sandbox)
+	h2.at(time.Minute, func() { h2.userCompletes() })
+	h2.env.ExecuteWorkflow(ConnectionRepair, next)
+	var st RepairState
+	require.NoError(t, h2.env.GetWorkflowResult(&st))
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Equal(t, 2, st.Runs)
+	assert.Equal(t, 1, st.SessionsIssued)
+	assert.Equal(t, c.State.ExpiresAt, st.ExpiresAt)
+	require.Len(t, h2.events.events, 1)
+	assert.Equal(t, activities.EventRepaired, h2.events.events[0].Type)
+	assert.Equal(t, 2, h2.events.events[0].Repair.Sequence, "the sequence goes on from the first run's events")
+}
+
+func TestNewBreakWhileTheAppIsDownContinuesAtOnceWithTheUndeliveredEvents(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{Initialize: sandbox.InitializeContinue})
+	h.events.failing = true
+	h.at(time.Minute, func() {
+		h.providerEvent("evt_new_break", activities.EventKindRepairable)
+		h.env.SetContinueAsNewSuggested(true)
+	})
+
+	h.env.ExecuteWorkflow(ConnectionRepair, h.input(RepairOptions{}))
+
+	var can *workflow.ContinueAsNewError
+	require.True(t, errors.As(h.env.GetWorkflowError(), &can), "%v", h.env.GetWorkflowError())
+	var next RepairInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	assert.Nil(t, next.Carry)
+	assert.Equal(t, "evt_new_break", next.TriggerEventID)
+	require.Len(t, next.Undelivered, 1, "the repaired event the app has not had yet goes along")
+	assert.Equal(t, activities.EventRepaired, next.Undelivered[0].Type)
 }

@@ -113,10 +113,13 @@ func ConnectionRepair(ctx workflow.Context, in RepairInput) (RepairState, error)
 	}
 
 	// Deliver what is still in flight, and let running updates answer,
-	// before the run ends; a new break meanwhile starts the next run.
+	// before the run ends; a new break meanwhile starts the next run,
+	// at once (taking the undelivered events along) if the wait has made
+	// the history long.
 	for {
 		_ = workflow.Await(ctx, func() bool {
-			return len(r.inbox) > 0 || (len(r.outbox) == 0 && workflow.AllHandlersFinished(ctx))
+			return len(r.inbox) > 0 || (len(r.outbox) == 0 && workflow.AllHandlersFinished(ctx)) ||
+				(r.nextBreak != nil && r.historyFull(ctx))
 		})
 		r.collectSignals(ctx)
 		if len(r.inbox) == 0 {
@@ -141,7 +144,7 @@ func newRepair(ctx workflow.Context, in RepairInput) *repair {
 		r.st.Runs++
 		return r
 	}
-	r := &repair{in: in, opts: opts, deadline: now.Add(opts.RepairWindow)}
+	r := &repair{in: in, opts: opts, deadline: now.Add(opts.RepairWindow), outbox: in.Undelivered}
 	r.st = RepairState{
 		Provider:      in.Provider,
 		ConnectionID:  in.ConnectionID,
@@ -631,10 +634,12 @@ func (r *repair) ref() activities.ConnectionRef {
 	}
 }
 
-// nextInput starts the next run for a break that arrived as this one closed.
+// nextInput starts the next run for a break that arrived as this one
+// closed; events this run could not deliver yet go with it.
 func (r *repair) nextInput() RepairInput {
 	next := r.in
 	next.Carry = nil
+	next.Undelivered = r.outbox
 	next.TriggerEventID = r.nextBreak.EventID
 	next.TriggerReason = r.nextBreak.Reason
 	next.DetectedAt = r.nextBreak.At
