@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/relink-dev/relink/activities"
 	"github.com/relink-dev/relink/activities/sandbox"
@@ -166,6 +168,16 @@ func (h *harness) providerEvent(id string, kind activities.EventKind) {
 
 // signal sends a message as the gateway does: webhook events, cancels and
 // repair requests on the one message channel.
+// continuedAs is the input of the run the workflow continued as.
+func (h *harness) continuedAs() RepairInput {
+	h.t.Helper()
+	var can *workflow.ContinueAsNewError
+	require.True(h.t, errors.As(h.env.GetWorkflowError(), &can), "%v", h.env.GetWorkflowError())
+	var next RepairInput
+	require.NoError(h.t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	return next
+}
+
 func (h *harness) signal(name string, arg any) {
 	switch v := arg.(type) {
 	case ProviderEvent:

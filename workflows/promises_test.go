@@ -2,15 +2,12 @@ package workflows
 
 import (
 	"encoding/json"
-	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/converter"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/relink-dev/relink/activities"
 	"github.com/relink-dev/relink/activities/sandbox"
@@ -226,10 +223,7 @@ func TestContinueAsNewWhenSuggestedCarriesTheWholeRepair(t *testing.T) {
 
 	h.env.ExecuteWorkflow(ConnectionRepair, h.input(RepairOptions{}))
 
-	var can *workflow.ContinueAsNewError
-	require.True(t, errors.As(h.env.GetWorkflowError(), &can), "%v", h.env.GetWorkflowError())
-	var next RepairInput
-	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	next := h.continuedAs()
 	require.NotNil(t, next.Carry)
 	c := next.Carry
 	assert.Equal(t, StatusAwaitingUser, c.State.Status)
@@ -266,10 +260,7 @@ func TestNewBreakWhileTheAppIsDownContinuesAtOnceWithTheUndeliveredEvents(t *tes
 
 	h.env.ExecuteWorkflow(ConnectionRepair, h.input(RepairOptions{}))
 
-	var can *workflow.ContinueAsNewError
-	require.True(t, errors.As(h.env.GetWorkflowError(), &can), "%v", h.env.GetWorkflowError())
-	var next RepairInput
-	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	next := h.continuedAs()
 	assert.Nil(t, next.Carry)
 	assert.Equal(t, "evt_new_break", next.TriggerEventID)
 	require.Len(t, next.Undelivered, 1, "the repaired event the app has not had yet goes along")

@@ -1,14 +1,11 @@
 package workflows
 
 import (
-	"errors"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/converter"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/relink-dev/relink/activities"
 	"github.com/relink-dev/relink/activities/sandbox"
@@ -178,10 +175,7 @@ func TestNextRunInputForABreakAfterClose(t *testing.T) {
 
 			h.env.ExecuteWorkflow(ConnectionRepair, h.input(RepairOptions{}))
 
-			var can *workflow.ContinueAsNewError
-			require.True(t, errors.As(h.env.GetWorkflowError(), &can), "%v", h.env.GetWorkflowError())
-			var next RepairInput
-			require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+			next := h.continuedAs()
 			assert.Equal(t, testConn, next.ConnectionID)
 			assert.Equal(t, testProfile, next.ProfileID)
 			assert.Nil(t, next.Carry, "a new break is a new repair")
