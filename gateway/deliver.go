@@ -7,9 +7,9 @@ import (
 	"slices"
 	"strings"
 
-	"go.temporal.io/api/common/v1"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -63,7 +63,7 @@ func (g *Gateway) deliver(ctx context.Context, d delivery) (eventOutcome, string
 			if d.msg.RepairRequest != nil && !ended {
 				return eventJoined, summary.RunID, nil // nothing to record
 			}
-			err := g.signalRun(ctx, d.id, summary.RunID, speaksMessages(info.GetSearchAttributes().GetIndexedFields()), d.msg)
+			err := g.signalRun(ctx, d.id, summary.RunID, speaksMessages(info), d.msg)
 			if errors.As(err, &notFound) {
 				continue // it closed meanwhile
 			}
@@ -88,7 +88,7 @@ func (g *Gateway) deliver(ctx context.Context, d delivery) (eventOutcome, string
 		}
 		return eventApplied, run.GetRunID(), nil
 	}
-	return "", "", errors.New("the repair kept opening and closing; retry")
+	return "", "", serviceerror.NewUnavailable("the repair kept opening and closing; retry")
 }
 
 // signalRun sends msg to one run: on the message channel, or as the
@@ -107,12 +107,20 @@ func (g *Gateway) signalRun(ctx context.Context, id, runID string, messages bool
 	}
 }
 
-// speaksMessages reports whether a run reads SignalMessage: the SDK lists
-// the version markers a run recorded in TemporalChangeVersion.
-func speaksMessages(fields map[string]*common.Payload) bool {
+// protocolMemo marks the runs this gateway starts as reading SignalMessage,
+// from their first moment (continue-as-new keeps the memo).
+const protocolMemo = "relinkMessages"
+
+// speaksMessages reports whether a run reads SignalMessage: one this
+// gateway started (its memo), or one whose version marker says so (the SDK
+// lists the markers a run recorded in TemporalChangeVersion, after its
+// first task).
+func speaksMessages(info *workflow.WorkflowExecutionInfo) bool {
+	var marked bool
+	decodeAttr(info.GetMemo().GetFields(), protocolMemo, &marked)
 	var versions []string
-	decodeAttr(fields, "TemporalChangeVersion", &versions)
-	return slices.ContainsFunc(versions, func(v string) bool {
+	decodeAttr(info.GetSearchAttributes().GetIndexedFields(), "TemporalChangeVersion", &versions)
+	return marked || slices.ContainsFunc(versions, func(v string) bool {
 		return strings.HasPrefix(v, workflows.VersionMarker+"-") && v != workflows.VersionMarker+"-0"
 	})
 }
@@ -154,7 +162,11 @@ func (g *Gateway) startOptions(in workflows.RepairInput) client.StartWorkflowOpt
 		TaskQueue:                g.TaskQueue,
 		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		TypedSearchAttributes:    workflows.InitialSearchAttributes(in),
-		StaticSummary:            summary,
+		// Another gateway may have started it a moment ago: say so, and
+		// the message goes to that run instead.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		TypedSearchAttributes:                    workflows.InitialSearchAttributes(in),
+		Memo:                                     map[string]any{protocolMemo: true},
+		StaticSummary:                            summary,
 	}
 }

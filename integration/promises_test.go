@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -380,7 +381,28 @@ func TestMoreHistories(t *testing.T) {
 	st := s.waitForStatus("conn_poll", workflows.StatusRepaired)
 	assert.Equal(t, "confirmed by the provider's connection status", st.Reason)
 
-	for conn, name := range map[string]string{"conn_exp": "expired", "conn_retry": "failed-attempt", "conn_poll": "polling"} {
+	// A break reported while close runs: checked by a status read once
+	// verifying, not taken as a failed attempt.
+	_, err = s.sandbox.SetScript("conn_during", sandbox.Script{SyncingPolls: 1, SuppressWebhooks: true})
+	require.NoError(t, err)
+	s.breakConnection("conn_during", "profile_during")
+	s.waitForStatus("conn_during", workflows.StatusAwaitingUser)
+	var rec workflows.ReconnectResult
+	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/sandbox/conn_during/reconnect", nil, &rec))
+	var login sandbox.Login
+	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/sandbox/connections/conn_during/login", nil, &login))
+	_, err = s.sandbox.SetScript("conn_during", sandbox.Script{SyncingPolls: 1, SuppressWebhooks: true, LatencyMillis: 1500})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs/sandbox/conn_during/complete", login, nil))
+	s.waitFor("close to be running", func() bool { return s.sandboxCalls("conn_during", "close") == 1 })
+	s.postSandboxEventAt(s.gateway, quiltt.Event{ID: "evt_during", Type: quiltt.EventRepairable, At: time.Now().Add(time.Second).UTC(),
+		Record: &quiltt.Record{ID: "conn_during", Status: quiltt.StatusErrorRepairable}})
+	st = s.waitForStatus("conn_during", workflows.StatusRepaired)
+	assert.Equal(t, 1, st.Attempt)
+	assert.Equal(t, "confirmed by the provider's connection status", st.Reason, "read at once, not after the quiet period")
+
+	for conn, name := range map[string]string{"conn_exp": "expired", "conn_retry": "failed-attempt", "conn_poll": "polling",
+		"conn_during": "break-during-close"} {
 		id := workflows.WorkflowID(sandbox.Name, conn)
 		s.waitFor(conn+" to close", func() bool { return !s.running(id) })
 		s.recordHistory(id, name)
@@ -468,8 +490,11 @@ func (s *stack) raw(method, path string, body io.Reader) *http.Response {
 
 func TestRunsBegunBeforeTheUpgradeCanStillBeCompleted(t *testing.T) {
 	s := newBareStack(t, nil)
-	// A worker of the previous version, as before a deploy: its runs have
-	// no version marker and speak the old messages.
+	// Repairs begun before the upgrade: started by the previous gateway
+	// (signal-with-start, no memo) and run by the previous workflow code,
+	// which has no version marker and speaks the old messages. (Workers
+	// are upgraded before gateways, so every run the new gateway starts
+	// runs the new code.)
 	w := worker.New(s.temporal, s.cfg.Temporal.TaskQueue, app.WorkerOptions())
 	w.RegisterWorkflowWithOptions(workflows.ConnectionRepairV0, workflow.RegisterOptions{Name: workflows.WorkflowName})
 	w.RegisterActivity(app.NewActivities(s.cfg, s.logger, s.providers))
@@ -477,15 +502,17 @@ func TestRunsBegunBeforeTheUpgradeCanStillBeCompleted(t *testing.T) {
 	t.Cleanup(w.Stop)
 	_, err := s.sandbox.SetScript("conn_old", sandbox.Script{SyncingPolls: 1})
 	require.NoError(t, err)
-
-	s.breakConnection("conn_old", "profile_old")
+	s.breakQuietly("conn_old")
+	s.startDirect("conn_old", workflows.RepairOptions{})
 	s.waitForStatus("conn_old", workflows.StatusAwaitingUser)
+
 	s.repairConnection("conn_old") // reconnect and complete, through the new gateway
 	st := s.waitForStatus("conn_old", workflows.StatusRepaired)
 	assert.Equal(t, "confirmed by the provider's webhook", st.Reason, "the webhook reached it too")
 
 	// Repeated manual starts on an open repair record nothing.
-	s.breakConnection("conn_old2", "profile_old")
+	s.breakQuietly("conn_old2")
+	s.startDirect("conn_old2", workflows.RepairOptions{})
 	s.waitForStatus("conn_old2", workflows.StatusAwaitingUser)
 	id := workflows.WorkflowID(sandbox.Name, "conn_old2")
 	before := len(s.history(id, ""))
@@ -496,4 +523,46 @@ func TestRunsBegunBeforeTheUpgradeCanStillBeCompleted(t *testing.T) {
 	assert.Equal(t, before, len(s.history(id, "")))
 	assert.Equal(t, http.StatusRequestEntityTooLarge, s.call(http.MethodPost, "/v1/repairs",
 		map[string]string{"provider": "sandbox", "connectionId": "conn_old2", "reason": strings.Repeat("x", 600)}, nil))
+}
+
+func TestConcurrentTriggersOnTwoGatewaysAreBothKept(t *testing.T) {
+	s := newStack(t)
+	other := s.newGateway()
+	var wg sync.WaitGroup
+	for i := range 8 {
+		conn := fmt.Sprintf("conn_race_%d", i)
+		s.breakQuietly(conn)
+		for j, gw := range []*httptest.Server{s.gateway, other} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.postSandboxEventAt(gw, quiltt.Event{ID: fmt.Sprintf("evt_%s_%d", conn, j), Type: quiltt.EventRepairable,
+					At: time.Now().UTC(), Record: &quiltt.Record{ID: conn, Status: quiltt.StatusErrorRepairable}})
+			}()
+		}
+	}
+	wg.Wait()
+	for i := range 8 {
+		conn := fmt.Sprintf("conn_race_%d", i)
+		s.waitFor(conn+" to have both events", func() bool {
+			ids := s.state(conn).EventIDs
+			return slices.Contains(ids, "evt_"+conn+"_0") && slices.Contains(ids, "evt_"+conn+"_1")
+		})
+	}
+}
+
+func TestMessagesBeforeTheFirstTaskKeepTheirOrder(t *testing.T) {
+	s := newBareStack(t, nil) // no worker yet: the run has not begun
+	_, err := s.sandbox.SetScript("conn_early", sandbox.Script{})
+	require.NoError(t, err)
+	s.breakQuietly("conn_early")
+	s.postSandboxEventAt(s.gateway, quiltt.Event{ID: "evt_early_break", Type: quiltt.EventRepairable, At: time.Now().UTC(),
+		Record: &quiltt.Record{ID: "conn_early", Status: quiltt.StatusErrorRepairable}})
+	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs/sandbox/conn_early/cancel", map[string]string{"reason": "first"}, nil))
+	s.postSandboxEventAt(s.gateway, quiltt.Event{ID: "evt_early_synced", Type: quiltt.EventSyncedSuccessful, At: time.Now().UTC(),
+		Record: &quiltt.Record{ID: "conn_early", Status: quiltt.StatusSynced}})
+
+	s.startWorker(s.sandbox)
+	st := s.waitForStatus("conn_early", workflows.StatusCanceled)
+	assert.Equal(t, "canceled: first", st.Reason)
 }

@@ -192,7 +192,14 @@ func (r *repair) validateComplete(ctx workflow.Context, c ReconnectCompleted) er
 	if err := r.admit(); err != nil {
 		return err
 	}
+	return r.checkCompletion(c)
+}
+
+// checkCompletion is what makes a completion usable, whatever carried it.
+func (r *repair) checkCompletion(c ReconnectCompleted) error {
 	switch {
+	case r.st.Status.Terminal():
+		return repairError(ErrTypeRepairClosed, "the repair is %s", r.st.Status)
 	case c.ConnectorToken == "":
 		return repairError(ErrTypeInvalidMessage, "connectorToken is required: the session the widget completed")
 	case len(c.ConnectorToken) > MaxTokenBytes || len(c.PublicToken) > MaxTokenBytes:
@@ -231,6 +238,14 @@ func (r *repair) onComplete(ctx workflow.Context, c ReconnectCompleted) (Complet
 func (r *repair) validateExit(ctx workflow.Context, e ReconnectExited) error {
 	if err := r.admit(); err != nil {
 		return err
+	}
+	return r.checkExit(e)
+}
+
+// checkExit is what makes an exit recordable, whatever carried it.
+func (r *repair) checkExit(e ReconnectExited) error {
+	if r.st.Status.Terminal() {
+		return repairError(ErrTypeRepairClosed, "the repair is %s", r.st.Status)
 	}
 	if len(e.Reason) > MaxExitFieldBytes || len(e.ErrorCode) > MaxExitFieldBytes || len(e.ProviderRequestID) > MaxExitFieldBytes {
 		return repairError(ErrTypeTooLarge, "exit fields are at most %d bytes each", MaxExitFieldBytes)

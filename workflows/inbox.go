@@ -65,15 +65,17 @@ func (r *repair) record(ctx workflow.Context, name string, raw json.RawMessage) 
 			err = errors.New("empty message")
 		}
 	case SignalReconnectCompleted:
-		// An older gateway's complete: checked as the update would be.
+		// An older gateway's complete: checked as the update would be,
+		// except that a signal cannot be sent again later, so a run that is
+		// moving or full takes it all the same.
 		item.completion = new(ReconnectCompleted)
 		if err = decodeInto(raw, item.completion); err == nil {
-			err = r.validateComplete(ctx, *item.completion)
+			err = r.checkCompletion(*item.completion)
 		}
 	case SignalReconnectExited:
 		item.exit = new(ReconnectExited)
 		if err = decodeInto(raw, item.exit); err == nil {
-			err = r.validateExit(ctx, *item.exit)
+			err = r.checkExit(*item.exit)
 		}
 	case SignalProviderEvent:
 		item.event = new(ProviderEvent)

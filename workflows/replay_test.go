@@ -21,7 +21,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 	// replay through legacy_v0.go.
 	for _, name := range []string{"canceled", "repaired", "unrepairable",
 		"v1-continue", "v1-user-completed", "v1-repaired", "v1-expired", "v1-unrepairable", "v1-failed-attempt",
-		"v1-refresh-continued-as-new", "v1-carried-to-repaired", "v1-polling", "v1-canceled"} {
+		"v1-refresh-continued-as-new", "v1-carried-to-repaired", "v1-polling", "v1-canceled", "v1-break-during-close"} {
 		require.Contains(t, files, filepath.Join("testdata", "histories", name+".json"))
 	}
 	for _, f := range files {
