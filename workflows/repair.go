@@ -570,7 +570,11 @@ func (r *repair) providerFailedBy(ctx workflow.Context, what string, err error, 
 // again; an outcome from the inbox ends the pause.
 func (r *repair) pauseAfterOutage(ctx workflow.Context) {
 	status := r.st.Status
-	t := r.startTimer(ctx, workflow.Now(ctx).Add(max(min(providerRetryPause, r.untilDeadline(ctx)), time.Second)),
+	deadline := r.deadline
+	if status == StatusCompleting {
+		deadline = r.st.VerifyUntil
+	}
+	t := r.startTimer(ctx, workflow.Now(ctx).Add(max(min(providerRetryPause, deadline.Sub(workflow.Now(ctx))), time.Second)),
 		"wait before asking the provider again")
 	defer t.stop()
 	for !t.fired() {
