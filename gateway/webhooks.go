@@ -64,7 +64,7 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 		if !validID(ev.ConnectionID) || (ev.ProfileID != "" && !validID(ev.ProfileID)) {
 			log.Warn("webhook rejected: unusable connection or profile id", "event", i)
 			writeError(w, http.StatusBadRequest, codeBadRequest,
-				fmt.Sprintf("events[%d]: connection and profile ids must be at most 256 printable characters, without quotes", i))
+				fmt.Sprintf("events[%d]: connection and profile ids must be 1 to 256 printable ASCII characters, without spaces or quotes", i))
 			return
 		}
 	}

@@ -398,7 +398,7 @@ func (r *repair) finishReconnect(ctx workflow.Context) {
 	var st activities.ConnectionStatus
 	interrupted, err := r.runProviderActivity(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    30 * time.Second,
-		ScheduleToCloseTimeout: max(r.st.VerifyUntil.Sub(workflow.Now(ctx)), time.Second),
+		ScheduleToCloseTimeout: max(r.untilDeadline(ctx), time.Second),
 		RetryPolicy:            providerRetryPolicy(),
 		Summary:                fmt.Sprintf("close %s connection %s and read its status", r.in.Provider, r.in.ConnectionID),
 	}, a.FinishReconnect, req, &st)
@@ -420,7 +420,7 @@ func (r *repair) finishReconnect(ctx workflow.Context) {
 		r.transition(ctx, StatusVerifying, "close accepted; waiting for the provider to confirm")
 		return
 	}
-	if r.providerFailedBy(ctx, "close", err, r.st.VerifyUntil) {
+	if r.providerFailed(ctx, "close", err) {
 		r.closeOutages++
 		r.pauseAfterOutage(ctx)
 	}
@@ -537,14 +537,9 @@ func classify(err error) failureKind {
 }
 
 // providerFailed records a provider activity's final error and acts on it.
-// It reports true when the provider was only unavailable and the window is
-// still open, so the caller should try again.
+// It reports true when the provider was only unavailable and the deadline
+// has not passed, so the caller should try again.
 func (r *repair) providerFailed(ctx workflow.Context, what string, err error) (retry bool) {
-	return r.providerFailedBy(ctx, what, err, r.deadline)
-}
-
-// providerFailedBy is providerFailed with the deadline that applies.
-func (r *repair) providerFailedBy(ctx workflow.Context, what string, err error, deadline time.Time) (retry bool) {
 	if ctx.Err() != nil {
 		return false // run records the cancel
 	}
@@ -558,7 +553,7 @@ func (r *repair) providerFailedBy(ctx workflow.Context, what string, err error, 
 		r.end(ctx, StatusUnrepairable, what+": "+msg)
 		return false
 	}
-	if !workflow.Now(ctx).Before(deadline) {
+	if r.untilDeadline(ctx) <= 0 {
 		r.end(ctx, StatusExpired, "the repair window ended while the provider was unavailable ("+what+": "+msg+")")
 		return false
 	}
@@ -570,11 +565,7 @@ func (r *repair) providerFailedBy(ctx workflow.Context, what string, err error, 
 // again; an outcome from the inbox ends the pause.
 func (r *repair) pauseAfterOutage(ctx workflow.Context) {
 	status := r.st.Status
-	deadline := r.deadline
-	if status == StatusCompleting {
-		deadline = r.st.VerifyUntil
-	}
-	t := r.startTimer(ctx, workflow.Now(ctx).Add(max(min(providerRetryPause, deadline.Sub(workflow.Now(ctx))), time.Second)),
+	t := r.startTimer(ctx, workflow.Now(ctx).Add(max(min(providerRetryPause, r.untilDeadline(ctx)), time.Second)),
 		"wait before asking the provider again")
 	defer t.stop()
 	for !t.fired() {
@@ -624,8 +615,14 @@ func providerRetryPolicy() *temporal.RetryPolicy {
 	}
 }
 
+// untilDeadline is the time left: to the repair window's end, or, once the
+// user has finished (COMPLETING, VERIFYING), to the verification deadline.
 func (r *repair) untilDeadline(ctx workflow.Context) time.Duration {
-	return r.deadline.Sub(workflow.Now(ctx))
+	deadline := r.deadline
+	if r.st.Status == StatusCompleting || r.st.Status == StatusVerifying {
+		deadline = r.st.VerifyUntil
+	}
+	return deadline.Sub(workflow.Now(ctx))
 }
 
 func (r *repair) ref() activities.ConnectionRef {
