@@ -3,16 +3,16 @@ package activities
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
 
 // Outbound event types, POSTed to the app's RELINK_NOTIFY_URL.
@@ -25,10 +25,6 @@ const (
 	EventUnrepairable   = "repair.unrepairable"
 	EventCanceled       = "repair.canceled"
 )
-
-// SignatureHeader carries the outbound event's signature:
-// "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>".
-const SignatureHeader = "Relink-Signature"
 
 // Event is one notification to the app. ID is stable across retries so the
 // app can drop duplicates; Sequence orders one repair's events.
@@ -63,14 +59,37 @@ type Notifier interface {
 	Notify(ctx context.Context, ev Event) error
 }
 
-// HTTPNotifier POSTs signed JSON events to the app. With no URL it only logs,
-// which is what the dev stack does unless RELINK_NOTIFY_URL is set.
+// HTTPNotifier POSTs JSON events to the app, signed as Standard Webhooks
+// (standardwebhooks.com) so the app verifies them with the official
+// libraries: webhook-id (the event id, the same on every retry),
+// webhook-timestamp, and webhook-signature with one "v1,<base64>" per
+// secret, so the app can rotate its secret without missing an event. With
+// no URL it only logs, which is what the dev stack does unless
+// RELINK_NOTIFY_URL is set.
 type HTTPNotifier struct {
-	URL    string
-	Secret string
-	Client *http.Client
-	Logger *slog.Logger
-	Now    Clock
+	URL string
+	// Signers are the "whsec_…" secrets, each of which signs every event.
+	Signers   []*standardwebhooks.Webhook
+	UserAgent string
+	Client    *http.Client
+	Logger    *slog.Logger
+	Now       Clock
+}
+
+// NewSigners parses "whsec_<base64>" secrets.
+func NewSigners(secrets []string) ([]*standardwebhooks.Webhook, error) {
+	signers := make([]*standardwebhooks.Webhook, 0, len(secrets))
+	for i, s := range secrets {
+		if !strings.HasPrefix(s, "whsec_") {
+			return nil, fmt.Errorf("notify secret %d must start with whsec_", i+1)
+		}
+		wh, err := standardwebhooks.NewWebhook(s)
+		if err != nil {
+			return nil, fmt.Errorf("notify secret %d is not whsec_<base64>", i+1)
+		}
+		signers = append(signers, wh)
+	}
+	return signers, nil
 }
 
 // Notify implements Notifier. A non-2xx answer is an error, so Temporal
@@ -90,10 +109,25 @@ func (n *HTTPNotifier) Notify(ctx context.Context, ev Event) error {
 	if err != nil {
 		return InvalidInput(fmt.Sprintf("notify request: %v", err))
 	}
+	if len(n.Signers) == 0 {
+		// config refuses this at start; never send an event unsigned.
+		return InvalidInput("RELINK_NOTIFY_URL is set without RELINK_NOTIFY_SECRET")
+	}
+	sent := n.Now()
+	signatures := make([]string, 0, len(n.Signers))
+	for _, s := range n.Signers {
+		sig, err := s.Sign(ev.ID, sent, body)
+		if err != nil {
+			return InvalidInput(fmt.Sprintf("sign event: %v", err))
+		}
+		signatures = append(signatures, sig)
+	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Relink-Event-Id", ev.ID)
+	req.Header.Set("User-Agent", n.UserAgent)
+	req.Header.Set(standardwebhooks.HeaderWebhookID, ev.ID)
+	req.Header.Set(standardwebhooks.HeaderWebhookTimestamp, strconv.FormatInt(sent.Unix(), 10))
+	req.Header.Set(standardwebhooks.HeaderWebhookSignature, strings.Join(signatures, " "))
 	req.Header.Set("Relink-Event-Type", ev.Type)
-	req.Header.Set(SignatureHeader, SignEvent(n.Secret, n.Now(), body))
 	resp, err := n.Client.Do(req)
 	if err != nil {
 		log.Warn("notify failed", "error", err)
@@ -107,13 +141,4 @@ func (n *HTTPNotifier) Notify(ctx context.Context, ev Event) error {
 	}
 	log.Info("notified")
 	return nil
-}
-
-// SignEvent returns the Relink-Signature header value for body sent at t.
-func SignEvent(secret string, t time.Time, body []byte) string {
-	ts := strconv.FormatInt(t.Unix(), 10)
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte(ts + "."))
-	mac.Write(body)
-	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
 }

@@ -20,11 +20,14 @@ import (
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/codec"
 	"github.com/relink-dev/relink/config"
+	"github.com/relink-dev/relink/version"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -48,10 +51,17 @@ func NewLogger(c config.Log) (*slog.Logger, error) {
 // Dial connects to Temporal: plain for a local server, mTLS with
 // certificate files, or Temporal Cloud with an API key.
 func Dial(ctx context.Context, c config.Temporal, logger *slog.Logger) (client.Client, error) {
+	enc, err := PayloadCodec(c)
+	if err != nil {
+		return nil, err
+	}
+	dc := codec.DataConverter(enc)
 	opts := client.Options{
-		HostPort:  c.Address,
-		Namespace: c.Namespace,
-		Logger:    sdklog.NewStructuredLogger(logger),
+		HostPort:         c.Address,
+		Namespace:        c.Namespace,
+		Logger:           sdklog.NewStructuredLogger(logger),
+		DataConverter:    dc,
+		FailureConverter: codec.FailureConverter(dc, enc != nil),
 	}
 	if c.TLS() {
 		tlsConf := &tls.Config{ServerName: c.TLSServerName, MinVersion: tls.VersionTLS12}
@@ -85,15 +95,30 @@ func Dial(ctx context.Context, c config.Temporal, logger *slog.Logger) (client.C
 	return cl, nil
 }
 
-// NewNotifier builds the app notifier from RELINK_NOTIFY_URL/SECRET.
-func NewNotifier(c config.Notify, logger *slog.Logger) *activities.HTTPNotifier {
-	return &activities.HTTPNotifier{
-		URL:    c.URL,
-		Secret: c.Secret,
-		Client: &http.Client{Timeout: 20 * time.Second},
-		Logger: logger,
-		Now:    time.Now,
+// PayloadCodec is the payload encryption from RELINK_PAYLOAD_KEYS; nil
+// (an untyped nil interface) when no key is set.
+func PayloadCodec(c config.Temporal) (converter.PayloadCodec, error) {
+	keys := c.PayloadKeyring()
+	if len(keys) == 0 {
+		return nil, nil
 	}
+	return codec.NewEncryption(keys)
+}
+
+// NewNotifier builds the app notifier from RELINK_NOTIFY_URL/SECRET.
+func NewNotifier(c config.Notify, logger *slog.Logger) (*activities.HTTPNotifier, error) {
+	signers, err := activities.NewSigners(c.Secrets())
+	if err != nil {
+		return nil, fmt.Errorf("RELINK_NOTIFY_SECRET: %w", err)
+	}
+	return &activities.HTTPNotifier{
+		URL:       c.URL,
+		Signers:   signers,
+		UserAgent: version.UserAgent(),
+		Client:    &http.Client{Timeout: 20 * time.Second},
+		Logger:    logger,
+		Now:       time.Now,
+	}, nil
 }
 
 // Register adds the repair workflow and its activities to a worker.

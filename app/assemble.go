@@ -10,6 +10,7 @@ import (
 
 	"github.com/relink-dev/relink/activities"
 	"github.com/relink-dev/relink/activities/sandbox"
+	"github.com/relink-dev/relink/clienttoken"
 	"github.com/relink-dev/relink/config"
 	"github.com/relink-dev/relink/gateway"
 )
@@ -33,25 +34,46 @@ func NewSandbox(c config.Config, logger *slog.Logger) *sandbox.Provider {
 }
 
 // NewActivities builds the activities over the enabled providers.
-func NewActivities(c config.Config, logger *slog.Logger, providers Providers) *activities.Activities {
+func NewActivities(c config.Config, logger *slog.Logger, providers Providers) (*activities.Activities, error) {
+	notifier, err := NewNotifier(c.Notify, logger.With("component", "notifier"))
+	if err != nil {
+		return nil, err
+	}
 	return &activities.Activities{
 		Providers: activities.NewRegistry(providers.APIs...),
-		Notifier:  NewNotifier(c.Notify, logger.With("component", "notifier")),
-	}
+		Notifier:  notifier,
+	}, nil
 }
 
 // NewGateway builds the HTTP gateway with the enabled providers' webhook
 // receivers; sb enables the sandbox's controls (dev stack only).
-func NewGateway(c config.Config, tc client.Client, logger *slog.Logger, providers Providers, sb *sandbox.Provider) *gateway.Gateway {
-	return &gateway.Gateway{
-		Temporal:  tc,
-		TaskQueue: c.Temporal.TaskQueue,
-		APIKey:    c.Gateway.APIKey,
-		Receivers: providers.Webhooks,
-		Defaults:  c.Repair.Options(),
-		Sandbox:   sb,
-		Logger:    logger.With("component", "gateway"),
+func NewGateway(c config.Config, tc client.Client, logger *slog.Logger, providers Providers, sb *sandbox.Provider) (*gateway.Gateway, error) {
+	enc, err := PayloadCodec(c.Temporal)
+	if err != nil {
+		return nil, err
 	}
+	var tokens *clienttoken.Authority
+	if keys := c.Gateway.ClientKeys(); len(keys) > 0 {
+		if tokens, err = clienttoken.New(keys, c.Gateway.ClientTokenTTL, time.Now); err != nil {
+			return nil, err
+		}
+	}
+	return &gateway.Gateway{
+		Temporal:     tc,
+		Namespace:    c.Temporal.Namespace,
+		TaskQueue:    c.Temporal.TaskQueue,
+		APIKeys:      c.Gateway.AllAPIKeys(),
+		ClientTokens: tokens,
+		CORSOrigins:  c.Gateway.CORSOrigins,
+		BrowserRate:  c.Gateway.BrowserRate,
+		BrowserBurst: c.Gateway.BrowserBurst,
+		Codec:        enc,
+		CodecOrigins: c.Gateway.CodecOrigins,
+		Receivers:    providers.Webhooks,
+		Defaults:     c.Repair.Options(),
+		Sandbox:      sb,
+		Logger:       logger.With("component", "gateway"),
+	}, nil
 }
 
 // NewHTTPServer serves h on addr with timeouts fit for webhooks and the API

@@ -5,6 +5,7 @@ package cli
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +13,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/relink-dev/relink/keyring"
+	"github.com/relink-dev/relink/version"
 )
 
 // DevAPIKey is the API key the dev stack uses when RELINK_API_KEY is unset;
@@ -27,6 +32,10 @@ Servers:
                   worker, gateway and sandbox provider
   gateway         run the HTTP gateway against TEMPORAL_ADDRESS
   setup           register Relink's search attributes in TEMPORAL_NAMESPACE
+  keygen          print a new key: -kind payload (RELINK_PAYLOAD_KEYS),
+                  client-token (RELINK_CLIENT_TOKEN_KEYS) or notify
+                  (RELINK_NOTIFY_SECRET); -id names it
+  version         print the version
 
 Client (talk to the gateway at RELINK_URL with RELINK_API_KEY):
   start           start a repair by hand
@@ -56,6 +65,11 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		err = runGateway(ctx, rest)
 	case "setup":
 		err = runSetup(ctx, rest, stdout)
+	case "keygen":
+		err = runKeygen(rest, stdout)
+	case "version":
+		fmt.Fprintln(stdout, version.String())
+		return 0
 	case "start", "state", "list", "cancel", "simulate-error":
 		err = runClient(ctx, cmd, rest, stdout)
 	case "-h", "--help", "help":
@@ -77,6 +91,32 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "relink %s: %v\n", cmd, err)
 		return 1
 	}
+}
+
+// runKeygen prints a new key in the form its setting takes.
+func runKeygen(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
+	kind := fs.String("kind", "payload", "payload, client-token or notify")
+	id := fs.String("id", "k"+time.Now().UTC().Format("20060102"), "key id (payload and client-token keys)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	key, err := keyring.Generate(*id)
+	if err != nil {
+		return err
+	}
+	switch *kind {
+	case "payload", "client-token":
+		if _, err := keyring.Parse("-id", key.Format()); err != nil {
+			return usageError("%v", err)
+		}
+		fmt.Fprintln(stdout, key.Format())
+	case "notify":
+		fmt.Fprintln(stdout, "whsec_"+base64.StdEncoding.EncodeToString(key.Secret))
+	default:
+		return usageError("-kind must be payload, client-token or notify")
+	}
+	return nil
 }
 
 var errUsage = errors.New("usage")

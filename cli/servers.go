@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -17,6 +18,7 @@ import (
 	"github.com/relink-dev/relink/app"
 	"github.com/relink-dev/relink/config"
 	"github.com/relink-dev/relink/devstack"
+	"github.com/relink-dev/relink/keyring"
 )
 
 func loadConfig(ctx context.Context) (config.Config, *slog.Logger, error) {
@@ -39,25 +41,38 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Gateway.APIKey == "" {
+	if len(cfg.Gateway.AllAPIKeys()) == 0 {
 		cfg.Gateway.APIKey = DevAPIKey
+	}
+	if cfg.Gateway.ListenAddr == "" {
+		// The dev key is published: only this machine may use it.
+		cfg.Gateway.ListenAddr = "127.0.0.1:8080"
+	}
+	if err := devKeys(&cfg); err != nil {
+		return err
 	}
 
 	var uiURL string
+	var uiOrigins []string
 	if *embedded {
 		logger.Info("starting embedded Temporal server", "dataDir", cfg.Dev.DataDir)
 		t, err := devstack.StartTemporal(devstack.Options{
-			DataDir:      cfg.Dev.DataDir,
-			Namespace:    cfg.Temporal.Namespace,
-			FrontendPort: cfg.Dev.TemporalPort,
-			UIPort:       cfg.Dev.UIPort,
+			DataDir:       cfg.Dev.DataDir,
+			Namespace:     cfg.Temporal.Namespace,
+			FrontendPort:  cfg.Dev.TemporalPort,
+			UIPort:        cfg.Dev.UIPort,
+			CodecEndpoint: strings.TrimRight(cfg.Gateway.PublicURL, "/") + "/codec",
 		})
 		if err != nil {
 			return err
 		}
 		defer t.Stop()
-		cfg.Temporal = config.Temporal{Address: t.Address, Namespace: cfg.Temporal.Namespace, TaskQueue: cfg.Temporal.TaskQueue}
+		cfg.Temporal.Address = t.Address
+		cfg.Temporal.TLSCertFile, cfg.Temporal.TLSKeyFile, cfg.Temporal.TLSCAFile, cfg.Temporal.APIKey = "", "", "", ""
 		uiURL = t.UIURL
+		if cfg.Dev.UIPort != 0 {
+			uiOrigins = []string{uiURL, fmt.Sprintf("http://127.0.0.1:%d", cfg.Dev.UIPort)}
+		}
 	}
 	tc, err := dialWhenReady(ctx, cfg.Temporal, logger)
 	if err != nil {
@@ -73,13 +88,21 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	providers := app.NewProviders(cfg, sb)
-	w := app.NewWorker(tc, cfg.Temporal.TaskQueue, app.NewActivities(cfg, logger, providers))
+	acts, err := app.NewActivities(cfg, logger, providers)
+	if err != nil {
+		return err
+	}
+	w := app.NewWorker(tc, cfg.Temporal.TaskQueue, acts)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	defer w.Stop()
 
-	gw := app.NewGateway(cfg, tc, logger, providers, sb)
+	gw, err := app.NewGateway(cfg, tc, logger, providers, sb)
+	if err != nil {
+		return err
+	}
+	gw.DevCodecOrigins = uiOrigins
 	ln, err := net.Listen("tcp", cfg.Gateway.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
@@ -93,7 +116,8 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if uiURL != "" {
 		fmt.Fprintf(stdout, "  Temporal UI   %s/namespaces/%s/workflows\n", uiURL, cfg.Temporal.Namespace)
 	}
-	fmt.Fprintf(stdout, "  Gateway       %s (API key: %s)\n", cfg.Gateway.PublicURL, redactKey(cfg.Gateway.APIKey))
+	fmt.Fprintf(stdout, "  Gateway       %s on %s (API key: %s)\n", cfg.Gateway.PublicURL, cfg.Gateway.ListenAddr, redactKey(cfg.Gateway.APIKey))
+	fmt.Fprintf(stdout, "  Encryption    payloads AES-256-GCM; Web UI decodes through %s/codec\n", cfg.Gateway.PublicURL)
 	fmt.Fprintf(stdout, "  Sandbox       %s/sandbox/connections/{id}/break\n", cfg.Gateway.PublicURL)
 	fmt.Fprintf(stdout, "  Data          %s\n", cfg.Dev.DataDir)
 	fmt.Fprintf(stdout, "relink dev ready; Ctrl-C stops\n")
@@ -105,6 +129,36 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "relink dev stopping")
 	shutdown(srv, logger)
+	return nil
+}
+
+// devKeys gives the dev stack the keys production sets by hand: a payload
+// key and a client-token key, generated in the data directory (0600) on
+// first start and kept, so restarts read the old histories and tokens.
+func devKeys(cfg *config.Config) error {
+	if err := devstack.SecureDataDir(cfg.Dev.DataDir); err != nil {
+		return err
+	}
+	for _, k := range []struct {
+		setting *string
+		file    string
+	}{
+		{&cfg.Temporal.PayloadKeys, "payload-keys"},
+		{&cfg.Gateway.ClientTokenKeys, "client-token-keys"},
+	} {
+		if *k.setting != "" {
+			continue
+		}
+		keys, err := keyring.LoadOrCreate(filepath.Join(cfg.Dev.DataDir, k.file), "dev-"+time.Now().UTC().Format("20060102"))
+		if err != nil {
+			return err
+		}
+		formatted := make([]string, len(keys))
+		for i, key := range keys {
+			formatted[i] = key.Format()
+		}
+		*k.setting = strings.Join(formatted, ",")
+	}
 	return nil
 }
 
@@ -129,6 +183,9 @@ func runGateway(ctx context.Context, args []string) error {
 	if err := cfg.RequireAPIKey(); err != nil {
 		return err
 	}
+	if cfg.Gateway.ListenAddr == "" {
+		cfg.Gateway.ListenAddr = ":8080"
+	}
 	tc, err := app.Dial(ctx, cfg.Temporal, logger)
 	if err != nil {
 		return err
@@ -138,11 +195,15 @@ func runGateway(ctx context.Context, args []string) error {
 	if len(providers.APIs) == 0 {
 		return errNoProvider
 	}
-	gw := app.NewGateway(cfg, tc, logger, providers, nil)
+	gw, err := app.NewGateway(cfg, tc, logger, providers, nil)
+	if err != nil {
+		return err
+	}
 	srv := app.NewHTTPServer(cfg.Gateway.ListenAddr, gw.Handler())
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ListenAndServe() }()
-	logger.Info("gateway listening", "addr", cfg.Gateway.ListenAddr, "temporal", cfg.Temporal.Address, "namespace", cfg.Temporal.Namespace)
+	logger.Info("gateway listening", "addr", cfg.Gateway.ListenAddr, "temporal", cfg.Temporal.Address, "namespace", cfg.Temporal.Namespace,
+		"payloadEncryption", gw.Codec != nil, "clientTokens", gw.ClientTokens != nil, "corsOrigins", cfg.Gateway.CORSOrigins)
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:

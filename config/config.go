@@ -4,11 +4,16 @@ package config
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
+
+	"github.com/relink-dev/relink/keyring"
 
 	"github.com/relink-dev/relink/workflows"
 )
@@ -42,6 +47,9 @@ type Temporal struct {
 	TLSServerName string `env:"TEMPORAL_TLS_SERVER_NAME"`
 	// APIKey authenticates to Temporal Cloud; it implies TLS.
 	APIKey string `env:"TEMPORAL_API_KEY"`
+	// PayloadKeys encrypt every payload written to Temporal ("keyId:base64
+	// 32-byte AES key,…"; the first encrypts, all decrypt). Empty: clear.
+	PayloadKeys string `env:"RELINK_PAYLOAD_KEYS"`
 }
 
 // TLS reports whether the connection uses TLS.
@@ -51,9 +59,26 @@ func (t Temporal) TLS() bool {
 
 // Gateway is the HTTP server for webhooks and the app's API.
 type Gateway struct {
-	ListenAddr string `env:"RELINK_LISTEN_ADDR, default=:8080"`
-	// APIKey is the bearer token the app's backend and frontend proxy send.
-	APIKey string `env:"RELINK_API_KEY"`
+	// ListenAddr empty means ":8080" for `relink gateway` and
+	// "127.0.0.1:8080" for `relink dev`, whose API key is published.
+	ListenAddr string `env:"RELINK_LISTEN_ADDR"`
+	// APIKey and APIKeys are the app backend's bearer keys; every one of
+	// them is accepted, so a key rotates by adding the new one, moving the
+	// app over, then removing the old one.
+	APIKey  string   `env:"RELINK_API_KEY"`
+	APIKeys []string `env:"RELINK_API_KEYS"`
+	// ClientTokenKeys sign browser tokens ("keyId:base64 32-byte Ed25519
+	// seed,…"; the first signs, all verify). Empty: no client tokens.
+	ClientTokenKeys string        `env:"RELINK_CLIENT_TOKEN_KEYS"`
+	ClientTokenTTL  time.Duration `env:"RELINK_CLIENT_TOKEN_TTL, default=30m"`
+	// CORSOrigins may call the browser routes from a page.
+	CORSOrigins []string `env:"RELINK_CORS_ORIGINS"`
+	// BrowserRate and BrowserBurst bound the requests a connection's client
+	// tokens can make, per gateway process: a looping page gets 429.
+	BrowserRate  float64 `env:"RELINK_BROWSER_RATE_LIMIT, default=2"`
+	BrowserBurst int     `env:"RELINK_BROWSER_RATE_BURST, default=20"`
+	// CodecOrigins are the Temporal Web UI origins allowed to call /codec.
+	CodecOrigins []string `env:"RELINK_CODEC_ORIGINS"`
 	// PublicURL is where the gateway is reachable; the sandbox sends its
 	// webhooks and points its widget there.
 	PublicURL string `env:"RELINK_PUBLIC_URL, default=http://localhost:8080"`
@@ -85,11 +110,17 @@ func (r Repair) Options() workflows.RepairOptions {
 	}
 }
 
-// Notify is the app's endpoint for outbound events.
+// Notify is the app's endpoint for outbound events, signed as Standard
+// Webhooks.
 type Notify struct {
-	URL    string `env:"RELINK_NOTIFY_URL"`
+	URL string `env:"RELINK_NOTIFY_URL"`
+	// Secret holds one or more space-separated "whsec_<base64>" secrets;
+	// each signs every event, so the app can rotate without a gap.
 	Secret string `env:"RELINK_NOTIFY_SECRET"`
 }
+
+// Secrets are the notify secrets, in order.
+func (n Notify) Secrets() []string { return strings.Fields(n.Secret) }
 
 // Webhooks are settings shared by the providers' inbound webhooks.
 type Webhooks struct {
@@ -224,16 +255,81 @@ func (c Config) validate() error {
 			errs = append(errs, errors.New("PLAID_WEBHOOK_DEDUPE_WINDOW must be at least 1s"))
 		}
 	}
+	errs = append(errs, c.validateSecurity()...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	return nil
 }
 
+func (c Config) validateSecurity() []error {
+	var errs []error
+	if c.Notify.URL != "" && len(c.Notify.Secrets()) == 0 {
+		errs = append(errs, errors.New("RELINK_NOTIFY_URL needs RELINK_NOTIFY_SECRET: events are never sent unsigned"))
+	}
+	for i, s := range c.Notify.Secrets() {
+		b64, ok := strings.CutPrefix(s, "whsec_")
+		raw, err := base64.StdEncoding.DecodeString(b64)
+		if !ok || err != nil || len(raw) < 24 {
+			errs = append(errs, fmt.Errorf("RELINK_NOTIFY_SECRET: secret %d must be whsec_ followed by base64 of 24 to 64 random bytes", i+1))
+		} else if len(raw) > 64 {
+			errs = append(errs, fmt.Errorf("RELINK_NOTIFY_SECRET: secret %d is over 64 bytes", i+1))
+		}
+	}
+	if _, err := keyring.Parse("RELINK_CLIENT_TOKEN_KEYS", c.Gateway.ClientTokenKeys); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := keyring.Parse("RELINK_PAYLOAD_KEYS", c.Temporal.PayloadKeys); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Gateway.ClientTokenTTL < time.Minute || c.Gateway.ClientTokenTTL > 24*time.Hour {
+		errs = append(errs, errors.New("RELINK_CLIENT_TOKEN_TTL must be between 1m and 24h"))
+	}
+	if c.Gateway.BrowserRate <= 0 || c.Gateway.BrowserBurst < 1 {
+		errs = append(errs, errors.New("RELINK_BROWSER_RATE_LIMIT must be positive and RELINK_BROWSER_RATE_BURST at least 1"))
+	}
+	for _, o := range append(append([]string{}, c.Gateway.CORSOrigins...), c.Gateway.CodecOrigins...) {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || o == "*" {
+			errs = append(errs, fmt.Errorf("CORS origin %q must be scheme://host[:port], with no path and no wildcard", o))
+		}
+	}
+	return errs
+}
+
+// AllAPIKeys are every accepted API key (RELINK_API_KEY and RELINK_API_KEYS).
+func (g Gateway) AllAPIKeys() []string {
+	var keys []string
+	for _, k := range append([]string{g.APIKey}, g.APIKeys...) {
+		if k = strings.TrimSpace(k); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// mustKeys parses a key setting that validate has already checked.
+func mustKeys(name, list string) []keyring.Key {
+	keys, err := keyring.Parse(name, list)
+	if err != nil {
+		panic(err)
+	}
+	return keys
+}
+
+// ClientKeys are the client-token signing keys.
+func (g Gateway) ClientKeys() []keyring.Key {
+	return mustKeys("RELINK_CLIENT_TOKEN_KEYS", g.ClientTokenKeys)
+}
+
+// PayloadKeyring are the payload encryption keys.
+func (t Temporal) PayloadKeyring() []keyring.Key {
+	return mustKeys("RELINK_PAYLOAD_KEYS", t.PayloadKeys)
+}
+
 // RequireAPIKey fails when the gateway would run without authentication.
 func (c Config) RequireAPIKey() error {
-	if c.Gateway.APIKey == "" {
-		return errors.New("config: RELINK_API_KEY must be set for the gateway")
+	if len(c.Gateway.AllAPIKeys()) == 0 {
+		return errors.New("config: RELINK_API_KEY (or RELINK_API_KEYS) must be set for the gateway")
 	}
 	return nil
 }

@@ -80,3 +80,38 @@ func TestProvidersAreEnabledByTheirSettings(t *testing.T) {
 	assert.True(t, c.Plaid.ProactiveRepairs)
 	assert.False(t, c.Meld.ProactiveRepairs)
 }
+
+func TestSecuritySettings(t *testing.T) {
+	load := func(env map[string]string) (Config, error) {
+		return LoadFrom(context.Background(), envconfig.MapLookuper(env))
+	}
+	c, err := load(map[string]string{"RELINK_API_KEYS": "new-key, newer-key"})
+	require.NoError(t, err)
+	assert.NoError(t, c.RequireAPIKey(), "RELINK_API_KEYS alone is enough")
+	c, err = load(map[string]string{"RELINK_API_KEY": "old-key", "RELINK_API_KEYS": "new-key"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"old-key", "new-key"}, c.Gateway.AllAPIKeys())
+	assert.Equal(t, 30*time.Minute, c.Gateway.ClientTokenTTL)
+
+	c, err = load(map[string]string{
+		"RELINK_NOTIFY_URL":    "https://app.example.com/relink",
+		"RELINK_NOTIFY_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+	})
+	require.NoError(t, err)
+	assert.Len(t, c.Notify.Secrets(), 2)
+
+	for name, env := range map[string]map[string]string{
+		"notify URL without a secret": {"RELINK_NOTIFY_URL": "https://app.example.com/relink"},
+		"secret not whsec_":           {"RELINK_NOTIFY_SECRET": "plain-secret"},
+		"whsec_ secret too short":     {"RELINK_NOTIFY_SECRET": "whsec_c2hvcnQ="},
+		"payload key not 32 bytes":    {"RELINK_PAYLOAD_KEYS": "k1:c2hvcnQ="},
+		"token key without an id":     {"RELINK_CLIENT_TOKEN_KEYS": "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo="},
+		"client token TTL of a week":  {"RELINK_CLIENT_TOKEN_TTL": "168h"},
+		"wildcard CORS origin":        {"RELINK_CORS_ORIGINS": "*"},
+		"CORS origin with a path":     {"RELINK_CORS_ORIGINS": "https://app.example.com/page"},
+		"zero browser rate":           {"RELINK_BROWSER_RATE_LIMIT": "0"},
+	} {
+		_, err := load(env)
+		assert.Error(t, err, name)
+	}
+}

@@ -5,7 +5,6 @@
 package devstack
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -43,6 +42,9 @@ type Options struct {
 	FrontendPort int
 	// UIPort is the Web UI's port (8233 by default); 0 disables the UI.
 	UIPort int
+	// CodecEndpoint is the remote codec the Web UI decodes payloads with
+	// (the gateway's /codec); empty: none.
+	CodecEndpoint string
 }
 
 // Temporal is a running embedded Temporal server and UI.
@@ -59,8 +61,8 @@ type Temporal struct {
 // StartTemporal starts the server (and the UI) and returns once the
 // frontend accepts connections.
 func StartTemporal(o Options) (*Temporal, error) {
-	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
+	if err := SecureDataDir(o.DataDir); err != nil {
+		return nil, err
 	}
 	for _, port := range []int{o.FrontendPort, o.UIPort} {
 		if port != 0 && !portFree(port) {
@@ -77,7 +79,14 @@ func StartTemporal(o Options) (*Temporal, error) {
 		DatabaseName:      t.Database,
 		ConnectAttributes: map[string]string{"mode": "rwc", "_journal_mode": "wal", "_synchronous": "2"},
 	}
-	if _, err := os.Stat(t.Database); errors.Is(err, os.ErrNotExist) {
+	// SQLite and zap create files 0644; created first, 0600, they keep
+	// that mode (SQLite gives its -wal and -shm files the database's).
+	for _, f := range []string{t.Database, t.LogFile} {
+		if err := createPrivate(f); err != nil {
+			return nil, err
+		}
+	}
+	if st, err := os.Stat(t.Database); err == nil && st.Size() == 0 {
 		if err := sqlite.SetupSchema(sqlConf); err != nil {
 			return nil, fmt.Errorf("set up Temporal's SQLite schema: %w", err)
 		}
@@ -135,12 +144,45 @@ func StartTemporal(o Options) (*Temporal, error) {
 			EnableUI:            true,
 			DefaultNamespace:    o.Namespace,
 			CORS:                uiconfig.CORS{CookieInsecure: true},
+			Codec:               uiconfig.Codec{Endpoint: o.CodecEndpoint},
 			HideLogs:            true,
 		}))
 		t.uiErr = make(chan error, 1)
 		go func() { t.uiErr <- t.ui.Start() }()
 	}
 	return t, nil
+}
+
+// SecureDataDir creates dir 0700, and tightens an existing one and the
+// files in it (older versions made them 0755 and 0644): the directory
+// holds the payload and token keys and the history database.
+func SecureDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	for _, e := range entries {
+		if e.Type().IsRegular() {
+			if err := os.Chmod(filepath.Join(dir, e.Name()), 0o600); err != nil {
+				return fmt.Errorf("data directory: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 // UIErrors reports the UI server's exit, if it fails.

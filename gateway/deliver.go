@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/relink-dev/relink/codec"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -63,7 +64,7 @@ func (g *Gateway) deliver(ctx context.Context, d delivery) (eventOutcome, string
 			if d.msg.RepairRequest != nil && !ended {
 				return eventJoined, summary.RunID, nil // nothing to record
 			}
-			err := g.signalRun(ctx, d.id, summary.RunID, speaksMessages(info), d.msg)
+			err := g.signalRun(ctx, d.id, summary.RunID, g.speaksMessages(info), d.msg)
 			if errors.As(err, &notFound) {
 				continue // it closed meanwhile
 			}
@@ -115,9 +116,12 @@ const protocolMemo = "relinkMessages"
 // gateway started (its memo), or one whose version marker says so (the SDK
 // lists the markers a run recorded in TemporalChangeVersion, after its
 // first task).
-func speaksMessages(info *workflow.WorkflowExecutionInfo) bool {
+func (g *Gateway) speaksMessages(info *workflow.WorkflowExecutionInfo) bool {
 	var marked bool
-	decodeAttr(info.GetMemo().GetFields(), protocolMemo, &marked)
+	if p, ok := info.GetMemo().GetFields()[protocolMemo]; ok {
+		// Memos go through the data converter, so they are encrypted.
+		_ = codec.DataConverter(g.Codec).FromPayload(p, &marked)
+	}
 	var versions []string
 	decodeAttr(info.GetSearchAttributes().GetIndexedFields(), "TemporalChangeVersion", &versions)
 	return marked || slices.ContainsFunc(versions, func(v string) bool {

@@ -7,20 +7,21 @@ package gateway
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/relink-dev/relink/activities"
 	"github.com/relink-dev/relink/activities/sandbox"
+	"github.com/relink-dev/relink/clienttoken"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -30,9 +31,28 @@ const MaxBodyBytes = 1 << 20
 // Gateway serves Relink's HTTP API.
 type Gateway struct {
 	Temporal  client.Client
+	Namespace string
 	TaskQueue string
-	// APIKey is the bearer token /v1 and /sandbox require.
-	APIKey string
+	// APIKeys are the app backend's bearer keys: any of them opens every
+	// route (several, so a key rotates without downtime).
+	APIKeys []string
+	// ClientTokens mints and checks browser tokens; nil turns them off.
+	ClientTokens *clienttoken.Authority
+	// CORSOrigins may call the browser routes from a page.
+	CORSOrigins []string
+	// BrowserRate and BrowserBurst bound each connection's client-token
+	// calls per second in this process (429 past them).
+	BrowserRate  float64
+	BrowserBurst int
+	// Codec encrypts payloads; it serves /codec. Nil: encryption is off.
+	Codec converter.PayloadCodec
+	// CodecOrigins are the Web UI origins that may call /codec.
+	CodecOrigins []string
+	// DevCodecOrigins are the dev stack's embedded Web UI, which may call
+	// /codec without a key. Never set in production.
+	DevCodecOrigins []string
+	// Now is the clock for tokens and rate limits (time.Now if nil).
+	Now func() time.Time
 	// Receivers verify and parse webhooks, by provider name.
 	Receivers map[string]activities.WebhookReceiver
 	// Defaults are the options new repairs start with.
@@ -40,6 +60,16 @@ type Gateway struct {
 	// Sandbox enables /sandbox/… when set (dev stack only).
 	Sandbox *sandbox.Provider
 	Logger  *slog.Logger
+
+	limitsOnce    sync.Once
+	browserLimits *connectionLimits
+}
+
+func (g *Gateway) now() time.Time {
+	if g.Now == nil {
+		return time.Now()
+	}
+	return g.Now()
 }
 
 // Handler returns the gateway's routes.
@@ -49,22 +79,33 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", g.readyz)
 	mux.HandleFunc("POST /webhooks/{provider}", g.webhook)
 
+	g.limitsOnce.Do(func() {
+		if g.BrowserRate > 0 && g.BrowserBurst > 0 {
+			g.browserLimits = newConnectionLimits(g.BrowserRate, g.BrowserBurst)
+		}
+	})
 	api := http.NewServeMux()
-	api.HandleFunc("POST /v1/repairs", g.startRepair)
-	api.HandleFunc("GET /v1/repairs", g.listRepairs)
-	api.HandleFunc("GET /v1/repairs/{provider}/{connectionId}", g.getRepair)
-	api.HandleFunc("POST /v1/repairs/{provider}/{connectionId}/reconnect", g.reconnect)
-	api.HandleFunc("POST /v1/repairs/{provider}/{connectionId}/complete", g.complete)
-	api.HandleFunc("POST /v1/repairs/{provider}/{connectionId}/exit", g.exit)
-	api.HandleFunc("POST /v1/repairs/{provider}/{connectionId}/cancel", g.cancel)
+	// The app's routes (API key only).
+	api.Handle("POST /v1/repairs", appOnly(http.HandlerFunc(g.startRepair)))
+	api.Handle("GET /v1/repairs", appOnly(http.HandlerFunc(g.listRepairs)))
+	api.Handle("POST /v1/repairs/{provider}/{connectionId}/cancel", appOnly(http.HandlerFunc(g.cancel)))
+	api.Handle("POST /v1/repairs/{provider}/{connectionId}/client-token", appOnly(http.HandlerFunc(g.clientToken)))
+	// The browser routes (the app, or a client token for that connection).
+	api.Handle("GET /v1/repairs/{provider}/{connectionId}", g.forConnection(g.getRepair))
+	api.Handle("POST /v1/repairs/{provider}/{connectionId}/reconnect", g.forConnection(g.reconnect))
+	api.Handle("POST /v1/repairs/{provider}/{connectionId}/complete", g.forConnection(g.complete))
+	api.Handle("POST /v1/repairs/{provider}/{connectionId}/exit", g.forConnection(g.exit))
 	mux.Handle("/v1/", g.authenticated(jsonErrors(api)))
+	codec := http.NewServeMux()
+	codec.HandleFunc("POST /codec/{op}", g.codecEndpoint)
+	mux.Handle("/codec/", g.codecAuthenticated(jsonErrors(codec)))
 	if g.Sandbox != nil {
 		sb := http.NewServeMux()
 		g.sandboxRoutes(sb)
-		mux.Handle("/sandbox/", g.authenticated(jsonErrors(sb)))
+		mux.Handle("/sandbox/", g.authenticated(appOnly(jsonErrors(sb))))
 		mux.HandleFunc("GET /sandbox/widget", g.sandboxWidget)
 	}
-	return limitBody(jsonErrors(mux))
+	return limitBody(g.cors(jsonErrors(mux)))
 }
 
 // jsonErrors answers the paths and methods mux has no route for in the
@@ -106,19 +147,6 @@ func limitBody(next http.Handler) http.Handler {
 	})
 }
 
-// authenticated requires "Authorization: Bearer <RELINK_API_KEY>".
-func (g *Gateway) authenticated(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || g.APIKey == "" || subtle.ConstantTimeCompare([]byte(token), []byte(g.APIKey)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="relink"`)
-			writeError(w, http.StatusUnauthorized, codeUnauthorized, "missing or invalid bearer API key")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
 func (g *Gateway) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
@@ -139,6 +167,8 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 const (
 	codeBadRequest       = "bad_request"
 	codeUnauthorized     = "unauthorized"
+	codeForbidden        = "forbidden"
+	codeNotEnabled       = "not_enabled"
 	codeNotFound         = "not_found"
 	codeMethodNotAllowed = "method_not_allowed"
 	codeConflict         = "conflict"

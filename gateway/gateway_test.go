@@ -35,7 +35,7 @@ var now = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 
 func newTestGateway() *Gateway {
 	return &Gateway{
-		APIKey: testKey,
+		APIKeys: []string{testKey},
 		Receivers: map[string]activities.WebhookReceiver{
 			"quiltt": &quiltt.WebhookReceiver{Secret: testSecret, Now: func() time.Time { return now }},
 		},

@@ -7,21 +7,18 @@ package integration
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
@@ -37,7 +34,7 @@ import (
 
 const (
 	apiKey       = "integration-api-key"
-	notifySecret = "integration-notify-secret"
+	notifySecret = "whsec_aW50ZWdyYXRpb24tbm90aWZ5LXNlY3JldC0zMmJ5dGVz"
 )
 
 // stack is one Relink, wired as `relink dev` wires it, on a test server.
@@ -72,11 +69,19 @@ func (s *stack) startWorker(apis ...activities.Provider) worker.Worker {
 	w := worker.New(s.temporal, s.cfg.Temporal.TaskQueue, app.WorkerOptions())
 	providers := s.providers
 	providers.APIs = apis
-	app.Register(w, app.NewActivities(s.cfg, s.logger, providers))
+	app.Register(w, s.activities(providers))
 	require.NoError(s.t, w.Start())
 	var once sync.Once
 	s.t.Cleanup(func() { once.Do(w.Stop) })
 	return stoppable{Worker: w, once: &once}
+}
+
+// activities builds the worker's activities as the worker binary does.
+func (s *stack) activities(providers app.Providers) *activities.Activities {
+	s.t.Helper()
+	acts, err := app.NewActivities(s.cfg, s.logger, providers)
+	require.NoError(s.t, err)
+	return acts
 }
 
 // stoppable makes Stop safe to call twice (the test, then its cleanup).
@@ -91,7 +96,8 @@ func (w stoppable) Stop() { w.once.Do(w.Worker.Stop) }
 // webhook receivers of its own (nothing in memory shared with the first).
 func (s *stack) newGateway() *httptest.Server {
 	s.t.Helper()
-	gw := app.NewGateway(s.cfg, s.temporal, s.logger, app.NewProviders(s.cfg, s.sandbox), s.sandbox)
+	gw, err := app.NewGateway(s.cfg, s.temporal, s.logger, app.NewProviders(s.cfg, s.sandbox), s.sandbox)
+	require.NoError(s.t, err)
 	srv := httptest.NewServer(gw.Handler())
 	s.t.Cleanup(srv.Close)
 	return srv
@@ -101,13 +107,13 @@ func (s *stack) newGateway() *httptest.Server {
 func newBareStack(t *testing.T, settings map[string]string) *stack {
 	t.Helper()
 	ts := temporaltest.NewServer(temporaltest.WithT(t))
-	tc := ts.GetDefaultClient()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	require.NoError(t, app.EnsureSearchAttributes(ctx, tc, ts.GetDefaultNamespace()))
 
 	appSrv := newAppEndpoint(t)
 	env := map[string]string{
+		"TEMPORAL_ADDRESS":          ts.GetFrontendHostPort(),
+		"TEMPORAL_NAMESPACE":        ts.GetDefaultNamespace(),
 		"RELINK_API_KEY":            apiKey,
 		"RELINK_NOTIFY_URL":         appSrv.URL,
 		"RELINK_NOTIFY_SECRET":      notifySecret,
@@ -120,10 +126,17 @@ func newBareStack(t *testing.T, settings map[string]string) *stack {
 	cfg, err := config.LoadFrom(ctx, envconfig.MapLookuper(env))
 	require.NoError(t, err)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The client (and so every worker and gateway of the stack) is dialed
+	// as production dials it: with the payload codec when keys are set.
+	tc, err := app.Dial(ctx, cfg.Temporal, logger)
+	require.NoError(t, err)
+	t.Cleanup(tc.Close)
+	require.NoError(t, app.EnsureSearchAttributes(ctx, tc, cfg.Temporal.Namespace))
 
 	sb := app.NewSandbox(cfg, logger)
 	providers := app.NewProviders(cfg, sb)
-	gw := app.NewGateway(cfg, tc, logger, providers, sb)
+	gw, err := app.NewGateway(cfg, tc, logger, providers, sb)
+	require.NoError(t, err)
 	srv := httptest.NewServer(gw.Handler())
 	t.Cleanup(srv.Close)
 	t.Cleanup(sb.Wait)
@@ -280,7 +293,7 @@ func newAppEndpoint(t *testing.T) *appEndpoint {
 		body, _ := io.ReadAll(r.Body)
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		if !verifySignature(r.Header.Get(activities.SignatureHeader), body) {
+		if !verifySignature(r.Header, body) {
 			a.bad++
 			w.WriteHeader(http.StatusUnauthorized)
 			return
@@ -297,23 +310,11 @@ func newAppEndpoint(t *testing.T) *appEndpoint {
 	return a
 }
 
-// verifySignature is the README's verification recipe.
-func verifySignature(header string, body []byte) bool {
-	var ts, sig string
-	for _, part := range strings.Split(header, ",") {
-		k, v, _ := strings.Cut(part, "=")
-		switch k {
-		case "t":
-			ts = v
-		case "v1":
-			sig = v
-		}
-	}
-	mac := hmac.New(sha256.New, []byte(notifySecret))
-	mac.Write([]byte(ts + "."))
-	mac.Write(body)
-	got, err := hex.DecodeString(sig)
-	return err == nil && ts != "" && hmac.Equal(got, mac.Sum(nil))
+// verifySignature is the README's recipe: the official Standard Webhooks
+// library, with the app's secret.
+func verifySignature(header http.Header, body []byte) bool {
+	wh, err := standardwebhooks.NewWebhook(notifySecret)
+	return err == nil && wh.Verify(body, header) == nil
 }
 
 // typesFor lists the event types delivered for a connection, in sequence.

@@ -497,7 +497,7 @@ func TestRunsBegunBeforeTheUpgradeCanStillBeCompleted(t *testing.T) {
 	// runs the new code.)
 	w := worker.New(s.temporal, s.cfg.Temporal.TaskQueue, app.WorkerOptions())
 	w.RegisterWorkflowWithOptions(workflows.ConnectionRepairV0, workflow.RegisterOptions{Name: workflows.WorkflowName})
-	w.RegisterActivity(app.NewActivities(s.cfg, s.logger, s.providers))
+	w.RegisterActivity(s.activities(s.providers))
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 	_, err := s.sandbox.SetScript("conn_old", sandbox.Script{SyncingPolls: 1})

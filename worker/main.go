@@ -31,7 +31,10 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	acts := app.NewActivities(cfg, logger, app.NewProviders(cfg, nil))
+	acts, err := app.NewActivities(cfg, logger, app.NewProviders(cfg, nil))
+	if err != nil {
+		return err
+	}
 	if len(acts.Providers.Names()) == 0 {
 		return fmt.Errorf("no provider is enabled: set Quiltt's, Meld's or Plaid's settings (see the README); the sandbox lives in `relink dev`")
 	}
@@ -42,6 +45,6 @@ func run() error {
 	defer tc.Close()
 	w := app.NewWorker(tc, cfg.Temporal.TaskQueue, acts)
 	logger.Info("worker starting", "taskQueue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace,
-		"providers", acts.Providers.Names())
+		"providers", acts.Providers.Names(), "payloadEncryption", cfg.Temporal.PayloadKeys != "")
 	return w.Run(worker.InterruptCh())
 }

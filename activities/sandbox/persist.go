@@ -80,7 +80,7 @@ func (p *Provider) save() {
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err == nil {
 		tmp := p.statePath + ".tmp"
-		if err = os.MkdirAll(filepath.Dir(p.statePath), 0o755); err == nil {
+		if err = os.MkdirAll(filepath.Dir(p.statePath), 0o700); err == nil {
 			if err = os.WriteFile(tmp, b, 0o600); err == nil {
 				err = os.Rename(tmp, p.statePath)
 			}

@@ -1,0 +1,129 @@
+// Package clienttoken mints and checks the short-lived tokens a browser
+// uses to act on one connection's repair, and nothing else. The app's
+// backend asks for one with its API key (POST …/client-token) and hands it
+// to its frontend, as Plaid's link_token or Stripe's client_secret.
+//
+// A token is a JWT signed with Ed25519 (EdDSA, go-jose) naming the provider
+// and connection. Checking it needs only the verification keys, not
+// Temporal: every gateway replica checks tokens any replica minted, and a
+// check costs no Temporal action.
+package clienttoken
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/relink-dev/relink/keyring"
+)
+
+const (
+	issuer   = "relink"
+	audience = "relink-browser"
+	// leeway absorbs clock skew between the replicas that mint and check.
+	leeway = 5 * time.Second
+)
+
+// Errors a check can end with; all mean 401.
+var (
+	ErrMalformed  = errors.New("not a Relink client token")
+	ErrUnknownKey = errors.New("client token signed with an unknown key")
+	ErrSignature  = errors.New("client token signature does not verify")
+	ErrExpired    = errors.New("client token expired")
+	ErrClaims     = errors.New("client token claims are invalid")
+)
+
+// Scope is what a token allows: one provider's connection.
+type Scope struct {
+	Provider     string `json:"prv"`
+	ConnectionID string `json:"con"`
+}
+
+// Authority mints with the first key and checks with all of them.
+type Authority struct {
+	signer jose.Signer
+	public map[string]ed25519.PublicKey
+	TTL    time.Duration
+	Now    func() time.Time
+}
+
+// New builds an Authority from Ed25519 seeds (RELINK_CLIENT_TOKEN_KEYS).
+func New(keys []keyring.Key, ttl time.Duration, now func() time.Time) (*Authority, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("clienttoken: no signing key")
+	}
+	a := &Authority{public: map[string]ed25519.PublicKey{}, TTL: ttl, Now: now}
+	for i, k := range keys {
+		private := ed25519.NewKeyFromSeed(k.Secret)
+		a.public[k.ID] = private.Public().(ed25519.PublicKey)
+		if i > 0 {
+			continue
+		}
+		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: private},
+			(&jose.SignerOptions{}).WithType("JWT").WithHeader(jose.HeaderKey("kid"), k.ID))
+		if err != nil {
+			return nil, fmt.Errorf("clienttoken: %w", err)
+		}
+		a.signer = signer
+	}
+	return a, nil
+}
+
+type claims struct {
+	jwt.Claims
+	Scope
+}
+
+// Mint returns a token for scope and when it expires.
+func (a *Authority) Mint(scope Scope) (string, time.Time, error) {
+	now := a.Now().UTC().Truncate(time.Second)
+	exp := now.Add(a.TTL)
+	token, err := jwt.Signed(a.signer).Claims(claims{
+		Claims: jwt.Claims{
+			Issuer:    issuer,
+			Audience:  jwt.Audience{audience},
+			Subject:   scope.Provider + "/" + scope.ConnectionID,
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now),
+			Expiry:    jwt.NewNumericDate(exp),
+		},
+		Scope: scope,
+	}).Serialize()
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("clienttoken: sign: %w", err)
+	}
+	return token, exp, nil
+}
+
+// Check verifies token and returns its scope.
+func (a *Authority) Check(token string) (Scope, error) {
+	parsed, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil || len(parsed.Headers) != 1 {
+		return Scope{}, ErrMalformed
+	}
+	key, ok := a.public[parsed.Headers[0].KeyID]
+	if !ok {
+		return Scope{}, ErrUnknownKey
+	}
+	var c claims
+	if err := parsed.Claims(key, &c); err != nil {
+		return Scope{}, ErrSignature
+	}
+	err = c.Claims.ValidateWithLeeway(jwt.Expected{
+		Issuer:      issuer,
+		AnyAudience: jwt.Audience{audience},
+		Subject:     c.Provider + "/" + c.ConnectionID,
+		Time:        a.Now(),
+	}, leeway)
+	switch {
+	case errors.Is(err, jwt.ErrExpired):
+		return Scope{}, ErrExpired
+	case err != nil, c.Expiry == nil, c.Provider == "", c.ConnectionID == "":
+		return Scope{}, ErrClaims
+	}
+	return c.Scope, nil
+}

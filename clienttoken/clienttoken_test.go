@@ -1,0 +1,83 @@
+package clienttoken
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/relink-dev/relink/keyring"
+)
+
+var t0 = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+
+func authority(t *testing.T, now *time.Time, keys ...keyring.Key) *Authority {
+	t.Helper()
+	a, err := New(keys, 30*time.Minute, func() time.Time { return *now })
+	require.NoError(t, err)
+	return a
+}
+
+func TestMintAndCheck(t *testing.T) {
+	now := t0
+	k, _ := keyring.Generate("k1")
+	a := authority(t, &now, k)
+	scope := Scope{Provider: "quiltt", ConnectionID: "conn_1"}
+	token, exp, err := a.Mint(scope)
+	require.NoError(t, err)
+	assert.Equal(t, t0.Add(30*time.Minute), exp)
+
+	got, err := a.Check(token)
+	require.NoError(t, err)
+	assert.Equal(t, scope, got)
+
+	now = t0.Add(30*time.Minute + 6*time.Second)
+	_, err = a.Check(token)
+	assert.ErrorIs(t, err, ErrExpired)
+
+	now = t0
+	parts := strings.Split(token, ".")
+	for i, tampered := range []string{
+		parts[0] + "." + parts[1] + "." + flip(parts[2]),
+		parts[0] + "." + flip(parts[1]) + "." + parts[2],
+		"not-a-token", "", parts[0] + "." + parts[1] + ".",
+	} {
+		_, err := a.Check(tampered)
+		assert.Error(t, err, i)
+	}
+}
+
+func TestKeysRotate(t *testing.T) {
+	now := t0
+	old, _ := keyring.Generate("old")
+	next, _ := keyring.Generate("new")
+	before := authority(t, &now, old)
+	during := authority(t, &now, next, old)
+	after := authority(t, &now, next)
+
+	oldToken, _, err := before.Mint(Scope{Provider: "p", ConnectionID: "c"})
+	require.NoError(t, err)
+	newToken, _, err := during.Mint(Scope{Provider: "p", ConnectionID: "c"})
+	require.NoError(t, err)
+
+	_, err = during.Check(oldToken)
+	assert.NoError(t, err, "tokens minted before the rotation still verify")
+	_, err = before.Check(newToken)
+	assert.ErrorIs(t, err, ErrUnknownKey, "the new key signs")
+	_, err = after.Check(oldToken)
+	assert.ErrorIs(t, err, ErrUnknownKey, "a dropped key verifies nothing")
+}
+
+// flip changes one character in the middle of a base64url segment.
+func flip(s string) string {
+	b := []byte(s)
+	i := len(b) / 2
+	if b[i] == 'A' {
+		b[i] = 'B'
+	} else {
+		b[i] = 'A'
+	}
+	return string(b)
+}

@@ -1,0 +1,118 @@
+package codec
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/relink-dev/relink/keyring"
+)
+
+func key(t *testing.T, id string) keyring.Key {
+	t.Helper()
+	k, err := keyring.Generate(id)
+	require.NoError(t, err)
+	return k
+}
+
+func payload(t *testing.T, v any) *commonpb.Payload {
+	t.Helper()
+	p, err := converter.GetDefaultDataConverter().ToPayload(v)
+	require.NoError(t, err)
+	return p
+}
+
+func inWorkflow(e *Encryption, id string) converter.PayloadCodec {
+	return e.WithSerializationContext(converter.WorkflowSerializationContext{Namespace: "default", WorkflowID: id})
+}
+
+func TestEncryptsAndRotates(t *testing.T) {
+	old, next := key(t, "old"), key(t, "new")
+	before, err := NewEncryption([]keyring.Key{old})
+	require.NoError(t, err)
+	after, err := NewEncryption([]keyring.Key{next, old})
+	require.NoError(t, err)
+	secret := payload(t, map[string]string{"connectorToken": "ctok_secret"})
+
+	sealed, err := inWorkflow(before, "repair:sandbox:c1").Encode([]*commonpb.Payload{secret})
+	require.NoError(t, err)
+	assert.Equal(t, Encoding, string(sealed[0].Metadata[converter.MetadataEncoding]))
+	assert.Equal(t, "old", string(sealed[0].Metadata[MetadataKeyID]))
+	assert.Equal(t, "repair:sandbox:c1", string(sealed[0].Metadata[MetadataWorkflowID]))
+	assert.False(t, bytes.Contains(sealed[0].Data, []byte("ctok_secret")))
+	assert.Len(t, sealed[0].Metadata, 3, "nothing but how to open it: the inner encoding is encrypted too")
+
+	// After rotation the old payload still opens, and new ones use the new key.
+	opened, err := inWorkflow(after, "repair:sandbox:c1").Decode(sealed)
+	require.NoError(t, err)
+	assert.Equal(t, secret.Data, opened[0].Data)
+	resealed, err := after.Encode([]*commonpb.Payload{secret})
+	require.NoError(t, err)
+	assert.Equal(t, "new", string(resealed[0].Metadata[MetadataKeyID]))
+	// Once the old key is dropped, what it sealed no longer opens: a named,
+	// non-retryable error.
+	_, err = before.Decode(resealed)
+	assert.ErrorContains(t, err, `key "new"`)
+}
+
+func TestPayloadsAreBoundToTheirWorkflow(t *testing.T) {
+	e, err := NewEncryption([]keyring.Key{key(t, "k")})
+	require.NoError(t, err)
+	sealed, err := inWorkflow(e, "repair:sandbox:mine").Encode([]*commonpb.Payload{payload(t, "x")})
+	require.NoError(t, err)
+
+	_, err = inWorkflow(e, "repair:sandbox:theirs").Decode(sealed)
+	assert.ErrorIs(t, err, ErrWrongWorkflow)
+	// Relabelling it as the other workflow's breaks the additional data.
+	moved := &commonpb.Payload{Metadata: map[string][]byte{}, Data: sealed[0].Data}
+	for k, v := range sealed[0].Metadata {
+		moved.Metadata[k] = v
+	}
+	moved.Metadata[MetadataWorkflowID] = []byte("repair:sandbox:theirs")
+	_, err = inWorkflow(e, "repair:sandbox:theirs").Decode([]*commonpb.Payload{moved})
+	assert.ErrorContains(t, err, "does not decrypt")
+	// The codec endpoint has no workflow context: it trusts the payload's.
+	_, err = e.Decode(sealed)
+	assert.NoError(t, err)
+}
+
+func TestTamperedAndClearPayloads(t *testing.T) {
+	e, err := NewEncryption([]keyring.Key{key(t, "k")})
+	require.NoError(t, err)
+	sealed, err := e.Encode([]*commonpb.Payload{payload(t, "x")})
+	require.NoError(t, err)
+	sealed[0].Data[len(sealed[0].Data)-1] ^= 1
+	_, err = e.Decode(sealed)
+	assert.Error(t, err)
+
+	clear := payload(t, "from before encryption was turned on")
+	out, err := e.Decode([]*commonpb.Payload{clear})
+	require.NoError(t, err)
+	assert.Same(t, clear, out[0])
+}
+
+func TestDataConverterRoundTrip(t *testing.T) {
+	e, err := NewEncryption([]keyring.Key{key(t, "k")})
+	require.NoError(t, err)
+	dc := DataConverter(e)
+	p, err := dc.ToPayload(map[string]int{"a": 1})
+	require.NoError(t, err)
+	var back map[string]int
+	require.NoError(t, dc.FromPayload(p, &back))
+	assert.Equal(t, 1, back["a"])
+	assert.Same(t, converter.GetDefaultDataConverter(), DataConverter(nil))
+}
+
+func BenchmarkEncode(b *testing.B) {
+	k, _ := keyring.Generate("k")
+	e, _ := NewEncryption([]keyring.Key{k})
+	p, _ := converter.GetDefaultDataConverter().ToPayload(bytes.Repeat([]byte("x"), 4096))
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = e.Encode([]*commonpb.Payload{p})
+	}
+}

@@ -1,0 +1,68 @@
+package gateway
+
+import (
+	"io"
+	"net/http"
+	"slices"
+
+	commonpb "go.temporal.io/api/common/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// codecEndpoint speaks Temporal's remote codec protocol at /codec/encode
+// and /codec/decode: {"payloads":[{"metadata":{…},"data":"…"}]} in and
+// out, the namespace in X-Namespace. The Web UI and
+// `temporal workflow show --codec-endpoint` call it to show operators
+// payloads in clear; it answers only the app's API key (and, in the dev
+// stack, its own embedded UI).
+func (g *Gateway) codecEndpoint(w http.ResponseWriter, r *http.Request) {
+	if g.Codec == nil {
+		writeError(w, http.StatusNotImplemented, codeNotEnabled, "payload encryption is off: set RELINK_PAYLOAD_KEYS")
+		return
+	}
+	if ns := r.Header.Get("X-Namespace"); ns != "" && ns != g.Namespace {
+		writeError(w, http.StatusBadRequest, codeBadRequest, "this codec serves namespace "+g.Namespace+", not "+ns)
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, "request body over 1 MiB")
+		return
+	}
+	var in commonpb.Payloads
+	if err := protojson.Unmarshal(body, &in); err != nil {
+		writeError(w, http.StatusBadRequest, codeBadRequest, "body must be {\"payloads\":[…]}: "+err.Error())
+		return
+	}
+	convert := g.Codec.Decode
+	if r.PathValue("op") == "encode" {
+		convert = g.Codec.Encode
+	}
+	out, err := convert(in.GetPayloads())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
+		return
+	}
+	resp, err := protojson.Marshal(&commonpb.Payloads{Payloads: out})
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, codeInternal, "encode answer")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(resp)
+}
+
+// codecAuthenticated admits the app's API keys, and in the dev stack
+// requests from its embedded Web UI, which has no login to pass on (the
+// dev stack listens on 127.0.0.1 and its API key is public anyway).
+func (g *Gateway) codecAuthenticated(next http.Handler) http.Handler {
+	keyed := g.authenticated(appOnly(next))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slices.Contains(g.DevCodecOrigins, r.Header.Get("Origin")) && r.Header.Get("Authorization") == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		keyed.ServeHTTP(w, r)
+	})
+}
