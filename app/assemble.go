@@ -58,21 +58,27 @@ func NewGateway(c config.Config, tc client.Client, logger *slog.Logger, provider
 			return nil, err
 		}
 	}
+	var operators *gateway.OperatorTokens
+	if c.Gateway.CodecJWKSURL != "" {
+		operators = &gateway.OperatorTokens{JWKSURL: c.Gateway.CodecJWKSURL, Issuer: c.Gateway.CodecJWTIssuer,
+			Audience: c.Gateway.CodecJWTAudience, HTTP: &http.Client{Timeout: 10 * time.Second}, Now: time.Now}
+	}
 	return &gateway.Gateway{
-		Temporal:     tc,
-		Namespace:    c.Temporal.Namespace,
-		TaskQueue:    c.Temporal.TaskQueue,
-		APIKeys:      c.Gateway.AllAPIKeys(),
-		ClientTokens: tokens,
-		CORSOrigins:  c.Gateway.CORSOrigins,
-		BrowserRate:  c.Gateway.BrowserRate,
-		BrowserBurst: c.Gateway.BrowserBurst,
-		Codec:        enc,
-		CodecOrigins: c.Gateway.CodecOrigins,
-		Receivers:    providers.Webhooks,
-		Defaults:     c.Repair.Options(),
-		Sandbox:      sb,
-		Logger:       logger.With("component", "gateway"),
+		OperatorTokens: operators,
+		Temporal:       tc,
+		Namespace:      c.Temporal.Namespace,
+		TaskQueue:      c.Temporal.TaskQueue,
+		APIKeys:        c.Gateway.AllAPIKeys(),
+		ClientTokens:   tokens,
+		CORSOrigins:    c.Gateway.CORSOrigins,
+		BrowserRate:    c.Gateway.BrowserRate,
+		BrowserBurst:   c.Gateway.BrowserBurst,
+		Codec:          enc,
+		CodecOrigins:   c.Gateway.CodecOrigins,
+		Receivers:      providers.Webhooks,
+		Defaults:       c.Repair.Options(),
+		Sandbox:        sb,
+		Logger:         logger.With("component", "gateway"),
 	}, nil
 }
 

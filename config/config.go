@@ -79,6 +79,11 @@ type Gateway struct {
 	BrowserBurst int     `env:"RELINK_BROWSER_RATE_BURST, default=20"`
 	// CodecOrigins are the Temporal Web UI origins allowed to call /codec.
 	CodecOrigins []string `env:"RELINK_CODEC_ORIGINS"`
+	// CodecJWKSURL admits Web UI users' access tokens on /codec, verified
+	// with their identity provider's keys (and issuer, audience if set).
+	CodecJWKSURL     string `env:"RELINK_CODEC_JWKS_URL"`
+	CodecJWTIssuer   string `env:"RELINK_CODEC_JWT_ISSUER"`
+	CodecJWTAudience string `env:"RELINK_CODEC_JWT_AUDIENCE"`
 	// PublicURL is where the gateway is reachable; the sandbox sends its
 	// webhooks and points its widget there.
 	PublicURL string `env:"RELINK_PUBLIC_URL, default=http://localhost:8080"`
@@ -287,6 +292,9 @@ func (c Config) validateSecurity() []error {
 	}
 	if c.Gateway.BrowserRate <= 0 || c.Gateway.BrowserBurst < 1 {
 		errs = append(errs, errors.New("RELINK_BROWSER_RATE_LIMIT must be positive and RELINK_BROWSER_RATE_BURST at least 1"))
+	}
+	if u := c.Gateway.CodecJWKSURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://localhost") && !strings.HasPrefix(u, "http://127.0.0.1") {
+		errs = append(errs, errors.New("RELINK_CODEC_JWKS_URL must be https"))
 	}
 	for _, o := range append(append([]string{}, c.Gateway.CORSOrigins...), c.Gateway.CodecOrigins...) {
 		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || o == "*" {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -53,16 +54,35 @@ func (g *Gateway) codecEndpoint(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(resp)
 }
 
-// codecAuthenticated admits the app's API keys, and in the dev stack
-// requests from its embedded Web UI, which has no login to pass on (the
-// dev stack listens on 127.0.0.1 and its API key is public anyway).
+// isClientToken: a browser's token, which /codec refuses with 403.
+func (g *Gateway) isClientToken(bearer string) bool {
+	if g.ClientTokens == nil {
+		return false
+	}
+	_, err := g.ClientTokens.Check(bearer)
+	return err == nil
+}
+
+// codecAuthenticated admits the app's API keys; a Web UI user's access
+// token when OperatorTokens is set; and in the dev stack requests from its
+// embedded Web UI, which has no login to pass on (the dev stack listens on
+// 127.0.0.1 and its API key is public anyway).
 func (g *Gateway) codecAuthenticated(next http.Handler) http.Handler {
 	keyed := g.authenticated(appOnly(next))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if slices.Contains(g.DevCodecOrigins, r.Header.Get("Origin")) && r.Header.Get("Authorization") == "" {
+		bearer, hasBearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		switch {
+		case !hasBearer && slices.Contains(g.DevCodecOrigins, r.Header.Get("Origin")):
 			next.ServeHTTP(w, r)
-			return
+		case hasBearer && g.OperatorTokens != nil && !g.isAPIKey(bearer) && !g.isClientToken(bearer) && strings.Count(bearer, ".") == 2:
+			if err := g.OperatorTokens.Check(r.Context(), bearer); err != nil {
+				g.Logger.Warn("codec: operator token refused", "error", err)
+				unauthorized(w, "operator access token refused: "+err.Error())
+				return
+			}
+			next.ServeHTTP(w, r)
+		default:
+			keyed.ServeHTTP(w, r)
 		}
-		keyed.ServeHTTP(w, r)
 	})
 }

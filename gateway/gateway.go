@@ -48,6 +48,8 @@ type Gateway struct {
 	Codec converter.PayloadCodec
 	// CodecOrigins are the Web UI origins that may call /codec.
 	CodecOrigins []string
+	// OperatorTokens, if set, admits Web UI users' access tokens on /codec.
+	OperatorTokens *OperatorTokens
 	// DevCodecOrigins are the dev stack's embedded Web UI, which may call
 	// /codec without a key. Never set in production.
 	DevCodecOrigins []string
