@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,7 +26,8 @@ import (
 func TestDevStackResumesOpenRepairsAfterRestart(t *testing.T) {
 	gatewayPort, temporalPort, uiPort := freePort(t), freePort(t), freePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", gatewayPort)
-	t.Setenv("RELINK_DATA_DIR", t.TempDir())
+	dataDir := filepath.Join(t.TempDir(), "relink")
+	t.Setenv("RELINK_DATA_DIR", dataDir)
 	t.Setenv("RELINK_DEV_TEMPORAL_PORT", fmt.Sprint(temporalPort))
 	t.Setenv("RELINK_DEV_UI_PORT", fmt.Sprint(uiPort))
 	t.Setenv("RELINK_LISTEN_ADDR", fmt.Sprintf("127.0.0.1:%d", gatewayPort))
@@ -43,13 +47,63 @@ func TestDevStackResumesOpenRepairsAfterRestart(t *testing.T) {
 	waitStatus(t, api, "AWAITING_USER")
 	session := call(t, api, http.MethodPost, "/v1/repairs/sandbox/conn_dev/reconnect", "")
 	assert.Contains(t, session, `"connectorStatus": "ACTION_REQUIRED"`)
+	assertPrivate(t, dataDir)
+	assertUIDecodes(t, base, uiPort)
 	stop()
 
+	// After the restart the same keys open the old payloads, and the page
+	// completes with a client token, as in the README's walkthrough.
 	stop = startDev(t)
 	defer stop()
+	var minted struct{ Token string }
+	require.NoError(t, json.Unmarshal([]byte(call(t, api, http.MethodPost, "/v1/repairs/sandbox/conn_dev/client-token", "")), &minted))
+	page := apiClient{base: base, key: minted.Token}
 	login := call(t, api, http.MethodPost, "/sandbox/connections/conn_dev/login", "")
-	call(t, api, http.MethodPost, "/v1/repairs/sandbox/conn_dev/complete", login)
+	call(t, page, http.MethodPost, "/v1/repairs/sandbox/conn_dev/complete", login)
 	waitStatus(t, api, "REPAIRED")
+	assert.Error(t, page.do(context.Background(), &bytes.Buffer{}, http.MethodGet, "/v1/repairs", nil), "the token is for one connection")
+}
+
+// assertPrivate checks the data directory and every file in it (database,
+// its WAL, logs, keys, sandbox state) are the user's alone.
+func assertPrivate(t *testing.T, dir string) {
+	t.Helper()
+	st, err := os.Stat(dir)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o700), st.Mode().Perm(), dir)
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		info, err := e.Info()
+		require.NoError(t, err)
+		names = append(names, e.Name())
+		assert.Equal(t, os.FileMode(0o600), info.Mode().Perm(), e.Name())
+	}
+	for _, want := range []string{"temporal.db", "temporal.log", "payload-keys", "client-token-keys"} {
+		assert.Contains(t, names, want)
+	}
+}
+
+// assertUIDecodes checks the embedded Web UI is pointed at the gateway's
+// codec, and that the codec answers the UI's origin.
+func assertUIDecodes(t *testing.T, base string, uiPort int) {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/settings", uiPort))
+	require.NoError(t, err)
+	settings, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Contains(t, string(settings), base+"/codec")
+
+	req, err := http.NewRequest(http.MethodPost, base+"/codec/decode", strings.NewReader(`{"payloads":[]}`))
+	require.NoError(t, err)
+	req.Header.Set("Origin", fmt.Sprintf("http://localhost:%d", uiPort))
+	req.Header.Set("X-Namespace", "default")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, fmt.Sprintf("http://localhost:%d", uiPort), resp.Header.Get("Access-Control-Allow-Origin"))
 }
 
 // startDev runs `relink dev` until the returned stop is called.
