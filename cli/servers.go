@@ -70,7 +70,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 		cfg.Temporal.Address = t.Address
 		cfg.Temporal.TLSCertFile, cfg.Temporal.TLSKeyFile, cfg.Temporal.TLSCAFile, cfg.Temporal.APIKey = "", "", "", ""
 		uiURL = t.UIURL
-		if cfg.Dev.UIPort != 0 {
+		if cfg.Dev.UIPort != 0 && devCodecOpen(cfg.Gateway) {
 			uiOrigins = []string{uiURL, fmt.Sprintf("http://127.0.0.1:%d", cfg.Dev.UIPort)}
 		}
 	}
@@ -136,7 +136,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 // key and a client-token key, generated in the data directory (0600) on
 // first start and kept, so restarts read the old histories and tokens.
 func devKeys(cfg *config.Config) error {
-	if err := devstack.SecureDataDir(cfg.Dev.DataDir); err != nil {
+	if err := devstack.SecureDataDir(cfg.Dev.DataDir, "payload-keys", "client-token-keys", "sandbox.json", "sandbox.json.tmp"); err != nil {
 		return err
 	}
 	for _, k := range []struct {
@@ -160,6 +160,20 @@ func devKeys(cfg *config.Config) error {
 		*k.setting = strings.Join(formatted, ",")
 	}
 	return nil
+}
+
+// devCodecOpen says whether the embedded Web UI (which has no login) may
+// call /codec without a key: only while the stack has no secret to keep,
+// i.e. its only API key is the published dev key and it listens on
+// loopback. An Origin header is no credential; it is merely all the UI
+// can send. Set your own RELINK_API_KEY, or listen elsewhere, and the UI
+// shows payloads encoded.
+func devCodecOpen(g config.Gateway) bool {
+	keys := g.AllAPIKeys()
+	host, _, err := net.SplitHostPort(g.ListenAddr)
+	ip := net.ParseIP(host)
+	return err == nil && len(keys) == 1 && keys[0] == DevAPIKey &&
+		(host == "localhost" || (ip != nil && ip.IsLoopback()))
 }
 
 // redactKey shows the dev key, which is public, and hides any other.

@@ -160,10 +160,28 @@ func DataConverter(codec converter.PayloadCodec) converter.DataConverter {
 }
 
 // FailureConverter also encrypts failure messages and stack traces, which
-// can quote a provider's answer.
+// can quote a provider's answer, bound to their workflow like every other
+// payload.
 func FailureConverter(dc converter.DataConverter, encrypted bool) converter.FailureConverter {
-	return temporal.NewDefaultFailureConverter(temporal.DefaultFailureConverterOptions{
-		DataConverter:          dc,
-		EncodeCommonAttributes: encrypted,
-	})
+	return &failureConverter{
+		FailureConverter: temporal.NewDefaultFailureConverter(temporal.DefaultFailureConverterOptions{
+			DataConverter:          dc,
+			EncodeCommonAttributes: encrypted,
+		}),
+		dc:        dc,
+		encrypted: encrypted,
+	}
+}
+
+// failureConverter passes the SDK's serialization context (the workflow)
+// on to the data converter that encrypts failures; the SDK's default
+// failure converter does not.
+type failureConverter struct {
+	converter.FailureConverter
+	dc        converter.DataConverter
+	encrypted bool
+}
+
+func (f *failureConverter) WithSerializationContext(sc converter.SerializationContext) converter.FailureConverter {
+	return FailureConverter(converter.WithDataConverterSerializationContext(f.dc, sc), f.encrypted)
 }

@@ -2,12 +2,15 @@ package codec
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	commonpb "go.temporal.io/api/common/v1"
+	failurepb "go.temporal.io/api/failure/v1"
 	"go.temporal.io/sdk/converter"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/relink-dev/relink/keyring"
 )
@@ -115,4 +118,26 @@ func BenchmarkEncode(b *testing.B) {
 	for b.Loop() {
 		_, _ = e.Encode([]*commonpb.Payload{p})
 	}
+}
+
+func TestFailuresAreEncryptedAndBound(t *testing.T) {
+	e, err := NewEncryption([]keyring.Key{key(t, "k")})
+	require.NoError(t, err)
+	fc := FailureConverter(DataConverter(e), true)
+	in := func(id string) converter.FailureConverter {
+		return converter.WithFailureConverterSerializationContext(fc,
+			converter.ActivitySerializationContext{Namespace: "default", WorkflowID: id})
+	}
+
+	f := in("repair:sandbox:a").ErrorToFailure(errors.New("provider said token=abc"))
+	assert.NotContains(t, f.GetMessage(), "token=abc")
+	assert.Equal(t, "repair:sandbox:a", string(f.GetEncodedAttributes().GetMetadata()[MetadataWorkflowID]))
+	assert.NotContains(t, string(f.GetEncodedAttributes().GetData()), "token=abc")
+
+	// FailureToError decodes the failure in place: each read gets a copy.
+	read := func(id string) string {
+		return in(id).FailureToError(proto.Clone(f).(*failurepb.Failure)).Error()
+	}
+	assert.NotContains(t, read("repair:sandbox:b"), "token=abc", "another workflow cannot read it")
+	assert.Contains(t, read("repair:sandbox:a"), "token=abc")
 }

@@ -5,6 +5,7 @@
 package devstack
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -61,7 +62,7 @@ type Temporal struct {
 // StartTemporal starts the server (and the UI) and returns once the
 // frontend accepts connections.
 func StartTemporal(o Options) (*Temporal, error) {
-	if err := SecureDataDir(o.DataDir); err != nil {
+	if err := SecureDataDir(o.DataDir, temporalFiles...); err != nil {
 		return nil, err
 	}
 	for _, port := range []int{o.FrontendPort, o.UIPort} {
@@ -153,29 +154,36 @@ func StartTemporal(o Options) (*Temporal, error) {
 	return t, nil
 }
 
-// SecureDataDir creates dir 0700, and tightens an existing one and the
-// files in it (older versions made them 0755 and 0644): the directory
-// holds the payload and token keys and the history database.
-func SecureDataDir(dir string) error {
+// SecureDataDir creates dir 0700 and makes the named files in it 0600
+// (older versions made them 0755 and 0644): the directory holds the
+// payload and token keys and the history database. It tightens only
+// Relink's own files, and the directory itself only when it is empty or
+// already Relink's, so RELINK_DATA_DIR=$HOME changes nothing else.
+func SecureDataDir(dir string, files ...string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	for _, e := range entries {
-		if e.Type().IsRegular() {
-			if err := os.Chmod(filepath.Join(dir, e.Name()), 0o600); err != nil {
-				return fmt.Errorf("data directory: %w", err)
-			}
+	_, statErr := os.Stat(filepath.Join(dir, "temporal.db"))
+	if len(entries) == 0 || statErr == nil {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
+	}
+	for _, name := range files {
+		err := os.Chmod(filepath.Join(dir, name), 0o600)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("data directory: %w", err)
 		}
 	}
 	return nil
 }
+
+// temporalFiles are the embedded server's files in the data directory.
+var temporalFiles = []string{"temporal.db", "temporal.db-wal", "temporal.db-shm", "temporal.db-journal", "temporal.log"}
 
 func createPrivate(path string) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)

@@ -171,6 +171,8 @@ type corsPolicy struct {
 	credentials bool
 }
 
+// corsPolicyFor reads the escaped path, as the router does, so an id with
+// an encoded "/" is one segment here too.
 func (g *Gateway) corsPolicyFor(path string) (corsPolicy, bool) {
 	if method, ok := browserRouteMethod(path); ok {
 		return corsPolicy{origins: g.CORSOrigins, method: method, headers: "Authorization, Content-Type"}, true
@@ -189,7 +191,7 @@ func (g *Gateway) codecOrigins() []string {
 // cors answers preflights and marks answers to allowed origins.
 func (g *Gateway) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		policy, ok := g.corsPolicyFor(r.URL.Path)
+		policy, ok := g.corsPolicyFor(r.URL.EscapedPath())
 		if !ok {
 			next.ServeHTTP(w, r)
 			return

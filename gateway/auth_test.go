@@ -91,9 +91,15 @@ func TestClientTokensAreScopedToOneConnection(t *testing.T) {
 	parts := strings.Split(token, ".")
 	other := withTokens(t, newTestGateway(), &clock)
 	foreign := mint(t, other, "quiltt", "conn_1")
+	k2, err := keyring.Generate("k2")
+	require.NoError(t, err)
+	other.ClientTokens, err = clienttoken.New([]keyring.Key{k2}, 30*time.Minute, func() time.Time { return clock })
+	require.NoError(t, err)
+	unknownKey := mint(t, other, "quiltt", "conn_1")
 	for name, bad := range map[string]string{
 		"tampered claims": parts[0] + "." + strings.TrimSuffix(parts[1], parts[1][len(parts[1])-2:]) + "AA." + parts[2],
 		"another signer":  foreign,
+		"unknown key id":  unknownKey,
 		"not a token":     "a.b.c",
 	} {
 		rec, e := do(t, g, request(http.MethodGet, "/v1/repairs/quiltt/conn_1", bad, ""))
@@ -156,6 +162,17 @@ func TestCORSOnTheBrowserRoutesOnly(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, rec.Code)
 	assert.Equal(t, "https://app.example.com", rec.Header().Get("Access-Control-Allow-Origin"))
 	assert.Contains(t, rec.Header().Values("Vary"), "Origin")
+	// From any other origin, no CORS headers: the browser hides the answer.
+	r = request(http.MethodGet, "/v1/repairs/quiltt/conn_1", "wrong", "")
+	r.Header.Set("Origin", "https://evil.example.com")
+	rec, _ = do(t, g, r)
+	assert.Empty(t, rec.Header().Get("Access-Control-Allow-Origin"))
+	// An id with an encoded "/" is one path segment, as the router sees it.
+	rec, _ = do(t, g, preflight("/v1/repairs/quiltt/a%2Fb", "https://app.example.com", http.MethodGet))
+	assert.Equal(t, http.StatusNoContent, rec.Code)
+	assert.Equal(t, http.MethodGet, rec.Header().Get("Access-Control-Allow-Methods"))
+	rec, _ = do(t, g, preflight("/v1/repairs/quiltt/x%2Fexit", "https://app.example.com", http.MethodGet))
+	assert.Equal(t, http.MethodGet, rec.Header().Get("Access-Control-Allow-Methods"))
 }
 
 func TestConnectionLimits(t *testing.T) {

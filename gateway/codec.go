@@ -16,7 +16,11 @@ import (
 // `temporal workflow show --codec-endpoint` call it to show operators
 // payloads in clear; it answers only the app's API key (and, in the dev
 // stack, its own embedded UI).
-func (g *Gateway) codecEndpoint(w http.ResponseWriter, r *http.Request) {
+func (g *Gateway) codecEndpoint(encode bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { g.serveCodec(w, r, encode) }
+}
+
+func (g *Gateway) serveCodec(w http.ResponseWriter, r *http.Request, encode bool) {
 	if g.Codec == nil {
 		writeError(w, http.StatusNotImplemented, codeNotEnabled, "payload encryption is off: set RELINK_PAYLOAD_KEYS")
 		return
@@ -36,7 +40,7 @@ func (g *Gateway) codecEndpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	convert := g.Codec.Decode
-	if r.PathValue("op") == "encode" {
+	if encode {
 		convert = g.Codec.Encode
 	}
 	out, err := convert(in.GetPayloads())

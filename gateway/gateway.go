@@ -99,7 +99,8 @@ func (g *Gateway) Handler() http.Handler {
 	api.Handle("POST /v1/repairs/{provider}/{connectionId}/exit", g.forConnection(g.exit))
 	mux.Handle("/v1/", g.authenticated(jsonErrors(api)))
 	codec := http.NewServeMux()
-	codec.HandleFunc("POST /codec/{op}", g.codecEndpoint)
+	codec.HandleFunc("POST /codec/encode", g.codecEndpoint(true))
+	codec.HandleFunc("POST /codec/decode", g.codecEndpoint(false))
 	mux.Handle("/codec/", g.codecAuthenticated(jsonErrors(codec)))
 	if g.Sandbox != nil {
 		sb := http.NewServeMux()

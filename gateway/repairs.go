@@ -16,6 +16,7 @@ import (
 
 	"go.temporal.io/api/common/v1"
 	"go.temporal.io/api/enums/v1"
+	failurepb "go.temporal.io/api/failure/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -23,6 +24,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/relink-dev/relink/codec"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -194,7 +196,12 @@ func (g *Gateway) getRepair(w http.ResponseWriter, r *http.Request) {
 		view.RepairState = summary.state()
 	}
 	if view.Status == workflows.StatusPending && view.LastError == "" {
-		view.LastError = pendingFailure(desc)
+		view.LastError = g.pendingFailure(desc)
+	}
+	if !principalOf(r).app {
+		// A provider's error text is for the app and its operators; the
+		// page needs only the status.
+		view.LastError = ""
 	}
 	writeJSON(w, http.StatusOK, map[string]repairView{"repair": view})
 }
@@ -217,13 +224,27 @@ func (g *Gateway) queryState(ctx context.Context, id string) (workflows.RepairSt
 
 // pendingFailure is the last failure of a provider call still being
 // retried, which the workflow itself only learns when the call gives up.
-func pendingFailure(desc *workflowservice.DescribeWorkflowExecutionResponse) string {
+func (g *Gateway) pendingFailure(desc *workflowservice.DescribeWorkflowExecutionResponse) string {
 	for _, act := range desc.GetPendingActivities() {
-		if msg := act.GetLastFailure().GetMessage(); msg != "" {
+		if msg := g.failureMessage(act.GetLastFailure()); msg != "" {
 			return fmt.Sprintf("%s (attempt %d): %s", act.GetActivityType().GetName(), act.GetAttempt(), msg)
 		}
 	}
 	return ""
+}
+
+// failureMessage reads a failure's message; with payload encryption on,
+// the message is in the failure's encrypted attributes.
+func (g *Gateway) failureMessage(f *failurepb.Failure) string {
+	if enc := f.GetEncodedAttributes(); enc != nil && g.Codec != nil {
+		var attrs struct {
+			Message string `json:"message"`
+		}
+		if err := codec.DataConverter(g.Codec).FromPayload(enc, &attrs); err == nil {
+			return attrs.Message
+		}
+	}
+	return f.GetMessage()
 }
 
 // reconnect answers with the widget session. It asks the workflow first
@@ -272,7 +293,7 @@ func (g *Gateway) reconnect(w http.ResponseWriter, r *http.Request) {
 			return
 		case offer.Unavailable != "":
 			msg := offer.Unavailable
-			if failure := g.pendingFailureOf(ctx, id); failure != "" {
+			if failure := g.pendingFailureOf(ctx, id); failure != "" && principalOf(r).app {
 				msg += "; provider: " + failure
 			}
 			writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, msg, offer.RetryAfter)
@@ -297,7 +318,7 @@ func (g *Gateway) pendingFailureOf(ctx context.Context, id string) string {
 	if err != nil {
 		return ""
 	}
-	return pendingFailure(desc)
+	return g.pendingFailure(desc)
 }
 
 // update sends a workflow update with a caller-chosen id (so retries and

@@ -542,3 +542,29 @@ func mustProtoJSON(t *testing.T, m proto.Message) map[string]json.RawMessage {
 	require.NoError(t, json.Unmarshal(b, &out))
 	return out
 }
+
+// With encryption on, the app still reads the provider's error while a
+// call is failing (it is inside the encrypted failure), and the page
+// does not: a provider's error text is for the app and its operators.
+func TestProviderErrorsWithEncryptionOn(t *testing.T) {
+	s := newSecuredStack(t, nil)
+	require.Equal(t, http.StatusOK, s.call(http.MethodPut, "/sandbox/connections/conn_down/script", map[string]any{"failCalls": 1_000_000}, nil))
+	s.breakConnection("conn_down", "profile_down")
+	s.waitFor("the probe to be failing", func() bool { return s.sandboxCalls("conn_down", "initialize") >= 2 })
+	token := s.clientTokenAt(s.gateway, "sandbox", "conn_down")
+
+	app := send(t, s.gateway, apiKey, "", http.MethodPost, "/v1/repairs/sandbox/conn_down/reconnect", nil, nil)
+	assert.Equal(t, http.StatusServiceUnavailable, app.status)
+	assert.Contains(t, string(app.body), "503 Service Unavailable", "the provider's failure, decrypted")
+	assert.NotContains(t, string(app.body), "Encoded failure")
+	assert.Contains(t, s.state("conn_down").LastError, "503")
+
+	page := send(t, s.gateway, token, appOrigin, http.MethodPost, "/v1/repairs/sandbox/conn_down/reconnect", nil, nil)
+	assert.Equal(t, http.StatusServiceUnavailable, page.status)
+	assert.NotEmpty(t, page.header.Get("Retry-After"))
+	assert.NotContains(t, string(page.body), "503 Service Unavailable")
+	var view struct{ Repair workflows.RepairState }
+	require.Equal(t, http.StatusOK, send(t, s.gateway, token, appOrigin, http.MethodGet, "/v1/repairs/sandbox/conn_down", nil, &view).status)
+	assert.Equal(t, workflows.StatusPending, view.Repair.Status)
+	assert.Empty(t, view.Repair.LastError)
+}

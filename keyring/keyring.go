@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 )
 
@@ -32,8 +33,13 @@ func (k Key) String() string { return "key " + k.ID }
 // Format writes k in the setting's form.
 func (k Key) Format() string { return k.ID + ":" + base64.StdEncoding.EncodeToString(k.Secret) }
 
-// Parse reads "id:base64,…"; name is the setting, for errors. Errors never
-// quote the secret.
+// idPattern is what a key id may be: it is written in every payload's
+// metadata and in every token's header, and errors name keys by it.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// Parse reads "id:base64,…"; name is the setting, for errors. Errors name a
+// key by its position, never quoting what was written: a key written
+// back to front would otherwise put its secret in a log.
 func Parse(name, list string) ([]Key, error) {
 	var keys []Key
 	seen := map[string]bool{}
@@ -43,25 +49,35 @@ func Parse(name, list string) ([]Key, error) {
 			continue
 		}
 		id, b64, ok := strings.Cut(item, ":")
-		if !ok || id == "" || strings.ContainsAny(id, " \t\"") || len(id) > 64 {
-			return nil, fmt.Errorf("%s: key %d must be written keyId:base64 (keyId 1 to 64 characters)", name, i+1)
+		if !ok || !idPattern.MatchString(id) {
+			return nil, fmt.Errorf("%s: key %d must be written keyId:base64, keyId being 1 to 64 of A-Z a-z 0-9 . _ -", name, i+1)
 		}
-		secret, err := base64.StdEncoding.DecodeString(b64)
+		secret, err := decodeBase64(b64)
 		if err != nil {
-			if secret, err = base64.RawURLEncoding.DecodeString(b64); err != nil {
-				return nil, fmt.Errorf("%s: key %q is not base64", name, id)
-			}
+			return nil, fmt.Errorf("%s: key %d is not base64", name, i+1)
 		}
 		if len(secret) != Size {
-			return nil, fmt.Errorf("%s: key %q is %d bytes; it must be %d", name, id, len(secret), Size)
+			return nil, fmt.Errorf("%s: key %d is %d bytes; it must be %d", name, i+1, len(secret), Size)
 		}
 		if seen[id] {
-			return nil, fmt.Errorf("%s: key id %q appears twice", name, id)
+			return nil, fmt.Errorf("%s: key %d repeats an earlier key id", name, i+1)
 		}
 		seen[id] = true
 		keys = append(keys, Key{ID: id, Secret: secret})
 	}
 	return keys, nil
+}
+
+// decodeBase64 accepts standard and URL-safe base64, padded or not.
+func decodeBase64(s string) ([]byte, error) {
+	var err error
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		var b []byte
+		if b, err = enc.DecodeString(s); err == nil {
+			return b, nil
+		}
+	}
+	return nil, err
 }
 
 // Generate makes a new random key named id.
@@ -75,7 +91,9 @@ func Generate(id string) (Key, error) {
 
 // LoadOrCreate reads the key list stored at path, creating it (mode 0600,
 // its directory 0700) with one new key named id on first use. The dev stack
-// keeps its keys this way, so they survive restarts.
+// keeps its keys this way, so they survive restarts. The file appears
+// whole or not at all (written aside, then renamed), so a crash cannot
+// leave an empty key file behind.
 func LoadOrCreate(path, id string) ([]Key, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -86,15 +104,22 @@ func LoadOrCreate(path, id string) ([]Key, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, err
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err := os.CreateTemp(filepath.Dir(path), ".keys-*") // 0600
 		if err != nil {
 			return nil, fmt.Errorf("create key file: %w", err)
 		}
-		if _, err := f.WriteString(key.Format() + "\n"); err != nil {
-			f.Close()
+		_, err = f.WriteString(key.Format() + "\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(f.Name(), path)
+		}
+		if err != nil {
+			_ = os.Remove(f.Name())
 			return nil, fmt.Errorf("write key file: %w", err)
 		}
-		return []Key{key}, f.Close()
+		return []Key{key}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read key file: %w", err)

@@ -1,6 +1,7 @@
 package keyring
 
 import (
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,10 +17,18 @@ func TestParse(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []Key{a, b}, keys)
 
-	for _, bad := range []string{"nokeyid", ":" + a.Format()[2:], "a:not base64!", "a:c2hvcnQ=", a.Format() + "," + a.Format()} {
+	secret := a.Format()[2:]
+	for _, bad := range []string{"nokeyid", ":" + secret, "a:not base64!", "a:c2hvcnQ=", a.Format() + "," + a.Format(),
+		secret + ":a", "a b:" + secret, "a\x00:" + secret} {
 		_, err := Parse("X", bad)
 		assert.Error(t, err, bad)
-		assert.NotContains(t, err.Error(), a.Format()[2:], "errors never quote the secret")
+		assert.NotContains(t, err.Error(), secret, "errors never quote the secret")
+	}
+	// Unpadded and URL-safe base64 are read too.
+	for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		keys, err := Parse("X", "a:"+enc.EncodeToString(a.Secret))
+		require.NoError(t, err)
+		assert.Equal(t, a.Secret, keys[0].Secret)
 	}
 	keys, err = Parse("X", "")
 	assert.NoError(t, err)
