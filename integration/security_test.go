@@ -440,6 +440,20 @@ func TestHistoryHoldsNoProviderTokenAndTheCodecShowsIt(t *testing.T) {
 	assert.Contains(t, clear.String(), rec.Session.ConnectorToken)
 	assert.Contains(t, clear.String(), login.PublicToken)
 
+	// The SDK's own remote codec client (the protocol the temporal CLI's
+	// --codec-endpoint speaks) reads it too.
+	remote := converter.NewRemotePayloadCodec(converter.RemotePayloadCodecOptions{
+		Endpoint: s.gateway.URL + "/codec",
+		ModifyRequest: func(r *http.Request) error {
+			r.Header.Set("Authorization", "Bearer "+apiKey)
+			r.Header.Set("X-Namespace", ns)
+			return nil
+		},
+	})
+	viaSDK, err := remote.Decode(payloads)
+	require.NoError(t, err)
+	assert.True(t, proto.Equal(decoded.Payloads[0], viaSDK[0]))
+
 	token := s.clientTokenAt(s.gateway, "sandbox", "conn_enc")
 	assert.Equal(t, http.StatusUnauthorized, decode(s.gateway, "", webUIOrigin, ns).status)
 	assert.Equal(t, http.StatusForbidden, decode(s.gateway, token, appOrigin, ns).status)
