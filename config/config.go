@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -293,8 +294,21 @@ func (c Config) validateSecurity() []error {
 	if c.Gateway.BrowserRate <= 0 || c.Gateway.BrowserBurst < 1 {
 		errs = append(errs, errors.New("RELINK_BROWSER_RATE_LIMIT must be positive and RELINK_BROWSER_RATE_BURST at least 1"))
 	}
-	if u := c.Gateway.CodecJWKSURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://localhost") && !strings.HasPrefix(u, "http://127.0.0.1") {
-		errs = append(errs, errors.New("RELINK_CODEC_JWKS_URL must be https"))
+	if raw := c.Gateway.CodecJWKSURL; raw != "" {
+		u, err := url.Parse(raw)
+		if err != nil {
+			u = &url.URL{}
+		}
+		ip := net.ParseIP(u.Hostname())
+		local := u.Scheme == "http" && (u.Hostname() == "localhost" || (ip != nil && ip.IsLoopback()))
+		if err != nil || (u.Scheme != "https" && !local) || u.Host == "" {
+			errs = append(errs, errors.New("RELINK_CODEC_JWKS_URL must be an https URL (http only to this machine)"))
+		}
+		// Without both, any token the identity provider signs, for any
+		// application it serves, would read every payload.
+		if c.Gateway.CodecJWTIssuer == "" || c.Gateway.CodecJWTAudience == "" {
+			errs = append(errs, errors.New("RELINK_CODEC_JWKS_URL needs RELINK_CODEC_JWT_ISSUER and RELINK_CODEC_JWT_AUDIENCE"))
+		}
 	}
 	for _, o := range append(append([]string{}, c.Gateway.CORSOrigins...), c.Gateway.CodecOrigins...) {
 		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || o == "*" {

@@ -93,6 +93,10 @@ func TestSecuritySettings(t *testing.T) {
 	assert.Equal(t, []string{"old-key", "new-key"}, c.Gateway.AllAPIKeys())
 	assert.Equal(t, 30*time.Minute, c.Gateway.ClientTokenTTL)
 
+	_, err = load(map[string]string{"RELINK_CODEC_JWKS_URL": "http://127.0.0.1:9000/jwks",
+		"RELINK_CODEC_JWT_ISSUER": "i", "RELINK_CODEC_JWT_AUDIENCE": "a"})
+	assert.NoError(t, err, "http to this machine is allowed")
+
 	c, err = load(map[string]string{
 		"RELINK_NOTIFY_URL":    "https://app.example.com/relink",
 		"RELINK_NOTIFY_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
@@ -101,15 +105,18 @@ func TestSecuritySettings(t *testing.T) {
 	assert.Len(t, c.Notify.Secrets(), 2)
 
 	for name, env := range map[string]map[string]string{
-		"notify URL without a secret": {"RELINK_NOTIFY_URL": "https://app.example.com/relink"},
-		"secret not whsec_":           {"RELINK_NOTIFY_SECRET": "plain-secret"},
-		"whsec_ secret too short":     {"RELINK_NOTIFY_SECRET": "whsec_c2hvcnQ="},
-		"payload key not 32 bytes":    {"RELINK_PAYLOAD_KEYS": "k1:c2hvcnQ="},
-		"token key without an id":     {"RELINK_CLIENT_TOKEN_KEYS": "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo="},
-		"client token TTL of a week":  {"RELINK_CLIENT_TOKEN_TTL": "168h"},
-		"wildcard CORS origin":        {"RELINK_CORS_ORIGINS": "*"},
-		"CORS origin with a path":     {"RELINK_CORS_ORIGINS": "https://app.example.com/page"},
-		"zero browser rate":           {"RELINK_BROWSER_RATE_LIMIT": "0"},
+		"notify URL without a secret":  {"RELINK_NOTIFY_URL": "https://app.example.com/relink"},
+		"secret not whsec_":            {"RELINK_NOTIFY_SECRET": "plain-secret"},
+		"whsec_ secret too short":      {"RELINK_NOTIFY_SECRET": "whsec_c2hvcnQ="},
+		"payload key not 32 bytes":     {"RELINK_PAYLOAD_KEYS": "k1:c2hvcnQ="},
+		"token key without an id":      {"RELINK_CLIENT_TOKEN_KEYS": "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo="},
+		"client token TTL of a week":   {"RELINK_CLIENT_TOKEN_TTL": "168h"},
+		"wildcard CORS origin":         {"RELINK_CORS_ORIGINS": "*"},
+		"CORS origin with a path":      {"RELINK_CORS_ORIGINS": "https://app.example.com/page"},
+		"zero browser rate":            {"RELINK_BROWSER_RATE_LIMIT": "0"},
+		"JWKS over http to a host":     {"RELINK_CODEC_JWKS_URL": "http://localhost.attacker.example/jwks", "RELINK_CODEC_JWT_ISSUER": "i", "RELINK_CODEC_JWT_AUDIENCE": "a"},
+		"JWKS without an audience":     {"RELINK_CODEC_JWKS_URL": "https://idp.example.com/jwks", "RELINK_CODEC_JWT_ISSUER": "i"},
+		"JWKS URL that does not parse": {"RELINK_CODEC_JWKS_URL": "https://[::1", "RELINK_CODEC_JWT_ISSUER": "i", "RELINK_CODEC_JWT_AUDIENCE": "a"},
 	} {
 		_, err := load(env)
 		assert.Error(t, err, name)

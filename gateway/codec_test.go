@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
@@ -117,6 +118,18 @@ func TestCodecAdmitsSignedInOperators(t *testing.T) {
 	rec, e := decode(mint(t, g, "quiltt", "conn_1"))
 	assert.Equal(t, http.StatusForbidden, rec.Code)
 	assert.Equal(t, codeForbidden, e.Code)
+}
+
+// A caller who sends a forged key id and hangs up does not lock operators
+// out: the fetch it triggered completes, and its result is shared.
+func TestOperatorKeysSurviveAHangUp(t *testing.T) {
+	idp := newIdentityProvider(t)
+	g := codecGateway(t, idp)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	assert.Error(t, g.OperatorTokens.Check(ctx, idp.token(t, "forged", "temporal-ui", now.Add(time.Hour))))
+	assert.NoError(t, g.OperatorTokens.Check(context.Background(), idp.token(t, "idp-1", "temporal-ui", now.Add(time.Hour))))
+	assert.Equal(t, int32(1), idp.fetches.Load())
 }
 
 func TestCodecRefusesOtherNamespacesAndBadBodies(t *testing.T) {

@@ -21,22 +21,32 @@ import (
 // signed in to the UI read decoded payloads without holding an API key.
 type OperatorTokens struct {
 	JWKSURL  string
-	Issuer   string // empty: not checked
-	Audience string // empty: not checked
+	Issuer   string
+	Audience string
 	HTTP     *http.Client
 	Now      func() time.Time
 
-	mu      sync.Mutex
-	keys    jose.JSONWebKeySet
-	fetched time.Time
+	mu        sync.RWMutex
+	keys      jose.JSONWebKeySet
+	fetchedAt time.Time // of the keys held
+
+	fetchMu sync.Mutex // one fetch at a time
+	lastTry time.Time
 }
 
-// operatorAlgorithms are the signatures identity providers use.
+// operatorAlgorithms are the signatures identity providers use; no HMAC,
+// so a public key can never be used as a shared secret.
 var operatorAlgorithms = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.ES256, jose.ES384, jose.EdDSA}
 
-// jwksRefreshInterval bounds how often an unknown key id makes the gateway
-// fetch the key set again (a rotation at the provider, or a forged kid).
-const jwksRefreshInterval = time.Minute
+const (
+	// jwksRefreshInterval bounds how often the key set is fetched: an
+	// unknown key id (a rotation at the provider, or a forged kid) fetches
+	// at most this often.
+	jwksRefreshInterval = time.Minute
+	// jwksMaxAge is how long fetched keys are trusted before they are
+	// fetched again, so a key the provider withdrew stops verifying.
+	jwksMaxAge = time.Hour
+)
 
 // Check verifies token.
 func (o *OperatorTokens) Check(ctx context.Context, token string) error {
@@ -52,39 +62,59 @@ func (o *OperatorTokens) Check(ctx context.Context, token string) error {
 	if err := parsed.Claims(key, &claims); err != nil {
 		return errors.New("signature does not verify")
 	}
-	expected := jwt.Expected{Issuer: o.Issuer, Time: o.Now()}
-	if o.Audience != "" {
-		expected.AnyAudience = jwt.Audience{o.Audience}
-	}
 	if claims.Expiry == nil {
 		return errors.New("token has no expiry")
 	}
-	if err := claims.ValidateWithLeeway(expected, 30*time.Second); err != nil {
-		return err
+	return claims.ValidateWithLeeway(jwt.Expected{
+		Issuer:      o.Issuer,
+		AnyAudience: jwt.Audience{o.Audience},
+		Time:        o.Now(),
+	}, 30*time.Second)
+}
+
+// cached returns the key kid from the held set, and whether the set is
+// still fresh.
+func (o *OperatorTokens) cached(kid string) (any, bool) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	fresh := !o.fetchedAt.IsZero() && o.Now().Sub(o.fetchedAt) < jwksMaxAge
+	if found := o.keys.Key(kid); len(found) > 0 {
+		return found[0].Public().Key, fresh
 	}
-	return nil
+	return nil, fresh
 }
 
 func (o *OperatorTokens) key(ctx context.Context, kid string) (any, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if found := o.keys.Key(kid); len(found) > 0 {
-		return found[0].Public().Key, nil
+	if key, fresh := o.cached(kid); key != nil && fresh {
+		return key, nil
 	}
-	if !o.fetched.IsZero() && o.Now().Sub(o.fetched) < jwksRefreshInterval {
+	o.fetchMu.Lock()
+	defer o.fetchMu.Unlock()
+	key, fresh := o.cached(kid)
+	if key != nil && fresh {
+		return key, nil // fetched while this call waited
+	}
+	if o.Now().Sub(o.lastTry) < jwksRefreshInterval {
+		if key != nil {
+			return key, nil
+		}
 		return nil, fmt.Errorf("unknown key id %q", kid)
 	}
-	if err := o.fetch(ctx); err != nil {
+	o.lastTry = o.Now()
+	// The caller hanging up must not cancel a fetch others rely on.
+	if err := o.fetch(context.WithoutCancel(ctx)); err != nil {
+		if key != nil {
+			return key, nil // the provider is down: keep the keys held
+		}
 		return nil, err
 	}
-	if found := o.keys.Key(kid); len(found) > 0 {
-		return found[0].Public().Key, nil
+	if key, _ = o.cached(kid); key == nil {
+		return nil, fmt.Errorf("unknown key id %q", kid)
 	}
-	return nil, fmt.Errorf("unknown key id %q", kid)
+	return key, nil
 }
 
 func (o *OperatorTokens) fetch(ctx context.Context) error {
-	o.fetched = o.Now()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.JWKSURL, nil)
@@ -103,6 +133,8 @@ func (o *OperatorTokens) fetch(ctx context.Context) error {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
 		return fmt.Errorf("fetch operator keys: %w", err)
 	}
-	o.keys = set
+	o.mu.Lock()
+	o.keys, o.fetchedAt = set, o.Now()
+	o.mu.Unlock()
 	return nil
 }

@@ -199,12 +199,44 @@ func (g *Gateway) getRepair(w http.ResponseWriter, r *http.Request) {
 		view.LastError = g.pendingFailure(desc)
 	}
 	if !principalOf(r).app {
-		// A provider's error text is for the app and its operators; the
-		// page needs only the status.
-		view.LastError = ""
+		view.RepairState = pageState(view.RepairState)
 	}
 	writeJSON(w, http.StatusOK, map[string]repairView{"repair": view})
 }
+
+// pageState is what a page holding a client token sees of its repair:
+// status, attempts, times, the session's expiry and its own last exit.
+// Reasons, notes and errors can quote a provider's answer, and counters
+// and event ids are the app's business, so they are left out: a list of
+// what is shown, not of what is hidden, so a field added to RepairState
+// stays the app's until it is added here.
+func pageState(st workflows.RepairState) workflows.RepairState {
+	steps := make([]workflows.Step, len(st.Steps))
+	for i, step := range st.Steps {
+		steps[i] = workflows.Step{Status: step.Status, At: step.At}
+	}
+	return workflows.RepairState{
+		Provider:         st.Provider,
+		ConnectionID:     st.ConnectionID,
+		Institution:      st.Institution,
+		Proactive:        st.Proactive,
+		Status:           st.Status,
+		Attempt:          st.Attempt,
+		MaxAttempts:      st.MaxAttempts,
+		StartedAt:        st.StartedAt,
+		UpdatedAt:        st.UpdatedAt,
+		ExpiresAt:        st.ExpiresAt,
+		ClosedAt:         st.ClosedAt,
+		Steps:            steps,
+		ConnectorStatus:  st.ConnectorStatus,
+		SessionExpiresAt: st.SessionExpiresAt,
+		LastExit:         st.LastExit,
+		VerifyUntil:      st.VerifyUntil,
+	}
+}
+
+// pageUnavailable replaces a provider's error for a page.
+const pageUnavailable = "the provider is not answering yet; retry shortly"
 
 // queryState asks the workflow for its state.
 func (g *Gateway) queryState(ctx context.Context, id string) (workflows.RepairState, string) {
@@ -225,22 +257,25 @@ func (g *Gateway) queryState(ctx context.Context, id string) (workflows.RepairSt
 // pendingFailure is the last failure of a provider call still being
 // retried, which the workflow itself only learns when the call gives up.
 func (g *Gateway) pendingFailure(desc *workflowservice.DescribeWorkflowExecutionResponse) string {
+	id := desc.GetWorkflowExecutionInfo().GetExecution().GetWorkflowId()
 	for _, act := range desc.GetPendingActivities() {
-		if msg := g.failureMessage(act.GetLastFailure()); msg != "" {
+		if msg := g.failureMessage(id, act.GetLastFailure()); msg != "" {
 			return fmt.Sprintf("%s (attempt %d): %s", act.GetActivityType().GetName(), act.GetAttempt(), msg)
 		}
 	}
 	return ""
 }
 
-// failureMessage reads a failure's message; with payload encryption on,
-// the message is in the failure's encrypted attributes.
-func (g *Gateway) failureMessage(f *failurepb.Failure) string {
+// failureMessage reads a failure of workflow id's activity; with payload
+// encryption on, the message is in the failure's encrypted attributes.
+func (g *Gateway) failureMessage(id string, f *failurepb.Failure) string {
 	if enc := f.GetEncodedAttributes(); enc != nil && g.Codec != nil {
 		var attrs struct {
 			Message string `json:"message"`
 		}
-		if err := codec.DataConverter(g.Codec).FromPayload(enc, &attrs); err == nil {
+		dc := converter.WithDataConverterSerializationContext(codec.DataConverter(g.Codec),
+			converter.ActivitySerializationContext{Namespace: g.Namespace, WorkflowID: id})
+		if err := dc.FromPayload(enc, &attrs); err == nil {
 			return attrs.Message
 		}
 	}
@@ -292,9 +327,12 @@ func (g *Gateway) reconnect(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusConflict, codeConflict, fmt.Sprintf("the repair is %s", offer.Closed))
 			return
 		case offer.Unavailable != "":
-			msg := offer.Unavailable
-			if failure := g.pendingFailureOf(ctx, id); failure != "" && principalOf(r).app {
-				msg += "; provider: " + failure
+			msg := pageUnavailable
+			if principalOf(r).app {
+				msg = offer.Unavailable
+				if failure := g.pendingFailureOf(ctx, id); failure != "" {
+					msg += "; provider: " + failure
+				}
 			}
 			writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, msg, offer.RetryAfter)
 			return
@@ -643,7 +681,7 @@ func (g *Gateway) temporalError(w http.ResponseWriter, r *http.Request, err erro
 		// An update that was waiting when the repair ended.
 		writeError(w, http.StatusConflict, codeConflict, "the repair was canceled")
 	case errors.As(err, &appErr):
-		g.workflowError(w, appErr)
+		g.workflowError(w, r, appErr)
 	case errors.As(err, &timeout) || errors.As(err, &deadline) || errors.As(err, &down) || errors.As(err, &overloaded):
 		writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, "Temporal or its worker did not answer in time; retry", 2*time.Second)
 	case errors.As(err, &invalid):
@@ -667,7 +705,7 @@ func (g *Gateway) temporalError(w http.ResponseWriter, r *http.Request, err erro
 }
 
 // workflowError maps an update's refusal or failure onto HTTP.
-func (g *Gateway) workflowError(w http.ResponseWriter, e *temporal.ApplicationError) {
+func (g *Gateway) workflowError(w http.ResponseWriter, r *http.Request, e *temporal.ApplicationError) {
 	switch e.Type() {
 	case workflows.ErrTypeRepairClosed, workflows.ErrTypeNotAwaitingUser:
 		writeError(w, http.StatusConflict, codeConflict, e.Message())
@@ -680,7 +718,11 @@ func (g *Gateway) workflowError(w http.ResponseWriter, e *temporal.ApplicationEr
 	case workflows.ErrTypeTooManyRequests:
 		writeRetry(w, http.StatusTooManyRequests, codeTooManyRequests, e.Message(), time.Minute)
 	case workflows.ErrTypeProviderUnavailable, workflows.ErrTypeRepairMoving:
-		writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, e.Message(), 2*time.Second)
+		msg := e.Message() // may quote the provider: the app's only
+		if !principalOf(r).app {
+			msg = pageUnavailable
+		}
+		writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, msg, 2*time.Second)
 	default:
 		g.Logger.Error("unexpected workflow error", "errorType", e.Type(), "error", e)
 		writeError(w, http.StatusInternalServerError, codeInternal, "internal error; see the gateway log")

@@ -581,4 +581,18 @@ func TestProviderErrorsWithEncryptionOn(t *testing.T) {
 	require.Equal(t, http.StatusOK, send(t, s.gateway, token, appOrigin, http.MethodGet, "/v1/repairs/sandbox/conn_down", nil, &view).status)
 	assert.Equal(t, workflows.StatusPending, view.Repair.Status)
 	assert.Empty(t, view.Repair.LastError)
+
+	// A repair that ended on the provider's word: the app reads why, the
+	// page only that it ended.
+	require.Equal(t, http.StatusOK, s.call(http.MethodPut, "/sandbox/connections/conn_gone/script", map[string]any{"initialize": "not_found"}, nil))
+	s.breakConnection("conn_gone", "profile_gone")
+	appView := s.waitForStatus("conn_gone", workflows.StatusUnrepairable)
+	require.NotEmpty(t, appView.Reason)
+	token = s.clientTokenAt(s.gateway, "sandbox", "conn_gone")
+	r := send(t, s.gateway, token, appOrigin, http.MethodGet, "/v1/repairs/sandbox/conn_gone", nil, &view)
+	require.Equal(t, http.StatusOK, r.status)
+	assert.Equal(t, workflows.StatusUnrepairable, view.Repair.Status)
+	assert.NotContains(t, string(r.body), appView.Reason)
+	assert.NotContains(t, string(r.body), `"note"`)
+	assert.NotContains(t, string(r.body), "profile_gone")
 }

@@ -108,15 +108,23 @@ func LoadOrCreate(path, id string) ([]Key, error) {
 		if err != nil {
 			return nil, fmt.Errorf("create key file: %w", err)
 		}
+		defer os.Remove(f.Name())
 		_, err = f.WriteString(key.Format() + "\n")
+		if err == nil {
+			err = f.Sync()
+		}
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 		if err == nil {
-			err = os.Rename(f.Name(), path)
+			// Link, unlike rename, fails if another process created the
+			// file first: then its key is the one, and is read below.
+			err = os.Link(f.Name(), path)
+			if errors.Is(err, os.ErrExist) {
+				return LoadOrCreate(path, id)
+			}
 		}
 		if err != nil {
-			_ = os.Remove(f.Name())
 			return nil, fmt.Errorf("write key file: %w", err)
 		}
 		return []Key{key}, nil
