@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+
+	"github.com/relink-dev/relink/metrics"
 )
 
 // Activities are the repair workflow's side effects. Register a pointer to
@@ -143,7 +145,14 @@ func (a *Activities) ConnectionStatus(ctx context.Context, conn ConnectionRef) (
 
 // Notify delivers one event to the app.
 func (a *Activities) Notify(ctx context.Context, ev Event) error {
-	return a.Notifier.Notify(ctx, ev)
+	err := a.Notifier.Notify(ctx, ev)
+	result := "delivered"
+	if err != nil {
+		result = "failed" // this attempt; Temporal retries it
+	}
+	activity.GetMetricsHandler(ctx).WithTags(map[string]string{"type": ev.Type, "result": result}).
+		Counter(metrics.Notifications).Inc(1)
+	return err
 }
 
 // Clock tells the time; tests pass a fixed one.

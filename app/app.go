@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -27,6 +28,7 @@ import (
 	"github.com/relink-dev/relink/activities"
 	"github.com/relink-dev/relink/codec"
 	"github.com/relink-dev/relink/config"
+	"github.com/relink-dev/relink/metrics"
 	"github.com/relink-dev/relink/version"
 	"github.com/relink-dev/relink/workflows"
 )
@@ -49,8 +51,10 @@ func NewLogger(c config.Log) (*slog.Logger, error) {
 }
 
 // Dial connects to Temporal: plain for a local server, mTLS with
-// certificate files, or Temporal Cloud with an API key.
-func Dial(ctx context.Context, c config.Temporal, logger *slog.Logger) (client.Client, error) {
+// certificate files, or Temporal Cloud with an API key. The SDK records
+// its metrics (and the workflow and activities theirs) to m; nil records
+// none.
+func Dial(ctx context.Context, c config.Temporal, logger *slog.Logger, m client.MetricsHandler) (client.Client, error) {
 	enc, err := PayloadCodec(c)
 	if err != nil {
 		return nil, err
@@ -62,6 +66,7 @@ func Dial(ctx context.Context, c config.Temporal, logger *slog.Logger) (client.C
 		Logger:           sdklog.NewStructuredLogger(logger),
 		DataConverter:    dc,
 		FailureConverter: codec.FailureConverter(dc, enc != nil),
+		MetricsHandler:   m,
 	}
 	if c.TLS() {
 		tlsConf := &tls.Config{ServerName: c.TLSServerName, MinVersion: tls.VersionTLS12}
@@ -93,6 +98,25 @@ func Dial(ctx context.Context, c config.Temporal, logger *slog.Logger) (client.C
 		return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w", c.Address, c.Namespace, err)
 	}
 	return cl, nil
+}
+
+// ServeMetrics serves reg at addr/metrics until the returned stop is
+// called (RELINK_METRICS_ADDR: a port for the scraper, not the public).
+func ServeMetrics(addr string, reg *metrics.Registry, logger *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("RELINK_METRICS_ADDR: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", reg.HTTPHandler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics server stopped", "error", err)
+		}
+	}()
+	logger.Info("metrics listening", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }
 
 // PayloadCodec is the payload encryption from RELINK_PAYLOAD_KEYS; nil

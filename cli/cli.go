@@ -41,6 +41,7 @@ Client (talk to the gateway at RELINK_URL with RELINK_API_KEY):
   start           start a repair by hand
   state           show a repair's state
   list            list repairs (filter by status, provider, profile)
+  stats           repair counts by provider and status (-provider, -since 24h)
   cancel          cancel a repair
   simulate-error  break a sandbox connection (sends the repairable webhook)
 
@@ -65,6 +66,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		err = runGateway(ctx, rest)
 	case "setup":
 		err = runSetup(ctx, rest, stdout)
+	case "stats":
+		err = runStats(ctx, rest, stdout)
 	case "keygen":
 		err = runKeygen(rest, stdout)
 	case "version":

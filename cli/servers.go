@@ -19,6 +19,7 @@ import (
 	"github.com/relink-dev/relink/config"
 	"github.com/relink-dev/relink/devstack"
 	"github.com/relink-dev/relink/keyring"
+	"github.com/relink-dev/relink/metrics"
 )
 
 func loadConfig(ctx context.Context) (config.Config, *slog.Logger, error) {
@@ -74,7 +75,12 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 			uiOrigins = []string{uiURL, fmt.Sprintf("http://127.0.0.1:%d", cfg.Dev.UIPort)}
 		}
 	}
-	tc, err := dialWhenReady(ctx, cfg.Temporal, logger)
+	reg, stopMetrics, err := startMetrics(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	tc, err := dialWhenReady(ctx, cfg.Temporal, logger, reg)
 	if err != nil {
 		return err
 	}
@@ -103,6 +109,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	gw.DevCodecOrigins = uiOrigins
+	gw.Metrics = reg
 	ln, err := net.Listen("tcp", cfg.Gateway.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
@@ -118,6 +125,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "  Gateway       %s on %s (API key: %s)\n", cfg.Gateway.PublicURL, cfg.Gateway.ListenAddr, redactKey(cfg.Gateway.APIKey))
 	fmt.Fprintf(stdout, "  Encryption    payloads AES-256-GCM; Web UI decodes through %s/codec\n", cfg.Gateway.PublicURL)
+	fmt.Fprintf(stdout, "  Metrics       %s/metrics (API key; worker and gateway)\n", cfg.Gateway.PublicURL)
 	fmt.Fprintf(stdout, "  Sandbox       %s/sandbox/connections/{id}/break\n", cfg.Gateway.PublicURL)
 	fmt.Fprintf(stdout, "  Data          %s\n", cfg.Dev.DataDir)
 	fmt.Fprintf(stdout, "relink dev ready; Ctrl-C stops\n")
@@ -200,7 +208,12 @@ func runGateway(ctx context.Context, args []string) error {
 	if cfg.Gateway.ListenAddr == "" {
 		cfg.Gateway.ListenAddr = ":8080"
 	}
-	tc, err := app.Dial(ctx, cfg.Temporal, logger)
+	reg, stopMetrics, err := startMetrics(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	tc, err := app.Dial(ctx, cfg.Temporal, logger, reg.Handler)
 	if err != nil {
 		return err
 	}
@@ -213,6 +226,7 @@ func runGateway(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	gw.Metrics = reg
 	srv := app.NewHTTPServer(cfg.Gateway.ListenAddr, gw.Handler())
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ListenAndServe() }()
@@ -240,7 +254,7 @@ func runSetup(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tc, err := app.Dial(ctx, cfg.Temporal, logger)
+	tc, err := app.Dial(ctx, cfg.Temporal, logger, nil)
 	if err != nil {
 		return err
 	}
@@ -253,10 +267,10 @@ func runSetup(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 // dialWhenReady dials Temporal, retrying while a just-started server comes up.
-func dialWhenReady(ctx context.Context, c config.Temporal, logger *slog.Logger) (client.Client, error) {
+func dialWhenReady(ctx context.Context, c config.Temporal, logger *slog.Logger, reg *metrics.Registry) (client.Client, error) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		tc, err := app.Dial(ctx, c, logger)
+		tc, err := app.Dial(ctx, c, logger, reg.Handler)
 		if err == nil {
 			return tc, nil
 		}
@@ -269,6 +283,20 @@ func dialWhenReady(ctx context.Context, c config.Temporal, logger *slog.Logger) 
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// startMetrics builds the process's metrics, served on RELINK_METRICS_ADDR
+// when it is set (and by the gateway at /metrics).
+func startMetrics(cfg config.Config, logger *slog.Logger) (*metrics.Registry, func(), error) {
+	reg, err := metrics.New()
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.Metrics.Addr == "" {
+		return reg, func() {}, nil
+	}
+	stop, err := app.ServeMetrics(cfg.Metrics.Addr, reg, logger)
+	return reg, stop, err
 }
 
 func shutdown(srv *http.Server, logger *slog.Logger) {

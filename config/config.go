@@ -32,6 +32,15 @@ type Config struct {
 	Sandbox  Sandbox
 	Dev      Dev
 	Log      Log
+	Metrics  Metrics
+}
+
+// Metrics is where a process serves /metrics for Prometheus.
+type Metrics struct {
+	// Addr is a listen address ("127.0.0.1:9090", ":9090") serving
+	// /metrics without authentication; empty serves none (the gateway
+	// also serves /metrics on its own port, behind the API key).
+	Addr string `env:"RELINK_METRICS_ADDR"`
 }
 
 // Temporal is the cluster connection: a local server, a self-hosted

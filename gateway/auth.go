@@ -51,6 +51,7 @@ func (g *Gateway) authenticated(next http.Handler) http.Handler {
 			return
 		}
 		if g.isAPIKey(bearer) {
+			infoOf(r.Context()).client = "app"
 			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, principal{app: true})))
 			return
 		}
@@ -67,6 +68,7 @@ func (g *Gateway) authenticated(next http.Handler) http.Handler {
 			unauthorized(w, msg)
 			return
 		}
+		infoOf(r.Context()).client = "page"
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, principal{scope: scope})))
 	})
 }
@@ -133,7 +135,7 @@ func (g *Gateway) clientToken(w http.ResponseWriter, r *http.Request) {
 	}
 	token, exp, err := g.ClientTokens.Mint(clienttoken.Scope{Provider: provider, ConnectionID: conn})
 	if err != nil {
-		g.Logger.Error("mint client token", "provider", provider, "connectionId", conn, "error", err)
+		g.logger(r.Context()).Error("mint client token", "provider", provider, "connectionId", conn, "error", err)
 		writeError(w, http.StatusInternalServerError, codeInternal, "could not sign the client token")
 		return
 	}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -194,4 +195,42 @@ func TestConnectionLimits(t *testing.T) {
 	}
 	l.allow("quiltt/late", now.Add(time.Hour))
 	assert.LessOrEqual(t, len(l.byConn), maxTrackedConnections+1, "idle connections are forgotten")
+}
+
+func TestRequestIDsInAnswersAndLogs(t *testing.T) {
+	var logs strings.Builder
+	g := newTestGateway()
+	g.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+
+	r := request(http.MethodPost, "/v1/repairs", testKey, `{}`)
+	r.Header.Set("X-Request-Id", "lb-7f3a")
+	rec, _ := do(t, g, r)
+	assert.Equal(t, "lb-7f3a", rec.Header().Get("X-Request-Id"), "the caller's id comes back")
+
+	rec, _ = do(t, g, request(http.MethodPost, "/webhooks/quiltt", "", `not json`))
+	generated := rec.Header().Get("X-Request-Id")
+	assert.Len(t, generated, 24)
+
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(l), &m))
+		lines = append(lines, m)
+	}
+	var access, rejected int
+	for _, m := range lines {
+		if m["msg"] == "http request" && m["requestId"] == "lb-7f3a" {
+			access++
+			assert.Equal(t, "POST /v1/repairs", m["route"])
+			assert.EqualValues(t, 400, m["status"])
+			assert.Equal(t, "app", m["client"])
+		}
+		if m["msg"] == "webhook rejected" {
+			rejected++
+			assert.Equal(t, generated, m["requestId"], "every line of the request carries its id")
+		}
+	}
+	assert.Equal(t, 1, access)
+	assert.Equal(t, 1, rejected)
+	assert.NotContains(t, logs.String(), testKey, "credentials are never logged")
 }

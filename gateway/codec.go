@@ -80,7 +80,7 @@ func (g *Gateway) codecAuthenticated(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		case hasBearer && g.OperatorTokens != nil && !g.isAPIKey(bearer) && !g.isClientToken(bearer) && strings.Count(bearer, ".") == 2:
 			if err := g.OperatorTokens.Check(r.Context(), bearer); err != nil {
-				g.Logger.Warn("codec: operator token refused", "error", err)
+				g.logger(r.Context()).Warn("codec: operator token refused", "error", err)
 				unauthorized(w, "operator access token refused: "+err.Error())
 				return
 			}

@@ -27,6 +27,19 @@ const (
 	eventIgnored   eventOutcome = "ignored: no open repair to act on it"
 )
 
+// label is the outcome as a metric label.
+func (o eventOutcome) label() string {
+	switch o {
+	case eventApplied:
+		return "applied"
+	case eventJoined:
+		return "joined"
+	case eventDuplicate:
+		return "duplicate"
+	}
+	return "ignored"
+}
+
 // delivery is one message for a connection's repair.
 type delivery struct {
 	id  string

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/relink-dev/relink/activities"
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/clienttoken"
+	"github.com/relink-dev/relink/metrics"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -62,8 +64,12 @@ type Gateway struct {
 	// Sandbox enables /sandbox/… when set (dev stack only).
 	Sandbox *sandbox.Provider
 	Logger  *slog.Logger
+	// Metrics records the gateway's metrics and serves GET /metrics (API
+	// key); nil records none.
+	Metrics *metrics.Registry
 
 	limitsOnce    sync.Once
+	collectorOnce sync.Once
 	browserLimits *connectionLimits
 }
 
@@ -90,6 +96,7 @@ func (g *Gateway) Handler() http.Handler {
 	// The app's routes (API key only).
 	api.Handle("POST /v1/repairs", appOnly(http.HandlerFunc(g.startRepair)))
 	api.Handle("GET /v1/repairs", appOnly(http.HandlerFunc(g.listRepairs)))
+	api.Handle("GET /v1/stats", appOnly(http.HandlerFunc(g.stats)))
 	api.Handle("POST /v1/repairs/{provider}/{connectionId}/cancel", appOnly(http.HandlerFunc(g.cancel)))
 	api.Handle("POST /v1/repairs/{provider}/{connectionId}/client-token", appOnly(http.HandlerFunc(g.clientToken)))
 	// The browser routes (the app, or a client token for that connection).
@@ -102,13 +109,21 @@ func (g *Gateway) Handler() http.Handler {
 	codec.HandleFunc("POST /codec/encode", g.codecEndpoint(true))
 	codec.HandleFunc("POST /codec/decode", g.codecEndpoint(false))
 	mux.Handle("/codec/", g.codecAuthenticated(jsonErrors(codec)))
+	if g.Metrics != nil {
+		g.collectorOnce.Do(func() {
+			if err := g.Metrics.Register(newOpenRepairsCollector(g)); err != nil {
+				g.Logger.Warn("open-repairs gauge not registered", "error", err)
+			}
+		})
+		mux.Handle("GET /metrics", g.authenticated(appOnly(g.Metrics.HTTPHandler())))
+	}
 	if g.Sandbox != nil {
 		sb := http.NewServeMux()
 		g.sandboxRoutes(sb)
 		mux.Handle("/sandbox/", g.authenticated(appOnly(jsonErrors(sb))))
 		mux.HandleFunc("GET /sandbox/widget", g.sandboxWidget)
 	}
-	return limitBody(g.cors(jsonErrors(mux)))
+	return g.observe(limitBody(g.cors(jsonErrors(mux))))
 }
 
 // jsonErrors answers the paths and methods mux has no route for in the
@@ -118,6 +133,9 @@ func jsonErrors(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
 		if pattern != "" {
+			if !strings.HasSuffix(pattern, "/") {
+				infoOf(r.Context()).route = pattern // the most specific mux's, for logs and metrics
+			}
 			mux.ServeHTTP(w, r) // sets the path values h reads
 			return
 		}
@@ -159,7 +177,7 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	if _, err := g.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
-		g.Logger.Warn("readiness check failed", "error", err)
+		g.logger(r.Context()).Warn("readiness check failed", "error", err)
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "Temporal is not reachable")
 		return
 	}

@@ -124,7 +124,7 @@ func (g *Gateway) startRepair(w http.ResponseWriter, r *http.Request) {
 		g.temporalError(w, r, err, req.Provider, req.ConnectionID)
 		return
 	}
-	g.Logger.Info("repair started by API: "+string(outcome), "provider", req.Provider, "connectionId", req.ConnectionID, "runId", runID)
+	g.logger(r.Context()).Info("repair started by API: "+string(outcome), "provider", req.Provider, "connectionId", req.ConnectionID, "runId", runID)
 	writeJSON(w, http.StatusAccepted, map[string]repairRef{"repair": {ID: workflows.WorkflowID(req.Provider, req.ConnectionID), RunID: runID}})
 }
 
@@ -248,7 +248,7 @@ func (g *Gateway) queryState(ctx context.Context, id string) (workflows.RepairSt
 		err = v.Get(&st)
 	}
 	if err != nil {
-		g.Logger.Warn("state query failed; answering from visibility", "workflowId", id, "error", err)
+		g.logger(ctx).Warn("state query failed; answering from visibility", "workflowId", id, "error", err)
 		return st, "visibility"
 	}
 	return st, "workflow"
@@ -482,7 +482,7 @@ func (g *Gateway) sendMessage(w http.ResponseWriter, r *http.Request, name, upda
 		g.temporalError(w, r, err, provider, conn)
 		return
 	}
-	g.Logger.Info("repair message accepted", "message", name, "provider", provider, "connectionId", conn, "duplicate", duplicate)
+	g.logger(r.Context()).Info("repair message accepted", "message", name, "provider", provider, "connectionId", conn, "duplicate", duplicate)
 	writeJSON(w, http.StatusAccepted, map[string]any{"repair": map[string]string{"id": id}, "accepted": name, "duplicate": duplicate})
 }
 
@@ -512,7 +512,7 @@ func (g *Gateway) cancel(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, codeConflict, fmt.Sprintf("the repair is %s", info.Status))
 		return
 	}
-	g.Logger.Info("repair cancel sent", "provider", provider, "connectionId", conn)
+	g.logger(r.Context()).Info("repair cancel sent", "provider", provider, "connectionId", conn)
 	writeJSON(w, http.StatusAccepted, map[string]any{"repair": map[string]string{"id": id}, "accepted": "cancel"})
 }
 
@@ -699,7 +699,7 @@ func (g *Gateway) temporalError(w http.ResponseWriter, r *http.Request, err erro
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, "Temporal or its worker did not answer in time; retry", 2*time.Second)
 	default:
-		g.Logger.Error("temporal call failed", "provider", provider, "connectionId", conn, "path", r.URL.Path, "error", err)
+		g.logger(r.Context()).Error("temporal call failed", "provider", provider, "connectionId", conn, "path", r.URL.Path, "error", err)
 		writeError(w, http.StatusInternalServerError, codeInternal, "internal error; see the gateway log")
 	}
 }
@@ -724,7 +724,7 @@ func (g *Gateway) workflowError(w http.ResponseWriter, r *http.Request, e *tempo
 		}
 		writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, msg, 2*time.Second)
 	default:
-		g.Logger.Error("unexpected workflow error", "errorType", e.Type(), "error", e)
+		g.logger(r.Context()).Error("unexpected workflow error", "errorType", e.Type(), "error", e)
 		writeError(w, http.StatusInternalServerError, codeInternal, "internal error; see the gateway log")
 	}
 }

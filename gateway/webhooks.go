@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/metrics"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -27,9 +28,10 @@ type webhookResult struct {
 // started or signalled unless the whole request verifies.
 func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 	provider := r.PathValue("provider")
-	log := g.Logger.With("provider", provider)
+	log := g.logger(r.Context()).With("provider", provider)
 	recv, ok := g.Receivers[provider]
 	if !ok {
+		g.countWebhook("unknown", "rejected", "unknown_provider", 1)
 		writeError(w, http.StatusNotFound, codeUnknownProvider, "no webhook receiver for provider "+provider)
 		return
 	}
@@ -38,9 +40,11 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			log.Warn("webhook rejected: body too large")
+			g.countWebhook(provider, "rejected", "too_large", 1)
 			writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, "webhook body over 1 MiB")
 			return
 		}
+		g.countWebhook(provider, "rejected", "unreadable", 1)
 		writeError(w, http.StatusBadRequest, codeBadRequest, "could not read the body")
 		return
 	}
@@ -48,14 +52,17 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, activities.ErrWebhookUnavailable):
 		log.Warn("webhook not verified yet", "error", err)
+		g.countWebhook(provider, "rejected", "key_unavailable", 1)
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, err.Error())
 		return
 	case errors.Is(err, activities.ErrWebhookSignature):
 		log.Warn("webhook rejected", "error", err, "remoteAddr", r.RemoteAddr)
+		g.countWebhook(provider, "rejected", "signature", 1)
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, err.Error())
 		return
 	case err != nil:
 		log.Warn("webhook rejected", "error", err)
+		g.countWebhook(provider, "rejected", "malformed", 1)
 		writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
 		return
 	}
@@ -63,6 +70,7 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 	for i, ev := range events {
 		if !validID(ev.ConnectionID) || (ev.ProfileID != "" && !validID(ev.ProfileID)) {
 			log.Warn("webhook rejected: unusable connection or profile id", "event", i)
+			g.countWebhook(provider, "rejected", "bad_id", 1)
 			writeError(w, http.StatusBadRequest, codeBadRequest,
 				fmt.Sprintf("events[%d]: connection and profile ids must be 1 to 256 printable ASCII characters, without spaces or quotes", i))
 			return
@@ -76,7 +84,8 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			// The provider retries the request; events already applied are
 			// dropped by the workflow as duplicates.
-			elog.Error("webhook event not applied", "error", err)
+			elog.Warn("webhook event not applied; the provider will retry", "error", err)
+			g.countWebhook(provider, "rejected", "temporal_unavailable", 1)
 			writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, "could not reach Temporal; retry the delivery", 5*time.Second)
 			return
 		}
@@ -88,9 +97,21 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 		default:
 			res.Ignored++
 		}
+		g.countWebhook(provider, outcome.label(), "", 1)
 		elog.Info("webhook event "+string(outcome), "kind", ev.Kind)
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// countWebhook counts webhook events by outcome (applied, duplicate,
+// ignored), and requests rejected whole, by reason. provider is always a
+// configured one or "unknown", so a stranger's paths cannot mint labels.
+func (g *Gateway) countWebhook(provider, result, reason string, n int64) {
+	tags := map[string]string{"provider": provider, "result": result}
+	if reason != "" {
+		tags["reason"] = reason
+	}
+	g.metricsHandler().WithTags(tags).Counter(metrics.Webhooks).Inc(n)
 }
 
 // Webhook fields the workflow records are clipped, so a provider's long

@@ -29,6 +29,7 @@ import (
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/app"
 	"github.com/relink-dev/relink/config"
+	"github.com/relink-dev/relink/metrics"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -47,6 +48,7 @@ type stack struct {
 	cfg       config.Config
 	logger    *slog.Logger
 	providers app.Providers
+	metrics   *metrics.Registry
 }
 
 func newStack(t *testing.T) *stack {
@@ -128,7 +130,9 @@ func newBareStack(t *testing.T, settings map[string]string) *stack {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	// The client (and so every worker and gateway of the stack) is dialed
 	// as production dials it: with the payload codec when keys are set.
-	tc, err := app.Dial(ctx, cfg.Temporal, logger)
+	reg, err := metrics.New()
+	require.NoError(t, err)
+	tc, err := app.Dial(ctx, cfg.Temporal, logger, reg.Handler)
 	require.NoError(t, err)
 	t.Cleanup(tc.Close)
 	require.NoError(t, app.EnsureSearchAttributes(ctx, tc, cfg.Temporal.Namespace))
@@ -137,12 +141,13 @@ func newBareStack(t *testing.T, settings map[string]string) *stack {
 	providers := app.NewProviders(cfg, sb)
 	gw, err := app.NewGateway(cfg, tc, logger, providers, sb)
 	require.NoError(t, err)
+	gw.Metrics = reg
 	srv := httptest.NewServer(gw.Handler())
 	t.Cleanup(srv.Close)
 	t.Cleanup(sb.Wait)
 	sb.Webhooks.URL = srv.URL + "/webhooks/sandbox"
 	sb.WidgetURL = srv.URL + "/sandbox/widget"
-	return &stack{t: t, temporal: tc, gateway: srv, sandbox: sb, app: appSrv, cfg: cfg, logger: logger, providers: providers}
+	return &stack{t: t, temporal: tc, gateway: srv, sandbox: sb, app: appSrv, cfg: cfg, logger: logger, providers: providers, metrics: reg}
 }
 
 // call sends an authenticated JSON request to the gateway and decodes the

@@ -348,7 +348,7 @@ func TestPayloadKeysRotateUnderOpenRepairs(t *testing.T) {
 	// second until nothing sealed with it is needed.
 	k2 := newKey(t, "pk2")
 	cfg := s.configWith(map[string]string{"RELINK_PAYLOAD_KEYS": k2 + "," + k1})
-	tc, err := app.Dial(context.Background(), cfg.Temporal, s.logger)
+	tc, err := app.Dial(context.Background(), cfg.Temporal, s.logger, nil)
 	require.NoError(t, err)
 	defer tc.Close()
 	w := worker.New(tc, cfg.Temporal.TaskQueue, app.WorkerOptions())

@@ -12,6 +12,7 @@ import (
 
 	"github.com/relink-dev/relink/app"
 	"github.com/relink-dev/relink/config"
+	"github.com/relink-dev/relink/metrics"
 )
 
 func main() {
@@ -38,7 +39,18 @@ func run() error {
 	if len(acts.Providers.Names()) == 0 {
 		return fmt.Errorf("no provider is enabled: set Quiltt's, Meld's or Plaid's settings (see the README); the sandbox lives in `relink dev`")
 	}
-	tc, err := app.Dial(ctx, cfg.Temporal, logger)
+	reg, err := metrics.New()
+	if err != nil {
+		return err
+	}
+	if cfg.Metrics.Addr != "" {
+		stop, err := app.ServeMetrics(cfg.Metrics.Addr, reg, logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	tc, err := app.Dial(ctx, cfg.Temporal, logger, reg.Handler)
 	if err != nil {
 		return err
 	}

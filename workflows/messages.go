@@ -8,6 +8,7 @@ package workflows
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/relink-dev/relink/activities"
@@ -88,6 +89,18 @@ type RepairInput struct {
 	// Undelivered are events of the previous repair still owed to the app
 	// when a new break continued it as this run; this run delivers them.
 	Undelivered []activities.Event `json:"undelivered,omitempty"`
+}
+
+// trigger names what started the repair, for metrics: webhook, manual or
+// proactive.
+func (in RepairInput) trigger() string {
+	switch {
+	case in.Proactive:
+		return "proactive"
+	case in.TriggerReason == "manual" || strings.HasPrefix(in.TriggerReason, "manual:"):
+		return "manual"
+	}
+	return "webhook"
 }
 
 // ReconnectRequest is the reconnect update's argument.

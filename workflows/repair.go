@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/metrics"
 )
 
 // Workflow versions, recorded as a marker at the start of every run.
@@ -166,6 +167,8 @@ func newRepair(ctx workflow.Context, in RepairInput) *repair {
 	if in.TriggerEventID != "" {
 		r.rememberEvent(in.TriggerEventID)
 	}
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"provider": in.Provider, "trigger": in.trigger()}).
+		Counter(metrics.RepairsStarted).Inc(1)
 	return r
 }
 
@@ -497,6 +500,7 @@ func (r *repair) pollStatus(ctx workflow.Context) {
 // failAttempt counts a reconnect that failed at the provider: back to the
 // user for another try, or UNREPAIRABLE once the attempts are used up.
 func (r *repair) failAttempt(ctx workflow.Context, reason string) {
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"provider": r.in.Provider}).Counter(metrics.FailedAttempts).Inc(1)
 	r.st.LastError = reason
 	r.completion = nil
 	r.clearSession() // the old session was used up by its close

@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/metrics"
 )
 
 // end moves the repair to a terminal status; the first outcome wins.
@@ -29,6 +30,7 @@ func (r *repair) transition(ctx workflow.Context, to Status, note string) {
 		return
 	}
 	now := workflow.Now(ctx)
+	r.measureTransition(ctx, to, now)
 	r.st.Status = to
 	r.st.UpdatedAt = now
 	r.st.Steps = append(r.st.Steps, Step{Status: to, At: now, Note: note})
@@ -61,6 +63,27 @@ func (r *repair) transition(ctx workflow.Context, to Status, note string) {
 	r.describe(ctx)
 	if report && !r.st.Quiet {
 		r.notify(ctx, eventTypeFor(to))
+	}
+}
+
+// measureTransition records what a status change says about repairs in
+// general: how long the user was waited for, outcomes, time to repair.
+// The SDK's workflow metrics handler records nothing during replay.
+func (r *repair) measureTransition(ctx workflow.Context, to Status, now time.Time) {
+	m := workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"provider": r.in.Provider})
+	if r.st.Status == StatusAwaitingUser && !r.awaitingSince.IsZero() {
+		m.Timer(metrics.UserWait).Record(now.Sub(r.awaitingSince))
+	}
+	if !to.Terminal() {
+		return
+	}
+	m.WithTags(map[string]string{"outcome": string(to)}).Counter(metrics.RepairsClosed).Inc(1)
+	if to == StatusRepaired {
+		since := r.st.DetectedAt
+		if since.IsZero() || since.After(now) {
+			since = r.st.StartedAt
+		}
+		m.Timer(metrics.TimeToRepair).Record(now.Sub(since))
 	}
 }
 
