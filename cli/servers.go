@@ -93,6 +93,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := sb.Load(filepath.Join(cfg.Dev.DataDir, "sandbox.json")); err != nil {
 		return err
 	}
+	defer sb.Flush() // last: after the worker and gateway have stopped
 	providers := app.NewProviders(cfg, sb)
 	acts, err := app.NewActivities(cfg, logger, providers)
 	if err != nil {

@@ -63,13 +63,36 @@ func (p *Provider) Load(path string) error {
 	return nil
 }
 
-// save writes the state if Load named a file; p.mu is held. A failed save
-// is logged: the sandbox keeps working in memory.
+// saveDelay is how long changes gather before the state file is written:
+// at 10,000 connections one write takes tens of milliseconds, so writing
+// on every initialize and close (under the lock) would serialize the
+// sandbox. The sandbox is the dev stack's; losing its last fraction of a
+// second in a crash is acceptable, and Flush writes at once on shutdown.
+const saveDelay = 200 * time.Millisecond
+
+// save schedules a write of the state, if Load named a file; p.mu is held.
 func (p *Provider) save() {
-	if p.statePath == "" {
+	if p.statePath == "" || p.saveScheduled {
 		return
 	}
-	st := persistedState{Seq: p.seq, Connections: map[string]persistedConnection{}}
+	p.saveScheduled = true
+	time.AfterFunc(saveDelay, p.Flush)
+}
+
+// Flush writes the state now. The snapshot is taken under p.mu, the
+// encoding and the write happen outside it, one write at a time. A failed
+// write is logged: the sandbox keeps working in memory.
+func (p *Provider) Flush() {
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	p.mu.Lock()
+	path := p.statePath
+	if path == "" {
+		p.mu.Unlock()
+		return
+	}
+	p.saveScheduled = false
+	st := persistedState{Seq: p.seq, Connections: make(map[string]persistedConnection, len(p.conns))}
 	for id, c := range p.conns {
 		pc := persistedConnection{Connection: c.snapshot(), SyncingPolls: c.syncingPolls}
 		for _, s := range c.sessions {
@@ -77,16 +100,18 @@ func (p *Provider) save() {
 		}
 		st.Connections[id] = pc
 	}
-	b, err := json.MarshalIndent(st, "", "  ")
+	p.mu.Unlock()
+
+	b, err := json.Marshal(st)
 	if err == nil {
-		tmp := p.statePath + ".tmp"
-		if err = os.MkdirAll(filepath.Dir(p.statePath), 0o700); err == nil {
+		tmp := path + ".tmp"
+		if err = os.MkdirAll(filepath.Dir(path), 0o700); err == nil {
 			if err = os.WriteFile(tmp, b, 0o600); err == nil {
-				err = os.Rename(tmp, p.statePath)
+				err = os.Rename(tmp, path)
 			}
 		}
 	}
 	if err != nil {
-		p.Logger.Warn("sandbox state not saved", "path", p.statePath, "error", err)
+		p.Logger.Warn("sandbox state not saved", "path", path, "error", err)
 	}
 }

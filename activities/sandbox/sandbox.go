@@ -146,7 +146,9 @@ type Provider struct {
 	// sends tracks webhooks still to go out, so Wait can drain them.
 	sends sync.WaitGroup
 	// statePath is where Load read the state from and save writes it.
-	statePath string
+	statePath     string
+	saveScheduled bool
+	writeMu       sync.Mutex // one Flush at a time
 }
 
 // Name implements activities.Provider.
