@@ -61,6 +61,21 @@ type delivery struct {
 func (g *Gateway) deliver(ctx context.Context, d delivery) (eventOutcome, string, error) {
 	var notFound *serviceerror.NotFound
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if d.start != nil {
+		// Most triggers are for a connection with no repair yet, open or
+		// closed: try the start alone first (one call, not two), refused
+		// if any run of this id exists, in which case the rules below
+		// decide.
+		opts := g.startOptions(*d.start)
+		opts.WorkflowIDReusePolicy = enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE
+		run, err := g.Temporal.ExecuteWorkflow(ctx, opts, workflows.WorkflowName, *d.start)
+		if err == nil {
+			return eventApplied, run.GetRunID(), nil
+		}
+		if !errors.As(err, &started) {
+			return "", "", err
+		}
+	}
 	for range 3 {
 		desc, err := g.Temporal.DescribeWorkflowExecution(ctx, d.id, "")
 		if err != nil && !errors.As(err, &notFound) {
