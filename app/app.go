@@ -155,14 +155,21 @@ func Register(r worker.Registry, acts *activities.Activities) {
 // leaves its cached workflows' tasks on its sticky queue; the server hands
 // them to another worker after StickyScheduleToStartTimeout, which must
 // stay below the gateway's query budget (3 s) so reads and reconnects
-// still answer in time after a worker dies.
-func WorkerOptions() worker.Options {
-	return worker.Options{StickyScheduleToStartTimeout: 2 * time.Second}
+// still answer in time after a worker dies. It also sets the process's
+// sticky cache size (effective before the first worker starts).
+func WorkerOptions(c config.Worker) worker.Options {
+	worker.SetStickyWorkflowCacheSize(c.CacheSize)
+	pollers := max(c.Pollers, 2)
+	return worker.Options{
+		StickyScheduleToStartTimeout:     2 * time.Second,
+		MaxConcurrentWorkflowTaskPollers: pollers,
+		MaxConcurrentActivityTaskPollers: pollers,
+	}
 }
 
 // NewWorker builds the repair worker on the configured task queue.
-func NewWorker(c client.Client, taskQueue string, acts *activities.Activities) worker.Worker {
-	w := worker.New(c, taskQueue, WorkerOptions())
+func NewWorker(c client.Client, cfg config.Config, acts *activities.Activities) worker.Worker {
+	w := worker.New(c, cfg.Temporal.TaskQueue, WorkerOptions(cfg.Worker))
 	Register(w, acts)
 	return w
 }

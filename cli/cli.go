@@ -32,6 +32,7 @@ Servers:
                   worker, gateway and sandbox provider
   gateway         run the HTTP gateway against TEMPORAL_ADDRESS
   setup           register Relink's search attributes in TEMPORAL_NAMESPACE
+  bench           Relink's own benchmark on the embedded stack (see README)
   keygen          print a new key: -kind payload (RELINK_PAYLOAD_KEYS),
                   client-token (RELINK_CLIENT_TOKEN_KEYS) or notify
                   (RELINK_NOTIFY_SECRET); -id names it
@@ -66,6 +67,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		err = runGateway(ctx, rest)
 	case "setup":
 		err = runSetup(ctx, rest, stdout)
+	case "bench":
+		err = runBench(ctx, rest, stdout)
 	case "stats":
 		err = runStats(ctx, rest, stdout)
 	case "keygen":

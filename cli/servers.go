@@ -99,7 +99,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	w := app.NewWorker(tc, cfg.Temporal.TaskQueue, acts)
+	w := app.NewWorker(tc, cfg, acts)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}

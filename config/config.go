@@ -33,6 +33,19 @@ type Config struct {
 	Dev      Dev
 	Log      Log
 	Metrics  Metrics
+	Worker   Worker
+}
+
+// Worker tunes the repair worker (see the README's Performance section).
+type Worker struct {
+	// CacheSize is how many repairs a worker keeps in memory between
+	// tasks (the SDK's sticky cache, process-wide). A repair out of the
+	// cache replays its short history when it next has work; a repair in
+	// it costs tens of kilobytes, and a worker may hold thousands waiting.
+	CacheSize int `env:"RELINK_WORKER_CACHE_SIZE, default=1000"`
+	// Pollers is how many workflow-task and activity-task polls each
+	// worker keeps open.
+	Pollers int `env:"RELINK_WORKER_POLLERS, default=8"`
 }
 
 // Metrics is where a process serves /metrics for Prometheus.
@@ -269,6 +282,9 @@ func (c Config) validate() error {
 		if c.Plaid.DedupeWindow < time.Second {
 			errs = append(errs, errors.New("PLAID_WEBHOOK_DEDUPE_WINDOW must be at least 1s"))
 		}
+	}
+	if c.Worker.CacheSize < 0 || c.Worker.Pollers < 2 {
+		errs = append(errs, errors.New("RELINK_WORKER_CACHE_SIZE must be 0 or more and RELINK_WORKER_POLLERS at least 2"))
 	}
 	errs = append(errs, c.validateSecurity()...)
 	if err := errors.Join(errs...); err != nil {

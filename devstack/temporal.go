@@ -78,7 +78,12 @@ func StartTemporal(o Options) (*Temporal, error) {
 	sqlConf := &config.SQL{
 		PluginName:        sqliteplugin.PluginName,
 		DatabaseName:      t.Database,
-		ConnectAttributes: map[string]string{"mode": "rwc", "_journal_mode": "wal", "_synchronous": "2"},
+		// Keys other than SQLite's URI parameters are PRAGMAs, named as
+		// SQLite names them. WAL with synchronous=NORMAL survives a crash
+		// of this process (an OS crash may lose the last moments); FULL
+		// would fsync every one of the ~10 writes a repair makes, which
+		// caps the dev stack at a few repairs a second.
+		ConnectAttributes: map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "NORMAL", "busy_timeout": "10000"},
 	}
 	// SQLite and zap create files 0644; created first, 0600, they keep
 	// that mode (SQLite gives its -wal and -shm files the database's).

@@ -68,7 +68,7 @@ func newStackWith(t *testing.T, settings map[string]string) *stack {
 // given provider APIs; stop it with Stop (the test's end stops it too).
 func (s *stack) startWorker(apis ...activities.Provider) worker.Worker {
 	s.t.Helper()
-	w := worker.New(s.temporal, s.cfg.Temporal.TaskQueue, app.WorkerOptions())
+	w := worker.New(s.temporal, s.cfg.Temporal.TaskQueue, app.WorkerOptions(s.cfg.Worker))
 	providers := s.providers
 	providers.APIs = apis
 	app.Register(w, s.activities(providers))

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/api/history/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/relink-dev/relink/cost"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -73,44 +74,8 @@ func (s *stack) recordRun(workflowID, runID, name string) {
 	require.NoError(s.t, f.Close())
 }
 
-// billableActions estimates the Temporal Cloud actions a run's history
-// records, by the rules of Temporal's own estimator (docs: "Temporal Cloud
-// Actions"): a start, each activity scheduled and each retry, each timer
-// started, each signal (the one of a signal-with-start is in the start),
-// each update accepted, each search-attribute upsert, each continue-as-new,
-// each child workflow (two). Version markers are free.
-func billableActions(events []*history.HistoryEvent) int {
-	n := 0
-	for _, ev := range events {
-		switch ev.GetEventType() {
-		case enums.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
-			enums.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
-			enums.EVENT_TYPE_TIMER_STARTED,
-			enums.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
-			enums.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
-			n++
-		case enums.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
-			// The SDK's own TemporalChangeVersion upsert is free.
-			fields := ev.GetUpsertWorkflowSearchAttributesEventAttributes().GetSearchAttributes().GetIndexedFields()
-			if _, version := fields["TemporalChangeVersion"]; !version || len(fields) > 1 {
-				n++
-			}
-		case enums.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-			if ev.GetEventId() != 2 {
-				n++
-			}
-		case enums.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-			n += int(ev.GetActivityTaskStartedEventAttributes().GetAttempt()) - 1
-		case enums.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
-			n += 2
-		case enums.EVENT_TYPE_MARKER_RECORDED:
-			if ev.GetMarkerRecordedEventAttributes().GetMarkerName() != "Version" {
-				n++
-			}
-		}
-	}
-	return n
-}
+// billableActions is cost.Actions' total.
+func billableActions(events []*history.HistoryEvent) int { return cost.Actions(events).Total() }
 
 // countEvents counts a history's events of one type.
 func countEvents(events []*history.HistoryEvent, typ enums.EventType) int {

@@ -495,7 +495,7 @@ func TestRunsBegunBeforeTheUpgradeCanStillBeCompleted(t *testing.T) {
 	// which has no version marker and speaks the old messages. (Workers
 	// are upgraded before gateways, so every run the new gateway starts
 	// runs the new code.)
-	w := worker.New(s.temporal, s.cfg.Temporal.TaskQueue, app.WorkerOptions())
+	w := worker.New(s.temporal, s.cfg.Temporal.TaskQueue, app.WorkerOptions(s.cfg.Worker))
 	w.RegisterWorkflowWithOptions(workflows.ConnectionRepairV0, workflow.RegisterOptions{Name: workflows.WorkflowName})
 	w.RegisterActivity(s.activities(s.providers))
 	require.NoError(t, w.Start())

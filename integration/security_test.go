@@ -351,7 +351,7 @@ func TestPayloadKeysRotateUnderOpenRepairs(t *testing.T) {
 	tc, err := app.Dial(context.Background(), cfg.Temporal, s.logger, nil)
 	require.NoError(t, err)
 	defer tc.Close()
-	w := worker.New(tc, cfg.Temporal.TaskQueue, app.WorkerOptions())
+	w := worker.New(tc, cfg.Temporal.TaskQueue, app.WorkerOptions(cfg.Worker))
 	app.Register(w, s.activities(s.providers))
 	require.NoError(t, w.Start())
 	defer w.Stop()

@@ -7,9 +7,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"go.temporal.io/sdk/worker"
 
+	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/app"
 	"github.com/relink-dev/relink/config"
 	"github.com/relink-dev/relink/metrics"
@@ -32,7 +34,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	acts, err := app.NewActivities(cfg, logger, app.NewProviders(cfg, nil))
+	var sb *sandbox.Provider
+	if os.Getenv("RELINK_BENCH_SANDBOX") == "1" {
+		// `relink bench` runs this binary over a sandbox that adopts its
+		// connections, so the worker it measures is the production one.
+		sb = &sandbox.Provider{Adopt: sandbox.BenchScript, Now: time.Now, Logger: logger}
+	}
+	acts, err := app.NewActivities(cfg, logger, app.NewProviders(cfg, sb))
 	if err != nil {
 		return err
 	}
@@ -55,7 +63,7 @@ func run() error {
 		return err
 	}
 	defer tc.Close()
-	w := app.NewWorker(tc, cfg.Temporal.TaskQueue, acts)
+	w := app.NewWorker(tc, cfg, acts)
 	logger.Info("worker starting", "taskQueue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace,
 		"providers", acts.Providers.Names(), "payloadEncryption", cfg.Temporal.PayloadKeys != "")
 	return w.Run(worker.InterruptCh())

@@ -1,0 +1,590 @@
+// Package bench is `relink bench`: Relink's own performance measured end
+// to end on a real Temporal server (the embedded one by default), with the
+// worker in a process of its own so its memory is its own, and the
+// gateway in the bench's process. It prints one table; the README's
+// Performance section holds what it measured on the project's machine.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/sethvargo/go-envconfig"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/history/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/relink-dev/relink/activities/quiltt"
+	"github.com/relink-dev/relink/activities/sandbox"
+	"github.com/relink-dev/relink/app"
+	"github.com/relink-dev/relink/config"
+	"github.com/relink-dev/relink/cost"
+	"github.com/relink-dev/relink/devstack"
+	"github.com/relink-dev/relink/workflows"
+)
+
+// Options say what to measure and against what.
+type Options struct {
+	// TemporalAddress is an existing Temporal frontend; empty starts the
+	// embedded server in a temporary directory.
+	TemporalAddress string
+	Namespace       string
+	// Senders are the concurrency levels of the start-rate comparison, and
+	// PerLevel how many repairs each path starts at each level.
+	Senders  []int
+	PerLevel int
+	// N repairs are started (32 senders) and timed to AWAITING_USER.
+	N int
+	// Waiting are the numbers of waiting repairs at which the worker's
+	// memory is read (the largest is reached by starting more).
+	Waiting []int
+	// Samples latency samples are taken at rest, then as many while
+	// Load other repairs are being started.
+	Samples int
+	Load    int
+	// WorkerCommand runs the worker binary (./worker), which reads
+	// RELINK_BENCH_SANDBOX from its environment.
+	WorkerCommand []string
+	Out           io.Writer
+}
+
+// Settings the worker and gateway share (the worker gets them in its
+// environment).
+const (
+	taskQueue     = "relink-bench"
+	apiKey        = "bench-api-key"
+	webhookSecret = "bench-webhook-secret"
+)
+
+type run struct {
+	opts     Options
+	tc       client.Client
+	gateway  string
+	metrics  string
+	http     *http.Client
+	results  [][2]string
+	baseline int64
+}
+
+// Run runs the benchmark and prints its table.
+func Run(ctx context.Context, o Options) error {
+	dir, err := os.MkdirTemp("", "relink-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	address := o.TemporalAddress
+	if address == "" {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		t, err := devstack.StartTemporal(devstack.Options{DataDir: filepath.Join(dir, "temporal"), Namespace: o.Namespace, FrontendPort: port})
+		if err != nil {
+			return err
+		}
+		defer t.Stop()
+		address = t.Address
+	}
+	metricsPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	env := map[string]string{
+		"TEMPORAL_ADDRESS":              address,
+		"TEMPORAL_NAMESPACE":            o.Namespace,
+		"RELINK_TASK_QUEUE":             taskQueue,
+		"RELINK_API_KEY":                apiKey,
+		"RELINK_SANDBOX_WEBHOOK_SECRET": webhookSecret,
+		// The bench confirms by webhook: no status polling meanwhile.
+		"RELINK_VERIFY_QUIET_PERIOD": "1h",
+		"RELINK_LOG_LEVEL":           "warn",
+		"RELINK_METRICS_ADDR":        "127.0.0.1:" + strconv.Itoa(metricsPort),
+		// The worker binary runs its sandbox in bench mode.
+		"RELINK_BENCH_SANDBOX": "1",
+	}
+	cfg, err := config.LoadFrom(ctx, envconfig.MapLookuper(env))
+	if err != nil {
+		return err
+	}
+	// The bench prints a table; the gateway here logs only what is wrong.
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	tc, err := dialWhenReady(ctx, cfg.Temporal, logger)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	if err := app.EnsureSearchAttributes(ctx, tc, o.Namespace); err != nil {
+		return err
+	}
+
+	// The worker, in its own process.
+	worker := exec.CommandContext(ctx, o.WorkerCommand[0], o.WorkerCommand[1:]...)
+	worker.Env = os.Environ()
+	for k, v := range env {
+		worker.Env = append(worker.Env, k+"="+v)
+	}
+	worker.Stdout, worker.Stderr = os.Stderr, os.Stderr
+	if err := worker.Start(); err != nil {
+		return fmt.Errorf("start the worker: %w", err)
+	}
+	defer func() { _ = worker.Process.Kill(); _ = worker.Wait() }()
+
+	// The gateway, here: it only needs the sandbox's webhook receiver.
+	sb := &sandbox.Provider{Webhooks: &sandbox.WebhookSender{Secret: webhookSecret}, Now: time.Now, Logger: logger}
+	gw, err := app.NewGateway(cfg, tc, logger, app.NewProviders(cfg, sb), nil)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := app.NewHTTPServer(ln.Addr().String(), gw.Handler())
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+
+	r := &run{opts: o, tc: tc, gateway: "http://" + ln.Addr().String(), metrics: "http://" + env["RELINK_METRICS_ADDR"] + "/metrics",
+		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
+	if err := r.waitForWorker(ctx); err != nil {
+		return err
+	}
+	return r.all(ctx)
+}
+
+func (r *run) all(ctx context.Context) error {
+	o := r.opts
+	fmt.Fprintf(o.Out, "relink bench: %d repairs to AWAITING_USER, start rates at %v senders (%d per path), memory at %v waiting, %d latency samples\n",
+		o.N, o.Senders, o.PerLevel, o.Waiting, o.Samples)
+
+	// N started repairs reach AWAITING_USER.
+	startTime, readyTime, err := r.startAndAwait(ctx, "bench-n-", o.N, 32)
+	if err != nil {
+		return err
+	}
+	r.add("started N repairs through webhooks (32 senders)", fmt.Sprintf("%d in %s (%.0f/s)", o.N, round(startTime), float64(o.N)/startTime.Seconds()))
+	r.add("…all AWAITING_USER after", fmt.Sprintf("%s = %.2f × the start time (target ≤ 2)", round(readyTime), readyTime.Seconds()/startTime.Seconds()))
+
+	// Start rates, side by side.
+	for _, senders := range o.Senders {
+		viaGateway, err := r.startRate(ctx, fmt.Sprintf("bench-rate-gw-%d-", senders), senders, r.startByWebhook)
+		if err != nil {
+			return err
+		}
+		viaSDK, err := r.startRate(ctx, fmt.Sprintf("bench-rate-sdk-%d-", senders), senders, r.startBySDK)
+		if err != nil {
+			return err
+		}
+		r.add(fmt.Sprintf("start rate, %d senders: webhook via gateway / raw SDK", senders),
+			fmt.Sprintf("%.0f/s / %.0f/s = %.2f (target ≥ 0.9)", viaGateway, viaSDK, viaGateway/viaSDK))
+		if err := r.awaitWaiting(ctx, r.waitingTarget()); err != nil {
+			return err
+		}
+	}
+
+	// Worker memory at each number of waiting repairs.
+	for _, n := range o.Waiting {
+		waiting, err := r.count(ctx, workflows.StatusAwaitingUser)
+		if err != nil {
+			return err
+		}
+		if more := int64(n) - waiting; more > 0 {
+			if _, _, err := r.startAndAwait(ctx, fmt.Sprintf("bench-fill-%d-", n), int(more), 64); err != nil {
+				return err
+			}
+		}
+		rss, heap, err := r.workerMemory(ctx)
+		if err != nil {
+			return err
+		}
+		r.add(fmt.Sprintf("worker memory, %d repairs waiting", n), fmt.Sprintf("RSS %d MB, Go heap %d MB", rss>>20, heap>>20))
+	}
+
+	// Latencies at rest, then while Load repairs are being started.
+	atRest, err := r.latencies(ctx, "bench-n-", 0, o.Samples)
+	if err != nil {
+		return err
+	}
+	r.addLatencies("at rest", atRest)
+	var loaded latencySet
+	loadErr := make(chan error, 1)
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	go func() {
+		_, err := r.startMany(loadCtx, "bench-load-", o.Load, 32, r.startByWebhook)
+		loadErr <- err
+	}()
+	loaded, err = r.latencies(ctx, "bench-n-", o.Samples, o.Samples)
+	stopLoad()
+	if lerr := <-loadErr; lerr != nil && !errors.Is(lerr, context.Canceled) {
+		return lerr
+	}
+	if err != nil {
+		return err
+	}
+	r.addLatencies(fmt.Sprintf("while %d others start", o.Load), loaded)
+
+	// Billable actions of the main paths, from their real histories.
+	if err := r.actions(ctx); err != nil {
+		return err
+	}
+	r.print()
+	return nil
+}
+
+func (r *run) add(what, value string) { r.results = append(r.results, [2]string{what, value}) }
+
+func (r *run) print() {
+	width := 0
+	for _, row := range r.results {
+		width = max(width, len([]rune(row[0])))
+	}
+	for _, row := range r.results {
+		fmt.Fprintf(r.opts.Out, "%-*s  %s\n", width, row[0], row[1])
+	}
+}
+
+// waitingTarget is how many repairs should be waiting by now.
+func (r *run) waitingTarget() int64 { return r.baseline }
+
+// startAndAwait starts n repairs through the gateway and waits until they
+// all wait for their users: the time to start them, and to have them ready.
+func (r *run) startAndAwait(ctx context.Context, prefix string, n, senders int) (time.Duration, time.Duration, error) {
+	began := time.Now()
+	if _, err := r.startMany(ctx, prefix, n, senders, r.startByWebhook); err != nil {
+		return 0, 0, err
+	}
+	started := time.Since(began)
+	if err := r.awaitWaiting(ctx, r.baseline); err != nil {
+		return 0, 0, err
+	}
+	return started, time.Since(began), nil
+}
+
+// startRate starts PerLevel repairs with senders goroutines: per second.
+func (r *run) startRate(ctx context.Context, prefix string, senders int, start func(context.Context, string) error) (float64, error) {
+	elapsed, err := r.startMany(ctx, prefix, r.opts.PerLevel, senders, start)
+	if err != nil {
+		return 0, err
+	}
+	return float64(r.opts.PerLevel) / elapsed.Seconds(), nil
+}
+
+// startMany starts n repairs (connection ids prefix0…) with senders
+// goroutines, each counted in the baseline of waiting repairs.
+func (r *run) startMany(ctx context.Context, prefix string, n, senders int, start func(context.Context, string) error) (time.Duration, error) {
+	var next atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	began := time.Now()
+	for range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) || ctx.Err() != nil {
+					return
+				}
+				if err := start(ctx, prefix+strconv.FormatInt(i, 10)); err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+				atomic.AddInt64(&r.baseline, 1)
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(began), firstErr
+}
+
+// startByWebhook reports a break as the sandbox would: a signed
+// repairable webhook to the gateway.
+func (r *run) startByWebhook(ctx context.Context, conn string) error {
+	return r.webhook(ctx, conn, quiltt.EventRepairable, quiltt.StatusErrorRepairable)
+}
+
+func (r *run) webhook(ctx context.Context, conn, eventType, status string) error {
+	now := time.Now()
+	ev := quiltt.Event{ID: fmt.Sprintf("evt_bench_%s_%d", conn, now.UnixNano()), Type: eventType, At: now.UTC(),
+		Profile: &quiltt.Profile{ID: "bench-profile"}, Record: &quiltt.Record{ID: conn, Status: status, Provider: "MOCK"}}
+	return quiltt.PostWebhook(ctx, r.http, r.gateway+"/webhooks/"+sandbox.Name, webhookSecret, now, ev)
+}
+
+// startBySDK starts the same repair straight through the SDK, as the
+// gateway would for a new connection.
+func (r *run) startBySDK(ctx context.Context, conn string) error {
+	in := workflows.RepairInput{Provider: sandbox.Name, ConnectionID: conn, ProfileID: "bench-profile",
+		TriggerReason: quiltt.EventRepairable, DetectedAt: time.Now().UTC()}
+	_, err := r.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       workflows.WorkflowID(sandbox.Name, conn),
+		TaskQueue:                taskQueue,
+		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		TypedSearchAttributes:    workflows.InitialSearchAttributes(in),
+		Memo:                     map[string]any{"relinkMessages": true},
+	}, workflows.WorkflowName, in)
+	return err
+}
+
+// count asks visibility how many repairs are running in status.
+func (r *run) count(ctx context.Context, status workflows.Status) (int64, error) {
+	resp, err := r.tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
+		Query: fmt.Sprintf("%s = '%s' AND ExecutionStatus = 'Running'", workflows.SearchAttrStatus.GetName(), status),
+	})
+	return resp.GetCount(), err
+}
+
+// awaitWaiting waits until n repairs wait for their users.
+func (r *run) awaitWaiting(ctx context.Context, n int64) error {
+	deadline := time.Now().Add(time.Duration(n)*100*time.Millisecond + 2*time.Minute)
+	for {
+		waiting, err := r.count(ctx, workflows.StatusAwaitingUser)
+		if err != nil {
+			return err
+		}
+		if waiting >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d repairs reached AWAITING_USER", waiting, n)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (r *run) waitForWorker(ctx context.Context) error {
+	for range 600 {
+		resp, err := r.http.Get(r.metrics)
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return errors.New("the bench worker did not come up")
+}
+
+// workerMemory reads the worker's RSS and Go heap from its /metrics,
+// after letting it settle.
+func (r *run) workerMemory(ctx context.Context) (rss, heap int64, err error) {
+	select {
+	case <-ctx.Done():
+		return 0, 0, ctx.Err()
+	case <-time.After(3 * time.Second):
+	}
+	resp, err := r.http.Get(r.metrics)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	families, err := new(expfmt.TextParser).TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, 0, err
+	}
+	value := func(name string) int64 {
+		if f := families[name]; f != nil && len(f.GetMetric()) > 0 {
+			return int64(f.GetMetric()[0].GetGauge().GetValue())
+		}
+		return 0
+	}
+	return value("process_resident_memory_bytes"), value("go_memstats_heap_inuse_bytes"), nil
+}
+
+// latencySet holds two latencies per sample.
+type latencySet struct{ complete, synced []time.Duration }
+
+// latencies takes samples on repairs prefix{from…}: complete → VERIFYING,
+// and synced webhook → REPAIRED, each measured from outside by polling
+// the repair's state.
+func (r *run) latencies(ctx context.Context, prefix string, from, n int) (latencySet, error) {
+	var set latencySet
+	for i := from; i < from+n; i++ {
+		conn := prefix + strconv.Itoa(i)
+		var rec workflows.ReconnectResult
+		if err := r.api(ctx, http.MethodPost, "/v1/repairs/sandbox/"+conn+"/reconnect", nil, &rec); err != nil {
+			return set, err
+		}
+		if rec.Session == nil {
+			return set, fmt.Errorf("%s: no session to complete", conn)
+		}
+		began := time.Now()
+		if err := r.api(ctx, http.MethodPost, "/v1/repairs/sandbox/"+conn+"/complete",
+			map[string]string{"connectorToken": rec.Session.ConnectorToken, "publicToken": "bench"}, nil); err != nil {
+			return set, err
+		}
+		if err := r.awaitStatus(ctx, conn, workflows.StatusVerifying); err != nil {
+			return set, err
+		}
+		set.complete = append(set.complete, time.Since(began))
+		began = time.Now()
+		if err := r.webhook(ctx, conn, quiltt.EventSyncedSuccessful, quiltt.StatusSynced); err != nil {
+			return set, err
+		}
+		if err := r.awaitStatus(ctx, conn, workflows.StatusRepaired); err != nil {
+			return set, err
+		}
+		set.synced = append(set.synced, time.Since(began))
+	}
+	return set, nil
+}
+
+func (r *run) awaitStatus(ctx context.Context, conn string, want workflows.Status) error {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		var view struct{ Repair workflows.RepairState }
+		if err := r.api(ctx, http.MethodGet, "/v1/repairs/sandbox/"+conn, nil, &view); err == nil && view.Repair.Status == want {
+			return nil
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return fmt.Errorf("%s never became %s", conn, want)
+}
+
+func (r *run) addLatencies(when string, s latencySet) {
+	r.add("complete → VERIFYING, "+when, percentiles(s.complete))
+	r.add("synced webhook → REPAIRED, "+when, percentiles(s.synced)+" (target p99 ≤ "+map[bool]string{true: "100", false: "200"}[when == "at rest"]+" ms)")
+}
+
+func percentiles(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "no samples"
+	}
+	sorted := slices.Clone(ds)
+	slices.Sort(sorted)
+	at := func(q float64) time.Duration { return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))] }
+	return fmt.Sprintf("p50 %d ms, p95 %d ms, p99 %d ms", at(0.50).Milliseconds(), at(0.95).Milliseconds(), at(0.99).Milliseconds())
+}
+
+// actions prints the billable actions of the main paths from real
+// histories: a user-completed repair confirmed by webhook (one the
+// latency samples ran), and a repair the provider answered CONTINUE.
+func (r *run) actions(ctx context.Context) error {
+	if err := r.startByWebhook(ctx, sandbox.BenchContinuePrefix+"1"); err != nil {
+		return err
+	}
+	if err := r.awaitStatus(ctx, sandbox.BenchContinuePrefix+"1", workflows.StatusRepaired); err != nil {
+		return err
+	}
+	for _, p := range []struct{ what, conn string }{
+		{"user completed, webhook confirmed", "bench-n-0"},
+		{"provider answered CONTINUE", sandbox.BenchContinuePrefix + "1"},
+	} {
+		events, err := r.history(ctx, workflows.WorkflowID(sandbox.Name, p.conn))
+		if err != nil {
+			return err
+		}
+		b := cost.Actions(events)
+		var parts []string
+		for _, k := range b.Kinds() {
+			parts = append(parts, fmt.Sprintf("%s %d", k, b[k]))
+		}
+		r.add("billable actions: "+p.what, fmt.Sprintf("%d (%s)", b.Total(), strings.Join(parts, ", ")))
+	}
+	return nil
+}
+
+func (r *run) history(ctx context.Context, id string) ([]*history.HistoryEvent, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		desc, err := r.tc.DescribeWorkflowExecution(ctx, id, "")
+		if err != nil {
+			return nil, err
+		}
+		if desc.GetWorkflowExecutionInfo().GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	iter := r.tc.GetWorkflowHistory(ctx, id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var events []*history.HistoryEvent
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			return nil, err
+		}
+		events = append(events, ev)
+	}
+	return events, nil
+}
+
+func round(d time.Duration) time.Duration { return d.Round(10 * time.Millisecond) }
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func dialWhenReady(ctx context.Context, c config.Temporal, logger *slog.Logger) (client.Client, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		tc, err := app.Dial(ctx, c, logger, nil)
+		if err == nil || time.Now().After(deadline) {
+			return tc, err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// api calls the gateway with the app's key and decodes a 2xx answer.
+func (r *run) api(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, r.gateway+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, bytes.TrimSpace(raw))
+	}
+	if out != nil {
+		return json.Unmarshal(raw, out)
+	}
+	return nil
+}

@@ -1,0 +1,77 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/relink-dev/relink/bench"
+)
+
+// runBench is `relink bench`: see package bench.
+func runBench(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	temporal := fs.String("temporal", "", "an existing Temporal frontend (host:port); empty starts the embedded server")
+	namespace := fs.String("namespace", "default", "namespace")
+	n := fs.Int("n", 1000, "repairs started and timed to AWAITING_USER (at least twice -samples)")
+	senders := fs.String("senders", "8,32,64", "concurrent senders of the start-rate comparison")
+	perLevel := fs.Int("per-level", 300, "repairs each path starts per concurrency level")
+	waiting := fs.String("waiting", "1000,10000", "waiting repairs at which the worker's memory is read")
+	samples := fs.Int("samples", 100, "latency samples at rest, and again under load")
+	load := fs.Int("load", 1000, "repairs started while the loaded latency samples run")
+	workerBinary := fs.String("worker", "", "the worker binary to measure (default: go build ./worker)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	levels, err := ints(*senders)
+	if err != nil {
+		return usageError("-senders: %v", err)
+	}
+	marks, err := ints(*waiting)
+	if err != nil {
+		return usageError("-waiting: %v", err)
+	}
+	if *n < 2**samples {
+		return usageError("-n must be at least twice -samples")
+	}
+	binary := *workerBinary
+	if binary == "" {
+		// The production worker, built from this checkout: its memory is
+		// what the bench reports, so it must not be this (much larger)
+		// binary, which embeds the Temporal server.
+		dir, err := os.MkdirTemp("", "relink-bench-worker-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		binary = filepath.Join(dir, "relink-worker")
+		build := exec.CommandContext(ctx, "go", "build", "-o", binary, "./worker")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("build ./worker (run the bench from the repository, or pass -worker bin/relink-worker): %w", err)
+		}
+	}
+	return bench.Run(ctx, bench.Options{
+		TemporalAddress: *temporal, Namespace: *namespace,
+		Senders: levels, PerLevel: *perLevel, N: *n, Waiting: marks, Samples: *samples, Load: *load,
+		WorkerCommand: []string{binary}, Out: stdout,
+	})
+}
+
+func ints(list string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("%q is not a positive number", f)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
