@@ -76,8 +76,8 @@ func StartTemporal(o Options) (*Temporal, error) {
 		Database: filepath.Join(o.DataDir, "temporal.db"),
 	}
 	sqlConf := &config.SQL{
-		PluginName:        sqliteplugin.PluginName,
-		DatabaseName:      t.Database,
+		PluginName:   sqliteplugin.PluginName,
+		DatabaseName: t.Database,
 		// Keys other than SQLite's URI parameters are PRAGMAs, named as
 		// SQLite names them. WAL with synchronous=NORMAL survives a crash
 		// of this process (an OS crash may lose the last moments); FULL

@@ -49,7 +49,10 @@ func TestReplayRecordedHistories(t *testing.T) {
 	for _, name := range []string{"canceled", "repaired", "unrepairable",
 		"v1-continue", "v1-user-completed", "v1-repaired", "v1-expired", "v1-unrepairable", "v1-failed-attempt",
 		"v1-refresh-continued-as-new", "v1-carried-to-repaired", "v1-polling", "v1-canceled", "v1-break-during-close",
-		"v1-encrypted-user-completed"} {
+		"v1-encrypted-user-completed",
+		"v2-continue", "v2-user-completed", "v2-repaired", "v2-expired", "v2-unrepairable", "v2-failed-attempt",
+		"v2-refresh-continued-as-new", "v2-carried-to-repaired", "v2-polling", "v2-canceled", "v2-break-during-close",
+		"v2-encrypted-user-completed"} {
 		require.Contains(t, files, filepath.Join("testdata", "histories", name+".json"))
 	}
 	for _, f := range files {
@@ -73,7 +76,8 @@ func TestReplayDetectsNonDeterminism(t *testing.T) {
 		_ = workflow.Sleep(ctx, 1)
 		return ConnectionRepair(ctx, in)
 	}, workflow.RegisterOptions{Name: WorkflowName})
-	for _, f := range []string{"testdata/histories/repaired.json", "testdata/histories/v1-user-completed.json"} {
+	for _, f := range []string{"testdata/histories/repaired.json", "testdata/histories/v1-user-completed.json",
+		"testdata/histories/v2-user-completed.json"} {
 		err = replayer.ReplayWorkflowHistoryFromJSONFile(nil, f)
 		require.Error(t, err, f)
 		assert.Contains(t, err.Error(), "TMPRL1100", "a non-determinism error")

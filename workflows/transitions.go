@@ -207,7 +207,28 @@ func (r *repair) notify(ctx workflow.Context, eventType string) {
 // deliver runs the Notify activity for ev in the background; ev stays in
 // the outbox until it is delivered or its retries run out.
 func (r *repair) deliver(ctx workflow.Context, ev activities.Event) {
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	// The outcome's event goes as an activity: the run ends in the next
+	// task, a short one, so a message arriving meanwhile does not make
+	// Temporal refuse the run's completion and re-run the long task that
+	// reached the outcome (and count it twice in the metrics).
+	if r.version >= VersionLocalFirst && !Status(ev.Repair.Status).Terminal() {
+		r.deliverLocalFirst(ctx, ev)
+		return
+	}
+	f := workflow.ExecuteActivity(r.notifyOptions(ctx, ev), a.Notify, ev)
+	r.outbox = append(r.outbox, ev)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		if err := f.Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Warn("notification not delivered", "eventId", ev.ID, "error", err,
+				"provider", r.in.Provider, "connectionId", r.in.ConnectionID)
+		}
+		r.outbox = slices.DeleteFunc(r.outbox, func(e activities.Event) bool { return e.ID == ev.ID })
+	})
+}
+
+// notifyOptions retry an event for NotifyTimeout.
+func (r *repair) notifyOptions(ctx workflow.Context, ev activities.Event) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    30 * time.Second,
 		ScheduleToCloseTimeout: r.opts.NotifyTimeout,
 		RetryPolicy: &temporal.RetryPolicy{
@@ -217,10 +238,18 @@ func (r *repair) deliver(ctx workflow.Context, ev activities.Event) {
 		},
 		Summary: fmt.Sprintf("notify app: %s (%s)", ev.Type, ev.Repair.Status),
 	})
-	f := workflow.ExecuteActivity(actx, a.Notify, ev)
+}
+
+// deliverLocalFirst (VersionLocalFirst) tries ev once as a local activity
+// and, if the app did not take it, retries it as an activity.
+func (r *repair) deliverLocalFirst(ctx workflow.Context, ev activities.Event) {
 	r.outbox = append(r.outbox, ev)
 	workflow.Go(ctx, func(ctx workflow.Context) {
-		if err := f.Get(ctx, nil); err != nil {
+		err := r.tryLocally(ctx, a.Notify, ev, nil, fmt.Sprintf("notify app: %s (first attempt)", ev.Type))
+		if err != nil {
+			err = workflow.ExecuteActivity(r.notifyOptions(ctx, ev), a.Notify, ev).Get(ctx, nil)
+		}
+		if err != nil {
 			workflow.GetLogger(ctx).Warn("notification not delivered", "eventId", ev.ID, "error", err,
 				"provider", r.in.Provider, "connectionId", r.in.ConnectionID)
 		}
