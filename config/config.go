@@ -42,7 +42,7 @@ type Worker struct {
 	// tasks (the SDK's sticky cache, process-wide). A repair out of the
 	// cache replays its short history when it next has work; a repair in
 	// it costs tens of kilobytes, and a worker may hold thousands waiting.
-	CacheSize int `env:"RELINK_WORKER_CACHE_SIZE, default=1000"`
+	CacheSize int `env:"RELINK_WORKER_CACHE_SIZE, default=500"`
 	// Pollers is how many workflow-task and activity-task polls each
 	// worker keeps open.
 	Pollers int `env:"RELINK_WORKER_POLLERS, default=8"`

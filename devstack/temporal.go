@@ -43,6 +43,10 @@ type Options struct {
 	FrontendPort int
 	// UIPort is the Web UI's port (8233 by default); 0 disables the UI.
 	UIPort int
+	// MoreNamespaces are created too, with Relink's search attributes (the
+	// integration tests give each test a namespace of its own on one
+	// server).
+	MoreNamespaces []string
 	// CodecEndpoint is the remote codec the Web UI decodes payloads with
 	// (the gateway's /codec); empty: none.
 	CodecEndpoint string
@@ -97,12 +101,14 @@ func StartTemporal(o Options) (*Temporal, error) {
 			return nil, fmt.Errorf("set up Temporal's SQLite schema: %w", err)
 		}
 	}
-	ns, err := sqlite.NewNamespaceConfig(clusterName, o.Namespace, false, workflows.SearchAttributeTypes)
-	if err != nil {
-		return nil, fmt.Errorf("namespace config: %w", err)
-	}
-	if err := sqlite.CreateNamespaces(sqlConf, ns); err != nil {
-		return nil, fmt.Errorf("create namespace %s: %w", o.Namespace, err)
+	for _, name := range append([]string{o.Namespace}, o.MoreNamespaces...) {
+		ns, err := sqlite.NewNamespaceConfig(clusterName, name, false, workflows.SearchAttributeTypes)
+		if err != nil {
+			return nil, fmt.Errorf("namespace config: %w", err)
+		}
+		if err := sqlite.CreateNamespaces(sqlConf, ns); err != nil {
+			return nil, fmt.Errorf("create namespace %s: %w", name, err)
+		}
 	}
 
 	conf, err := serverConfig(o, t.Address, sqlConf)

@@ -1,5 +1,6 @@
 // Package integration runs Relink end to end: a real Temporal server
-// in-process (temporaltest), the real worker, the real gateway over HTTP,
+// in-process (the dev stack's, one for the package, a namespace for each
+// test; see main_test.go), the real worker, the real gateway over HTTP,
 // the sandbox provider sending signed webhooks, and an app endpoint that
 // checks the signatures of the events Relink sends it.
 package integration
@@ -22,7 +23,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/server/temporaltest"
 
 	"github.com/relink-dev/relink/activities"
 	"github.com/relink-dev/relink/activities/quiltt"
@@ -108,14 +108,13 @@ func (s *stack) newGateway() *httptest.Server {
 // newBareStack is a stack with no worker: tests start their own.
 func newBareStack(t *testing.T, settings map[string]string) *stack {
 	t.Helper()
-	ts := temporaltest.NewServer(temporaltest.WithT(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
 	appSrv := newAppEndpoint(t)
 	env := map[string]string{
-		"TEMPORAL_ADDRESS":          ts.GetFrontendHostPort(),
-		"TEMPORAL_NAMESPACE":        ts.GetDefaultNamespace(),
+		"TEMPORAL_ADDRESS":          shared.address,
+		"TEMPORAL_NAMESPACE":        newNamespace(t),
 		"RELINK_API_KEY":            apiKey,
 		"RELINK_NOTIFY_URL":         appSrv.URL,
 		"RELINK_NOTIFY_SECRET":      notifySecret,

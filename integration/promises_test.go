@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,14 +100,27 @@ func TestReconnectInALoopNeverLocksTheRepair(t *testing.T) {
 	id := workflows.WorkflowID(sandbox.Name, "conn_loop")
 	before := len(s.history(id, ""))
 
-	for i := range 3000 {
-		var rec workflows.ReconnectResult
-		code := s.call(http.MethodPost, "/v1/repairs/sandbox/conn_loop/reconnect",
-			map[string]bool{"forceNewSession": i%10 == 9}, &rec)
-		require.Equal(t, http.StatusOK, code, "call %d", i)
-		require.NotNil(t, rec.Session, "call %d", i)
-		require.NotEmpty(t, rec.Session.ConnectorToken, "call %d", i)
+	// 3,000 calls from 8 loops at once, as a page open in several tabs
+	// would make them; every tenth forces a new session.
+	var next atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < 3000; i = int(next.Add(1)) - 1 {
+				var rec workflows.ReconnectResult
+				code := s.call(http.MethodPost, "/v1/repairs/sandbox/conn_loop/reconnect",
+					map[string]bool{"forceNewSession": i%10 == 9}, &rec)
+				if !assert.Equal(t, http.StatusOK, code, "call %d", i) || !assert.NotNil(t, rec.Session, "call %d", i) ||
+					!assert.NotEmpty(t, rec.Session.ConnectorToken, "call %d", i) {
+					return
+				}
+			}
+		}()
 	}
+	wg.Wait()
+	require.False(t, t.Failed())
 	st := s.state("conn_loop")
 	assert.LessOrEqual(t, st.SessionsIssued, 3, "forcing again within a few seconds serves the fresh session")
 	assert.Less(t, len(s.history(id, ""))-before, 100, "3,000 calls wrote almost nothing to history")
@@ -355,11 +369,11 @@ func TestBillableActionsOfATypicalRepair(t *testing.T) {
 func TestMoreHistories(t *testing.T) {
 	s := newStack(t)
 
-	// EXPIRED: nobody comes within the window.
+	// EXPIRED: nobody comes within the window (checked at the end, while
+	// the other paths run).
 	s.breakQuietly("conn_exp")
 	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs",
 		map[string]any{"provider": "sandbox", "connectionId": "conn_exp", "repairWindow": "2s"}, nil))
-	s.waitForStatus("conn_exp", workflows.StatusExpired)
 
 	// A failed attempt, then success.
 	require.Equal(t, http.StatusOK, s.call(http.MethodPut, "/sandbox/connections/conn_retry/script", map[string]any{"close": "reject"}, nil))
@@ -401,6 +415,7 @@ func TestMoreHistories(t *testing.T) {
 	assert.Equal(t, 1, st.Attempt)
 	assert.Equal(t, "confirmed by the provider's connection status", st.Reason, "read at once, not after the quiet period")
 
+	s.waitForStatus("conn_exp", workflows.StatusExpired)
 	for conn, name := range map[string]string{"conn_exp": "expired", "conn_retry": "failed-attempt", "conn_poll": "polling",
 		"conn_during": "break-during-close"} {
 		id := workflows.WorkflowID(sandbox.Name, conn)
