@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -138,7 +139,9 @@ func Run(ctx context.Context, o Options) error {
 
 	// The worker, in its own process.
 	worker := exec.CommandContext(ctx, o.WorkerCommand[0], o.WorkerCommand[1:]...)
-	worker.Env = os.Environ()
+	// Only what the bench sets (and what a process needs): settings in the
+	// bench's own environment, a notify URL say, must not reach it.
+	worker.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TMPDIR=" + os.TempDir()}
 	for k, v := range env {
 		worker.Env = append(worker.Env, k+"="+v)
 	}
@@ -184,20 +187,33 @@ func (r *run) all(ctx context.Context) error {
 	r.add("…all AWAITING_USER after", fmt.Sprintf("%s = %.2f × the start time (target ≤ 2)", round(readyTime), readyTime.Seconds()/startTime.Seconds()))
 
 	// Start rates, side by side.
-	for _, senders := range o.Senders {
-		viaGateway, err := r.startRate(ctx, fmt.Sprintf("bench-rate-gw-%d-", senders), senders, r.startByWebhook)
-		if err != nil {
-			return err
+	for i, senders := range o.Senders {
+		// Each path starts on an idle system (the other's repairs all
+		// waiting), and they take turns going first.
+		paths := []struct {
+			name  string
+			start func(context.Context, string) error
+			rate  *float64
+		}{{"gw", r.startByWebhook, new(float64)}, {"sdk", r.startBySDK, new(float64)}}
+		if i%2 == 1 {
+			paths[0], paths[1] = paths[1], paths[0]
 		}
-		viaSDK, err := r.startRate(ctx, fmt.Sprintf("bench-rate-sdk-%d-", senders), senders, r.startBySDK)
-		if err != nil {
-			return err
+		for _, p := range paths {
+			rate, err := r.startRate(ctx, fmt.Sprintf("bench-rate-%s-%d-", p.name, senders), senders, p.start)
+			if err != nil {
+				return err
+			}
+			*p.rate = rate
+			if err := r.awaitWaiting(ctx, r.waitingTarget()); err != nil {
+				return err
+			}
+		}
+		viaGateway, viaSDK := *paths[0].rate, *paths[1].rate
+		if paths[0].name != "gw" {
+			viaGateway, viaSDK = viaSDK, viaGateway
 		}
 		r.add(fmt.Sprintf("start rate, %d senders: webhook via gateway / raw SDK", senders),
 			fmt.Sprintf("%.0f/s / %.0f/s = %.2f (target ≥ 0.9)", viaGateway, viaSDK, viaGateway/viaSDK))
-		if err := r.awaitWaiting(ctx, r.waitingTarget()); err != nil {
-			return err
-		}
 	}
 
 	// Worker memory at each number of waiting repairs.
@@ -215,7 +231,12 @@ func (r *run) all(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		r.add(fmt.Sprintf("worker memory, %d repairs waiting", n), fmt.Sprintf("RSS %d MB, Go heap %d MB", rss>>20, heap>>20))
+		if waiting, err = r.count(ctx, workflows.StatusAwaitingUser); err != nil {
+			return err
+		}
+		// (The sandbox the worker calls lives in its process: its few
+		// hundred bytes per connection are included.)
+		r.add(fmt.Sprintf("worker memory, %d repairs waiting", waiting), fmt.Sprintf("RSS %d MB, Go heap %d MB", rss>>20, heap>>20))
 	}
 
 	// Latencies at rest, then while Load repairs are being started.
@@ -224,22 +245,24 @@ func (r *run) all(ctx context.Context) error {
 		return err
 	}
 	r.addLatencies("at rest", atRest)
-	var loaded latencySet
-	loadErr := make(chan error, 1)
-	loadCtx, stopLoad := context.WithCancel(ctx)
+	// Under load: samples are taken while Load repairs are being started,
+	// and only then (so every one overlaps the load).
+	loadDone := make(chan error, 1)
 	go func() {
-		_, err := r.startMany(loadCtx, "bench-load-", o.Load, 32, r.startByWebhook)
-		loadErr <- err
+		_, err := r.startMany(ctx, "bench-load-", o.Load, 32, r.startByWebhook)
+		loadDone <- err
 	}()
-	loaded, err = r.latencies(ctx, "bench-n-", o.Samples, o.Samples)
-	stopLoad()
-	if lerr := <-loadErr; lerr != nil && !errors.Is(lerr, context.Canceled) {
-		return lerr
-	}
+	loaded, lerr, err := r.latenciesUntil(ctx, "bench-n-", o.Samples, o.Samples, loadDone)
 	if err != nil {
 		return err
 	}
-	r.addLatencies(fmt.Sprintf("while %d others start", o.Load), loaded)
+	if lerr != nil {
+		return lerr
+	}
+	r.addLatencies(fmt.Sprintf("while %d others start (%d samples)", o.Load, len(loaded.synced)), loaded)
+	if err := r.awaitWaiting(ctx, r.waitingTarget()-int64(2*o.Samples)); err != nil {
+		return err
+	}
 
 	// Billable actions of the main paths, from their real histories.
 	if err := r.actions(ctx); err != nil {
@@ -455,6 +478,26 @@ func (r *run) latencies(ctx context.Context, prefix string, from, n int) (latenc
 	return set, nil
 }
 
+// latenciesUntil takes up to n samples, stopping when done reports (the
+// load finished); it returns done's error too.
+func (r *run) latenciesUntil(ctx context.Context, prefix string, from, n int, done <-chan error) (latencySet, error, error) {
+	var set latencySet
+	for i := from; i < from+n; i++ {
+		select {
+		case err := <-done:
+			return set, err, nil
+		default:
+		}
+		one, err := r.latencies(ctx, prefix, i, 1)
+		if err != nil {
+			return set, nil, err
+		}
+		set.complete = append(set.complete, one.complete...)
+		set.synced = append(set.synced, one.synced...)
+	}
+	return set, <-done, nil
+}
+
 func (r *run) awaitStatus(ctx context.Context, conn string, want workflows.Status) error {
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
@@ -480,7 +523,10 @@ func percentiles(ds []time.Duration) string {
 	}
 	sorted := slices.Clone(ds)
 	slices.Sort(sorted)
-	at := func(q float64) time.Duration { return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))] }
+	// The nearest-rank percentile: with 100 samples, p99 is the 99th.
+	at := func(q float64) time.Duration {
+		return sorted[max(0, int(math.Ceil(q*float64(len(sorted))))-1)]
+	}
 	return fmt.Sprintf("p50 %d ms, p95 %d ms, p99 %d ms", at(0.50).Milliseconds(), at(0.95).Milliseconds(), at(0.99).Milliseconds())
 }
 

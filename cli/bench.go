@@ -24,7 +24,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	perLevel := fs.Int("per-level", 300, "repairs each path starts per concurrency level")
 	waiting := fs.String("waiting", "1000,10000", "waiting repairs at which the worker's memory is read")
 	samples := fs.Int("samples", 100, "latency samples at rest, and again under load")
-	load := fs.Int("load", 1000, "repairs started while the loaded latency samples run")
+	load := fs.Int("load", 1000, "repairs started while the loaded latency samples are taken")
 	workerBinary := fs.String("worker", "", "the worker binary to measure (default: go build ./worker)")
 	if err := fs.Parse(args); err != nil {
 		return err

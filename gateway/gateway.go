@@ -123,7 +123,9 @@ func (g *Gateway) Handler() http.Handler {
 		mux.Handle("/sandbox/", g.authenticated(appOnly(jsonErrors(sb))))
 		mux.HandleFunc("GET /sandbox/widget", g.sandboxWidget)
 	}
-	return g.observe(limitBody(g.cors(jsonErrors(mux))))
+	// limitBody outermost: http.MaxBytesReader needs the server's own
+	// ResponseWriter to close the connection after an oversized body.
+	return limitBody(g.observe(g.cors(jsonErrors(mux))))
 }
 
 // jsonErrors answers the paths and methods mux has no route for in the

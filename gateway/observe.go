@@ -103,7 +103,7 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 			route = "unmatched"
 		}
 		status := strconv.Itoa(rec.status)
-		m := g.metricsHandler().WithTags(map[string]string{"route": route, "method": r.Method})
+		m := g.metricsHandler().WithTags(map[string]string{"route": route, "method": methodLabel(r.Method)})
 		m.WithTags(map[string]string{"status": status}).Counter(metrics.HTTPRequests).Inc(1)
 		m.Timer(metrics.HTTPLatency).Record(elapsed)
 		if action, provider, ok := g.userAction(r, route); ok {
@@ -124,6 +124,16 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 			"path", r.URL.Path, "status", rec.status, "bytes", rec.bytes, "durationMs", elapsed.Milliseconds(),
 			"client", cmp.Or(info.client, "none"))
 	})
+}
+
+// methodLabel keeps the method label to the methods HTTP defines: a
+// stranger's made-up methods would otherwise mint a series each.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodHead, http.MethodOptions:
+		return m
+	}
+	return "other"
 }
 
 // userAction names a frontend call for the user-actions metric.

@@ -15,8 +15,9 @@ import (
 )
 
 // Stats are repair counts by provider and status, from Temporal
-// visibility. A run that continued as new is not counted (its
-// continuation is), so each repair counts once.
+// visibility, each repair once: a run that continued as new counts only
+// if it had reached its outcome. since filters on when the repair's
+// current run started.
 type Stats struct {
 	Since    *time.Time                 `json:"since,omitempty"`
 	Total    int64                      `json:"total"`
@@ -51,8 +52,14 @@ func (g *Gateway) countRepairs(ctx context.Context, providers []string, since *t
 		slots    = make(chan struct{}, 8)
 	)
 	for _, c := range cells {
-		query := fmt.Sprintf("WorkflowType = '%s' AND %s = '%s' AND %s = '%s' AND ExecutionStatus != 'ContinuedAsNew'",
+		// A run that continued as new is counted only if it reached an
+		// outcome (a break arriving as it closed continues it as the next
+		// repair); otherwise its continuation is the repair.
+		query := fmt.Sprintf("WorkflowType = '%s' AND %s = '%s' AND %s = '%s'",
 			workflows.WorkflowName, workflows.SearchAttrProvider.GetName(), c.provider, workflows.SearchAttrStatus.GetName(), c.status)
+		if !c.status.Terminal() {
+			query += " AND ExecutionStatus != 'ContinuedAsNew'"
+		}
 		if open {
 			query += " AND ExecutionStatus = 'Running'"
 		}

@@ -41,10 +41,11 @@ const (
 	// sessionRefreshMargin: a session this close to expiry is replaced
 	// rather than handed to a user who still has to finish the widget.
 	sessionRefreshMargin = 2 * time.Minute
-	// localAttemptTimeout bounds a local first attempt: it holds the
-	// workflow task open, so a slow provider or app falls back to the
-	// retried activity instead.
-	localAttemptTimeout = 5 * time.Second
+	// localAttemptTimeout bounds a local first attempt. It holds the
+	// workflow task open, and queries and updates wait for that task, so
+	// it stays under the gateway's 3-second budget: a slow provider or app
+	// falls back to the retried activity instead of holding up the user.
+	localAttemptTimeout = 2 * time.Second
 	// refreshTimeout bounds a re-initialize a user is waiting on.
 	refreshTimeout = time.Minute
 	// refreshRetryPause: after a failed refresh, callers are told to retry
@@ -241,16 +242,18 @@ func (r *repair) probe(ctx workflow.Context) {
 		// the retried activity below.
 		r.probedLocally = true
 		err := r.tryLocally(ctx, a.Initialize, req, &s, "initialize (first attempt)")
+		// Messages that came with the run (a cancel, a confirming
+		// webhook) come first, as they would while the activity ran.
+		r.drain(ctx)
+		if r.st.Status.Terminal() {
+			return
+		}
 		switch {
 		case err == nil:
 			r.useSession(ctx, s)
 			return
 		case classify(err) != failureUnavailable:
 			r.providerFailed(ctx, "initialize", err)
-			return
-		}
-		r.drain(ctx)
-		if r.st.Status.Terminal() {
 			return
 		}
 	}
@@ -642,9 +645,8 @@ func (r *repair) runProviderActivity(ctx workflow.Context, opts workflow.Activit
 	}
 }
 
-// tryLocally runs one attempt of activity as a local activity, applying
-// the inbox meanwhile, and reports its error (or the workflow's, if it
-// was canceled). A local attempt is recorded as a marker when the task
+// tryLocally runs one attempt of activity as a local activity and
+// reports its error (or the workflow's, if it was canceled). A local attempt is recorded as a marker when the task
 // completes, costs no extra workflow task, and is retried by the caller's
 // fallback rather than by Temporal.
 func (r *repair) tryLocally(ctx workflow.Context, activity, arg, result any, what string) error {
