@@ -100,6 +100,26 @@ func Dial(ctx context.Context, c config.Temporal, logger *slog.Logger, m client.
 	return cl, nil
 }
 
+// DialWhenReady dials Temporal, retrying for a minute while a server that
+// was just started comes up.
+func DialWhenReady(ctx context.Context, c config.Temporal, logger *slog.Logger, m client.MetricsHandler) (client.Client, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		tc, err := Dial(ctx, c, logger, m)
+		if err == nil {
+			return tc, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
 // ServeMetrics serves reg at addr/metrics until the returned stop is
 // called (RELINK_METRICS_ADDR: a port for the scraper, not the public).
 func ServeMetrics(addr string, reg *metrics.Registry, logger *slog.Logger) (stop func(), err error) {

@@ -128,7 +128,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// The bench prints a table; the gateway here logs only what is wrong.
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	tc, err := dialWhenReady(ctx, cfg.Temporal, logger)
+	tc, err := app.DialWhenReady(ctx, cfg.Temporal, logger, nil)
 	if err != nil {
 		return err
 	}
@@ -591,17 +591,6 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func dialWhenReady(ctx context.Context, c config.Temporal, logger *slog.Logger) (client.Client, error) {
-	deadline := time.Now().Add(time.Minute)
-	for {
-		tc, err := app.Dial(ctx, c, logger, nil)
-		if err == nil || time.Now().After(deadline) {
-			return tc, err
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
 }
 
 // api calls the gateway with the app's key and decodes a 2xx answer.

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
 	"github.com/relink-dev/relink/app"
 	"github.com/relink-dev/relink/config"
 	"github.com/relink-dev/relink/devstack"
@@ -80,7 +78,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer stopMetrics()
-	tc, err := dialWhenReady(ctx, cfg.Temporal, logger, reg)
+	tc, err := app.DialWhenReady(ctx, cfg.Temporal, logger, reg.Handler)
 	if err != nil {
 		return err
 	}
@@ -265,25 +263,6 @@ func runSetup(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "search attributes registered in namespace %s\n", cfg.Temporal.Namespace)
 	return nil
-}
-
-// dialWhenReady dials Temporal, retrying while a just-started server comes up.
-func dialWhenReady(ctx context.Context, c config.Temporal, logger *slog.Logger, reg *metrics.Registry) (client.Client, error) {
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		tc, err := app.Dial(ctx, c, logger, reg.Handler)
-		if err == nil {
-			return tc, nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
 }
 
 // startMetrics builds the process's metrics, served on RELINK_METRICS_ADDR
