@@ -108,6 +108,9 @@ func (s *stack) newGateway() *httptest.Server {
 // newBareStack is a stack with no worker: tests start their own.
 func newBareStack(t *testing.T, settings map[string]string) *stack {
 	t.Helper()
+	// Stacks share nothing but the server (a namespace each), so tests run
+	// side by side, as many at once as -parallel allows (GOMAXPROCS).
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 

@@ -500,6 +500,16 @@ func (s *stack) sandboxCalls(conn, name string) int {
 	return c.Calls[name]
 }
 
+// waitForIdle waits until a run has no activity in flight and no
+// workflow task pending, so its history length holds still.
+func (s *stack) waitForIdle(id string) {
+	s.t.Helper()
+	s.waitFor(id+" to be idle", func() bool {
+		desc, err := s.temporal.DescribeWorkflowExecution(context.Background(), id, "")
+		return err == nil && len(desc.GetPendingActivities()) == 0 && desc.GetPendingWorkflowTask() == nil
+	})
+}
+
 // raw sends an authenticated request and returns the response as it is.
 func (s *stack) raw(method, path string, body io.Reader) *http.Response {
 	s.t.Helper()
@@ -538,6 +548,7 @@ func TestRunsBegunBeforeTheUpgradeCanStillBeCompleted(t *testing.T) {
 	s.startDirect("conn_old2", workflows.RepairOptions{})
 	s.waitForStatus("conn_old2", workflows.StatusAwaitingUser)
 	id := workflows.WorkflowID(sandbox.Name, "conn_old2")
+	s.waitForIdle(id) // the action_required event delivered: history at rest
 	before := len(s.history(id, ""))
 	for range 20 {
 		require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs",
