@@ -204,7 +204,7 @@ func (r *run) all(ctx context.Context) error {
 				return err
 			}
 			*p.rate = rate
-			if err := r.awaitWaiting(ctx, r.waitingTarget()); err != nil {
+			if err := r.awaitWaiting(ctx, atomic.LoadInt64(&r.baseline)); err != nil {
 				return err
 			}
 		}
@@ -260,7 +260,7 @@ func (r *run) all(ctx context.Context) error {
 		return lerr
 	}
 	r.addLatencies(fmt.Sprintf("while %d others start (%d samples)", o.Load, len(loaded.synced)), loaded)
-	if err := r.awaitWaiting(ctx, r.waitingTarget()-int64(2*o.Samples)); err != nil {
+	if err := r.awaitWaiting(ctx, atomic.LoadInt64(&r.baseline)-int64(2*o.Samples)); err != nil {
 		return err
 	}
 
@@ -284,9 +284,6 @@ func (r *run) print() {
 	}
 }
 
-// waitingTarget is how many repairs should be waiting by now.
-func (r *run) waitingTarget() int64 { return r.baseline }
-
 // startAndAwait starts n repairs through the gateway and waits until they
 // all wait for their users: the time to start them, and to have them ready.
 func (r *run) startAndAwait(ctx context.Context, prefix string, n, senders int) (time.Duration, time.Duration, error) {
@@ -295,7 +292,7 @@ func (r *run) startAndAwait(ctx context.Context, prefix string, n, senders int) 
 		return 0, 0, err
 	}
 	started := time.Since(began)
-	if err := r.awaitWaiting(ctx, r.baseline); err != nil {
+	if err := r.awaitWaiting(ctx, atomic.LoadInt64(&r.baseline)); err != nil {
 		return 0, 0, err
 	}
 	return started, time.Since(began), nil

@@ -75,7 +75,9 @@ func (g *Gateway) countRepairs(ctx context.Context, providers []string, since *t
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				firstErr = cmpErr(firstErr, err)
+				if firstErr == nil {
+					firstErr = err
+				}
 				return
 			}
 			if n := resp.GetCount(); n > 0 {
@@ -87,13 +89,6 @@ func (g *Gateway) countRepairs(ctx context.Context, providers []string, since *t
 	}
 	wg.Wait()
 	return st, firstErr
-}
-
-func cmpErr(first, err error) error {
-	if first != nil {
-		return first
-	}
-	return err
 }
 
 // stats answers GET /v1/stats?provider=&since=.

@@ -104,11 +104,3 @@ func (r *Registry) HTTPHandler() http.Handler {
 // Register adds a collector of the process's own (the gateway's count of
 // open repairs, say).
 func (r *Registry) Register(c prometheus.Collector) error { return r.prom.Register(c) }
-
-// Or returns h, or a handler that records nothing when h is nil.
-func Or(h client.MetricsHandler) client.MetricsHandler {
-	if h == nil {
-		return client.MetricsNopHandler
-	}
-	return h
-}
