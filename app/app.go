@@ -6,8 +6,6 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +22,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/relink-dev/relink/activities"
 	"github.com/relink-dev/relink/codec"
@@ -50,49 +49,24 @@ func NewLogger(c config.Log) (*slog.Logger, error) {
 	return nil, fmt.Errorf("RELINK_LOG_FORMAT must be text or json, not %q", c.Format)
 }
 
-// Dial connects to Temporal: plain for a local server, mTLS with
-// certificate files, or Temporal Cloud with an API key. The SDK records
-// its metrics (and the workflow and activities theirs) to m; nil records
-// none.
+// Dial connects to Temporal as the client profile says (the TEMPORAL_*
+// variables, profile and config file the Temporal CLI reads: plain, mTLS,
+// or Temporal Cloud with an API key). The SDK records its metrics (and
+// the workflow and activities theirs) to m; nil records none.
 func Dial(ctx context.Context, c config.Temporal, logger *slog.Logger, m client.MetricsHandler) (client.Client, error) {
 	enc, err := PayloadCodec(c)
 	if err != nil {
 		return nil, err
 	}
 	dc := codec.DataConverter(enc)
-	opts := client.Options{
-		HostPort:         c.Address,
-		Namespace:        c.Namespace,
-		Logger:           sdklog.NewStructuredLogger(logger),
-		DataConverter:    dc,
-		FailureConverter: codec.FailureConverter(dc, enc != nil),
-		MetricsHandler:   m,
+	opts, err := c.ClientOptions()
+	if err != nil {
+		return nil, err
 	}
-	if c.TLS() {
-		tlsConf := &tls.Config{ServerName: c.TLSServerName, MinVersion: tls.VersionTLS12}
-		if c.TLSCertFile != "" {
-			cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("temporal TLS client certificate: %w", err)
-			}
-			tlsConf.Certificates = []tls.Certificate{cert}
-		}
-		if c.TLSCAFile != "" {
-			pem, err := os.ReadFile(c.TLSCAFile)
-			if err != nil {
-				return nil, fmt.Errorf("temporal TLS CA: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, errors.New("temporal TLS CA: no certificates in " + c.TLSCAFile)
-			}
-			tlsConf.RootCAs = pool
-		}
-		opts.ConnectionOptions.TLS = tlsConf
-	}
-	if c.APIKey != "" {
-		opts.Credentials = client.NewAPIKeyStaticCredentials(c.APIKey)
-	}
+	opts.Logger = sdklog.NewStructuredLogger(logger)
+	opts.DataConverter = dc
+	opts.FailureConverter = codec.FailureConverter(dc, enc != nil)
+	opts.MetricsHandler = m
 	cl, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w", c.Address, c.Namespace, err)
@@ -180,11 +154,23 @@ func Register(r worker.Registry, acts *activities.Activities) {
 func WorkerOptions(c config.Worker) worker.Options {
 	worker.SetStickyWorkflowCacheSize(c.CacheSize)
 	pollers := max(c.Pollers, 2)
-	return worker.Options{
+	opts := worker.Options{
 		StickyScheduleToStartTimeout:     2 * time.Second,
 		MaxConcurrentWorkflowTaskPollers: pollers,
 		MaxConcurrentActivityTaskPollers: pollers,
 	}
+	if c.DeploymentName != "" {
+		// Pinned: a repair runs its whole life (continue-as-new included)
+		// on the build that started it, so a deploy never replays a
+		// waiting repair on new code; old builds drain as their repairs
+		// end. GetVersion stays for fixes that must reach open repairs.
+		opts.DeploymentOptions = worker.DeploymentOptions{
+			UseVersioning:             true,
+			Version:                   worker.WorkerDeploymentVersion{DeploymentName: c.DeploymentName, BuildID: c.BuildID},
+			DefaultVersioningBehavior: workflow.VersioningBehaviorPinned,
+		}
+	}
+	return opts
 }
 
 // NewWorker builds the repair worker on the configured task queue.

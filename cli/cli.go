@@ -1,6 +1,7 @@
-// Package cli is the `relink` command: the dev stack, the production
-// gateway, namespace setup, and client subcommands that call the gateway's
-// HTTP API.
+// Package cli is the production `relink` command: the gateway, namespace
+// setup, keys, and client subcommands that call the gateway's HTTP API.
+// It links no Temporal server; the dev stack's commands (package cli/dev)
+// are added by the dev binary (./starter).
 package cli
 
 import (
@@ -12,6 +13,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,21 +26,32 @@ import (
 // the client subcommands default to it too.
 const DevAPIKey = "dev-api-key"
 
-const usage = `relink repairs broken bank connections with durable Temporal workflows.
+// Command is a subcommand added to the production ones: the dev stack's
+// `dev` and `bench` (package cli/dev), which embed the Temporal server and
+// so live only in the dev binary.
+type Command struct {
+	Name    string
+	Summary string // the usage lines, indented as the built-in ones
+	Run     func(ctx context.Context, args []string, stdout io.Writer) error
+}
+
+const usageHead = `relink repairs broken bank connections with durable Temporal workflows.
 
 Usage: relink <command> [flags]
 
 Servers:
-  dev             run everything in one process: Temporal server, Web UI,
-                  worker, gateway and sandbox provider
-  gateway         run the HTTP gateway against TEMPORAL_ADDRESS
-  setup           register Relink's search attributes in TEMPORAL_NAMESPACE
-  bench           Relink's own benchmark on the embedded stack (see README)
+`
+
+const usageServers = `  gateway         run the HTTP gateway against the Temporal cluster
+                  (TEMPORAL_* / TEMPORAL_PROFILE, as the Temporal CLI)
+  setup           register Relink's search attributes in the namespace
   keygen          print a new key: -kind payload (RELINK_PAYLOAD_KEYS),
                   client-token (RELINK_CLIENT_TOKEN_KEYS) or notify
                   (RELINK_NOTIFY_SECRET); -id names it
   version         print the version
+`
 
+const usageClient = `
 Client (talk to the gateway at RELINK_URL with RELINK_API_KEY):
   start           start a repair by hand
   state           show a repair's state
@@ -50,10 +64,23 @@ Run "relink <command> -h" for a command's flags. Configuration comes from
 the environment; see the README's configuration table.
 `
 
-// Run runs the command in args and returns the process exit code.
-func Run(args []string, stdout, stderr io.Writer) int {
+func usage(extra []Command) string {
+	var b strings.Builder
+	b.WriteString(usageHead)
+	for _, c := range extra {
+		b.WriteString(c.Summary)
+	}
+	b.WriteString(usageServers)
+	b.WriteString(usageClient)
+	return b.String()
+}
+
+// Run runs the command in args and returns the process exit code. extra
+// adds commands (the dev binary's); the production binary passes none.
+func Run(args []string, stdout, stderr io.Writer, extra ...Command) int {
+	help := usage(extra)
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, help)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -61,14 +88,10 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	cmd, rest := args[0], args[1:]
 	var err error
 	switch cmd {
-	case "dev":
-		err = runDev(ctx, rest, stdout)
 	case "gateway":
 		err = runGateway(ctx, rest)
 	case "setup":
 		err = runSetup(ctx, rest, stdout)
-	case "bench":
-		err = runBench(ctx, rest, stdout)
 	case "stats":
 		err = runStats(ctx, rest, stdout)
 	case "keygen":
@@ -79,18 +102,22 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	case "start", "state", "list", "cancel", "simulate-error":
 		err = runClient(ctx, cmd, rest, stdout)
 	case "-h", "--help", "help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, help)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "relink: unknown command %q\n\n%s", cmd, usage)
-		return 2
+		i := slices.IndexFunc(extra, func(c Command) bool { return c.Name == cmd })
+		if i < 0 {
+			fmt.Fprintf(stderr, "relink: unknown command %q\n\n%s", cmd, help)
+			return 2
+		}
+		err = extra[i].Run(ctx, rest, stdout)
 	}
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, errUsage):
+	case errors.Is(err, ErrUsage):
 		fmt.Fprintf(stderr, "relink %s: %v\n", cmd, err)
 		return 2
 	default:
@@ -114,19 +141,21 @@ func runKeygen(args []string, stdout io.Writer) error {
 	switch *kind {
 	case "payload", "client-token":
 		if _, err := keyring.Parse("-id", key.Format()); err != nil {
-			return usageError("%v", err)
+			return UsageError("%v", err)
 		}
 		fmt.Fprintln(stdout, key.Format())
 	case "notify":
 		fmt.Fprintln(stdout, "whsec_"+base64.StdEncoding.EncodeToString(key.Secret))
 	default:
-		return usageError("-kind must be payload, client-token or notify")
+		return UsageError("-kind must be payload, client-token or notify")
 	}
 	return nil
 }
 
-var errUsage = errors.New("usage")
+// ErrUsage marks a bad command line: the exit code is 2.
+var ErrUsage = errors.New("usage")
 
-func usageError(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+// UsageError is a bad command line, exit code 2.
+func UsageError(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrUsage, fmt.Sprintf(format, args...))
 }

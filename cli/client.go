@@ -51,7 +51,7 @@ func runClient(ctx context.Context, cmd string, args []string, stdout io.Writer)
 	var conn string
 	if cmd != "list" {
 		if fs.NArg() != 1 {
-			return usageError("give exactly one connection id")
+			return UsageError("give exactly one connection id")
 		}
 		conn = url.PathEscape(fs.Arg(0))
 	}
@@ -96,9 +96,9 @@ func runClient(ctx context.Context, cmd string, args []string, stdout io.Writer)
 // the repairable webhook to the gateway, which starts the repair.
 func simulateQuilttError(ctx context.Context, stdout io.Writer, profileID, connectionID string) error {
 	if profileID == "" {
-		return usageError("Quiltt needs -profile (its API is scoped to the profile)")
+		return UsageError("Quiltt needs -profile (its API is scoped to the profile)")
 	}
-	cfg, _, err := loadConfig(ctx)
+	cfg, _, err := LoadConfig(ctx)
 	if err != nil {
 		return err
 	}

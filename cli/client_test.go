@@ -65,7 +65,7 @@ func TestClientSubcommands(t *testing.T) {
 	assert.EqualError(t, err, "no repair for sandbox connection gone (HTTP 404, not_found)")
 
 	_, err = run("state")
-	assert.ErrorIs(t, err, errUsage)
+	assert.ErrorIs(t, err, ErrUsage)
 }
 
 func TestSimulateErrorOnQuiltt(t *testing.T) {
@@ -84,5 +84,5 @@ func TestSimulateErrorOnQuiltt(t *testing.T) {
 	assert.Equal(t, "ERROR_REPAIRABLE", fake.Get("conn_1").Status)
 	assert.Contains(t, out.String(), "now ERROR_REPAIRABLE")
 	err = runClient(context.Background(), "simulate-error", []string{"-provider", "quiltt", "conn_1"}, &out)
-	assert.ErrorIs(t, err, errUsage, "a profile is required")
+	assert.ErrorIs(t, err, ErrUsage, "a profile is required")
 }

@@ -9,12 +9,16 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
+	"go.temporal.io/sdk/client"
+	tenvconfig "go.temporal.io/sdk/contrib/envconfig"
 
 	"github.com/relink-dev/relink/keyring"
+	"github.com/relink-dev/relink/version"
 
 	"github.com/relink-dev/relink/workflows"
 )
@@ -46,6 +50,13 @@ type Worker struct {
 	// Pollers is how many workflow-task and activity-task polls each
 	// worker keeps open.
 	Pollers int `env:"RELINK_WORKER_POLLERS, default=8"`
+	// DeploymentName turns on Worker Versioning: the worker joins this
+	// Temporal Worker Deployment as build BuildID, and each repair is
+	// pinned to the build that started it (see the README's rollout).
+	DeploymentName string `env:"RELINK_DEPLOYMENT_NAME"`
+	// BuildID is this build within the deployment; empty: the build's
+	// version stamp (`relink version`).
+	BuildID string `env:"RELINK_BUILD_ID"`
 }
 
 // Metrics is where a process serves /metrics for Prometheus.
@@ -56,28 +67,88 @@ type Metrics struct {
 	Addr string `env:"RELINK_METRICS_ADDR"`
 }
 
-// Temporal is the cluster connection: a local server, a self-hosted
-// cluster with mTLS, or Temporal Cloud with an API key.
+// Temporal is the cluster connection. Where the cluster is and how to
+// reach it is read exactly as the Temporal CLI and SDKs read it
+// (go.temporal.io/sdk/contrib/envconfig): the TEMPORAL_* variables,
+// TEMPORAL_PROFILE and the TOML config file (TEMPORAL_CONFIG_FILE, else
+// the user's temporalio/temporal.toml). Relink's own settings stay here.
 type Temporal struct {
-	Address   string `env:"TEMPORAL_ADDRESS, default=localhost:7233"`
-	Namespace string `env:"TEMPORAL_NAMESPACE, default=default"`
+	// Address and Namespace are the profile's, or localhost:7233 and
+	// "default" when it names none.
+	Address   string
+	Namespace string
+	// profile is the loaded client profile: TLS, API key, gRPC metadata,
+	// authority (unexported, so go-envconfig leaves it alone).
+	profile   tenvconfig.ClientConfigProfile
 	TaskQueue string `env:"RELINK_TASK_QUEUE, default=relink-repairs"`
-	// TLS client certificate and key (mTLS); setting them enables TLS.
-	TLSCertFile string `env:"TEMPORAL_TLS_CERT"`
-	TLSKeyFile  string `env:"TEMPORAL_TLS_KEY"`
-	// TLSCAFile verifies the server with a private CA.
-	TLSCAFile     string `env:"TEMPORAL_TLS_CA"`
-	TLSServerName string `env:"TEMPORAL_TLS_SERVER_NAME"`
-	// APIKey authenticates to Temporal Cloud; it implies TLS.
-	APIKey string `env:"TEMPORAL_API_KEY"`
 	// PayloadKeys encrypt every payload written to Temporal ("keyId:base64
 	// 32-byte AES key,…"; the first encrypts, all decrypt). Empty: clear.
 	PayloadKeys string `env:"RELINK_PAYLOAD_KEYS"`
 }
 
-// TLS reports whether the connection uses TLS.
+// Default address and namespace when the client profile names none (the
+// SDK's and the CLI's defaults).
+const (
+	DefaultTemporalAddress   = "localhost:7233"
+	DefaultTemporalNamespace = "default"
+)
+
+// TLS reports whether the connection uses TLS (the profile's TLS
+// settings, or an API key, which implies it).
 func (t Temporal) TLS() bool {
-	return t.TLSCertFile != "" || t.TLSCAFile != "" || t.APIKey != ""
+	if t.profile.TLS != nil {
+		return !t.profile.TLS.Disabled
+	}
+	return t.profile.APIKey != ""
+}
+
+// UseLocalServer points the connection at a server of the process's own
+// (the dev stack's): plain, no credentials, whatever the profile says.
+func (t *Temporal) UseLocalServer(address string) {
+	t.Address = address
+	t.profile = tenvconfig.ClientConfigProfile{}
+}
+
+// ClientOptions are the SDK client options of the profile, addressed to
+// Address and Namespace. A codec endpoint in the profile is not used:
+// Relink encodes payloads itself (RELINK_PAYLOAD_KEYS), and the endpoint
+// is for the CLI and the Web UI.
+func (t Temporal) ClientOptions() (client.Options, error) {
+	opts, err := t.profile.ToClientOptions(tenvconfig.ToClientOptionsRequest{})
+	if err != nil {
+		return opts, fmt.Errorf("temporal client profile: %w", err)
+	}
+	opts.HostPort, opts.Namespace = t.Address, t.Namespace
+	return opts, nil
+}
+
+// loadTemporalProfile reads the client profile as the Temporal CLI does.
+func loadTemporalProfile(l envconfig.Lookuper) (tenvconfig.ClientConfigProfile, error) {
+	prof, err := tenvconfig.LoadClientConfigProfile(tenvconfig.LoadClientConfigProfileOptions{EnvLookup: temporalEnv{l}})
+	if err != nil {
+		return prof, fmt.Errorf("config: Temporal client profile (TEMPORAL_* variables, TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE): %w", err)
+	}
+	return prof, nil
+}
+
+// temporalEnv lets the Temporal loader read the same source as the rest
+// of the configuration (the process environment, or a map in tests).
+// TEMPORAL_GRPC_META_* needs the whole environment, which only the
+// process's (or a lookuper that can list its variables) provides.
+type temporalEnv struct{ l envconfig.Lookuper }
+
+func (e temporalEnv) LookupEnv(key string) (string, bool) { return e.l.Lookup(key) }
+
+// osEnv is the process environment, listable for TEMPORAL_GRPC_META_*.
+type osEnv struct{ envconfig.Lookuper }
+
+func (osEnv) Environ() []string { return os.Environ() }
+
+func (e temporalEnv) Environ() []string {
+	if lister, ok := e.l.(interface{ Environ() []string }); ok {
+		return lister.Environ()
+	}
+	return nil
 }
 
 // Gateway is the HTTP server for webhooks and the app's API.
@@ -228,7 +299,7 @@ type Log struct {
 
 // Load reads the configuration from the environment.
 func Load(ctx context.Context) (Config, error) {
-	return LoadFrom(ctx, envconfig.OsLookuper())
+	return LoadFrom(ctx, osEnv{envconfig.OsLookuper()})
 }
 
 // LoadFrom reads the configuration from l (tests pass a map).
@@ -237,13 +308,31 @@ func LoadFrom(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: l}); err != nil {
 		return c, fmt.Errorf("config: %w", err)
 	}
+	prof, err := loadTemporalProfile(l)
+	if err != nil {
+		return c, err
+	}
+	c.Temporal.profile = prof
+	if c.Worker.DeploymentName != "" && c.Worker.BuildID == "" {
+		c.Worker.BuildID = version.String()
+	}
+	c.Temporal.Address, c.Temporal.Namespace = prof.Address, prof.Namespace
+	if c.Temporal.Address == "" {
+		c.Temporal.Address = DefaultTemporalAddress
+	}
+	if c.Temporal.Namespace == "" {
+		c.Temporal.Namespace = DefaultTemporalNamespace
+	}
 	return c, c.validate()
 }
 
 func (c Config) validate() error {
 	var errs []error
-	if (c.Temporal.TLSCertFile == "") != (c.Temporal.TLSKeyFile == "") {
-		errs = append(errs, errors.New("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together"))
+	if _, err := c.Temporal.ClientOptions(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Worker.DeploymentName != "" && c.Worker.BuildID == version.Unstamped {
+		errs = append(errs, errors.New("RELINK_DEPLOYMENT_NAME needs a build id: set RELINK_BUILD_ID, or build with a version stamp (deploy/build-static.sh)"))
 	}
 	if c.Repair.Window <= 0 {
 		errs = append(errs, errors.New("RELINK_REPAIR_WINDOW must be positive"))

@@ -2,6 +2,8 @@ package config
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -45,7 +47,8 @@ func TestInvalidValuesAreRejected(t *testing.T) {
 		"bad duration":                      {"RELINK_REPAIR_WINDOW": "a week"},
 		"zero attempts":                     {"RELINK_MAX_ATTEMPTS": "0"},
 		"negative offset":                   {"RELINK_REMINDER_OFFSETS": "-1h"},
-		"cert without key":                  {"TEMPORAL_TLS_CERT": "/c.pem"},
+		"cert without key":                  {"TEMPORAL_TLS_CLIENT_CERT_PATH": "/c.pem"},
+		"unknown profile":                   {"TEMPORAL_PROFILE": "nope", "TEMPORAL_CONFIG_FILE": "/nonexistent.toml"},
 		"quiltt api without webhook secret": {"QUILTT_API_SECRET": "s"},
 		"meld webhook without api key":      {"MELD_WEBHOOK_SECRET": "s"},
 		"plaid without client name":         {"PLAID_CLIENT_ID": "c", "PLAID_SECRET": "s", "PLAID_ACCESS_TOKENS": "i:t"},
@@ -121,4 +124,49 @@ func TestSecuritySettings(t *testing.T) {
 		_, err := load(env)
 		assert.Error(t, err, name)
 	}
+}
+
+// The Temporal connection is read as the Temporal CLI reads it: a profile
+// of the TOML config file, with TEMPORAL_* variables on top.
+func TestTemporalProfileAsTheCLIReadsIt(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "temporal.toml")
+	require.NoError(t, os.WriteFile(file, []byte(`
+[profile.prod]
+address = "prod.acct.tmprl.cloud:7233"
+namespace = "prod.acct"
+api_key = "from-file"
+[profile.prod.grpc_meta]
+x-tenant = "a"
+`), 0o600))
+	c, err := LoadFrom(context.Background(), envconfig.MapLookuper(map[string]string{
+		"TEMPORAL_CONFIG_FILE": file,
+		"TEMPORAL_PROFILE":     "prod",
+		"TEMPORAL_NAMESPACE":   "override.acct",
+	}))
+	require.NoError(t, err)
+	assert.Equal(t, "prod.acct.tmprl.cloud:7233", c.Temporal.Address)
+	assert.Equal(t, "override.acct", c.Temporal.Namespace, "a variable wins over the file")
+	assert.True(t, c.Temporal.TLS(), "an API key implies TLS")
+	opts, err := c.Temporal.ClientOptions()
+	require.NoError(t, err)
+	assert.Equal(t, "prod.acct.tmprl.cloud:7233", opts.HostPort)
+	assert.Equal(t, "override.acct", opts.Namespace)
+	assert.NotNil(t, opts.Credentials)
+	assert.NotNil(t, opts.ConnectionOptions.TLS)
+	headers, err := opts.HeadersProvider.GetHeaders(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"x-tenant": "a"}, headers)
+
+	c.Temporal.UseLocalServer("127.0.0.1:7233")
+	opts, err = c.Temporal.ClientOptions()
+	require.NoError(t, err)
+	assert.False(t, c.Temporal.TLS())
+	assert.Nil(t, opts.Credentials, "the dev stack's own server gets no credentials")
+	assert.Equal(t, "127.0.0.1:7233", opts.HostPort)
+
+	c, err = LoadFrom(context.Background(), envconfig.MapLookuper(map[string]string{
+		"TEMPORAL_CONFIG_FILE": file, "TEMPORAL_PROFILE": "prod", "TEMPORAL_TLS": "false",
+	}))
+	require.NoError(t, err)
+	assert.False(t, c.Temporal.TLS(), "TEMPORAL_TLS=false turns TLS off, as in the CLI")
 }

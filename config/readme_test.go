@@ -2,6 +2,8 @@ package config
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -12,9 +14,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The README's configuration table lists exactly the variables Config reads,
-// with the same defaults (RELINK_URL is the CLI's own and is checked by
-// name only).
+// The README's configuration tables list exactly the variables Relink
+// reads: its own with the same defaults as Config (RELINK_URL is the CLI's
+// own and is checked by name only), and the Temporal connection's exactly
+// as the SDK's envconfig module, which reads them, names them.
 func TestReadmeConfigurationTableMatchesTheCode(t *testing.T) {
 	readme, err := os.ReadFile("../README.md")
 	require.NoError(t, err)
@@ -26,7 +29,13 @@ func TestReadmeConfigurationTableMatchesTheCode(t *testing.T) {
 	for _, m := range row.FindAllStringSubmatch(section, -1) {
 		documented[m[1]] = m[3]
 	}
+	temporalRow := regexp.MustCompile("(?m)^\\| `(TEMPORAL_[A-Z0-9_]+)\\*?` \\|")
+	temporalDocumented := map[string]string{}
+	for _, m := range temporalRow.FindAllStringSubmatch(section, -1) {
+		temporalDocumented[m[1]] = ""
+	}
 	delete(documented, "RELINK_URL")
+	assert.Equal(t, temporalVariables(t), keys(temporalDocumented))
 
 	inCode := map[string]string{}
 	collectEnv(reflect.TypeOf(Config{}), inCode)
@@ -37,9 +46,36 @@ func TestReadmeConfigurationTableMatchesTheCode(t *testing.T) {
 	}
 }
 
+// temporalVariables are the TEMPORAL_* names the envconfig module looks
+// up, read from its source (TEMPORAL_GRPC_META_ is a prefix).
+func temporalVariables(t *testing.T) []string {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "go.temporal.io/sdk/contrib/envconfig").Output()
+	require.NoError(t, err)
+	dir := strings.TrimSpace(string(out))
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	require.NoError(t, err)
+	names := map[string]string{}
+	literal := regexp.MustCompile(`"(TEMPORAL_[A-Z0-9_]*)"`)
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, m := range literal.FindAllStringSubmatch(string(src), -1) {
+			names[m[1]] = ""
+		}
+	}
+	require.Contains(t, names, "TEMPORAL_ADDRESS", "read the envconfig module from %s", dir)
+	return keys(names)
+}
+
 func collectEnv(t reflect.Type, out map[string]string) {
 	for i := range t.NumField() {
 		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
 		tag, ok := f.Tag.Lookup("env")
 		if !ok {
 			if f.Type.Kind() == reflect.Struct {

@@ -139,6 +139,10 @@ func StartTemporal(o Options) (*Temporal, error) {
 			// dev server.
 			dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key():      true,
 			dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
+			// Each namespace's system worker (which runs Worker Deployment
+			// bookkeeping) starts at once, even with the integration
+			// tests' 200 namespaces (default: 10 a second).
+			dynamicconfig.WorkerPerNamespaceWorkerStartRate.Key(): 1000.0,
 		}),
 	)
 	if err != nil {

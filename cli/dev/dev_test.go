@@ -1,4 +1,4 @@
-package cli
+package dev
 
 import (
 	"bytes"
@@ -17,6 +17,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/relink-dev/relink/cli"
 )
 
 // TestDevStackResumesOpenRepairsAfterRestart runs the README's first
@@ -35,7 +37,7 @@ func TestDevStackResumesOpenRepairsAfterRestart(t *testing.T) {
 	t.Setenv("RELINK_SANDBOX_SYNC_DELAY", "0s")
 	t.Setenv("RELINK_LOG_LEVEL", "error")
 	t.Setenv("RELINK_API_KEY", "")
-	api := apiClient{base: base, key: DevAPIKey}
+	api := apiClient{base: base, key: cli.DevAPIKey}
 
 	stop := startDev(t)
 	ui, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/namespaces/default/workflows", uiPort))
@@ -46,7 +48,7 @@ func TestDevStackResumesOpenRepairsAfterRestart(t *testing.T) {
 	call(t, api, http.MethodPost, "/sandbox/connections/conn_dev/break", `{"profileId":"p_dev"}`)
 	waitStatus(t, api, "AWAITING_USER")
 	session := call(t, api, http.MethodPost, "/v1/repairs/sandbox/conn_dev/reconnect", "")
-	assert.Contains(t, session, `"connectorStatus": "ACTION_REQUIRED"`)
+	assert.Contains(t, session, `"connectorStatus":"ACTION_REQUIRED"`)
 	assertPrivate(t, dataDir)
 	assertUIDecodes(t, base, uiPort)
 	stop()
@@ -61,7 +63,8 @@ func TestDevStackResumesOpenRepairsAfterRestart(t *testing.T) {
 	login := call(t, api, http.MethodPost, "/sandbox/connections/conn_dev/login", "")
 	call(t, page, http.MethodPost, "/v1/repairs/sandbox/conn_dev/complete", login)
 	waitStatus(t, api, "REPAIRED")
-	assert.Error(t, page.do(context.Background(), &bytes.Buffer{}, http.MethodGet, "/v1/repairs", nil), "the token is for one connection")
+	status, _ := page.send(t, http.MethodGet, "/v1/repairs", "")
+	assert.Equal(t, http.StatusForbidden, status, "the token is for one connection")
 }
 
 // assertPrivate checks the data directory and every file in it (database,
@@ -132,23 +135,38 @@ func startDev(t *testing.T) (stop func()) {
 	}
 }
 
+// apiClient calls the dev stack's gateway with a bearer key or token.
+type apiClient struct{ base, key string }
+
+func (c apiClient) send(t *testing.T, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(raw)
+}
+
+// call sends a request that must succeed and returns the answer.
 func call(t *testing.T, api apiClient, method, path, body string) string {
 	t.Helper()
-	var out bytes.Buffer
-	var b any
-	if body != "" {
-		b = json.RawMessage(body)
-	}
-	require.NoError(t, api.do(context.Background(), &out, method, path, b))
-	return out.String()
+	status, out := api.send(t, method, path, body)
+	require.Less(t, status, 300, "%s %s: %s", method, path, out)
+	return out
 }
 
 func waitStatus(t *testing.T, api apiClient, want string) {
 	t.Helper()
 	require.Eventually(t, func() bool {
-		var out bytes.Buffer
-		err := api.do(context.Background(), &out, http.MethodGet, "/v1/repairs/sandbox/conn_dev", nil)
-		return err == nil && strings.Contains(out.String(), `"status": "`+want+`"`)
+		status, out := api.send(t, http.MethodGet, "/v1/repairs/sandbox/conn_dev", "")
+		return status == http.StatusOK && strings.Contains(out, `"status":"`+want+`"`)
 	}, time.Minute, 100*time.Millisecond, "waiting for %s", want)
 }
 

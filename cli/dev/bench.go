@@ -1,4 +1,4 @@
-package cli
+package dev
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/relink-dev/relink/bench"
+	"github.com/relink-dev/relink/cli"
 )
 
 // runBench is `relink bench`: see package bench.
@@ -25,20 +26,20 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	waiting := fs.String("waiting", "1000,10000", "waiting repairs at which the worker's memory is read")
 	samples := fs.Int("samples", 100, "latency samples at rest, and again under load")
 	load := fs.Int("load", 1000, "repairs started while the loaded latency samples are taken")
-	workerBinary := fs.String("worker", "", "the worker binary to measure (default: go build ./worker)")
+	workerBinary := fs.String("worker", "", "the worker binary to measure (default: go build ./cmd/relink-worker)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	levels, err := ints(*senders)
 	if err != nil {
-		return usageError("-senders: %v", err)
+		return cli.UsageError("-senders: %v", err)
 	}
 	marks, err := ints(*waiting)
 	if err != nil {
-		return usageError("-waiting: %v", err)
+		return cli.UsageError("-waiting: %v", err)
 	}
 	if *n < 2**samples {
-		return usageError("-n must be at least twice -samples")
+		return cli.UsageError("-n must be at least twice -samples")
 	}
 	binary := *workerBinary
 	if binary == "" {
@@ -51,10 +52,10 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		defer os.RemoveAll(dir)
 		binary = filepath.Join(dir, "relink-worker")
-		build := exec.CommandContext(ctx, "go", "build", "-o", binary, "./worker")
+		build := exec.CommandContext(ctx, "go", "build", "-o", binary, "./cmd/relink-worker")
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
-			return fmt.Errorf("build ./worker (run the bench from the repository, or pass -worker bin/relink-worker): %w", err)
+			return fmt.Errorf("build ./cmd/relink-worker (run the bench from the repository, or pass -worker bin/relink-worker): %w", err)
 		}
 	}
 	return bench.Run(ctx, bench.Options{

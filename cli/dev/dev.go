@@ -1,0 +1,194 @@
+// Package dev holds the commands only the dev binary (./starter) has:
+// `relink dev`, the whole stack in one process, and `relink bench`. They
+// embed the Temporal server and Web UI, which the production binaries
+// (cmd/relink, cmd/relink-worker) must not link.
+package dev
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/relink-dev/relink/app"
+	"github.com/relink-dev/relink/cli"
+	"github.com/relink-dev/relink/config"
+	"github.com/relink-dev/relink/devstack"
+	"github.com/relink-dev/relink/keyring"
+)
+
+// Commands are the dev binary's additions to the production commands.
+func Commands() []cli.Command {
+	return []cli.Command{
+		{Name: "dev", Run: runDev, Summary: `  dev             run everything in one process: Temporal server, Web UI,
+                  worker, gateway and sandbox provider
+`},
+		{Name: "bench", Run: runBench, Summary: `  bench           Relink's own benchmark on the embedded stack (see README)
+`},
+	}
+}
+
+// runDev is the README's first command: the whole of Relink in one process.
+func runDev(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	embedded := fs.Bool("embedded-temporal", true, "run Temporal in-process; false connects to TEMPORAL_ADDRESS")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, logger, err := cli.LoadConfig(ctx)
+	if err != nil {
+		return err
+	}
+	if len(cfg.Gateway.AllAPIKeys()) == 0 {
+		cfg.Gateway.APIKey = cli.DevAPIKey
+	}
+	if cfg.Gateway.ListenAddr == "" {
+		// The dev key is published: only this machine may use it.
+		cfg.Gateway.ListenAddr = "127.0.0.1:8080"
+	}
+	if err := devKeys(&cfg); err != nil {
+		return err
+	}
+
+	var uiURL string
+	var uiOrigins []string
+	if *embedded {
+		logger.Info("starting embedded Temporal server", "dataDir", cfg.Dev.DataDir)
+		t, err := devstack.StartTemporal(devstack.Options{
+			DataDir:       cfg.Dev.DataDir,
+			Namespace:     cfg.Temporal.Namespace,
+			FrontendPort:  cfg.Dev.TemporalPort,
+			UIPort:        cfg.Dev.UIPort,
+			CodecEndpoint: strings.TrimRight(cfg.Gateway.PublicURL, "/") + "/codec",
+		})
+		if err != nil {
+			return err
+		}
+		defer t.Stop()
+		cfg.Temporal.UseLocalServer(t.Address)
+		uiURL = t.UIURL
+		if cfg.Dev.UIPort != 0 && devCodecOpen(cfg.Gateway) {
+			uiOrigins = []string{uiURL, fmt.Sprintf("http://127.0.0.1:%d", cfg.Dev.UIPort)}
+		}
+	}
+	reg, stopMetrics, err := cli.StartMetrics(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	tc, err := app.DialWhenReady(ctx, cfg.Temporal, logger, reg.Handler)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	if err := app.EnsureSearchAttributes(ctx, tc, cfg.Temporal.Namespace); err != nil {
+		return err
+	}
+
+	sb := app.NewSandbox(cfg, logger)
+	if err := sb.Load(filepath.Join(cfg.Dev.DataDir, "sandbox.json")); err != nil {
+		return err
+	}
+	defer sb.Flush() // last: after the worker and gateway have stopped
+	providers := app.NewProviders(cfg, sb)
+	acts, err := app.NewActivities(cfg, logger, providers)
+	if err != nil {
+		return err
+	}
+	w := app.NewWorker(tc, cfg, acts)
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	defer w.Stop()
+
+	gw, err := app.NewGateway(cfg, tc, logger, providers, sb)
+	if err != nil {
+		return err
+	}
+	gw.DevCodecOrigins = uiOrigins
+	gw.Metrics = reg
+	ln, err := net.Listen("tcp", cfg.Gateway.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	srv := app.NewHTTPServer(cfg.Gateway.ListenAddr, gw.Handler())
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	fmt.Fprintf(stdout, "Relink dev stack\n")
+	fmt.Fprintf(stdout, "  Temporal      %s (namespace %s)\n", cfg.Temporal.Address, cfg.Temporal.Namespace)
+	if uiURL != "" {
+		fmt.Fprintf(stdout, "  Temporal UI   %s/namespaces/%s/workflows\n", uiURL, cfg.Temporal.Namespace)
+	}
+	fmt.Fprintf(stdout, "  Gateway       %s on %s (API key: %s)\n", cfg.Gateway.PublicURL, cfg.Gateway.ListenAddr, redactKey(cfg.Gateway.APIKey))
+	fmt.Fprintf(stdout, "  Encryption    payloads AES-256-GCM; Web UI decodes through %s/codec\n", cfg.Gateway.PublicURL)
+	fmt.Fprintf(stdout, "  Metrics       %s/metrics (API key; worker and gateway)\n", cfg.Gateway.PublicURL)
+	fmt.Fprintf(stdout, "  Sandbox       %s/sandbox/connections/{id}/break\n", cfg.Gateway.PublicURL)
+	fmt.Fprintf(stdout, "  Data          %s\n", cfg.Dev.DataDir)
+	fmt.Fprintf(stdout, "relink dev ready; Ctrl-C stops\n")
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("gateway: %w", err)
+	}
+	fmt.Fprintln(stdout, "relink dev stopping")
+	cli.Shutdown(srv, logger)
+	return nil
+}
+
+// devKeys gives the dev stack the keys production sets by hand: a payload
+// key and a client-token key, generated in the data directory (0600) on
+// first start and kept, so restarts read the old histories and tokens.
+func devKeys(cfg *config.Config) error {
+	if err := devstack.SecureDataDir(cfg.Dev.DataDir, "payload-keys", "client-token-keys", "sandbox.json", "sandbox.json.tmp"); err != nil {
+		return err
+	}
+	for _, k := range []struct {
+		setting *string
+		file    string
+	}{
+		{&cfg.Temporal.PayloadKeys, "payload-keys"},
+		{&cfg.Gateway.ClientTokenKeys, "client-token-keys"},
+	} {
+		if *k.setting != "" {
+			continue
+		}
+		keys, err := keyring.LoadOrCreate(filepath.Join(cfg.Dev.DataDir, k.file), "dev-"+time.Now().UTC().Format("20060102"))
+		if err != nil {
+			return err
+		}
+		formatted := make([]string, len(keys))
+		for i, key := range keys {
+			formatted[i] = key.Format()
+		}
+		*k.setting = strings.Join(formatted, ",")
+	}
+	return nil
+}
+
+// devCodecOpen says whether the embedded Web UI (which has no login) may
+// call /codec without a key: only while the stack has no secret to keep,
+// i.e. its only API key is the published dev key and it listens on
+// loopback. An Origin header is no credential; it is merely all the UI
+// can send. Set your own RELINK_API_KEY, or listen elsewhere, and the UI
+// shows payloads encoded.
+func devCodecOpen(g config.Gateway) bool {
+	keys := g.AllAPIKeys()
+	host, _, err := net.SplitHostPort(g.ListenAddr)
+	ip := net.ParseIP(host)
+	return err == nil && len(keys) == 1 && keys[0] == cli.DevAPIKey &&
+		(host == "localhost" || (ip != nil && ip.IsLoopback()))
+}
+
+// redactKey shows the dev key, which is public, and hides any other.
+func redactKey(key string) string {
+	if key == cli.DevAPIKey {
+		return key
+	}
+	return "from RELINK_API_KEY"
+}

@@ -1,0 +1,25 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The production binaries stay slim: neither links the Temporal server
+// or the Web UI server, which only the dev binary (./starter) embeds.
+func TestProductionBinariesLinkNoTemporalServer(t *testing.T) {
+	for _, pkg := range []string{"github.com/relink-dev/relink/cmd/relink", "github.com/relink-dev/relink/cmd/relink-worker"} {
+		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).Output()
+		require.NoError(t, err)
+		deps := strings.Fields(string(out))
+		require.Contains(t, deps, "go.temporal.io/sdk/client", "%s: the listing is real", pkg)
+		for _, dep := range deps {
+			assert.False(t, strings.HasPrefix(dep, "go.temporal.io/server"), "%s links %s", pkg, dep)
+			assert.False(t, strings.HasPrefix(dep, "github.com/temporalio/ui-server"), "%s links %s", pkg, dep)
+		}
+	}
+}

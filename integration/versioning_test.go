@@ -1,0 +1,80 @@
+package integration
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	enums "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/relink-dev/relink/activities/sandbox"
+	"github.com/relink-dev/relink/workflows"
+)
+
+// A deploy under Worker Versioning (RELINK_DEPLOYMENT_NAME): a repair
+// begun on build 1 stays pinned to build 1 while build 2 takes the new
+// ones, and each finishes on its own build, every workflow task of it.
+func TestWorkerVersioningPinsEachRepairToItsBuild(t *testing.T) {
+	const deployment = "relink"
+	s := newBareStack(t, map[string]string{"RELINK_DEPLOYMENT_NAME": deployment, "RELINK_BUILD_ID": "build-1"})
+	s.startWorker(s.providers.APIs...)
+	s.setCurrentBuild(deployment, "build-1")
+	s.breakConnection("conn_old", "profile_v")
+	s.waitForStatus("conn_old", workflows.StatusAwaitingUser)
+
+	// The rollout: build 2 starts beside build 1 and becomes current.
+	s.cfg.Worker.BuildID = "build-2"
+	s.startWorker(s.providers.APIs...)
+	s.setCurrentBuild(deployment, "build-2")
+	s.breakConnection("conn_new", "profile_v")
+	s.waitForStatus("conn_new", workflows.StatusAwaitingUser)
+
+	s.repairConnection("conn_old")
+	s.repairConnection("conn_new")
+	s.waitForStatus("conn_old", workflows.StatusRepaired)
+	s.waitForStatus("conn_new", workflows.StatusRepaired)
+
+	for conn, build := range map[string]string{"conn_old": "build-1", "conn_new": "build-2"} {
+		id := workflows.WorkflowID(sandbox.Name, conn)
+		desc, err := s.temporal.DescribeWorkflowExecution(context.Background(), id, "")
+		require.NoError(t, err)
+		info := desc.GetWorkflowExecutionInfo().GetVersioningInfo()
+		assert.Equal(t, enums.VERSIONING_BEHAVIOR_PINNED, info.GetBehavior(), conn)
+		assert.Equal(t, build, info.GetDeploymentVersion().GetBuildId(), conn)
+		tasks := 0
+		for _, e := range s.history(id, "") {
+			if done := e.GetWorkflowTaskCompletedEventAttributes(); done != nil {
+				tasks++
+				assert.Equal(t, build, done.GetDeploymentVersion().GetBuildId(), "%s: task %d", conn, e.GetEventId())
+			}
+		}
+		assert.GreaterOrEqual(t, tasks, 2, "%s: tasks before and after the rollout", conn)
+	}
+}
+
+// setCurrentBuild makes a build the deployment's current version, as
+// `temporal worker deployment set-current-version` does, and waits until
+// the task queues route by it. The server knows a version once its
+// worker has polled, hence the retries.
+func (s *stack) setCurrentBuild(deployment, build string) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	handle := s.temporal.WorkerDeploymentClient().GetHandle(deployment)
+	s.waitFor("the server to accept "+build+" as current", func() bool {
+		_, err := handle.SetCurrentVersion(ctx, client.WorkerDeploymentSetCurrentVersionOptions{BuildID: build})
+		return err == nil
+	})
+	s.waitFor("the routing to reach the task queues", func() bool {
+		resp, err := s.temporal.WorkflowService().DescribeWorkerDeployment(ctx, &workflowservice.DescribeWorkerDeploymentRequest{
+			Namespace: s.cfg.Temporal.Namespace, DeploymentName: deployment,
+		})
+		info := resp.GetWorkerDeploymentInfo()
+		return err == nil && info.GetRoutingConfig().GetCurrentDeploymentVersion().GetBuildId() == build &&
+			info.GetRoutingConfigUpdateState() == enums.ROUTING_CONFIG_UPDATE_STATE_COMPLETED
+	})
+}
