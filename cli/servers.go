@@ -25,7 +25,8 @@ func LoadConfig(ctx context.Context) (config.Config, *slog.Logger, error) {
 	return cfg, logger, err
 }
 
-// runGateway runs the production gateway against TEMPORAL_ADDRESS.
+// runGateway runs the production gateway against the configured Temporal
+// (the TEMPORAL_* variables or profile).
 func runGateway(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	if err := fs.Parse(args); err != nil {

@@ -82,17 +82,26 @@ func (g *Gateway) now() time.Time {
 
 // Handler returns the gateway's routes.
 func (g *Gateway) Handler() http.Handler {
-	mux := http.NewServeMux()
+	h, _ := g.handler()
+	return h
+}
+
+// handler builds the routes and lists the patterns it registered, which
+// openapi_test.go holds to the operations of openapi.json.
+func (g *Gateway) handler() (http.Handler, []string) {
+	var patterns []string
+	mux := newRouteMux(&patterns)
 	mux.HandleFunc("GET /healthz", g.healthz)
 	mux.HandleFunc("GET /readyz", g.readyz)
 	mux.HandleFunc("POST /webhooks/{provider}", g.webhook)
+	mux.HandleFunc("GET /openapi.json", serveOpenAPI)
 
 	g.limitsOnce.Do(func() {
 		if g.BrowserRate > 0 && g.BrowserBurst > 0 {
 			g.browserLimits = newConnectionLimits(g.BrowserRate, g.BrowserBurst)
 		}
 	})
-	api := http.NewServeMux()
+	api := newRouteMux(&patterns)
 	// The app's routes (API key only).
 	api.Handle("POST /v1/repairs", appOnly(http.HandlerFunc(g.startRepair)))
 	api.Handle("GET /v1/repairs", appOnly(http.HandlerFunc(g.listRepairs)))
@@ -104,11 +113,11 @@ func (g *Gateway) Handler() http.Handler {
 	api.Handle("POST /v1/repairs/{provider}/{connectionId}/reconnect", g.forConnection(g.reconnect))
 	api.Handle("POST /v1/repairs/{provider}/{connectionId}/complete", g.forConnection(g.complete))
 	api.Handle("POST /v1/repairs/{provider}/{connectionId}/exit", g.forConnection(g.exit))
-	mux.Handle("/v1/", g.authenticated(jsonErrors(api)))
-	codec := http.NewServeMux()
+	mux.Handle("/v1/", g.authenticated(jsonErrors(api.ServeMux)))
+	codec := newRouteMux(&patterns)
 	codec.HandleFunc("POST /codec/encode", g.codecEndpoint(true))
 	codec.HandleFunc("POST /codec/decode", g.codecEndpoint(false))
-	mux.Handle("/codec/", g.codecAuthenticated(jsonErrors(codec)))
+	mux.Handle("/codec/", g.codecAuthenticated(jsonErrors(codec.ServeMux)))
 	if g.Metrics != nil {
 		g.collectorOnce.Do(func() {
 			if err := g.Metrics.Register(newOpenRepairsCollector(g)); err != nil {
@@ -118,14 +127,14 @@ func (g *Gateway) Handler() http.Handler {
 		mux.Handle("GET /metrics", g.authenticated(appOnly(g.Metrics.HTTPHandler())))
 	}
 	if g.Sandbox != nil {
-		sb := http.NewServeMux()
+		sb := newRouteMux(&patterns)
 		g.sandboxRoutes(sb)
-		mux.Handle("/sandbox/", g.authenticated(appOnly(jsonErrors(sb))))
+		mux.Handle("/sandbox/", g.authenticated(appOnly(jsonErrors(sb.ServeMux))))
 		mux.HandleFunc("GET /sandbox/widget", g.sandboxWidget)
 	}
 	// limitBody outermost: http.MaxBytesReader needs the server's own
 	// ResponseWriter to close the connection after an oversized body.
-	return limitBody(g.observe(g.cors(jsonErrors(mux))))
+	return limitBody(g.observe(g.cors(jsonErrors(mux.ServeMux)))), patterns
 }
 
 // jsonErrors answers the paths and methods mux has no route for in the

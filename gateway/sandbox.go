@@ -10,7 +10,7 @@ import (
 
 // sandboxRoutes are the sandbox provider's controls, the stand-ins for an
 // aggregator's sandbox dashboard and for the user in the widget.
-func (g *Gateway) sandboxRoutes(mux *http.ServeMux) {
+func (g *Gateway) sandboxRoutes(mux routeMux) {
 	mux.HandleFunc("GET /sandbox/connections/{id}", func(w http.ResponseWriter, r *http.Request) {
 		c, err := g.Sandbox.Get(r.PathValue("id"))
 		g.sandboxReply(w, c, err)

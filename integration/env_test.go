@@ -100,7 +100,7 @@ func (s *stack) newGateway() *httptest.Server {
 	s.t.Helper()
 	gw, err := app.NewGateway(s.cfg, s.temporal, s.logger, app.NewProviders(s.cfg, s.sandbox), s.sandbox)
 	require.NoError(s.t, err)
-	srv := httptest.NewServer(gw.Handler())
+	srv := httptest.NewServer(validatedByOpenAPI(s.t, gw.Handler()))
 	s.t.Cleanup(srv.Close)
 	return srv
 }
@@ -144,7 +144,7 @@ func newBareStack(t *testing.T, settings map[string]string) *stack {
 	gw, err := app.NewGateway(cfg, tc, logger, providers, sb)
 	require.NoError(t, err)
 	gw.Metrics = reg
-	srv := httptest.NewServer(gw.Handler())
+	srv := httptest.NewServer(validatedByOpenAPI(t, gw.Handler()))
 	t.Cleanup(srv.Close)
 	t.Cleanup(sb.Wait)
 	sb.Webhooks.URL = srv.URL + "/webhooks/sandbox"

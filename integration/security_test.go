@@ -143,7 +143,7 @@ func (s *stack) gatewayWith(cfg config.Config, tc client.Client, edit func(*gate
 	if edit != nil {
 		edit(gw)
 	}
-	srv := httptest.NewServer(gw.Handler())
+	srv := httptest.NewServer(validatedByOpenAPI(s.t, gw.Handler()))
 	s.t.Cleanup(srv.Close)
 	return srv
 }

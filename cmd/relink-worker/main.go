@@ -1,4 +1,5 @@
-// Command worker runs Relink's repair worker against TEMPORAL_ADDRESS: the
+// Command relink-worker runs Relink's repair worker against the configured
+// Temporal (TEMPORAL_* variables or profile, as the Temporal CLI reads them): the
 // ConnectionRepair workflow and its activities over the enabled providers.
 // It stops gracefully on SIGINT or SIGTERM.
 package main
