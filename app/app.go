@@ -158,6 +158,7 @@ func WorkerOptions(c config.Worker) worker.Options {
 		StickyScheduleToStartTimeout:     2 * time.Second,
 		MaxConcurrentWorkflowTaskPollers: pollers,
 		MaxConcurrentActivityTaskPollers: pollers,
+		WorkerStopTimeout:                c.StopTimeout,
 	}
 	if c.DeploymentName != "" {
 		// Pinned: a repair runs its whole life (continue-as-new included)

@@ -61,7 +61,7 @@ type Options struct {
 	// Load other repairs are being started.
 	Samples int
 	Load    int
-	// WorkerCommand runs the worker binary (./worker), which reads
+	// WorkerCommand runs the worker binary (cmd/relink-worker), which reads
 	// RELINK_BENCH_SANDBOX from its environment.
 	WorkerCommand []string
 	Out           io.Writer
@@ -110,8 +110,11 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	env := map[string]string{
-		"TEMPORAL_ADDRESS":              address,
-		"TEMPORAL_NAMESPACE":            o.Namespace,
+		"TEMPORAL_ADDRESS":   address,
+		"TEMPORAL_NAMESPACE": o.Namespace,
+		// -temporal names the server: no profile of the user's Temporal
+		// CLI config file (its TLS or API key) applies.
+		"TEMPORAL_CONFIG_FILE":          os.DevNull,
 		"RELINK_TASK_QUEUE":             taskQueue,
 		"RELINK_API_KEY":                apiKey,
 		"RELINK_SANDBOX_WEBHOOK_SECRET": webhookSecret,

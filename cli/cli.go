@@ -107,6 +107,11 @@ func Run(args []string, stdout, stderr io.Writer, extra ...Command) int {
 	default:
 		i := slices.IndexFunc(extra, func(c Command) bool { return c.Name == cmd })
 		if i < 0 {
+			if cmd == "dev" || cmd == "bench" {
+				// The production binary links no Temporal server.
+				fmt.Fprintf(stderr, "relink: %q is in the dev binary: go run ./starter %s\n", cmd, cmd)
+				return 2
+			}
 			fmt.Fprintf(stderr, "relink: unknown command %q\n\n%s", cmd, help)
 			return 2
 		}

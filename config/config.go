@@ -40,6 +40,18 @@ type Config struct {
 	Worker   Worker
 }
 
+// Versioned reports whether the worker joins a Worker Deployment, and
+// refuses a build id that cannot tell two builds apart.
+func (w Worker) Versioned() (bool, error) {
+	if w.DeploymentName == "" {
+		return false, nil
+	}
+	if w.BuildID == "" || w.BuildID == version.Unstamped {
+		return true, errors.New("RELINK_DEPLOYMENT_NAME needs a build id that names this build: set RELINK_BUILD_ID (this build has no version stamp; deploy/build-static.sh stamps one)")
+	}
+	return true, nil
+}
+
 // Worker tunes the repair worker (see the README's Performance section).
 type Worker struct {
 	// CacheSize is how many repairs a worker keeps in memory between
@@ -50,6 +62,10 @@ type Worker struct {
 	// Pollers is how many workflow-task and activity-task polls each
 	// worker keeps open.
 	Pollers int `env:"RELINK_WORKER_POLLERS, default=8"`
+	// StopTimeout is how long a stopping worker (SIGTERM) lets running
+	// activities (a provider call, an event to the app) finish before
+	// cancelling them; a cancelled one is retried, on another worker.
+	StopTimeout time.Duration `env:"RELINK_WORKER_STOP_TIMEOUT, default=20s"`
 	// DeploymentName turns on Worker Versioning: the worker joins this
 	// Temporal Worker Deployment as build BuildID, and each repair is
 	// pinned to the build that started it (see the README's rollout).
@@ -93,15 +109,6 @@ const (
 	DefaultTemporalNamespace = "default"
 )
 
-// TLS reports whether the connection uses TLS (the profile's TLS
-// settings, or an API key, which implies it).
-func (t Temporal) TLS() bool {
-	if t.profile.TLS != nil {
-		return !t.profile.TLS.Disabled
-	}
-	return t.profile.APIKey != ""
-}
-
 // UseLocalServer points the connection at a server of the process's own
 // (the dev stack's): plain, no credentials, whatever the profile says.
 func (t *Temporal) UseLocalServer(address string) {
@@ -129,6 +136,26 @@ func loadTemporalProfile(l envconfig.Lookuper) (tenvconfig.ClientConfigProfile, 
 		return prof, fmt.Errorf("config: Temporal client profile (TEMPORAL_* variables, TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE): %w", err)
 	}
 	return prof, nil
+}
+
+// oldTLSNames are Relink's former TLS settings (the Temporal CLI still
+// reads them, as deprecated aliases): set alone, they would leave the
+// connection plain and fail far from the cause.
+var oldTLSNames = [][2]string{
+	{"TEMPORAL_TLS_CERT", "TEMPORAL_TLS_CLIENT_CERT_PATH"},
+	{"TEMPORAL_TLS_KEY", "TEMPORAL_TLS_CLIENT_KEY_PATH"},
+	{"TEMPORAL_TLS_CA", "TEMPORAL_TLS_SERVER_CA_CERT_PATH"},
+}
+
+func refuseOldTLSNames(l envconfig.Lookuper) error {
+	for _, name := range oldTLSNames {
+		if v, ok := l.Lookup(name[0]); ok && v != "" {
+			if _, set := l.Lookup(name[1]); !set {
+				return fmt.Errorf("config: %s is no longer read: set %s (the Temporal CLI's name) instead", name[0], name[1])
+			}
+		}
+	}
+	return nil
 }
 
 // temporalEnv lets the Temporal loader read the same source as the rest
@@ -308,6 +335,9 @@ func LoadFrom(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: l}); err != nil {
 		return c, fmt.Errorf("config: %w", err)
 	}
+	if err := refuseOldTLSNames(l); err != nil {
+		return c, err
+	}
 	prof, err := loadTemporalProfile(l)
 	if err != nil {
 		return c, err
@@ -331,8 +361,8 @@ func (c Config) validate() error {
 	if _, err := c.Temporal.ClientOptions(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.Worker.DeploymentName != "" && c.Worker.BuildID == version.Unstamped {
-		errs = append(errs, errors.New("RELINK_DEPLOYMENT_NAME needs a build id: set RELINK_BUILD_ID, or build with a version stamp (deploy/build-static.sh)"))
+	if strings.Contains(c.Worker.DeploymentName, ".") {
+		errs = append(errs, errors.New("RELINK_DEPLOYMENT_NAME may not contain a dot (Temporal refuses it)"))
 	}
 	if c.Repair.Window <= 0 {
 		errs = append(errs, errors.New("RELINK_REPAIR_WINDOW must be positive"))

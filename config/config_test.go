@@ -23,7 +23,7 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, 10*time.Minute, c.Repair.VerifyQuietPeriod)
 	assert.Equal(t, 5, c.Repair.MaxAttempts)
 	assert.Equal(t, 300*time.Second, c.Webhooks.Tolerance)
-	assert.False(t, c.Temporal.TLS())
+	assert.False(t, usesTLS(t, c.Temporal))
 	assert.Error(t, c.RequireAPIKey())
 }
 
@@ -36,7 +36,7 @@ func TestFromEnvironment(t *testing.T) {
 		"RELINK_API_KEY":          "k",
 	}))
 	require.NoError(t, err)
-	assert.True(t, c.Temporal.TLS())
+	assert.True(t, usesTLS(t, c.Temporal))
 	assert.Equal(t, []time.Duration{time.Hour, 6 * time.Hour, 48 * time.Hour}, c.Repair.Options().ReminderOffsets)
 	assert.Equal(t, 72*time.Hour, c.Repair.Options().RepairWindow)
 	assert.NoError(t, c.RequireAPIKey())
@@ -146,7 +146,7 @@ x-tenant = "a"
 	require.NoError(t, err)
 	assert.Equal(t, "prod.acct.tmprl.cloud:7233", c.Temporal.Address)
 	assert.Equal(t, "override.acct", c.Temporal.Namespace, "a variable wins over the file")
-	assert.True(t, c.Temporal.TLS(), "an API key implies TLS")
+	assert.True(t, usesTLS(t, c.Temporal), "an API key implies TLS")
 	opts, err := c.Temporal.ClientOptions()
 	require.NoError(t, err)
 	assert.Equal(t, "prod.acct.tmprl.cloud:7233", opts.HostPort)
@@ -160,7 +160,7 @@ x-tenant = "a"
 	c.Temporal.UseLocalServer("127.0.0.1:7233")
 	opts, err = c.Temporal.ClientOptions()
 	require.NoError(t, err)
-	assert.False(t, c.Temporal.TLS())
+	assert.False(t, usesTLS(t, c.Temporal))
 	assert.Nil(t, opts.Credentials, "the dev stack's own server gets no credentials")
 	assert.Equal(t, "127.0.0.1:7233", opts.HostPort)
 
@@ -168,5 +168,36 @@ x-tenant = "a"
 		"TEMPORAL_CONFIG_FILE": file, "TEMPORAL_PROFILE": "prod", "TEMPORAL_TLS": "false",
 	}))
 	require.NoError(t, err)
-	assert.False(t, c.Temporal.TLS(), "TEMPORAL_TLS=false turns TLS off, as in the CLI")
+	assert.False(t, usesTLS(t, c.Temporal), "TEMPORAL_TLS=false turns TLS off, as in the CLI")
+}
+
+// usesTLS is what the SDK will do with the connection's options.
+func usesTLS(t *testing.T, c Temporal) bool {
+	t.Helper()
+	opts, err := c.ClientOptions()
+	require.NoError(t, err)
+	return opts.ConnectionOptions.TLS != nil && !opts.ConnectionOptions.TLSDisabled
+}
+
+func TestOldTLSNamesAreRefusedWithTheNewName(t *testing.T) {
+	_, err := LoadFrom(context.Background(), envconfig.MapLookuper(map[string]string{"TEMPORAL_TLS_CERT": "/c.pem", "TEMPORAL_TLS_KEY": "/k.pem"}))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "TEMPORAL_TLS_CLIENT_CERT_PATH")
+}
+
+func TestWorkerVersioningNeedsABuildThatNamesItself(t *testing.T) {
+	versioned, err := Worker{}.Versioned()
+	assert.False(t, versioned)
+	assert.NoError(t, err)
+	_, err = Worker{DeploymentName: "relink", BuildID: "dev"}.Versioned()
+	assert.Error(t, err, "an unstamped build")
+	versioned, err = Worker{DeploymentName: "relink", BuildID: "v1.2.3"}.Versioned()
+	assert.True(t, versioned)
+	assert.NoError(t, err)
+
+	c, err := LoadFrom(context.Background(), envconfig.MapLookuper(map[string]string{"RELINK_DEPLOYMENT_NAME": "relink"}))
+	require.NoError(t, err, "the gateway and the dev stack load it; only the worker refuses")
+	assert.Equal(t, "dev", c.Worker.BuildID, "the version stamp is the default (tests are unstamped)")
+	_, err = LoadFrom(context.Background(), envconfig.MapLookuper(map[string]string{"RELINK_DEPLOYMENT_NAME": "relink.prod"}))
+	assert.Error(t, err)
 }

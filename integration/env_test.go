@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -116,13 +117,16 @@ func newBareStack(t *testing.T, settings map[string]string) *stack {
 
 	appSrv := newAppEndpoint(t)
 	env := map[string]string{
-		"TEMPORAL_ADDRESS":          shared.address,
-		"TEMPORAL_NAMESPACE":        newNamespace(t),
-		"RELINK_API_KEY":            apiKey,
-		"RELINK_NOTIFY_URL":         appSrv.URL,
-		"RELINK_NOTIFY_SECRET":      notifySecret,
-		"RELINK_SANDBOX_SYNC_DELAY": "0s",
-		"RELINK_TASK_QUEUE":         "relink-it",
+		"TEMPORAL_ADDRESS":     shared.address,
+		"TEMPORAL_NAMESPACE":   newNamespace(t),
+		"TEMPORAL_CONFIG_FILE": os.DevNull,
+		// A test's Stop is a crash: running activities are cut off.
+		"RELINK_WORKER_STOP_TIMEOUT": "0s",
+		"RELINK_API_KEY":             apiKey,
+		"RELINK_NOTIFY_URL":          appSrv.URL,
+		"RELINK_NOTIFY_SECRET":       notifySecret,
+		"RELINK_SANDBOX_SYNC_DELAY":  "0s",
+		"RELINK_TASK_QUEUE":          "relink-it",
 	}
 	for k, v := range settings {
 		env[k] = v

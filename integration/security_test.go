@@ -153,6 +153,7 @@ func (s *stack) configWith(settings map[string]string) config.Config {
 	s.t.Helper()
 	env := map[string]string{
 		"TEMPORAL_ADDRESS":     s.cfg.Temporal.Address,
+		"TEMPORAL_CONFIG_FILE": os.DevNull,
 		"TEMPORAL_NAMESPACE":   s.cfg.Temporal.Namespace,
 		"RELINK_TASK_QUEUE":    s.cfg.Temporal.TaskQueue,
 		"RELINK_API_KEY":       apiKey,

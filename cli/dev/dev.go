@@ -35,7 +35,7 @@ func Commands() []cli.Command {
 // runDev is the README's first command: the whole of Relink in one process.
 func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	embedded := fs.Bool("embedded-temporal", true, "run Temporal in-process; false connects to TEMPORAL_ADDRESS")
+	embedded := fs.Bool("embedded-temporal", true, "run Temporal in-process; false connects to the Temporal of TEMPORAL_ADDRESS or the profile")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -53,6 +53,9 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := devKeys(&cfg); err != nil {
 		return err
 	}
+	// One process, one build: nothing to roll out, and a versioned worker
+	// would wait for a current version no one sets.
+	cfg.Worker.DeploymentName = ""
 
 	var uiURL string
 	var uiOrigins []string

@@ -37,6 +37,7 @@ func TestDevStackResumesOpenRepairsAfterRestart(t *testing.T) {
 	t.Setenv("RELINK_SANDBOX_SYNC_DELAY", "0s")
 	t.Setenv("RELINK_LOG_LEVEL", "error")
 	t.Setenv("RELINK_API_KEY", "")
+	t.Setenv("TEMPORAL_CONFIG_FILE", os.DevNull) // not the developer's own profile
 	api := apiClient{base: base, key: cli.DevAPIKey}
 
 	stop := startDev(t)

@@ -16,6 +16,7 @@ import (
 	"github.com/relink-dev/relink/app"
 	"github.com/relink-dev/relink/config"
 	"github.com/relink-dev/relink/metrics"
+	"github.com/relink-dev/relink/version"
 )
 
 func main() {
@@ -32,6 +33,10 @@ func run() error {
 		return err
 	}
 	logger, err := app.NewLogger(cfg.Log)
+	if err != nil {
+		return err
+	}
+	versioned, err := cfg.Worker.Versioned()
 	if err != nil {
 		return err
 	}
@@ -66,6 +71,7 @@ func run() error {
 	defer tc.Close()
 	w := app.NewWorker(tc, cfg, acts)
 	logger.Info("worker starting", "taskQueue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace,
-		"providers", acts.Providers.Names(), "payloadEncryption", cfg.Temporal.PayloadKeys != "")
+		"providers", acts.Providers.Names(), "payloadEncryption", cfg.Temporal.PayloadKeys != "",
+		"version", version.String(), "versioned", versioned, "deployment", cfg.Worker.DeploymentName, "buildId", cfg.Worker.BuildID)
 	return w.Run(worker.InterruptCh())
 }

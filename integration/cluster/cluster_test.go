@@ -47,6 +47,9 @@ func TestProductionTopologyOnTheTemporalCLIsServer(t *testing.T) {
 		require.NoError(t, err, "the Temporal CLI: go install github.com/temporalio/cli/cmd/temporal@v1.5.1")
 	}
 	dir := t.TempDir()
+	// Every process here reads the Temporal connection as the CLI does:
+	// not from the developer's own config file.
+	t.Setenv("TEMPORAL_CONFIG_FILE", os.DevNull)
 	frontend := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	start(t, dir, "temporal", cli, []string{"server", "start-dev", "--ip", "127.0.0.1", "--port", portOf(frontend),
 		"--headless", "--log-level", "warn", "--db-filename", filepath.Join(dir, "temporal.db")}, nil)
