@@ -16,6 +16,15 @@ import (
 type Activities struct {
 	Providers *Registry
 	Notifier  Notifier
+	// ReconnectLinks, if set, gives action_required and reminder events
+	// the repair's hosted reconnect page.
+	ReconnectLinks ReconnectLinks
+}
+
+// ReconnectLinks mints the URL of a repair's hosted reconnect page
+// (package gateway serves it); repair is the run id that began it.
+type ReconnectLinks interface {
+	URL(provider, connectionID, repair string) (string, time.Time, error)
 }
 
 // InitializeRequest asks the repair's provider for an update-mode session.
@@ -145,6 +154,13 @@ func (a *Activities) ConnectionStatus(ctx context.Context, conn ConnectionRef) (
 
 // Notify delivers one event to the app.
 func (a *Activities) Notify(ctx context.Context, ev Event) error {
+	if a.ReconnectLinks != nil && (ev.Type == EventActionRequired || ev.Type == EventReminder) {
+		url, _, err := a.ReconnectLinks.URL(ev.Repair.Provider, ev.Repair.ConnectionID, ev.Repair.RunID)
+		if err != nil {
+			return err
+		}
+		ev.Repair.ReconnectURL = url
+	}
 	err := a.Notifier.Notify(ctx, ev)
 	result := "delivered"
 	if err != nil {

@@ -52,6 +52,10 @@ type RepairSummary struct {
 	// Proactive: nothing is broken yet; invite the user rather than warn.
 	Proactive bool      `json:"proactive,omitempty"`
 	ExpiresAt time.Time `json:"expiresAt,omitzero"`
+	// ReconnectURL is the hosted reconnect page for this repair, on
+	// action_required and reminder events, when links are enabled. It is
+	// minted as the event is sent, so it never enters workflow history.
+	ReconnectURL string `json:"reconnectUrl,omitempty"`
 }
 
 // Notifier delivers events to the app.

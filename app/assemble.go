@@ -39,10 +39,18 @@ func NewActivities(c config.Config, logger *slog.Logger, providers Providers) (*
 	if err != nil {
 		return nil, err
 	}
-	return &activities.Activities{
+	acts := &activities.Activities{
 		Providers: activities.NewRegistry(providers.APIs...),
 		Notifier:  notifier,
-	}, nil
+	}
+	if keys := c.Gateway.ClientKeys(); len(keys) > 0 {
+		tokens, err := clienttoken.New(keys, c.Gateway.ClientTokenTTL, time.Now)
+		if err != nil {
+			return nil, err
+		}
+		acts.ReconnectLinks = links(c, tokens)
+	}
+	return acts, nil
 }
 
 // NewGateway builds the HTTP gateway with the enabled providers' webhook
@@ -79,7 +87,21 @@ func NewGateway(c config.Config, tc client.Client, logger *slog.Logger, provider
 		Defaults:       c.Repair.Options(),
 		Sandbox:        sb,
 		Logger:         logger.With("component", "gateway"),
+		Links:          links(c, tokens),
+
+		ReconnectReturnURL:    c.Gateway.ReconnectReturnURL,
+		PlaidLinkScriptURL:    c.Gateway.PlaidLinkScriptURL,
+		ReconnectFrameOrigins: c.Gateway.ReconnectFrameOrigins,
 	}, nil
+}
+
+// links mints reconnect links when browser tokens are on (the same keys
+// sign both; their audiences keep them apart).
+func links(c config.Config, tokens *clienttoken.Authority) *gateway.Links {
+	if tokens == nil {
+		return nil
+	}
+	return &gateway.Links{Tokens: tokens, PublicURL: c.Gateway.PublicURL, TTL: c.LinkTTL()}
 }
 
 // NewHTTPServer serves h on addr with timeouts fit for webhooks and the API

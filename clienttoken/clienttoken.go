@@ -24,6 +24,8 @@ import (
 const (
 	issuer   = "relink"
 	audience = "relink-browser"
+	// linkAudience is a reconnect link's: a page opened from an email.
+	linkAudience = "relink-link"
 	// leeway absorbs clock skew between the replicas that mint and check.
 	leeway = 5 * time.Second
 )
@@ -76,22 +78,70 @@ func New(keys []keyring.Key, ttl time.Duration, now func() time.Time) (*Authorit
 type claims struct {
 	jwt.Claims
 	Scope
+	// Repair is set on link tokens only: the run id that began the repair
+	// the link is for (it stays the same across continue-as-new).
+	Repair string `json:"rep,omitempty"`
 }
 
 // Mint returns a token for scope and when it expires.
 func (a *Authority) Mint(scope Scope) (string, time.Time, error) {
+	return a.sign(audience, scope, "", a.TTL)
+}
+
+// Check verifies token and returns its scope.
+func (a *Authority) Check(token string) (Scope, error) {
+	c, err := a.verify(token, audience)
+	return c.Scope, err
+}
+
+// Link is what a reconnect link token names: one repair of one connection.
+type Link struct {
+	Scope
+	// Repair is the run id that began the repair (RepairRunID).
+	Repair    string
+	ExpiresAt time.Time
+}
+
+// MaxLinkTTL bounds a reconnect link's life, as Plaid bounds its hosted
+// links: a link in an old email must stop working.
+const MaxLinkTTL = 21 * 24 * time.Hour
+
+// MintLink returns a reconnect link token for one repair, valid for ttl
+// (at most MaxLinkTTL). Its audience differs from a browser token's: a
+// link token is not a client token, nor the reverse.
+func (a *Authority) MintLink(scope Scope, repair string, ttl time.Duration) (string, time.Time, error) {
+	if repair == "" {
+		return "", time.Time{}, errors.New("clienttoken: a link names its repair")
+	}
+	return a.sign(linkAudience, scope, repair, min(ttl, MaxLinkTTL))
+}
+
+// CheckLink verifies a reconnect link token.
+func (a *Authority) CheckLink(token string) (Link, error) {
+	c, err := a.verify(token, linkAudience)
+	if err == nil && c.Repair == "" {
+		err = ErrClaims
+	}
+	if err != nil {
+		return Link{}, err
+	}
+	return Link{Scope: c.Scope, Repair: c.Repair, ExpiresAt: c.Expiry.Time().UTC()}, nil
+}
+
+func (a *Authority) sign(aud string, scope Scope, repair string, ttl time.Duration) (string, time.Time, error) {
 	now := a.Now().UTC().Truncate(time.Second)
-	exp := now.Add(a.TTL)
+	exp := now.Add(ttl)
 	token, err := jwt.Signed(a.signer).Claims(claims{
 		Claims: jwt.Claims{
 			Issuer:    issuer,
-			Audience:  jwt.Audience{audience},
+			Audience:  jwt.Audience{aud},
 			Subject:   scope.Provider + "/" + scope.ConnectionID,
 			IssuedAt:  jwt.NewNumericDate(now),
 			NotBefore: jwt.NewNumericDate(now),
 			Expiry:    jwt.NewNumericDate(exp),
 		},
-		Scope: scope,
+		Scope:  scope,
+		Repair: repair,
 	}).Serialize()
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("clienttoken: sign: %w", err)
@@ -99,31 +149,30 @@ func (a *Authority) Mint(scope Scope) (string, time.Time, error) {
 	return token, exp, nil
 }
 
-// Check verifies token and returns its scope.
-func (a *Authority) Check(token string) (Scope, error) {
+func (a *Authority) verify(token, aud string) (claims, error) {
 	parsed, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.EdDSA})
 	if err != nil || len(parsed.Headers) != 1 {
-		return Scope{}, ErrMalformed
+		return claims{}, ErrMalformed
 	}
 	key, ok := a.public[parsed.Headers[0].KeyID]
 	if !ok {
-		return Scope{}, ErrUnknownKey
+		return claims{}, ErrUnknownKey
 	}
 	var c claims
 	if err := parsed.Claims(key, &c); err != nil {
-		return Scope{}, ErrSignature
+		return claims{}, ErrSignature
 	}
 	err = c.Claims.ValidateWithLeeway(jwt.Expected{
 		Issuer:      issuer,
-		AnyAudience: jwt.Audience{audience},
+		AnyAudience: jwt.Audience{aud},
 		Subject:     c.Provider + "/" + c.ConnectionID,
 		Time:        a.Now(),
 	}, leeway)
 	switch {
 	case errors.Is(err, jwt.ErrExpired):
-		return Scope{}, ErrExpired
+		return claims{}, ErrExpired
 	case err != nil, c.Expiry == nil, c.Provider == "", c.ConnectionID == "":
-		return Scope{}, ErrClaims
+		return claims{}, ErrClaims
 	}
-	return c.Scope, nil
+	return c, nil
 }

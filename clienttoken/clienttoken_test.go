@@ -81,3 +81,43 @@ func flip(s string) string {
 	}
 	return string(b)
 }
+
+// A reconnect link names one repair of one connection, lives at most 21
+// days, and is neither a client token nor accepted as one.
+func TestLinkTokens(t *testing.T) {
+	now := t0
+	k, _ := keyring.Generate("k1")
+	a := authority(t, &now, k)
+	scope := Scope{Provider: "sandbox", ConnectionID: "conn_1"}
+	link, exp, err := a.MintLink(scope, "run-1", 7*24*time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, t0.Add(7*24*time.Hour), exp)
+	got, err := a.CheckLink(link)
+	require.NoError(t, err)
+	assert.Equal(t, Link{Scope: scope, Repair: "run-1", ExpiresAt: exp}, got)
+
+	_, err = a.Check(link)
+	assert.ErrorIs(t, err, ErrClaims, "a link is not a client token")
+	browser, _, err := a.Mint(scope)
+	require.NoError(t, err)
+	_, err = a.CheckLink(browser)
+	assert.ErrorIs(t, err, ErrClaims, "a client token is not a link")
+
+	_, long, err := a.MintLink(scope, "run-1", 90*24*time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, t0.Add(MaxLinkTTL), long, "at most 21 days")
+	_, _, err = a.MintLink(scope, "", time.Hour)
+	assert.Error(t, err, "a link names its repair")
+
+	parts := strings.Split(link, ".")
+	tampered := parts[0] + "." + parts[1] + "x." + parts[2]
+	_, err = a.CheckLink(tampered)
+	assert.Error(t, err)
+	other, _ := keyring.Generate("k2")
+	_, err = authority(t, &now, other).CheckLink(link)
+	assert.ErrorIs(t, err, ErrUnknownKey)
+
+	now = exp.Add(6 * time.Second)
+	_, err = a.CheckLink(link)
+	assert.ErrorIs(t, err, ErrExpired)
+}

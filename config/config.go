@@ -206,14 +206,42 @@ type Gateway struct {
 	CodecJWTIssuer   string `env:"RELINK_CODEC_JWT_ISSUER"`
 	CodecJWTAudience string `env:"RELINK_CODEC_JWT_AUDIENCE"`
 	// PublicURL is where the gateway is reachable; the sandbox sends its
-	// webhooks and points its widget there.
+	// webhooks and points its widget there, and reconnect links start
+	// with it.
 	PublicURL string `env:"RELINK_PUBLIC_URL, default=http://localhost:8080"`
+	// ReconnectLinkTTL is how long a reconnect link works (while its
+	// repair is open); 0: the repair window. Links need ClientTokenKeys.
+	ReconnectLinkTTL time.Duration `env:"RELINK_RECONNECT_LINK_TTL, default=0s"`
+	// ReconnectReturnURL, if set, is where the hosted page's "Back to the
+	// app" button goes, with ?status=…&provider=…&connectionId=….
+	ReconnectReturnURL string `env:"RELINK_RECONNECT_RETURN_URL"`
+	// ReconnectFrameOrigins are more origins the hosted page may frame,
+	// beyond each provider's known widget hosts.
+	ReconnectFrameOrigins []string `env:"RELINK_RECONNECT_FRAME_ORIGINS"`
+	// PlaidLinkScriptURL is where the hosted page loads Plaid Link from.
+	PlaidLinkScriptURL string `env:"RELINK_PLAID_LINK_SCRIPT_URL, default=https://cdn.plaid.com/link/v2/stable/link-initialize.js"`
+}
+
+// MaxReconnectLinkTTL bounds a reconnect link's life (Plaid's hosted links
+// live at most as long).
+const MaxReconnectLinkTTL = 21 * 24 * time.Hour
+
+// MinMessageSpacing is the least time between two messages to the user
+// about one repair (the action_required event and the reminders).
+const MinMessageSpacing = 48 * time.Hour
+
+// LinkTTL is how long a new reconnect link works.
+func (c Config) LinkTTL() time.Duration {
+	if c.Gateway.ReconnectLinkTTL > 0 {
+		return c.Gateway.ReconnectLinkTTL
+	}
+	return min(c.Repair.Window, MaxReconnectLinkTTL)
 }
 
 // Repair holds the defaults for new repairs.
 type Repair struct {
 	Window                time.Duration   `env:"RELINK_REPAIR_WINDOW, default=168h"`
-	ReminderOffsets       []time.Duration `env:"RELINK_REMINDER_OFFSETS, default=24h,72h"`
+	ReminderOffsets       []time.Duration `env:"RELINK_REMINDER_OFFSETS, default=48h,120h"`
 	VerifyQuietPeriod     time.Duration   `env:"RELINK_VERIFY_QUIET_PERIOD, default=10m"`
 	VerifyPollMaxInterval time.Duration   `env:"RELINK_VERIFY_POLL_MAX_INTERVAL, default=1h"`
 	MaxAttempts           int             `env:"RELINK_MAX_ATTEMPTS, default=5"`
@@ -367,10 +395,22 @@ func (c Config) validate() error {
 	if c.Repair.Window <= 0 {
 		errs = append(errs, errors.New("RELINK_REPAIR_WINDOW must be positive"))
 	}
+	// The user hears of a repair at most once per MinMessageSpacing: the
+	// action_required event, then each reminder, each one that far apart.
+	last := time.Duration(0)
 	for _, d := range c.Repair.ReminderOffsets {
-		if d <= 0 {
-			errs = append(errs, errors.New("RELINK_REMINDER_OFFSETS must be positive durations"))
+		if d-last < MinMessageSpacing {
+			errs = append(errs, fmt.Errorf("RELINK_REMINDER_OFFSETS must each come at least %v after the previous message (the first after the action_required event)", MinMessageSpacing))
 			break
+		}
+		last = d
+	}
+	if c.Gateway.ReconnectLinkTTL < 0 || c.Gateway.ReconnectLinkTTL > MaxReconnectLinkTTL {
+		errs = append(errs, fmt.Errorf("RELINK_RECONNECT_LINK_TTL must be between 0 (the repair window) and %v", MaxReconnectLinkTTL))
+	}
+	if u := c.Gateway.ReconnectReturnURL; u != "" {
+		if parsed, err := url.Parse(u); err != nil || (parsed.Scheme != "https" && parsed.Scheme != "http") || parsed.Host == "" {
+			errs = append(errs, errors.New("RELINK_RECONNECT_RETURN_URL must be an http(s) URL"))
 		}
 	}
 	if c.Repair.MaxAttempts <= 0 {

@@ -19,7 +19,7 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, "default", c.Temporal.Namespace)
 	assert.Equal(t, "relink-repairs", c.Temporal.TaskQueue)
 	assert.Equal(t, 7*24*time.Hour, c.Repair.Window)
-	assert.Equal(t, []time.Duration{24 * time.Hour, 72 * time.Hour}, c.Repair.ReminderOffsets)
+	assert.Equal(t, []time.Duration{48 * time.Hour, 120 * time.Hour}, c.Repair.ReminderOffsets)
 	assert.Equal(t, 10*time.Minute, c.Repair.VerifyQuietPeriod)
 	assert.Equal(t, 5, c.Repair.MaxAttempts)
 	assert.Equal(t, 300*time.Second, c.Webhooks.Tolerance)
@@ -31,13 +31,13 @@ func TestFromEnvironment(t *testing.T) {
 	c, err := LoadFrom(context.Background(), envconfig.MapLookuper(map[string]string{
 		"TEMPORAL_ADDRESS":        "ns.acct.tmprl.cloud:7233",
 		"TEMPORAL_API_KEY":        "key",
-		"RELINK_REMINDER_OFFSETS": "1h,6h,48h",
+		"RELINK_REMINDER_OFFSETS": "48h,96h,144h",
 		"RELINK_REPAIR_WINDOW":    "72h",
 		"RELINK_API_KEY":          "k",
 	}))
 	require.NoError(t, err)
 	assert.True(t, usesTLS(t, c.Temporal))
-	assert.Equal(t, []time.Duration{time.Hour, 6 * time.Hour, 48 * time.Hour}, c.Repair.Options().ReminderOffsets)
+	assert.Equal(t, []time.Duration{48 * time.Hour, 96 * time.Hour, 144 * time.Hour}, c.Repair.Options().ReminderOffsets)
 	assert.Equal(t, 72*time.Hour, c.Repair.Options().RepairWindow)
 	assert.NoError(t, c.RequireAPIKey())
 }
@@ -47,6 +47,10 @@ func TestInvalidValuesAreRejected(t *testing.T) {
 		"bad duration":                      {"RELINK_REPAIR_WINDOW": "a week"},
 		"zero attempts":                     {"RELINK_MAX_ATTEMPTS": "0"},
 		"negative offset":                   {"RELINK_REMINDER_OFFSETS": "-1h"},
+		"reminder a day after the ask":      {"RELINK_REMINDER_OFFSETS": "24h,96h"},
+		"reminders a day apart":             {"RELINK_REMINDER_OFFSETS": "48h,72h"},
+		"link longer than 21 days":          {"RELINK_RECONNECT_LINK_TTL": "504h1s"},
+		"return URL not http":               {"RELINK_RECONNECT_RETURN_URL": "javascript:alert(1)"},
 		"cert without key":                  {"TEMPORAL_TLS_CLIENT_CERT_PATH": "/c.pem"},
 		"unknown profile":                   {"TEMPORAL_PROFILE": "nope", "TEMPORAL_CONFIG_FILE": "/nonexistent.toml"},
 		"quiltt api without webhook secret": {"QUILTT_API_SECRET": "s"},

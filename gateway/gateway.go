@@ -67,6 +67,16 @@ type Gateway struct {
 	// Metrics records the gateway's metrics and serves GET /metrics (API
 	// key); nil records none.
 	Metrics *metrics.Registry
+	// Links mints reconnect links and turns on the hosted reconnect page
+	// (hosted.go); nil: neither.
+	Links *Links
+	// ReconnectReturnURL is the hosted page's way back to the app.
+	ReconnectReturnURL string
+	// PlaidLinkScriptURL is where the hosted page loads Plaid Link from.
+	PlaidLinkScriptURL string
+	// ReconnectFrameOrigins are more origins the hosted page may frame (a
+	// provider's other widget hosts).
+	ReconnectFrameOrigins []string
 
 	limitsOnce    sync.Once
 	collectorOnce sync.Once
@@ -95,6 +105,8 @@ func (g *Gateway) handler() (http.Handler, []string) {
 	mux.HandleFunc("GET /readyz", g.readyz)
 	mux.HandleFunc("POST /webhooks/{provider}", g.webhook)
 	mux.HandleFunc("GET /openapi.json", serveOpenAPI)
+	mux.HandleFunc("GET /r/{token}", g.reconnectPage)
+	mux.HandleFunc("GET /r/assets/{name}", hostedAsset)
 
 	g.limitsOnce.Do(func() {
 		if g.BrowserRate > 0 && g.BrowserBurst > 0 {
@@ -108,6 +120,7 @@ func (g *Gateway) handler() (http.Handler, []string) {
 	api.Handle("GET /v1/stats", appOnly(http.HandlerFunc(g.stats)))
 	api.Handle("POST /v1/repairs/{provider}/{connectionId}/cancel", appOnly(http.HandlerFunc(g.cancel)))
 	api.Handle("POST /v1/repairs/{provider}/{connectionId}/client-token", appOnly(http.HandlerFunc(g.clientToken)))
+	api.Handle("POST /v1/repairs/{provider}/{connectionId}/reconnect-link", appOnly(http.HandlerFunc(g.reconnectLink)))
 	// The browser routes (the app, or a client token for that connection).
 	api.Handle("GET /v1/repairs/{provider}/{connectionId}", g.forConnection(g.getRepair))
 	api.Handle("POST /v1/repairs/{provider}/{connectionId}/reconnect", g.forConnection(g.reconnect))
@@ -131,6 +144,7 @@ func (g *Gateway) handler() (http.Handler, []string) {
 		g.sandboxRoutes(sb)
 		mux.Handle("/sandbox/", g.authenticated(appOnly(jsonErrors(sb.ServeMux))))
 		mux.HandleFunc("GET /sandbox/widget", g.sandboxWidget)
+		mux.HandleFunc("POST /sandbox/widget/login", g.sandboxWidgetLogin)
 	}
 	// limitBody outermost: http.MaxBytesReader needs the server's own
 	// ResponseWriter to close the connection after an oversized body.

@@ -121,7 +121,7 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 			level = slog.LevelError
 		}
 		g.Logger.Log(r.Context(), level, "http request", "requestId", info.id, "method", r.Method, "route", route,
-			"path", r.URL.Path, "status", rec.status, "bytes", rec.bytes, "durationMs", elapsed.Milliseconds(),
+			"path", loggedPath(r.URL.Path), "status", rec.status, "bytes", rec.bytes, "durationMs", elapsed.Milliseconds(),
 			"client", cmp.Or(info.client, "none"))
 	})
 }

@@ -176,18 +176,31 @@ func (g *Gateway) getRepair(w http.ResponseWriter, r *http.Request) {
 	if !g.validConnection(w, provider, conn) {
 		return
 	}
-	id := workflows.WorkflowID(provider, conn)
-	desc, err := g.Temporal.DescribeWorkflowExecution(r.Context(), id, "")
+	view, err := g.readRepair(r.Context(), provider, conn)
 	if err != nil {
 		g.temporalError(w, r, err, provider, conn)
 		return
+	}
+	if !principalOf(r).app {
+		view.RepairState = pageState(view.RepairState)
+	}
+	writeJSON(w, http.StatusOK, map[string]repairView{"repair": view})
+}
+
+// readRepair reads a connection's latest repair: from the running
+// workflow, else from the closed run's result, else from visibility.
+func (g *Gateway) readRepair(ctx context.Context, provider, conn string) (repairView, error) {
+	id := workflows.WorkflowID(provider, conn)
+	desc, err := g.Temporal.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return repairView{}, err
 	}
 	info := desc.GetWorkflowExecutionInfo()
 	summary := summarize(info)
 	view := repairView{ID: id}
 	if summary.Running {
-		view.RepairState, view.Source = g.queryState(r.Context(), id)
-	} else if st, ok, err := g.lastResult(r.Context(), id, summary.RunID); err == nil && ok {
+		view.RepairState, view.Source = g.queryState(ctx, id)
+	} else if st, ok, err := g.lastResult(ctx, id, summary.RunID); err == nil && ok {
 		view.RepairState, view.Source = st, "result"
 	} else {
 		view.Source = "visibility"
@@ -198,10 +211,7 @@ func (g *Gateway) getRepair(w http.ResponseWriter, r *http.Request) {
 	if view.Status == workflows.StatusPending && view.LastError == "" {
 		view.LastError = g.pendingFailure(desc)
 	}
-	if !principalOf(r).app {
-		view.RepairState = pageState(view.RepairState)
-	}
-	writeJSON(w, http.StatusOK, map[string]repairView{"repair": view})
+	return view, nil
 }
 
 // pageState is what a page holding a client token sees of its repair:

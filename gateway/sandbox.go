@@ -68,16 +68,57 @@ func (g *Gateway) sandboxReply(w http.ResponseWriter, v any, err error) {
 }
 
 var widgetPage = template.Must(template.New("widget").Parse(`<!doctype html>
+<html lang="en">
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Relink sandbox widget</title>
-<h1>Sandbox bank widget</h1>
-<p>Connection <code>{{.}}</code> needs the user to sign in again.</p>
-<p>In the sandbox, the user's sign-in is simulated with
-<code>POST /sandbox/connections/{{.}}/login</code>; its answer is the body for
-<code>POST /v1/repairs/sandbox/{{.}}/complete</code>.</p>
+<link rel="stylesheet" href="/r/assets/reconnect.css">
+<main class="card" id="sandbox-widget" data-connection="{{.Connection}}" data-session="{{.Session}}">
+<p class="institution">Sandbox bank</p>
+<h1>Sign in again</h1>
+<p>Connection <code>{{.Connection}}</code> needs the user to sign in again.
+This simulated widget stands in for the provider's: <strong>Sign in</strong>
+succeeds, <strong>Cancel</strong> leaves. A page embedding it hears the
+outcome as a message; without one, <code>POST /sandbox/connections/{{.Connection}}/login</code>
+(API key) answers the body for <code>POST /v1/repairs/sandbox/{{.Connection}}/complete</code>.</p>
+<label for="sandbox-user">Username</label>
+<input id="sandbox-user" value="user_good" autocomplete="off">
+<button id="sandbox-sign-in" type="button" class="primary">Sign in</button>
+<button id="sandbox-cancel" type="button" class="secondary">Cancel</button>
+<p id="sandbox-status" role="status" aria-live="polite"></p>
+</main>
+<script src="/r/assets/sandbox-widget.js"></script>
+</html>
 `))
 
-// sandboxWidget is the page the sandbox's widget URL opens.
+// sandboxWidget is the page the sandbox's widget URL opens: the provider's
+// widget, simulated. Only pages of the gateway's own origin may frame it.
 func (g *Gateway) sandboxWidget(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_ = widgetPage.Execute(w, r.URL.Query().Get("connectionId"))
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "SAMEORIGIN")
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'none'")
+	q := r.URL.Query()
+	_ = widgetPage.Execute(w, struct{ Connection, Session string }{q.Get("connectionId"), q.Get("session")})
+}
+
+// sandboxWidgetLogin is the user signing in inside the simulated widget:
+// the widget's session token is the credential, as a real widget's link
+// token is, so it needs no API key.
+func (g *Gateway) sandboxWidgetLogin(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		ConnectionID string `json:"connectionId"`
+		Session      string `json:"session"`
+	}
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if !validID(req.ConnectionID) {
+		writeError(w, http.StatusBadRequest, codeBadRequest, "connectionId must be printable, without quotes")
+		return
+	}
+	login, err := g.Sandbox.LoginInWidget(req.ConnectionID, req.Session)
+	g.sandboxReply(w, login, err)
 }

@@ -153,6 +153,11 @@ func newBareStack(t *testing.T, settings map[string]string) *stack {
 	t.Cleanup(sb.Wait)
 	sb.Webhooks.URL = srv.URL + "/webhooks/sandbox"
 	sb.WidgetURL = srv.URL + "/sandbox/widget"
+	// Reconnect links point at this gateway (the worker's events too).
+	cfg.Gateway.PublicURL = srv.URL
+	if gw.Links != nil {
+		gw.Links.PublicURL = srv.URL
+	}
 	return &stack{t: t, temporal: tc, gateway: srv, sandbox: sb, app: appSrv, cfg: cfg, logger: logger, providers: providers, metrics: reg}
 }
 

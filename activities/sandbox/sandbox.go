@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -238,6 +239,21 @@ func (p *Provider) Disconnect(ctx context.Context, id string) error {
 // LoginUser plays the user logging in to the widget's latest open session
 // and returns what the widget's success callback would.
 func (p *Provider) LoginUser(id string) (Login, error) {
+	return p.login(id, "")
+}
+
+// LoginInWidget is the user signing in inside the simulated widget, which
+// knows its session (as a real widget knows its link token): only that
+// session, open and unexpired, signs in.
+func (p *Provider) LoginInWidget(id, sessionToken string) (Login, error) {
+	if sessionToken == "" {
+		return Login{}, ErrNoOpenSession
+	}
+	return p.login(id, sessionToken)
+}
+
+// login signs in to the newest open session, or to the one named.
+func (p *Provider) login(id, sessionToken string) (Login, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c := p.conn(id, false)
@@ -246,7 +262,8 @@ func (p *Provider) LoginUser(id string) (Login, error) {
 	}
 	var s *session
 	for i := len(c.sessions) - 1; i >= 0 && s == nil; i-- {
-		if !c.sessions[i].closed && p.Now().Before(c.sessions[i].expiresAt) {
+		open := !c.sessions[i].closed && p.Now().Before(c.sessions[i].expiresAt)
+		if open && (sessionToken == "" || c.sessions[i].token == sessionToken) {
 			s = c.sessions[i]
 		}
 	}
@@ -296,7 +313,7 @@ func (p *Provider) Initialize(ctx context.Context, ref activities.ConnectionRef)
 	return activities.Session{
 		ConnectorStatus: activities.ConnectorActionRequired,
 		ConnectorToken:  s.token,
-		WidgetURL:       p.WidgetURL + "?connectionId=" + c.ID,
+		WidgetURL:       p.WidgetURL + "?" + url.Values{"connectionId": {c.ID}, "session": {s.token}}.Encode(),
 		ExpiresAt:       s.expiresAt,
 	}, nil
 }

@@ -1,0 +1,258 @@
+package gateway
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/relink-dev/relink/clienttoken"
+	"github.com/relink-dev/relink/workflows"
+)
+
+// The hosted reconnect page: a link the app can email (repair.reconnectUrl
+// on action_required and reminder events, or POST …/reconnect-link) opens
+// a page that runs the provider's widget in update mode with a session
+// from reconnect, reports success or exit, and shows the outcome. The link
+// holds a signed link token naming one repair (clienttoken.MintLink); the
+// page acts through the browser routes with a client token it is given,
+// so it can do exactly what the app's own page could, for that one
+// connection.
+
+// LinkPathPrefix starts every reconnect link's path.
+const LinkPathPrefix = "/r/"
+
+// Links mints reconnect links: PublicURL + "/r/" + a link token. It is
+// activities.ReconnectLinks for the worker's events, and the gateway's
+// reconnect-link route.
+type Links struct {
+	Tokens    *clienttoken.Authority
+	PublicURL string
+	TTL       time.Duration
+}
+
+// URL is the reconnect link of one repair (repair: the run that began it).
+func (l *Links) URL(provider, connectionID, repair string) (string, time.Time, error) {
+	token, exp, err := l.Tokens.MintLink(clienttoken.Scope{Provider: provider, ConnectionID: connectionID}, repair, l.TTL)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return strings.TrimRight(l.PublicURL, "/") + LinkPathPrefix + token, exp, nil
+}
+
+// loggedPath keeps link tokens out of logs: a reconnect link's path is
+// logged without its token.
+func loggedPath(path string) string {
+	if strings.HasPrefix(path, LinkPathPrefix) && !strings.HasPrefix(path, LinkPathPrefix+"assets/") {
+		return LinkPathPrefix + "…"
+	}
+	return path
+}
+
+// reconnectLink is POST /v1/repairs/{provider}/{connectionId}/reconnect-link.
+func (g *Gateway) reconnectLink(w http.ResponseWriter, r *http.Request) {
+	provider, conn := r.PathValue("provider"), r.PathValue("connectionId")
+	if !g.validConnection(w, provider, conn) {
+		return
+	}
+	if g.Links == nil {
+		writeError(w, http.StatusNotImplemented, codeNotEnabled, "reconnect links need RELINK_CLIENT_TOKEN_KEYS")
+		return
+	}
+	view, err := g.readRepair(r.Context(), provider, conn)
+	if err != nil {
+		g.temporalError(w, r, err, provider, conn)
+		return
+	}
+	if view.Status.Terminal() || view.RepairRunID == "" {
+		writeError(w, http.StatusConflict, codeConflict, fmt.Sprintf("the repair is %s", view.Status))
+		return
+	}
+	link, exp, err := g.Links.URL(provider, conn, view.RepairRunID)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, codeInternal, "could not sign the link")
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, map[string]any{"url": link, "expiresAt": exp})
+}
+
+//go:embed hosted
+var hostedAssets embed.FS
+
+var hostedPage = template.Must(template.ParseFS(hostedAssets, "hosted/page.html"))
+
+// hostedView is what the page template shows.
+type hostedView struct {
+	State       string // open, ended, expired, invalid, unavailable
+	Title       string
+	Message     string
+	Institution string
+	Provider    string
+	Connection  string
+	Status      workflows.Status
+	ClientToken string
+	ReturnURL   string // the app's return URL with the outcome, for ended pages
+	ReturnBase  string // the app's return URL, for the page's script
+	PlaidScript string
+}
+
+// reconnectPage is GET /r/{token}.
+func (g *Gateway) reconnectPage(w http.ResponseWriter, r *http.Request) {
+	v := hostedView{PlaidScript: g.PlaidLinkScriptURL}
+	status := http.StatusOK
+	defer func() { g.renderHosted(w, status, v) }()
+	if g.Links == nil {
+		status, v.State, v.Title = http.StatusNotFound, "invalid", "This link doesn't work"
+		v.Message = "Reconnect links are not enabled here. Go back to the app to reconnect your bank."
+		return
+	}
+	link, err := g.Links.Tokens.CheckLink(r.PathValue("token"))
+	switch {
+	case errors.Is(err, clienttoken.ErrExpired):
+		status, v.State, v.Title = http.StatusGone, "expired", "This link has expired"
+		v.Message = "For your security, reconnect links stop working after a while. Open the app, or the latest message about your bank connection, to get a new one."
+		return
+	case err != nil:
+		status, v.State, v.Title = http.StatusNotFound, "invalid", "This link doesn't work"
+		v.Message = "The link may have been cut short when it was copied. Open it again from the message you received, or go back to the app."
+		return
+	}
+	v.Provider, v.Connection = link.Provider, link.ConnectionID
+	ctx, cancel := context.WithTimeout(r.Context(), interactiveBudget)
+	defer cancel()
+	view, err := g.readRepair(ctx, link.Provider, link.ConnectionID)
+	if err != nil {
+		status, v.State, v.Title = http.StatusServiceUnavailable, "unavailable", "We can't reach your connection right now"
+		v.Message = "Please try again in a minute."
+		w.Header().Set("Retry-After", "30")
+		return
+	}
+	v.Institution, v.Status = view.Institution, view.Status
+	if view.RepairRunID != link.Repair || view.Status.Terminal() {
+		v.State = "ended"
+		v.Title, v.Message = endedWords(view, view.RepairRunID == link.Repair)
+		v.ReturnURL = g.returnURL(link.Scope, string(view.Status))
+		return
+	}
+	token, _, err := g.ClientTokens.Mint(link.Scope)
+	if err != nil {
+		status, v.State, v.Title = http.StatusInternalServerError, "unavailable", "Something went wrong on our side"
+		return
+	}
+	v.State, v.ClientToken, v.ReturnBase = "open", token, g.ReconnectReturnURL
+	v.Title = "Reconnect your bank"
+	if v.Institution != "" {
+		v.Title = "Reconnect " + v.Institution
+	}
+	v.Message = "Your bank connection stopped working, usually after a password or security change. Sign in to your bank again to fix it; it takes a minute."
+}
+
+// endedWords say what became of a repair the link can no longer act on.
+func endedWords(view repairView, same bool) (title, message string) {
+	if !same && !view.Status.Terminal() {
+		return "This link has been replaced", "A newer request to reconnect this bank was sent. Open the latest message, or go back to the app."
+	}
+	switch view.Status {
+	case workflows.StatusRepaired:
+		return "Your bank is connected", "Nothing more to do: the connection works again."
+	case workflows.StatusCanceled:
+		return "No longer needed", "This request was withdrawn. If your bank still shows as disconnected, go back to the app."
+	case workflows.StatusExpired:
+		return "This request has expired", "The time to reconnect ran out. Go back to the app to start again."
+	default:
+		return "This connection can't be repaired here", "Go back to the app to connect your bank again."
+	}
+}
+
+// returnURL is the app's return URL with the outcome in its query.
+func (g *Gateway) returnURL(scope clienttoken.Scope, status string) string {
+	if g.ReconnectReturnURL == "" {
+		return ""
+	}
+	u, err := url.Parse(g.ReconnectReturnURL)
+	if err != nil {
+		return ""
+	}
+	q := u.Query()
+	q.Set("status", status)
+	q.Set("provider", scope.Provider)
+	q.Set("connectionId", scope.ConnectionID)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// hostedAsset serves the page's script and style.
+func hostedAsset(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var ctype string
+	switch name {
+	case "reconnect.js":
+		ctype = "text/javascript; charset=utf-8"
+	case "reconnect.css":
+		ctype = "text/css; charset=utf-8"
+	case "sandbox-widget.js":
+		ctype = "text/javascript; charset=utf-8"
+	default:
+		writeError(w, http.StatusNotFound, codeNotFound, "no such asset")
+		return
+	}
+	b, err := hostedAssets.ReadFile("hosted/" + name)
+	if err != nil {
+		writeError(w, http.StatusNotFound, codeNotFound, "no such asset")
+		return
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(b)
+}
+
+func (g *Gateway) renderHosted(w http.ResponseWriter, status int, v hostedView) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	// The page holds a client token: never cached, never framed, never
+	// sent on as a referrer; scripts and frames only from where the
+	// provider's widget needs them.
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", g.hostedCSP(v.Provider))
+	w.WriteHeader(status)
+	_ = hostedPage.Execute(w, v)
+}
+
+// widgetOrigins are the script and frame origins each provider's widget
+// needs (Plaid Link; MX's Connect widget behind Quiltt; Meld Connect).
+// (Plaid: plaid.com/docs/link/web, CSP; MX: its widget hosts, production
+// and integration; Meld: institution-connect, production and sandbox.)
+var widgetOrigins = map[string]struct{ frames, connects []string }{
+	"plaid":  {frames: []string{"https://cdn.plaid.com"}, connects: []string{"https://production.plaid.com", "https://sandbox.plaid.com"}},
+	"quiltt": {frames: []string{"https://cdn.plaid.com", "https://widgets.moneydesktop.com", "https://int-widgets.moneydesktop.com"}, connects: []string{"https://production.plaid.com", "https://sandbox.plaid.com"}},
+	"meld":   {frames: []string{"https://institution-connect.meld.io", "https://institution-connect-sb.meld.io"}},
+}
+
+// hostedCSP allows the page's own script and style, the provider's widget
+// origins, and the gateway's API (same origin); nothing else.
+func (g *Gateway) hostedCSP(provider string) string {
+	scripts, frames, connects := []string{"'self'"}, []string{"'self'"}, []string{"'self'"}
+	o := widgetOrigins[provider]
+	frames = append(frames, o.frames...)
+	connects = append(connects, o.connects...)
+	if provider == "plaid" || provider == "quiltt" {
+		if u, err := url.Parse(g.PlaidLinkScriptURL); err == nil && u.Host != "" {
+			scripts = append(scripts, u.Scheme+"://"+u.Host)
+			frames = append(frames, u.Scheme+"://"+u.Host)
+		}
+	}
+	frames = append(frames, g.ReconnectFrameOrigins...)
+	return "default-src 'none'; script-src " + strings.Join(scripts, " ") +
+		"; style-src 'self'; img-src 'self' data:; connect-src " + strings.Join(connects, " ") + "; frame-src " + strings.Join(frames, " ") +
+		"; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+}
