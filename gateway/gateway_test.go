@@ -254,3 +254,10 @@ func TestHealthz(t *testing.T) {
 	rec, _ := do(t, newTestGateway(), httptest.NewRequest(http.MethodGet, "/healthz", nil))
 	assert.Equal(t, http.StatusOK, rec.Code)
 }
+
+// A reconnect link's token is its credential: logs show the path without it.
+func TestLinkTokensStayOutOfLogs(t *testing.T) {
+	assert.Equal(t, "/r/…", loggedPath("/r/eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJzYW5kYm94L2MxIn0.sig"))
+	assert.Equal(t, "/r/assets/reconnect.js", loggedPath("/r/assets/reconnect.js"))
+	assert.Equal(t, "/v1/repairs/sandbox/c1", loggedPath("/v1/repairs/sandbox/c1"))
+}
