@@ -24,7 +24,9 @@ type Activities struct {
 // ReconnectLinks mints the URL of a repair's hosted reconnect page
 // (package gateway serves it); repair is the run id that began it.
 type ReconnectLinks interface {
-	URL(provider, connectionID, repair string) (string, time.Time, error)
+	// URL's link works until the repair's window ends (repairExpiresAt),
+	// or sooner as configured.
+	URL(provider, connectionID, repair string, repairExpiresAt time.Time) (string, time.Time, error)
 }
 
 // InitializeRequest asks the repair's provider for an update-mode session.
@@ -155,9 +157,11 @@ func (a *Activities) ConnectionStatus(ctx context.Context, conn ConnectionRef) (
 // Notify delivers one event to the app.
 func (a *Activities) Notify(ctx context.Context, ev Event) error {
 	if a.ReconnectLinks != nil && (ev.Type == EventActionRequired || ev.Type == EventReminder) {
-		url, _, err := a.ReconnectLinks.URL(ev.Repair.Provider, ev.Repair.ConnectionID, ev.Repair.RunID)
+		url, _, err := a.ReconnectLinks.URL(ev.Repair.Provider, ev.Repair.ConnectionID, ev.Repair.RunID, ev.Repair.ExpiresAt)
 		if err != nil {
-			return err
+			// The event matters more than its link: it goes without one.
+			activity.GetLogger(ctx).Error("reconnect link not minted", "provider", ev.Repair.Provider,
+				"connectionId", ev.Repair.ConnectionID, "error", err)
 		}
 		ev.Repair.ReconnectURL = url
 	}

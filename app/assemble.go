@@ -101,7 +101,7 @@ func links(c config.Config, tokens *clienttoken.Authority) *gateway.Links {
 	if tokens == nil {
 		return nil
 	}
-	return &gateway.Links{Tokens: tokens, PublicURL: c.Gateway.PublicURL, TTL: c.LinkTTL()}
+	return &gateway.Links{Tokens: tokens, PublicURL: c.Gateway.PublicURL, TTL: c.Gateway.ReconnectLinkTTL, Now: time.Now}
 }
 
 // NewHTTPServer serves h on addr with timeouts fit for webhooks and the API

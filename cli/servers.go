@@ -39,6 +39,9 @@ func runGateway(ctx context.Context, args []string) error {
 	if err := cfg.RequireAPIKey(); err != nil {
 		return err
 	}
+	if err := cfg.RequireLinkURL(); err != nil {
+		return err
+	}
 	if cfg.Gateway.ListenAddr == "" {
 		cfg.Gateway.ListenAddr = ":8080"
 	}

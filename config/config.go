@@ -38,6 +38,9 @@ type Config struct {
 	Log      Log
 	Metrics  Metrics
 	Worker   Worker
+
+	// publicURLSet: RELINK_PUBLIC_URL was given, not defaulted.
+	publicURLSet bool
 }
 
 // Versioned reports whether the worker joins a Worker Deployment, and
@@ -222,6 +225,44 @@ type Gateway struct {
 	PlaidLinkScriptURL string `env:"RELINK_PLAID_LINK_SCRIPT_URL, default=https://cdn.plaid.com/link/v2/stable/link-initialize.js"`
 }
 
+// isOrigin: an https origin, or an http one on loopback (tests, dev),
+// and nothing that could add to a Content-Security-Policy.
+func isOrigin(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.Path != "" || u.RawQuery != "" || strings.ContainsAny(s, " ;,'\"*") {
+		return false
+	}
+	return u.Scheme == "https" || (u.Scheme == "http" && isLoopbackURL(s))
+}
+
+// isLoopbackURL: an http(s) URL on this machine.
+func isLoopbackURL(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || strings.ContainsAny(s, " ;,'\"") {
+		return false
+	}
+	host := u.Hostname()
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
+// RequireLinkURL refuses reconnect links that would point nowhere useful:
+// with links on (client-token keys set), a production worker or gateway
+// needs RELINK_PUBLIC_URL set to an https URL (http only on loopback).
+func (c Config) RequireLinkURL() error {
+	if c.Gateway.ClientTokenKeys == "" {
+		return nil
+	}
+	u, err := url.Parse(c.Gateway.PublicURL)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && !isLoopbackURL(c.Gateway.PublicURL)) {
+		return errors.New("RELINK_PUBLIC_URL must be the gateway's https URL: reconnect links (on with RELINK_CLIENT_TOKEN_KEYS) start with it")
+	}
+	if isLoopbackURL(c.Gateway.PublicURL) && !c.publicURLSet {
+		return errors.New("set RELINK_PUBLIC_URL to the gateway's public https URL: reconnect links (on with RELINK_CLIENT_TOKEN_KEYS) start with it, and the default is localhost")
+	}
+	return nil
+}
+
 // MaxReconnectLinkTTL bounds a reconnect link's life (Plaid's hosted links
 // live at most as long).
 const MaxReconnectLinkTTL = 21 * 24 * time.Hour
@@ -229,14 +270,6 @@ const MaxReconnectLinkTTL = 21 * 24 * time.Hour
 // MinMessageSpacing is the least time between two messages to the user
 // about one repair (the action_required event and the reminders).
 const MinMessageSpacing = 48 * time.Hour
-
-// LinkTTL is how long a new reconnect link works.
-func (c Config) LinkTTL() time.Duration {
-	if c.Gateway.ReconnectLinkTTL > 0 {
-		return c.Gateway.ReconnectLinkTTL
-	}
-	return min(c.Repair.Window, MaxReconnectLinkTTL)
-}
 
 // Repair holds the defaults for new repairs.
 type Repair struct {
@@ -371,6 +404,7 @@ func LoadFrom(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 		return c, err
 	}
 	c.Temporal.profile = prof
+	_, c.publicURLSet = l.Lookup("RELINK_PUBLIC_URL")
 	if c.Worker.DeploymentName != "" && c.Worker.BuildID == "" {
 		c.Worker.BuildID = version.String()
 	}
@@ -397,6 +431,11 @@ func (c Config) validate() error {
 	}
 	// The user hears of a repair at most once per MinMessageSpacing: the
 	// action_required event, then each reminder, each one that far apart.
+	// An empty list cannot reach a repair (its options would fall back to
+	// the workflow's defaults): no reminders is an offset past the window.
+	if len(c.Repair.ReminderOffsets) == 0 {
+		errs = append(errs, errors.New("RELINK_REMINDER_OFFSETS needs at least one offset; for no reminders, give one past RELINK_REPAIR_WINDOW"))
+	}
 	last := time.Duration(0)
 	for _, d := range c.Repair.ReminderOffsets {
 		if d-last < MinMessageSpacing {
@@ -407,6 +446,16 @@ func (c Config) validate() error {
 	}
 	if c.Gateway.ReconnectLinkTTL < 0 || c.Gateway.ReconnectLinkTTL > MaxReconnectLinkTTL {
 		errs = append(errs, fmt.Errorf("RELINK_RECONNECT_LINK_TTL must be between 0 (the repair window) and %v", MaxReconnectLinkTTL))
+	}
+	for _, o := range c.Gateway.ReconnectFrameOrigins {
+		if !isOrigin(o) {
+			errs = append(errs, fmt.Errorf("RELINK_RECONNECT_FRAME_ORIGINS: %q is not an https origin (https://host[:port])", o))
+		}
+	}
+	if u, err := url.Parse(c.Gateway.PlaidLinkScriptURL); err != nil || u.Scheme != "https" || u.Host == "" || strings.ContainsAny(c.Gateway.PlaidLinkScriptURL, " ;,'\"") {
+		if !isLoopbackURL(c.Gateway.PlaidLinkScriptURL) {
+			errs = append(errs, errors.New("RELINK_PLAID_LINK_SCRIPT_URL must be an https URL"))
+		}
 	}
 	if u := c.Gateway.ReconnectReturnURL; u != "" {
 		if parsed, err := url.Parse(u); err != nil || (parsed.Scheme != "https" && parsed.Scheme != "http") || parsed.Host == "" {

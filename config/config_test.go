@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"testing"
@@ -51,6 +52,10 @@ func TestInvalidValuesAreRejected(t *testing.T) {
 		"reminders a day apart":             {"RELINK_REMINDER_OFFSETS": "48h,72h"},
 		"link longer than 21 days":          {"RELINK_RECONNECT_LINK_TTL": "504h1s"},
 		"return URL not http":               {"RELINK_RECONNECT_RETURN_URL": "javascript:alert(1)"},
+		"no reminder offsets":               {"RELINK_REMINDER_OFFSETS": ""},
+		"frame origin adding a directive":   {"RELINK_RECONNECT_FRAME_ORIGINS": "https://a.example; script-src *"},
+		"frame origin not https":            {"RELINK_RECONNECT_FRAME_ORIGINS": "http://widgets.example"},
+		"plaid script not https":            {"RELINK_PLAID_LINK_SCRIPT_URL": "http://cdn.example/link.js"},
 		"cert without key":                  {"TEMPORAL_TLS_CLIENT_CERT_PATH": "/c.pem"},
 		"unknown profile":                   {"TEMPORAL_PROFILE": "nope", "TEMPORAL_CONFIG_FILE": "/nonexistent.toml"},
 		"quiltt api without webhook secret": {"QUILTT_API_SECRET": "s"},
@@ -204,4 +209,22 @@ func TestWorkerVersioningNeedsABuildThatNamesItself(t *testing.T) {
 	assert.Equal(t, "dev", c.Worker.BuildID, "the version stamp is the default (tests are unstamped)")
 	_, err = LoadFrom(context.Background(), envconfig.MapLookuper(map[string]string{"RELINK_DEPLOYMENT_NAME": "relink.prod"}))
 	assert.Error(t, err)
+}
+
+// Reconnect links must point at the gateway: a production worker or
+// gateway with links on refuses the localhost default and plain http.
+func TestReconnectLinksNeedThePublicURL(t *testing.T) {
+	load := func(env map[string]string) Config {
+		c, err := LoadFrom(context.Background(), envconfig.MapLookuper(env))
+		require.NoError(t, err)
+		return c
+	}
+	key := "k1:" + base64.StdEncoding.EncodeToString(make([]byte, 32))
+	assert.NoError(t, load(nil).RequireLinkURL(), "links off")
+	assert.Error(t, load(map[string]string{"RELINK_CLIENT_TOKEN_KEYS": key}).RequireLinkURL(), "the localhost default")
+	assert.Error(t, load(map[string]string{"RELINK_CLIENT_TOKEN_KEYS": key, "RELINK_PUBLIC_URL": "http://relink.example.com"}).RequireLinkURL())
+	assert.NoError(t, load(map[string]string{"RELINK_CLIENT_TOKEN_KEYS": key, "RELINK_PUBLIC_URL": "https://relink.example.com"}).RequireLinkURL())
+	assert.NoError(t, load(map[string]string{"RELINK_CLIENT_TOKEN_KEYS": key, "RELINK_PUBLIC_URL": "http://127.0.0.1:8080"}).RequireLinkURL(), "loopback, given explicitly")
+	assert.Equal(t, []string{"https://widgets.example", "http://127.0.0.1:9000"},
+		load(map[string]string{"RELINK_RECONNECT_FRAME_ORIGINS": "https://widgets.example,http://127.0.0.1:9000"}).Gateway.ReconnectFrameOrigins)
 }

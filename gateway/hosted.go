@@ -33,12 +33,23 @@ const LinkPathPrefix = "/r/"
 type Links struct {
 	Tokens    *clienttoken.Authority
 	PublicURL string
-	TTL       time.Duration
+	// TTL bounds a link's life; 0: until its repair's window ends. Either
+	// way at most clienttoken.MaxLinkTTL.
+	TTL time.Duration
+	Now func() time.Time
 }
 
-// URL is the reconnect link of one repair (repair: the run that began it).
-func (l *Links) URL(provider, connectionID, repair string) (string, time.Time, error) {
-	token, exp, err := l.Tokens.MintLink(clienttoken.Scope{Provider: provider, ConnectionID: connectionID}, repair, l.TTL)
+// URL is the reconnect link of one repair (repair: the run that began it;
+// repairExpiresAt: the end of its window, zero if unknown).
+func (l *Links) URL(provider, connectionID, repair string, repairExpiresAt time.Time) (string, time.Time, error) {
+	ttl := l.TTL
+	if ttl == 0 {
+		ttl = clienttoken.MaxLinkTTL
+		if !repairExpiresAt.IsZero() && l.Now != nil {
+			ttl = max(repairExpiresAt.Sub(l.Now()), time.Minute)
+		}
+	}
+	token, exp, err := l.Tokens.MintLink(clienttoken.Scope{Provider: provider, ConnectionID: connectionID}, repair, ttl)
 	if err != nil {
 		return "", time.Time{}, err
 	}
@@ -69,11 +80,17 @@ func (g *Gateway) reconnectLink(w http.ResponseWriter, r *http.Request) {
 		g.temporalError(w, r, err, provider, conn)
 		return
 	}
-	if view.Status.Terminal() || view.RepairRunID == "" {
+	if view.Status.Terminal() {
 		writeError(w, http.StatusConflict, codeConflict, fmt.Sprintf("the repair is %s", view.Status))
 		return
 	}
-	link, exp, err := g.Links.URL(provider, conn, view.RepairRunID)
+	if view.Source == "visibility" || view.RepairRunID == "" {
+		// The repair's own state did not answer (no worker?), and without it
+		// the run that began the repair is unknown: no link bound to a guess.
+		writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, "the repair's state is not available right now", 5*time.Second)
+		return
+	}
+	link, exp, err := g.Links.URL(provider, conn, view.RepairRunID, view.ExpiresAt)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, codeInternal, "could not sign the link")
 		return
@@ -134,6 +151,14 @@ func (g *Gateway) reconnectPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v.Institution, v.Status = view.Institution, view.Status
+	if !view.Status.Terminal() && (view.Source == "visibility" || view.RepairRunID == "") {
+		// The open repair's state did not answer: it cannot be told from a
+		// newer one, so the page neither offers nor refuses the reconnect.
+		status, v.State, v.Title = http.StatusServiceUnavailable, "unavailable", "We can't reach your connection right now"
+		v.Message = "Please try again in a minute."
+		w.Header().Set("Retry-After", "30")
+		return
+	}
 	if view.RepairRunID != link.Repair || view.Status.Terminal() {
 		v.State = "ended"
 		v.Title, v.Message = endedWords(view, view.RepairRunID == link.Repair)

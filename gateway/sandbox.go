@@ -4,6 +4,7 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"strings"
 
 	"github.com/relink-dev/relink/activities/sandbox"
 )
@@ -108,6 +109,11 @@ func (g *Gateway) sandboxWidget(w http.ResponseWriter, r *http.Request) {
 // the widget's session token is the credential, as a real widget's link
 // token is, so it needs no API key.
 func (g *Gateway) sandboxWidgetLogin(w http.ResponseWriter, r *http.Request) {
+	// JSON only: a cross-site form post cannot send it without a preflight.
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		writeError(w, http.StatusUnsupportedMediaType, codeBadRequest, "send application/json")
+		return
+	}
 	var req struct {
 		ConnectionID string `json:"connectionId"`
 		Session      string `json:"session"`

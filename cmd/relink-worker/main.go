@@ -40,6 +40,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if err := cfg.RequireLinkURL(); err != nil {
+		return err
+	}
 	var sb *sandbox.Provider
 	if os.Getenv("RELINK_BENCH_SANDBOX") == "1" {
 		// `relink bench` runs this binary over a sandbox that adopts its
