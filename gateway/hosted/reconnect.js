@@ -21,7 +21,7 @@
     title.textContent = heading;
     message.textContent = text;
     progress.hidden = !o.busy;
-    page.setAttribute('aria-busy', o.busy ? 'true' : 'false');
+    progress.setAttribute('aria-busy', o.busy ? 'true' : 'false');
     button.hidden = !o.button;
     button.disabled = false;
     if (o.buttonText) button.textContent = o.buttonText;

@@ -51,7 +51,12 @@ type Server struct {
 	GraphQLError string
 	// OnClose runs after a successful close (e.g. to send a webhook).
 	OnClose func(c Connection)
-	Now     func() time.Time
+	// MXWidgetURL, when set, is the base of the MX Connect widget URL that
+	// connectorMxInitialize answers (the connector token is appended), so
+	// a test can point the widget at a page of its own; by default MX's
+	// integration widget host.
+	MXWidgetURL string
+	Now         func() time.Time
 
 	mu          sync.Mutex
 	connections map[string]*Connection
@@ -228,7 +233,11 @@ func (s *Server) initialize(w http.ResponseWriter, profile string, input map[str
 	s.tokens[token] = c.ID
 	record := map[string]any{statusField: "ACTION_REQUIRED", tokenField: token}
 	if mx {
-		record["url"] = "https://int-widgets.moneydesktop.com/md/connect/" + token
+		base := s.MXWidgetURL
+		if base == "" {
+			base = "https://int-widgets.moneydesktop.com/md/connect/"
+		}
+		record["url"] = base + token
 	} else {
 		record["linkToken"] = fmt.Sprintf("link-sandbox-%d", s.seq)
 		record["expiration"] = s.Now().Add(30 * time.Minute).UTC().Format(time.RFC3339)
