@@ -269,7 +269,7 @@ const MaxReconnectLinkTTL = 21 * 24 * time.Hour
 
 // MinMessageSpacing is the least time between two messages to the user
 // about one repair (the action_required event and the reminders).
-const MinMessageSpacing = 48 * time.Hour
+const MinMessageSpacing = workflows.MinAskSpacing
 
 // Repair holds the defaults for new repairs.
 type Repair struct {

@@ -267,3 +267,10 @@ func statuses(st RepairState) []Status {
 	}
 	return out
 }
+
+// setFailing takes the app's endpoint down or brings it back.
+func (h *harness) setFailing(down bool) {
+	h.events.mu.Lock()
+	defer h.events.mu.Unlock()
+	h.events.failing = down
+}

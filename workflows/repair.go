@@ -26,7 +26,10 @@ const (
 	//   1: the ordered inbox, the complete update, crash-safe close.
 	//   2: the first initialize of a run, and the first attempt of each
 	//      event to the app, run as local activities (VersionLocalFirst).
-	CurrentVersion = VersionLocalFirst
+	//   3: the user is asked at most once per MinAskSpacing, and asks not
+	//      yet delivered when the repair ends are withdrawn
+	//      (VersionUserCadence).
+	CurrentVersion = VersionUserCadence
 	// VersionLocalFirst: a run's first initialize and each event's first
 	// delivery are tried as local activities, inside the workflow task
 	// that needs them, and fall back to the retried activity if that
@@ -34,7 +37,18 @@ const (
 	// task instead of three, which is most of what a worker does per
 	// repair (see the README's Performance section).
 	VersionLocalFirst = 2
+	// VersionUserCadence: an action_required event less than MinAskSpacing
+	// after the last ask (a failed attempt, say) goes as status_changed, so
+	// the app tells the user nothing new; and when the repair ends, asks
+	// still being delivered are canceled and dropped from the outbox, so
+	// no reminder reaches the app after the outcome.
+	VersionUserCadence = 3
 )
+
+// MinAskSpacing is the least time between two asks of the user about one
+// repair (action_required, reminders): RELINK_REMINDER_OFFSETS must keep
+// it, and a failed attempt's new ask within it is sent as status_changed.
+const MinAskSpacing = 48 * time.Hour
 
 // Timings that are not worth a setting.
 const (
@@ -94,7 +108,9 @@ type repair struct {
 
 	// version is the run's VersionMarker; probedLocally is whether this
 	// run has tried its local first initialize.
-	version       workflow.Version
+	version workflow.Version
+	// pendingAsks are the asks being delivered (VersionUserCadence).
+	pendingAsks   []pendingAsk
 	probedLocally bool
 
 	// Reconnect: handlers ask, the main path mints.

@@ -215,7 +215,28 @@ func TestFailureAfterCloseWaitsAgainAndCountsTheAttempt(t *testing.T) {
 	assert.Equal(t, StatusRepaired, st.Status)
 	assert.Equal(t, 2, st.Attempt)
 	assert.Equal(t, 2, h.calls("close"))
-	assert.Len(t, h.events.ofType(activities.EventActionRequired), 2, "the app hears about the second attempt")
+	// The user was asked minutes ago: the app hears of the second attempt,
+	// but is not asked to message them again within MinAskSpacing.
+	assert.Len(t, h.events.ofType(activities.EventActionRequired), 1, "one ask")
+	again := h.events.ofType(activities.EventStatusChanged)
+	require.Len(t, again, 1, "the app hears about the second attempt")
+	assert.Equal(t, string(StatusAwaitingUser), again[0].Repair.Status)
+	assert.Equal(t, 2, again[0].Repair.Attempt)
+	assert.Equal(t, st.LastAskedAt, st.Steps[1].At, "the last ask is the first wait's")
+}
+
+// Two days after the last ask, a failed attempt asks again.
+func TestAFailedAttemptAsksAgainOnlyAfterMinAskSpacing(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{Close: sandbox.CloseFailsAfter})
+	h.at(MinAskSpacing+time.Hour, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(MinAskSpacing+time.Hour+time.Minute, func() { h.userCompletes() })
+	h.at(MinAskSpacing+time.Hour+2*time.Minute, func() { h.providerEvent("evt_errored_again", activities.EventKindRepairable) })
+	h.at(MinAskSpacing+4*time.Hour, func() { h.signal(SignalCancel, CancelRequest{}) })
+	h.run(RepairOptions{ReminderOffsets: []time.Duration{200 * time.Hour}, RepairWindow: 300 * time.Hour})
+	assert.Len(t, h.events.ofType(activities.EventActionRequired), 2, "asked again: the last ask was over 48h ago")
+	assert.Empty(t, h.events.ofType(activities.EventStatusChanged))
 }
 
 func TestStatusPollFindsTheReconnectDidNotTake(t *testing.T) {
@@ -461,4 +482,22 @@ func TestWorkflowCancelIsRecorded(t *testing.T) {
 	assert.Equal(t, StatusCanceled, st.Status)
 	assert.Equal(t, "workflow canceled in Temporal", st.Reason)
 	assert.Equal(t, activities.EventCanceled, h.events.types()[len(h.events.types())-1])
+}
+
+// An ask still being delivered when the repair ends is withdrawn: the app
+// never gets a reminder after the outcome.
+func TestAsksStillInFlightAreWithdrawnWhenTheRepairEnds(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.at(47*time.Hour, func() { h.setFailing(true) }) // the app's endpoint goes down
+	h.at(48*time.Hour+2*time.Minute, func() { h.signal(SignalCancel, CancelRequest{Reason: "user left"}) })
+	h.at(48*time.Hour+3*time.Minute, func() { h.setFailing(false) }) // and is back while the reminder retries
+	st := h.run(RepairOptions{ReminderOffsets: []time.Duration{48 * time.Hour}, NotifyTimeout: 24 * time.Hour})
+	assert.Equal(t, StatusCanceled, st.Status)
+	var delivered []string
+	for _, ev := range h.events.events {
+		delivered = append(delivered, ev.Type)
+	}
+	assert.Equal(t, []string{activities.EventActionRequired, activities.EventCanceled}, delivered,
+		"the 48h reminder, undelivered when the repair ended, never goes out")
 }

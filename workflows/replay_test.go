@@ -52,7 +52,10 @@ func TestReplayRecordedHistories(t *testing.T) {
 		"v1-encrypted-user-completed",
 		"v2-continue", "v2-user-completed", "v2-repaired", "v2-expired", "v2-unrepairable", "v2-failed-attempt",
 		"v2-refresh-continued-as-new", "v2-carried-to-repaired", "v2-polling", "v2-canceled", "v2-break-during-close",
-		"v2-encrypted-user-completed"} {
+		"v2-encrypted-user-completed",
+		"v3-continue", "v3-user-completed", "v3-repaired", "v3-expired", "v3-unrepairable", "v3-failed-attempt",
+		"v3-refresh-continued-as-new", "v3-carried-to-repaired", "v3-polling", "v3-canceled", "v3-break-during-close",
+		"v3-encrypted-user-completed"} {
 		require.Contains(t, files, filepath.Join("testdata", "histories", name+".json"))
 	}
 	for _, f := range files {

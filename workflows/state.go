@@ -113,6 +113,10 @@ type RepairState struct {
 	// webhook or poll.
 	LastProviderStatus string `json:"lastProviderStatus,omitempty"`
 
+	// LastAskedAt is when the app was last asked to bring the user back
+	// (action_required or reminder); see MinAskSpacing.
+	LastAskedAt time.Time `json:"lastAskedAt,omitzero"`
+
 	// RepairRunID is the run that began this repair. A repair that
 	// continues as new (to keep each run's history short) keeps it; the
 	// app's events carry it as repair.runId.

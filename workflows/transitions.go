@@ -177,6 +177,21 @@ func (r *repair) describe(ctx workflow.Context) {
 // every event before it ends (or hands the undelivered ones to the run it
 // continues as).
 func (r *repair) notify(ctx workflow.Context, eventType string) {
+	if r.version >= VersionUserCadence {
+		now := workflow.Now(ctx)
+		switch {
+		case eventType == activities.EventActionRequired && !r.st.LastAskedAt.IsZero() && now.Sub(r.st.LastAskedAt) < MinAskSpacing:
+			// The user heard from us less than MinAskSpacing ago (a failed
+			// attempt soon after they tried): tell the app, ask nothing.
+			// (Reminders keep their spacing by RELINK_REMINDER_OFFSETS,
+			// counted from the wait's start.)
+			eventType = activities.EventStatusChanged
+		case isAsk(eventType):
+			r.st.LastAskedAt = now
+		case Status(r.st.Status).Terminal():
+			r.withdrawAsks()
+		}
+	}
 	r.st.EventsSent++
 	id := workflow.GetInfo(ctx).WorkflowExecution.ID
 	ev := activities.Event{
@@ -204,6 +219,39 @@ func (r *repair) notify(ctx workflow.Context, eventType string) {
 	r.deliver(ctx, ev)
 }
 
+// isAsk: the event asks the app to bring the user back.
+func isAsk(eventType string) bool {
+	return eventType == activities.EventActionRequired || eventType == activities.EventReminder
+}
+
+// withdrawAsks cancels the asks still being delivered (VersionUserCadence):
+// the repair has ended, and a reminder after its outcome would send the
+// user to a finished repair. In the order they were sent (determinism).
+func (r *repair) withdrawAsks() {
+	for _, p := range r.pendingAsks {
+		p.cancel()
+	}
+	r.pendingAsks = nil
+}
+
+// pendingAsk is an ask being delivered, and how to withdraw it.
+type pendingAsk struct {
+	id     string
+	cancel workflow.CancelFunc
+}
+
+// askContext lets an ask's delivery be withdrawn (VersionUserCadence).
+func (r *repair) askContext(ctx workflow.Context, ev activities.Event) (workflow.Context, func()) {
+	if r.version < VersionUserCadence || !isAsk(ev.Type) {
+		return ctx, func() {}
+	}
+	ctx, cancel := workflow.WithCancel(ctx)
+	r.pendingAsks = append(r.pendingAsks, pendingAsk{id: ev.ID, cancel: cancel})
+	return ctx, func() {
+		r.pendingAsks = slices.DeleteFunc(r.pendingAsks, func(p pendingAsk) bool { return p.id == ev.ID })
+	}
+}
+
 // deliver runs the Notify activity for ev in the background; ev stays in
 // the outbox until it is delivered or its retries run out.
 func (r *repair) deliver(ctx workflow.Context, ev activities.Event) {
@@ -211,13 +259,15 @@ func (r *repair) deliver(ctx workflow.Context, ev activities.Event) {
 	// task, a short one, so a message arriving meanwhile does not make
 	// Temporal refuse the run's completion and re-run the long task that
 	// reached the outcome (and count it twice in the metrics).
+	ctx, delivered := r.askContext(ctx, ev)
 	if r.version >= VersionLocalFirst && !Status(ev.Repair.Status).Terminal() {
-		r.deliverLocalFirst(ctx, ev)
+		r.deliverLocalFirst(ctx, ev, delivered)
 		return
 	}
 	f := workflow.ExecuteActivity(r.notifyOptions(ctx, ev), a.Notify, ev)
 	r.outbox = append(r.outbox, ev)
 	workflow.Go(ctx, func(ctx workflow.Context) {
+		defer delivered()
 		if err := f.Get(ctx, nil); err != nil {
 			workflow.GetLogger(ctx).Warn("notification not delivered", "eventId", ev.ID, "error", err,
 				"provider", r.in.Provider, "connectionId", r.in.ConnectionID)
@@ -242,11 +292,12 @@ func (r *repair) notifyOptions(ctx workflow.Context, ev activities.Event) workfl
 
 // deliverLocalFirst (VersionLocalFirst) tries ev once as a local activity
 // and, if the app did not take it, retries it as an activity.
-func (r *repair) deliverLocalFirst(ctx workflow.Context, ev activities.Event) {
+func (r *repair) deliverLocalFirst(ctx workflow.Context, ev activities.Event, delivered func()) {
 	r.outbox = append(r.outbox, ev)
 	workflow.Go(ctx, func(ctx workflow.Context) {
+		defer delivered()
 		err := r.tryLocally(ctx, a.Notify, ev, nil, fmt.Sprintf("notify app: %s (first attempt)", ev.Type))
-		if err != nil {
+		if err != nil && ctx.Err() == nil { // (canceled: the ask was withdrawn)
 			err = workflow.ExecuteActivity(r.notifyOptions(ctx, ev), a.Notify, ev).Get(ctx, nil)
 		}
 		if err != nil {
