@@ -113,6 +113,7 @@ type hostedView struct {
 	Provider    string
 	Connection  string
 	Status      workflows.Status
+	Attempt     int
 	ClientToken string
 	ReturnURL   string // the app's return URL with the outcome, for ended pages
 	ReturnBase  string // the app's return URL, for the page's script
@@ -150,7 +151,7 @@ func (g *Gateway) reconnectPage(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "30")
 		return
 	}
-	v.Institution, v.Status = view.Institution, view.Status
+	v.Institution, v.Status, v.Attempt = view.Institution, view.Status, view.Attempt
 	if !view.Status.Terminal() && (view.Source == "visibility" || view.RepairRunID == "") {
 		// The open repair's state did not answer: it cannot be told from a
 		// newer one, so the page neither offers nor refuses the reconnect.

@@ -13,7 +13,7 @@
   let session = null, frameOrigin = '', plaid = null, retriedExpiredToken = false, polling = false;
   // attemptAtComplete: a failed attempt brings the repair back to the user
   // with a higher attempt number.
-  let attemptAtComplete = 0;
+  let attemptAtComplete = Number(d.attempt) || 0;
 
   function show(state, heading, text, o) {
     o = o || {};
@@ -163,8 +163,15 @@
     frameOrigin = '';
     show('verifying', 'Checking with your bank\u2026', 'This usually takes less than a minute. You can keep this page open.', { busy: true });
     const before = await call('GET', '');
-    attemptAtComplete = (before.json && before.json.repair && before.json.repair.attempt) || 0;
-    const r = await call('POST', '/complete', body);
+    attemptAtComplete = (before.json && before.json.repair && before.json.repair.attempt) || attemptAtComplete;
+    // The widget's success is worth keeping: a gateway or network hiccup
+    // is retried (the same completion is recorded once), not thrown away.
+    let r;
+    for (const wait of [0, 1000, 2000, 4000]) {
+      if (wait) await new Promise((resolve) => setTimeout(resolve, wait));
+      r = await call('POST', '/complete', body);
+      if (r.status !== 0 && r.status !== 429 && r.status < 500) break;
+    }
     if (r.status === 401) return stale();
     if (r.status !== 202 && r.status !== 409) return retry('We could not confirm your sign-in. Please try again.');
     follow();
@@ -183,7 +190,7 @@
       await new Promise((resolve) => setTimeout(resolve, 1500));
     }
     polling = false;
-    show('verifying', 'Still checking with your bank', 'You can close this page: the app will let you know when it is done.', {});
+    show('verifying', 'Still checking with your bank', 'You can close this page: the app will let you know when it is done. Or check again.', { button: true, buttonText: 'Check again' });
   }
 
   // settle shows a status; it reports whether the page has its answer.
@@ -216,7 +223,10 @@
     }
   }
 
-  button.addEventListener('click', () => reconnect(page.dataset.state === 'failed'));
+  button.addEventListener('click', () => {
+    if (page.dataset.state === 'verifying') return follow(); // "Check again"
+    reconnect(page.dataset.state === 'failed');
+  });
   // A repair already past the user (completed in another tab) is followed.
   if (d.status === 'COMPLETING' || d.status === 'VERIFYING') {
     show('verifying', 'Checking with your bank\u2026', 'This usually takes less than a minute.', { busy: true });
