@@ -177,6 +177,11 @@ func (g *Gateway) reconnectPage(w http.ResponseWriter, r *http.Request) {
 		v.Title = "Reconnect " + v.Institution
 	}
 	v.Message = "Your bank connection stopped working, usually after a password or security change. Sign in to your bank again to fix it; it takes a minute."
+	if view.Proactive {
+		// Nothing is broken yet: invite rather than warn.
+		v.Title = "Keep your bank connected"
+		v.Message = "Your bank needs you to confirm your connection soon, or it will stop updating. Sign in to your bank again now; it takes a minute."
+	}
 }
 
 // endedWords say what became of a repair the link can no longer act on.
