@@ -38,10 +38,10 @@ import (
 	"github.com/chromedp/chromedp/kb"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/client"
 
 	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/meld"
+	"github.com/relink-dev/relink/activities/meld/meldfake"
 	"github.com/relink-dev/relink/activities/quiltt"
 	"github.com/relink-dev/relink/activities/quiltt/quilttfake"
 	"github.com/relink-dev/relink/clienttoken"
@@ -240,21 +240,7 @@ func (b *tab) click(id string) {
 func (b *tab) clickInFrame(frameID, id string) {
 	b.t.Helper()
 	b.waitUntil("#"+id+" in the frame", `document.getElementById(`+jsString(frameID)+`).contentDocument?.getElementById(`+jsString(id)+`)`, waitTimeout)
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
-		frames, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSS("#"+frameID)))
-		if err == nil && len(frames) > 0 {
-			err = chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#"+id), chromedp.FromNode(frames[0])))
-		}
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) || b.ctx.Err() != nil {
-			b.t.Fatalf("click #%s in #%s: %v (page: %s)", id, frameID, err, b.describe())
-		}
-	}
+	b.clickInWidget(frameID, id)
 }
 
 // key presses keys (kb.Tab, kb.Enter, …) on whatever has the focus.
@@ -577,18 +563,7 @@ func (s *stack) brokenQuiltt(fake *quilttfake.Server, conn, connector string) {
 func (s *stack) startQuilttDirect(fake *quilttfake.Server, conn, connector string, opts workflows.RepairOptions) {
 	s.t.Helper()
 	fake.Put(quilttfake.Connection{ID: conn, ProfileID: "p_" + conn, Provider: connector, Status: quiltt.StatusErrorRepairable})
-	in := workflows.RepairInput{Provider: quiltt.Name, ConnectionID: conn, ProfileID: "p_" + conn,
-		TriggerEventID: "evt_direct_" + conn, TriggerReason: "test", DetectedAt: time.Now().UTC(), Options: opts}
-	id := workflows.WorkflowID(quiltt.Name, conn)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err := s.temporal.SignalWithStartWorkflow(ctx, id, workflows.SignalProviderEvent,
-		workflows.ProviderEvent{EventID: in.TriggerEventID, Kind: activities.EventKindRepairable, At: in.DetectedAt},
-		client.StartWorkflowOptions{ID: id, TaskQueue: s.cfg.Temporal.TaskQueue,
-			WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-			TypedSearchAttributes:    workflows.InitialSearchAttributes(in)},
-		workflows.WorkflowName, in)
-	require.NoError(s.t, err)
+	s.startDirectFor(quiltt.Name, conn, "p_"+conn, opts)
 	s.waitForStatusOf(quiltt.Name, conn, workflows.StatusAwaitingUser)
 }
 
@@ -776,6 +751,214 @@ func TestBrowserRepairsThroughAFramedWidgetAndIgnoresOtherOrigins(t *testing.T) 
 	assert.Equal(t, "confirmed by the provider's webhook", st.Reason)
 	assert.Equal(t, 1, st.SessionsIssued)
 	assert.Equal(t, 1, countRequests(fake, "connectorMxClose"), "one success, the widget's")
+	assert.Empty(t, b.pageErrors())
+}
+
+// meldStandIn serves a stand-in for Meld Connect, the page the widgetUrl of
+// Meld's repair call opens (/?connectToken=…), on an origin of its own. It
+// posts Meld's widget events to its parent with targetOrigin '*': Connect
+// (#meld-standin-connect) sends connect_complete, and "Bank unavailable"
+// (#meld-standin-error) sends an error with the reason INSTITUTION_DOWN.
+// tokens are the connect tokens it was opened with, in order.
+func meldStandIn(t *testing.T) (srv *httptest.Server, tokens func() []string) {
+	var (
+		mu     sync.Mutex
+		opened []string
+	)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		token := r.URL.Query().Get("connectToken")
+		if token == "" {
+			http.Error(w, "connectToken is required", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		opened = append(opened, token)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		fmt.Fprint(w, `<!doctype html><html lang="en"><meta charset="utf-8"><title>Meld Connect (stand-in)</title>
+<body><h1>Meld Connect stand-in</h1><p>Sign in to Meld Bank.</p>
+<button type="button" id="meld-standin-connect">Connect</button>
+<button type="button" id="meld-standin-error">Bank unavailable</button>
+<script>
+(() => {
+  const send = (msg) => window.parent.postMessage(msg, '*');
+  document.getElementById('meld-standin-connect').addEventListener('click', () => send({
+    domain: 'meld-connect', eventName: 'connect_complete', institutionId: 'ins_1', institutionName: 'Meld Bank', accountCount: 2 }));
+  document.getElementById('meld-standin-error').addEventListener('click', () => send({
+    domain: 'meld-connect', eventName: 'error', reason: 'INSTITUTION_DOWN' }));
+})();
+</script></body></html>`)
+	})
+	srv = httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), opened...)
+	}
+}
+
+// clickInWidget clicks an element inside the frame #frameID that shows a
+// page of another origin (the page's script cannot see into it; DevTools
+// can, the frame being of the same site and so in the same process). The
+// click is tried until the frame's current document has the element.
+func (b *tab) clickInWidget(frameID, id string) {
+	b.t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
+		frames, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSS("#"+frameID)))
+		if err == nil && len(frames) > 0 {
+			err = chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#"+id), chromedp.FromNode(frames[0])))
+		}
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) || b.ctx.Err() != nil {
+			b.t.Fatalf("click #%s in #%s: %v (page: %s)", id, frameID, err, b.describe())
+		}
+	}
+}
+
+// newMeldLinkStack is newMeldStack with reconnect links on, and more
+// settings.
+func newMeldLinkStack(t *testing.T, settings map[string]string) (*stack, *meldfake.Server) {
+	fake := meldfake.New(meldKey)
+	t.Cleanup(fake.Close)
+	env := map[string]string{
+		"MELD_API_KEY":        meldKey,
+		"MELD_WEBHOOK_SECRET": meldWebhookSecret,
+		"MELD_API_URL":        fake.URL,
+		"MELD_WEBHOOK_URL":    meldPublicURL,
+	}
+	for k, v := range settings {
+		env[k] = v
+	}
+	return newLinkStack(t, env), fake
+}
+
+// recordCalls records the page's calls to the API (method, path after the
+// repair's, and body) from now on, in window.__calls.
+func (b *tab) recordCalls() {
+	b.t.Helper()
+	eval[chromedp.Void](b, `(() => {
+		const real = window.fetch;
+		window.__calls = [];
+		window.fetch = (url, init) => {
+			init = init || {};
+			window.__calls.push({ method: init.method || 'GET', path: String(url).replace(/^\/v1\/repairs\/[^/]+\/[^/]+/, ''),
+				body: init.body === undefined ? null : JSON.parse(init.body) });
+			return real(url, init);
+		};
+	})()`)
+}
+
+// pageCall is one call of the page's to the API, as recordCalls keeps it.
+type pageCall struct {
+	Method, Path string
+	Body         map[string]any
+}
+
+// callsTo are the page's recorded calls of a method to a path.
+func (b *tab) callsTo(method, path string) []pageCall {
+	b.t.Helper()
+	var out []pageCall
+	for _, c := range eval[[]pageCall](b, `window.__calls`) {
+		if c.Method == method && c.Path == path {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func TestBrowserRepairsAMeldConnectionThroughItsFramedWidget(t *testing.T) {
+	widget, tokens := meldStandIn(t)
+	s, fake := newMeldLinkStack(t, map[string]string{
+		"RELINK_CLIENT_TOKEN_KEYS":       newKey(t, "links-meld"),
+		"RELINK_RECONNECT_FRAME_ORIGINS": widget.URL,
+	})
+	fake.WidgetURL = widget.URL + "/"
+	b := newBrowser(t)
+	fake.Put(meldfake.Connection{ID: "conn_bmeld", CustomerID: "cus_m", ExternalCustomerID: "user_m", InstitutionName: "Chase",
+		Status: meld.StatusReconnectRequired, StatusReason: "LOGIN_REQUIRED"})
+	s.postMeld("evt_bmeld_broke", "conn_bmeld", meld.StatusReconnectRequired, "LOGIN_REQUIRED")
+	link := s.eventLink("conn_bmeld", activities.EventActionRequired)
+
+	require.Equal(t, int64(http.StatusOK), b.open(link))
+	b.waitState("ready")
+	assert.Equal(t, "Reconnect Chase", b.text("title"), "the institution Meld's webhook named")
+	b.recordCalls()
+	b.click("reconnect")
+	b.waitState("widget")
+	assert.True(t, strings.HasPrefix(eval[string](b, `document.getElementById('widget-frame').src`), widget.URL+"/?connectToken="))
+
+	// Meld's widget reports an error (the bank is down): an exit, and the
+	// page offers to try again.
+	b.clickInWidget("widget-frame", "meld-standin-error")
+	b.waitState("ready")
+	assert.Equal(t, "Try again", b.text("reconnect"))
+	assert.Contains(t, b.text("message"), "stopped with an error")
+	assert.False(t, b.shown("widget-frame"))
+	s.waitFor("the exit to be recorded", func() bool { return s.stateOf(meld.Name, "conn_bmeld").Exits == 1 })
+	st := s.stateOf(meld.Name, "conn_bmeld")
+	require.NotNil(t, st.LastExit)
+	assert.Equal(t, "error", st.LastExit.Reason)
+	assert.Equal(t, "INSTITUTION_DOWN", st.LastExit.ErrorCode, "the reason in Meld's error event")
+	assert.Equal(t, workflows.StatusAwaitingUser, st.Status)
+
+	// Then the user tries again and connects.
+	b.click("reconnect")
+	b.waitState("widget")
+	b.clickInWidget("widget-frame", "meld-standin-connect")
+	b.waitState("verifying")
+	s.waitForStatusOf(meld.Name, "conn_bmeld", workflows.StatusVerifying)
+	assert.Equal(t, "verifying", b.state(), "still checking until Meld confirms")
+
+	// Meld reconnects the connection and says so.
+	fake.Set("conn_bmeld", meld.StatusActive, "")
+	s.postMeld("evt_bmeld_active", "conn_bmeld", meld.StatusActive, "")
+	b.waitState("repaired")
+	assert.Equal(t, "Your bank is connected", b.text("title"))
+	assert.False(t, b.shown("widget-frame"))
+
+	st = s.stateOf(meld.Name, "conn_bmeld")
+	assert.Equal(t, workflows.StatusRepaired, st.Status)
+	assert.Equal(t, "confirmed by the provider's webhook", st.Reason)
+	assert.Equal(t, 1, st.Exits)
+	completions := 0
+	for _, step := range st.Steps {
+		if step.Status == workflows.StatusCompleting {
+			completions++
+		}
+	}
+	assert.Equal(t, 1, completions, "one completion: %v", stepStatuses(st))
+	// What the page told the API: one exit, with Meld's reason, and one
+	// completion, with the institution Meld's widget named.
+	exits := b.callsTo(http.MethodPost, "/exit")
+	require.Len(t, exits, 1)
+	assert.Equal(t, map[string]any{"reason": "error", "errorCode": "INSTITUTION_DOWN"}, exits[0].Body)
+	completes := b.callsTo(http.MethodPost, "/complete")
+	require.Len(t, completes, 1)
+	assert.Equal(t, map[string]any{"institutionId": "ins_1", "institutionName": "Meld Bank", "accountCount": float64(2)}, completes[0].Body["metadata"])
+	assert.NotEmpty(t, completes[0].Body["connectorToken"])
+	// One session (Try again soon after reuses it): the widget was opened
+	// twice with the connect token of Meld's one repair call.
+	assert.Equal(t, 1, st.SessionsIssued)
+	repairs := 0
+	for _, r := range fake.Requests() {
+		if r.Method == http.MethodPost && r.Path == "/bank-linking/connect/repair" {
+			repairs++
+		}
+	}
+	assert.Equal(t, 1, repairs)
+	opened := tokens()
+	require.Len(t, opened, 2)
+	assert.Equal(t, []any{opened[0], opened[0]}, []any{completes[0].Body["connectorToken"], opened[1]})
+	assert.Equal(t, "REPAIRED", b.backLink().Get("status"))
+	assert.Equal(t, "meld", b.backLink().Get("provider"))
 	assert.Empty(t, b.pageErrors())
 }
 

@@ -436,9 +436,15 @@ func TestMoreHistories(t *testing.T) {
 // expose, as the gateway would start it.
 func (s *stack) startDirect(conn string, opts workflows.RepairOptions) string {
 	s.t.Helper()
-	in := workflows.RepairInput{Provider: sandbox.Name, ConnectionID: conn, ProfileID: "profile_" + conn,
+	return s.startDirectFor(sandbox.Name, conn, "profile_"+conn, opts)
+}
+
+// startDirectFor is startDirect for any provider's connection.
+func (s *stack) startDirectFor(provider, conn, profile string, opts workflows.RepairOptions) string {
+	s.t.Helper()
+	in := workflows.RepairInput{Provider: provider, ConnectionID: conn, ProfileID: profile,
 		TriggerEventID: "evt_direct_" + conn, TriggerReason: "test", DetectedAt: time.Now().UTC(), Options: opts}
-	id := workflows.WorkflowID(sandbox.Name, conn)
+	id := workflows.WorkflowID(provider, conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := s.temporal.SignalWithStartWorkflow(ctx, id, workflows.SignalProviderEvent,

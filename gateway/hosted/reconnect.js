@@ -145,7 +145,9 @@
     if (!o) return;
     if (o.ok) return complete(o.ok);
     exit(o.exit);
-    retry('You left before finishing. Your connection still needs you.');
+    retry(o.exit.reason === 'error'
+      ? 'Your bank\u2019s sign-in stopped with an error. Please try again.'
+      : 'You left before finishing. Your connection still needs you.');
   });
 
   closeWidget.addEventListener('click', () => {

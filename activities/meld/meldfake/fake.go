@@ -9,9 +9,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sync"
 	"time"
 )
+
+// DefaultWidgetURL is the widget page the repair call answers with unless
+// Server.WidgetURL says otherwise: Meld's sandbox widget host.
+const DefaultWidgetURL = "https://institution-connect-sb.meld.io"
 
 // Connection is a Meld connection as the fake keeps it.
 type Connection struct {
@@ -40,7 +45,12 @@ type Server struct {
 	RepairConflict bool
 	// RepairStatus, when set, is the repair call's answer.
 	RepairStatus int
-	Now          func() time.Time
+	// WidgetURL, when set, is the Meld Connect widget page that the repair
+	// call's widgetUrl opens (?connectToken=… is appended), so a test can
+	// point the widget at a page of its own; by default Meld's sandbox
+	// widget host.
+	WidgetURL string
+	Now       func() time.Time
 
 	mu          sync.Mutex
 	connections map[string]*Connection
@@ -136,8 +146,12 @@ func (s *Server) repair(w http.ResponseWriter, r *http.Request) {
 	s.seq++
 	claims, _ := json.Marshal(map[string]any{"exp": s.Now().Add(3 * time.Hour).Unix(), "connectionId": c.ID})
 	token := "eyJhbGciOiJIUzI1NiJ9." + base64.RawURLEncoding.EncodeToString(claims) + fmt.Sprintf(".sig%d", s.seq)
+	widget := s.WidgetURL
+	if widget == "" {
+		widget = DefaultWidgetURL
+	}
 	reply(w, http.StatusOK, map[string]any{"id": c.ID, "connectToken": token, "institutionId": "ins_fake",
-		"widgetUrl": "https://institution-connect-sb.meld.io?connectToken=" + token})
+		"widgetUrl": widget + "?connectToken=" + url.QueryEscape(token)})
 }
 
 func fail(w http.ResponseWriter, status int, code, msg string) {
