@@ -1,17 +1,22 @@
 package integration
 
 import (
+	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/enums/v1"
 
 	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/clienttoken"
 	"github.com/relink-dev/relink/keyring"
 	"github.com/relink-dev/relink/workflows"
@@ -186,4 +191,45 @@ func TestAnExpiredLinkSaysWhatToDo(t *testing.T) {
 	assert.Contains(t, body, "get a new one")
 	assert.NotContains(t, body, `id="reconnect"`)
 	assert.Equal(t, "no-store", h.Get("Cache-Control"))
+}
+
+// An ask the app has not taken yet (its endpoint is down) is withdrawn
+// when the repair ends: the app is not asked about a finished repair.
+func TestAnAskStillInDeliveryIsWithdrawnWhenTheRepairEnds(t *testing.T) {
+	var mu sync.Mutex
+	var asked, afterEnd int
+	ended := false
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Header.Get("Relink-Event-Type") == activities.EventActionRequired {
+			asked++
+			if ended {
+				afterEnd++
+			}
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(down.Close)
+	s := newStackWith(t, map[string]string{"RELINK_NOTIFY_URL": down.URL, "RELINK_NOTIFY_TIMEOUT": "3s"})
+	s.breakConnection("conn_withdrawn", "profile_withdrawn")
+	s.waitForStatus("conn_withdrawn", workflows.StatusAwaitingUser)
+	s.waitFor("the ask to be tried", func() bool { mu.Lock(); defer mu.Unlock(); return asked > 0 })
+
+	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs/sandbox/conn_withdrawn/cancel", nil, nil))
+	s.waitForStatus("conn_withdrawn", workflows.StatusCanceled)
+	mu.Lock()
+	ended = true
+	mu.Unlock()
+	id := workflows.WorkflowID(sandbox.Name, "conn_withdrawn")
+	s.waitFor("the run to close", func() bool {
+		desc, err := s.temporal.DescribeWorkflowExecution(context.Background(), id, "")
+		return err == nil && desc.GetWorkflowExecutionInfo().GetCloseTime() != nil
+	})
+	events := s.history(id, "")
+	assert.Equal(t, 1, countEvents(events, enums.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED), "the ask's delivery was withdrawn")
+	mu.Lock()
+	assert.Zero(t, afterEnd, "no ask reached the app after the outcome")
+	mu.Unlock()
+	s.recordHistory(id, "withdrawn")
 }

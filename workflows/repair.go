@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -141,6 +142,16 @@ func ConnectionRepair(ctx workflow.Context, in RepairInput) (RepairState, error)
 	}
 	r := newRepair(ctx, in)
 	r.version = version
+	if version >= VersionUserCadence && r.st.LastAskedAt.IsZero() {
+		// Carried from a run of an older version, which did not record
+		// its asks: the last wait's start is the last ask it made.
+		for _, s := range slices.Backward(r.st.Steps) {
+			if s.Status == StatusAwaitingUser {
+				r.st.LastAskedAt = s.At
+				break
+			}
+		}
+	}
 	if err := r.registerHandlers(ctx); err != nil {
 		return r.st, err
 	}
@@ -403,7 +414,19 @@ func (r *repair) nextReminder() (time.Time, bool) {
 		return time.Time{}, false
 	}
 	at := r.awaitingSince.Add(r.opts.ReminderOffsets[sent])
+	if r.version >= VersionUserCadence && !r.st.LastAskedAt.IsZero() {
+		// Offsets that config did not check (a run's own options, older
+		// inputs) still keep the spacing.
+		at = latest(at, r.st.LastAskedAt.Add(MinAskSpacing))
+	}
 	return at, at.Before(r.deadline)
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // remindersThisWait counts reminders sent since the repair last entered

@@ -362,14 +362,14 @@ func TestFlakyProviderIsRetried(t *testing.T) {
 func TestRepairedElsewhereStopsReminders(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()
-	h.at(30*time.Hour, func() { h.providerEvent("evt_login_repaired", activities.EventKindRepairedElsewhere) })
+	h.at(60*time.Hour, func() { h.providerEvent("evt_login_repaired", activities.EventKindRepairedElsewhere) })
 
-	st := h.run(RepairOptions{})
+	st := h.run(RepairOptions{ReminderOffsets: []time.Duration{48 * time.Hour, 120 * time.Hour}})
 
 	assert.Equal(t, StatusRepaired, st.Status)
 	assert.Contains(t, st.Reason, "outside Relink")
-	assert.Len(t, h.events.ofType(activities.EventReminder), 1, "the 72h reminder never goes out")
-	assert.Equal(t, 30*time.Hour, st.ClosedAt.Sub(st.StartedAt).Round(time.Minute))
+	assert.Len(t, h.events.ofType(activities.EventReminder), 1, "the 120h reminder never goes out")
+	assert.Equal(t, 60*time.Hour, st.ClosedAt.Sub(st.StartedAt).Round(time.Minute))
 }
 
 func TestCancel(t *testing.T) {
@@ -400,13 +400,13 @@ func TestRemindersAtTheirOffsets(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()
 
-	st := h.run(RepairOptions{ReminderOffsets: []time.Duration{24 * time.Hour, 72 * time.Hour}})
+	st := h.run(RepairOptions{ReminderOffsets: []time.Duration{48 * time.Hour, 120 * time.Hour}})
 
 	reminders := h.events.ofType(activities.EventReminder)
 	require.Len(t, reminders, 2)
 	awaitingSince := st.Steps[1].At
-	assert.Equal(t, 24*time.Hour, reminders[0].OccurredAt.Sub(awaitingSince))
-	assert.Equal(t, 72*time.Hour, reminders[1].OccurredAt.Sub(awaitingSince))
+	assert.Equal(t, 48*time.Hour, reminders[0].OccurredAt.Sub(awaitingSince))
+	assert.Equal(t, 120*time.Hour, reminders[1].OccurredAt.Sub(awaitingSince))
 	assert.Equal(t, 1, reminders[0].Repair.Reminder)
 	assert.Equal(t, 2, reminders[1].Repair.Reminder)
 	assert.Equal(t, 2, st.RemindersSent)
@@ -417,9 +417,26 @@ func TestRemindersNeverPastTheWindow(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()
 
-	h.run(RepairOptions{RepairWindow: 48 * time.Hour})
+	h.run(RepairOptions{RepairWindow: 100 * time.Hour, ReminderOffsets: []time.Duration{48 * time.Hour, 120 * time.Hour}})
 
 	assert.Len(t, h.events.ofType(activities.EventReminder), 1)
+}
+
+// Offsets closer than MinAskSpacing (a run's own options, or inputs from
+// before config checked them) are pushed apart: the user is asked at most
+// once per 48 hours whatever the options say.
+func TestRemindersKeepMinAskSpacingWhateverTheOffsets(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+
+	st := h.run(RepairOptions{ReminderOffsets: []time.Duration{time.Hour, 24 * time.Hour, 72 * time.Hour}})
+
+	reminders := h.events.ofType(activities.EventReminder)
+	require.Len(t, reminders, 3)
+	asks := append([]time.Time{st.Steps[1].At}, reminders[0].OccurredAt, reminders[1].OccurredAt, reminders[2].OccurredAt)
+	for i := 1; i < len(asks); i++ {
+		assert.GreaterOrEqual(t, asks[i].Sub(asks[i-1]), MinAskSpacing, "ask %d", i)
+	}
 }
 
 func TestDuplicateAndStaleProviderEventsAreIgnored(t *testing.T) {

@@ -55,7 +55,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 		"v2-encrypted-user-completed",
 		"v3-continue", "v3-user-completed", "v3-repaired", "v3-expired", "v3-unrepairable", "v3-failed-attempt",
 		"v3-refresh-continued-as-new", "v3-carried-to-repaired", "v3-polling", "v3-canceled", "v3-break-during-close",
-		"v3-encrypted-user-completed"} {
+		"v3-encrypted-user-completed", "v3-withdrawn"} {
 		require.Contains(t, files, filepath.Join("testdata", "histories", name+".json"))
 	}
 	for _, f := range files {

@@ -230,6 +230,9 @@ func isAsk(eventType string) bool {
 func (r *repair) withdrawAsks() {
 	for _, p := range r.pendingAsks {
 		p.cancel()
+		// Out of the outbox at once: a run continuing as new right after
+		// must not hand a withdrawn ask to the next run.
+		r.outbox = slices.DeleteFunc(r.outbox, func(e activities.Event) bool { return e.ID == p.id })
 	}
 	r.pendingAsks = nil
 }
@@ -269,11 +272,22 @@ func (r *repair) deliver(ctx workflow.Context, ev activities.Event) {
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		defer delivered()
 		if err := f.Get(ctx, nil); err != nil {
-			workflow.GetLogger(ctx).Warn("notification not delivered", "eventId", ev.ID, "error", err,
-				"provider", r.in.Provider, "connectionId", r.in.ConnectionID)
+			r.undelivered(ctx, ev, err)
 		}
 		r.outbox = slices.DeleteFunc(r.outbox, func(e activities.Event) bool { return e.ID == ev.ID })
 	})
+}
+
+// undelivered logs an event the app did not get: withdrawn (the repair
+// ended first), or out of retries.
+func (r *repair) undelivered(ctx workflow.Context, ev activities.Event, err error) {
+	if ctx.Err() != nil {
+		workflow.GetLogger(ctx).Info("ask withdrawn: the repair ended before the app took it", "eventId", ev.ID,
+			"provider", r.in.Provider, "connectionId", r.in.ConnectionID)
+		return
+	}
+	workflow.GetLogger(ctx).Warn("notification not delivered", "eventId", ev.ID, "error", err,
+		"provider", r.in.Provider, "connectionId", r.in.ConnectionID)
 }
 
 // notifyOptions retry an event for NotifyTimeout.
@@ -297,12 +311,11 @@ func (r *repair) deliverLocalFirst(ctx workflow.Context, ev activities.Event, de
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		defer delivered()
 		err := r.tryLocally(ctx, a.Notify, ev, nil, fmt.Sprintf("notify app: %s (first attempt)", ev.Type))
-		if err != nil && ctx.Err() == nil { // (canceled: the ask was withdrawn)
+		if err != nil && (r.version < VersionUserCadence || ctx.Err() == nil) { // (canceled: the ask was withdrawn)
 			err = workflow.ExecuteActivity(r.notifyOptions(ctx, ev), a.Notify, ev).Get(ctx, nil)
 		}
 		if err != nil {
-			workflow.GetLogger(ctx).Warn("notification not delivered", "eventId", ev.ID, "error", err,
-				"provider", r.in.Provider, "connectionId", r.in.ConnectionID)
+			r.undelivered(ctx, ev, err)
 		}
 		r.outbox = slices.DeleteFunc(r.outbox, func(e activities.Event) bool { return e.ID == ev.ID })
 	})
