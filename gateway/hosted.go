@@ -180,6 +180,9 @@ func (g *Gateway) reconnectPage(w http.ResponseWriter, r *http.Request) {
 	if view.Proactive {
 		// Nothing is broken yet: invite rather than warn.
 		v.Title = "Keep your bank connected"
+		if v.Institution != "" {
+			v.Title = "Keep " + v.Institution + " connected"
+		}
 		v.Message = "Your bank needs you to confirm your connection soon, or it will stop updating. Sign in to your bank again now; it takes a minute."
 	}
 }

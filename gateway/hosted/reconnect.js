@@ -226,7 +226,10 @@
   }
 
   button.addEventListener('click', () => {
-    if (page.dataset.state === 'verifying') return follow(); // "Check again"
+    if (page.dataset.state === 'verifying') { // "Check again"
+      show('verifying', 'Checking with your bank\u2026', 'One moment.', { busy: true });
+      return follow();
+    }
     reconnect(page.dataset.state === 'failed');
   });
   // A repair already past the user (completed in another tab) is followed.
