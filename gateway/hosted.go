@@ -248,18 +248,23 @@ func hostedAsset(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) renderHosted(w http.ResponseWriter, status int, v hostedView) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
 	// The page holds a client token: never cached, never framed, never
 	// sent on as a referrer; scripts and frames only from where the
 	// provider's widget needs them.
-	h.Set("Cache-Control", "no-store")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", g.hostedCSP(v.Provider))
+	pageHeaders(w.Header(), "DENY", g.hostedCSP(v.Provider))
 	w.WriteHeader(status)
 	_ = hostedPage.Execute(w, v)
+}
+
+// pageHeaders are the headers of a page that may hold a token: HTML,
+// never cached, no referrer, framed only as frameOptions says, and csp.
+func pageHeaders(h http.Header, frameOptions, csp string) {
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", frameOptions)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", csp)
 }
 
 // widgetOrigins are the script and frame origins each provider's widget

@@ -95,12 +95,8 @@ outcome as a message; without one, <code>POST /sandbox/connections/{{.Connection
 // sandboxWidget is the page the sandbox's widget URL opens: the provider's
 // widget, simulated. Only pages of the gateway's own origin may frame it.
 func (g *Gateway) sandboxWidget(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("X-Frame-Options", "SAMEORIGIN")
-	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'none'")
+	pageHeaders(w.Header(), "SAMEORIGIN",
+		"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'none'")
 	q := r.URL.Query()
 	_ = widgetPage.Execute(w, struct{ Connection, Session string }{q.Get("connectionId"), q.Get("session")})
 }

@@ -530,21 +530,8 @@ const plaidStandInJS = `(() => {
 func newQuilttLinkStack(t *testing.T, settings map[string]string) (*stack, *quilttfake.Server) {
 	fake := quilttfake.New(quilttSecret)
 	t.Cleanup(fake.Close)
-	env := map[string]string{
-		"QUILTT_API_SECRET":     quilttSecret,
-		"QUILTT_WEBHOOK_SECRET": quilttWebhookSecret,
-		"QUILTT_API_URL":        fake.URL,
-		"QUILTT_AUTH_URL":       fake.URL,
-	}
-	for k, v := range settings {
-		env[k] = v
-	}
-	s := newLinkStack(t, env)
-	fake.OnClose = func(c quilttfake.Connection) {
-		c.Status = quiltt.StatusSynced
-		s.postQuiltt(quiltt.EventSyncedSuccessful, c, "evt_synced_"+c.ID)
-		fake.Put(c)
-	}
+	s := newLinkStack(t, merged(quilttSettings(fake), settings))
+	s.syncAfterClose(fake)
 	return s, fake
 }
 
@@ -828,16 +815,15 @@ func (b *tab) clickInWidget(frameID, id string) {
 func newMeldLinkStack(t *testing.T, settings map[string]string) (*stack, *meldfake.Server) {
 	fake := meldfake.New(meldKey)
 	t.Cleanup(fake.Close)
-	env := map[string]string{
-		"MELD_API_KEY":        meldKey,
-		"MELD_WEBHOOK_SECRET": meldWebhookSecret,
-		"MELD_API_URL":        fake.URL,
-		"MELD_WEBHOOK_URL":    meldPublicURL,
+	return newLinkStack(t, merged(meldSettings(fake), settings)), fake
+}
+
+// merged is a's settings with b's over them.
+func merged(a, b map[string]string) map[string]string {
+	for k, v := range b {
+		a[k] = v
 	}
-	for k, v := range settings {
-		env[k] = v
-	}
-	return newLinkStack(t, env), fake
+	return a
 }
 
 // recordCalls records the page's calls to the API (method, path after the

@@ -36,21 +36,30 @@ const (
 func newQuilttStack(t *testing.T) (*stack, *quilttfake.Server) {
 	fake := quilttfake.New(quilttSecret)
 	t.Cleanup(fake.Close)
-	s := newStackWith(t, map[string]string{
+	s := newStackWith(t, quilttSettings(fake))
+	s.syncAfterClose(fake)
+	return s, fake
+}
+
+// quilttSettings enable Quiltt against its fake.
+func quilttSettings(fake *quilttfake.Server) map[string]string {
+	return map[string]string{
 		"QUILTT_API_SECRET":     quilttSecret,
 		"QUILTT_WEBHOOK_SECRET": quilttWebhookSecret,
 		"QUILTT_API_URL":        fake.URL,
 		"QUILTT_AUTH_URL":       fake.URL,
-	})
-	// After a successful close, Quiltt syncs and reports it.
-	// The webhook goes first, so the status Relink reads straight after
-	// close is still SYNCING or the webhook is already in its inbox.
+	}
+}
+
+// syncAfterClose: after a successful close, Quiltt syncs and reports it.
+// The webhook goes first, so the status Relink reads straight after close
+// is still SYNCING or the webhook is already in its inbox.
+func (s *stack) syncAfterClose(fake *quilttfake.Server) {
 	fake.OnClose = func(c quilttfake.Connection) {
 		c.Status = quiltt.StatusSynced
 		s.postQuiltt(quiltt.EventSyncedSuccessful, c, "evt_synced_"+c.ID)
 		fake.Put(c)
 	}
-	return s, fake
 }
 
 func (s *stack) postQuiltt(eventType string, c quilttfake.Connection, eventID string) {
@@ -115,13 +124,17 @@ const (
 func newMeldStack(t *testing.T) (*stack, *meldfake.Server) {
 	fake := meldfake.New(meldKey)
 	t.Cleanup(fake.Close)
-	s := newStackWith(t, map[string]string{
+	return newStackWith(t, meldSettings(fake)), fake
+}
+
+// meldSettings enable Meld against its fake.
+func meldSettings(fake *meldfake.Server) map[string]string {
+	return map[string]string{
 		"MELD_API_KEY":        meldKey,
 		"MELD_WEBHOOK_SECRET": meldWebhookSecret,
 		"MELD_API_URL":        fake.URL,
 		"MELD_WEBHOOK_URL":    meldPublicURL,
-	})
-	return s, fake
+	}
 }
 
 // postMeld sends a status change signed over the public URL registered
