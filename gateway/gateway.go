@@ -15,10 +15,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/relink-dev/relink/activities"
 	"github.com/relink-dev/relink/activities/sandbox"
@@ -72,6 +74,11 @@ type Gateway struct {
 	Links *Links
 	// ReconnectReturnURL is the hosted page's way back to the app.
 	ReconnectReturnURL string
+
+	// reconnectQueries coalesces identical concurrent reconnect queries
+	// (reconnectOffer); reconnectWaiting counts the callers waiting on one.
+	reconnectQueries singleflight.Group
+	reconnectWaiting atomic.Int64
 	// PlaidLinkScriptURL is where the hosted page loads Plaid Link from.
 	PlaidLinkScriptURL string
 	// ReconnectFrameOrigins are more origins the hosted page may frame (a

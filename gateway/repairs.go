@@ -309,14 +309,7 @@ func (g *Gateway) reconnect(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	id := workflows.WorkflowID(provider, conn)
 	for {
-		var offer workflows.ReconnectOffer
-		qctx, qcancel := context.WithTimeout(ctx, queryTimeout)
-		v, err := g.Temporal.QueryWorkflow(qctx, id, "", workflows.QueryReconnect,
-			workflows.ReconnectQuery{ReconnectRequest: req, At: time.Now().UTC()})
-		if err == nil {
-			err = v.Get(&offer)
-		}
-		qcancel()
+		offer, err := g.reconnectOffer(ctx, id, req)
 		if olderRun(err) {
 			// A run begun before the reconnect query: its update decides.
 			var res workflows.ReconnectResult
@@ -358,6 +351,37 @@ func (g *Gateway) reconnect(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, res)
 		return
+	}
+}
+
+// reconnectOffer asks the repair what a reconnect call gets. Identical
+// calls for one connection that arrive while this replica's query for
+// them is under way (a page open in several tabs, a frontend in a loop)
+// share that query: every answer still comes from the workflow, no older
+// than the query, and a looping caller costs the worker one query at a
+// time rather than one per call. The query outlives a caller that gives
+// up, for the others waiting on it.
+func (g *Gateway) reconnectOffer(ctx context.Context, id string, req workflows.ReconnectRequest) (workflows.ReconnectOffer, error) {
+	key := fmt.Sprintf("%s\x00%t", id, req.ForceNewSession)
+	g.reconnectWaiting.Add(1)
+	defer g.reconnectWaiting.Add(-1)
+	answer := g.reconnectQueries.DoChan(key, func() (any, error) {
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), queryTimeout)
+		defer cancel()
+		var offer workflows.ReconnectOffer
+		v, err := g.Temporal.QueryWorkflow(qctx, id, "", workflows.QueryReconnect,
+			workflows.ReconnectQuery{ReconnectRequest: req, At: time.Now().UTC()})
+		if err == nil {
+			err = v.Get(&offer)
+		}
+		return offer, err
+	})
+	select {
+	case r := <-answer:
+		offer, _ := r.Val.(workflows.ReconnectOffer)
+		return offer, r.Err
+	case <-ctx.Done():
+		return workflows.ReconnectOffer{}, ctx.Err()
 	}
 }
 

@@ -1,0 +1,107 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/workflows"
+)
+
+// heldQueries answers reconnect queries with a current session, each only
+// once the test releases it, and counts them.
+type heldQueries struct {
+	client.Client
+	asked   atomic.Int32
+	started chan struct{}
+	release chan struct{}
+}
+
+func (h *heldQueries) QueryWorkflow(ctx context.Context, id, run, name string, args ...any) (converter.EncodedValue, error) {
+	h.asked.Add(1)
+	h.started <- struct{}{}
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	offer := workflows.ReconnectOffer{Result: &workflows.ReconnectResult{
+		Status: workflows.StatusAwaitingUser, ConnectorStatus: activities.ConnectorActionRequired,
+		Session: &activities.Session{ConnectorToken: "tok_1"},
+	}}
+	raw, err := json.Marshal(offer)
+	if err != nil {
+		return nil, err
+	}
+	return jsonValue(raw), nil
+}
+
+type jsonValue []byte
+
+func (v jsonValue) HasValue() bool { return true }
+
+func (v jsonValue) Get(ptr any) error { return json.Unmarshal(v, ptr) }
+
+// A page open in several tabs, or a frontend in a loop: identical reconnect
+// calls that arrive while the gateway's query for them is under way share
+// it, and a caller that gives up does not cancel it for the others.
+func TestConcurrentReconnectsShareOneQuery(t *testing.T) {
+	temporal := &heldQueries{started: make(chan struct{}, 16), release: make(chan struct{})}
+	g := newTestGateway()
+	g.Temporal = temporal
+	h := g.Handler()
+	call := func(ctx context.Context) *httptest.ResponseRecorder {
+		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/v1/repairs/quiltt/conn_1/reconnect", strings.NewReader(`{}`))
+		req.Header.Set("Authorization", "Bearer "+testKey)
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+
+	// The first caller's query is under way; one caller gives up waiting.
+	impatient, giveUp := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	answers := make([]*httptest.ResponseRecorder, 8)
+	wg.Go(func() { answers[0] = call(context.Background()) })
+	<-temporal.started
+	wg.Go(func() { answers[1] = call(impatient) })
+	for i := 2; i < len(answers); i++ {
+		wg.Go(func() { answers[i] = call(context.Background()) })
+	}
+	waiting := func(n int64) func() bool {
+		return func() bool { return g.reconnectWaiting.Load() == n }
+	}
+	require.Eventually(t, waiting(8), 10*time.Second, time.Millisecond, "every caller waits on the one query")
+	giveUp()
+	require.Eventually(t, waiting(7), 10*time.Second, time.Millisecond, "the impatient caller left")
+	close(temporal.release)
+	wg.Wait()
+
+	assert.Equal(t, int32(1), temporal.asked.Load(), "one query for all the callers")
+	for i, rec := range answers {
+		if i == 1 {
+			continue // gave up
+		}
+		require.Equal(t, http.StatusOK, rec.Code, "caller %d: %s", i, rec.Body.String())
+		assert.Contains(t, rec.Body.String(), `"connectorToken":"tok_1"`, "caller %d", i)
+	}
+
+	// Once it is answered, the next call asks again: nothing is cached.
+	temporal.release = make(chan struct{})
+	close(temporal.release)
+	assert.Equal(t, http.StatusOK, call(context.Background()).Code)
+	assert.Equal(t, int32(2), temporal.asked.Load())
+}
