@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"os/exec"
@@ -9,8 +9,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The production binaries stay slim: neither links the Temporal server
-// or the Web UI server, which only the dev binary (./starter) embeds.
+// The production binaries (cmd/relink, cmd/relink-worker) stay slim:
+// neither links the Temporal server or the Web UI server, which only the
+// dev binary (./starter) embeds. The test lives with the commands, so the
+// thin main packages need no test binary of their own.
 func TestProductionBinariesLinkNoTemporalServer(t *testing.T) {
 	for _, pkg := range []string{"github.com/relink-dev/relink/cmd/relink", "github.com/relink-dev/relink/cmd/relink-worker"} {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).Output()

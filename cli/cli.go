@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/relink-dev/relink/config"
 	"github.com/relink-dev/relink/keyring"
 	"github.com/relink-dev/relink/version"
 )
@@ -25,6 +27,20 @@ import (
 // DevAPIKey is the API key the dev stack uses when RELINK_API_KEY is unset;
 // the client subcommands default to it too.
 const DevAPIKey = "dev-api-key"
+
+// DevCodecOpen says whether the embedded Web UI (which has no login) may
+// call /codec without a key: only while the stack has no secret to keep,
+// i.e. its only API key is the published dev key and it listens on
+// loopback. An Origin header is no credential; it is merely all the UI
+// can send. Set your own RELINK_API_KEY, or listen elsewhere, and the UI
+// shows payloads encoded.
+func DevCodecOpen(g config.Gateway) bool {
+	keys := g.AllAPIKeys()
+	host, _, err := net.SplitHostPort(g.ListenAddr)
+	ip := net.ParseIP(host)
+	return err == nil && len(keys) == 1 && keys[0] == DevAPIKey &&
+		(host == "localhost" || (ip != nil && ip.IsLoopback()))
+}
 
 // Command is a subcommand added to the production ones: the dev stack's
 // `dev` and `bench` (package cli/dev), which embed the Temporal server and

@@ -50,6 +50,10 @@ type Options struct {
 	// CodecEndpoint is the remote codec the Web UI decodes payloads with
 	// (the gateway's /codec); empty: none.
 	CodecEndpoint string
+	// InMemory keeps Temporal's database in memory, lost when the server
+	// stops (as `temporal server start-dev` without --db-filename): no
+	// file writes, for servers that need not outlive their process.
+	InMemory bool
 }
 
 // Temporal is a running embedded Temporal server and UI.
@@ -79,6 +83,9 @@ func StartTemporal(o Options) (*Temporal, error) {
 		LogFile:  filepath.Join(o.DataDir, "temporal.log"),
 		Database: filepath.Join(o.DataDir, "temporal.db"),
 	}
+	if o.InMemory {
+		t.Database = ""
+	}
 	sqlConf := &config.SQL{
 		PluginName:   sqliteplugin.PluginName,
 		DatabaseName: t.Database,
@@ -89,14 +96,23 @@ func StartTemporal(o Options) (*Temporal, error) {
 		// caps the dev stack at a few repairs a second.
 		ConnectAttributes: map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "NORMAL", "busy_timeout": "10000"},
 	}
+	if o.InMemory {
+		// SQLite's plugin sets the schema up itself in memory mode; the
+		// name only tells this server's database from another's.
+		sqlConf.DatabaseName = fmt.Sprintf("relink-%d-%d", os.Getpid(), o.FrontendPort)
+		sqlConf.ConnectAttributes = map[string]string{"mode": "memory", "cache": "shared"}
+	}
 	// SQLite and zap create files 0644; created first, 0600, they keep
 	// that mode (SQLite gives its -wal and -shm files the database's).
 	for _, f := range []string{t.Database, t.LogFile} {
+		if f == "" {
+			continue
+		}
 		if err := createPrivate(f); err != nil {
 			return nil, err
 		}
 	}
-	if st, err := os.Stat(t.Database); err == nil && st.Size() == 0 {
+	if st, err := os.Stat(t.Database); !o.InMemory && err == nil && st.Size() == 0 {
 		if err := sqlite.SetupSchema(sqlConf); err != nil {
 			return nil, fmt.Errorf("set up Temporal's SQLite schema: %w", err)
 		}
@@ -136,9 +152,20 @@ func StartTemporal(o Options) (*Temporal, error) {
 		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
 		temporal.WithDynamicConfigClient(dynamicconfig.StaticClient{
 			// Search attribute changes are visible at once, as in the CLI's
-			// dev server.
+			// dev server; reading them from the database on every call
+			// needs the CLI's higher persistence rates too, or the services
+			// throttle themselves under load (the bench, the tests).
 			dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key():      true,
+			dynamicconfig.FrontendPersistenceMaxQPS.Key():                    10000,
+			dynamicconfig.HistoryPersistenceMaxQPS.Key():                     45000,
+			dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8096,
 			dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
+			// One partition per task queue: a single machine gains nothing
+			// from four, which forward polls and tasks between them and
+			// each take a Worker Deployment routing change before it is
+			// complete.
+			dynamicconfig.MatchingNumTaskqueueReadPartitions.Key():  1,
+			dynamicconfig.MatchingNumTaskqueueWritePartitions.Key(): 1,
 			// Each namespace's system worker (which runs Worker Deployment
 			// bookkeeping) starts at once, even with the integration
 			// tests' 200 namespaces (default: 10 a second).

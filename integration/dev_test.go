@@ -1,17 +1,13 @@
-package dev
+package integration
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,21 +22,21 @@ import (
 // a repair starts from the sandbox's webhook, the stack stops, and after a
 // restart on the same data directory the repair carries on to REPAIRED.
 func TestDevStackResumesOpenRepairsAfterRestart(t *testing.T) {
+	t.Parallel()
 	gatewayPort, temporalPort, uiPort := freePort(t), freePort(t), freePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", gatewayPort)
 	dataDir := filepath.Join(t.TempDir(), "relink")
-	t.Setenv("RELINK_DATA_DIR", dataDir)
-	t.Setenv("RELINK_DEV_TEMPORAL_PORT", fmt.Sprint(temporalPort))
-	t.Setenv("RELINK_DEV_UI_PORT", fmt.Sprint(uiPort))
-	t.Setenv("RELINK_LISTEN_ADDR", fmt.Sprintf("127.0.0.1:%d", gatewayPort))
-	t.Setenv("RELINK_PUBLIC_URL", base)
-	t.Setenv("RELINK_SANDBOX_SYNC_DELAY", "0s")
-	t.Setenv("RELINK_LOG_LEVEL", "error")
-	t.Setenv("RELINK_API_KEY", "")
-	t.Setenv("TEMPORAL_CONFIG_FILE", os.DevNull) // not the developer's own profile
+	env := map[string]string{
+		"RELINK_DATA_DIR":           dataDir,
+		"RELINK_DEV_TEMPORAL_PORT":  fmt.Sprint(temporalPort),
+		"RELINK_DEV_UI_PORT":        fmt.Sprint(uiPort),
+		"RELINK_LISTEN_ADDR":        fmt.Sprintf("127.0.0.1:%d", gatewayPort),
+		"RELINK_PUBLIC_URL":         base,
+		"RELINK_SANDBOX_SYNC_DELAY": "0s",
+	}
 	api := apiClient{base: base, key: cli.DevAPIKey}
 
-	stop := startDev(t)
+	stop := startDev(t, env)
 	ui, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/namespaces/default/workflows", uiPort))
 	require.NoError(t, err)
 	ui.Body.Close()
@@ -56,7 +52,7 @@ func TestDevStackResumesOpenRepairsAfterRestart(t *testing.T) {
 
 	// After the restart the same keys open the old payloads, and the page
 	// completes with a client token, as in the README's walkthrough.
-	stop = startDev(t)
+	stop = startDev(t, env)
 	defer stop()
 	var minted struct{ Token string }
 	require.NoError(t, json.Unmarshal([]byte(call(t, api, http.MethodPost, "/v1/repairs/sandbox/conn_dev/client-token", "")), &minted))
@@ -110,30 +106,14 @@ func assertUIDecodes(t *testing.T, base string, uiPort int) {
 	assert.Equal(t, fmt.Sprintf("http://localhost:%d", uiPort), resp.Header.Get("Access-Control-Allow-Origin"))
 }
 
-// startDev runs `relink dev` until the returned stop is called.
-func startDev(t *testing.T) (stop func()) {
+// startDev runs `relink dev` (the dev binary, as the README's first
+// command runs it) until the returned stop is called.
+func startDev(t *testing.T, env map[string]string) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- runDev(ctx, nil, out) }()
-	require.Eventually(t, func() bool {
-		select {
-		case err := <-done:
-			require.NoError(t, err, "relink dev exited early")
-		default:
-		}
-		return strings.Contains(out.String(), "relink dev ready")
-	}, 3*time.Minute, 100*time.Millisecond)
-	return func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(time.Minute):
-			t.Fatal("relink dev did not stop")
-		}
-	}
+	p, err := startDevBinary(t.TempDir(), env, "relink dev ready", "dev")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
+	return func() { require.NoError(t, p.stop(), "relink dev stops cleanly on Ctrl-C") }
 }
 
 // apiClient calls the dev stack's gateway with a bearer key or token.
@@ -172,25 +152,7 @@ func waitStatus(t *testing.T, api apiClient, want string) {
 }
 
 func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeTCPPort()
 	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	return port
 }

@@ -27,6 +27,9 @@ func Commands() []cli.Command {
 		{Name: "dev", Run: runDev, Summary: `  dev             run everything in one process: Temporal server, Web UI,
                   worker, gateway and sandbox provider
 `},
+		{Name: "dev-server", Run: runDevServer, Summary: `  dev-server      run only the embedded Temporal server and Web UI, for a
+                  worker and gateway run as processes of their own
+`},
 		{Name: "bench", Run: runBench, Summary: `  bench           Relink's own benchmark on the embedded stack (see README)
 `},
 	}
@@ -74,7 +77,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 		defer t.Stop()
 		cfg.Temporal.UseLocalServer(t.Address)
 		uiURL = t.UIURL
-		if cfg.Dev.UIPort != 0 && devCodecOpen(cfg.Gateway) {
+		if cfg.Dev.UIPort != 0 && cli.DevCodecOpen(cfg.Gateway) {
 			uiOrigins = []string{uiURL, fmt.Sprintf("http://127.0.0.1:%d", cfg.Dev.UIPort)}
 		}
 	}
@@ -144,6 +147,68 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
+// runDevServer runs only the embedded Temporal server and Web UI (as
+// `temporal server start-dev` does, with Relink's search attributes), so a
+// worker and gateway can run as processes of their own on one machine; the
+// integration tests run their shared server this way too.
+func runDevServer(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("dev-server", flag.ContinueOnError)
+	var more namespaceList
+	fs.Var(&more, "namespace", "another namespace to create (repeatable); TEMPORAL_NAMESPACE is the first")
+	inMemory := fs.Bool("in-memory", false, "keep Temporal's state in memory, lost on stop (as `temporal server start-dev` without --db-filename)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, _, err := cli.LoadConfig(ctx)
+	if err != nil {
+		return err
+	}
+	t, err := devstack.StartTemporal(devstack.Options{
+		DataDir:        cfg.Dev.DataDir,
+		Namespace:      cfg.Temporal.Namespace,
+		MoreNamespaces: more,
+		FrontendPort:   cfg.Dev.TemporalPort,
+		UIPort:         cfg.Dev.UIPort,
+		CodecEndpoint:  strings.TrimRight(cfg.Gateway.PublicURL, "/") + "/codec",
+		InMemory:       *inMemory,
+	})
+	if err != nil {
+		return err
+	}
+	defer t.Stop()
+	fmt.Fprintf(stdout, "Temporal dev server\n")
+	fmt.Fprintf(stdout, "  Temporal      %s (namespaces %s)\n", t.Address, strings.Join(append([]string{cfg.Temporal.Namespace}, more...), ", "))
+	if t.UIURL != "" {
+		fmt.Fprintf(stdout, "  Temporal UI   %s/namespaces/%s/workflows\n", t.UIURL, cfg.Temporal.Namespace)
+	}
+	database := t.Database
+	if database == "" {
+		database = "in memory"
+	}
+	fmt.Fprintf(stdout, "  Data          %s (log: %s)\n", database, t.LogFile)
+	fmt.Fprintf(stdout, "relink dev-server ready; Ctrl-C stops\n")
+	select {
+	case <-ctx.Done():
+	case err := <-t.UIErrors():
+		return fmt.Errorf("Temporal Web UI: %w", err)
+	}
+	fmt.Fprintln(stdout, "relink dev-server stopping")
+	return nil
+}
+
+// namespaceList is a repeatable -namespace flag.
+type namespaceList []string
+
+func (l *namespaceList) String() string { return strings.Join(*l, ",") }
+
+func (l *namespaceList) Set(v string) error {
+	if v == "" {
+		return fmt.Errorf("empty namespace")
+	}
+	*l = append(*l, v)
+	return nil
+}
+
 // devKeys gives the dev stack the keys production sets by hand: a payload
 // key and a client-token key, generated in the data directory (0600) on
 // first start and kept, so restarts read the old histories and tokens.
@@ -172,20 +237,6 @@ func devKeys(cfg *config.Config) error {
 		*k.setting = strings.Join(formatted, ",")
 	}
 	return nil
-}
-
-// devCodecOpen says whether the embedded Web UI (which has no login) may
-// call /codec without a key: only while the stack has no secret to keep,
-// i.e. its only API key is the published dev key and it listens on
-// loopback. An Origin header is no credential; it is merely all the UI
-// can send. Set your own RELINK_API_KEY, or listen elsewhere, and the UI
-// shows payloads encoded.
-func devCodecOpen(g config.Gateway) bool {
-	keys := g.AllAPIKeys()
-	host, _, err := net.SplitHostPort(g.ListenAddr)
-	ip := net.ParseIP(host)
-	return err == nil && len(keys) == 1 && keys[0] == cli.DevAPIKey &&
-		(host == "localhost" || (ip != nil && ip.IsLoopback()))
 }
 
 // redactKey shows the dev key, which is public, and hides any other.

@@ -1,0 +1,155 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// devBinaryDir holds a dev binary built by go build (the fallback below),
+// removed when the package's tests end.
+var devBinaryDir string
+
+// devBinary is the dev binary (./starter: `relink dev`, `relink
+// dev-server`), as `go run` builds it. `go run` keeps the linked program in
+// the build cache, so a warm run finds it in a second where linking the
+// Temporal server afresh takes 15-20 s; -exec echo prints its path instead
+// of running it. Should a Go release stop caching it, the path is gone
+// once `go run` returns, and the binary is built into a directory instead.
+var devBinary = sync.OnceValues(func() (string, error) {
+	const pkg = "github.com/relink-dev/relink/starter"
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("the go command is needed to build the dev binary: %w", err)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(goTool, "run", "-exec", "echo", pkg)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go run %s: %w\n%s", pkg, err, stderr.String())
+	}
+	if path := strings.TrimSpace(string(out)); fileExists(path) {
+		return path, nil
+	}
+	dir, err := os.MkdirTemp("", "relink-dev-binary-")
+	if err != nil {
+		return "", err
+	}
+	devBinaryDir = dir
+	path := filepath.Join(dir, "relink")
+	if out, err := exec.Command(goTool, "build", "-o", path, pkg).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+	}
+	return path, nil
+})
+
+func fileExists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular()
+}
+
+// devProcess is the dev binary running one command.
+type devProcess struct {
+	cmd    *exec.Cmd
+	output *lockedBuffer
+	exited chan struct{}
+	err    error // the exit status, once exited is closed
+}
+
+// startDevBinary runs the dev binary with args, in an environment of its
+// own (none of the developer's RELINK_* or TEMPORAL_* settings, nor their
+// Temporal profile), and returns once it has printed ready.
+func startDevBinary(dir string, env map[string]string, ready string, args ...string) (*devProcess, error) {
+	bin, err := devBinary()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "RELINK_") && !strings.HasPrefix(kv, "TEMPORAL_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "TEMPORAL_CONFIG_FILE="+os.DevNull, "RELINK_LOG_LEVEL=error")
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.SysProcAttr = dieWithParent()
+	p := &devProcess{cmd: cmd, output: &lockedBuffer{}, exited: make(chan struct{})}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = p.output
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	sawReady := make(chan struct{})
+	go func() {
+		lines := bufio.NewScanner(stdout)
+		for lines.Scan() {
+			fmt.Fprintln(p.output, lines.Text())
+			if strings.HasPrefix(lines.Text(), ready) {
+				close(sawReady)
+				break
+			}
+		}
+		_, _ = io.Copy(p.output, stdout)
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	select {
+	case <-sawReady:
+		return p, nil
+	case <-p.exited:
+		return nil, fmt.Errorf("%s %s exited before it was ready (%v):\n%s", bin, args[0], p.err, p.output)
+	case <-time.After(2 * time.Minute):
+		_ = cmd.Process.Kill()
+		<-p.exited
+		return nil, fmt.Errorf("%s %s was not ready in 2 minutes:\n%s", bin, args[0], p.output)
+	}
+}
+
+// stop interrupts the process, as Ctrl-C does, and waits for a clean exit.
+func (p *devProcess) stop() error {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.exited:
+	case <-time.After(time.Minute):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		return fmt.Errorf("did not stop within a minute of Ctrl-C:\n%s", p.output)
+	}
+	if p.err != nil {
+		return fmt.Errorf("%v:\n%s", p.err, p.output)
+	}
+	return nil
+}
+
+// lockedBuffer collects a process's output, written by one goroutine and
+// read by the test's.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
