@@ -185,9 +185,16 @@ func NewWorker(c client.Client, cfg config.Config, acts *activities.Activities) 
 // namespace; attributes that already exist are left alone, so it is safe to
 // run on every start.
 func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
+	_, err := AddMissingSearchAttributes(ctx, c, namespace)
+	return err
+}
+
+// AddMissingSearchAttributes is EnsureSearchAttributes, saying whether it
+// added any.
+func AddMissingSearchAttributes(ctx context.Context, c client.Client, namespace string) (added bool, err error) {
 	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
 	if err != nil {
-		return fmt.Errorf("list search attributes: %w", err)
+		return false, fmt.Errorf("list search attributes: %w", err)
 	}
 	missing := map[string]enums.IndexedValueType{}
 	for name, typ := range workflows.SearchAttributeTypes {
@@ -196,7 +203,7 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 		}
 	}
 	if len(missing) == 0 {
-		return nil
+		return false, nil
 	}
 	_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
 		Namespace:        namespace,
@@ -204,7 +211,7 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 	})
 	var exists *serviceerror.AlreadyExists
 	if err != nil && !errors.As(err, &exists) {
-		return fmt.Errorf("add search attributes: %w", err)
+		return false, fmt.Errorf("add search attributes: %w", err)
 	}
-	return nil
+	return true, nil
 }

@@ -5,8 +5,11 @@
 package devstack
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,6 +19,8 @@ import (
 	uiserver "github.com/temporalio/ui-server/v2/server"
 	uiconfig "github.com/temporalio/ui-server/v2/server/config"
 	uiserveroptions "github.com/temporalio/ui-server/v2/server/server_options"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/server/common/authorization"
 	"go.temporal.io/server/common/cluster"
 	"go.temporal.io/server/common/config"
@@ -27,6 +32,7 @@ import (
 	"go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
 
+	"github.com/relink-dev/relink/app"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -112,12 +118,15 @@ func StartTemporal(o Options) (*Temporal, error) {
 			return nil, err
 		}
 	}
+	fresh := o.InMemory
 	if st, err := os.Stat(t.Database); !o.InMemory && err == nil && st.Size() == 0 {
 		if err := sqlite.SetupSchema(sqlConf); err != nil {
 			return nil, fmt.Errorf("set up Temporal's SQLite schema: %w", err)
 		}
+		fresh = true
 	}
-	for _, name := range append([]string{o.Namespace}, o.MoreNamespaces...) {
+	namespaces := append([]string{o.Namespace}, o.MoreNamespaces...)
+	for _, name := range namespaces {
 		ns, err := sqlite.NewNamespaceConfig(clusterName, name, false, workflows.SearchAttributeTypes)
 		if err != nil {
 			return nil, fmt.Errorf("namespace config: %w", err)
@@ -127,56 +136,26 @@ func StartTemporal(o Options) (*Temporal, error) {
 		}
 	}
 
-	conf, err := serverConfig(o, t.Address, sqlConf)
-	if err != nil {
+	if err := t.startServer(o, sqlConf); err != nil {
 		return nil, err
 	}
-	logger := log.NewZapLogger(log.BuildZapLogger(log.Config{Level: "warn", OutputFile: t.LogFile}))
-	authorizer, err := authorization.GetAuthorizerFromConfig(&conf.Global.Authorization)
-	if err != nil {
-		return nil, err
-	}
-	claimMapper, err := authorization.GetClaimMapperFromConfig(&conf.Global.Authorization, logger)
-	if err != nil {
-		return nil, err
-	}
-	t.server, err = temporal.NewServer(
-		temporal.WithConfig(conf),
-		temporal.ForServices(temporal.DefaultServices),
-		// Static membership: the services' ports change on every start,
-		// and ringpop would otherwise try to join the last run's members
-		// recorded in the database.
-		temporal.WithStaticHosts(staticHosts(conf)),
-		temporal.WithLogger(logger),
-		temporal.WithAuthorizer(authorizer),
-		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
-		temporal.WithDynamicConfigClient(dynamicconfig.StaticClient{
-			// Search attribute changes are visible at once, as in the CLI's
-			// dev server; reading them from the database on every call
-			// needs the CLI's higher persistence rates too, or the services
-			// throttle themselves under load (the bench, the tests).
-			dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key():      true,
-			dynamicconfig.FrontendPersistenceMaxQPS.Key():                    10000,
-			dynamicconfig.HistoryPersistenceMaxQPS.Key():                     45000,
-			dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8096,
-			dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
-			// One partition per task queue: a single machine gains nothing
-			// from four, which forward polls and tasks between them and
-			// each take a Worker Deployment routing change before it is
-			// complete.
-			dynamicconfig.MatchingNumTaskqueueReadPartitions.Key():  1,
-			dynamicconfig.MatchingNumTaskqueueWritePartitions.Key(): 1,
-			// Each namespace's system worker (which runs Worker Deployment
-			// bookkeeping) starts at once, even with the integration
-			// tests' 200 namespaces (default: 10 a second).
-			dynamicconfig.WorkerPerNamespaceWorkerStartRate.Key(): 1000.0,
-		}),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("build Temporal server: %w", err)
-	}
-	if err := t.server.Start(); err != nil {
-		return nil, fmt.Errorf("start Temporal server: %w", err)
+	// A database from an older Relink may lack search attributes added
+	// since. The services cache search attributes for a minute (forcing a
+	// database read on every use, as the Temporal CLI's dev server does,
+	// costs a third of the stack's throughput), so once they are added the
+	// server starts again, with every cache fresh.
+	if !fresh {
+		added, err := addMissingSearchAttributes(t.Address, namespaces)
+		if err != nil {
+			_ = t.server.Stop()
+			return nil, err
+		}
+		if added {
+			_ = t.server.Stop()
+			if err := t.startServer(o, sqlConf); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if o.UIPort != 0 {
 		t.UIURL = fmt.Sprintf("http://localhost:%d", o.UIPort)
@@ -194,6 +173,92 @@ func StartTemporal(o Options) (*Temporal, error) {
 		go func() { t.uiErr <- t.ui.Start() }()
 	}
 	return t, nil
+}
+
+// startServer builds and starts the Temporal server (on fresh ports for
+// its internal services).
+func (t *Temporal) startServer(o Options, sqlConf *config.SQL) error {
+	conf, err := serverConfig(o, t.Address, sqlConf)
+	if err != nil {
+		return err
+	}
+	logger := log.NewZapLogger(log.BuildZapLogger(log.Config{Level: "warn", OutputFile: t.LogFile}))
+	authorizer, err := authorization.GetAuthorizerFromConfig(&conf.Global.Authorization)
+	if err != nil {
+		return err
+	}
+	claimMapper, err := authorization.GetClaimMapperFromConfig(&conf.Global.Authorization, logger)
+	if err != nil {
+		return err
+	}
+	t.server, err = temporal.NewServer(
+		temporal.WithConfig(conf),
+		temporal.ForServices(temporal.DefaultServices),
+		// Static membership: the services' ports change on every start,
+		// and ringpop would otherwise try to join the last run's members
+		// recorded in the database.
+		temporal.WithStaticHosts(staticHosts(conf)),
+		temporal.WithLogger(logger),
+		temporal.WithAuthorizer(authorizer),
+		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
+		temporal.WithDynamicConfigClient(dynamicconfig.StaticClient{
+			// The Temporal CLI dev server's persistence rates: the services
+			// would otherwise throttle themselves under load (the bench, the
+			// tests; the Worker Versioning test timed out waiting for its
+			// routing). Search attributes are cached (StartTemporal).
+			dynamicconfig.FrontendPersistenceMaxQPS.Key():                    10000,
+			dynamicconfig.HistoryPersistenceMaxQPS.Key():                     45000,
+			dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8096,
+			dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
+			// One partition per task queue: a single machine gains nothing
+			// from four, which forward polls and tasks between them and
+			// each take a Worker Deployment routing change before it is
+			// complete.
+			dynamicconfig.MatchingNumTaskqueueReadPartitions.Key():  1,
+			dynamicconfig.MatchingNumTaskqueueWritePartitions.Key(): 1,
+			// Each namespace's system worker (which runs Worker Deployment
+			// bookkeeping) starts at once, even with the integration
+			// tests' dozens of namespaces (default: 10 a second).
+			dynamicconfig.WorkerPerNamespaceWorkerStartRate.Key(): 1000.0,
+		}),
+	)
+	if err != nil {
+		return fmt.Errorf("build Temporal server: %w", err)
+	}
+	if err := t.server.Start(); err != nil {
+		return fmt.Errorf("start Temporal server: %w", err)
+	}
+	return nil
+}
+
+// addMissingSearchAttributes adds Relink's search attributes to each
+// namespace that lacks any, and says whether it added some.
+func addMissingSearchAttributes(address string, namespaces []string) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	quiet := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var c client.Client
+	for {
+		var err error
+		if c, err = client.DialContext(ctx, client.Options{HostPort: address, Logger: quiet}); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("reach the embedded Temporal server: %w", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	defer c.Close()
+	someAdded := false
+	for _, ns := range namespaces {
+		added, err := app.AddMissingSearchAttributes(ctx, c, ns)
+		if err != nil {
+			return false, fmt.Errorf("namespace %s: %w", ns, err)
+		}
+		someAdded = someAdded || added
+	}
+	return someAdded, nil
 }
 
 // SecureDataDir creates dir 0700 and makes the named files in it 0600

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,8 +14,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/sdk/client"
 
 	"github.com/relink-dev/relink/cli"
+	"github.com/relink-dev/relink/workflows"
 )
 
 // TestDevStackResumesOpenRepairsAfterRestart runs the README's first
@@ -155,4 +159,38 @@ func freePort(t *testing.T) int {
 	port, err := freeTCPPort()
 	require.NoError(t, err)
 	return port
+}
+
+// A data directory from an older Relink lacks search attributes added
+// since. The dev server adds them before anything runs, and starts again
+// so that no service holds the old list in its cache (for up to a minute,
+// rejecting every repair's status).
+func TestTheDevServerBringsAnOlderDatabaseUpToDate(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	address := fmt.Sprintf("127.0.0.1:%d", port)
+	env := map[string]string{
+		"RELINK_DATA_DIR":          filepath.Join(t.TempDir(), "relink"),
+		"RELINK_DEV_TEMPORAL_PORT": fmt.Sprint(port),
+		"RELINK_DEV_UI_PORT":       "0",
+		"TEMPORAL_NAMESPACE":       "older",
+	}
+	server, err := startDevBinary(t.TempDir(), env, "relink dev-server ready", "dev-server")
+	require.NoError(t, err)
+	c, err := client.Dial(client.Options{HostPort: address, Namespace: "older"})
+	require.NoError(t, err)
+	_, err = c.OperatorService().RemoveSearchAttributes(context.Background(), &operatorservice.RemoveSearchAttributesRequest{
+		Namespace: "older", SearchAttributes: []string{workflows.SearchAttrStatus.GetName()},
+	})
+	require.NoError(t, err, "the database is an older Relink's now")
+	c.Close()
+	require.NoError(t, server.stop())
+
+	server, err = startDevBinary(t.TempDir(), env, "relink dev-server ready", "dev-server")
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, server.stop()) })
+	s := buildStack(t, map[string]string{"TEMPORAL_ADDRESS": address, "TEMPORAL_NAMESPACE": "older"})
+	s.startWorker(s.providers.APIs...)
+	s.breakConnection("conn_older", "profile_older")
+	s.waitForStatus("conn_older", workflows.StatusAwaitingUser)
 }

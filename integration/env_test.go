@@ -110,8 +110,14 @@ func (s *stack) newGateway() *httptest.Server {
 func newBareStack(t *testing.T, settings map[string]string) *stack {
 	t.Helper()
 	// Stacks share nothing but the server (a namespace each), so tests run
-	// side by side, as many at once as -parallel allows (GOMAXPROCS).
+	// side by side, as many at once as -parallel allows.
 	t.Parallel()
+	return buildStack(t, settings)
+}
+
+// buildStack is newBareStack for a test already running in parallel.
+func buildStack(t *testing.T, settings map[string]string) *stack {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
