@@ -213,5 +213,5 @@ func AddMissingSearchAttributes(ctx context.Context, c client.Client, namespace 
 	if err != nil && !errors.As(err, &exists) {
 		return false, fmt.Errorf("add search attributes: %w", err)
 	}
-	return true, nil
+	return err == nil, nil // (AlreadyExists: another process added them)
 }

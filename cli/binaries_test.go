@@ -25,3 +25,19 @@ func TestProductionBinariesLinkNoTemporalServer(t *testing.T) {
 		}
 	}
 }
+
+// No test binary links the Temporal server either: linking it costs every
+// `go test ./...` 15-20 s of two cores. The integration tests run the dev
+// binary's `relink dev-server` instead (integration/devbinary_test.go).
+func TestNoTestBinaryLinksTheTemporalServer(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}", "github.com/relink-dev/relink/...").Output()
+	require.NoError(t, err)
+	tested := strings.Fields(string(out))
+	require.Contains(t, tested, "github.com/relink-dev/relink/integration", "the listing is real")
+	out, err = exec.Command("go", append([]string{"list", "-deps", "-test", "-f", "{{.ImportPath}}"}, tested...)...).Output()
+	require.NoError(t, err)
+	for _, dep := range strings.Fields(string(out)) {
+		assert.False(t, strings.HasPrefix(dep, "go.temporal.io/server"), "a test links %s", dep)
+		assert.False(t, strings.HasPrefix(dep, "github.com/temporalio/ui-server"), "a test links %s", dep)
+	}
+}

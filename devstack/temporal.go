@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -58,7 +59,8 @@ type Options struct {
 	CodecEndpoint string
 	// InMemory keeps Temporal's database in memory, lost when the server
 	// stops (as `temporal server start-dev` without --db-filename): no
-	// file writes, for servers that need not outlive their process.
+	// database writes to disk (the log still goes to DataDir), for servers
+	// that need not outlive their process.
 	InMemory bool
 }
 
@@ -366,13 +368,17 @@ func staticHosts(conf *config.Config) map[primitives.ServiceName]static.Hosts {
 	return hosts
 }
 
+// freePort is a port for one of the server's internal services, free when
+// asked and bound moments later. It is chosen below the kernel's ephemeral
+// range (32768 and up on Linux, 49152 on macOS), where no outgoing
+// connection or port-0 listener can take it in between.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", host+":0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
+	for range 100 {
+		if port := 20000 + rand.IntN(12000); portFree(port) {
+			return port, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("find a free port: none free between 20000 and 32000")
 }
 
 func portFree(port int) bool {

@@ -74,11 +74,6 @@ type Gateway struct {
 	Links *Links
 	// ReconnectReturnURL is the hosted page's way back to the app.
 	ReconnectReturnURL string
-
-	// reconnectQueries coalesces identical concurrent reconnect queries
-	// (reconnectOffer); reconnectWaiting counts the callers waiting on one.
-	reconnectQueries singleflight.Group
-	reconnectWaiting atomic.Int64
 	// PlaidLinkScriptURL is where the hosted page loads Plaid Link from.
 	PlaidLinkScriptURL string
 	// ReconnectFrameOrigins are more origins the hosted page may frame (a
@@ -88,6 +83,11 @@ type Gateway struct {
 	limitsOnce    sync.Once
 	collectorOnce sync.Once
 	browserLimits *connectionLimits
+	// reconnectQueries coalesces identical concurrent reconnect queries
+	// (reconnectOffer); reconnectWaiting counts the callers joined to one
+	// and still waiting, which lets a test know they all joined.
+	reconnectQueries singleflight.Group
+	reconnectWaiting atomic.Int64
 }
 
 func (g *Gateway) now() time.Time {

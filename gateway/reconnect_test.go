@@ -56,7 +56,8 @@ func (v jsonValue) Get(ptr any) error { return json.Unmarshal(v, ptr) }
 
 // A page open in several tabs, or a frontend in a loop: identical reconnect
 // calls that arrive while the gateway's query for them is under way share
-// it, and a caller that gives up does not cancel it for the others.
+// it, and the caller it began with giving up does not cancel it for the
+// others.
 func TestConcurrentReconnectsShareOneQuery(t *testing.T) {
 	temporal := &heldQueries{started: make(chan struct{}, 16), release: make(chan struct{})}
 	g := newTestGateway()
@@ -71,14 +72,14 @@ func TestConcurrentReconnectsShareOneQuery(t *testing.T) {
 		return rec
 	}
 
-	// The first caller's query is under way; one caller gives up waiting.
+	// The first caller's query is under way; the others join it, and then
+	// the first caller, whose request the query began with, gives up.
 	impatient, giveUp := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	answers := make([]*httptest.ResponseRecorder, 8)
-	wg.Go(func() { answers[0] = call(context.Background()) })
+	wg.Go(func() { answers[0] = call(impatient) })
 	<-temporal.started
-	wg.Go(func() { answers[1] = call(impatient) })
-	for i := 2; i < len(answers); i++ {
+	for i := 1; i < len(answers); i++ {
 		wg.Go(func() { answers[i] = call(context.Background()) })
 	}
 	waiting := func(n int64) func() bool {
@@ -91,17 +92,25 @@ func TestConcurrentReconnectsShareOneQuery(t *testing.T) {
 	wg.Wait()
 
 	assert.Equal(t, int32(1), temporal.asked.Load(), "one query for all the callers")
-	for i, rec := range answers {
-		if i == 1 {
-			continue // gave up
-		}
-		require.Equal(t, http.StatusOK, rec.Code, "caller %d: %s", i, rec.Body.String())
-		assert.Contains(t, rec.Body.String(), `"connectorToken":"tok_1"`, "caller %d", i)
+	for i, rec := range answers[1:] {
+		require.Equal(t, http.StatusOK, rec.Code, "caller %d: %s", i+1, rec.Body.String())
+		assert.Contains(t, rec.Body.String(), `"connectorToken":"tok_1"`, "caller %d", i+1)
 	}
+
+	// A call with another body asks for itself.
+	temporal.release = make(chan struct{})
+	close(temporal.release)
+	forced := httptest.NewRequest(http.MethodPost, "/v1/repairs/quiltt/conn_1/reconnect", strings.NewReader(`{"forceNewSession":true}`))
+	forced.Header.Set("Authorization", "Bearer "+testKey)
+	forced.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, forced)
+	assert.Equal(t, http.StatusOK, rec.Code)
+	assert.Equal(t, int32(2), temporal.asked.Load())
 
 	// Once it is answered, the next call asks again: nothing is cached.
 	temporal.release = make(chan struct{})
 	close(temporal.release)
 	assert.Equal(t, http.StatusOK, call(context.Background()).Code)
-	assert.Equal(t, int32(2), temporal.asked.Load())
+	assert.Equal(t, int32(3), temporal.asked.Load())
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -362,10 +363,19 @@ func (g *Gateway) reconnect(w http.ResponseWriter, r *http.Request) {
 // time rather than one per call. The query outlives a caller that gives
 // up, for the others waiting on it.
 func (g *Gateway) reconnectOffer(ctx context.Context, id string, req workflows.ReconnectRequest) (workflows.ReconnectOffer, error) {
-	key := fmt.Sprintf("%s\x00%t", id, req.ForceNewSession)
-	g.reconnectWaiting.Add(1)
-	defer g.reconnectWaiting.Add(-1)
-	answer := g.reconnectQueries.DoChan(key, func() (any, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return workflows.ReconnectOffer{}, err
+	}
+	key := id + "\x00" + string(body)
+	answer := g.reconnectQueries.DoChan(key, func() (_ any, err error) {
+		// The query runs outside the request's goroutine, where net/http's
+		// recovery can't reach: a panic becomes this call's error.
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("reconnect query: %v", p)
+			}
+		}()
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), queryTimeout)
 		defer cancel()
 		var offer workflows.ReconnectOffer
@@ -376,6 +386,8 @@ func (g *Gateway) reconnectOffer(ctx context.Context, id string, req workflows.R
 		}
 		return offer, err
 	})
+	g.reconnectWaiting.Add(1) // (DoChan has joined this caller to the query)
+	defer g.reconnectWaiting.Add(-1)
 	select {
 	case r := <-answer:
 		offer, _ := r.Val.(workflows.ReconnectOffer)

@@ -177,6 +177,8 @@ func TestTheDevServerBringsAnOlderDatabaseUpToDate(t *testing.T) {
 	}
 	server, err := startDevBinary(t.TempDir(), env, "relink dev-server ready", "dev-server")
 	require.NoError(t, err)
+	first := server
+	t.Cleanup(func() { _ = first.cmd.Process.Kill() }) // should a check below fail
 	c, err := client.Dial(client.Options{HostPort: address, Namespace: "older"})
 	require.NoError(t, err)
 	_, err = c.OperatorService().RemoveSearchAttributes(context.Background(), &operatorservice.RemoveSearchAttributesRequest{

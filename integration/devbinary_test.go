@@ -21,23 +21,25 @@ var devBinaryDir string
 // dev-server`), as `go run` builds it. `go run` keeps the linked program in
 // the build cache, so a warm run finds it in a second where linking the
 // Temporal server afresh takes 15-20 s; -exec echo prints its path instead
-// of running it. Should a Go release stop caching it, the path is gone
-// once `go run` returns, and the binary is built into a directory instead.
+// of running it. Right after a fresh link it prints a temporary path, gone
+// once `go run` returns, so it is asked once more (a cache hit by then).
+// Should that still not give a program (a Go release that caches no more,
+// no echo), the binary is built into a directory of its own.
+//
+// On a fresh machine `go test ./...` has compiled the server's packages
+// before this runs (it builds ./starter and ./devstack, which have no
+// tests), so only the link happens within the test binary's time.
 var devBinary = sync.OnceValues(func() (string, error) {
 	const pkg = "github.com/relink-dev/relink/starter"
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		return "", fmt.Errorf("the go command is needed to build the dev binary: %w", err)
 	}
-	var stderr bytes.Buffer
-	cmd := exec.Command(goTool, "run", "-exec", "echo", pkg)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("go run %s: %w\n%s", pkg, err, stderr.String())
-	}
-	if path := strings.TrimSpace(string(out)); fileExists(path) {
-		return path, nil
+	for range 2 {
+		out, err := exec.Command(goTool, "run", "-exec", "echo", pkg).Output()
+		if path := strings.TrimSpace(string(out)); err == nil && fileExists(path) {
+			return path, nil
+		}
 	}
 	dir, err := os.MkdirTemp("", "relink-dev-binary-")
 	if err != nil {
@@ -45,7 +47,7 @@ var devBinary = sync.OnceValues(func() (string, error) {
 	}
 	devBinaryDir = dir
 	path := filepath.Join(dir, "relink")
-	if out, err := exec.Command(goTool, "build", "-o", path, pkg).CombinedOutput(); err != nil {
+	if out, err := exec.Command(goTool, "build", "-buildvcs=false", "-o", path, pkg).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 	}
 	return path, nil
@@ -65,8 +67,9 @@ type devProcess struct {
 }
 
 // startDevBinary runs the dev binary with args, in an environment of its
-// own (none of the developer's RELINK_* or TEMPORAL_* settings, nor their
-// Temporal profile), and returns once it has printed ready.
+// own (PATH, HOME, TMPDIR and GO* only: none of the developer's Relink,
+// Temporal or provider settings, nor their Temporal profile), and returns
+// once it has printed ready.
 func startDevBinary(dir string, env map[string]string, ready string, args ...string) (*devProcess, error) {
 	bin, err := devBinary()
 	if err != nil {
@@ -75,7 +78,8 @@ func startDevBinary(dir string, env map[string]string, ready string, args ...str
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "RELINK_") && !strings.HasPrefix(kv, "TEMPORAL_") {
+		name, _, _ := strings.Cut(kv, "=")
+		if name == "PATH" || name == "HOME" || name == "TMPDIR" || strings.HasPrefix(name, "GO") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}

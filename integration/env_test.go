@@ -124,7 +124,6 @@ func buildStack(t *testing.T, settings map[string]string) *stack {
 	appSrv := newAppEndpoint(t)
 	env := map[string]string{
 		"TEMPORAL_ADDRESS":     shared.address,
-		"TEMPORAL_NAMESPACE":   newNamespace(t),
 		"TEMPORAL_CONFIG_FILE": os.DevNull,
 		// A test's Stop is a crash: running activities are cut off.
 		"RELINK_WORKER_STOP_TIMEOUT": "0s",
@@ -136,6 +135,9 @@ func buildStack(t *testing.T, settings map[string]string) *stack {
 	}
 	for k, v := range settings {
 		env[k] = v
+	}
+	if _, ok := env["TEMPORAL_NAMESPACE"]; !ok {
+		env["TEMPORAL_NAMESPACE"] = newNamespace(t)
 	}
 	cfg, err := config.LoadFrom(ctx, envconfig.MapLookuper(env))
 	require.NoError(t, err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 )
@@ -27,12 +28,16 @@ var shared struct {
 	next    atomic.Int32
 }
 
-// namespaces is how many stacks the package may create.
-const namespaces = 64
+// namespaces is how many stacks the package may create: enough for one
+// run of every test (about 50 stacks), times -count.
+var namespaces = 64
 
 func TestMain(m *testing.M) {
 	flag.Parse()
 	moreParallelByDefault()
+	if count, err := strconv.Atoi(flag.Lookup("test.count").Value.String()); err == nil && count > 1 {
+		namespaces *= count
+	}
 	os.Exit(runWithServer(m))
 }
 
@@ -92,7 +97,7 @@ func runWithServer(m *testing.M) int {
 func newNamespace(t *testing.T) string {
 	t.Helper()
 	n := shared.next.Add(1) - 1
-	if n >= namespaces {
+	if int(n) >= namespaces {
 		t.Fatalf("more than %d stacks in the package: raise namespaces in main_test.go", namespaces)
 	}
 	return fmt.Sprintf("it-%d", n)
@@ -102,15 +107,28 @@ func newNamespace(t *testing.T) string {
 // the kernel's ephemeral range (32768 and up on Linux, 49152 on macOS):
 // ports taken there by the many outgoing connections of the tests, or by
 // servers bound to port 0, can't collide with it before it is bound.
+// A port is handed out once per test process, so two tests never get the
+// same one.
 func freeTCPPort() (int, error) {
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	for range 100 {
 		port := 20000 + rand.IntN(12000)
+		if handedOut.ports[port] {
+			continue
+		}
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue
 		}
 		_ = l.Close()
+		handedOut.ports[port] = true
 		return port, nil
 	}
 	return 0, fmt.Errorf("no free port between 20000 and 32000")
 }
+
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
