@@ -155,7 +155,7 @@ func runDevServer(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("dev-server", flag.ContinueOnError)
 	var more namespaceList
 	fs.Var(&more, "namespace", "another namespace to create (repeatable); TEMPORAL_NAMESPACE is the first")
-	inMemory := fs.Bool("in-memory", false, "keep Temporal's state in memory, lost on stop (as `temporal server start-dev` without --db-filename)")
+	inMemory := fs.Bool("in-memory", false, "keep Temporal's state in memory, lost on stop (as temporal server start-dev without --db-filename)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
