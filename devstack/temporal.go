@@ -138,7 +138,7 @@ func StartTemporal(o Options) (*Temporal, error) {
 		}
 	}
 
-	if err := t.startServer(o, sqlConf); err != nil {
+	if err := t.startServer(o, sqlConf, fresh); err != nil {
 		return nil, err
 	}
 	// A database from an older Relink may lack search attributes added
@@ -154,7 +154,7 @@ func StartTemporal(o Options) (*Temporal, error) {
 		}
 		if added {
 			_ = t.server.Stop()
-			if err := t.startServer(o, sqlConf); err != nil {
+			if err := t.startServer(o, sqlConf, fresh); err != nil {
 				return nil, err
 			}
 		}
@@ -178,8 +178,18 @@ func StartTemporal(o Options) (*Temporal, error) {
 }
 
 // startServer builds and starts the Temporal server (on fresh ports for
-// its internal services).
-func (t *Temporal) startServer(o Options, sqlConf *config.SQL) error {
+// its internal services). fresh: the database was created by this start.
+func (t *Temporal) startServer(o Options, sqlConf *config.SQL, fresh bool) error {
+	// One partition per task queue: a single machine gains nothing from
+	// four, which forward polls and tasks between them and each take a
+	// Worker Deployment routing change before it is complete. New tasks go
+	// to one. A database this start did not create may come from an older
+	// Relink, with tasks in the other three: all four are still read there
+	// (reading fewer would strand those tasks, and their repairs with them).
+	readPartitions := 4
+	if fresh {
+		readPartitions = 1
+	}
 	conf, err := serverConfig(o, t.Address, sqlConf)
 	if err != nil {
 		return err
@@ -212,12 +222,8 @@ func (t *Temporal) startServer(o Options, sqlConf *config.SQL) error {
 			dynamicconfig.HistoryPersistenceMaxQPS.Key():                     45000,
 			dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8096,
 			dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
-			// One partition per task queue: a single machine gains nothing
-			// from four, which forward polls and tasks between them and
-			// each take a Worker Deployment routing change before it is
-			// complete.
-			dynamicconfig.MatchingNumTaskqueueReadPartitions.Key():  1,
-			dynamicconfig.MatchingNumTaskqueueWritePartitions.Key(): 1,
+			dynamicconfig.MatchingNumTaskqueueReadPartitions.Key():           readPartitions,
+			dynamicconfig.MatchingNumTaskqueueWritePartitions.Key():          1,
 			// Each namespace's system worker (which runs Worker Deployment
 			// bookkeeping) starts at once, even with the integration
 			// tests' dozens of namespaces (default: 10 a second).
