@@ -74,6 +74,34 @@ func Dial(ctx context.Context, c config.Temporal, logger *slog.Logger, m client.
 	return cl, nil
 }
 
+// LoadConfig reads the configuration and builds the logger it asks for:
+// the first step of every process (gateway, worker, dev stack, CLI).
+func LoadConfig(ctx context.Context) (config.Config, *slog.Logger, error) {
+	cfg, err := config.Load(ctx)
+	if err != nil {
+		return cfg, nil, err
+	}
+	logger, err := NewLogger(cfg.Log)
+	return cfg, logger, err
+}
+
+// StartMetrics makes the process's metrics registry and serves it on
+// RELINK_METRICS_ADDR when that is set; stop ends the serving.
+func StartMetrics(cfg config.Config, logger *slog.Logger) (reg *metrics.Registry, stop func(), err error) {
+	reg, err = metrics.New()
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.Metrics.Addr == "" {
+		return reg, func() {}, nil
+	}
+	stop, err = ServeMetrics(cfg.Metrics.Addr, reg, logger)
+	return reg, stop, err
+}
+
+// ErrNoProvider: production processes need at least one real provider.
+var ErrNoProvider = errors.New("no provider is enabled: set Quiltt's, Meld's or Plaid's settings (see the README); the sandbox lives in `relink dev`")
+
 // DialWhenReady dials Temporal, retrying for a minute while a server that
 // was just started comes up.
 func DialWhenReady(ctx context.Context, c config.Temporal, logger *slog.Logger, m client.MetricsHandler) (client.Client, error) {

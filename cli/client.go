@@ -98,7 +98,7 @@ func simulateQuilttError(ctx context.Context, stdout io.Writer, profileID, conne
 	if profileID == "" {
 		return UsageError("Quiltt needs -profile (its API is scoped to the profile)")
 	}
-	cfg, _, err := LoadConfig(ctx)
+	cfg, _, err := app.LoadConfig(ctx)
 	if err != nil {
 		return err
 	}

@@ -11,19 +11,7 @@ import (
 	"time"
 
 	"github.com/relink-dev/relink/app"
-	"github.com/relink-dev/relink/config"
-	"github.com/relink-dev/relink/metrics"
 )
-
-// LoadConfig reads the configuration and builds the logger it asks for.
-func LoadConfig(ctx context.Context) (config.Config, *slog.Logger, error) {
-	cfg, err := config.Load(ctx)
-	if err != nil {
-		return cfg, nil, err
-	}
-	logger, err := app.NewLogger(cfg.Log)
-	return cfg, logger, err
-}
 
 // runGateway runs the production gateway against the configured Temporal
 // (the TEMPORAL_* variables or profile).
@@ -32,7 +20,7 @@ func runGateway(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, logger, err := LoadConfig(ctx)
+	cfg, logger, err := app.LoadConfig(ctx)
 	if err != nil {
 		return err
 	}
@@ -45,7 +33,7 @@ func runGateway(ctx context.Context, args []string) error {
 	if cfg.Gateway.ListenAddr == "" {
 		cfg.Gateway.ListenAddr = ":8080"
 	}
-	reg, stopMetrics, err := StartMetrics(cfg, logger)
+	reg, stopMetrics, err := app.StartMetrics(cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -57,7 +45,7 @@ func runGateway(ctx context.Context, args []string) error {
 	defer tc.Close()
 	providers := app.NewProviders(cfg, nil)
 	if len(providers.APIs) == 0 {
-		return ErrNoProvider
+		return app.ErrNoProvider
 	}
 	gw, err := app.NewGateway(cfg, tc, logger, providers, nil)
 	if err != nil {
@@ -78,16 +66,13 @@ func runGateway(ctx context.Context, args []string) error {
 	return nil
 }
 
-// errNoProvider: production processes need at least one real provider.
-var ErrNoProvider = errors.New("no provider is enabled: set Quiltt's, Meld's or Plaid's settings (see the README); the sandbox lives in `relink dev`")
-
 // runSetup registers the search attributes on a cluster.
 func runSetup(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("setup", flag.ContinueOnError)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, logger, err := LoadConfig(ctx)
+	cfg, logger, err := app.LoadConfig(ctx)
 	if err != nil {
 		return err
 	}
@@ -101,20 +86,6 @@ func runSetup(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "search attributes registered in namespace %s\n", cfg.Temporal.Namespace)
 	return nil
-}
-
-// StartMetrics builds the process's metrics, served on RELINK_METRICS_ADDR
-// when it is set (and by the gateway at /metrics).
-func StartMetrics(cfg config.Config, logger *slog.Logger) (*metrics.Registry, func(), error) {
-	reg, err := metrics.New()
-	if err != nil {
-		return nil, nil, err
-	}
-	if cfg.Metrics.Addr == "" {
-		return reg, func() {}, nil
-	}
-	stop, err := app.ServeMetrics(cfg.Metrics.Addr, reg, logger)
-	return reg, stop, err
 }
 
 // Shutdown stops an HTTP server, letting requests in flight finish.

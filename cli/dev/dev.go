@@ -42,7 +42,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, logger, err := cli.LoadConfig(ctx)
+	cfg, logger, err := app.LoadConfig(ctx)
 	if err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 			uiOrigins = []string{uiURL, fmt.Sprintf("http://127.0.0.1:%d", cfg.Dev.UIPort)}
 		}
 	}
-	reg, stopMetrics, err := cli.StartMetrics(cfg, logger)
+	reg, stopMetrics, err := app.StartMetrics(cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -159,7 +159,7 @@ func runDevServer(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, _, err := cli.LoadConfig(ctx)
+	cfg, _, err := app.LoadConfig(ctx)
 	if err != nil {
 		return err
 	}

@@ -14,8 +14,6 @@ import (
 
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/app"
-	"github.com/relink-dev/relink/config"
-	"github.com/relink-dev/relink/metrics"
 	"github.com/relink-dev/relink/version"
 )
 
@@ -28,11 +26,7 @@ func main() {
 
 func run() error {
 	ctx := context.Background()
-	cfg, err := config.Load(ctx)
-	if err != nil {
-		return err
-	}
-	logger, err := app.NewLogger(cfg.Log)
+	cfg, logger, err := app.LoadConfig(ctx)
 	if err != nil {
 		return err
 	}
@@ -54,19 +48,13 @@ func run() error {
 		return err
 	}
 	if len(acts.Providers.Names()) == 0 {
-		return fmt.Errorf("no provider is enabled: set Quiltt's, Meld's or Plaid's settings (see the README); the sandbox lives in `relink dev`")
+		return app.ErrNoProvider
 	}
-	reg, err := metrics.New()
+	reg, stopMetrics, err := app.StartMetrics(cfg, logger)
 	if err != nil {
 		return err
 	}
-	if cfg.Metrics.Addr != "" {
-		stop, err := app.ServeMetrics(cfg.Metrics.Addr, reg, logger)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
+	defer stopMetrics()
 	tc, err := app.Dial(ctx, cfg.Temporal, logger, reg.Handler)
 	if err != nil {
 		return err
