@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -374,17 +373,18 @@ func staticHosts(conf *config.Config) map[primitives.ServiceName]static.Hosts {
 	return hosts
 }
 
-// freePort is a port for one of the server's internal services, free when
-// asked and bound moments later. It is chosen below the kernel's ephemeral
-// range (32768 and up on Linux, 49152 on macOS), where no outgoing
-// connection or port-0 listener can take it in between.
+// freePort is a port for one of the server's internal services, chosen
+// by the kernel (port 0). Not a random pick from a fixed range: processes
+// choosing from one range collide with each other between the check and
+// the bind (the integration tests choose theirs below the kernel's range,
+// so they never meet these).
 func freePort() (int, error) {
-	for range 100 {
-		if port := 20000 + rand.IntN(12000); portFree(port) {
-			return port, nil
-		}
+	l, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
 	}
-	return 0, errors.New("find a free port: none free between 20000 and 32000")
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func portFree(port int) bool {

@@ -115,7 +115,11 @@ func startDevBinary(dir string, env map[string]string, ready string, args ...str
 	case <-sawReady:
 		return p, nil
 	case <-p.exited:
-		return nil, fmt.Errorf("%s %s exited before it was ready (%v):\n%s", bin, args[0], p.err, p.output)
+		// The embedded server logs (and dies of a fatal error) to its
+		// own file, not to stderr.
+		serverLog, _ := os.ReadFile(filepath.Join(env["RELINK_DATA_DIR"], "temporal.log"))
+		serverLog = serverLog[max(0, len(serverLog)-4000):]
+		return nil, fmt.Errorf("%s %s exited before it was ready (%v):\n%s\ntemporal.log, its end:\n%s", bin, args[0], p.err, p.output, serverLog)
 	case <-time.After(2 * time.Minute):
 		_ = cmd.Process.Kill()
 		<-p.exited
