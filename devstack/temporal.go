@@ -1,6 +1,7 @@
 // Package devstack runs a real Temporal server and the Temporal Web UI in
-// the current process, for the dev stack (`relink dev`). State lives in a
-// SQLite file under the data directory, so open repairs survive a restart.
+// the current process, for the dev stack (`relink dev`). State lives in
+// SQLite files under the data directory (temporal.db, and its visibility in
+// temporal-visibility.db), so open repairs survive a restart.
 // It follows the Temporal CLI's dev server (temporalcli/devserver).
 package devstack
 
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -93,16 +95,13 @@ func StartTemporal(o Options) (*Temporal, error) {
 	if o.InMemory {
 		t.Database = ""
 	}
-	sqlConf := &config.SQL{
-		PluginName:   sqliteplugin.PluginName,
-		DatabaseName: t.Database,
-		// Keys other than SQLite's URI parameters are PRAGMAs, named as
-		// SQLite names them. WAL with synchronous=NORMAL survives a crash
-		// of this process (an OS crash may lose the last moments); FULL
-		// would fsync every one of the ~10 writes a repair makes, which
-		// caps the dev stack at a few repairs a second.
-		ConnectAttributes: map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "NORMAL", "busy_timeout": "10000"},
-	}
+	// Keys other than SQLite's URI parameters are PRAGMAs, named as SQLite
+	// names them. WAL with synchronous=NORMAL survives a crash of this
+	// process (an OS crash may lose the last moments); FULL would fsync
+	// every one of the ~10 writes a repair makes, which caps the dev stack
+	// at a few repairs a second.
+	fileAttributes := map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "NORMAL", "busy_timeout": "10000"}
+	sqlConf := &config.SQL{PluginName: sqliteplugin.PluginName, DatabaseName: t.Database, ConnectAttributes: fileAttributes}
 	if o.InMemory {
 		// SQLite's plugin sets the schema up itself in memory mode; the
 		// name only tells this server's database from another's.
@@ -126,6 +125,10 @@ func StartTemporal(o Options) (*Temporal, error) {
 		}
 		fresh = true
 	}
+	visConf, err := visibilityDatabase(o, t.Database, sqlConf, fresh)
+	if err != nil {
+		return nil, err
+	}
 	namespaces := append([]string{o.Namespace}, o.MoreNamespaces...)
 	for _, name := range namespaces {
 		ns, err := sqlite.NewNamespaceConfig(clusterName, name, false, workflows.SearchAttributeTypes)
@@ -137,7 +140,7 @@ func StartTemporal(o Options) (*Temporal, error) {
 		}
 	}
 
-	if err := t.startServer(o, sqlConf, fresh); err != nil {
+	if err := t.startServer(o, sqlConf, visConf, fresh); err != nil {
 		return nil, err
 	}
 	// A database from an older Relink may lack search attributes added
@@ -153,7 +156,7 @@ func StartTemporal(o Options) (*Temporal, error) {
 		}
 		if added {
 			_ = t.server.Stop()
-			if err := t.startServer(o, sqlConf, fresh); err != nil {
+			if err := t.startServer(o, sqlConf, visConf, fresh); err != nil {
 				return nil, err
 			}
 		}
@@ -176,9 +179,47 @@ func StartTemporal(o Options) (*Temporal, error) {
 	return t, nil
 }
 
+// visibilityDatabase is where the server keeps visibility (the list, the
+// counts, search attributes): a database of its own, so that its writes,
+// two per repair and the costliest the server makes in SQLite (a row with
+// dozens of indexed columns), no longer queue on the one connection that
+// starts, signals and workflow tasks wait for (under a burst of starts,
+// a repair's signal waited behind them for most of a second). A data
+// directory whose temporal.db was made by an older Relink, with its
+// visibility inside, keeps that layout (nil: the main database), so its
+// repairs stay listed.
+func visibilityDatabase(o Options, database string, main *config.SQL, fresh bool) (*config.SQL, error) {
+	vis := *main
+	vis.ConnectAttributes = maps.Clone(main.ConnectAttributes)
+	if o.InMemory {
+		vis.DatabaseName += "-visibility"
+		return &vis, nil
+	}
+	vis.DatabaseName = filepath.Join(filepath.Dir(database), visibilityFile)
+	st, err := os.Stat(vis.DatabaseName)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("visibility database: %w", err)
+	}
+	if err != nil && !fresh {
+		return nil, nil // an older data directory's single database
+	}
+	if err != nil || st.Size() == 0 {
+		if err := createPrivate(vis.DatabaseName); err != nil {
+			return nil, err
+		}
+		// Both schemas, as for the main database: the execution tables
+		// stay empty here.
+		if err := sqlite.SetupSchema(&vis); err != nil {
+			return nil, fmt.Errorf("set up Temporal's SQLite visibility schema: %w", err)
+		}
+	}
+	return &vis, nil
+}
+
 // startServer builds and starts the Temporal server (on fresh ports for
 // its internal services). fresh: the database was created by this start.
-func (t *Temporal) startServer(o Options, sqlConf *config.SQL, fresh bool) error {
+// visConf nil keeps visibility in the main database.
+func (t *Temporal) startServer(o Options, sqlConf, visConf *config.SQL, fresh bool) error {
 	// One partition per task queue: a single machine gains nothing from
 	// four, which forward polls and tasks between them and each take a
 	// Worker Deployment routing change before it is complete. New tasks go
@@ -189,7 +230,7 @@ func (t *Temporal) startServer(o Options, sqlConf *config.SQL, fresh bool) error
 	if fresh {
 		readPartitions = 1
 	}
-	conf, err := serverConfig(o, t.Address, sqlConf)
+	conf, err := serverConfig(o, t.Address, sqlConf, visConf)
 	if err != nil {
 		return err
 	}
@@ -296,8 +337,13 @@ func SecureDataDir(dir string, files ...string) error {
 	return nil
 }
 
+// visibilityFile is the embedded server's visibility database, next to
+// temporal.db.
+const visibilityFile = "temporal-visibility.db"
+
 // temporalFiles are the embedded server's files in the data directory.
-var temporalFiles = []string{"temporal.db", "temporal.db-wal", "temporal.db-shm", "temporal.db-journal", "temporal.log"}
+var temporalFiles = []string{"temporal.db", "temporal.db-wal", "temporal.db-shm", "temporal.db-journal",
+	visibilityFile, visibilityFile + "-wal", visibilityFile + "-shm", visibilityFile + "-journal", "temporal.log"}
 
 func createPrivate(path string) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
@@ -318,7 +364,7 @@ func (t *Temporal) Stop() {
 	_ = t.server.Stop()
 }
 
-func serverConfig(o Options, address string, sqlConf *config.SQL) (*config.Config, error) {
+func serverConfig(o Options, address string, sqlConf, visConf *config.SQL) (*config.Config, error) {
 	var conf config.Config
 	conf.Global.Membership.MaxJoinDuration = 30 * time.Second
 	conf.Global.Membership.BroadcastAddress = host
@@ -326,6 +372,10 @@ func serverConfig(o Options, address string, sqlConf *config.SQL) (*config.Confi
 	conf.Persistence.VisibilityStore = "sqlite-default"
 	conf.Persistence.NumHistoryShards = 1
 	conf.Persistence.DataStores = map[string]config.DataStore{"sqlite-default": {SQL: sqlConf}}
+	if visConf != nil {
+		conf.Persistence.VisibilityStore = "sqlite-visibility"
+		conf.Persistence.DataStores["sqlite-visibility"] = config.DataStore{SQL: visConf}
+	}
 	conf.ClusterMetadata = &cluster.Config{
 		EnableGlobalNamespace:    false,
 		FailoverVersionIncrement: 10,

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/relink-dev/relink/cli"
@@ -84,7 +86,7 @@ func assertPrivate(t *testing.T, dir string) {
 		names = append(names, e.Name())
 		assert.Equal(t, os.FileMode(0o600), info.Mode().Perm(), e.Name())
 	}
-	for _, want := range []string{"temporal.db", "temporal.log", "payload-keys", "client-token-keys"} {
+	for _, want := range []string{"temporal.db", "temporal-visibility.db", "temporal.log", "payload-keys", "client-token-keys"} {
 		assert.Contains(t, names, want)
 	}
 }
@@ -164,13 +166,16 @@ func freePort(t *testing.T) int {
 // A data directory from an older Relink lacks search attributes added
 // since. The dev server adds them before anything runs, and starts again
 // so that no service holds the old list in its cache (for up to a minute,
-// rejecting every repair's status).
+// rejecting every repair's status). Its temporal.db also holds its own
+// visibility, where a new data directory has temporal-visibility.db: it
+// keeps that layout, so its repairs stay listed.
 func TestTheDevServerBringsAnOlderDatabaseUpToDate(t *testing.T) {
 	t.Parallel()
 	port := freePort(t)
 	address := fmt.Sprintf("127.0.0.1:%d", port)
+	dataDir := filepath.Join(t.TempDir(), "relink")
 	env := map[string]string{
-		"RELINK_DATA_DIR":          filepath.Join(t.TempDir(), "relink"),
+		"RELINK_DATA_DIR":          dataDir,
 		"RELINK_DEV_TEMPORAL_PORT": fmt.Sprint(port),
 		"RELINK_DEV_UI_PORT":       "0",
 		"TEMPORAL_NAMESPACE":       "older",
@@ -187,6 +192,11 @@ func TestTheDevServerBringsAnOlderDatabaseUpToDate(t *testing.T) {
 	require.NoError(t, err, "the database is an older Relink's now")
 	c.Close()
 	require.NoError(t, server.stop())
+	visibility := filepath.Join(dataDir, "temporal-visibility.db")
+	require.FileExists(t, visibility, "a new data directory keeps visibility apart")
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		require.NoError(t, ignoreNotExist(os.Remove(visibility+suffix)))
+	}
 
 	server, err = startDevBinary(t.TempDir(), env, "relink dev-server ready", "dev-server")
 	require.NoError(t, err)
@@ -195,4 +205,18 @@ func TestTheDevServerBringsAnOlderDatabaseUpToDate(t *testing.T) {
 	s.startWorker(s.providers.APIs...)
 	s.breakConnection("conn_older", "profile_older")
 	s.waitForStatus("conn_older", workflows.StatusAwaitingUser)
+	require.Eventually(t, func() bool {
+		resp, err := s.temporal.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{
+			Query: workflows.SearchAttrStatus.GetName() + " = 'AWAITING_USER'",
+		})
+		return err == nil && resp.GetCount() == 1
+	}, time.Minute, 50*time.Millisecond, "the repair is listed, from temporal.db")
+	assert.NoFileExists(t, visibility, "an older data directory keeps its layout")
+}
+
+func ignoreNotExist(err error) error {
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
 }
