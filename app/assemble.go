@@ -81,6 +81,8 @@ func NewGateway(c config.Config, tc client.Client, logger *slog.Logger, provider
 		CORSOrigins:    c.Gateway.CORSOrigins,
 		BrowserRate:    c.Gateway.BrowserRate,
 		BrowserBurst:   c.Gateway.BrowserBurst,
+		StartsInFlight: c.Gateway.StartsInFlight,
+		StartWait:      c.Gateway.StartWait,
 		Codec:          enc,
 		CodecOrigins:   c.Gateway.CodecOrigins,
 		Receivers:      providers.Webhooks,

@@ -62,9 +62,10 @@ type Worker struct {
 	// cache replays its short history when it next has work; a repair in
 	// it costs tens of kilobytes, and a worker may hold thousands waiting.
 	CacheSize int `env:"RELINK_WORKER_CACHE_SIZE, default=500"`
-	// Pollers is how many workflow-task and activity-task polls each
-	// worker keeps open.
-	Pollers int `env:"RELINK_WORKER_POLLERS, default=8"`
+	// Pollers is the most workflow-task polls, and the most activity-task
+	// polls, each worker keeps open; between 2 and it, the number follows
+	// the work.
+	Pollers int `env:"RELINK_WORKER_POLLERS, default=100"`
 	// StopTimeout is how long a stopping worker (SIGTERM) lets running
 	// activities (a provider call, an event to the app) finish before
 	// cancelling them; a cancelled one is retried, on another worker.
@@ -201,6 +202,13 @@ type Gateway struct {
 	// tokens can make, per gateway process: a looping page gets 429.
 	BrowserRate  float64 `env:"RELINK_BROWSER_RATE_LIMIT, default=2"`
 	BrowserBurst int     `env:"RELINK_BROWSER_RATE_BURST, default=20"`
+	// StartsInFlight bounds the repair starts (repairable webhooks,
+	// manual starts) one gateway process has under way at Temporal; the
+	// rest wait up to StartWait, then get 503. The default starts as fast
+	// as the raw SDK; lower favours the users repairing during a burst of
+	// breaks over the burst (see the README's Performance section).
+	StartsInFlight int           `env:"RELINK_GATEWAY_STARTS_IN_FLIGHT, default=32"`
+	StartWait      time.Duration `env:"RELINK_GATEWAY_START_WAIT, default=5s"`
 	// CodecOrigins are the Temporal Web UI origins allowed to call /codec.
 	CodecOrigins []string `env:"RELINK_CODEC_ORIGINS"`
 	// CodecJWKSURL admits Web UI users' access tokens on /codec, verified
@@ -523,6 +531,9 @@ func (c Config) validateSecurity() []error {
 	}
 	if c.Gateway.ClientTokenTTL < time.Minute || c.Gateway.ClientTokenTTL > 24*time.Hour {
 		errs = append(errs, errors.New("RELINK_CLIENT_TOKEN_TTL must be between 1m and 24h"))
+	}
+	if c.Gateway.StartsInFlight < 1 || c.Gateway.StartWait <= 0 {
+		errs = append(errs, errors.New("RELINK_GATEWAY_STARTS_IN_FLIGHT must be at least 1 and RELINK_GATEWAY_START_WAIT positive"))
 	}
 	if c.Gateway.BrowserRate <= 0 || c.Gateway.BrowserBurst < 1 {
 		errs = append(errs, errors.New("RELINK_BROWSER_RATE_LIMIT must be positive and RELINK_BROWSER_RATE_BURST at least 1"))

@@ -62,6 +62,11 @@ func (g *Gateway) deliver(ctx context.Context, d delivery) (eventOutcome, string
 	var notFound *serviceerror.NotFound
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if d.start != nil {
+		release, err := g.startSlot(ctx)
+		if err != nil {
+			return "", "", err
+		}
+		defer release()
 		// Most triggers are for a connection with no repair yet, open or
 		// closed: try the start alone first (one call, not two), refused
 		// if any run of this id exists, in which case the rules below

@@ -20,6 +20,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/relink-dev/relink/activities"
@@ -48,6 +49,12 @@ type Gateway struct {
 	// calls per second in this process (429 past them).
 	BrowserRate  float64
 	BrowserBurst int
+	// StartsInFlight bounds the deliveries that may start a repair (a
+	// repairable webhook, a manual start) under way at Temporal at once
+	// in this process; more wait up to StartWait, then get 503
+	// (admission.go). 0: no bound.
+	StartsInFlight int
+	StartWait      time.Duration
 	// Codec encrypts payloads; it serves /codec. Nil: encryption is off.
 	Codec converter.PayloadCodec
 	// CodecOrigins are the Web UI origins that may call /codec.
@@ -81,6 +88,8 @@ type Gateway struct {
 	ReconnectFrameOrigins []string
 
 	limitsOnce    sync.Once
+	startsOnce    sync.Once
+	starts        *semaphore.Weighted
 	collectorOnce sync.Once
 	browserLimits *connectionLimits
 	// reconnectQueries coalesces identical concurrent reconnect queries

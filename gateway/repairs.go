@@ -723,6 +723,9 @@ func (g *Gateway) temporalError(w http.ResponseWriter, r *http.Request, err erro
 		overloaded *serviceerror.ResourceExhausted
 	)
 	switch {
+	case errors.Is(err, errStartsBusy):
+		g.logger(r.Context()).Warn("repair not started: too many repairs starting", "provider", provider, "connectionId", conn)
+		writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, "too many repairs are starting at once; retry", time.Second)
 	case errors.As(err, &canceled):
 		// An update that was waiting when the repair ended.
 		writeError(w, http.StatusConflict, codeConflict, "the repair was canceled")

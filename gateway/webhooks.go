@@ -81,6 +81,13 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 	for _, ev := range events {
 		elog := log.With("eventId", ev.EventID, "eventType", ev.Type, "connectionId", ev.ConnectionID)
 		outcome, err := g.applyEvent(r.Context(), provider, ev)
+		if errors.Is(err, errStartsBusy) {
+			// As below; this gateway is starting all the repairs it can.
+			elog.Warn("webhook event not applied: too many repairs starting; the provider will retry")
+			g.countWebhook(provider, "rejected", "busy", 1)
+			writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, "too many repairs are starting at once; retry the delivery", time.Second)
+			return
+		}
 		if err != nil {
 			// The provider retries the request; events already applied are
 			// dropped by the workflow as duplicates.

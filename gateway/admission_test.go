@@ -1,0 +1,150 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/relink-dev/relink/activities/quiltt"
+)
+
+// heldStarts holds every workflow start until the test releases them, and
+// keeps the most that were under way at once. No repair exists otherwise.
+type heldStarts struct {
+	client.Client
+	release   chan struct{}
+	once      sync.Once
+	inFlight  atomic.Int32
+	most      atomic.Int32
+	started   atomic.Int32
+	described atomic.Int32
+}
+
+func (h *heldStarts) ExecuteWorkflow(ctx context.Context, opts client.StartWorkflowOptions, _ any, _ ...any) (client.WorkflowRun, error) {
+	n := h.inFlight.Add(1)
+	defer h.inFlight.Add(-1)
+	for m := h.most.Load(); n > m && !h.most.CompareAndSwap(m, n); m = h.most.Load() {
+	}
+	h.started.Add(1)
+	select {
+	case <-h.release:
+		return startedRun{id: opts.ID}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// releaseAll lets every held start finish (again: a no-op).
+func (h *heldStarts) releaseAll() { h.once.Do(func() { close(h.release) }) }
+
+func newHeldStarts(t *testing.T) *heldStarts {
+	h := &heldStarts{release: make(chan struct{})}
+	t.Cleanup(h.releaseAll) // should a check fail first
+	return h
+}
+
+func (h *heldStarts) DescribeWorkflowExecution(context.Context, string, string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
+	h.described.Add(1)
+	return nil, serviceerror.NewNotFound("no repair")
+}
+
+type startedRun struct {
+	client.WorkflowRun
+	id string
+}
+
+func (r startedRun) GetID() string    { return r.id }
+func (r startedRun) GetRunID() string { return "run-" + r.id }
+
+// quilttWebhook is a signed Quiltt webhook with one event for conn.
+func quilttWebhook(t *testing.T, eventType, status, conn string) *http.Request {
+	t.Helper()
+	body, err := json.Marshal(quiltt.Envelope{EventTypes: []string{eventType}, Events: []quiltt.Event{{
+		ID: "evt_" + conn + "_" + eventType, Type: eventType, At: now,
+		Profile: &quiltt.Profile{ID: "profile_1"}, Record: &quiltt.Record{ID: conn, Status: status},
+	}}})
+	require.NoError(t, err)
+	return webhook(body, testSecret, now)
+}
+
+// A burst of breaks: the gateway has at most StartsInFlight repair starts
+// under way at Temporal; the rest wait their turn and are all started,
+// and a webhook that starts nothing is not kept waiting behind them.
+func TestStartsBeyondTheBoundWaitTheirTurn(t *testing.T) {
+	temporal := newHeldStarts(t)
+	g := newTestGateway()
+	g.Temporal, g.StartsInFlight, g.StartWait = temporal, 2, time.Minute
+	h := g.Handler()
+
+	var wg sync.WaitGroup
+	codes := make([]int, 6)
+	for i := range codes {
+		wg.Go(func() {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, quilttWebhook(t, quiltt.EventRepairable, quiltt.StatusErrorRepairable, "conn_"+string(rune('a'+i))))
+			codes[i] = rec.Code
+		})
+	}
+	require.Eventually(t, func() bool { return temporal.inFlight.Load() == 2 }, 10*time.Second, time.Millisecond)
+
+	// While both slots are held and four starts wait, a synced webhook
+	// (no start) reaches Temporal and is answered.
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, quilttWebhook(t, quiltt.EventSyncedSuccessful, quiltt.StatusSynced, "conn_z"))
+	assert.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.JSONEq(t, `{"received":1,"applied":0,"duplicates":0,"ignored":1}`, rec.Body.String())
+	assert.Equal(t, int32(1), temporal.described.Load())
+	assert.Equal(t, int32(2), temporal.started.Load(), "the other four wait in the gateway")
+
+	temporal.releaseAll()
+	wg.Wait()
+	for i, code := range codes {
+		assert.Equal(t, http.StatusOK, code, "webhook %d", i)
+	}
+	assert.Equal(t, int32(6), temporal.started.Load())
+	assert.Equal(t, int32(2), temporal.most.Load())
+}
+
+// A start that waits StartWait for a slot gets 503 with Retry-After, and
+// nothing reaches Temporal for it: the provider redelivers, the app
+// retries its manual start.
+func TestAStartThatWaitsTooLongIs503(t *testing.T) {
+	temporal := newHeldStarts(t)
+	g := newTestGateway()
+	g.Temporal, g.StartsInFlight, g.StartWait = temporal, 1, 20*time.Millisecond
+	h := g.Handler()
+
+	go h.ServeHTTP(httptest.NewRecorder(), quilttWebhook(t, quiltt.EventRepairable, quiltt.StatusErrorRepairable, "conn_held"))
+	require.Eventually(t, func() bool { return temporal.inFlight.Load() == 1 }, 10*time.Second, time.Millisecond)
+
+	// (Should a start get through to the held fake, its deadline ends it.)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rec, detail := do(t, g, quilttWebhook(t, quiltt.EventRepairable, quiltt.StatusErrorRepairable, "conn_waits").WithContext(ctx))
+	assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	assert.Equal(t, codeUnavailable, detail.Code)
+	assert.Contains(t, detail.Message, "too many repairs are starting")
+	assert.Equal(t, "1", rec.Header().Get("Retry-After"))
+
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/v1/repairs", strings.NewReader(`{"provider":"quiltt","connectionId":"conn_manual"}`))
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	req.Header.Set("Content-Type", "application/json")
+	rec, detail = do(t, g, req)
+	assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	assert.Equal(t, codeUnavailable, detail.Code)
+	assert.Equal(t, "1", rec.Header().Get("Retry-After"))
+
+	assert.Equal(t, int32(1), temporal.started.Load(), "only the held start reached Temporal")
+}
