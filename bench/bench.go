@@ -189,32 +189,36 @@ func (r *run) all(ctx context.Context) error {
 	r.add("started N repairs through webhooks (32 senders)", fmt.Sprintf("%d in %s (%.0f/s)", o.N, round(startTime), float64(o.N)/startTime.Seconds()))
 	r.add("…all AWAITING_USER after", fmt.Sprintf("%s = %.2f × the start time (target ≤ 2)", round(readyTime), readyTime.Seconds()/startTime.Seconds()))
 
-	// Start rates, side by side.
-	for i, senders := range o.Senders {
-		// Each path starts on an idle system (the other's repairs all
-		// waiting), and they take turns going first.
-		paths := []struct {
-			name  string
-			start func(context.Context, string) error
-			rate  *float64
-		}{{"gw", r.startByWebhook, new(float64)}, {"sdk", r.startBySDK, new(float64)}}
-		if i%2 == 1 {
-			paths[0], paths[1] = paths[1], paths[0]
-		}
-		for _, p := range paths {
-			rate, err := r.startRate(ctx, fmt.Sprintf("bench-rate-%s-%d-", p.name, senders), senders, p.start)
-			if err != nil {
-				return err
+	// Start rates, side by side: each path starts on an idle system (the
+	// other's repairs all waiting), in rounds that take turns going first,
+	// so that what drifts during a run (the worker's poller count, which
+	// follows the work; the database's size) weighs on both alike.
+	for level, senders := range o.Senders {
+		var elapsed [2]time.Duration
+		var started [2]int
+		paths := [2]func(context.Context, string) error{r.startByWebhook, r.startBySDK}
+		for round := range StartRateRounds {
+			n := o.PerLevel / StartRateRounds
+			if round == StartRateRounds-1 {
+				n = o.PerLevel - n*(StartRateRounds-1)
 			}
-			*p.rate = rate
-			if err := r.awaitWaiting(ctx, atomic.LoadInt64(&r.baseline)); err != nil {
-				return err
+			for turn := range 2 {
+				path := (round + turn) % 2
+				// (level, not senders: -senders may name a level twice)
+				prefix := fmt.Sprintf("bench-rate-%s-%d-%d-", [2]string{"gw", "sdk"}[path], level, round)
+				took, err := r.startMany(ctx, prefix, n, senders, paths[path])
+				if err != nil {
+					return err
+				}
+				elapsed[path] += took
+				started[path] += n
+				if err := r.awaitWaiting(ctx, atomic.LoadInt64(&r.baseline)); err != nil {
+					return err
+				}
 			}
 		}
-		viaGateway, viaSDK := *paths[0].rate, *paths[1].rate
-		if paths[0].name != "gw" {
-			viaGateway, viaSDK = viaSDK, viaGateway
-		}
+		viaGateway := float64(started[0]) / elapsed[0].Seconds()
+		viaSDK := float64(started[1]) / elapsed[1].Seconds()
 		r.add(fmt.Sprintf("start rate, %d senders: webhook via gateway / raw SDK", senders),
 			fmt.Sprintf("%.0f/s / %.0f/s = %.2f (target ≥ 0.9)", viaGateway, viaSDK, viaGateway/viaSDK))
 	}
@@ -301,14 +305,9 @@ func (r *run) startAndAwait(ctx context.Context, prefix string, n, senders int) 
 	return started, time.Since(began), nil
 }
 
-// startRate starts PerLevel repairs with senders goroutines: per second.
-func (r *run) startRate(ctx context.Context, prefix string, senders int, start func(context.Context, string) error) (float64, error) {
-	elapsed, err := r.startMany(ctx, prefix, r.opts.PerLevel, senders, start)
-	if err != nil {
-		return 0, err
-	}
-	return float64(r.opts.PerLevel) / elapsed.Seconds(), nil
-}
+// StartRateRounds: each path's PerLevel starts (at least this many) are
+// taken in this many rounds.
+const StartRateRounds = 4
 
 // startMany starts n repairs (connection ids prefix0…) with senders
 // goroutines, each counted in the baseline of waiting repairs.

@@ -207,7 +207,7 @@ type Gateway struct {
 	// rest wait up to StartWait, then get 503. The default starts as fast
 	// as the raw SDK; lower favours the users repairing during a burst of
 	// breaks over the burst (see the README's Performance section).
-	StartsInFlight int           `env:"RELINK_GATEWAY_STARTS_IN_FLIGHT, default=32"`
+	StartsInFlight int           `env:"RELINK_GATEWAY_STARTS_IN_FLIGHT, default=64"`
 	StartWait      time.Duration `env:"RELINK_GATEWAY_START_WAIT, default=5s"`
 	// CodecOrigins are the Temporal Web UI origins allowed to call /codec.
 	CodecOrigins []string `env:"RELINK_CODEC_ORIGINS"`

@@ -22,7 +22,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	namespace := fs.String("namespace", "default", "namespace")
 	n := fs.Int("n", 1000, "repairs started and timed to AWAITING_USER (at least twice -samples)")
 	senders := fs.String("senders", "8,32,64", "concurrent senders of the start-rate comparison")
-	perLevel := fs.Int("per-level", 300, "repairs each path starts per concurrency level")
+	perLevel := fs.Int("per-level", 300, "repairs each path starts per concurrency level (in 4 rounds, taking turns)")
 	waiting := fs.String("waiting", "1000,10000", "waiting repairs at which the worker's memory is read")
 	samples := fs.Int("samples", 100, "latency samples at rest, and again under load")
 	load := fs.Int("load", 1000, "repairs started while the loaded latency samples are taken")
@@ -40,6 +40,9 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if *n < 2**samples {
 		return cli.UsageError("-n must be at least twice -samples")
+	}
+	if *perLevel < bench.StartRateRounds {
+		return cli.UsageError("-per-level must be at least %d (each path starts in that many rounds)", bench.StartRateRounds)
 	}
 	binary := *workerBinary
 	if binary == "" {
