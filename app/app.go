@@ -185,8 +185,8 @@ func WorkerOptions(c config.Worker) worker.Options {
 	// the server's backlog hints), up to c.Pollers per kind of task. A
 	// fixed 8 lost to a burst of starts: the server served 32 senders'
 	// starts before the worker's few polls, and the repairs they started
-	// waited (N repairs reached AWAITING_USER in 2.2 × their start time;
-	// 1.05 × now, with the same total time: see the README's Performance).
+	// waited (N repairs reached AWAITING_USER in 2.2 × their start time,
+	// about 1.1 × now: see the README's Performance).
 	pollers := worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{
 		MinimumNumberOfPollers: 2,
 		InitialNumberOfPollers: min(8, max(c.Pollers, 2)),

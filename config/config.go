@@ -62,9 +62,11 @@ type Worker struct {
 	// cache replays its short history when it next has work; a repair in
 	// it costs tens of kilobytes, and a worker may hold thousands waiting.
 	CacheSize int `env:"RELINK_WORKER_CACHE_SIZE, default=500"`
-	// Pollers is the most workflow-task polls, and the most activity-task
-	// polls, each worker keeps open; between 2 and it, the number follows
-	// the work.
+	// Pollers caps each of the worker's groups of polls (the SDK keeps
+	// one for its sticky workflow tasks, one for the task queue's, one
+	// for activity tasks); within each, from 2 up to it, the number
+	// follows the server's backlog hints (8 where a server sends none).
+	// The default is the SDK's; it was tuned on the dev stack only.
 	Pollers int `env:"RELINK_WORKER_POLLERS, default=100"`
 	// StopTimeout is how long a stopping worker (SIGTERM) lets running
 	// activities (a provider call, an event to the app) finish before
@@ -204,9 +206,10 @@ type Gateway struct {
 	BrowserBurst int     `env:"RELINK_BROWSER_RATE_BURST, default=20"`
 	// StartsInFlight bounds the repair starts (repairable webhooks,
 	// manual starts) one gateway process has under way at Temporal; the
-	// rest wait up to StartWait, then get 503. The default starts as fast
-	// as the raw SDK; lower favours the users repairing during a burst of
-	// breaks over the burst (see the README's Performance section).
+	// rest wait, up to StartWait per request, then get 503. The default
+	// only guards against floods; lower favours the users repairing
+	// during a burst of breaks over the burst (see the README's
+	// Performance section).
 	StartsInFlight int           `env:"RELINK_GATEWAY_STARTS_IN_FLIGHT, default=64"`
 	StartWait      time.Duration `env:"RELINK_GATEWAY_START_WAIT, default=5s"`
 	// CodecOrigins are the Temporal Web UI origins allowed to call /codec.

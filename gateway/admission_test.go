@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/relink-dev/relink/activities/quiltt"
+	"github.com/relink-dev/relink/workflows"
 )
 
 // heldStarts holds every workflow start until the test releases them, and
@@ -136,7 +138,7 @@ func TestAStartThatWaitsTooLongIs503(t *testing.T) {
 	assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
 	assert.Equal(t, codeUnavailable, detail.Code)
 	assert.Contains(t, detail.Message, "too many repairs are starting")
-	assert.Equal(t, "1", rec.Header().Get("Retry-After"))
+	assertRetryAfterSpread(t, rec)
 
 	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/v1/repairs", strings.NewReader(`{"provider":"quiltt","connectionId":"conn_manual"}`))
 	req.Header.Set("Authorization", "Bearer "+testKey)
@@ -144,7 +146,80 @@ func TestAStartThatWaitsTooLongIs503(t *testing.T) {
 	rec, detail = do(t, g, req)
 	assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
 	assert.Equal(t, codeUnavailable, detail.Code)
-	assert.Equal(t, "1", rec.Header().Get("Retry-After"))
+	assertRetryAfterSpread(t, rec)
 
 	assert.Equal(t, int32(1), temporal.started.Load(), "only the held start reached Temporal")
+}
+
+// assertRetryAfterSpread: a turned-away start comes back in 1 to 4 s.
+func assertRetryAfterSpread(t *testing.T, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	after, err := strconv.Atoi(rec.Header().Get("Retry-After"))
+	require.NoError(t, err)
+	assert.True(t, after >= 1 && after <= 4, "Retry-After %d", after)
+}
+
+// A request waits StartWait for start slots once, however many of its
+// events start a repair: its deadline is the request's, not each start's.
+func TestARequestWaitsOnceForAllItsStarts(t *testing.T) {
+	temporal := newHeldStarts(t)
+	g := newTestGateway()
+	g.Temporal, g.StartsInFlight, g.StartWait = temporal, 1, time.Minute
+	go func() {
+		_, _ = g.startWorkflow(context.Background(), client.StartWorkflowOptions{ID: "held"}, workflows.RepairInput{})
+	}()
+	require.Eventually(t, func() bool { return temporal.inFlight.Load() == 1 }, 10*time.Second, time.Millisecond)
+
+	// A request whose wait is used up, by its earlier events, waits no
+	// more (were it a minute, the test's own deadline would end it first).
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), startDeadlineKey{}, time.Now()), 5*time.Second)
+	defer cancel()
+	_, err := g.startWorkflow(ctx, client.StartWorkflowOptions{ID: "late"}, workflows.RepairInput{})
+	assert.ErrorIs(t, err, errStartsBusy)
+}
+
+// openRepair answers every start with "already started" and holds every
+// Describe until released: a repairable webhook for a repair that is open.
+type openRepair struct {
+	heldStarts
+	describing chan struct{}
+}
+
+func (o *openRepair) ExecuteWorkflow(ctx context.Context, opts client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
+	if strings.HasSuffix(opts.ID, "conn_open") {
+		return nil, serviceerror.NewWorkflowExecutionAlreadyStarted("open", "", "run-open")
+	}
+	return o.heldStarts.ExecuteWorkflow(ctx, opts, wf, args...)
+}
+
+func (o *openRepair) DescribeWorkflowExecution(ctx context.Context, id, run string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
+	o.describing <- struct{}{}
+	select {
+	case <-o.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return o.heldStarts.DescribeWorkflowExecution(ctx, id, run)
+}
+
+// A start slot is held for the start call alone: a delivery that goes on
+// to read and signal an open repair does not keep another start waiting.
+func TestASlotIsHeldOnlyForTheStart(t *testing.T) {
+	temporal := &openRepair{heldStarts: heldStarts{release: make(chan struct{})}, describing: make(chan struct{}, 16)}
+	t.Cleanup(temporal.releaseAll)
+	g := newTestGateway()
+	g.Temporal, g.StartsInFlight, g.StartWait = temporal, 1, time.Minute
+	h := g.Handler()
+
+	go h.ServeHTTP(httptest.NewRecorder(), quilttWebhook(t, quiltt.EventRepairable, quiltt.StatusErrorRepairable, "conn_open"))
+	select {
+	case <-temporal.describing:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the open repair was never described")
+	}
+	// Its start was refused and it is reading the open repair: the one
+	// slot is free for another connection's start.
+	go h.ServeHTTP(httptest.NewRecorder(), quilttWebhook(t, quiltt.EventRepairable, quiltt.StatusErrorRepairable, "conn_new"))
+	require.Eventually(t, func() bool { return temporal.inFlight.Load() == 1 }, 10*time.Second, time.Millisecond,
+		"the second start got the slot")
 }

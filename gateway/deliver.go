@@ -62,18 +62,13 @@ func (g *Gateway) deliver(ctx context.Context, d delivery) (eventOutcome, string
 	var notFound *serviceerror.NotFound
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if d.start != nil {
-		release, err := g.startSlot(ctx)
-		if err != nil {
-			return "", "", err
-		}
-		defer release()
 		// Most triggers are for a connection with no repair yet, open or
 		// closed: try the start alone first (one call, not two), refused
 		// if any run of this id exists, in which case the rules below
 		// decide.
 		opts := g.startOptions(*d.start)
 		opts.WorkflowIDReusePolicy = enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE
-		run, err := g.Temporal.ExecuteWorkflow(ctx, opts, workflows.WorkflowName, *d.start)
+		run, err := g.startWorkflow(ctx, opts, *d.start)
 		if err == nil {
 			return eventApplied, run.GetRunID(), nil
 		}
@@ -113,7 +108,7 @@ func (g *Gateway) deliver(ctx context.Context, d delivery) (eventOutcome, string
 				return eventDuplicate, summary.RunID, nil
 			}
 		}
-		run, err := g.Temporal.ExecuteWorkflow(ctx, g.startOptions(*d.start), workflows.WorkflowName, *d.start)
+		run, err := g.startWorkflow(ctx, g.startOptions(*d.start), *d.start)
 		if errors.As(err, &started) {
 			continue // another replica started it: deliver to that run
 		}

@@ -49,10 +49,10 @@ type Gateway struct {
 	// calls per second in this process (429 past them).
 	BrowserRate  float64
 	BrowserBurst int
-	// StartsInFlight bounds the deliveries that may start a repair (a
-	// repairable webhook, a manual start) under way at Temporal at once
-	// in this process; more wait up to StartWait, then get 503
-	// (admission.go). 0: no bound.
+	// StartsInFlight bounds the repair starts (for a repairable webhook,
+	// a manual start) under way at Temporal at once in this process; more
+	// wait, up to StartWait per request, then get 503 (admission.go).
+	// 0: no bound (the settings require one).
 	StartsInFlight int
 	StartWait      time.Duration
 	// Codec encrypts payloads; it serves /codec. Nil: encryption is off.

@@ -116,7 +116,7 @@ func (g *Gateway) startRepair(w http.ResponseWriter, r *http.Request) {
 	// A running repair is joined (nothing recorded); one that has ended but
 	// is still delivering its last events starts the next run when it
 	// closes; with none open a new one starts. A manual start is never lost.
-	outcome, runID, err := g.deliver(r.Context(), delivery{
+	outcome, runID, err := g.deliver(g.withStartDeadline(r.Context()), delivery{
 		id:    workflows.WorkflowID(req.Provider, req.ConnectionID),
 		msg:   workflows.Message{RepairRequest: &workflows.RepairRequest{Reason: reason, At: time.Now().UTC()}},
 		start: &in,
@@ -725,7 +725,7 @@ func (g *Gateway) temporalError(w http.ResponseWriter, r *http.Request, err erro
 	switch {
 	case errors.Is(err, errStartsBusy):
 		g.logger(r.Context()).Warn("repair not started: too many repairs starting", "provider", provider, "connectionId", conn)
-		writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, "too many repairs are starting at once; retry", time.Second)
+		writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, "too many repairs are starting at once; retry", busyRetryAfter())
 	case errors.As(err, &canceled):
 		// An update that was waiting when the repair ended.
 		writeError(w, http.StatusConflict, codeConflict, "the repair was canceled")

@@ -78,14 +78,22 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 	}
 
 	res := webhookResult{Received: len(events)}
+	ctx := g.withStartDeadline(r.Context())
 	for _, ev := range events {
 		elog := log.With("eventId", ev.EventID, "eventType", ev.Type, "connectionId", ev.ConnectionID)
-		outcome, err := g.applyEvent(r.Context(), provider, ev)
-		if errors.Is(err, errStartsBusy) {
+		outcome, err := g.applyEvent(ctx, provider, ev)
+		switch {
+		case errors.Is(err, errStartsBusy):
 			// As below; this gateway is starting all the repairs it can.
 			elog.Warn("webhook event not applied: too many repairs starting; the provider will retry")
 			g.countWebhook(provider, "rejected", "busy", 1)
-			writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, "too many repairs are starting at once; retry the delivery", time.Second)
+			writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, "too many repairs are starting at once; retry the delivery", busyRetryAfter())
+			return
+		case err != nil && r.Context().Err() != nil:
+			// The sender hung up; it retries the request as it would a
+			// timeout.
+			elog.Warn("webhook event not applied: the sender left", "error", err)
+			g.countWebhook(provider, "rejected", "sender_left", 1)
 			return
 		}
 		if err != nil {
