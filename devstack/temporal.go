@@ -7,6 +7,7 @@ package devstack
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -119,15 +120,20 @@ func StartTemporal(o Options) (*Temporal, error) {
 		}
 	}
 	fresh := o.InMemory
-	if st, err := os.Stat(t.Database); !o.InMemory && err == nil && st.Size() == 0 {
-		if err := sqlite.SetupSchema(sqlConf); err != nil {
-			return nil, fmt.Errorf("set up Temporal's SQLite schema: %w", err)
-		}
+	st, err := os.Stat(t.Database)
+	if !o.InMemory && err == nil && st.Size() == 0 {
 		fresh = true
 	}
+	// The visibility database first: a start that stops between the two
+	// leaves temporal.db empty, and the next one begins again.
 	visConf, err := visibilityDatabase(o, t.Database, sqlConf, fresh)
 	if err != nil {
 		return nil, err
+	}
+	if fresh && !o.InMemory {
+		if err := sqlite.SetupSchema(sqlConf); err != nil {
+			return nil, fmt.Errorf("set up Temporal's SQLite schema: %w", err)
+		}
 	}
 	namespaces := append([]string{o.Namespace}, o.MoreNamespaces...)
 	for _, name := range namespaces {
@@ -184,10 +190,9 @@ func StartTemporal(o Options) (*Temporal, error) {
 // two per repair and the costliest the server makes in SQLite (a row with
 // dozens of indexed columns), no longer queue on the one connection that
 // starts, signals and workflow tasks wait for (under a burst of starts,
-// a repair's signal waited behind them for most of a second). A data
-// directory whose temporal.db was made by an older Relink, with its
-// visibility inside, keeps that layout (nil: the main database), so its
-// repairs stay listed.
+// a repair's signal waited behind them for most of a second). nil: the
+// main database, the layout of a data directory from an older Relink,
+// which keeps it so that its repairs stay listed.
 func visibilityDatabase(o Options, database string, main *config.SQL, fresh bool) (*config.SQL, error) {
 	vis := *main
 	vis.ConnectAttributes = maps.Clone(main.ConnectAttributes)
@@ -196,14 +201,34 @@ func visibilityDatabase(o Options, database string, main *config.SQL, fresh bool
 		return &vis, nil
 	}
 	vis.DatabaseName = filepath.Join(filepath.Dir(database), visibilityFile)
-	st, err := os.Stat(vis.DatabaseName)
+	_, err := os.Stat(vis.DatabaseName)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("visibility database: %w", err)
 	}
 	if err != nil && !fresh {
-		return nil, nil // an older data directory's single database
+		executions, listed, err := countRows(main)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case listed > 0:
+			return nil, nil // an older data directory's single database
+		case executions > 0:
+			// Its workflows were listed in a temporal-visibility.db that
+			// is gone: starting would show none of them.
+			return nil, fmt.Errorf("%s is missing while %s holds workflows: restore it, or remove the data directory to start afresh (task reset)",
+				vis.DatabaseName, database)
+		}
+		// Nothing to list yet: the new layout loses nothing.
 	}
-	if err != nil || st.Size() == 0 {
+	if fresh || err != nil {
+		// (Again after a start that stopped half-way: temporal.db is
+		// still empty then.)
+		for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+			if err := os.Remove(vis.DatabaseName + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("visibility database: %w", err)
+			}
+		}
 		if err := createPrivate(vis.DatabaseName); err != nil {
 			return nil, err
 		}
@@ -214,6 +239,20 @@ func visibilityDatabase(o Options, database string, main *config.SQL, fresh bool
 		}
 	}
 	return &vis, nil
+}
+
+// countRows counts the workflows in a database and those it lists.
+func countRows(conf *config.SQL) (executions, listed int, err error) {
+	db, err := sql.Open("sqlite", "file:"+conf.DatabaseName+"?mode=rw")
+	if err != nil {
+		return 0, 0, fmt.Errorf("read %s: %w", conf.DatabaseName, err)
+	}
+	defer db.Close()
+	err = db.QueryRow("SELECT (SELECT count(*) FROM executions), (SELECT count(*) FROM executions_visibility)").Scan(&executions, &listed)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read %s: %w", conf.DatabaseName, err)
+	}
+	return executions, listed, nil
 }
 
 // startServer builds and starts the Temporal server (on fresh ports for

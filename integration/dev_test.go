@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,9 +16,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/workflowservice/v1"
-	"go.temporal.io/sdk/client"
 
 	"github.com/relink-dev/relink/cli"
 	"github.com/relink-dev/relink/workflows"
@@ -163,17 +162,22 @@ func freePort(t *testing.T) int {
 	return port
 }
 
-// A data directory from an older Relink lacks search attributes added
-// since. The dev server adds them before anything runs, and starts again
-// so that no service holds the old list in its cache (for up to a minute,
-// rejecting every repair's status). Its temporal.db also holds its own
-// visibility, where a new data directory has temporal-visibility.db: it
-// keeps that layout, so its repairs stay listed.
+// A data directory from an older Relink: testdata/older-temporal.db.gz is
+// the temporal.db that commit 35fc664's `relink dev` left in namespace
+// "older" with one repair (conn_fixture) waiting for its user, its
+// visibility inside (there was no temporal-visibility.db then), and
+// RelinkStatus removed, as a Relink from before that search attribute
+// would lack it. The dev server adds the attribute before anything runs,
+// and starts again so that no service holds the old list in its cache
+// (for up to a minute, rejecting every repair's status); it keeps the
+// single database, so the old repair stays listed.
 func TestTheDevServerBringsAnOlderDatabaseUpToDate(t *testing.T) {
 	t.Parallel()
 	port := freePort(t)
 	address := fmt.Sprintf("127.0.0.1:%d", port)
 	dataDir := filepath.Join(t.TempDir(), "relink")
+	require.NoError(t, os.MkdirAll(dataDir, 0o700))
+	writeFixture(t, "testdata/older-temporal.db.gz", filepath.Join(dataDir, "temporal.db"))
 	env := map[string]string{
 		"RELINK_DATA_DIR":          dataDir,
 		"RELINK_DEV_TEMPORAL_PORT": fmt.Sprint(port),
@@ -182,36 +186,73 @@ func TestTheDevServerBringsAnOlderDatabaseUpToDate(t *testing.T) {
 	}
 	server, err := startDevBinary(t.TempDir(), env, "relink dev-server ready", "dev-server")
 	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, server.stop()) })
+
+	s := buildStack(t, map[string]string{"TEMPORAL_ADDRESS": address, "TEMPORAL_NAMESPACE": "older"})
+	s.startWorker(s.providers.APIs...)
+	s.breakConnection("conn_older", "profile_older")
+	s.waitForStatus("conn_older", workflows.StatusAwaitingUser)
+	count := func(query string) int64 {
+		resp, err := s.temporal.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{Query: query})
+		if err != nil {
+			return -1
+		}
+		return resp.GetCount()
+	}
+	require.Eventually(t, func() bool {
+		return count("WorkflowId = 'repair:sandbox:conn_older' AND "+workflows.SearchAttrStatus.GetName()+" = 'AWAITING_USER'") == 1
+	}, time.Minute, 50*time.Millisecond, "the new repair is listed with its status")
+	assert.Equal(t, int64(1), count("WorkflowId = 'repair:sandbox:conn_fixture' AND ExecutionStatus = 'Running'"), "the older repair is still listed")
+	assert.NoFileExists(t, filepath.Join(dataDir, "temporal-visibility.db"), "an older data directory keeps its layout")
+}
+
+// A data directory of this version whose temporal-visibility.db went
+// missing: starting would list none of its repairs, so the dev server
+// refuses, and says what to do.
+func TestTheDevServerRefusesADataDirectoryThatLostItsVisibility(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	dataDir := filepath.Join(t.TempDir(), "relink")
+	env := map[string]string{
+		"RELINK_DATA_DIR":          dataDir,
+		"RELINK_DEV_TEMPORAL_PORT": fmt.Sprint(port),
+		"RELINK_DEV_UI_PORT":       "0",
+		"TEMPORAL_NAMESPACE":       "lost",
+	}
+	server, err := startDevBinary(t.TempDir(), env, "relink dev-server ready", "dev-server")
+	require.NoError(t, err)
 	first := server
 	t.Cleanup(func() { _ = first.cmd.Process.Kill() }) // should a check below fail
-	c, err := client.Dial(client.Options{HostPort: address, Namespace: "older"})
-	require.NoError(t, err)
-	_, err = c.OperatorService().RemoveSearchAttributes(context.Background(), &operatorservice.RemoveSearchAttributesRequest{
-		Namespace: "older", SearchAttributes: []string{workflows.SearchAttrStatus.GetName()},
-	})
-	require.NoError(t, err, "the database is an older Relink's now")
-	c.Close()
+	s := buildStack(t, map[string]string{"TEMPORAL_ADDRESS": fmt.Sprintf("127.0.0.1:%d", port), "TEMPORAL_NAMESPACE": "lost"})
+	s.startWorker(s.providers.APIs...)
+	s.breakConnection("conn_lost", "profile_lost")
+	s.waitForStatus("conn_lost", workflows.StatusAwaitingUser)
 	require.NoError(t, server.stop())
+
 	visibility := filepath.Join(dataDir, "temporal-visibility.db")
 	require.FileExists(t, visibility, "a new data directory keeps visibility apart")
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		require.NoError(t, ignoreNotExist(os.Remove(visibility+suffix)))
 	}
+	_, err = startDevBinary(t.TempDir(), env, "relink dev-server ready", "dev-server")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "temporal-visibility.db is missing while")
+	assert.NoFileExists(t, visibility, "nothing was started on an empty list")
+}
 
-	server, err = startDevBinary(t.TempDir(), env, "relink dev-server ready", "dev-server")
+// writeFixture unzips a gzipped fixture to path, 0600.
+func writeFixture(t *testing.T, fixture, path string) {
+	t.Helper()
+	f, err := os.Open(fixture)
 	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, server.stop()) })
-	s := buildStack(t, map[string]string{"TEMPORAL_ADDRESS": address, "TEMPORAL_NAMESPACE": "older"})
-	s.startWorker(s.providers.APIs...)
-	s.breakConnection("conn_older", "profile_older")
-	s.waitForStatus("conn_older", workflows.StatusAwaitingUser)
-	require.Eventually(t, func() bool {
-		resp, err := s.temporal.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{
-			Query: workflows.SearchAttrStatus.GetName() + " = 'AWAITING_USER'",
-		})
-		return err == nil && resp.GetCount() == 1
-	}, time.Minute, 50*time.Millisecond, "the repair is listed, from temporal.db")
-	assert.NoFileExists(t, visibility, "an older data directory keeps its layout")
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	require.NoError(t, err)
+	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	require.NoError(t, err)
+	_, err = io.Copy(out, zr)
+	require.NoError(t, err)
+	require.NoError(t, out.Close())
 }
 
 func ignoreNotExist(err error) error {
