@@ -173,25 +173,11 @@ func freePort(t *testing.T) int {
 // single database, so the old repair stays listed.
 func TestTheDevServerBringsAnOlderDatabaseUpToDate(t *testing.T) {
 	t.Parallel()
-	port := freePort(t)
-	address := fmt.Sprintf("127.0.0.1:%d", port)
 	dataDir := filepath.Join(t.TempDir(), "relink")
 	require.NoError(t, os.MkdirAll(dataDir, 0o700))
 	writeFixture(t, "testdata/older-temporal.db.gz", filepath.Join(dataDir, "temporal.db"))
-	env := map[string]string{
-		"RELINK_DATA_DIR":          dataDir,
-		"RELINK_DEV_TEMPORAL_PORT": fmt.Sprint(port),
-		"RELINK_DEV_UI_PORT":       "0",
-		"TEMPORAL_NAMESPACE":       "older",
-	}
-	server, err := startDevBinary(t.TempDir(), env, "relink dev-server ready", "dev-server")
-	require.NoError(t, err)
+	server, s, _ := devServerWithARepair(t, dataDir, "older", "conn_older")
 	t.Cleanup(func() { assert.NoError(t, server.stop()) })
-
-	s := buildStack(t, map[string]string{"TEMPORAL_ADDRESS": address, "TEMPORAL_NAMESPACE": "older"})
-	s.startWorker(s.providers.APIs...)
-	s.breakConnection("conn_older", "profile_older")
-	s.waitForStatus("conn_older", workflows.StatusAwaitingUser)
 	count := func(query string) int64 {
 		resp, err := s.temporal.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{Query: query})
 		if err != nil {
@@ -211,22 +197,8 @@ func TestTheDevServerBringsAnOlderDatabaseUpToDate(t *testing.T) {
 // refuses, and says what to do.
 func TestTheDevServerRefusesADataDirectoryThatLostItsVisibility(t *testing.T) {
 	t.Parallel()
-	port := freePort(t)
 	dataDir := filepath.Join(t.TempDir(), "relink")
-	env := map[string]string{
-		"RELINK_DATA_DIR":          dataDir,
-		"RELINK_DEV_TEMPORAL_PORT": fmt.Sprint(port),
-		"RELINK_DEV_UI_PORT":       "0",
-		"TEMPORAL_NAMESPACE":       "lost",
-	}
-	server, err := startDevBinary(t.TempDir(), env, "relink dev-server ready", "dev-server")
-	require.NoError(t, err)
-	first := server
-	t.Cleanup(func() { _ = first.cmd.Process.Kill() }) // should a check below fail
-	s := buildStack(t, map[string]string{"TEMPORAL_ADDRESS": fmt.Sprintf("127.0.0.1:%d", port), "TEMPORAL_NAMESPACE": "lost"})
-	s.startWorker(s.providers.APIs...)
-	s.breakConnection("conn_lost", "profile_lost")
-	s.waitForStatus("conn_lost", workflows.StatusAwaitingUser)
+	server, _, env := devServerWithARepair(t, dataDir, "lost", "conn_lost")
 	require.NoError(t, server.stop())
 
 	visibility := filepath.Join(dataDir, "temporal-visibility.db")
@@ -234,10 +206,32 @@ func TestTheDevServerRefusesADataDirectoryThatLostItsVisibility(t *testing.T) {
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		require.NoError(t, ignoreNotExist(os.Remove(visibility+suffix)))
 	}
-	_, err = startDevBinary(t.TempDir(), env, "relink dev-server ready", "dev-server")
+	_, err := startDevBinary(t.TempDir(), env, "relink dev-server ready", "dev-server")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "temporal-visibility.db is missing while")
 	assert.NoFileExists(t, visibility, "nothing was started on an empty list")
+}
+
+// devServerWithARepair runs `relink dev-server` on dataDir, with namespace
+// ns, and a repair of conn waiting for its user on it: the server, the
+// stack the repair runs on, and the server's environment.
+func devServerWithARepair(t *testing.T, dataDir, ns, conn string) (*devProcess, *stack, map[string]string) {
+	t.Helper()
+	port := freePort(t)
+	env := map[string]string{
+		"RELINK_DATA_DIR":          dataDir,
+		"RELINK_DEV_TEMPORAL_PORT": fmt.Sprint(port),
+		"RELINK_DEV_UI_PORT":       "0",
+		"TEMPORAL_NAMESPACE":       ns,
+	}
+	server, err := startDevBinary(t.TempDir(), env, "relink dev-server ready", "dev-server")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = server.cmd.Process.Kill() }) // should a check fail before the test stops it
+	s := buildStack(t, map[string]string{"TEMPORAL_ADDRESS": fmt.Sprintf("127.0.0.1:%d", port), "TEMPORAL_NAMESPACE": ns})
+	s.startWorker(s.providers.APIs...)
+	s.breakConnection(conn, "profile_"+ns)
+	s.waitForStatus(conn, workflows.StatusAwaitingUser)
+	return server, s, env
 }
 
 // writeFixture unzips a gzipped fixture to path, 0600.
