@@ -31,7 +31,11 @@ func (g *Gateway) startWorkflow(ctx context.Context, opts client.StartWorkflowOp
 			g.starts = semaphore.NewWeighted(int64(g.StartsInFlight))
 		}
 	})
-	if g.starts != nil {
+	// A free slot is taken at once, whatever the deadline (Acquire fails
+	// on a passed deadline even then): the deadline bounds only waiting.
+	if g.starts != nil && g.starts.TryAcquire(1) {
+		defer g.starts.Release(1)
+	} else if g.starts != nil {
 		deadline, ok := ctx.Value(startDeadlineKey{}).(time.Time)
 		if !ok {
 			deadline = time.Now().Add(g.startWait())

@@ -176,6 +176,14 @@ func TestARequestWaitsOnceForAllItsStarts(t *testing.T) {
 	defer cancel()
 	_, err := g.startWorkflow(ctx, client.StartWorkflowOptions{ID: "late"}, workflows.RepairInput{})
 	assert.ErrorIs(t, err, errStartsBusy)
+
+	// The deadline bounds waiting only: with a slot free, the same late
+	// request starts its repair.
+	temporal.releaseAll()
+	require.Eventually(t, func() bool { return temporal.inFlight.Load() == 0 }, 10*time.Second, time.Millisecond)
+	run, err := g.startWorkflow(ctx, client.StartWorkflowOptions{ID: "late"}, workflows.RepairInput{})
+	require.NoError(t, err)
+	assert.Equal(t, "late", run.GetID())
 }
 
 // openRepair answers every start with "already started" and holds every
