@@ -201,9 +201,14 @@ func visibilityDatabase(o Options, database string, main *config.SQL, fresh bool
 		return &vis, nil
 	}
 	vis.DatabaseName = filepath.Join(filepath.Dir(database), visibilityFile)
-	_, err := os.Stat(vis.DatabaseName)
+	st, err := os.Stat(vis.DatabaseName)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("visibility database: %w", err)
+	}
+	if err == nil && st.Size() == 0 {
+		// Created, never set up (an older start that stopped half-way):
+		// as good as missing.
+		err = os.ErrNotExist
 	}
 	if err != nil && !fresh {
 		executions, listed, err := countRows(main)

@@ -76,9 +76,9 @@ func (g *Gateway) startWait() time.Duration {
 // delivery that waits and then gets 503 is retried, not timed out.
 const defaultStartWait = 5 * time.Second
 
-// busyRetryAfter is the Retry-After of a start turned away: one to three
+// busyRetryAfter is the Retry-After of a start turned away: 1 to 4
 // seconds, spread so that the callers of one burst do not all come back
 // in the same second.
 func busyRetryAfter() time.Duration {
-	return time.Second + rand.N(3*time.Second)
+	return time.Duration(1+rand.IntN(4)) * time.Second
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
@@ -19,6 +20,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/relink-dev/relink/activities/quiltt"
+	"github.com/relink-dev/relink/metrics"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -46,6 +48,11 @@ func (h *heldStarts) ExecuteWorkflow(ctx context.Context, opts client.StartWorkf
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// CountWorkflow answers the open-repairs gauge of a scrape: none.
+func (h *heldStarts) CountWorkflow(context.Context, *workflowservice.CountWorkflowExecutionsRequest) (*workflowservice.CountWorkflowExecutionsResponse, error) {
+	return &workflowservice.CountWorkflowExecutionsResponse{}, nil
 }
 
 // releaseAll lets every held start finish (again: a no-op).
@@ -126,6 +133,7 @@ func TestAStartThatWaitsTooLongIs503(t *testing.T) {
 	temporal := newHeldStarts(t)
 	g := newTestGateway()
 	g.Temporal, g.StartsInFlight, g.StartWait = temporal, 1, 20*time.Millisecond
+	g.Metrics = newMetrics(t)
 	h := g.Handler()
 
 	go h.ServeHTTP(httptest.NewRecorder(), quilttWebhook(t, quiltt.EventRepairable, quiltt.StatusErrorRepairable, "conn_held"))
@@ -149,6 +157,44 @@ func TestAStartThatWaitsTooLongIs503(t *testing.T) {
 	assertRetryAfterSpread(t, rec)
 
 	assert.Equal(t, int32(1), temporal.started.Load(), "only the held start reached Temporal")
+	assert.Equal(t, 1.0, rejectedWebhooks(t, g, "busy"))
+
+	// A sender that hangs up while its start waits is no outage: counted
+	// apart, and nothing reaches Temporal for it either.
+	gone, hangUp := context.WithCancel(context.Background())
+	hangUp()
+	h.ServeHTTP(httptest.NewRecorder(), quilttWebhook(t, quiltt.EventRepairable, quiltt.StatusErrorRepairable, "conn_gone").WithContext(gone))
+	assert.Equal(t, 1.0, rejectedWebhooks(t, g, "sender_left"))
+	assert.Equal(t, 0.0, rejectedWebhooks(t, g, "temporal_unavailable"))
+	assert.Equal(t, int32(1), temporal.started.Load())
+}
+
+func newMetrics(t *testing.T) *metrics.Registry {
+	t.Helper()
+	reg, err := metrics.New()
+	require.NoError(t, err)
+	return reg
+}
+
+// rejectedWebhooks reads relink_webhooks_total{result="rejected",reason}
+// from the gateway's registry.
+func rejectedWebhooks(t *testing.T, g *Gateway, reason string) float64 {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	g.Metrics.HTTPHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	families, err := new(expfmt.TextParser).TextToMetricFamilies(rec.Body)
+	require.NoError(t, err)
+	total := 0.0
+	for _, m := range families["relink_webhooks_total"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["result"] == "rejected" && labels["reason"] == reason {
+			total += m.GetCounter().GetValue()
+		}
+	}
+	return total
 }
 
 // assertRetryAfterSpread: a turned-away start comes back in 1 to 4 s.
@@ -159,13 +205,26 @@ func assertRetryAfterSpread(t *testing.T, rec *httptest.ResponseRecorder) {
 	assert.True(t, after >= 1 && after <= 4, "Retry-After %d", after)
 }
 
+// The callers of one burst are told different times to come back.
+func TestBusyRetryAfterIsSpread(t *testing.T) {
+	seen := map[time.Duration]bool{}
+	for range 200 {
+		d := busyRetryAfter()
+		require.True(t, d >= time.Second && d <= 4*time.Second && d%time.Second == 0, "%v", d)
+		seen[d] = true
+	}
+	assert.Len(t, seen, 4, "all of 1, 2, 3 and 4 s in 200 draws")
+}
+
 // A request waits StartWait for start slots once, however many of its
 // events start a repair: its deadline is the request's, not each start's.
 func TestARequestWaitsOnceForAllItsStarts(t *testing.T) {
 	temporal := newHeldStarts(t)
 	g := newTestGateway()
 	g.Temporal, g.StartsInFlight, g.StartWait = temporal, 1, time.Minute
+	heldDone := make(chan struct{})
 	go func() {
+		defer close(heldDone)
 		_, _ = g.startWorkflow(context.Background(), client.StartWorkflowOptions{ID: "held"}, workflows.RepairInput{})
 	}()
 	require.Eventually(t, func() bool { return temporal.inFlight.Load() == 1 }, 10*time.Second, time.Millisecond)
@@ -180,7 +239,7 @@ func TestARequestWaitsOnceForAllItsStarts(t *testing.T) {
 	// The deadline bounds waiting only: with a slot free, the same late
 	// request starts its repair.
 	temporal.releaseAll()
-	require.Eventually(t, func() bool { return temporal.inFlight.Load() == 0 }, 10*time.Second, time.Millisecond)
+	<-heldDone // its slot is back
 	run, err := g.startWorkflow(ctx, client.StartWorkflowOptions{ID: "late"}, workflows.RepairInput{})
 	require.NoError(t, err)
 	assert.Equal(t, "late", run.GetID())

@@ -210,6 +210,12 @@ func TestTheDevServerRefusesADataDirectoryThatLostItsVisibility(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "temporal-visibility.db is missing while")
 	assert.NoFileExists(t, visibility, "nothing was started on an empty list")
+
+	// An empty file in its place (created, never set up) is no better.
+	require.NoError(t, os.WriteFile(visibility, nil, 0o600))
+	_, err = startDevBinary(t.TempDir(), env, "relink dev-server ready", "dev-server")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "temporal-visibility.db is missing while")
 }
 
 // devServerWithARepair runs `relink dev-server` on dataDir, with namespace
