@@ -190,7 +190,7 @@ func StartTemporal(o Options) (*Temporal, error) {
 // two per repair and the costliest the server makes in SQLite (a row with
 // dozens of indexed columns), no longer queue on the one connection that
 // starts, signals and workflow tasks wait for (under a burst of starts,
-// a repair's signal waited behind them for most of a second). nil: the
+// a repair's signal waited behind them for up to half a second). nil: the
 // main database, the layout of a data directory from an older Relink,
 // which keeps it so that its repairs stay listed.
 func visibilityDatabase(o Options, database string, main *config.SQL, fresh bool) (*config.SQL, error) {
