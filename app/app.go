@@ -182,7 +182,8 @@ func Register(r worker.Registry, acts *activities.Activities) {
 func WorkerOptions(c config.Worker) worker.Options {
 	worker.SetStickyWorkflowCacheSize(c.CacheSize)
 	// Polls scale with the work (the SDK's poller autoscaling, steered by
-	// the server's backlog hints), up to c.Pollers per kind of task. A
+	// the server's backlog hints), up to c.Pollers per group of polls
+	// (sticky workflow tasks, the queue's workflow tasks, activities). A
 	// fixed 8 lost to a burst of starts: the server served 32 senders'
 	// starts before the worker's few polls, and the repairs they started
 	// waited (N repairs reached AWAITING_USER in 2.2 × their start time,

@@ -101,8 +101,8 @@ func StartTemporal(o Options) (*Temporal, error) {
 	// process (an OS crash may lose the last moments); FULL would fsync
 	// every one of the ~10 writes a repair makes, which caps the dev stack
 	// at a few repairs a second.
-	fileAttributes := map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "NORMAL", "busy_timeout": "10000"}
-	sqlConf := &config.SQL{PluginName: sqliteplugin.PluginName, DatabaseName: t.Database, ConnectAttributes: fileAttributes}
+	sqlConf := &config.SQL{PluginName: sqliteplugin.PluginName, DatabaseName: t.Database,
+		ConnectAttributes: map[string]string{"mode": "rwc", "journal_mode": "wal", "synchronous": "NORMAL", "busy_timeout": "10000"}}
 	if o.InMemory {
 		// SQLite's plugin sets the schema up itself in memory mode; the
 		// name only tells this server's database from another's.
@@ -229,8 +229,8 @@ func visibilityDatabase(o Options, database string, main *config.SQL, fresh bool
 	if fresh || err != nil {
 		// (Again after a start that stopped half-way: temporal.db is
 		// still empty then.)
-		for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
-			if err := os.Remove(vis.DatabaseName + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+		for _, f := range sqliteFiles(vis.DatabaseName) {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return nil, fmt.Errorf("visibility database: %w", err)
 			}
 		}
@@ -386,8 +386,12 @@ func SecureDataDir(dir string, files ...string) error {
 const visibilityFile = "temporal-visibility.db"
 
 // temporalFiles are the embedded server's files in the data directory.
-var temporalFiles = []string{"temporal.db", "temporal.db-wal", "temporal.db-shm", "temporal.db-journal",
-	visibilityFile, visibilityFile + "-wal", visibilityFile + "-shm", visibilityFile + "-journal", "temporal.log"}
+var temporalFiles = append(append(sqliteFiles("temporal.db"), sqliteFiles(visibilityFile)...), "temporal.log")
+
+// sqliteFiles are a SQLite database's file and the journals beside it.
+func sqliteFiles(database string) []string {
+	return []string{database, database + "-wal", database + "-shm", database + "-journal"}
+}
 
 func createPrivate(path string) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
