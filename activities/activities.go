@@ -1,12 +1,24 @@
+// Package activities holds Relink's Temporal activities: the calls to the
+// repair's provider and the app's notifications.
+//
+// The workflow never talks to a provider directly: it runs the activities in
+// this package, which look the repair's provider up in a Registry and call it
+// through the aggregator.Provider interface (package aggregator, the adapters'
+// contract). An adapter's aggregator.Error leaves the activity as a
+// non-retryable application error of the same type, so the workflow can
+// tell "try again" from "this connection cannot be repaired".
 package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/metrics"
 )
 
@@ -14,7 +26,7 @@ import (
 // it with the worker; the workflow refers to its methods by value so names
 // stay checked by the compiler.
 type Activities struct {
-	Providers *Registry
+	Providers *aggregator.Registry
 	Notifier  Notifier
 	// ReconnectLinks, if set, gives action_required and reminder events
 	// the repair's hosted reconnect page.
@@ -31,20 +43,21 @@ type ReconnectLinks interface {
 
 // InitializeRequest asks the repair's provider for an update-mode session.
 type InitializeRequest struct {
-	ConnectionRef
+	aggregator.ConnectionRef
 }
 
 // Initialize calls the provider's connector initialize in update mode.
-func (a *Activities) Initialize(ctx context.Context, req InitializeRequest) (Session, error) {
+func (a *Activities) Initialize(ctx context.Context, req InitializeRequest) (_ aggregator.Session, err error) {
+	defer func() { err = applicationError(err) }()
 	p, err := a.Providers.Lookup(req.Provider)
 	if err != nil {
-		return Session{}, err
+		return aggregator.Session{}, err
 	}
 	s, err := p.Initialize(ctx, req.ConnectionRef)
 	if err != nil {
 		activity.GetLogger(ctx).Warn("initialize failed", "provider", req.Provider,
-			"connectionId", req.ConnectionID, "errorType", ErrorType(err), "error", err)
-		return Session{}, err
+			"connectionId", req.ConnectionID, "errorType", aggregator.ErrorType(err), "error", err)
+		return aggregator.Session{}, err
 	}
 	activity.GetLogger(ctx).Info("initialized", "provider", req.Provider,
 		"connectionId", req.ConnectionID, "connectorStatus", s.ConnectorStatus, "expiresAt", s.ExpiresAt)
@@ -53,14 +66,15 @@ func (a *Activities) Initialize(ctx context.Context, req InitializeRequest) (Ses
 
 // Close reports the widget's success to the provider. Only runs begun
 // before FinishReconnect existed (workflows/legacy_v0.go) still call it.
-func (a *Activities) Close(ctx context.Context, req CloseRequest) error {
+func (a *Activities) Close(ctx context.Context, req aggregator.CloseRequest) (err error) {
+	defer func() { err = applicationError(err) }()
 	p, err := a.Providers.Lookup(req.Provider)
 	if err != nil {
 		return err
 	}
 	if err := p.Close(ctx, req); err != nil {
 		activity.GetLogger(ctx).Warn("close failed", "provider", req.Provider,
-			"connectionId", req.ConnectionID, "errorType", ErrorType(err), "error", err)
+			"connectionId", req.ConnectionID, "errorType", aggregator.ErrorType(err), "error", err)
 		return err
 	}
 	activity.GetLogger(ctx).Info("closed", "provider", req.Provider, "connectionId", req.ConnectionID)
@@ -77,10 +91,11 @@ func (a *Activities) Close(ctx context.Context, req CloseRequest) error {
 // close of a single-use session. So a retried close (a later attempt, or
 // Resumed) first asks for the connection's status, and a refused close of
 // a connection that is syncing or healthy is a success.
-func (a *Activities) FinishReconnect(ctx context.Context, req CloseRequest) (ConnectionStatus, error) {
+func (a *Activities) FinishReconnect(ctx context.Context, req aggregator.CloseRequest) (_ aggregator.ConnectionStatus, err error) {
+	defer func() { err = applicationError(err) }()
 	p, err := a.Providers.Lookup(req.Provider)
 	if err != nil {
-		return ConnectionStatus{}, err
+		return aggregator.ConnectionStatus{}, err
 	}
 	log := activity.GetLogger(ctx)
 	if req.Resumed || activity.GetInfo(ctx).Attempt > 1 {
@@ -89,38 +104,38 @@ func (a *Activities) FinishReconnect(ctx context.Context, req CloseRequest) (Con
 		case err != nil:
 			// Whether the earlier close went through is unknown, and
 			// closing again may be refused: ask again later instead.
-			return ConnectionStatus{}, err
-		case st.Health == HealthHealthy || st.Health == HealthSyncing:
+			return aggregator.ConnectionStatus{}, err
+		case st.Health == aggregator.HealthHealthy || st.Health == aggregator.HealthSyncing:
 			log.Info("close of an earlier attempt took effect; not closing again", "provider", req.Provider,
 				"connectionId", req.ConnectionID, "health", st.Health, "providerStatus", st.ProviderStatus)
 			return st, nil
 		}
 	}
 	if err := p.Close(ctx, req); err != nil {
-		if ErrorType(err) != ErrTypeReconnectRejected {
+		if aggregator.ErrorType(err) != aggregator.ErrTypeReconnectRejected {
 			log.Warn("close failed", "provider", req.Provider,
-				"connectionId", req.ConnectionID, "errorType", ErrorType(err), "error", err)
-			return ConnectionStatus{}, err
+				"connectionId", req.ConnectionID, "errorType", aggregator.ErrorType(err), "error", err)
+			return aggregator.ConnectionStatus{}, err
 		}
 		// Refused: a failed attempt only if the connection is still broken.
 		st, serr := tookEffect(ctx, p, req.ConnectionRef)
 		switch {
 		case serr != nil:
-			return ConnectionStatus{}, serr
-		case st.Health == HealthHealthy || st.Health == HealthSyncing:
+			return aggregator.ConnectionStatus{}, serr
+		case st.Health == aggregator.HealthHealthy || st.Health == aggregator.HealthSyncing:
 			log.Info("close refused but the connection is repaired", "provider", req.Provider,
 				"connectionId", req.ConnectionID, "health", st.Health, "error", err)
 			return st, nil
 		}
 		log.Warn("close rejected", "provider", req.Provider, "connectionId", req.ConnectionID, "error", err)
-		return ConnectionStatus{}, err
+		return aggregator.ConnectionStatus{}, err
 	}
 	st, err := p.ConnectionStatus(ctx, req.ConnectionRef)
 	if err != nil {
 		// The close is done; retrying would close again. Verification reads
 		// the status later.
 		log.Warn("status after close unavailable", "provider", req.Provider, "connectionId", req.ConnectionID, "error", err)
-		return ConnectionStatus{}, nil
+		return aggregator.ConnectionStatus{}, nil
 	}
 	log.Info("closed", "provider", req.Provider, "connectionId", req.ConnectionID,
 		"health", st.Health, "providerStatus", st.ProviderStatus)
@@ -131,23 +146,24 @@ func (a *Activities) FinishReconnect(ctx context.Context, req CloseRequest) (Con
 // syncing or healthy, which a broken connection is not until then. A
 // status that cannot be read is a retryable error (named errors, such as
 // not found, stay as they are).
-func tookEffect(ctx context.Context, p Provider, ref ConnectionRef) (ConnectionStatus, error) {
+func tookEffect(ctx context.Context, p aggregator.Provider, ref aggregator.ConnectionRef) (aggregator.ConnectionStatus, error) {
 	st, err := p.ConnectionStatus(ctx, ref)
-	if err != nil && ErrorType(err) == "" {
-		return ConnectionStatus{}, fmt.Errorf("read the status before deciding on close: %w", err)
+	if err != nil && aggregator.ErrorType(err) == "" {
+		return aggregator.ConnectionStatus{}, fmt.Errorf("read the status before deciding on close: %w", err)
 	}
 	return st, err
 }
 
 // ConnectionStatus reads the connection's status from the provider.
-func (a *Activities) ConnectionStatus(ctx context.Context, conn ConnectionRef) (ConnectionStatus, error) {
+func (a *Activities) ConnectionStatus(ctx context.Context, conn aggregator.ConnectionRef) (_ aggregator.ConnectionStatus, err error) {
+	defer func() { err = applicationError(err) }()
 	p, err := a.Providers.Lookup(conn.Provider)
 	if err != nil {
-		return ConnectionStatus{}, err
+		return aggregator.ConnectionStatus{}, err
 	}
 	st, err := p.ConnectionStatus(ctx, conn)
 	if err != nil {
-		return ConnectionStatus{}, err
+		return aggregator.ConnectionStatus{}, err
 	}
 	activity.GetLogger(ctx).Info("connection status", "provider", conn.Provider,
 		"connectionId", conn.ConnectionID, "health", st.Health, "providerStatus", st.ProviderStatus)
@@ -173,6 +189,30 @@ func (a *Activities) Notify(ctx context.Context, ev Event) error {
 	activity.GetMetricsHandler(ctx).WithTags(map[string]string{"type": ev.Type, "result": result}).
 		Counter(metrics.Notifications).Inc(1)
 	return err
+}
+
+// applicationError is what every activity returns for err: a
+// aggregator.Error becomes the non-retryable Temporal application error of
+// its type and message, which the workflow tells apart by ErrorType; any
+// other error is retried with the activity's backoff. Adapters return
+// their Errors as they are: Temporal reads only the error itself, not what
+// it wraps, so a wrapped one would be retried (as it always was).
+func applicationError(err error) error {
+	if pe, ok := err.(*aggregator.Error); ok {
+		return temporal.NewNonRetryableApplicationError(pe.Message, pe.Type, nil)
+	}
+	return err
+}
+
+// ErrorType returns the type of the Temporal application error in err's
+// chain ("" if it has none): the aggregator.Error type an activity failed
+// with, or the type of an update's refusal.
+func ErrorType(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Type()
+	}
+	return ""
 }
 
 // Clock tells the time; tests pass a fixed one.

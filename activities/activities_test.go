@@ -11,27 +11,29 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 )
 
 // scripted is a provider whose close and status answers are set by the
 // test, and which counts closes.
 type scripted struct {
+	initErr   error
 	closeErr  error
-	status    []activities.ConnectionStatus // answers in turn; the last repeats
+	status    []aggregator.ConnectionStatus // answers in turn; the last repeats
 	statusErr []error
 	closes    int
 	reads     int
 }
 
 func (p *scripted) Name() string { return "scripted" }
-func (p *scripted) Initialize(context.Context, activities.ConnectionRef) (activities.Session, error) {
-	return activities.Session{}, nil
+func (p *scripted) Initialize(context.Context, aggregator.ConnectionRef) (aggregator.Session, error) {
+	return aggregator.Session{}, p.initErr
 }
-func (p *scripted) Close(context.Context, activities.CloseRequest) error {
+func (p *scripted) Close(context.Context, aggregator.CloseRequest) error {
 	p.closes++
 	return p.closeErr
 }
-func (p *scripted) ConnectionStatus(context.Context, activities.ConnectionRef) (activities.ConnectionStatus, error) {
+func (p *scripted) ConnectionStatus(context.Context, aggregator.ConnectionRef) (aggregator.ConnectionStatus, error) {
 	i := min(p.reads, len(p.status)-1)
 	p.reads++
 	var err error
@@ -42,20 +44,20 @@ func (p *scripted) ConnectionStatus(context.Context, activities.ConnectionRef) (
 }
 
 var (
-	broken  = activities.ConnectionStatus{Health: activities.HealthRepairable, ProviderStatus: "ERROR_REPAIRABLE"}
-	syncing = activities.ConnectionStatus{Health: activities.HealthSyncing, ProviderStatus: "SYNCING"}
+	broken  = aggregator.ConnectionStatus{Health: aggregator.HealthRepairable, ProviderStatus: "ERROR_REPAIRABLE"}
+	syncing = aggregator.ConnectionStatus{Health: aggregator.HealthSyncing, ProviderStatus: "SYNCING"}
 	blip    = errors.New("status endpoint: 503")
 )
 
-func finish(t *testing.T, p *scripted, resumed bool) (activities.ConnectionStatus, error) {
+func finish(t *testing.T, p *scripted, resumed bool) (aggregator.ConnectionStatus, error) {
 	t.Helper()
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
-	acts := &activities.Activities{Providers: activities.NewRegistry(p)}
+	acts := &activities.Activities{Providers: aggregator.NewRegistry(p)}
 	env.RegisterActivity(acts)
-	v, err := env.ExecuteActivity(acts.FinishReconnect, activities.CloseRequest{
-		ConnectionRef: activities.ConnectionRef{Provider: "scripted", ConnectionID: "c"}, ConnectorToken: "ct", Resumed: resumed})
-	var st activities.ConnectionStatus
+	v, err := env.ExecuteActivity(acts.FinishReconnect, aggregator.CloseRequest{
+		ConnectionRef: aggregator.ConnectionRef{Provider: "scripted", ConnectionID: "c"}, ConnectorToken: "ct", Resumed: resumed})
+	var st aggregator.ConnectionStatus
 	if err == nil {
 		require.NoError(t, v.Get(&st))
 	}
@@ -63,38 +65,38 @@ func finish(t *testing.T, p *scripted, resumed bool) (activities.ConnectionStatu
 }
 
 func TestFinishReconnectDoesNotCloseTwiceWhatTookEffect(t *testing.T) {
-	p := &scripted{status: []activities.ConnectionStatus{syncing}}
+	p := &scripted{status: []aggregator.ConnectionStatus{syncing}}
 	st, err := finish(t, p, true)
 	require.NoError(t, err)
-	assert.Equal(t, activities.HealthSyncing, st.Health)
+	assert.Equal(t, aggregator.HealthSyncing, st.Health)
 	assert.Zero(t, p.closes, "the earlier close went through")
 }
 
 func TestFinishReconnectTreatsARefusedCloseOfARepairedConnectionAsSuccess(t *testing.T) {
-	p := &scripted{closeErr: activities.ReconnectRejected("session already used"), status: []activities.ConnectionStatus{syncing}}
+	p := &scripted{closeErr: aggregator.ReconnectRejected("session already used"), status: []aggregator.ConnectionStatus{syncing}}
 	st, err := finish(t, p, false)
 	require.NoError(t, err)
-	assert.Equal(t, activities.HealthSyncing, st.Health)
+	assert.Equal(t, aggregator.HealthSyncing, st.Health)
 }
 
 func TestFinishReconnectRejectsOnlyWhatIsStillBroken(t *testing.T) {
-	p := &scripted{closeErr: activities.ReconnectRejected("bad public token"), status: []activities.ConnectionStatus{broken}}
+	p := &scripted{closeErr: aggregator.ReconnectRejected("bad public token"), status: []aggregator.ConnectionStatus{broken}}
 	_, err := finish(t, p, false)
-	assert.Equal(t, activities.ErrTypeReconnectRejected, activities.ErrorType(err))
+	assert.Equal(t, aggregator.ErrTypeReconnectRejected, activities.ErrorType(err))
 }
 
 func TestFinishReconnectRetriesWhenItCannotTell(t *testing.T) {
 	// A retried close while the status endpoint blips: neither close again
 	// nor count a failed attempt.
-	p := &scripted{closeErr: activities.ReconnectRejected("session already used"),
-		status: []activities.ConnectionStatus{{}}, statusErr: []error{blip, blip}}
+	p := &scripted{closeErr: aggregator.ReconnectRejected("session already used"),
+		status: []aggregator.ConnectionStatus{{}}, statusErr: []error{blip, blip}}
 	_, err := finish(t, p, true)
 	assertRetryable(t, err)
 	assert.Zero(t, p.closes)
 
 	// A refused close whose outcome cannot be read: retryable too.
-	p = &scripted{closeErr: activities.ReconnectRejected("session already used"),
-		status: []activities.ConnectionStatus{{}}, statusErr: []error{blip}}
+	p = &scripted{closeErr: aggregator.ReconnectRejected("session already used"),
+		status: []aggregator.ConnectionStatus{{}}, statusErr: []error{blip}}
 	_, err = finish(t, p, false)
 	assertRetryable(t, err)
 }
@@ -104,4 +106,47 @@ func assertRetryable(t *testing.T, err error) {
 	var appErr *temporal.ApplicationError
 	require.True(t, errors.As(err, &appErr), "%v", err)
 	assert.False(t, appErr.NonRetryable(), "retried, not counted as a failed attempt: %v", err)
+}
+
+// An adapter's aggregator.Error leaves every activity as the non-retryable
+// application error of its type and message, which is what the workflow
+// reads; an unknown provider is one too; any other error stays retryable.
+func TestAdapterErrorsLeaveActivitiesAsNonRetryableApplicationErrors(t *testing.T) {
+	ref := aggregator.ConnectionRef{Provider: "scripted", ConnectionID: "c"}
+	run := func(p *scripted, activity func(*activities.Activities) (any, any)) error {
+		var suite testsuite.WorkflowTestSuite
+		env := suite.NewTestActivityEnvironment()
+		acts := &activities.Activities{Providers: aggregator.NewRegistry(p)}
+		fn, arg := activity(acts)
+		env.RegisterActivity(acts)
+		_, err := env.ExecuteActivity(fn, arg)
+		return err
+	}
+	initialize := func(a *activities.Activities) (any, any) {
+		return a.Initialize, activities.InitializeRequest{ConnectionRef: ref}
+	}
+	status := func(a *activities.Activities) (any, any) { return a.ConnectionStatus, ref }
+	for _, newErr := range []func(string) error{aggregator.NotFound, aggregator.NotRepairable, aggregator.InvalidInput, aggregator.ReconnectRejected} {
+		want := aggregator.ErrorType(newErr("x"))
+		for name, err := range map[string]error{
+			"initialize": run(&scripted{initErr: newErr("no such connection")}, initialize),
+			"status":     run(&scripted{statusErr: []error{newErr("no such connection")}, status: []aggregator.ConnectionStatus{{}}}, status),
+		} {
+			var appErr *temporal.ApplicationError
+			require.True(t, errors.As(err, &appErr), "%s: %v", name, err)
+			assert.Equal(t, want, appErr.Type(), name)
+			assert.True(t, appErr.NonRetryable(), name)
+			assert.Contains(t, appErr.Error(), "no such connection", name)
+		}
+	}
+	err := run(&scripted{initErr: blip}, initialize)
+	assertRetryable(t, err)
+
+	err = run(&scripted{}, func(a *activities.Activities) (any, any) {
+		return a.Initialize, activities.InitializeRequest{ConnectionRef: aggregator.ConnectionRef{Provider: "nobody", ConnectionID: "c"}}
+	})
+	assert.Equal(t, aggregator.ErrTypeInvalidInput, activities.ErrorType(err), "an unknown provider")
+	var appErr *temporal.ApplicationError
+	require.True(t, errors.As(err, &appErr))
+	assert.True(t, appErr.NonRetryable())
 }

@@ -13,6 +13,9 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/relink-dev/relink/activities/aggregator"
 )
 
 // Outbound event types, POSTed to the app's RELINK_NOTIFY_URL.
@@ -107,22 +110,22 @@ func (n *HTTPNotifier) Notify(ctx context.Context, ev Event) error {
 	}
 	body, err := json.Marshal(ev)
 	if err != nil {
-		return InvalidInput(fmt.Sprintf("encode event: %v", err))
+		return invalidEvent(fmt.Sprintf("encode event: %v", err))
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.URL, bytes.NewReader(body))
 	if err != nil {
-		return InvalidInput(fmt.Sprintf("notify request: %v", err))
+		return invalidEvent(fmt.Sprintf("notify request: %v", err))
 	}
 	if len(n.Signers) == 0 {
 		// config refuses this at start; never send an event unsigned.
-		return InvalidInput("RELINK_NOTIFY_URL is set without RELINK_NOTIFY_SECRET")
+		return invalidEvent("RELINK_NOTIFY_URL is set without RELINK_NOTIFY_SECRET")
 	}
 	sent := n.Now()
 	signatures := make([]string, 0, len(n.Signers))
 	for _, s := range n.Signers {
 		sig, err := s.Sign(ev.ID, sent, body)
 		if err != nil {
-			return InvalidInput(fmt.Sprintf("sign event: %v", err))
+			return invalidEvent(fmt.Sprintf("sign event: %v", err))
 		}
 		signatures = append(signatures, sig)
 	}
@@ -145,4 +148,10 @@ func (n *HTTPNotifier) Notify(ctx context.Context, ev Event) error {
 	}
 	log.Info("notified")
 	return nil
+}
+
+// invalidEvent reports an event that cannot be sent as it is (it cannot be
+// encoded or signed): retrying cannot help.
+func invalidEvent(msg string) error {
+	return temporal.NewNonRetryableApplicationError(msg, aggregator.ErrTypeInvalidInput, nil)
 }

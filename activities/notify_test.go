@@ -15,6 +15,8 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/relink-dev/relink/activities/aggregator"
 )
 
 // Two secrets, as during a rotation: the old one the app still checks and
@@ -70,7 +72,7 @@ func TestNotifyNeverSendsUnsigned(t *testing.T) {
 	defer srv.Close()
 	n := &HTTPNotifier{URL: srv.URL, Client: srv.Client(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: time.Now}
 	err := n.Notify(context.Background(), Event{Type: EventReminder})
-	assert.Equal(t, ErrTypeInvalidInput, ErrorType(err))
+	assert.Equal(t, aggregator.ErrTypeInvalidInput, ErrorType(err))
 	assert.Zero(t, calls)
 	_, err = NewSigners([]string{"not-a-whsec-secret"})
 	assert.Error(t, err)
@@ -91,13 +93,4 @@ func TestNotifyFailureIsRetryable(t *testing.T) {
 func TestNotifyWithoutURLOnlyLogs(t *testing.T) {
 	n := &HTTPNotifier{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: time.Now}
 	assert.NoError(t, n.Notify(context.Background(), Event{Type: EventRepaired}))
-}
-
-func TestHTTPStatusErrorClassification(t *testing.T) {
-	for status, want := range map[int]string{
-		404: ErrTypeConnectionNotFound, 409: ErrTypeNotRepairable, 422: ErrTypeNotRepairable,
-		400: ErrTypeInvalidInput, 429: "", 500: "", 503: "", 401: "",
-	} {
-		assert.Equal(t, want, ErrorType(HTTPStatusError("initialize", status, "")), status)
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/clienttoken"
 	"github.com/relink-dev/relink/config"
@@ -40,7 +41,7 @@ func NewActivities(c config.Config, logger *slog.Logger, providers Providers) (*
 		return nil, err
 	}
 	acts := &activities.Activities{
-		Providers: activities.NewRegistry(providers.APIs...),
+		Providers: aggregator.NewRegistry(providers.APIs...),
 		Notifier:  notifier,
 	}
 	if keys := c.Gateway.ClientKeys(); len(keys) > 0 {

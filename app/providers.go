@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/meld"
 	"github.com/relink-dev/relink/activities/plaid"
 	"github.com/relink-dev/relink/activities/quiltt"
@@ -16,8 +16,8 @@ import (
 // Providers are the enabled providers: the APIs the worker calls and the
 // webhook receivers the gateway serves, by name.
 type Providers struct {
-	APIs     []activities.Provider
-	Webhooks map[string]activities.WebhookReceiver
+	APIs     []aggregator.Provider
+	Webhooks map[string]aggregator.WebhookReceiver
 	// Quiltt is the Quiltt adapter, if enabled (the CLI's simulate-error
 	// uses it).
 	Quiltt *quiltt.Provider
@@ -30,7 +30,7 @@ const providerHTTPTimeout = 20 * time.Second
 // NewProviders builds every provider whose settings are present, plus the
 // sandbox when sb is not nil (the dev stack and tests).
 func NewProviders(c config.Config, sb *sandbox.Provider) Providers {
-	p := Providers{Webhooks: map[string]activities.WebhookReceiver{}}
+	p := Providers{Webhooks: map[string]aggregator.WebhookReceiver{}}
 	hc := &http.Client{Timeout: providerHTTPTimeout}
 	if sb != nil {
 		p.APIs = append(p.APIs, sb)

@@ -23,7 +23,7 @@ import (
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/clienttoken"
 	"github.com/relink-dev/relink/metrics"
@@ -67,7 +67,7 @@ type Gateway struct {
 	// Now is the clock for tokens and rate limits (time.Now if nil).
 	Now func() time.Time
 	// Receivers verify and parse webhooks, by provider name.
-	Receivers map[string]activities.WebhookReceiver
+	Receivers map[string]aggregator.WebhookReceiver
 	// Defaults are the options new repairs start with.
 	Defaults workflows.RepairOptions
 	// Sandbox enables /sandbox/… when set (dev stack only).

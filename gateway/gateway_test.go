@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/quiltt"
 )
 
@@ -36,7 +36,7 @@ var now = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 func newTestGateway() *Gateway {
 	return &Gateway{
 		APIKeys: []string{testKey},
-		Receivers: map[string]activities.WebhookReceiver{
+		Receivers: map[string]aggregator.WebhookReceiver{
 			"quiltt": &quiltt.WebhookReceiver{Secret: testSecret, Now: func() time.Time { return now }},
 		},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -16,7 +16,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -38,8 +38,8 @@ func (h *heldQueries) QueryWorkflow(ctx context.Context, id, run, name string, a
 		return nil, ctx.Err()
 	}
 	offer := workflows.ReconnectOffer{Result: &workflows.ReconnectResult{
-		Status: workflows.StatusAwaitingUser, ConnectorStatus: activities.ConnectorActionRequired,
-		Session: &activities.Session{ConnectorToken: "tok_1"},
+		Status: workflows.StatusAwaitingUser, ConnectorStatus: aggregator.ConnectorActionRequired,
+		Session: &aggregator.Session{ConnectorToken: "tok_1"},
 	}}
 	raw, err := json.Marshal(offer)
 	if err != nil {

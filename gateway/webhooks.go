@@ -9,7 +9,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/metrics"
 	"github.com/relink-dev/relink/workflows"
 )
@@ -50,12 +50,12 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 	}
 	events, err := recv.Receive(r, body)
 	switch {
-	case errors.Is(err, activities.ErrWebhookUnavailable):
+	case errors.Is(err, aggregator.ErrWebhookUnavailable):
 		log.Warn("webhook not verified yet", "error", err)
 		g.countWebhook(provider, "rejected", "key_unavailable", 1)
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, err.Error())
 		return
-	case errors.Is(err, activities.ErrWebhookSignature):
+	case errors.Is(err, aggregator.ErrWebhookSignature):
 		log.Warn("webhook rejected", "error", err, "remoteAddr", r.RemoteAddr)
 		g.countWebhook(provider, "rejected", "signature", 1)
 		writeError(w, http.StatusUnauthorized, codeUnauthorized, err.Error())
@@ -147,7 +147,7 @@ func clip(s string, n int) string {
 // repairable or proactive event starts a repair if none is open, unless
 // the last repair, now closed, already handled it: the same event id, or
 // an event dated no later than the break it repaired.
-func (g *Gateway) applyEvent(ctx context.Context, provider string, ev activities.WebhookEvent) (eventOutcome, error) {
+func (g *Gateway) applyEvent(ctx context.Context, provider string, ev aggregator.WebhookEvent) (eventOutcome, error) {
 	signal := workflows.ProviderEvent{
 		EventID:        ev.EventID,
 		Kind:           ev.Kind,
@@ -156,7 +156,7 @@ func (g *Gateway) applyEvent(ctx context.Context, provider string, ev activities
 		Reason:         clip(ev.Type, maxEventTypeBytes),
 	}
 	d := delivery{id: workflows.WorkflowID(provider, ev.ConnectionID), msg: workflows.Message{Event: &signal}}
-	if ev.Kind == activities.EventKindRepairable || ev.Kind == activities.EventKindProactive {
+	if ev.Kind == aggregator.EventKindRepairable || ev.Kind == aggregator.EventKindProactive {
 		d.start = &workflows.RepairInput{
 			Provider:       provider,
 			ConnectionID:   ev.ConnectionID,
@@ -166,7 +166,7 @@ func (g *Gateway) applyEvent(ctx context.Context, provider string, ev activities
 			TriggerEventID: ev.EventID,
 			TriggerReason:  signal.Reason,
 			DetectedAt:     ev.At,
-			Proactive:      ev.Kind == activities.EventKindProactive,
+			Proactive:      ev.Kind == aggregator.EventKindProactive,
 			Options:        g.Defaults,
 		}
 		d.handled = func(last workflows.RepairState) bool {

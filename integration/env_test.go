@@ -26,6 +26,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/quiltt"
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/app"
@@ -67,7 +68,7 @@ func newStackWith(t *testing.T, settings map[string]string) *stack {
 
 // startWorker runs one more worker on the stack's task queue over the
 // given provider APIs; stop it with Stop (the test's end stops it too).
-func (s *stack) startWorker(apis ...activities.Provider) worker.Worker {
+func (s *stack) startWorker(apis ...aggregator.Provider) worker.Worker {
 	s.t.Helper()
 	w := worker.New(s.temporal, s.cfg.Temporal.TaskQueue, app.WorkerOptions(s.cfg.Worker))
 	providers := s.providers
@@ -295,7 +296,7 @@ func (s *stack) repairConnection(conn string) {
 	s.t.Helper()
 	var rec workflows.ReconnectResult
 	require.Equal(s.t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/sandbox/"+conn+"/reconnect", nil, &rec))
-	require.Equal(s.t, activities.ConnectorActionRequired, rec.ConnectorStatus)
+	require.Equal(s.t, aggregator.ConnectorActionRequired, rec.ConnectorStatus)
 	var login sandbox.Login
 	require.Equal(s.t, http.StatusOK, s.call(http.MethodPost, "/sandbox/connections/"+conn+"/login", nil, &login))
 	require.Equal(s.t, rec.Session.ConnectorToken, login.ConnectorToken)

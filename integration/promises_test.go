@@ -29,6 +29,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/quiltt"
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/app"
@@ -43,7 +44,7 @@ type closeThenHang struct {
 	blocked chan struct{}
 }
 
-func (p *closeThenHang) Close(ctx context.Context, req activities.CloseRequest) error {
+func (p *closeThenHang) Close(ctx context.Context, req aggregator.CloseRequest) error {
 	if err := p.Provider.Close(ctx, req); err != nil {
 		return err
 	}
@@ -448,7 +449,7 @@ func (s *stack) startDirectFor(provider, conn, profile string, opts workflows.Re
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := s.temporal.SignalWithStartWorkflow(ctx, id, workflows.SignalProviderEvent,
-		workflows.ProviderEvent{EventID: in.TriggerEventID, Kind: activities.EventKindRepairable, At: in.DetectedAt},
+		workflows.ProviderEvent{EventID: in.TriggerEventID, Kind: aggregator.EventKindRepairable, At: in.DetectedAt},
 		client.StartWorkflowOptions{ID: id, TaskQueue: s.cfg.Temporal.TaskQueue,
 			WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 			TypedSearchAttributes:    workflows.InitialSearchAttributes(in)},

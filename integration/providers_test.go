@@ -13,7 +13,7 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"google.golang.org/protobuf/encoding/prototext"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/meld"
 	"github.com/relink-dev/relink/activities/meld/meldfake"
 	"github.com/relink-dev/relink/activities/plaid"
@@ -79,7 +79,7 @@ func TestQuilttEndToEnd(t *testing.T) {
 
 	var rec workflows.ReconnectResult
 	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/quiltt/conn_q1/reconnect", nil, &rec))
-	require.Equal(t, activities.ConnectorActionRequired, rec.ConnectorStatus)
+	require.Equal(t, aggregator.ConnectorActionRequired, rec.ConnectorStatus)
 	require.NotEmpty(t, rec.Session.LinkToken, "the frontend opens Plaid Link with it")
 	// Plaid Link's onSuccess, reported by the frontend.
 	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs/quiltt/conn_q1/complete", map[string]any{

@@ -6,6 +6,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 )
 
 // RepairCarry is the whole state of a repair handed from one run to the
@@ -14,7 +15,7 @@ import (
 type RepairCarry struct {
 	State               RepairState        `json:"state"`
 	Deadline            time.Time          `json:"deadline"`
-	Session             activities.Session `json:"session"`
+	Session             aggregator.Session `json:"session"`
 	SessionIssuedAt     time.Time          `json:"sessionIssuedAt,omitzero"`
 	IssuedTokens        []string           `json:"issuedTokens,omitempty"`
 	ClosedTokens        []string           `json:"closedTokens,omitempty"`

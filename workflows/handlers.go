@@ -8,7 +8,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 )
 
 // Error types the updates return; the gateway maps them to HTTP. A
@@ -108,7 +108,7 @@ func (r *repair) offer(ctx workflow.Context, req ReconnectRequest, now time.Time
 		return ReconnectOffer{Unavailable: why, RetryAfter: 2 * time.Second}
 	case StatusCompleting, StatusVerifying:
 		// The user already did their part: never send them back.
-		return ReconnectOffer{Result: &ReconnectResult{Status: r.st.Status, ConnectorStatus: activities.ConnectorContinue}}
+		return ReconnectOffer{Result: &ReconnectResult{Status: r.st.Status, ConnectorStatus: aggregator.ConnectorContinue}}
 	case StatusAwaitingUser:
 	default:
 		return ReconnectOffer{Closed: r.st.Status}
@@ -116,7 +116,7 @@ func (r *repair) offer(ctx workflow.Context, req ReconnectRequest, now time.Time
 	fresh := now.Sub(r.sessionIssuedAt) < r.opts.MinRefreshInterval
 	if r.sessionUsable(now) && (!req.ForceNewSession || fresh) {
 		s := r.session
-		return ReconnectOffer{Result: &ReconnectResult{Status: r.st.Status, ConnectorStatus: activities.ConnectorActionRequired, Session: &s}}
+		return ReconnectOffer{Result: &ReconnectResult{Status: r.st.Status, ConnectorStatus: aggregator.ConnectorActionRequired, Session: &s}}
 	}
 	if !r.refreshing && r.refreshErr != "" && now.Sub(r.refreshFailedAt) < refreshRetryPause {
 		return ReconnectOffer{Unavailable: r.refreshErr, RetryAfter: refreshRetryPause - now.Sub(r.refreshFailedAt)}
@@ -167,11 +167,11 @@ func (r *repair) onReconnect(ctx workflow.Context, req ReconnectRequest) (Reconn
 		return ReconnectResult{}, repairError(ErrTypeProviderUnavailable, "%s", r.refreshErr)
 	case r.st.Status == StatusAwaitingUser:
 		s := r.session
-		return ReconnectResult{Status: r.st.Status, ConnectorStatus: activities.ConnectorActionRequired, Session: &s}, nil
+		return ReconnectResult{Status: r.st.Status, ConnectorStatus: aggregator.ConnectorActionRequired, Session: &s}, nil
 	case r.st.Status.Terminal():
 		return ReconnectResult{}, repairError(ErrTypeRepairClosed, "the repair is %s", r.st.Status)
 	}
-	return ReconnectResult{Status: r.st.Status, ConnectorStatus: activities.ConnectorContinue}, nil
+	return ReconnectResult{Status: r.st.Status, ConnectorStatus: aggregator.ConnectorContinue}, nil
 }
 
 // sessionUsable: issued, not yet completed, and not about to expire.

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/sandbox"
 )
 
@@ -51,7 +52,7 @@ func newHarnessWith(t *testing.T, sb *sandbox.Provider) *harness {
 	}
 	rec := &eventRecorder{now: env.Now}
 	env.RegisterWorkflow(ConnectionRepair)
-	env.RegisterActivity(&activities.Activities{Providers: activities.NewRegistry(sb), Notifier: rec})
+	env.RegisterActivity(&activities.Activities{Providers: aggregator.NewRegistry(sb), Notifier: rec})
 	h := &harness{t: t, env: env, sandbox: sb, events: rec, start: env.Now()}
 	return h
 }
@@ -162,7 +163,7 @@ func (h *harness) userCompletes() sandbox.Login {
 	return login
 }
 
-func (h *harness) providerEvent(id string, kind activities.EventKind) {
+func (h *harness) providerEvent(id string, kind aggregator.EventKind) {
 	h.signal(SignalProviderEvent, ProviderEvent{EventID: id, Kind: kind, At: h.env.Now()})
 }
 

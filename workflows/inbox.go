@@ -8,7 +8,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 )
 
 // inboxItem is one message a handler recorded for the main path. Exactly
@@ -149,7 +149,7 @@ func (r *repair) applyCancel(ctx workflow.Context, c CancelRequest) {
 // when it closes.
 func (r *repair) applyRepairRequest(ctx workflow.Context, req RepairRequest) {
 	if r.st.Status.Terminal() {
-		r.queueNextBreak(ProviderEvent{Kind: activities.EventKindRepairable, Reason: req.Reason, At: req.At})
+		r.queueNextBreak(ProviderEvent{Kind: aggregator.EventKindRepairable, Reason: req.Reason, At: req.At})
 		return
 	}
 	workflow.GetLogger(ctx).Info("repair request joined the open repair", "reason", req.Reason,
@@ -204,7 +204,7 @@ func (r *repair) applyEvent(ctx workflow.Context, ev ProviderEvent) {
 	if r.st.Status.Terminal() {
 		// A break (or a proactive trigger) reported after this repair ended
 		// is a new one; the rest has nothing left to act on.
-		if ev.Kind == activities.EventKindRepairable || ev.Kind == activities.EventKindProactive {
+		if ev.Kind == aggregator.EventKindRepairable || ev.Kind == aggregator.EventKindProactive {
 			r.queueNextBreak(ev)
 		} else {
 			r.ignore(ctx, fmt.Sprintf("%s event %s after the repair ended", ev.Kind, ev.EventID))
@@ -213,9 +213,9 @@ func (r *repair) applyEvent(ctx workflow.Context, ev ProviderEvent) {
 	}
 	reconnecting := r.st.Status == StatusCompleting || r.st.Status == StatusVerifying
 	switch ev.Kind {
-	case activities.EventKindSynced:
+	case aggregator.EventKindSynced:
 		r.end(ctx, StatusRepaired, "confirmed by the provider's webhook")
-	case activities.EventKindRepairedElsewhere:
+	case aggregator.EventKindRepairedElsewhere:
 		// After the user's reconnect it is the confirmation (Plaid's
 		// LOGIN_REPAIRED); before it, the user fixed it some other way.
 		if reconnecting {
@@ -223,9 +223,9 @@ func (r *repair) applyEvent(ctx workflow.Context, ev ProviderEvent) {
 		} else {
 			r.end(ctx, StatusRepaired, "the provider reports the connection repaired outside Relink")
 		}
-	case activities.EventKindProactive:
+	case aggregator.EventKindProactive:
 		// Joins the open repair; nothing is broken.
-	case activities.EventKindRepairable:
+	case aggregator.EventKindRepairable:
 		// The connection is broken now, whatever started the repair. While
 		// waiting for the user this is the same break again. After the
 		// user's reconnect it may mean the reconnect did not take: the
@@ -239,12 +239,12 @@ func (r *repair) applyEvent(ctx workflow.Context, ev ProviderEvent) {
 		default:
 			r.verifyNow = true
 		}
-	case activities.EventKindErrored:
+	case aggregator.EventKindErrored:
 		r.st.LastError = "provider error" + suffix(ev.Reason)
 		r.describe(ctx)
-	case activities.EventKindDisconnected:
+	case aggregator.EventKindDisconnected:
 		r.end(ctx, StatusUnrepairable, "the connection was disconnected at the provider")
-	case activities.EventKindDeleted:
+	case aggregator.EventKindDeleted:
 		r.end(ctx, StatusCanceled, "the connection was deleted")
 	default:
 		r.ignore(ctx, fmt.Sprintf("unknown provider event kind %q", ev.Kind))
@@ -254,7 +254,7 @@ func (r *repair) applyEvent(ctx workflow.Context, ev ProviderEvent) {
 // queueNextBreak keeps the trigger for the run that follows this one; a
 // real break outranks a proactive one.
 func (r *repair) queueNextBreak(ev ProviderEvent) {
-	if r.nextBreak == nil || (r.nextBreak.Kind == activities.EventKindProactive && ev.Kind != activities.EventKindProactive) {
+	if r.nextBreak == nil || (r.nextBreak.Kind == aggregator.EventKindProactive && ev.Kind != aggregator.EventKindProactive) {
 		r.nextBreak = &ev
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 )
 
 // Timings that are not worth a setting.
@@ -54,7 +55,7 @@ type v0Repair struct {
 	deadline time.Time
 	st       RepairState
 
-	session      activities.Session // current widget session, tokens included
+	session      aggregator.Session // current widget session, tokens included
 	issuedTokens []string           // sessions this repair handed out
 	closedTokens []string           // sessions already closed: close runs once each
 	seenEvents   []string           // provider event ids already applied
@@ -166,7 +167,7 @@ func (r *v0Repair) run(ctx workflow.Context) workflow.Context {
 // provider outage is retried until the window ends.
 func (r *v0Repair) probe(ctx workflow.Context) {
 	for r.pending == nil && ctx.Err() == nil {
-		var s activities.Session
+		var s aggregator.Session
 		interrupted, err := r.runProviderActivity(ctx, r.initializeOptions(r.untilDeadline(ctx), "probe"),
 			a.Initialize, activities.InitializeRequest{ConnectionRef: r.ref()}, &s)
 		switch {
@@ -183,13 +184,13 @@ func (r *v0Repair) probe(ctx workflow.Context) {
 }
 
 // useSession moves on according to an initialize answer.
-func (r *v0Repair) useSession(ctx workflow.Context, s activities.Session) {
+func (r *v0Repair) useSession(ctx workflow.Context, s aggregator.Session) {
 	if r.pending != nil {
 		return // a handler already decided the outcome
 	}
 	r.st.ConnectorStatus = s.ConnectorStatus
-	if s.ConnectorStatus == activities.ConnectorContinue {
-		r.session = activities.Session{}
+	if s.ConnectorStatus == aggregator.ConnectorContinue {
+		r.session = aggregator.Session{}
 		r.st.SessionExpiresAt = time.Time{}
 		r.transition(ctx, StatusVerifying, "provider repaired the connection without the user (CONTINUE)")
 		return
@@ -261,7 +262,7 @@ func (r *v0Repair) remindersThisWait() int {
 func (r *v0Repair) refreshSession(ctx workflow.Context) {
 	r.refreshRequested = false
 	r.refreshing = true
-	var s activities.Session
+	var s aggregator.Session
 	interrupted, err := r.runProviderActivity(ctx, r.initializeOptions(v0RefreshTimeout, "new session"),
 		a.Initialize, activities.InitializeRequest{ConnectionRef: r.ref()}, &s)
 	r.refreshing = false
@@ -289,7 +290,7 @@ func (r *v0Repair) closeSession(ctx workflow.Context) {
 	c := r.completion
 	r.completion = nil
 	r.closedTokens = append(r.closedTokens, c.ConnectorToken)
-	req := activities.CloseRequest{
+	req := aggregator.CloseRequest{
 		ConnectionRef:  r.ref(),
 		ConnectorToken: c.ConnectorToken,
 		PublicToken:    c.PublicToken,
@@ -306,7 +307,7 @@ func (r *v0Repair) closeSession(ctx workflow.Context) {
 		case interrupted:
 			return
 		case err == nil:
-			r.session = activities.Session{}
+			r.session = aggregator.Session{}
 			r.st.SessionExpiresAt = time.Time{}
 			r.transition(ctx, StatusVerifying, "close accepted; waiting for the provider to confirm")
 			return
@@ -347,13 +348,13 @@ func (r *v0Repair) pollStatus(ctx workflow.Context) {
 		RetryPolicy:            v0ProviderRetryPolicy(),
 		Summary:                fmt.Sprintf("status of %s connection %s", r.in.Provider, r.in.ConnectionID),
 	}
-	var st activities.ConnectionStatus
+	var st aggregator.ConnectionStatus
 	interrupted, err := r.runProviderActivity(ctx, opts, a.ConnectionStatus, r.ref(), &st)
 	if interrupted {
 		return
 	}
 	if err != nil {
-		if activities.ErrorType(err) == activities.ErrTypeConnectionNotFound {
+		if activities.ErrorType(err) == aggregator.ErrTypeConnectionNotFound {
 			r.requestOutcome(StatusUnrepairable, "connection not found at the provider: "+v0RootMessage(err))
 			return
 		}
@@ -363,13 +364,13 @@ func (r *v0Repair) pollStatus(ctx workflow.Context) {
 	}
 	r.st.LastProviderStatus = st.ProviderStatus
 	switch st.Health {
-	case activities.HealthHealthy:
+	case aggregator.HealthHealthy:
 		r.requestOutcome(StatusRepaired, "confirmed by the provider's connection status")
-	case activities.HealthRepairable:
+	case aggregator.HealthRepairable:
 		r.failure = "the provider still reports the connection broken (" + st.ProviderStatus + ")"
-	case activities.HealthDisconnected:
+	case aggregator.HealthDisconnected:
 		r.requestOutcome(StatusUnrepairable, "the connection was disconnected at the provider ("+st.ProviderStatus+")")
-	case activities.HealthDegraded:
+	case aggregator.HealthDegraded:
 		r.st.LastError = "provider reports " + st.ProviderStatus
 	}
 }
@@ -388,7 +389,7 @@ func (r *v0Repair) failAttempt(ctx workflow.Context, reason string) {
 	}
 	r.st.Attempt++
 	// The old session was used up by its close; the next reconnect mints one.
-	r.session = activities.Session{}
+	r.session = aggregator.Session{}
 	r.st.SessionExpiresAt = time.Time{}
 	r.transition(ctx, StatusAwaitingUser, fmt.Sprintf("attempt %d failed: %s", r.st.Attempt-1, reason))
 }
@@ -409,9 +410,9 @@ const (
 
 func v0Classify(err error) v0FailureKind {
 	switch activities.ErrorType(err) {
-	case activities.ErrTypeReconnectRejected:
+	case aggregator.ErrTypeReconnectRejected:
 		return v0FailureRejected
-	case activities.ErrTypeConnectionNotFound, activities.ErrTypeNotRepairable, activities.ErrTypeInvalidInput:
+	case aggregator.ErrTypeConnectionNotFound, aggregator.ErrTypeNotRepairable, aggregator.ErrTypeInvalidInput:
 		return v0FailureUnrepairable
 	}
 	return v0FailureUnavailable
@@ -496,8 +497,8 @@ func (r *v0Repair) untilDeadline(ctx workflow.Context) time.Duration {
 	return r.deadline.Sub(workflow.Now(ctx))
 }
 
-func (r *v0Repair) ref() activities.ConnectionRef {
-	return activities.ConnectionRef{
+func (r *v0Repair) ref() aggregator.ConnectionRef {
+	return aggregator.ConnectionRef{
 		Provider:     r.in.Provider,
 		ConnectionID: r.in.ConnectionID,
 		ProfileID:    r.in.ProfileID,
@@ -608,7 +609,7 @@ func (r *v0Repair) onReconnect(ctx workflow.Context, req ReconnectRequest) (Reco
 		switch r.st.Status {
 		case StatusCompleting, StatusVerifying:
 			// The user already did their part: never send them back.
-			return ReconnectResult{Status: r.st.Status, ConnectorStatus: activities.ConnectorContinue}, nil
+			return ReconnectResult{Status: r.st.Status, ConnectorStatus: aggregator.ConnectorContinue}, nil
 		case StatusAwaitingUser:
 			if !force && r.sessionUsable(ctx) {
 				return r.sessionResult(), nil
@@ -639,7 +640,7 @@ func (r *v0Repair) onReconnect(ctx workflow.Context, req ReconnectRequest) (Reco
 
 func (r *v0Repair) sessionResult() ReconnectResult {
 	s := r.session
-	return ReconnectResult{Status: r.st.Status, ConnectorStatus: activities.ConnectorActionRequired, Session: &s}
+	return ReconnectResult{Status: r.st.Status, ConnectorStatus: aggregator.ConnectorActionRequired, Session: &s}
 }
 
 // sessionUsable: issued, not yet closed, and not about to expire.
@@ -699,7 +700,7 @@ func (r *v0Repair) onCancel(ctx workflow.Context, c CancelRequest) {
 // next run when it closes.
 func (r *v0Repair) onRepairRequested(ctx workflow.Context, req RepairRequest) {
 	if r.st.Status.Terminal() && r.nextBreak == nil {
-		r.nextBreak = &ProviderEvent{Kind: activities.EventKindRepairable, Reason: req.Reason, At: req.At}
+		r.nextBreak = &ProviderEvent{Kind: aggregator.EventKindRepairable, Reason: req.Reason, At: req.At}
 		return
 	}
 	workflow.GetLogger(ctx).Info("repair request joined the open repair", "reason", req.Reason)
@@ -727,7 +728,7 @@ func (r *v0Repair) onProviderEvent(ctx workflow.Context, ev ProviderEvent) {
 	}
 	if r.st.Status.Terminal() {
 		// A break reported after this repair closed is a new break.
-		if ev.Kind == activities.EventKindRepairable && r.nextBreak == nil &&
+		if ev.Kind == aggregator.EventKindRepairable && r.nextBreak == nil &&
 			(ev.At.IsZero() || !ev.At.Before(r.st.ClosedAt)) {
 			r.nextBreak = &ev
 		}
@@ -735,9 +736,9 @@ func (r *v0Repair) onProviderEvent(ctx workflow.Context, ev ProviderEvent) {
 	}
 	reconnecting := r.st.Status == StatusCompleting || r.st.Status == StatusVerifying
 	switch ev.Kind {
-	case activities.EventKindSynced:
+	case aggregator.EventKindSynced:
 		r.requestOutcome(StatusRepaired, "confirmed by the provider's webhook")
-	case activities.EventKindRepairedElsewhere:
+	case aggregator.EventKindRepairedElsewhere:
 		// After the user's reconnect it is the confirmation (Plaid's
 		// LOGIN_REPAIRED); before it, the user fixed it some other way.
 		if reconnecting {
@@ -745,9 +746,9 @@ func (r *v0Repair) onProviderEvent(ctx workflow.Context, ev ProviderEvent) {
 		} else {
 			r.requestOutcome(StatusRepaired, "the provider reports the connection repaired outside Relink")
 		}
-	case activities.EventKindProactive:
+	case aggregator.EventKindProactive:
 		// Joins the open repair; nothing is broken.
-	case activities.EventKindRepairable:
+	case aggregator.EventKindRepairable:
 		// The connection is broken now, whatever started the repair. While
 		// waiting for the user this is the same break again; after the
 		// user's reconnect it means the reconnect did not take, unless it
@@ -756,12 +757,12 @@ func (r *v0Repair) onProviderEvent(ctx workflow.Context, ev ProviderEvent) {
 		if reconnecting && (ev.At.IsZero() || !ev.At.Before(r.completingAt)) {
 			r.failure = "the provider reports the connection broken again" + v0Suffix(ev.Reason)
 		}
-	case activities.EventKindErrored:
+	case aggregator.EventKindErrored:
 		r.st.LastError = "provider error" + v0Suffix(ev.Reason)
 		r.describe(ctx)
-	case activities.EventKindDisconnected:
+	case aggregator.EventKindDisconnected:
 		r.requestOutcome(StatusUnrepairable, "the connection was disconnected at the provider")
-	case activities.EventKindDeleted:
+	case aggregator.EventKindDeleted:
 		r.requestOutcome(StatusCanceled, "the connection was deleted")
 	default:
 		log.Warn("unknown provider event kind ignored", "kind", ev.Kind)
@@ -796,7 +797,7 @@ func (r *v0Repair) transition(ctx workflow.Context, to Status, note string) {
 	case to.Terminal():
 		r.st.Reason = note
 		r.st.ClosedAt = now
-		r.session = activities.Session{}
+		r.session = aggregator.Session{}
 		r.st.SessionExpiresAt = time.Time{}
 	case to == StatusAwaitingUser:
 		r.awaitingSince = now

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 )
 
 // WorkflowName is the registered workflow type.
@@ -115,8 +116,8 @@ type ReconnectRequest struct {
 // nothing for the user to do (repaired without them, or already finishing).
 type ReconnectResult struct {
 	Status          Status                     `json:"status"`
-	ConnectorStatus activities.ConnectorStatus `json:"connectorStatus"`
-	Session         *activities.Session        `json:"session,omitempty"`
+	ConnectorStatus aggregator.ConnectorStatus `json:"connectorStatus"`
+	Session         *aggregator.Session        `json:"session,omitempty"`
 }
 
 // ReconnectQuery is the reconnect query's argument. A query sees the
@@ -186,7 +187,7 @@ type Message struct {
 // ProviderEvent is one webhook event, normalised by the provider's adapter.
 type ProviderEvent struct {
 	EventID        string               `json:"eventId,omitempty"`
-	Kind           activities.EventKind `json:"kind"`
+	Kind           aggregator.EventKind `json:"kind"`
 	At             time.Time            `json:"at,omitzero"`
 	ProviderStatus string               `json:"providerStatus,omitempty"`
 	Reason         string               `json:"reason,omitempty"`

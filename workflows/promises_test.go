@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/sandbox"
 )
 
@@ -23,7 +24,7 @@ func TestUserWhoFinishedInTimeIsNotExpired(t *testing.T) {
 	h.at(59*time.Minute, func() { h.userCompletes() })
 	var afterWindow RepairState
 	h.at(60*time.Minute+30*time.Second, func() { afterWindow = h.state() })
-	h.at(61*time.Minute, func() { h.providerEvent("evt_synced", activities.EventKindSynced) })
+	h.at(61*time.Minute, func() { h.providerEvent("evt_synced", aggregator.EventKindSynced) })
 
 	st := h.run(RepairOptions{RepairWindow: time.Hour, VerifyQuietPeriod: 10 * time.Minute})
 
@@ -160,7 +161,7 @@ func TestSignalsApplyInArrivalOrderAcrossKinds(t *testing.T) {
 	h.at(time.Minute, func() {
 		// Sent together, the cancel first: the cancel wins.
 		h.signal(SignalCancel, CancelRequest{Reason: "first"})
-		h.providerEvent("evt_synced", activities.EventKindSynced)
+		h.providerEvent("evt_synced", aggregator.EventKindSynced)
 	})
 
 	st := h.run(RepairOptions{})
@@ -218,7 +219,7 @@ func TestContinueAsNewWhenSuggestedCarriesTheWholeRepair(t *testing.T) {
 	h.at(11*time.Minute, func() {
 		h.env.SetContinueAsNewSuggested(true)
 		h.env.SetCurrentHistoryLength(40_000) // and wake it up, as a message would
-		h.signal(SignalMessage, Message{Event: &ProviderEvent{EventID: "evt_errored", Kind: activities.EventKindErrored}})
+		h.signal(SignalMessage, Message{Event: &ProviderEvent{EventID: "evt_errored", Kind: aggregator.EventKindErrored}})
 	})
 
 	h.env.ExecuteWorkflow(ConnectionRepair, h.input(RepairOptions{}))
@@ -254,7 +255,7 @@ func TestNewBreakWhileTheAppIsDownContinuesAtOnceWithTheUndeliveredEvents(t *tes
 	h.script(sandbox.Script{Initialize: sandbox.InitializeContinue})
 	h.events.failing = true
 	h.at(time.Minute, func() {
-		h.providerEvent("evt_new_break", activities.EventKindRepairable)
+		h.providerEvent("evt_new_break", aggregator.EventKindRepairable)
 		h.env.SetContinueAsNewSuggested(true)
 	})
 

@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/metrics"
 )
 
@@ -96,7 +97,7 @@ type repair struct {
 	deadline time.Time
 	st       RepairState
 
-	session         activities.Session // current widget session, tokens included
+	session         aggregator.Session // current widget session, tokens included
 	sessionIssuedAt time.Time
 	issuedTokens    []string // sessions this repair handed out
 	closedTokens    []string // sessions completed: close runs once each
@@ -260,7 +261,7 @@ func (r *repair) run(ctx workflow.Context) (workflow.Context, *RepairInput) {
 // probe calls initialize: CONTINUE needs no user, ACTION_REQUIRED does. A
 // provider outage is retried until the window ends.
 func (r *repair) probe(ctx workflow.Context) {
-	var s activities.Session
+	var s aggregator.Session
 	req := activities.InitializeRequest{ConnectionRef: r.ref()}
 	if r.version >= VersionLocalFirst && !r.probedLocally {
 		// One quick attempt inside this workflow task. An answer, or the
@@ -296,9 +297,9 @@ func (r *repair) probe(ctx workflow.Context) {
 }
 
 // useSession moves on according to an initialize answer.
-func (r *repair) useSession(ctx workflow.Context, s activities.Session) {
+func (r *repair) useSession(ctx workflow.Context, s aggregator.Session) {
 	r.st.ConnectorStatus = s.ConnectorStatus
-	if s.ConnectorStatus == activities.ConnectorContinue {
+	if s.ConnectorStatus == aggregator.ConnectorContinue {
 		r.clearSession()
 		switch {
 		case r.st.Status == StatusAwaitingUser:
@@ -326,7 +327,7 @@ func (r *repair) useSession(ctx workflow.Context, s activities.Session) {
 }
 
 func (r *repair) clearSession() {
-	r.session = activities.Session{}
+	r.session = aggregator.Session{}
 	r.st.SessionExpiresAt = time.Time{}
 }
 
@@ -440,7 +441,7 @@ func (r *repair) remindersThisWait() int {
 func (r *repair) refreshSession(ctx workflow.Context) {
 	r.refreshRequested = false
 	r.refreshing = true
-	var s activities.Session
+	var s aggregator.Session
 	interrupted, err := r.runProviderActivity(ctx, r.initializeOptions(refreshTimeout, "new session"),
 		a.Initialize, activities.InitializeRequest{ConnectionRef: r.ref()}, &s)
 	r.refreshing = false
@@ -476,14 +477,14 @@ func (r *repair) verifyDeadline() time.Time {
 // first checks whether the earlier close took effect.
 func (r *repair) finishReconnect(ctx workflow.Context) {
 	c := r.completion
-	req := activities.CloseRequest{
+	req := aggregator.CloseRequest{
 		ConnectionRef:  r.ref(),
 		ConnectorToken: c.ConnectorToken,
 		PublicToken:    c.PublicToken,
 		Metadata:       c.Metadata,
 		Resumed:        r.closeOutages > 0,
 	}
-	var st activities.ConnectionStatus
+	var st aggregator.ConnectionStatus
 	interrupted, err := r.runProviderActivity(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    30 * time.Second,
 		ScheduleToCloseTimeout: max(r.untilDeadline(ctx), time.Second),
@@ -499,7 +500,7 @@ func (r *repair) finishReconnect(ctx workflow.Context) {
 		if st.ProviderStatus != "" {
 			r.st.LastProviderStatus = st.ProviderStatus
 		}
-		if st.Health == activities.HealthHealthy {
+		if st.Health == aggregator.HealthHealthy {
 			r.end(ctx, StatusRepaired, "close accepted and the provider reports the connection healthy")
 			return
 		}
@@ -553,13 +554,13 @@ func (r *repair) pollStatus(ctx workflow.Context) {
 		RetryPolicy:            providerRetryPolicy(),
 		Summary:                fmt.Sprintf("status of %s connection %s", r.in.Provider, r.in.ConnectionID),
 	}
-	var st activities.ConnectionStatus
+	var st aggregator.ConnectionStatus
 	interrupted, err := r.runProviderActivity(ctx, opts, a.ConnectionStatus, r.ref(), &st)
 	if interrupted {
 		return
 	}
 	if err != nil {
-		if activities.ErrorType(err) == activities.ErrTypeConnectionNotFound {
+		if activities.ErrorType(err) == aggregator.ErrTypeConnectionNotFound {
 			r.end(ctx, StatusUnrepairable, "connection not found at the provider: "+rootMessage(err))
 			return
 		}
@@ -570,13 +571,13 @@ func (r *repair) pollStatus(ctx workflow.Context) {
 	}
 	r.st.LastProviderStatus = st.ProviderStatus
 	switch st.Health {
-	case activities.HealthHealthy:
+	case aggregator.HealthHealthy:
 		r.end(ctx, StatusRepaired, "confirmed by the provider's connection status")
-	case activities.HealthRepairable:
+	case aggregator.HealthRepairable:
 		r.failAttempt(ctx, "the provider still reports the connection broken ("+st.ProviderStatus+")")
-	case activities.HealthDisconnected:
+	case aggregator.HealthDisconnected:
 		r.end(ctx, StatusUnrepairable, "the connection was disconnected at the provider ("+st.ProviderStatus+")")
-	case activities.HealthDegraded:
+	case aggregator.HealthDegraded:
 		r.st.LastError = "provider reports " + st.ProviderStatus
 		r.describe(ctx)
 	}
@@ -617,9 +618,9 @@ const (
 
 func classify(err error) failureKind {
 	switch activities.ErrorType(err) {
-	case activities.ErrTypeReconnectRejected:
+	case aggregator.ErrTypeReconnectRejected:
 		return failureRejected
-	case activities.ErrTypeConnectionNotFound, activities.ErrTypeNotRepairable, activities.ErrTypeInvalidInput:
+	case aggregator.ErrTypeConnectionNotFound, aggregator.ErrTypeNotRepairable, aggregator.ErrTypeInvalidInput:
 		return failureUnrepairable
 	}
 	return failureUnavailable
@@ -727,8 +728,8 @@ func (r *repair) untilDeadline(ctx workflow.Context) time.Duration {
 	return deadline.Sub(workflow.Now(ctx))
 }
 
-func (r *repair) ref() activities.ConnectionRef {
-	return activities.ConnectionRef{
+func (r *repair) ref() aggregator.ConnectionRef {
+	return aggregator.ConnectionRef{
 		Provider:     r.in.Provider,
 		ConnectionID: r.in.ConnectionID,
 		ProfileID:    r.in.ProfileID,
@@ -746,7 +747,7 @@ func (r *repair) nextInput() RepairInput {
 	next.TriggerEventID = r.nextBreak.EventID
 	next.TriggerReason = r.nextBreak.Reason
 	next.DetectedAt = r.nextBreak.At
-	next.Proactive = r.nextBreak.Kind == activities.EventKindProactive
+	next.Proactive = r.nextBreak.Kind == aggregator.EventKindProactive
 	return next
 }
 

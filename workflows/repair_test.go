@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/sandbox"
 )
 
@@ -20,7 +21,7 @@ func TestContinueNeedsNoUser(t *testing.T) {
 
 	assert.Equal(t, StatusRepaired, st.Status)
 	assert.Equal(t, []Status{StatusPending, StatusRepaired}, statuses(st), "CONTINUE is the repair: nothing to wait for")
-	assert.Equal(t, activities.ConnectorContinue, st.ConnectorStatus)
+	assert.Equal(t, aggregator.ConnectorContinue, st.ConnectorStatus)
 	assert.Zero(t, h.calls("close"), "CONTINUE must not close anything")
 	assert.Equal(t, []string{activities.EventRepaired}, h.events.types(), "the user is never asked to act")
 	assert.False(t, st.Quiet, "the app hears that Relink repaired it")
@@ -37,13 +38,13 @@ func TestActionRequiredReconnectCompletedConfirmed(t *testing.T) {
 	h.at(15*time.Minute, func() { h.userCompletes() })
 	var verifying RepairState
 	h.at(16*time.Minute, func() { verifying = h.state() })
-	h.at(18*time.Minute, func() { h.providerEvent("evt_synced", activities.EventKindSynced) })
+	h.at(18*time.Minute, func() { h.providerEvent("evt_synced", aggregator.EventKindSynced) })
 
 	st := h.run(RepairOptions{})
 
 	require.True(t, first.done)
 	require.NoError(t, first.err)
-	assert.Equal(t, activities.ConnectorActionRequired, first.result.ConnectorStatus)
+	assert.Equal(t, aggregator.ConnectorActionRequired, first.result.ConnectorStatus)
 	require.NotNil(t, first.result.Session)
 	assert.NotEmpty(t, first.result.Session.ConnectorToken)
 	assert.NotEmpty(t, first.result.Session.WidgetURL)
@@ -120,7 +121,7 @@ func TestExpiredSessionIsReplaced(t *testing.T) {
 	h.at(40*time.Minute, func() { second = h.reconnect(ReconnectRequest{}) })
 	h.at(41*time.Minute, func() { forced = h.reconnect(ReconnectRequest{ForceNewSession: true}) })
 	h.at(42*time.Minute, func() { h.userCompletes() })
-	h.at(43*time.Minute, func() { h.providerEvent("evt_synced", activities.EventKindSynced) })
+	h.at(43*time.Minute, func() { h.providerEvent("evt_synced", aggregator.EventKindSynced) })
 
 	st := h.run(RepairOptions{})
 
@@ -151,7 +152,7 @@ func TestDuplicateCompletedClosesOnce(t *testing.T) {
 		_, err := h.sandbox.LoginUser(testConn)
 		assert.ErrorIs(t, err, sandbox.ErrNoOpenSession)
 	})
-	h.at(4*time.Minute, func() { h.providerEvent("evt_synced", activities.EventKindSynced) })
+	h.at(4*time.Minute, func() { h.providerEvent("evt_synced", aggregator.EventKindSynced) })
 
 	st := h.run(RepairOptions{})
 
@@ -175,7 +176,7 @@ func TestExitThenRetry(t *testing.T) {
 	h.at(3*time.Minute, func() { afterExit = h.state() })
 	h.at(time.Hour, func() { h.reconnect(ReconnectRequest{}) })
 	h.at(time.Hour+time.Minute, func() { h.userCompletes() })
-	h.at(time.Hour+2*time.Minute, func() { h.providerEvent("evt_synced", activities.EventKindSynced) })
+	h.at(time.Hour+2*time.Minute, func() { h.providerEvent("evt_synced", aggregator.EventKindSynced) })
 
 	st := h.run(RepairOptions{})
 
@@ -194,7 +195,7 @@ func TestFailureAfterCloseWaitsAgainAndCountsTheAttempt(t *testing.T) {
 	h.script(sandbox.Script{Close: sandbox.CloseFailsAfter})
 	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
 	h.at(2*time.Minute, func() { h.userCompletes() })
-	h.at(3*time.Minute, func() { h.providerEvent("evt_errored_again", activities.EventKindRepairable) })
+	h.at(3*time.Minute, func() { h.providerEvent("evt_errored_again", aggregator.EventKindRepairable) })
 	var waitingAgain RepairState
 	var retry *updateOutcome
 	h.at(4*time.Minute, func() {
@@ -203,7 +204,7 @@ func TestFailureAfterCloseWaitsAgainAndCountsTheAttempt(t *testing.T) {
 		retry = h.reconnect(ReconnectRequest{})
 	})
 	h.at(5*time.Minute, func() { h.userCompletes() })
-	h.at(6*time.Minute, func() { h.providerEvent("evt_synced", activities.EventKindSynced) })
+	h.at(6*time.Minute, func() { h.providerEvent("evt_synced", aggregator.EventKindSynced) })
 
 	st := h.run(RepairOptions{})
 
@@ -211,7 +212,7 @@ func TestFailureAfterCloseWaitsAgainAndCountsTheAttempt(t *testing.T) {
 	assert.Equal(t, 2, waitingAgain.Attempt)
 	assert.Contains(t, waitingAgain.LastError, "still reports the connection broken")
 	require.NoError(t, retry.err)
-	assert.Equal(t, activities.ConnectorActionRequired, retry.result.ConnectorStatus, "a new session for the new attempt")
+	assert.Equal(t, aggregator.ConnectorActionRequired, retry.result.ConnectorStatus, "a new session for the new attempt")
 	assert.Equal(t, StatusRepaired, st.Status)
 	assert.Equal(t, 2, st.Attempt)
 	assert.Equal(t, 2, h.calls("close"))
@@ -232,7 +233,7 @@ func TestAFailedAttemptAsksAgainOnlyAfterMinAskSpacing(t *testing.T) {
 	h.script(sandbox.Script{Close: sandbox.CloseFailsAfter})
 	h.at(MinAskSpacing+time.Hour, func() { h.reconnect(ReconnectRequest{}) })
 	h.at(MinAskSpacing+time.Hour+time.Minute, func() { h.userCompletes() })
-	h.at(MinAskSpacing+time.Hour+2*time.Minute, func() { h.providerEvent("evt_errored_again", activities.EventKindRepairable) })
+	h.at(MinAskSpacing+time.Hour+2*time.Minute, func() { h.providerEvent("evt_errored_again", aggregator.EventKindRepairable) })
 	h.at(MinAskSpacing+4*time.Hour, func() { h.signal(SignalCancel, CancelRequest{}) })
 	h.run(RepairOptions{ReminderOffsets: []time.Duration{200 * time.Hour}, RepairWindow: 300 * time.Hour})
 	assert.Len(t, h.events.ofType(activities.EventActionRequired), 2, "asked again: the last ask was over 48h ago")
@@ -295,7 +296,7 @@ func TestExpiresWhileVerifying(t *testing.T) {
 	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
 	h.at(2*time.Minute, func() { h.userCompletes() })
 	h.at(3*time.Minute, func() {
-		h.signal(SignalProviderEvent, ProviderEvent{EventID: "e1", Kind: activities.EventKindErrored, Reason: "institution down"})
+		h.signal(SignalProviderEvent, ProviderEvent{EventID: "e1", Kind: aggregator.EventKindErrored, Reason: "institution down"})
 	})
 
 	st := h.run(RepairOptions{RepairWindow: 6 * time.Hour, VerifyPollMaxInterval: 30 * time.Minute, VerifyGrace: time.Hour})
@@ -354,7 +355,7 @@ func TestFlakyProviderIsRetried(t *testing.T) {
 	st := h.run(RepairOptions{})
 
 	require.NoError(t, got.err)
-	assert.Equal(t, activities.ConnectorActionRequired, got.result.ConnectorStatus)
+	assert.Equal(t, aggregator.ConnectorActionRequired, got.result.ConnectorStatus)
 	assert.Equal(t, 4, h.calls("initialize"), "three 503s, then success")
 	assert.Equal(t, StatusCanceled, st.Status)
 }
@@ -362,7 +363,7 @@ func TestFlakyProviderIsRetried(t *testing.T) {
 func TestRepairedElsewhereStopsReminders(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()
-	h.at(60*time.Hour, func() { h.providerEvent("evt_login_repaired", activities.EventKindRepairedElsewhere) })
+	h.at(60*time.Hour, func() { h.providerEvent("evt_login_repaired", aggregator.EventKindRepairedElsewhere) })
 
 	st := h.run(RepairOptions{ReminderOffsets: []time.Duration{48 * time.Hour, 120 * time.Hour}})
 
@@ -447,9 +448,9 @@ func TestDuplicateAndStaleProviderEventsAreIgnored(t *testing.T) {
 	h.at(2*time.Minute, func() { h.userCompletes() })
 	h.at(3*time.Minute, func() {
 		// The original break, redelivered: already seen.
-		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_trigger", Kind: activities.EventKindRepairable})
+		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_trigger", Kind: aggregator.EventKindRepairable})
 		// A synced event from before the break: stale.
-		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_old", Kind: activities.EventKindSynced, At: h.start.Add(-time.Hour)})
+		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_old", Kind: aggregator.EventKindSynced, At: h.start.Add(-time.Hour)})
 	})
 	var verifying RepairState
 	h.at(4*time.Minute, func() { verifying = h.state() })
@@ -475,9 +476,9 @@ func TestMalformedSignalDoesNotWedgeTheRepair(t *testing.T) {
 }
 
 func TestDisconnectedAndDeleted(t *testing.T) {
-	for kind, want := range map[activities.EventKind]Status{
-		activities.EventKindDisconnected: StatusUnrepairable,
-		activities.EventKindDeleted:      StatusCanceled,
+	for kind, want := range map[aggregator.EventKind]Status{
+		aggregator.EventKindDisconnected: StatusUnrepairable,
+		aggregator.EventKindDeleted:      StatusCanceled,
 	} {
 		t.Run(string(kind), func(t *testing.T) {
 			h := newHarness(t)

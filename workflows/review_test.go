@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/sandbox"
 )
 
@@ -44,7 +45,7 @@ func TestConfirmationDuringProbeOutageNeverAsksTheUser(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()
 	h.script(sandbox.Script{FailCalls: 1_000_000})
-	h.at(2*time.Minute, func() { h.providerEvent("evt_synced", activities.EventKindSynced) })
+	h.at(2*time.Minute, func() { h.providerEvent("evt_synced", aggregator.EventKindSynced) })
 
 	st := h.run(RepairOptions{})
 
@@ -82,9 +83,9 @@ func TestRepairableEventFromBeforeTheReconnectCostsNoAttempt(t *testing.T) {
 	h.at(2*time.Minute, func() { h.userCompletes() })
 	h.at(3*time.Minute, func() {
 		// Redelivered late: it describes the break before the user's reconnect.
-		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_late", Kind: activities.EventKindRepairable, At: h.start.Add(time.Minute)})
+		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_late", Kind: aggregator.EventKindRepairable, At: h.start.Add(time.Minute)})
 	})
-	h.at(4*time.Minute, func() { h.providerEvent("evt_synced", activities.EventKindSynced) })
+	h.at(4*time.Minute, func() { h.providerEvent("evt_synced", aggregator.EventKindSynced) })
 
 	st := h.run(RepairOptions{})
 
@@ -102,7 +103,7 @@ func TestFailedCloseCountsOnce(t *testing.T) {
 	h.at(2*time.Minute, func() {
 		h.userCompletes()
 		h.env.RegisterDelayedCallback(func() {
-			h.providerEvent("evt_broken_again", activities.EventKindRepairable)
+			h.providerEvent("evt_broken_again", aggregator.EventKindRepairable)
 		}, time.Millisecond)
 	})
 	h.at(time.Hour, func() { h.signal(SignalCancel, CancelRequest{}) })
@@ -154,11 +155,11 @@ func TestConcurrentReconnectsShareOneRefresh(t *testing.T) {
 
 func TestNextRunInputForABreakAfterClose(t *testing.T) {
 	for name, send := range map[string]func(h *harness){
-		"webhook": func(h *harness) { h.providerEvent("evt_second_break", activities.EventKindRepairable) },
+		"webhook": func(h *harness) { h.providerEvent("evt_second_break", aggregator.EventKindRepairable) },
 		"manual": func(h *harness) {
 			h.signal(SignalRepairRequested, RepairRequest{Reason: "manual: ticket 7", At: h.env.Now()})
 		},
-		"proactive": func(h *harness) { h.providerEvent("evt_expiring", activities.EventKindProactive) },
+		"proactive": func(h *harness) { h.providerEvent("evt_expiring", aggregator.EventKindProactive) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			h := newHarness(t)
@@ -169,7 +170,7 @@ func TestNextRunInputForABreakAfterClose(t *testing.T) {
 			// The confirmation and a new break arrive in the same step: the
 			// break is not lost behind the outcome.
 			h.at(3*time.Minute, func() {
-				h.providerEvent("evt_synced", activities.EventKindSynced)
+				h.providerEvent("evt_synced", aggregator.EventKindSynced)
 				send(h)
 			})
 
@@ -198,11 +199,11 @@ func TestStaleBreakAfterCloseStartsNothing(t *testing.T) {
 	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
 	h.at(2*time.Minute, func() { h.userCompletes() })
 	h.at(3*time.Minute, func() {
-		h.providerEvent("evt_synced", activities.EventKindSynced)
+		h.providerEvent("evt_synced", aggregator.EventKindSynced)
 		// Dated before the break this repair handled: nothing new.
-		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_old_break", Kind: activities.EventKindRepairable, At: h.start.Add(-time.Minute)})
+		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_old_break", Kind: aggregator.EventKindRepairable, At: h.start.Add(-time.Minute)})
 		// The trigger itself, redelivered.
-		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_trigger", Kind: activities.EventKindRepairable, At: h.start})
+		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_trigger", Kind: aggregator.EventKindRepairable, At: h.start})
 	})
 
 	st := h.run(RepairOptions{})
@@ -220,10 +221,10 @@ func TestProactiveRepair(t *testing.T) {
 	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
 	h.at(2*time.Minute, func() { h.userCompletes() })
 	// Another "expiring soon" while verifying is not a failed reconnect.
-	h.at(3*time.Minute, func() { h.providerEvent("evt_expiring_again", activities.EventKindProactive) })
+	h.at(3*time.Minute, func() { h.providerEvent("evt_expiring_again", aggregator.EventKindProactive) })
 	var verifying RepairState
 	h.at(4*time.Minute, func() { verifying = h.state() })
-	h.at(5*time.Minute, func() { h.providerEvent("evt_synced", activities.EventKindSynced) })
+	h.at(5*time.Minute, func() { h.providerEvent("evt_synced", aggregator.EventKindSynced) })
 
 	in := h.input(RepairOptions{})
 	in.Proactive = true
@@ -243,7 +244,7 @@ func TestProactiveRepair(t *testing.T) {
 func TestBreakDuringProactiveRepairMakesItAnOrdinaryOne(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()
-	h.at(time.Hour, func() { h.providerEvent("evt_broke", activities.EventKindRepairable) })
+	h.at(time.Hour, func() { h.providerEvent("evt_broke", aggregator.EventKindRepairable) })
 	var after RepairState
 	h.at(2*time.Hour, func() { after = h.state() })
 	h.at(3*time.Hour, func() { h.signal(SignalCancel, CancelRequest{}) })

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 )
 
 // Status is where a repair stands. The same words appear in the query, the
@@ -100,7 +100,7 @@ type RepairState struct {
 	ClosedAt  time.Time `json:"closedAt,omitzero"`
 	Steps     []Step    `json:"steps"`
 
-	ConnectorStatus  activities.ConnectorStatus `json:"connectorStatus,omitempty"`
+	ConnectorStatus  aggregator.ConnectorStatus `json:"connectorStatus,omitempty"`
 	SessionExpiresAt time.Time                  `json:"sessionExpiresAt,omitzero"`
 	SessionsIssued   int                        `json:"sessionsIssued"`
 	RemindersSent    int                        `json:"remindersSent"`

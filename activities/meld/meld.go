@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 )
 
 // Name is Meld's provider name.
@@ -52,7 +52,7 @@ type Provider struct {
 	HTTP    *http.Client
 }
 
-// Name implements activities.Provider.
+// Name implements aggregator.Provider.
 func (p *Provider) Name() string { return Name }
 
 // Connection is a Meld bank-linking connection.
@@ -65,20 +65,20 @@ type Connection struct {
 	StatusReason       string `json:"statusReason"`
 }
 
-// Initialize implements activities.Provider. The user is always needed,
+// Initialize implements aggregator.Provider. The user is always needed,
 // unless the connection is already ACTIVE with nothing to fix (CONTINUE).
-func (p *Provider) Initialize(ctx context.Context, ref activities.ConnectionRef) (activities.Session, error) {
+func (p *Provider) Initialize(ctx context.Context, ref aggregator.ConnectionRef) (aggregator.Session, error) {
 	c, err := p.connection(ctx, ref.ConnectionID)
 	if err != nil {
-		return activities.Session{}, err
+		return aggregator.Session{}, err
 	}
 	switch c.Status {
 	case StatusActive:
 		if c.StatusReason == "" {
-			return activities.Session{ConnectorStatus: activities.ConnectorContinue, Healthy: true}, nil
+			return aggregator.Session{ConnectorStatus: aggregator.ConnectorContinue, Healthy: true}, nil
 		}
 	case StatusExpired, StatusDeleted:
-		return activities.Session{}, activities.NotRepairable(fmt.Sprintf("meld: connection %s is %s: start a new connection", c.ID, c.Status))
+		return aggregator.Session{}, aggregator.NotRepairable(fmt.Sprintf("meld: connection %s is %s: start a new connection", c.ID, c.Status))
 	}
 	// Anything else goes to Meld's repair call, which answers 409 for a
 	// connection it will not repair (IN_PROGRESS, say).
@@ -87,69 +87,69 @@ func (p *Provider) Initialize(ctx context.Context, ref activities.ConnectionRef)
 		ConnectToken string `json:"connectToken"`
 		WidgetURL    string `json:"widgetUrl"`
 	}
-	status, raw, err := activities.DoJSON(ctx, p.HTTP, activities.JSONRequest{
+	status, raw, err := aggregator.DoJSON(ctx, p.HTTP, aggregator.JSONRequest{
 		Method: http.MethodPost,
 		URL:    p.url("/bank-linking/connect/repair"),
 		Header: p.headers(),
 		Body:   map[string]string{"connectionId": ref.ConnectionID},
 	}, &res)
 	if err != nil {
-		return activities.Session{}, err
+		return aggregator.Session{}, err
 	}
 	switch {
 	case status == http.StatusConflict:
-		return activities.Session{}, activities.NotRepairable(fmt.Sprintf("meld: connection %s cannot be repaired (%s): start a new connection", ref.ConnectionID, errorText(raw)))
+		return aggregator.Session{}, aggregator.NotRepairable(fmt.Sprintf("meld: connection %s cannot be repaired (%s): start a new connection", ref.ConnectionID, errorText(raw)))
 	case status/100 != 2:
-		return activities.Session{}, activities.HTTPStatusError("meld repair", status, errorText(raw))
+		return aggregator.Session{}, aggregator.HTTPStatusError("meld repair", status, errorText(raw))
 	case res.ConnectToken == "":
-		return activities.Session{}, fmt.Errorf("meld repair: answer without a connectToken")
+		return aggregator.Session{}, fmt.Errorf("meld repair: answer without a connectToken")
 	}
-	return activities.Session{
-		ConnectorStatus: activities.ConnectorActionRequired,
+	return aggregator.Session{
+		ConnectorStatus: aggregator.ConnectorActionRequired,
 		ConnectorToken:  res.ConnectToken,
 		WidgetURL:       res.WidgetURL,
 		ExpiresAt:       tokenExpiry(res.ConnectToken),
 	}, nil
 }
 
-// Close implements activities.Provider. Meld has no close step: the widget
+// Close implements aggregator.Provider. Meld has no close step: the widget
 // finishing is all, and the status change confirms.
-func (p *Provider) Close(context.Context, activities.CloseRequest) error { return nil }
+func (p *Provider) Close(context.Context, aggregator.CloseRequest) error { return nil }
 
-// ConnectionStatus implements activities.Provider.
-func (p *Provider) ConnectionStatus(ctx context.Context, ref activities.ConnectionRef) (activities.ConnectionStatus, error) {
+// ConnectionStatus implements aggregator.Provider.
+func (p *Provider) ConnectionStatus(ctx context.Context, ref aggregator.ConnectionRef) (aggregator.ConnectionStatus, error) {
 	c, err := p.connection(ctx, ref.ConnectionID)
 	if err != nil {
-		return activities.ConnectionStatus{}, err
+		return aggregator.ConnectionStatus{}, err
 	}
 	word := c.Status
 	if c.StatusReason != "" {
 		word += "/" + c.StatusReason
 	}
-	return activities.ConnectionStatus{Health: HealthOf(c.Status, c.StatusReason), ProviderStatus: word}, nil
+	return aggregator.ConnectionStatus{Health: HealthOf(c.Status, c.StatusReason), ProviderStatus: word}, nil
 }
 
 // HealthOf maps a Meld status and reason onto Relink's health.
-func HealthOf(status, reason string) activities.Health {
+func HealthOf(status, reason string) aggregator.Health {
 	switch status {
 	case StatusActive:
 		if reason == ReasonAccessExpiringSoon {
-			return activities.HealthSyncing // not yet renewed: keep checking
+			return aggregator.HealthSyncing // not yet renewed: keep checking
 		}
-		return activities.HealthHealthy
+		return aggregator.HealthHealthy
 	case StatusReconnectRequired:
-		return activities.HealthRepairable
+		return aggregator.HealthRepairable
 	case StatusDegraded:
 		if needsCustomer(reason) {
-			return activities.HealthRepairable
+			return aggregator.HealthRepairable
 		}
-		return activities.HealthDegraded
+		return aggregator.HealthDegraded
 	case StatusPartiallyActive:
-		return activities.HealthDegraded
+		return aggregator.HealthDegraded
 	case StatusExpired, StatusDeleted, StatusUnrecoverable:
-		return activities.HealthDisconnected
+		return aggregator.HealthDisconnected
 	}
-	return activities.HealthSyncing
+	return aggregator.HealthSyncing
 }
 
 // needsCustomer reports DEGRADED reasons only the customer can clear.
@@ -159,7 +159,7 @@ func needsCustomer(reason string) bool {
 
 func (p *Provider) connection(ctx context.Context, id string) (Connection, error) {
 	var c Connection
-	status, raw, err := activities.DoJSON(ctx, p.HTTP, activities.JSONRequest{
+	status, raw, err := aggregator.DoJSON(ctx, p.HTTP, aggregator.JSONRequest{
 		Method: http.MethodGet,
 		URL:    p.url("/bank-linking/connections/" + url.PathEscape(id)),
 		Header: p.headers(),
@@ -168,7 +168,7 @@ func (p *Provider) connection(ctx context.Context, id string) (Connection, error
 		return Connection{}, err
 	}
 	if status/100 != 2 {
-		return Connection{}, activities.HTTPStatusError("meld connection "+id, status, errorText(raw))
+		return Connection{}, aggregator.HTTPStatusError("meld connection "+id, status, errorText(raw))
 	}
 	return c, nil
 }

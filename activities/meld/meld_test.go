@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/meld"
 	"github.com/relink-dev/relink/activities/meld/meldfake"
 )
@@ -36,8 +36,8 @@ func setup(t *testing.T) (*meldfake.Server, *meld.Provider) {
 	return fake, &meld.Provider{APIURL: fake.URL, APIKey: apiKey, Version: meld.DefaultVersion, HTTP: fake.Client()}
 }
 
-func ref(id string) activities.ConnectionRef {
-	return activities.ConnectionRef{Provider: meld.Name, ConnectionID: id}
+func ref(id string) aggregator.ConnectionRef {
+	return aggregator.ConnectionRef{Provider: meld.Name, ConnectionID: id}
 }
 
 func TestInitializeRepairsWithAConnectToken(t *testing.T) {
@@ -46,7 +46,7 @@ func TestInitializeRepairsWithAConnectToken(t *testing.T) {
 	s, err := p.Initialize(context.Background(), ref("conn_broken"))
 
 	require.NoError(t, err)
-	assert.Equal(t, activities.ConnectorActionRequired, s.ConnectorStatus)
+	assert.Equal(t, aggregator.ConnectorActionRequired, s.ConnectorStatus)
 	assert.NotEmpty(t, s.ConnectorToken)
 	assert.Contains(t, s.WidgetURL, "connectToken=")
 	assert.WithinDuration(t, time.Now().Add(3*time.Hour), s.ExpiresAt, time.Minute, "expiry read from the token")
@@ -64,15 +64,15 @@ func TestInitializeOutcomes(t *testing.T) {
 	ctx := context.Background()
 	cases := map[string]struct {
 		conn       string
-		wantStatus activities.ConnectorStatus
+		wantStatus aggregator.ConnectorStatus
 		wantType   string
 	}{
-		"active with nothing to fix": {"conn_ok", activities.ConnectorContinue, ""},
-		"active, access expiring":    {"conn_expiring", activities.ConnectorActionRequired, ""},
-		"degraded":                   {"conn_degraded", activities.ConnectorActionRequired, ""},
-		"unknown":                    {"conn_nope", "", activities.ErrTypeConnectionNotFound},
-		"expired":                    {"conn_expired", "", activities.ErrTypeNotRepairable},
-		"in progress (Meld's 409)":   {"conn_busy", "", activities.ErrTypeNotRepairable},
+		"active with nothing to fix": {"conn_ok", aggregator.ConnectorContinue, ""},
+		"active, access expiring":    {"conn_expiring", aggregator.ConnectorActionRequired, ""},
+		"degraded":                   {"conn_degraded", aggregator.ConnectorActionRequired, ""},
+		"unknown":                    {"conn_nope", "", aggregator.ErrTypeConnectionNotFound},
+		"expired":                    {"conn_expired", "", aggregator.ErrTypeNotRepairable},
+		"in progress (Meld's 409)":   {"conn_busy", "", aggregator.ErrTypeNotRepairable},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -80,8 +80,8 @@ func TestInitializeOutcomes(t *testing.T) {
 			s, err := p.Initialize(ctx, ref(tc.conn))
 			if tc.wantType != "" {
 				require.Error(t, err)
-				assert.Equal(t, tc.wantType, activities.ErrorType(err))
-				if tc.wantType == activities.ErrTypeNotRepairable {
+				assert.Equal(t, tc.wantType, aggregator.ErrorType(err))
+				if tc.wantType == aggregator.ErrTypeNotRepairable {
 					assert.Contains(t, err.Error(), "start a new connection")
 				}
 				return
@@ -98,7 +98,7 @@ func TestRepairConflictIsNotRepairable(t *testing.T) {
 
 	_, err := p.Initialize(context.Background(), ref("conn_broken"))
 
-	assert.Equal(t, activities.ErrTypeNotRepairable, activities.ErrorType(err))
+	assert.Equal(t, aggregator.ErrTypeNotRepairable, aggregator.ErrorType(err))
 	assert.Contains(t, err.Error(), "CONNECTION_NOT_REPAIRABLE")
 	assert.Contains(t, err.Error(), "start a new connection")
 }
@@ -114,7 +114,7 @@ func TestTransientFailuresAreRetryable(t *testing.T) {
 			}
 			_, err := p.Initialize(context.Background(), ref("conn_broken"))
 			require.Error(t, err)
-			assert.Empty(t, activities.ErrorType(err), "%d on the %s", status, where)
+			assert.Empty(t, aggregator.ErrorType(err), "%d on the %s", status, where)
 			assert.NotContains(t, err.Error(), apiKey)
 		}
 	}
@@ -122,17 +122,17 @@ func TestTransientFailuresAreRetryable(t *testing.T) {
 
 func TestCloseIsANoOp(t *testing.T) {
 	fake, p := setup(t)
-	require.NoError(t, p.Close(context.Background(), activities.CloseRequest{ConnectionRef: ref("conn_broken")}))
+	require.NoError(t, p.Close(context.Background(), aggregator.CloseRequest{ConnectionRef: ref("conn_broken")}))
 	assert.Empty(t, fake.Requests(), "Meld has no close call")
 }
 
 func TestConnectionStatus(t *testing.T) {
-	for conn, want := range map[string]activities.Health{
-		"conn_ok":       activities.HealthHealthy,
-		"conn_broken":   activities.HealthRepairable,
-		"conn_expiring": activities.HealthSyncing,
-		"conn_expired":  activities.HealthDisconnected,
-		"conn_degraded": activities.HealthDegraded,
+	for conn, want := range map[string]aggregator.Health{
+		"conn_ok":       aggregator.HealthHealthy,
+		"conn_broken":   aggregator.HealthRepairable,
+		"conn_expiring": aggregator.HealthSyncing,
+		"conn_expired":  aggregator.HealthDisconnected,
+		"conn_degraded": aggregator.HealthDegraded,
 	} {
 		_, p := setup(t)
 		st, err := p.ConnectionStatus(context.Background(), ref(conn))
@@ -185,17 +185,17 @@ func TestWebhookEventsAreNormalised(t *testing.T) {
 	cases := []struct {
 		status, reason string
 		proactive      bool
-		want           activities.EventKind // "" means ignored
+		want           aggregator.EventKind // "" means ignored
 	}{
-		{meld.StatusReconnectRequired, "LOGIN_REQUIRED", false, activities.EventKindRepairable},
-		{meld.StatusDegraded, meld.ReasonInstitutionActionNeeded, false, activities.EventKindRepairable},
-		{meld.StatusDegraded, "INSTITUTION_CURRENTLY_UNAVAILABLE", false, activities.EventKindErrored},
-		{meld.StatusActive, "", false, activities.EventKindSynced},
-		{meld.StatusActive, meld.ReasonAccessExpiringSoon, true, activities.EventKindProactive},
-		{meld.StatusActive, meld.ReasonNewAccountsAvailable, true, activities.EventKindProactive},
+		{meld.StatusReconnectRequired, "LOGIN_REQUIRED", false, aggregator.EventKindRepairable},
+		{meld.StatusDegraded, meld.ReasonInstitutionActionNeeded, false, aggregator.EventKindRepairable},
+		{meld.StatusDegraded, "INSTITUTION_CURRENTLY_UNAVAILABLE", false, aggregator.EventKindErrored},
+		{meld.StatusActive, "", false, aggregator.EventKindSynced},
+		{meld.StatusActive, meld.ReasonAccessExpiringSoon, true, aggregator.EventKindProactive},
+		{meld.StatusActive, meld.ReasonNewAccountsAvailable, true, aggregator.EventKindProactive},
 		{meld.StatusActive, meld.ReasonAccessExpiringSoon, false, ""},
-		{meld.StatusExpired, "", false, activities.EventKindDisconnected},
-		{meld.StatusUnrecoverable, "CONTINUED_AGGREGATION_FAILURES", false, activities.EventKindDisconnected},
+		{meld.StatusExpired, "", false, aggregator.EventKindDisconnected},
+		{meld.StatusUnrecoverable, "CONTINUED_AGGREGATION_FAILURES", false, aggregator.EventKindDisconnected},
 	}
 	for _, tc := range cases {
 		t.Run(tc.status+"/"+tc.reason, func(t *testing.T) {
@@ -230,19 +230,19 @@ func TestWebhookVerification(t *testing.T) {
 			req.Header.Set(meld.HeaderSignature, meld.Sign(hookSecret, ts, hookURL, body))
 			return req
 		}, nil},
-		"wrong key": {func() *http.Request { return signed(body, "whsec_other", now) }, activities.ErrWebhookSignature},
-		"stale":     {func() *http.Request { return signed(body, hookSecret, now.Add(-6*time.Minute)) }, activities.ErrWebhookSignature},
+		"wrong key": {func() *http.Request { return signed(body, "whsec_other", now) }, aggregator.ErrWebhookSignature},
+		"stale":     {func() *http.Request { return signed(body, hookSecret, now.Add(-6*time.Minute)) }, aggregator.ErrWebhookSignature},
 		"missing signature": {func() *http.Request {
 			req := signed(body, hookSecret, now)
 			req.Header.Del(meld.HeaderSignature)
 			return req
-		}, activities.ErrWebhookSignature},
+		}, aggregator.ErrWebhookSignature},
 		"signed for another URL": {func() *http.Request {
 			req := signed(body, hookSecret, now)
 			ts := req.Header.Get(meld.HeaderTimestamp)
 			req.Header.Set(meld.HeaderSignature, meld.Sign(hookSecret, ts, "https://evil.example/webhooks/meld", body))
 			return req
-		}, activities.ErrWebhookSignature},
+		}, aggregator.ErrWebhookSignature},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -257,7 +257,7 @@ func TestWebhookVerification(t *testing.T) {
 	t.Run("tampered", func(t *testing.T) {
 		tampered := bytes.Replace(body, []byte("conn_1"), []byte("conn_2"), 1)
 		_, err := receiver(false).Receive(signed(body, hookSecret, now), tampered)
-		assert.ErrorIs(t, err, activities.ErrWebhookSignature)
+		assert.ErrorIs(t, err, aggregator.ErrWebhookSignature)
 	})
 	t.Run("URL rebuilt from the request behind a proxy", func(t *testing.T) {
 		r := &meld.WebhookReceiver{Secret: hookSecret, Now: func() time.Time { return now }}
@@ -272,7 +272,7 @@ func TestWebhookVerification(t *testing.T) {
 	t.Run("malformed", func(t *testing.T) {
 		bad := []byte(`{"eventType":"BANK_LINKING_CONNECTION_STATUS_CHANGE","eventId":"e","payload":{}}`)
 		_, err := receiver(false).Receive(signed(bad, hookSecret, now), bad)
-		assert.ErrorIs(t, err, activities.ErrWebhookMalformed)
+		assert.ErrorIs(t, err, aggregator.ErrWebhookMalformed)
 	})
 	t.Run("other event types are ignored", func(t *testing.T) {
 		other := []byte(`{"eventType":"BANK_LINKING_TRANSACTIONS_AGGREGATED","eventId":"e","payload":{"connectionId":"c"}}`)

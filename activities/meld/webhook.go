@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 )
 
 // Signature headers: meld-signature is base64url(HMAC-SHA256(secret,
@@ -83,23 +83,23 @@ type WebhookReceiver struct {
 	Proactive bool
 }
 
-// Receive implements activities.WebhookReceiver.
-func (w *WebhookReceiver) Receive(r *http.Request, body []byte) ([]activities.WebhookEvent, error) {
+// Receive implements aggregator.WebhookReceiver.
+func (w *WebhookReceiver) Receive(r *http.Request, body []byte) ([]aggregator.WebhookEvent, error) {
 	if err := w.verify(r, body); err != nil {
 		return nil, err
 	}
 	var env Envelope
 	if err := json.Unmarshal(body, &env); err != nil {
-		return nil, fmt.Errorf("%w: %v", activities.ErrWebhookMalformed, err)
+		return nil, fmt.Errorf("%w: %v", aggregator.ErrWebhookMalformed, err)
 	}
 	if env.EventType != EventStatusChange && env.EventType != EventDeleted {
 		return nil, nil // not Relink's business
 	}
 	var p ConnectionPayload
 	if err := json.Unmarshal(env.Payload, &p); err != nil || env.EventID == "" || p.ConnectionID == "" {
-		return nil, fmt.Errorf("%w: %s needs eventId and payload.connectionId", activities.ErrWebhookMalformed, env.EventType)
+		return nil, fmt.Errorf("%w: %s needs eventId and payload.connectionId", aggregator.ErrWebhookMalformed, env.EventType)
 	}
-	ev := activities.WebhookEvent{
+	ev := aggregator.WebhookEvent{
 		EventID:        env.EventID,
 		Type:           env.EventType,
 		At:             env.Timestamp,
@@ -117,30 +117,30 @@ func (w *WebhookReceiver) Receive(r *http.Request, body []byte) ([]activities.We
 		return nil, nil
 	}
 	ev.Kind = kind
-	return []activities.WebhookEvent{ev}, nil
+	return []aggregator.WebhookEvent{ev}, nil
 }
 
-func (w *WebhookReceiver) kindOf(eventType, status, reason string) (activities.EventKind, bool) {
+func (w *WebhookReceiver) kindOf(eventType, status, reason string) (aggregator.EventKind, bool) {
 	if eventType == EventDeleted {
-		return activities.EventKindDeleted, true
+		return aggregator.EventKindDeleted, true
 	}
 	switch status {
 	case StatusReconnectRequired:
-		return activities.EventKindRepairable, true
+		return aggregator.EventKindRepairable, true
 	case StatusDegraded:
 		if needsCustomer(reason) {
-			return activities.EventKindRepairable, true
+			return aggregator.EventKindRepairable, true
 		}
-		return activities.EventKindErrored, true
+		return aggregator.EventKindErrored, true
 	case StatusActive:
 		if reason == ReasonAccessExpiringSoon || reason == ReasonNewAccountsAvailable {
-			return activities.EventKindProactive, w.Proactive
+			return aggregator.EventKindProactive, w.Proactive
 		}
-		return activities.EventKindSynced, true
+		return aggregator.EventKindSynced, true
 	case StatusExpired, StatusUnrecoverable:
-		return activities.EventKindDisconnected, true
+		return aggregator.EventKindDisconnected, true
 	case StatusDeleted:
-		return activities.EventKindDeleted, true
+		return aggregator.EventKindDeleted, true
 	}
 	return "", false
 }
@@ -148,25 +148,25 @@ func (w *WebhookReceiver) kindOf(eventType, status, reason string) (activities.E
 func (w *WebhookReceiver) verify(r *http.Request, body []byte) error {
 	sig, ts := r.Header.Get(HeaderSignature), r.Header.Get(HeaderTimestamp)
 	if sig == "" || ts == "" {
-		return fmt.Errorf("%w: missing %s or %s", activities.ErrWebhookSignature, HeaderSignature, HeaderTimestamp)
+		return fmt.Errorf("%w: missing %s or %s", aggregator.ErrWebhookSignature, HeaderSignature, HeaderTimestamp)
 	}
 	at, ok := parseTimestamp(ts)
 	if !ok {
-		return fmt.Errorf("%w: %s is neither RFC 3339 nor unix seconds", activities.ErrWebhookSignature, HeaderTimestamp)
+		return fmt.Errorf("%w: %s is neither RFC 3339 nor unix seconds", aggregator.ErrWebhookSignature, HeaderTimestamp)
 	}
 	tolerance := w.Tolerance
 	if tolerance <= 0 {
 		tolerance = 300 * time.Second
 	}
 	if age := w.Now().Sub(at); age > tolerance || age < -tolerance {
-		return fmt.Errorf("%w: timestamp outside the %s tolerance", activities.ErrWebhookSignature, tolerance)
+		return fmt.Errorf("%w: timestamp outside the %s tolerance", aggregator.ErrWebhookSignature, tolerance)
 	}
 	got, err := base64.URLEncoding.DecodeString(sig)
 	if err != nil {
 		got, err = base64.RawURLEncoding.DecodeString(sig)
 	}
 	if err != nil || !hmac.Equal(got, mac(w.Secret, ts, w.fullURL(r), body)) {
-		return fmt.Errorf("%w: signature does not match (is MELD_WEBHOOK_URL the URL registered with Meld?)", activities.ErrWebhookSignature)
+		return fmt.Errorf("%w: signature does not match (is MELD_WEBHOOK_URL the URL registered with Meld?)", aggregator.ErrWebhookSignature)
 	}
 	return nil
 }

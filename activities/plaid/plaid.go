@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 )
 
 // Name is Plaid's provider name.
@@ -47,7 +47,7 @@ func (s StaticAccessTokens) AccessToken(_ context.Context, itemID string) (strin
 	if t, ok := s[itemID]; ok {
 		return t, nil
 	}
-	return "", activities.NotFound("plaid: no access token for item " + itemID + " in PLAID_ACCESS_TOKENS")
+	return "", aggregator.NotFound("plaid: no access token for item " + itemID + " in PLAID_ACCESS_TOKENS")
 }
 
 // HTTPAccessTokens asks the app: GET <URL>?item_id=<id> with
@@ -63,7 +63,7 @@ type HTTPAccessTokens struct {
 func (h *HTTPAccessTokens) AccessToken(ctx context.Context, itemID string) (string, error) {
 	u, err := url.Parse(h.URL)
 	if err != nil {
-		return "", activities.InvalidInput("plaid: PLAID_ACCESS_TOKEN_URL: " + err.Error())
+		return "", aggregator.InvalidInput("plaid: PLAID_ACCESS_TOKEN_URL: " + err.Error())
 	}
 	q := u.Query()
 	q.Set("item_id", itemID)
@@ -71,7 +71,7 @@ func (h *HTTPAccessTokens) AccessToken(ctx context.Context, itemID string) (stri
 	var res struct {
 		AccessToken string `json:"access_token"`
 	}
-	status, _, err := activities.DoJSON(ctx, h.HTTP, activities.JSONRequest{
+	status, _, err := aggregator.DoJSON(ctx, h.HTTP, aggregator.JSONRequest{
 		Method: http.MethodGet,
 		URL:    u.String(),
 		Header: http.Header{"Authorization": {"Bearer " + h.Secret}},
@@ -80,7 +80,7 @@ func (h *HTTPAccessTokens) AccessToken(ctx context.Context, itemID string) (stri
 	case err != nil:
 		return "", err
 	case status == http.StatusNotFound:
-		return "", activities.NotFound("plaid: the app knows no access token for item " + itemID)
+		return "", aggregator.NotFound("plaid: the app knows no access token for item " + itemID)
 	case status/100 != 2:
 		return "", fmt.Errorf("plaid: access token lookup for item %s answered %d", itemID, status)
 	case res.AccessToken == "":
@@ -106,29 +106,29 @@ type Provider struct {
 	HTTP        *http.Client
 }
 
-// Name implements activities.Provider.
+// Name implements aggregator.Provider.
 func (p *Provider) Name() string { return Name }
 
-// Initialize implements activities.Provider: /link/token/create in update
+// Initialize implements aggregator.Provider: /link/token/create in update
 // mode (the Item's access token, no products). The user is always needed.
 //
 // Update mode always needs the user, so for a repair that did not start
 // proactively it first reads the Item: one with no error has nothing to
 // repair (a redelivered ITEM_LOGIN_REQUIRED, or one the user already
 // fixed), and the user is not asked.
-func (p *Provider) Initialize(ctx context.Context, ref activities.ConnectionRef) (activities.Session, error) {
+func (p *Provider) Initialize(ctx context.Context, ref aggregator.ConnectionRef) (aggregator.Session, error) {
 	if !ref.Proactive {
 		st, err := p.ConnectionStatus(ctx, ref)
 		if err != nil {
-			return activities.Session{}, err
+			return aggregator.Session{}, err
 		}
-		if st.Health == activities.HealthHealthy {
-			return activities.Session{ConnectorStatus: activities.ConnectorContinue, Healthy: true}, nil
+		if st.Health == aggregator.HealthHealthy {
+			return aggregator.Session{ConnectorStatus: aggregator.ConnectorContinue, Healthy: true}, nil
 		}
 	}
 	token, err := p.Tokens.AccessToken(ctx, ref.ConnectionID)
 	if err != nil {
-		return activities.Session{}, err
+		return aggregator.Session{}, err
 	}
 	user := ref.ProfileID
 	if user == "" {
@@ -154,26 +154,26 @@ func (p *Provider) Initialize(ctx context.Context, ref activities.ConnectionRef)
 		Expiration time.Time `json:"expiration"`
 	}
 	if err := p.call(ctx, "/link/token/create", body, &res); err != nil {
-		return activities.Session{}, err
+		return aggregator.Session{}, err
 	}
-	return activities.Session{
-		ConnectorStatus: activities.ConnectorActionRequired,
+	return aggregator.Session{
+		ConnectorStatus: aggregator.ConnectorActionRequired,
 		ConnectorToken:  res.LinkToken,
 		LinkToken:       res.LinkToken,
 		ExpiresAt:       res.Expiration,
 	}, nil
 }
 
-// Close implements activities.Provider. Update mode exchanges nothing: the
+// Close implements aggregator.Provider. Update mode exchanges nothing: the
 // access token stays the same, and /item/get or LOGIN_REPAIRED confirms.
-func (p *Provider) Close(context.Context, activities.CloseRequest) error { return nil }
+func (p *Provider) Close(context.Context, aggregator.CloseRequest) error { return nil }
 
-// ConnectionStatus implements activities.Provider with /item/get: an Item
+// ConnectionStatus implements aggregator.Provider with /item/get: an Item
 // with no error is healthy.
-func (p *Provider) ConnectionStatus(ctx context.Context, ref activities.ConnectionRef) (activities.ConnectionStatus, error) {
+func (p *Provider) ConnectionStatus(ctx context.Context, ref aggregator.ConnectionRef) (aggregator.ConnectionStatus, error) {
 	token, err := p.Tokens.AccessToken(ctx, ref.ConnectionID)
 	if err != nil {
-		return activities.ConnectionStatus{}, err
+		return aggregator.ConnectionStatus{}, err
 	}
 	var res struct {
 		Item struct {
@@ -181,17 +181,17 @@ func (p *Provider) ConnectionStatus(ctx context.Context, ref activities.Connecti
 		} `json:"item"`
 	}
 	if err := p.call(ctx, "/item/get", map[string]any{"client_id": p.ClientID, "secret": p.Secret, "access_token": token}, &res); err != nil {
-		return activities.ConnectionStatus{}, err
+		return aggregator.ConnectionStatus{}, err
 	}
 	switch e := res.Item.Error; {
 	case e == nil:
-		return activities.ConnectionStatus{Health: activities.HealthHealthy, ProviderStatus: "HEALTHY"}, nil
+		return aggregator.ConnectionStatus{Health: aggregator.HealthHealthy, ProviderStatus: "HEALTHY"}, nil
 	case e.ErrorCode == CodeItemLoginRequired:
-		return activities.ConnectionStatus{Health: activities.HealthRepairable, ProviderStatus: e.ErrorCode}, nil
+		return aggregator.ConnectionStatus{Health: aggregator.HealthRepairable, ProviderStatus: e.ErrorCode}, nil
 	case e.ErrorCode == codePermissionRevoked:
-		return activities.ConnectionStatus{Health: activities.HealthDisconnected, ProviderStatus: e.ErrorCode}, nil
+		return aggregator.ConnectionStatus{Health: aggregator.HealthDisconnected, ProviderStatus: e.ErrorCode}, nil
 	default:
-		return activities.ConnectionStatus{Health: activities.HealthDegraded, ProviderStatus: e.ErrorCode}, nil
+		return aggregator.ConnectionStatus{Health: aggregator.HealthDegraded, ProviderStatus: e.ErrorCode}, nil
 	}
 }
 
@@ -204,7 +204,7 @@ type plaidError struct {
 
 // call POSTs to a Plaid endpoint and classifies Plaid's error answers.
 func (p *Provider) call(ctx context.Context, path string, body, out any) error {
-	status, raw, err := activities.DoJSON(ctx, p.HTTP, activities.JSONRequest{
+	status, raw, err := aggregator.DoJSON(ctx, p.HTTP, aggregator.JSONRequest{
 		Method: http.MethodPost,
 		URL:    strings.TrimRight(p.APIURL, "/") + path,
 		Body:   body,
@@ -220,13 +220,13 @@ func (p *Provider) call(ctx context.Context, path string, body, out any) error {
 	msg := fmt.Sprintf("plaid %s: %d %s: %s (request %s)", path, status, e.ErrorCode, e.ErrorMessage, e.RequestID)
 	switch {
 	case e.ErrorCode == codeItemNotFound || e.ErrorCode == codeInvalidAccessToken:
-		return activities.NotFound(msg)
+		return aggregator.NotFound(msg)
 	case e.ErrorCode == codePermissionRevoked:
-		return activities.NotRepairable(msg)
+		return aggregator.NotRepairable(msg)
 	case e.ErrorCode == codeInvalidLinkToken:
-		return activities.ReconnectRejected(msg)
+		return aggregator.ReconnectRejected(msg)
 	case status == http.StatusBadRequest && e.ErrorType == "INVALID_INPUT" && e.ErrorCode != "INVALID_API_KEYS":
-		return activities.InvalidInput(msg)
+		return aggregator.InvalidInput(msg)
 	default:
 		// Transient (429, 5xx, API and institution errors), or settings an
 		// operator can fix (credentials, redirect URI) while we retry.

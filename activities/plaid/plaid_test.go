@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/plaid"
 	"github.com/relink-dev/relink/activities/plaid/plaidfake"
 )
@@ -42,8 +42,8 @@ func setup(t *testing.T) (*plaidfake.Server, *plaid.Provider) {
 	return fake, p
 }
 
-func ref(item string) activities.ConnectionRef {
-	return activities.ConnectionRef{Provider: plaid.Name, ConnectionID: item, ProfileID: "user_42"}
+func ref(item string) aggregator.ConnectionRef {
+	return aggregator.ConnectionRef{Provider: plaid.Name, ConnectionID: item, ProfileID: "user_42"}
 }
 
 func TestInitializeCreatesAnUpdateModeLinkToken(t *testing.T) {
@@ -52,7 +52,7 @@ func TestInitializeCreatesAnUpdateModeLinkToken(t *testing.T) {
 	s, err := p.Initialize(context.Background(), ref("item_1"))
 
 	require.NoError(t, err)
-	assert.Equal(t, activities.ConnectorActionRequired, s.ConnectorStatus)
+	assert.Equal(t, aggregator.ConnectorActionRequired, s.ConnectorStatus)
 	assert.True(t, strings.HasPrefix(s.LinkToken, "link-sandbox-"))
 	assert.Equal(t, s.LinkToken, s.ConnectorToken)
 	assert.WithinDuration(t, time.Now().Add(30*time.Minute), s.ExpiresAt, time.Minute)
@@ -75,7 +75,7 @@ func TestInitializeOfAHealthyItemAsksNobody(t *testing.T) {
 	s, err := p.Initialize(context.Background(), ref("item_ok"))
 
 	require.NoError(t, err)
-	assert.Equal(t, activities.ConnectorContinue, s.ConnectorStatus)
+	assert.Equal(t, aggregator.ConnectorContinue, s.ConnectorStatus)
 	assert.True(t, s.Healthy, "a redelivered ITEM_LOGIN_REQUIRED for a repaired Item repairs nothing")
 	for _, req := range fake.Requests() {
 		assert.NotEqual(t, "/link/token/create", req.Path, "no link token, so no user is asked")
@@ -85,7 +85,7 @@ func TestInitializeOfAHealthyItemAsksNobody(t *testing.T) {
 	proactive.Proactive = true
 	s, err = p.Initialize(context.Background(), proactive)
 	require.NoError(t, err)
-	assert.Equal(t, activities.ConnectorActionRequired, s.ConnectorStatus, "consent expiring: the user is needed although nothing broke")
+	assert.Equal(t, aggregator.ConnectorActionRequired, s.ConnectorStatus, "consent expiring: the user is needed although nothing broke")
 }
 
 func TestAccessTokensComeFromTheApp(t *testing.T) {
@@ -109,7 +109,7 @@ func TestAccessTokensComeFromTheApp(t *testing.T) {
 	assert.Equal(t, accessToken, fake.Requests()[0].Body["access_token"])
 
 	_, err = p.Initialize(context.Background(), ref("item_unknown"))
-	assert.Equal(t, activities.ErrTypeConnectionNotFound, activities.ErrorType(err))
+	assert.Equal(t, aggregator.ErrTypeConnectionNotFound, aggregator.ErrorType(err))
 }
 
 func TestItemStatus(t *testing.T) {
@@ -117,17 +117,17 @@ func TestItemStatus(t *testing.T) {
 	ctx := context.Background()
 	st, err := p.ConnectionStatus(ctx, ref("item_1"))
 	require.NoError(t, err)
-	assert.Equal(t, activities.ConnectionStatus{Health: activities.HealthRepairable, ProviderStatus: plaid.CodeItemLoginRequired}, st)
+	assert.Equal(t, aggregator.ConnectionStatus{Health: aggregator.HealthRepairable, ProviderStatus: plaid.CodeItemLoginRequired}, st)
 
 	fake.SetError("item_1", "")
 	st, err = p.ConnectionStatus(ctx, ref("item_1"))
 	require.NoError(t, err)
-	assert.Equal(t, activities.HealthHealthy, st.Health)
+	assert.Equal(t, aggregator.HealthHealthy, st.Health)
 
 	fake.SetError("item_1", "INSTITUTION_DOWN")
 	st, err = p.ConnectionStatus(ctx, ref("item_1"))
 	require.NoError(t, err)
-	assert.Equal(t, activities.HealthDegraded, st.Health)
+	assert.Equal(t, aggregator.HealthDegraded, st.Health)
 }
 
 func TestErrorsAreClassifiedWithoutLeakingTokens(t *testing.T) {
@@ -136,10 +136,10 @@ func TestErrorsAreClassifiedWithoutLeakingTokens(t *testing.T) {
 		prepare  func(*plaidfake.Server, *plaid.Provider)
 		wantType string
 	}{
-		"unknown item": {func(_ *plaidfake.Server, p *plaid.Provider) { p.Tokens = plaid.StaticAccessTokens{} }, activities.ErrTypeConnectionNotFound},
+		"unknown item": {func(_ *plaidfake.Server, p *plaid.Provider) { p.Tokens = plaid.StaticAccessTokens{} }, aggregator.ErrTypeConnectionNotFound},
 		"revoked token": {func(f *plaidfake.Server, _ *plaid.Provider) {
 			f.Put(plaidfake.Item{ID: "item_1", AccessToken: "other"})
-		}, activities.ErrTypeConnectionNotFound},
+		}, aggregator.ErrTypeConnectionNotFound},
 		"rate limited":      {func(f *plaidfake.Server, _ *plaid.Provider) { f.HTTPStatus = http.StatusTooManyRequests }, ""},
 		"plaid down":        {func(f *plaidfake.Server, _ *plaid.Provider) { f.HTTPStatus = http.StatusInternalServerError }, ""},
 		"wrong credentials": {func(_ *plaidfake.Server, p *plaid.Provider) { p.Secret = "wrong" }, ""},
@@ -154,7 +154,7 @@ func TestErrorsAreClassifiedWithoutLeakingTokens(t *testing.T) {
 			} {
 				err := call()
 				require.Error(t, err)
-				assert.Equal(t, tc.wantType, activities.ErrorType(err), err.Error())
+				assert.Equal(t, tc.wantType, aggregator.ErrorType(err), err.Error())
 				assert.NotContains(t, err.Error(), accessToken)
 				assert.NotContains(t, err.Error(), secret)
 			}
@@ -164,7 +164,7 @@ func TestErrorsAreClassifiedWithoutLeakingTokens(t *testing.T) {
 
 func TestCloseIsANoOp(t *testing.T) {
 	fake, p := setup(t)
-	require.NoError(t, p.Close(context.Background(), activities.CloseRequest{ConnectionRef: ref("item_1"), PublicToken: "public-x"}))
+	require.NoError(t, p.Close(context.Background(), aggregator.CloseRequest{ConnectionRef: ref("item_1"), PublicToken: "public-x"}))
 	assert.Empty(t, fake.Requests(), "update mode exchanges no public token")
 }
 
@@ -197,15 +197,15 @@ func TestWebhookCodesAreNormalised(t *testing.T) {
 	cases := []struct {
 		code, errorCode string
 		proactive       bool
-		want            activities.EventKind
+		want            aggregator.EventKind
 	}{
-		{plaid.CodeError, plaid.CodeItemLoginRequired, false, activities.EventKindRepairable},
-		{plaid.CodeError, "INSTITUTION_DOWN", false, activities.EventKindErrored},
-		{plaid.CodePendingExpiration, "", true, activities.EventKindProactive},
-		{plaid.CodePendingDisconnect, "", true, activities.EventKindProactive},
+		{plaid.CodeError, plaid.CodeItemLoginRequired, false, aggregator.EventKindRepairable},
+		{plaid.CodeError, "INSTITUTION_DOWN", false, aggregator.EventKindErrored},
+		{plaid.CodePendingExpiration, "", true, aggregator.EventKindProactive},
+		{plaid.CodePendingDisconnect, "", true, aggregator.EventKindProactive},
 		{plaid.CodePendingExpiration, "", false, ""},
-		{plaid.CodeLoginRepaired, "", false, activities.EventKindRepairedElsewhere},
-		{plaid.CodePermissionRevoked, "", false, activities.EventKindDisconnected},
+		{plaid.CodeLoginRepaired, "", false, aggregator.EventKindRepairedElsewhere},
+		{plaid.CodePermissionRevoked, "", false, aggregator.EventKindDisconnected},
 		{"WEBHOOK_UPDATE_ACKNOWLEDGED", "", false, ""},
 	}
 	for _, tc := range cases {
@@ -266,7 +266,7 @@ func TestWebhookVerification(t *testing.T) {
 			sent, err := io.ReadAll(req.Body)
 			require.NoError(t, err)
 			_, err = receiver(fake, false).Receive(req, sent)
-			assert.ErrorIs(t, err, activities.ErrWebhookSignature)
+			assert.ErrorIs(t, err, aggregator.ErrWebhookSignature)
 		})
 	}
 }
@@ -294,7 +294,7 @@ func TestVerificationKeysAreCachedAndRetired(t *testing.T) {
 	fake.KeyExpiredAt = &retired
 	c.now = c.now.Add(61 * time.Minute)
 	_, err := r.Receive(request(body, fake.Sign(body)), body)
-	assert.ErrorIs(t, err, activities.ErrWebhookSignature, "a retired key verifies nothing")
+	assert.ErrorIs(t, err, aggregator.ErrWebhookSignature, "a retired key verifies nothing")
 	assert.Equal(t, 2, fake.KeyRequests())
 }
 
@@ -306,7 +306,7 @@ func TestUnknownKeyIDsAreRememberedBriefly(t *testing.T) {
 	require.NoError(t, err)
 	for range 5 {
 		_, err := r.Receive(request(body, plaidfake.Sign(other, "kid-forged", body, time.Now())), body)
-		assert.ErrorIs(t, err, activities.ErrWebhookSignature)
+		assert.ErrorIs(t, err, aggregator.ErrWebhookSignature)
 	}
 	assert.Equal(t, 1, fake.KeyRequests(), "forged key ids do not each cost a call to Plaid")
 }
@@ -317,7 +317,7 @@ func TestKeyFetchWithBadCredentialsAsksForRedelivery(t *testing.T) {
 	r.Keys.Secret = "wrong"
 	body := webhookBody(plaid.CodeLoginRepaired, "")
 	_, err := r.Receive(request(body, fake.Sign(body)), body)
-	assert.ErrorIs(t, err, activities.ErrWebhookUnavailable, "our credentials, not the sender, are wrong")
+	assert.ErrorIs(t, err, aggregator.ErrWebhookUnavailable, "our credentials, not the sender, are wrong")
 }
 
 func TestKeyEndpointDownAsksForRedelivery(t *testing.T) {
@@ -326,7 +326,7 @@ func TestKeyEndpointDownAsksForRedelivery(t *testing.T) {
 	token := fake.Sign(body)
 	fake.HTTPStatus = http.StatusServiceUnavailable
 	_, err := receiver(fake, false).Receive(request(body, token), body)
-	assert.ErrorIs(t, err, activities.ErrWebhookUnavailable)
+	assert.ErrorIs(t, err, aggregator.ErrWebhookUnavailable)
 }
 
 func TestRedeliveriesShareAnEventID(t *testing.T) {
@@ -335,7 +335,7 @@ func TestRedeliveriesShareAnEventID(t *testing.T) {
 	fake.Now = c.Now
 	r := receiver(fake, false)
 	body := webhookBody(plaid.CodeError, plaid.CodeItemLoginRequired)
-	receive := func(b []byte) activities.WebhookEvent {
+	receive := func(b []byte) aggregator.WebhookEvent {
 		t.Helper()
 		events, err := r.Receive(request(b, fake.Sign(b)), b)
 		require.NoError(t, err)

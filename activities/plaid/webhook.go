@@ -15,7 +15,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 )
 
 // HeaderVerification carries the webhook's JWT.
@@ -110,7 +110,7 @@ func (k *VerificationKeys) fetch(ctx context.Context, kid string, now time.Time)
 	var res struct {
 		Key json.RawMessage `json:"key"`
 	}
-	status, raw, err := activities.DoJSON(ctx, k.HTTP, activities.JSONRequest{
+	status, raw, err := aggregator.DoJSON(ctx, k.HTTP, aggregator.JSONRequest{
 		Method: http.MethodPost,
 		URL:    strings.TrimRight(k.APIURL, "/") + "/webhook_verification_key/get",
 		Body:   map[string]string{"client_id": k.ClientID, "secret": k.Secret, "key_id": kid},
@@ -192,29 +192,29 @@ type claims struct {
 	RequestBodySHA256 string `json:"request_body_sha256"`
 }
 
-// Receive implements activities.WebhookReceiver.
-func (w *WebhookReceiver) Receive(r *http.Request, body []byte) ([]activities.WebhookEvent, error) {
+// Receive implements aggregator.WebhookReceiver.
+func (w *WebhookReceiver) Receive(r *http.Request, body []byte) ([]aggregator.WebhookEvent, error) {
 	c, err := w.verify(r.Context(), r.Header.Get(HeaderVerification), body)
 	if err != nil {
 		return nil, err
 	}
 	var hook Webhook
 	if err := json.Unmarshal(body, &hook); err != nil {
-		return nil, fmt.Errorf("%w: %v", activities.ErrWebhookMalformed, err)
+		return nil, fmt.Errorf("%w: %v", aggregator.ErrWebhookMalformed, err)
 	}
 	kind, ok := w.kindOf(hook)
 	if !ok {
 		return nil, nil
 	}
 	if hook.ItemID == "" {
-		return nil, fmt.Errorf("%w: %s/%s without item_id", activities.ErrWebhookMalformed, hook.WebhookType, hook.WebhookCode)
+		return nil, fmt.Errorf("%w: %s/%s without item_id", aggregator.ErrWebhookMalformed, hook.WebhookType, hook.WebhookCode)
 	}
 	code := hook.WebhookCode
 	if hook.Error != nil && hook.Error.ErrorCode != "" {
 		code += "/" + hook.Error.ErrorCode
 	}
 	id, at := w.identify(hook.ItemID+":"+code, time.Unix(c.IssuedAt, 0).UTC())
-	return []activities.WebhookEvent{{
+	return []aggregator.WebhookEvent{{
 		EventID:        id,
 		Kind:           kind,
 		Type:           hook.WebhookType + " " + code,
@@ -224,22 +224,22 @@ func (w *WebhookReceiver) Receive(r *http.Request, body []byte) ([]activities.We
 	}}, nil
 }
 
-func (w *WebhookReceiver) kindOf(h Webhook) (activities.EventKind, bool) {
+func (w *WebhookReceiver) kindOf(h Webhook) (aggregator.EventKind, bool) {
 	if h.WebhookType != WebhookTypeItem {
 		return "", false
 	}
 	switch h.WebhookCode {
 	case CodeError:
 		if h.Error != nil && h.Error.ErrorCode == CodeItemLoginRequired {
-			return activities.EventKindRepairable, true
+			return aggregator.EventKindRepairable, true
 		}
-		return activities.EventKindErrored, true
+		return aggregator.EventKindErrored, true
 	case CodePendingExpiration, CodePendingDisconnect:
-		return activities.EventKindProactive, w.Proactive
+		return aggregator.EventKindProactive, w.Proactive
 	case CodeLoginRepaired:
-		return activities.EventKindRepairedElsewhere, true
+		return aggregator.EventKindRepairedElsewhere, true
 	case CodePermissionRevoked:
-		return activities.EventKindDisconnected, true
+		return aggregator.EventKindDisconnected, true
 	}
 	return "", false
 }
@@ -248,7 +248,7 @@ func (w *WebhookReceiver) kindOf(h Webhook) (activities.EventKind, bool) {
 // key of that id, at most MaxAge old, over exactly this body.
 func (w *WebhookReceiver) verify(ctx context.Context, token string, body []byte) (claims, error) {
 	bad := func(why string) (claims, error) {
-		return claims{}, fmt.Errorf("%w: %s", activities.ErrWebhookSignature, why)
+		return claims{}, fmt.Errorf("%w: %s", aggregator.ErrWebhookSignature, why)
 	}
 	if token == "" {
 		return bad("missing " + HeaderVerification)
@@ -265,7 +265,7 @@ func (w *WebhookReceiver) verify(ctx context.Context, token string, body []byte)
 	case errors.Is(err, errUnknownKey):
 		return bad("unknown or retired key id")
 	case err != nil:
-		return claims{}, fmt.Errorf("%w: %v", activities.ErrWebhookUnavailable, err)
+		return claims{}, fmt.Errorf("%w: %v", aggregator.ErrWebhookUnavailable, err)
 	}
 	payload, err := jws.Verify(key)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 )
 
 // Name is Quiltt's provider name.
@@ -56,18 +56,18 @@ type sessionToken struct {
 	expiresAt time.Time
 }
 
-// Name implements activities.Provider.
+// Name implements aggregator.Provider.
 func (p *Provider) Name() string { return Name }
 
-// Initialize implements activities.Provider: connectorPlaidInitialize or
+// Initialize implements aggregator.Provider: connectorPlaidInitialize or
 // connectorMxInitialize in update mode, picked by the connection's
 // connector.
-func (p *Provider) Initialize(ctx context.Context, ref activities.ConnectionRef) (activities.Session, error) {
+func (p *Provider) Initialize(ctx context.Context, ref aggregator.ConnectionRef) (aggregator.Session, error) {
 	connector, err := p.connector(ctx, ref)
 	if err != nil {
-		return activities.Session{}, err
+		return aggregator.Session{}, err
 	}
-	var out activities.Session
+	var out aggregator.Session
 	err = p.withSchema(func(s schema) error {
 		var res struct {
 			Success bool            `json:"success"`
@@ -80,7 +80,7 @@ func (p *Provider) Initialize(ctx context.Context, ref activities.ConnectionRef)
 			return err
 		}
 		if !res.Success || res.Record == nil {
-			return mutationFailed("initialize", res.Errors, activities.NotFound, activities.NotRepairable)
+			return mutationFailed("initialize", res.Errors, aggregator.NotFound, aggregator.NotRepairable)
 		}
 		out, err = res.Record.session()
 		return err
@@ -88,10 +88,10 @@ func (p *Provider) Initialize(ctx context.Context, ref activities.ConnectionRef)
 	return out, err
 }
 
-// Close implements activities.Provider: connectorPlaidClose with the public
+// Close implements aggregator.Provider: connectorPlaidClose with the public
 // token and metadata Plaid Link returned, or connectorMxClose with the MX
 // widget's metadata.
-func (p *Provider) Close(ctx context.Context, req activities.CloseRequest) error {
+func (p *Provider) Close(ctx context.Context, req aggregator.CloseRequest) error {
 	connector, err := p.connector(ctx, req.ConnectionRef)
 	if err != nil {
 		return err
@@ -116,19 +116,19 @@ func (p *Provider) Close(ctx context.Context, req activities.CloseRequest) error
 		if !res.Success {
 			// What close cannot find is the user's session, not the
 			// connection: the user may try again.
-			return mutationFailed("close", res.Errors, activities.ReconnectRejected, activities.ReconnectRejected)
+			return mutationFailed("close", res.Errors, aggregator.ReconnectRejected, aggregator.ReconnectRejected)
 		}
 		return nil
 	})
 }
 
-// ConnectionStatus implements activities.Provider: the connection's status.
-func (p *Provider) ConnectionStatus(ctx context.Context, ref activities.ConnectionRef) (activities.ConnectionStatus, error) {
+// ConnectionStatus implements aggregator.Provider: the connection's status.
+func (p *Provider) ConnectionStatus(ctx context.Context, ref aggregator.ConnectionRef) (aggregator.ConnectionStatus, error) {
 	c, err := p.connection(ctx, ref)
 	if err != nil {
-		return activities.ConnectionStatus{}, err
+		return aggregator.ConnectionStatus{}, err
 	}
-	return activities.ConnectionStatus{Health: HealthOf(c.Status), ProviderStatus: c.Status}, nil
+	return aggregator.ConnectionStatus{Health: HealthOf(c.Status), ProviderStatus: c.Status}, nil
 }
 
 // SimulateError puts a sandbox connection into ERROR_REPAIRABLE, with
@@ -145,7 +145,7 @@ func (p *Provider) SimulateError(ctx context.Context, profileID, connectionID st
 		return err
 	}
 	if !res.Success {
-		return mutationFailed("simulate error", res.Errors, activities.NotFound, activities.InvalidInput)
+		return mutationFailed("simulate error", res.Errors, aggregator.NotFound, aggregator.InvalidInput)
 	}
 	return nil
 }
@@ -158,7 +158,7 @@ type connection struct {
 
 // connection reads a connection; Quiltt answers null for one it does not
 // know.
-func (p *Provider) connection(ctx context.Context, ref activities.ConnectionRef) (connection, error) {
+func (p *Provider) connection(ctx context.Context, ref aggregator.ConnectionRef) (connection, error) {
 	var data struct {
 		Connection *connection `json:"connection"`
 	}
@@ -167,13 +167,13 @@ func (p *Provider) connection(ctx context.Context, ref activities.ConnectionRef)
 		return connection{}, err
 	}
 	if data.Connection == nil {
-		return connection{}, activities.NotFound("quiltt: connection " + ref.ConnectionID + " not found for profile " + ref.ProfileID)
+		return connection{}, aggregator.NotFound("quiltt: connection " + ref.ConnectionID + " not found for profile " + ref.ProfileID)
 	}
 	return *data.Connection, nil
 }
 
 // connector is PLAID or MX: from the webhook's record, else from Quiltt.
-func (p *Provider) connector(ctx context.Context, ref activities.ConnectionRef) (string, error) {
+func (p *Provider) connector(ctx context.Context, ref aggregator.ConnectionRef) (string, error) {
 	connector := strings.ToUpper(ref.Connector)
 	if connector != ConnectorPlaid && connector != ConnectorMX {
 		c, err := p.connection(ctx, ref)
@@ -183,7 +183,7 @@ func (p *Provider) connector(ctx context.Context, ref activities.ConnectionRef) 
 		connector = c.Provider
 	}
 	if connector != ConnectorPlaid && connector != ConnectorMX {
-		return "", activities.NotRepairable(fmt.Sprintf("quiltt: connection %s is on %q; Relink repairs PLAID and MX connections", ref.ConnectionID, connector))
+		return "", aggregator.NotRepairable(fmt.Sprintf("quiltt: connection %s is on %q; Relink repairs PLAID and MX connections", ref.ConnectionID, connector))
 	}
 	return connector, nil
 }
@@ -244,7 +244,7 @@ func (p *Provider) withSchema(fn func(schema) error) error {
 	if err := fn(schemaOf(!tried)); !errors.Is(err, errSchemaMismatch) {
 		return err
 	}
-	return activities.InvalidInput("quiltt: neither connectorStatus/connectorToken nor status/token is in Quiltt's schema")
+	return aggregator.InvalidInput("quiltt: neither connectorStatus/connectorToken nor status/token is in Quiltt's schema")
 }
 
 // sessionRecord is a connector session, in either schema.
@@ -258,10 +258,10 @@ type sessionRecord struct {
 	Expiration      *time.Time `json:"expiration"`
 }
 
-func (r sessionRecord) session() (activities.Session, error) {
+func (r sessionRecord) session() (aggregator.Session, error) {
 	status := cmp.Or(r.ConnectorStatus, r.Status)
-	s := activities.Session{
-		ConnectorStatus: activities.ConnectorStatus(status),
+	s := aggregator.Session{
+		ConnectorStatus: aggregator.ConnectorStatus(status),
 		ConnectorToken:  cmp.Or(r.ConnectorToken, r.Token),
 		LinkToken:       r.LinkToken,
 		WidgetURL:       r.URL,
@@ -270,20 +270,20 @@ func (r sessionRecord) session() (activities.Session, error) {
 		s.ExpiresAt = *r.Expiration
 	}
 	switch s.ConnectorStatus {
-	case activities.ConnectorContinue:
-		return activities.Session{ConnectorStatus: activities.ConnectorContinue}, nil
-	case activities.ConnectorActionRequired:
+	case aggregator.ConnectorContinue:
+		return aggregator.Session{ConnectorStatus: aggregator.ConnectorContinue}, nil
+	case aggregator.ConnectorActionRequired:
 		if s.ConnectorToken == "" {
-			return activities.Session{}, errors.New("quiltt: ACTION_REQUIRED without a connector token")
+			return aggregator.Session{}, errors.New("quiltt: ACTION_REQUIRED without a connector token")
 		}
 		return s, nil
 	case "ABORT":
-		return activities.Session{}, activities.NotRepairable("quiltt: the institution does not support this repair (ABORT)")
+		return aggregator.Session{}, aggregator.NotRepairable("quiltt: the institution does not support this repair (ABORT)")
 	case "WAIT":
 		// Quiltt is still working on the connection: ask again shortly.
-		return activities.Session{}, errors.New("quiltt: connector status WAIT")
+		return aggregator.Session{}, errors.New("quiltt: connector status WAIT")
 	}
-	return activities.Session{}, fmt.Errorf("quiltt: unknown connector status %q", status)
+	return aggregator.Session{}, fmt.Errorf("quiltt: unknown connector status %q", status)
 }
 
 type mutationError struct {
@@ -353,7 +353,7 @@ func (p *Provider) graphql(ctx context.Context, profileID, query string, vars ma
 		Data   json.RawMessage `json:"data"`
 		Errors []graphqlError  `json:"errors"`
 	}
-	status, raw, err := activities.DoJSON(ctx, p.HTTP, activities.JSONRequest{
+	status, raw, err := aggregator.DoJSON(ctx, p.HTTP, aggregator.JSONRequest{
 		Method: http.MethodPost,
 		URL:    strings.TrimRight(p.APIURL, "/") + "/v1/graphql",
 		Header: http.Header{"Authorization": {"Bearer " + token}},
@@ -366,7 +366,7 @@ func (p *Provider) graphql(ctx context.Context, profileID, query string, vars ma
 		p.forgetSession(profileID) // expired or revoked: mint a new one on retry
 	}
 	if status/100 != 2 {
-		return activities.HTTPStatusError("quiltt graphql", status, errorText(raw))
+		return aggregator.HTTPStatusError("quiltt graphql", status, errorText(raw))
 	}
 	if len(res.Errors) > 0 {
 		msgs := make([]string, len(res.Errors))
@@ -378,7 +378,7 @@ func (p *Provider) graphql(ctx context.Context, profileID, query string, vars ma
 		case unknownField(msg):
 			return fmt.Errorf("%w: %s", errSchemaMismatch, msg)
 		case strings.Contains(strings.ToLower(msg), "not found"):
-			return activities.NotFound("quiltt graphql: " + msg)
+			return aggregator.NotFound("quiltt graphql: " + msg)
 		}
 		// Anything else (an internal error, a rate limit, an expired
 		// session) may pass: retried, never taken as a verdict, even when
@@ -409,7 +409,7 @@ func unknownField(msg string) bool {
 // so tokens are reused.
 func (p *Provider) sessionToken(ctx context.Context, profileID string) (string, error) {
 	if profileID == "" {
-		return "", activities.InvalidInput("quiltt: the repair has no profile id; Quiltt's API is scoped to the profile")
+		return "", aggregator.InvalidInput("quiltt: the repair has no profile id; Quiltt's API is scoped to the profile")
 	}
 	if token, ok := p.cachedSession(profileID); ok {
 		return token, nil
@@ -426,7 +426,7 @@ func (p *Provider) sessionToken(ctx context.Context, profileID string) (string, 
 		Expiration int64      `json:"expiration"`
 		ExpiresAt  *time.Time `json:"expiresAt"`
 	}
-	status, raw, err := activities.DoJSON(ctx, p.HTTP, activities.JSONRequest{
+	status, raw, err := aggregator.DoJSON(ctx, p.HTTP, aggregator.JSONRequest{
 		Method: http.MethodPost,
 		URL:    strings.TrimRight(p.AuthURL, "/") + "/v1/users/sessions",
 		Header: http.Header{"Authorization": {"Bearer " + p.APISecret}},
@@ -437,14 +437,14 @@ func (p *Provider) sessionToken(ctx context.Context, profileID string) (string, 
 	}
 	switch {
 	case status == http.StatusNotFound:
-		return "", activities.NotFound("quiltt: profile " + profileID + " not found: " + errorText(raw))
+		return "", aggregator.NotFound("quiltt: profile " + profileID + " not found: " + errorText(raw))
 	case status == http.StatusUnprocessableEntity:
-		return "", activities.InvalidInput("quiltt: session for profile " + profileID + " refused: " + errorText(raw))
+		return "", aggregator.InvalidInput("quiltt: session for profile " + profileID + " refused: " + errorText(raw))
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		// Retried: an operator can fix QUILTT_API_SECRET meanwhile.
 		return "", fmt.Errorf("quiltt: session for profile %s refused (%d); check QUILTT_API_SECRET", profileID, status)
 	case status/100 != 2:
-		return "", activities.HTTPStatusError("quiltt session", status, errorText(raw))
+		return "", aggregator.HTTPStatusError("quiltt session", status, errorText(raw))
 	case res.Token == "":
 		return "", errors.New("quiltt: session answer without a token")
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/quiltt"
 	"github.com/relink-dev/relink/activities/quiltt/quilttfake"
 )
@@ -30,8 +30,8 @@ func setup(t *testing.T) (*quilttfake.Server, *quiltt.Provider) {
 	return fake, p
 }
 
-func ref(conn, connector string) activities.ConnectionRef {
-	return activities.ConnectionRef{Provider: quiltt.Name, ConnectionID: conn, ProfileID: "p_1", Connector: connector}
+func ref(conn, connector string) aggregator.ConnectionRef {
+	return aggregator.ConnectionRef{Provider: quiltt.Name, ConnectionID: conn, ProfileID: "p_1", Connector: connector}
 }
 
 func TestInitializePlaidInUpdateMode(t *testing.T) {
@@ -40,7 +40,7 @@ func TestInitializePlaidInUpdateMode(t *testing.T) {
 	s, err := p.Initialize(context.Background(), ref("conn_plaid", "PLAID"))
 
 	require.NoError(t, err)
-	assert.Equal(t, activities.ConnectorActionRequired, s.ConnectorStatus)
+	assert.Equal(t, aggregator.ConnectorActionRequired, s.ConnectorStatus)
 	assert.NotEmpty(t, s.ConnectorToken)
 	assert.True(t, strings.HasPrefix(s.LinkToken, "link-sandbox-"))
 	assert.WithinDuration(t, time.Now().Add(30*time.Minute), s.ExpiresAt, time.Minute)
@@ -55,7 +55,7 @@ func TestInitializeMXReturnsTheWidgetURL(t *testing.T) {
 	fake, p := setup(t)
 	s, err := p.Initialize(context.Background(), ref("conn_mx", "MX"))
 	require.NoError(t, err)
-	assert.Equal(t, activities.ConnectorActionRequired, s.ConnectorStatus)
+	assert.Equal(t, aggregator.ConnectorActionRequired, s.ConnectorStatus)
 	assert.Contains(t, s.WidgetURL, "moneydesktop")
 	assert.Contains(t, fake.Requests()[0].Query, "connectorMxInitialize")
 }
@@ -74,7 +74,7 @@ func TestContinueWhenQuilttRepairsItself(t *testing.T) {
 	_, p := setup(t)
 	s, err := p.Initialize(context.Background(), ref("conn_ok", "PLAID"))
 	require.NoError(t, err)
-	assert.Equal(t, activities.Session{ConnectorStatus: activities.ConnectorContinue}, s)
+	assert.Equal(t, aggregator.Session{ConnectorStatus: aggregator.ConnectorContinue}, s)
 }
 
 func TestOlderSchemaNamesAreAccepted(t *testing.T) {
@@ -116,7 +116,7 @@ func TestCloseSendsWhatTheWidgetReturned(t *testing.T) {
 	require.NoError(t, err)
 	meta := json.RawMessage(`{"institution":{"name":"Chase","institution_id":"ins_3"},"link_session_id":"ls_1"}`)
 
-	err = p.Close(ctx, activities.CloseRequest{ConnectionRef: ref("conn_plaid", "PLAID"),
+	err = p.Close(ctx, aggregator.CloseRequest{ConnectionRef: ref("conn_plaid", "PLAID"),
 		ConnectorToken: s.ConnectorToken, PublicToken: "public-sandbox-1", Metadata: meta})
 
 	require.NoError(t, err)
@@ -133,7 +133,7 @@ func TestCloseMXSendsNoPublicToken(t *testing.T) {
 	ctx := context.Background()
 	s, err := p.Initialize(ctx, ref("conn_mx", "MX"))
 	require.NoError(t, err)
-	require.NoError(t, p.Close(ctx, activities.CloseRequest{ConnectionRef: ref("conn_mx", "MX"),
+	require.NoError(t, p.Close(ctx, aggregator.CloseRequest{ConnectionRef: ref("conn_mx", "MX"),
 		ConnectorToken: s.ConnectorToken, Metadata: json.RawMessage(`{"member_guid":"MBR-1"}`)}))
 	last := fake.Requests()[len(fake.Requests())-1]
 	assert.Contains(t, last.Query, "connectorMxClose")
@@ -150,27 +150,27 @@ func TestErrorsAreClassified(t *testing.T) {
 		{"unknown connection", func(_ *quilttfake.Server, p *quiltt.Provider) error {
 			_, err := p.Initialize(ctx, ref("conn_nope", "PLAID"))
 			return err
-		}, activities.ErrTypeConnectionNotFound},
+		}, aggregator.ErrTypeConnectionNotFound},
 		{"unknown connection, connector looked up", func(_ *quilttfake.Server, p *quiltt.Provider) error {
 			_, err := p.Initialize(ctx, ref("conn_nope", ""))
 			return err
-		}, activities.ErrTypeConnectionNotFound},
+		}, aggregator.ErrTypeConnectionNotFound},
 		{"disconnected", func(_ *quilttfake.Server, p *quiltt.Provider) error {
 			_, err := p.Initialize(ctx, ref("conn_gone", "PLAID"))
 			return err
-		}, activities.ErrTypeNotRepairable},
+		}, aggregator.ErrTypeNotRepairable},
 		{"unknown profile", func(_ *quilttfake.Server, p *quiltt.Provider) error {
 			r := ref("conn_plaid", "PLAID")
 			r.ProfileID = "p_nobody"
 			_, err := p.Initialize(ctx, r)
 			return err
-		}, activities.ErrTypeConnectionNotFound},
+		}, aggregator.ErrTypeConnectionNotFound},
 		{"no profile", func(_ *quilttfake.Server, p *quiltt.Provider) error {
 			r := ref("conn_plaid", "PLAID")
 			r.ProfileID = ""
 			_, err := p.Initialize(ctx, r)
 			return err
-		}, activities.ErrTypeInvalidInput},
+		}, aggregator.ErrTypeInvalidInput},
 		{"wrong API secret", func(_ *quilttfake.Server, p *quiltt.Provider) error {
 			p.APISecret = "wrong"
 			_, err := p.Initialize(ctx, ref("conn_plaid", "PLAID"))
@@ -189,16 +189,16 @@ func TestErrorsAreClassified(t *testing.T) {
 		{"close with a bad public token", func(_ *quilttfake.Server, p *quiltt.Provider) error {
 			s, err := p.Initialize(ctx, ref("conn_plaid", "PLAID"))
 			require.NoError(t, err)
-			return p.Close(ctx, activities.CloseRequest{ConnectionRef: ref("conn_plaid", "PLAID"), ConnectorToken: s.ConnectorToken, PublicToken: "forged"})
-		}, activities.ErrTypeReconnectRejected},
+			return p.Close(ctx, aggregator.CloseRequest{ConnectionRef: ref("conn_plaid", "PLAID"), ConnectorToken: s.ConnectorToken, PublicToken: "forged"})
+		}, aggregator.ErrTypeReconnectRejected},
 		{"close with an unknown connector token", func(_ *quilttfake.Server, p *quiltt.Provider) error {
-			return p.Close(ctx, activities.CloseRequest{ConnectionRef: ref("conn_plaid", "PLAID"), ConnectorToken: "ct_forged", PublicToken: "public-x"})
-		}, activities.ErrTypeReconnectRejected},
+			return p.Close(ctx, aggregator.CloseRequest{ConnectionRef: ref("conn_plaid", "PLAID"), ConnectorToken: "ct_forged", PublicToken: "public-x"})
+		}, aggregator.ErrTypeReconnectRejected},
 		{"close hits a Plaid outage", func(f *quilttfake.Server, p *quiltt.Provider) error {
 			s, err := p.Initialize(ctx, ref("conn_plaid", "PLAID"))
 			require.NoError(t, err)
 			f.CloseFailsWith = "INTERNAL_SERVER_ERROR"
-			return p.Close(ctx, activities.CloseRequest{ConnectionRef: ref("conn_plaid", "PLAID"), ConnectorToken: s.ConnectorToken, PublicToken: "public-1"})
+			return p.Close(ctx, aggregator.CloseRequest{ConnectionRef: ref("conn_plaid", "PLAID"), ConnectorToken: s.ConnectorToken, PublicToken: "public-1"})
 		}, ""},
 		{"internal GraphQL error with null data", func(f *quilttfake.Server, p *quiltt.Provider) error {
 			f.GraphQLError = "Internal server error"
@@ -206,19 +206,19 @@ func TestErrorsAreClassified(t *testing.T) {
 			return err
 		}, ""},
 		{"close with a session Quiltt cannot find", func(f *quilttfake.Server, p *quiltt.Provider) error {
-			return p.Close(ctx, activities.CloseRequest{ConnectionRef: ref("conn_plaid", "PLAID"), ConnectorToken: "ct_expired", PublicToken: "public-x"})
-		}, activities.ErrTypeReconnectRejected},
+			return p.Close(ctx, aggregator.CloseRequest{ConnectionRef: ref("conn_plaid", "PLAID"), ConnectorToken: "ct_expired", PublicToken: "public-x"})
+		}, aggregator.ErrTypeReconnectRejected},
 		{"status of an unknown connection", func(_ *quilttfake.Server, p *quiltt.Provider) error {
 			_, err := p.ConnectionStatus(ctx, ref("conn_nope", ""))
 			return err
-		}, activities.ErrTypeConnectionNotFound},
+		}, aggregator.ErrTypeConnectionNotFound},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			fake, p := setup(t)
 			err := tc.call(fake, p)
 			require.Error(t, err)
-			assert.Equal(t, tc.wantType, activities.ErrorType(err), err.Error())
+			assert.Equal(t, tc.wantType, aggregator.ErrorType(err), err.Error())
 			assert.NotContains(t, err.Error(), secret)
 			assert.NotContains(t, err.Error(), "session_", "no token in error messages")
 		})
@@ -230,10 +230,10 @@ func TestStatusAndSessionReuse(t *testing.T) {
 	ctx := context.Background()
 	st, err := p.ConnectionStatus(ctx, ref("conn_ok", ""))
 	require.NoError(t, err)
-	assert.Equal(t, activities.ConnectionStatus{Health: activities.HealthHealthy, ProviderStatus: "SYNCED"}, st)
+	assert.Equal(t, aggregator.ConnectionStatus{Health: aggregator.HealthHealthy, ProviderStatus: "SYNCED"}, st)
 	st, err = p.ConnectionStatus(ctx, ref("conn_plaid", ""))
 	require.NoError(t, err)
-	assert.Equal(t, activities.HealthRepairable, st.Health)
+	assert.Equal(t, aggregator.HealthRepairable, st.Health)
 	assert.Equal(t, 1, fake.SessionRequests(), "the profile's session token is reused")
 }
 

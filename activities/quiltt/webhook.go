@@ -18,7 +18,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 )
 
 // Signature headers. Quiltt-Signature is base64(HMAC-SHA256(secret,
@@ -100,28 +100,28 @@ type WebhookReceiver struct {
 	Now       func() time.Time
 }
 
-// Receive implements activities.WebhookReceiver.
-func (w *WebhookReceiver) Receive(r *http.Request, body []byte) ([]activities.WebhookEvent, error) {
+// Receive implements aggregator.WebhookReceiver.
+func (w *WebhookReceiver) Receive(r *http.Request, body []byte) ([]aggregator.WebhookEvent, error) {
 	if err := w.verify(r.Header.Get(HeaderSignature), r.Header.Get(HeaderTimestamp), body); err != nil {
 		return nil, err
 	}
 	var env Envelope
 	if err := json.Unmarshal(body, &env); err != nil {
-		return nil, fmt.Errorf("%w: %v", activities.ErrWebhookMalformed, err)
+		return nil, fmt.Errorf("%w: %v", aggregator.ErrWebhookMalformed, err)
 	}
 	if len(env.Events) == 0 {
-		return nil, fmt.Errorf("%w: no events", activities.ErrWebhookMalformed)
+		return nil, fmt.Errorf("%w: no events", aggregator.ErrWebhookMalformed)
 	}
-	var out []activities.WebhookEvent
+	var out []aggregator.WebhookEvent
 	for i, ev := range env.Events {
 		kind, ok := kindOf(ev.Type)
 		if !ok {
 			continue // an event type Relink does not act on
 		}
 		if ev.ID == "" || ev.Record == nil || ev.Record.ID == "" {
-			return nil, fmt.Errorf("%w: events[%d] (%s) needs id and record.id", activities.ErrWebhookMalformed, i, ev.Type)
+			return nil, fmt.Errorf("%w: events[%d] (%s) needs id and record.id", aggregator.ErrWebhookMalformed, i, ev.Type)
 		}
-		we := activities.WebhookEvent{
+		we := aggregator.WebhookEvent{
 			EventID:        ev.ID,
 			Kind:           kind,
 			Type:           ev.Type,
@@ -146,39 +146,39 @@ func (w *WebhookReceiver) Receive(r *http.Request, body []byte) ([]activities.We
 
 func (w *WebhookReceiver) verify(signature, timestamp string, body []byte) error {
 	if signature == "" || timestamp == "" {
-		return fmt.Errorf("%w: missing %s or %s", activities.ErrWebhookSignature, HeaderSignature, HeaderTimestamp)
+		return fmt.Errorf("%w: missing %s or %s", aggregator.ErrWebhookSignature, HeaderSignature, HeaderTimestamp)
 	}
 	secs, err := strconv.ParseInt(strings.TrimSpace(timestamp), 10, 64)
 	if err != nil {
-		return fmt.Errorf("%w: %s is not unix seconds", activities.ErrWebhookSignature, HeaderTimestamp)
+		return fmt.Errorf("%w: %s is not unix seconds", aggregator.ErrWebhookSignature, HeaderTimestamp)
 	}
 	tolerance := w.Tolerance
 	if tolerance <= 0 {
 		tolerance = DefaultTolerance
 	}
 	if age := w.Now().Sub(time.Unix(secs, 0)); age > tolerance || age < -tolerance {
-		return fmt.Errorf("%w: timestamp outside the %s tolerance", activities.ErrWebhookSignature, tolerance)
+		return fmt.Errorf("%w: timestamp outside the %s tolerance", aggregator.ErrWebhookSignature, tolerance)
 	}
 	got, err := base64.StdEncoding.DecodeString(signature)
 	if err != nil || !hmac.Equal(got, mac(w.Secret, timestamp, body)) {
-		return fmt.Errorf("%w: signature does not match", activities.ErrWebhookSignature)
+		return fmt.Errorf("%w: signature does not match", aggregator.ErrWebhookSignature)
 	}
 	return nil
 }
 
 // kindOf maps a Quiltt event type onto a Relink event kind.
-func kindOf(eventType string) (activities.EventKind, bool) {
+func kindOf(eventType string) (aggregator.EventKind, bool) {
 	switch {
 	case eventType == EventRepairable:
-		return activities.EventKindRepairable, true
+		return aggregator.EventKindRepairable, true
 	case eventType == EventSyncedSuccessful || strings.HasPrefix(eventType, syncedSuccessfulPrefix):
-		return activities.EventKindSynced, true
+		return aggregator.EventKindSynced, true
 	case eventType == EventErroredService || eventType == EventErroredProvider || eventType == EventErroredInstitution:
-		return activities.EventKindErrored, true
+		return aggregator.EventKindErrored, true
 	case eventType == EventDisconnected:
-		return activities.EventKindDisconnected, true
+		return aggregator.EventKindDisconnected, true
 	case eventType == EventDeleted:
-		return activities.EventKindDeleted, true
+		return aggregator.EventKindDeleted, true
 	}
 	return "", false
 }
@@ -218,18 +218,18 @@ const (
 
 // HealthOf maps a Quiltt connection status onto Relink's health. Unknown
 // statuses count as syncing: not confirmed, not failed, poll again.
-func HealthOf(status string) activities.Health {
+func HealthOf(status string) aggregator.Health {
 	switch status {
 	case StatusSynced:
-		return activities.HealthHealthy
+		return aggregator.HealthHealthy
 	case StatusErrorRepairable:
-		return activities.HealthRepairable
+		return aggregator.HealthRepairable
 	case StatusErrorService, StatusErrorProvider, StatusErrorInstitution:
-		return activities.HealthDegraded
+		return aggregator.HealthDegraded
 	case StatusDisconnecting, StatusDisconnected:
-		return activities.HealthDisconnected
+		return aggregator.HealthDisconnected
 	}
-	return activities.HealthSyncing
+	return aggregator.HealthSyncing
 }
 
 // PostWebhook sends events to url in one envelope, signed with secret at

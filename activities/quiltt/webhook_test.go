@@ -10,12 +10,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 )
 
 var now = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 
-func receive(t *testing.T, body string) ([]activities.WebhookEvent, error) {
+func receive(t *testing.T, body string) ([]aggregator.WebhookEvent, error) {
 	t.Helper()
 	w := &WebhookReceiver{Secret: "s", Now: func() time.Time { return now }}
 	req := httptest.NewRequest("POST", "/webhooks/quiltt", bytes.NewReader([]byte(body)))
@@ -42,34 +42,34 @@ func TestSeveralEventsAreNormalised(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, events, 4, "profile.created is not Relink's business")
 
-	assert.Equal(t, activities.WebhookEvent{
-		EventID: "evt_1", Kind: activities.EventKindRepairable, Type: EventRepairable,
+	assert.Equal(t, aggregator.WebhookEvent{
+		EventID: "evt_1", Kind: aggregator.EventKindRepairable, Type: EventRepairable,
 		At: time.Date(2026, 11, 21, 11, 0, 0, 0, time.UTC), ConnectionID: "conn_1", ProfileID: "p_1",
 		Connector: "PLAID", ProviderStatus: StatusErrorRepairable,
 	}, events[0], "a record without status gets it from the event type")
-	assert.Equal(t, activities.EventKindSynced, events[1].Kind)
+	assert.Equal(t, aggregator.EventKindSynced, events[1].Kind)
 	assert.Equal(t, StatusSynced, events[1].ProviderStatus)
-	assert.Equal(t, activities.EventKindErrored, events[2].Kind)
+	assert.Equal(t, aggregator.EventKindErrored, events[2].Kind)
 	assert.Equal(t, StatusErrorInstitution, events[2].ProviderStatus)
-	assert.Equal(t, activities.EventKindDisconnected, events[3].Kind)
+	assert.Equal(t, aggregator.EventKindDisconnected, events[3].Kind)
 }
 
 func TestSyncedVariantsConfirm(t *testing.T) {
 	for _, typ := range []string{"connection.synced.successful", "connection.synced.successful.initial", "connection.synced.successful.historical"} {
 		kind, ok := kindOf(typ)
 		assert.True(t, ok, typ)
-		assert.Equal(t, activities.EventKindSynced, kind, typ)
+		assert.Equal(t, aggregator.EventKindSynced, kind, typ)
 	}
 	_, ok := kindOf("connection.synced.successfulish")
 	assert.False(t, ok)
 }
 
 func TestHealthOf(t *testing.T) {
-	for status, want := range map[string]activities.Health{
-		StatusSynced: activities.HealthHealthy, StatusSyncing: activities.HealthSyncing,
-		"INITIALIZING": activities.HealthSyncing, StatusErrorRepairable: activities.HealthRepairable,
-		StatusErrorService: activities.HealthDegraded, StatusErrorProvider: activities.HealthDegraded,
-		StatusDisconnecting: activities.HealthDisconnected, StatusDisconnected: activities.HealthDisconnected,
+	for status, want := range map[string]aggregator.Health{
+		StatusSynced: aggregator.HealthHealthy, StatusSyncing: aggregator.HealthSyncing,
+		"INITIALIZING": aggregator.HealthSyncing, StatusErrorRepairable: aggregator.HealthRepairable,
+		StatusErrorService: aggregator.HealthDegraded, StatusErrorProvider: aggregator.HealthDegraded,
+		StatusDisconnecting: aggregator.HealthDisconnected, StatusDisconnected: aggregator.HealthDisconnected,
 	} {
 		assert.Equal(t, want, HealthOf(status), status)
 	}

@@ -18,7 +18,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/quiltt"
 )
 
@@ -130,7 +130,7 @@ type connection struct {
 	syncingPolls int
 }
 
-// Provider is the sandbox aggregator. It implements activities.Provider.
+// Provider is the sandbox aggregator. It implements aggregator.Provider.
 type Provider struct {
 	// WidgetURL is the base of the simulated widget's URL.
 	WidgetURL  string
@@ -175,7 +175,7 @@ func BenchScript(id string) (Script, bool) {
 	return Script{SyncingPolls: 1 << 30, SuppressWebhooks: true}, true
 }
 
-// Name implements activities.Provider.
+// Name implements aggregator.Provider.
 func (p *Provider) Name() string { return Name }
 
 // Break breaks a connection (creating it if new), like Quiltt's
@@ -281,45 +281,45 @@ func (p *Provider) login(id, sessionToken string) (Login, error) {
 	return Login{ConnectorToken: s.token, PublicToken: s.publicToken, Metadata: meta}, nil
 }
 
-// Initialize implements activities.Provider.
-func (p *Provider) Initialize(ctx context.Context, ref activities.ConnectionRef) (activities.Session, error) {
+// Initialize implements aggregator.Provider.
+func (p *Provider) Initialize(ctx context.Context, ref aggregator.ConnectionRef) (aggregator.Session, error) {
 	c, release, err := p.call(ctx, ref.ConnectionID, "initialize")
 	if err != nil {
-		return activities.Session{}, err
+		return aggregator.Session{}, err
 	}
 	defer release()
 	switch c.Script.Initialize {
 	case InitializeNotFound:
-		return activities.Session{}, activities.NotFound("sandbox: connection " + ref.ConnectionID + " not found")
+		return aggregator.Session{}, aggregator.NotFound("sandbox: connection " + ref.ConnectionID + " not found")
 	case InitializeConflict:
-		return activities.Session{}, activities.NotRepairable("sandbox: connection " + ref.ConnectionID + " is in a conflicting state; start a new connection")
+		return aggregator.Session{}, aggregator.NotRepairable("sandbox: connection " + ref.ConnectionID + " is in a conflicting state; start a new connection")
 	case InitializeContinue:
 		c.Status = quiltt.StatusSynced
 		c.syncingPolls = c.Script.SyncingPolls
 		p.sendLater(p.event(c, quiltt.EventSyncedSuccessful), c.Script.SuppressWebhooks)
-		return activities.Session{ConnectorStatus: activities.ConnectorContinue}, nil
+		return aggregator.Session{ConnectorStatus: aggregator.ConnectorContinue}, nil
 	}
 	switch quiltt.HealthOf(c.Status) {
-	case activities.HealthHealthy:
-		return activities.Session{ConnectorStatus: activities.ConnectorContinue, Healthy: !ref.Proactive}, nil
-	case activities.HealthSyncing:
-		return activities.Session{ConnectorStatus: activities.ConnectorContinue}, nil
-	case activities.HealthDisconnected:
-		return activities.Session{}, activities.NotRepairable("sandbox: connection " + ref.ConnectionID + " is disconnected")
+	case aggregator.HealthHealthy:
+		return aggregator.Session{ConnectorStatus: aggregator.ConnectorContinue, Healthy: !ref.Proactive}, nil
+	case aggregator.HealthSyncing:
+		return aggregator.Session{ConnectorStatus: aggregator.ConnectorContinue}, nil
+	case aggregator.HealthDisconnected:
+		return aggregator.Session{}, aggregator.NotRepairable("sandbox: connection " + ref.ConnectionID + " is disconnected")
 	}
 	p.seq++
 	s := &session{token: fmt.Sprintf("sbx_ct_%d", p.seq), expiresAt: p.Now().Add(p.sessionTTL())}
 	c.sessions = append(c.sessions, s)
-	return activities.Session{
-		ConnectorStatus: activities.ConnectorActionRequired,
+	return aggregator.Session{
+		ConnectorStatus: aggregator.ConnectorActionRequired,
 		ConnectorToken:  s.token,
 		WidgetURL:       p.WidgetURL + "?" + url.Values{"connectionId": {c.ID}, "session": {s.token}}.Encode(),
 		ExpiresAt:       s.expiresAt,
 	}, nil
 }
 
-// Close implements activities.Provider.
-func (p *Provider) Close(ctx context.Context, req activities.CloseRequest) error {
+// Close implements aggregator.Provider.
+func (p *Provider) Close(ctx context.Context, req aggregator.CloseRequest) error {
 	c, release, err := p.call(ctx, req.ConnectionID, "close")
 	if err != nil {
 		return err
@@ -333,15 +333,15 @@ func (p *Provider) Close(ctx context.Context, req activities.CloseRequest) error
 	}
 	switch {
 	case s == nil:
-		return activities.ReconnectRejected("sandbox: unknown connector token")
+		return aggregator.ReconnectRejected("sandbox: unknown connector token")
 	case s.closed:
-		return activities.ReconnectRejected("sandbox: session already closed")
+		return aggregator.ReconnectRejected("sandbox: session already closed")
 	case !p.Now().Before(s.expiresAt):
-		return activities.ReconnectRejected("sandbox: session expired")
+		return aggregator.ReconnectRejected("sandbox: session expired")
 	case s.publicToken == "" || req.PublicToken != s.publicToken:
-		return activities.ReconnectRejected("sandbox: public token does not match the widget login")
+		return aggregator.ReconnectRejected("sandbox: public token does not match the widget login")
 	case c.Script.Close == CloseRejects:
-		return activities.ReconnectRejected("sandbox: close rejected (scripted)")
+		return aggregator.ReconnectRejected("sandbox: close rejected (scripted)")
 	}
 	s.closed = true
 	c.syncingPolls = c.Script.SyncingPolls
@@ -355,11 +355,11 @@ func (p *Provider) Close(ctx context.Context, req activities.CloseRequest) error
 	return nil
 }
 
-// ConnectionStatus implements activities.Provider.
-func (p *Provider) ConnectionStatus(ctx context.Context, ref activities.ConnectionRef) (activities.ConnectionStatus, error) {
+// ConnectionStatus implements aggregator.Provider.
+func (p *Provider) ConnectionStatus(ctx context.Context, ref aggregator.ConnectionRef) (aggregator.ConnectionStatus, error) {
 	c, release, err := p.call(ctx, ref.ConnectionID, "status")
 	if err != nil {
-		return activities.ConnectionStatus{}, err
+		return aggregator.ConnectionStatus{}, err
 	}
 	defer release()
 	status := c.Status
@@ -367,7 +367,7 @@ func (p *Provider) ConnectionStatus(ctx context.Context, ref activities.Connecti
 		c.syncingPolls--
 		status = quiltt.StatusSyncing
 	}
-	return activities.ConnectionStatus{Health: quiltt.HealthOf(status), ProviderStatus: status}, nil
+	return aggregator.ConnectionStatus{Health: quiltt.HealthOf(status), ProviderStatus: status}, nil
 }
 
 // Wait blocks until every webhook the sandbox scheduled has been sent.
@@ -386,7 +386,7 @@ func (p *Provider) call(ctx context.Context, id, name string) (*connection, func
 	}
 	if c == nil {
 		p.mu.Unlock()
-		return nil, nil, activities.NotFound("sandbox: connection " + id + " not found")
+		return nil, nil, aggregator.NotFound("sandbox: connection " + id + " not found")
 	}
 	c.Calls[name]++
 	latency := time.Duration(c.Script.LatencyMillis) * time.Millisecond

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/quiltt"
 )
 
@@ -20,7 +20,7 @@ func newProvider(now *time.Time) *Provider {
 	return &Provider{Now: func() time.Time { return *now }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
 
-var ref = activities.ConnectionRef{Provider: Name, ConnectionID: "c1"}
+var ref = aggregator.ConnectionRef{Provider: Name, ConnectionID: "c1"}
 
 func TestReconnectFlow(t *testing.T) {
 	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
@@ -31,24 +31,24 @@ func TestReconnectFlow(t *testing.T) {
 
 	s, err := p.Initialize(ctx, ref)
 	require.NoError(t, err)
-	assert.Equal(t, activities.ConnectorActionRequired, s.ConnectorStatus)
+	assert.Equal(t, aggregator.ConnectorActionRequired, s.ConnectorStatus)
 	assert.Equal(t, now.Add(DefaultSessionTTL), s.ExpiresAt)
 
-	err = p.Close(ctx, activities.CloseRequest{ConnectionRef: ref, ConnectorToken: s.ConnectorToken, PublicToken: "forged"})
-	assert.Equal(t, activities.ErrTypeReconnectRejected, activities.ErrorType(err), "public token must come from the widget login")
+	err = p.Close(ctx, aggregator.CloseRequest{ConnectionRef: ref, ConnectorToken: s.ConnectorToken, PublicToken: "forged"})
+	assert.Equal(t, aggregator.ErrTypeReconnectRejected, aggregator.ErrorType(err), "public token must come from the widget login")
 
 	login, err := p.LoginUser("c1")
 	require.NoError(t, err)
-	require.NoError(t, p.Close(ctx, activities.CloseRequest{ConnectionRef: ref, ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken}))
-	err = p.Close(ctx, activities.CloseRequest{ConnectionRef: ref, ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken})
-	assert.Equal(t, activities.ErrTypeReconnectRejected, activities.ErrorType(err), "a session closes once")
+	require.NoError(t, p.Close(ctx, aggregator.CloseRequest{ConnectionRef: ref, ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken}))
+	err = p.Close(ctx, aggregator.CloseRequest{ConnectionRef: ref, ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken})
+	assert.Equal(t, aggregator.ErrTypeReconnectRejected, aggregator.ErrorType(err), "a session closes once")
 
 	st, err := p.ConnectionStatus(ctx, ref)
 	require.NoError(t, err)
-	assert.Equal(t, activities.HealthHealthy, st.Health)
+	assert.Equal(t, aggregator.HealthHealthy, st.Health)
 	s, err = p.Initialize(ctx, ref)
 	require.NoError(t, err)
-	assert.Equal(t, activities.ConnectorContinue, s.ConnectorStatus, "a healthy connection needs no user")
+	assert.Equal(t, aggregator.ConnectorContinue, s.ConnectorStatus, "a healthy connection needs no user")
 }
 
 func TestExpiredSessionIsRejected(t *testing.T) {
@@ -61,8 +61,8 @@ func TestExpiredSessionIsRejected(t *testing.T) {
 	login, err := p.LoginUser("c1")
 	require.NoError(t, err)
 	now = now.Add(31 * time.Minute)
-	err = p.Close(ctx, activities.CloseRequest{ConnectionRef: ref, ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken})
-	assert.Equal(t, activities.ErrTypeReconnectRejected, activities.ErrorType(err))
+	err = p.Close(ctx, aggregator.CloseRequest{ConnectionRef: ref, ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken})
+	assert.Equal(t, aggregator.ErrTypeReconnectRejected, aggregator.ErrorType(err))
 	_, err = p.LoginUser("c1")
 	assert.ErrorIs(t, err, ErrNoOpenSession)
 }
@@ -73,14 +73,14 @@ func TestScriptedFailures(t *testing.T) {
 	ctx := context.Background()
 
 	_, err := p.Initialize(ctx, ref)
-	assert.Equal(t, activities.ErrTypeConnectionNotFound, activities.ErrorType(err), "unknown connection")
+	assert.Equal(t, aggregator.ErrTypeConnectionNotFound, aggregator.ErrorType(err), "unknown connection")
 
 	_, err = p.SetScript("c1", Script{FailCalls: 2})
 	require.NoError(t, err)
 	for range 2 {
 		_, err = p.ConnectionStatus(ctx, ref)
 		require.Error(t, err)
-		assert.Empty(t, activities.ErrorType(err), "a 503 is retryable")
+		assert.Empty(t, aggregator.ErrorType(err), "a 503 is retryable")
 	}
 	_, err = p.ConnectionStatus(ctx, ref)
 	assert.NoError(t, err, "the third call succeeds")
@@ -120,14 +120,14 @@ func TestStateSurvivesARestart(t *testing.T) {
 	login, err := after.LoginUser("c1")
 	require.NoError(t, err)
 	assert.Equal(t, s.ConnectorToken, login.ConnectorToken, "the open session survived")
-	require.NoError(t, after.Close(ctx, activities.CloseRequest{ConnectionRef: ref, ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken}))
+	require.NoError(t, after.Close(ctx, aggregator.CloseRequest{ConnectionRef: ref, ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken}))
 
-	next, err := after.Initialize(ctx, activities.ConnectionRef{ConnectionID: "c2"})
+	next, err := after.Initialize(ctx, aggregator.ConnectionRef{ConnectionID: "c2"})
 	assert.Error(t, err)
 	assert.Empty(t, next.ConnectorToken)
 	_, err = after.Break(ctx, "c2", "", "")
 	require.NoError(t, err)
-	fresh, err := after.Initialize(ctx, activities.ConnectionRef{ConnectionID: "c2"})
+	fresh, err := after.Initialize(ctx, aggregator.ConnectionRef{ConnectionID: "c2"})
 	require.NoError(t, err)
 	assert.NotEqual(t, s.ConnectorToken, fresh.ConnectorToken, "token numbering continues after a restart")
 }
@@ -150,7 +150,7 @@ func BenchmarkInitializeAt10000Connections(b *testing.B) {
 	p.Flush()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		if _, err := p.Initialize(ctx, activities.ConnectionRef{ConnectionID: fmt.Sprintf("c%d", i%10000)}); err != nil {
+		if _, err := p.Initialize(ctx, aggregator.ConnectionRef{ConnectionID: fmt.Sprintf("c%d", i%10000)}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,15 +1,14 @@
-package activities
+package aggregator
 
 import (
 	"errors"
 	"fmt"
 	"net/http"
-
-	"go.temporal.io/sdk/temporal"
 )
 
-// Application error types. They travel through Temporal as the error's Type,
-// so the workflow (and an operator reading the UI) can tell them apart.
+// Error types. Package activities sends them through Temporal as the
+// application error's Type, so the workflow (and an operator reading the
+// UI) can tell them apart.
 const (
 	// ErrTypeConnectionNotFound: the provider does not know the connection.
 	ErrTypeConnectionNotFound = "ConnectionNotFound"
@@ -25,33 +24,47 @@ const (
 	ErrTypeReconnectRejected = "ReconnectRejected"
 )
 
+// Error is a failure retrying cannot help, of one of the types above.
+// Package activities turns an Error an adapter returns into a
+// non-retryable Temporal application error of the same Type and Message.
+type Error struct {
+	Type    string
+	Message string
+}
+
+// Error reads as a Temporal application error does, so logs and answers
+// read the same on both sides of the activity.
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s (type: %s, retryable: false)", e.Message, e.Type)
+}
+
 // NotFound reports a connection the provider does not know. Not retried.
 func NotFound(msg string) error {
-	return temporal.NewNonRetryableApplicationError(msg, ErrTypeConnectionNotFound, nil)
+	return &Error{Type: ErrTypeConnectionNotFound, Message: msg}
 }
 
 // NotRepairable reports a connection update mode cannot fix. Not retried.
 func NotRepairable(msg string) error {
-	return temporal.NewNonRetryableApplicationError(msg, ErrTypeNotRepairable, nil)
+	return &Error{Type: ErrTypeNotRepairable, Message: msg}
 }
 
 // InvalidInput reports a request the provider rejected as malformed. Not
 // retried.
 func InvalidInput(msg string) error {
-	return temporal.NewNonRetryableApplicationError(msg, ErrTypeInvalidInput, nil)
+	return &Error{Type: ErrTypeInvalidInput, Message: msg}
 }
 
 // ReconnectRejected reports a close the provider refused. Not retried: the
 // user has to go through the widget again.
 func ReconnectRejected(msg string) error {
-	return temporal.NewNonRetryableApplicationError(msg, ErrTypeReconnectRejected, nil)
+	return &Error{Type: ErrTypeReconnectRejected, Message: msg}
 }
 
-// ErrorType returns the application error type of err ("" if it has none).
+// ErrorType returns the type of the Error in err's chain ("" if none).
 func ErrorType(err error) string {
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		return appErr.Type()
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe.Type
 	}
 	return ""
 }

@@ -1,12 +1,12 @@
-// Package activities holds Relink's Temporal activities and the contract
-// every aggregator adapter (sandbox, Quiltt, Meld, Plaid) implements.
+// Package aggregator is the contract every aggregator adapter (sandbox,
+// Quiltt, Meld, Plaid) implements: the Provider and WebhookReceiver
+// interfaces, the types they speak, and the errors that tell "try again"
+// from "this connection cannot be repaired".
 //
-// The workflow never talks to a provider directly: it runs the activities in
-// this package, which look the repair's provider up in a Registry and call it
-// through the Provider interface. Adapters report failures with the error
-// constructors in errors.go so the workflow can tell "try again" from "this
-// connection cannot be repaired".
-package activities
+// It knows nothing of Temporal, so the adapters (and their tests) do not
+// link the SDK. Package activities calls providers through a Registry and
+// turns their errors into Temporal application errors (activities.go).
+package aggregator
 
 import (
 	"context"
