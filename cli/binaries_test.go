@@ -3,41 +3,80 @@ package cli
 import (
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
+// linked lists every package of the module and every test binary (named
+// "<package>.test") with what it links, from one `go list` (each costs
+// about a CPU-second of loading the module's 1,800 packages).
+var linked = sync.OnceValues(func() (map[string][]string, error) {
+	out, err := exec.Command("go", "list", "-test", "-f", "{{.ImportPath}} {{join .Deps \" \"}}", "github.com/relink-dev/relink/...").Output()
+	if err != nil {
+		return nil, err
+	}
+	deps := map[string][]string{}
+	for line := range strings.Lines(string(out)) {
+		fields := strings.Fields(line)
+		if len(fields) > 0 {
+			deps[fields[0]] = fields[1:]
+		}
+	}
+	return deps, nil
+})
+
+// linksNoTemporalServer fails t for each Temporal server or Web UI server
+// package that binary links.
+func linksNoTemporalServer(t *testing.T, binary string, deps []string) {
+	t.Helper()
+	for _, dep := range deps {
+		assert.False(t, strings.HasPrefix(dep, "go.temporal.io/server"), "%s links %s", binary, dep)
+		assert.False(t, strings.HasPrefix(dep, "github.com/temporalio/ui-server"), "%s links %s", binary, dep)
+	}
+}
+
 // The production binaries (cmd/relink, cmd/relink-worker) stay slim:
 // neither links the Temporal server or the Web UI server, which only the
 // dev binary (./starter) embeds. The test lives with the commands, so the
 // thin main packages need no test binary of their own.
 func TestProductionBinariesLinkNoTemporalServer(t *testing.T) {
+	all, err := linked()
+	require.NoError(t, err)
 	for _, pkg := range []string{"github.com/relink-dev/relink/cmd/relink", "github.com/relink-dev/relink/cmd/relink-worker"} {
-		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).Output()
-		require.NoError(t, err)
-		deps := strings.Fields(string(out))
-		require.Contains(t, deps, "go.temporal.io/sdk/client", "%s: the listing is real", pkg)
-		for _, dep := range deps {
-			assert.False(t, strings.HasPrefix(dep, "go.temporal.io/server"), "%s links %s", pkg, dep)
-			assert.False(t, strings.HasPrefix(dep, "github.com/temporalio/ui-server"), "%s links %s", pkg, dep)
-		}
+		require.Contains(t, all[pkg], "go.temporal.io/sdk/client", "%s: the listing is real", pkg)
+		linksNoTemporalServer(t, pkg, all[pkg])
 	}
+	require.Contains(t, all["github.com/relink-dev/relink/starter"], "go.temporal.io/server/temporal", "the check would see the server")
 }
 
 // No test binary links the Temporal server either: linking it costs every
 // `go test ./...` 15-20 s of two cores. The integration tests run the dev
 // binary's `relink dev-server` instead (integration/devbinary_test.go).
 func TestNoTestBinaryLinksTheTemporalServer(t *testing.T) {
-	out, err := exec.Command("go", "list", "-f", "{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}", "github.com/relink-dev/relink/...").Output()
+	all, err := linked()
 	require.NoError(t, err)
-	tested := strings.Fields(string(out))
-	require.Contains(t, tested, "github.com/relink-dev/relink/integration", "the listing is real")
-	out, err = exec.Command("go", append([]string{"list", "-deps", "-test", "-f", "{{.ImportPath}}"}, tested...)...).Output()
+	require.Contains(t, all, "github.com/relink-dev/relink/integration.test", "the listing is real")
+	for binary, deps := range all {
+		if strings.HasSuffix(binary, ".test") {
+			linksNoTemporalServer(t, binary, deps)
+		}
+	}
+}
+
+// The providers' adapters and their tests link no Temporal SDK: they
+// speak activities/aggregator, and each warm `go test ./...` links their
+// test binaries at a third of the size.
+func TestAdaptersLinkNoTemporalSDK(t *testing.T) {
+	all, err := linked()
 	require.NoError(t, err)
-	for _, dep := range strings.Fields(string(out)) {
-		assert.False(t, strings.HasPrefix(dep, "go.temporal.io/server"), "a test links %s", dep)
-		assert.False(t, strings.HasPrefix(dep, "github.com/temporalio/ui-server"), "a test links %s", dep)
+	for _, binary := range []string{"activities/aggregator", "activities/meld", "activities/plaid", "activities/quiltt", "activities/sandbox"} {
+		binary = "github.com/relink-dev/relink/" + binary + ".test"
+		require.Contains(t, all, binary, "the listing is real")
+		for _, dep := range all[binary] {
+			assert.False(t, strings.HasPrefix(dep, "go.temporal.io/"), "%s links %s", binary, dep)
+		}
 	}
 }
