@@ -92,8 +92,10 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	address := o.TemporalAddress
+	address, compression := o.TemporalAddress, config.CompressionGzip
 	if address == "" {
+		// The embedded server shares the host: compressing buys nothing.
+		compression = config.CompressionNone
 		port, err := freePort()
 		if err != nil {
 			return err
@@ -116,6 +118,7 @@ func Run(ctx context.Context, o Options) error {
 		// CLI config file (its TLS or API key) applies.
 		"TEMPORAL_CONFIG_FILE":          os.DevNull,
 		"RELINK_TASK_QUEUE":             taskQueue,
+		"RELINK_TEMPORAL_COMPRESSION":   compression,
 		"RELINK_API_KEY":                apiKey,
 		"RELINK_SANDBOX_WEBHOOK_SECRET": webhookSecret,
 		// The bench confirms by webhook: no status polling meanwhile.

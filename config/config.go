@@ -106,7 +106,18 @@ type Temporal struct {
 	// PayloadKeys encrypt every payload written to Temporal ("keyId:base64
 	// 32-byte AES key,…"; the first encrypts, all decrypt). Empty: clear.
 	PayloadKeys string `env:"RELINK_PAYLOAD_KEYS"`
+	// Compression of the requests to Temporal: "gzip" (the SDK's default:
+	// less traffic to a cluster across a network, or Temporal Cloud) or
+	// "none" (less CPU on both sides: a server on the same host, where
+	// compressing each request and answer buys nothing).
+	Compression string `env:"RELINK_TEMPORAL_COMPRESSION, default=gzip"`
 }
+
+// Compression settings.
+const (
+	CompressionGzip = "gzip"
+	CompressionNone = "none"
+)
 
 // Default address and namespace when the client profile names none (the
 // SDK's and the CLI's defaults).
@@ -116,10 +127,12 @@ const (
 )
 
 // UseLocalServer points the connection at a server of the process's own
-// (the dev stack's): plain, no credentials, whatever the profile says.
+// (the dev stack's): plain, no credentials and uncompressed, whatever the
+// profile says.
 func (t *Temporal) UseLocalServer(address string) {
 	t.Address = address
 	t.profile = tenvconfig.ClientConfigProfile{}
+	t.Compression = CompressionNone
 }
 
 // ClientOptions are the SDK client options of the profile, addressed to
@@ -132,6 +145,14 @@ func (t Temporal) ClientOptions() (client.Options, error) {
 		return opts, fmt.Errorf("temporal client profile: %w", err)
 	}
 	opts.HostPort, opts.Namespace = t.Address, t.Namespace
+	switch t.Compression {
+	case CompressionGzip, "":
+		opts.ConnectionOptions.GrpcCompression = &client.GrpcCompressionGzip{}
+	case CompressionNone:
+		opts.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
+	default:
+		return opts, fmt.Errorf("RELINK_TEMPORAL_COMPRESSION must be %s or %s, not %q", CompressionGzip, CompressionNone, t.Compression)
+	}
 	return opts, nil
 }
 

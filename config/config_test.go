@@ -11,6 +11,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 )
 
 func TestDefaults(t *testing.T) {
@@ -26,6 +27,26 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, 300*time.Second, c.Webhooks.Tolerance)
 	assert.False(t, usesTLS(t, c.Temporal))
 	assert.Error(t, c.RequireAPIKey())
+	opts, err := c.Temporal.ClientOptions()
+	require.NoError(t, err)
+	assert.IsType(t, &client.GrpcCompressionGzip{}, opts.ConnectionOptions.GrpcCompression, "the SDK's default")
+}
+
+// Compression can be turned off for a Temporal on the same host, and the
+// dev stack's own server is never compressed for.
+func TestTemporalCompression(t *testing.T) {
+	c, err := LoadFrom(context.Background(), envconfig.MapLookuper(map[string]string{"RELINK_TEMPORAL_COMPRESSION": "none"}))
+	require.NoError(t, err)
+	opts, err := c.Temporal.ClientOptions()
+	require.NoError(t, err)
+	assert.IsType(t, &client.GrpcCompressionNone{}, opts.ConnectionOptions.GrpcCompression)
+
+	c, err = LoadFrom(context.Background(), envconfig.MapLookuper(map[string]string{"RELINK_TEMPORAL_COMPRESSION": "gzip"}))
+	require.NoError(t, err)
+	c.Temporal.UseLocalServer("127.0.0.1:7233")
+	opts, err = c.Temporal.ClientOptions()
+	require.NoError(t, err)
+	assert.IsType(t, &client.GrpcCompressionNone{}, opts.ConnectionOptions.GrpcCompression)
 }
 
 func TestFromEnvironment(t *testing.T) {
@@ -46,6 +67,7 @@ func TestFromEnvironment(t *testing.T) {
 func TestInvalidValuesAreRejected(t *testing.T) {
 	for name, env := range map[string]map[string]string{
 		"bad duration":                      {"RELINK_REPAIR_WINDOW": "a week"},
+		"unknown compression":               {"RELINK_TEMPORAL_COMPRESSION": "zstd"},
 		"zero attempts":                     {"RELINK_MAX_ATTEMPTS": "0"},
 		"negative offset":                   {"RELINK_REMINDER_OFFSETS": "-1h"},
 		"reminder a day after the ask":      {"RELINK_REMINDER_OFFSETS": "24h,96h"},

@@ -133,6 +133,9 @@ func buildStack(t *testing.T, settings map[string]string) *stack {
 		"RELINK_NOTIFY_SECRET":       notifySecret,
 		"RELINK_SANDBOX_SYNC_DELAY":  "0s",
 		"RELINK_TASK_QUEUE":          "relink-it",
+		// The server shares the host, as the dev stack's does: requests go
+		// uncompressed (TestSignedWebhookToRepaired keeps the default).
+		"RELINK_TEMPORAL_COMPRESSION": config.CompressionNone,
 	}
 	for k, v := range settings {
 		env[k] = v

@@ -10,11 +10,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/config"
 	"github.com/relink-dev/relink/workflows"
 )
 
 func TestSignedWebhookToRepaired(t *testing.T) {
-	s := newStack(t)
+	// With requests to Temporal compressed, as they are by default.
+	s := newStackWith(t, map[string]string{"RELINK_TEMPORAL_COMPRESSION": config.CompressionGzip})
 	// Still syncing when Relink reads the status after close: the
 	// provider's webhook confirms.
 	require.Equal(t, http.StatusOK, s.call(http.MethodPut, "/sandbox/connections/conn_e2e/script", map[string]any{"syncingPolls": 1}, nil))
