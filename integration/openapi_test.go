@@ -9,7 +9,10 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +21,9 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/relink-dev/relink/gateway"
 )
@@ -63,7 +69,9 @@ func loadOpenAPI() error {
 			http.StatusNotFound:         "RouteNotFound",
 			http.StatusMethodNotAllowed: "MethodNotAllowed",
 		} {
-			responses.Set(fmt.Sprint(status), doc.Components.Responses[name])
+			// (With its place in the document, where its body's schema is
+			// compiled: bodySchema.)
+			responses.Set(fmt.Sprint(status), &openapi3.ResponseRef{Ref: "#/components/responses/" + name, Value: doc.Components.Responses[name].Value})
 		}
 		openAPI.unrouted = &openapi3.Operation{Responses: responses}
 	})
@@ -154,19 +162,151 @@ func checkAnswer(r *http.Request, body []byte, rec *recorder) error {
 	case status < 400: // what the document says of the request matters only if the gateway took it
 		requestErr = openapi3filter.ValidateRequest(ctx, &openapi3filter.RequestValidationInput{
 			Request: req, PathParams: params, Route: route,
-			Options: &openapi3filter.Options{AuthenticationFunc: bearerPresent},
+			Options: &openapi3filter.Options{AuthenticationFunc: bearerPresent, ExcludeRequestBody: true},
 		})
+		if requestErr == nil {
+			requestErr = checkRequestBody(route, req.Header.Get("Content-Type"), body)
+		}
 	}
 	if requestErr != nil && status < 400 {
 		return fmt.Errorf("the document refuses the request (%v), the gateway answered %d", requestErr, status)
 	}
-	return openapi3filter.ValidateResponse(ctx, &openapi3filter.ResponseValidationInput{
+	if err := openapi3filter.ValidateResponse(ctx, &openapi3filter.ResponseValidationInput{
 		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
 		Status:                 status,
 		Header:                 header,
 		Body:                   io.NopCloser(bytes.NewReader(rec.body.Bytes())),
-		Options:                &openapi3filter.Options{IncludeResponseStatus: true},
-	})
+		Options:                &openapi3filter.Options{IncludeResponseStatus: true, ExcludeResponseBody: true},
+	}); err != nil {
+		return err
+	}
+	return checkResponseBody(route, status, header.Get("Content-Type"), rec.body.Bytes())
+}
+
+// Bodies are checked here rather than by kin-openapi, which compiles a
+// JSON Schema 2020-12 validator afresh for every body it checks against
+// a 3.1 document: that cost the tests more CPU than the gateway did. The
+// same compiler (santhosh-tekuri/jsonschema) compiles each of the
+// document's body schemas once, at its place in the document so its $refs
+// resolve, asserting formats (date-time, uri) as kin-openapi does.
+var bodySchemas = struct {
+	sync.Mutex
+	compiler *jsonschema.Compiler
+	compiled map[string]*jsonschema.Schema
+}{compiled: map[string]*jsonschema.Schema{}}
+
+const openAPIURL = "file:///gateway/openapi.json"
+
+// bodySchema is the compiled schema at pointer ("#/paths/…") in the
+// document.
+func bodySchema(pointer string) (*jsonschema.Schema, error) {
+	bodySchemas.Lock()
+	defer bodySchemas.Unlock()
+	if sch, ok := bodySchemas.compiled[pointer]; ok {
+		return sch, nil
+	}
+	if bodySchemas.compiler == nil {
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(gateway.OpenAPIDocument()))
+		if err != nil {
+			return nil, err
+		}
+		c := jsonschema.NewCompiler()
+		c.DefaultDraft(jsonschema.Draft2020)
+		c.AssertFormat()
+		if err := c.AddResource(openAPIURL, doc); err != nil {
+			return nil, err
+		}
+		bodySchemas.compiler = c
+	}
+	sch, err := bodySchemas.compiler.Compile(openAPIURL + pointer)
+	if err != nil {
+		return nil, fmt.Errorf("compile %s: %w", pointer, err)
+	}
+	bodySchemas.compiled[pointer] = sch
+	return sch, nil
+}
+
+// checkBody checks a body against the schema of the media type its
+// Content-Type names in content, found at base + "/content/…/schema".
+func checkBody(base string, content openapi3.Content, contentType string, body []byte) error {
+	if len(content) == 0 {
+		return nil
+	}
+	media := content.Get(contentType)
+	if media == nil {
+		return fmt.Errorf("Content-Type %q is not documented", contentType)
+	}
+	if media.Schema == nil {
+		return nil
+	}
+	var key string
+	for k, m := range content {
+		if m == media {
+			key = k
+		}
+	}
+	sch, err := bodySchema(base + "/content/" + pointerToken(key) + "/schema")
+	if err != nil {
+		return err
+	}
+	var value any = string(body) // (text, as kin-openapi reads it)
+	if key == "application/json" {
+		if value, err = jsonschema.UnmarshalJSON(bytes.NewReader(body)); err != nil {
+			return fmt.Errorf("body is not JSON: %w", err)
+		}
+	}
+	if err := sch.Validate(value); err != nil {
+		return fmt.Errorf("body doesn't match the schema: %w", err)
+	}
+	return nil
+}
+
+// checkRequestBody checks a request's body as the operation documents it.
+func checkRequestBody(route *routers.Route, contentType string, body []byte) error {
+	rb := route.Operation.RequestBody
+	if rb == nil || rb.Value == nil {
+		return nil
+	}
+	if len(body) == 0 {
+		if rb.Value.Required {
+			return errors.New("request body is required")
+		}
+		return nil
+	}
+	base := rb.Ref
+	if base == "" {
+		base = operationPointer(route) + "/requestBody"
+	}
+	return checkBody(base, rb.Value.Content, contentType, body)
+}
+
+// checkResponseBody checks an answer's body as the operation documents its
+// status (ValidateResponse has found the status documented).
+func checkResponseBody(route *routers.Route, status int, contentType string, body []byte) error {
+	key := strconv.Itoa(status)
+	resp := route.Operation.Responses.Value(key)
+	if resp == nil {
+		key, resp = "default", route.Operation.Responses.Default()
+	}
+	if resp == nil || resp.Value == nil {
+		return nil
+	}
+	base := resp.Ref
+	if base == "" {
+		base = operationPointer(route) + "/responses/" + key
+	}
+	return checkBody(base, resp.Value.Content, contentType, body)
+}
+
+// operationPointer is where the route's operation is in the document.
+func operationPointer(route *routers.Route) string {
+	return "#/paths/" + pointerToken(route.Path) + "/" + strings.ToLower(route.Method)
+}
+
+// pointerToken escapes s as one JSON Pointer token, in a URL fragment.
+func pointerToken(s string) string {
+	s = strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+	return url.PathEscape(s)
 }
 
 // bearerPresent is the document's view of the credentials: a bearer
@@ -226,4 +366,41 @@ func clipped(b []byte) string {
 		return string(b[:500]) + "…"
 	}
 	return string(b)
+}
+
+// The check itself: answers and requests that break the document are
+// caught, by the schemas of routed operations, of shared responses and of
+// the answers to unrouted paths; ones that keep to it pass.
+func TestTheOpenAPICheckCatchesWhatBreaksTheDocument(t *testing.T) {
+	require.NoError(t, loadOpenAPI())
+	answer := func(status int, body string) *recorder {
+		rec := &recorder{ResponseWriter: httptest.NewRecorder()}
+		rec.Header().Set("Content-Type", "application/json")
+		rec.Header().Set("X-Request-Id", "req-1")
+		rec.WriteHeader(status)
+		_, _ = rec.Write([]byte(body))
+		return rec
+	}
+	request := func(method, path, body string) *http.Request {
+		r := httptest.NewRequest(method, path, strings.NewReader(body))
+		r.Header.Set("Authorization", "Bearer k")
+		return r
+	}
+	notFound := `{"error":{"code":"not_found","message":"no such route"}}`
+	assert.NoError(t, checkAnswer(request(http.MethodGet, "/nowhere", ""), nil, answer(http.StatusNotFound, notFound)))
+	assert.Error(t, checkAnswer(request(http.MethodGet, "/nowhere", ""), nil,
+		answer(http.StatusNotFound, `{"error":{"code":"conflict","message":"no such route"}}`)), "a const of an unrouted answer")
+	assert.Error(t, checkAnswer(request(http.MethodGet, "/nowhere", ""), nil,
+		answer(http.StatusNotFound, `{"error":{"code":"not_found"}}`)), "a required field of a shared schema")
+
+	reconnect := "/v1/repairs/sandbox/conn_1/reconnect"
+	conflict := `{"error":{"code":"conflict","message":"the repair is REPAIRED"}}`
+	assert.NoError(t, checkAnswer(request(http.MethodPost, reconnect, `{"forceNewSession":true}`), []byte(`{"forceNewSession":true}`),
+		answer(http.StatusConflict, conflict)))
+	assert.Error(t, checkAnswer(request(http.MethodPost, reconnect, `{}`), []byte(`{}`),
+		answer(http.StatusOK, `{"session":{"connectorToken":5}}`)), "a routed operation's answer")
+	assert.Error(t, checkAnswer(request(http.MethodPost, reconnect, `{"force":true}`), []byte(`{"force":true}`),
+		answer(http.StatusOK, `{}`)), "the document refuses the request's body, the gateway took it")
+	assert.Error(t, checkAnswer(request(http.MethodPost, reconnect, ""), nil,
+		answer(http.StatusInternalServerError, `{"error":{"code":"internal","message":""}}`)), "minLength of a shared response")
 }
