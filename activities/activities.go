@@ -56,7 +56,7 @@ func (a *Activities) Initialize(ctx context.Context, req InitializeRequest) (_ a
 	s, err := p.Initialize(ctx, req.ConnectionRef)
 	if err != nil {
 		activity.GetLogger(ctx).Warn("initialize failed", "provider", req.Provider,
-			"connectionId", req.ConnectionID, "errorType", aggregator.ErrorType(err), "error", err)
+			"connectionId", req.ConnectionID, "errorType", aggregator.TypeOf(err), "error", err)
 		return aggregator.Session{}, err
 	}
 	activity.GetLogger(ctx).Info("initialized", "provider", req.Provider,
@@ -74,7 +74,7 @@ func (a *Activities) Close(ctx context.Context, req aggregator.CloseRequest) (er
 	}
 	if err := p.Close(ctx, req); err != nil {
 		activity.GetLogger(ctx).Warn("close failed", "provider", req.Provider,
-			"connectionId", req.ConnectionID, "errorType", aggregator.ErrorType(err), "error", err)
+			"connectionId", req.ConnectionID, "errorType", aggregator.TypeOf(err), "error", err)
 		return err
 	}
 	activity.GetLogger(ctx).Info("closed", "provider", req.Provider, "connectionId", req.ConnectionID)
@@ -112,9 +112,9 @@ func (a *Activities) FinishReconnect(ctx context.Context, req aggregator.CloseRe
 		}
 	}
 	if err := p.Close(ctx, req); err != nil {
-		if aggregator.ErrorType(err) != aggregator.ErrTypeReconnectRejected {
+		if aggregator.TypeOf(err) != aggregator.ErrTypeReconnectRejected {
 			log.Warn("close failed", "provider", req.Provider,
-				"connectionId", req.ConnectionID, "errorType", aggregator.ErrorType(err), "error", err)
+				"connectionId", req.ConnectionID, "errorType", aggregator.TypeOf(err), "error", err)
 			return aggregator.ConnectionStatus{}, err
 		}
 		// Refused: a failed attempt only if the connection is still broken.
@@ -148,7 +148,7 @@ func (a *Activities) FinishReconnect(ctx context.Context, req aggregator.CloseRe
 // not found, stay as they are).
 func tookEffect(ctx context.Context, p aggregator.Provider, ref aggregator.ConnectionRef) (aggregator.ConnectionStatus, error) {
 	st, err := p.ConnectionStatus(ctx, ref)
-	if err != nil && aggregator.ErrorType(err) == "" {
+	if err != nil && aggregator.TypeOf(err) == "" {
 		return aggregator.ConnectionStatus{}, fmt.Errorf("read the status before deciding on close: %w", err)
 	}
 	return st, err
@@ -191,10 +191,11 @@ func (a *Activities) Notify(ctx context.Context, ev Event) error {
 	return err
 }
 
-// applicationError is what every activity returns for err: a
-// aggregator.Error becomes the non-retryable Temporal application error of
-// its type and message, which the workflow tells apart by ErrorType; any
-// other error is retried with the activity's backoff. Adapters return
+// applicationError is what each activity that calls a provider returns
+// for err: an aggregator.Error becomes the non-retryable Temporal
+// application error of its type and message, which the workflow tells
+// apart by ErrorType; any other error is retried with the activity's
+// backoff. Adapters return
 // their Errors as they are: Temporal reads only the error itself, not what
 // it wraps, so a wrapped one would be retried (as it always was).
 func applicationError(err error) error {

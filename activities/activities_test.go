@@ -127,7 +127,7 @@ func TestAdapterErrorsLeaveActivitiesAsNonRetryableApplicationErrors(t *testing.
 	}
 	status := func(a *activities.Activities) (any, any) { return a.ConnectionStatus, ref }
 	for _, newErr := range []func(string) error{aggregator.NotFound, aggregator.NotRepairable, aggregator.InvalidInput, aggregator.ReconnectRejected} {
-		want := aggregator.ErrorType(newErr("x"))
+		want := aggregator.TypeOf(newErr("x"))
 		for name, err := range map[string]error{
 			"initialize": run(&scripted{initErr: newErr("no such connection")}, initialize),
 			"status":     run(&scripted{statusErr: []error{newErr("no such connection")}, status: []aggregator.ConnectionStatus{{}}}, status),

@@ -60,8 +60,10 @@ func ReconnectRejected(msg string) error {
 	return &Error{Type: ErrTypeReconnectRejected, Message: msg}
 }
 
-// ErrorType returns the type of the Error in err's chain ("" if none).
-func ErrorType(err error) string {
+// TypeOf returns the type of the Error in err's chain ("" if none): what an
+// adapter returned. An error that crossed an activity is a Temporal
+// application error instead: read its type with activities.ErrorType.
+func TypeOf(err error) string {
 	var pe *Error
 	if errors.As(err, &pe) {
 		return pe.Type

@@ -11,6 +11,6 @@ func TestHTTPStatusErrorClassification(t *testing.T) {
 		404: ErrTypeConnectionNotFound, 409: ErrTypeNotRepairable, 422: ErrTypeNotRepairable,
 		400: ErrTypeInvalidInput, 429: "", 500: "", 503: "", 401: "",
 	} {
-		assert.Equal(t, want, ErrorType(HTTPStatusError("initialize", status, "")), status)
+		assert.Equal(t, want, TypeOf(HTTPStatusError("initialize", status, "")), status)
 	}
 }

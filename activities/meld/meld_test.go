@@ -80,7 +80,7 @@ func TestInitializeOutcomes(t *testing.T) {
 			s, err := p.Initialize(ctx, ref(tc.conn))
 			if tc.wantType != "" {
 				require.Error(t, err)
-				assert.Equal(t, tc.wantType, aggregator.ErrorType(err))
+				assert.Equal(t, tc.wantType, aggregator.TypeOf(err))
 				if tc.wantType == aggregator.ErrTypeNotRepairable {
 					assert.Contains(t, err.Error(), "start a new connection")
 				}
@@ -98,7 +98,7 @@ func TestRepairConflictIsNotRepairable(t *testing.T) {
 
 	_, err := p.Initialize(context.Background(), ref("conn_broken"))
 
-	assert.Equal(t, aggregator.ErrTypeNotRepairable, aggregator.ErrorType(err))
+	assert.Equal(t, aggregator.ErrTypeNotRepairable, aggregator.TypeOf(err))
 	assert.Contains(t, err.Error(), "CONNECTION_NOT_REPAIRABLE")
 	assert.Contains(t, err.Error(), "start a new connection")
 }
@@ -114,7 +114,7 @@ func TestTransientFailuresAreRetryable(t *testing.T) {
 			}
 			_, err := p.Initialize(context.Background(), ref("conn_broken"))
 			require.Error(t, err)
-			assert.Empty(t, aggregator.ErrorType(err), "%d on the %s", status, where)
+			assert.Empty(t, aggregator.TypeOf(err), "%d on the %s", status, where)
 			assert.NotContains(t, err.Error(), apiKey)
 		}
 	}

@@ -109,7 +109,7 @@ func TestAccessTokensComeFromTheApp(t *testing.T) {
 	assert.Equal(t, accessToken, fake.Requests()[0].Body["access_token"])
 
 	_, err = p.Initialize(context.Background(), ref("item_unknown"))
-	assert.Equal(t, aggregator.ErrTypeConnectionNotFound, aggregator.ErrorType(err))
+	assert.Equal(t, aggregator.ErrTypeConnectionNotFound, aggregator.TypeOf(err))
 }
 
 func TestItemStatus(t *testing.T) {
@@ -154,7 +154,7 @@ func TestErrorsAreClassifiedWithoutLeakingTokens(t *testing.T) {
 			} {
 				err := call()
 				require.Error(t, err)
-				assert.Equal(t, tc.wantType, aggregator.ErrorType(err), err.Error())
+				assert.Equal(t, tc.wantType, aggregator.TypeOf(err), err.Error())
 				assert.NotContains(t, err.Error(), accessToken)
 				assert.NotContains(t, err.Error(), secret)
 			}

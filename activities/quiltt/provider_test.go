@@ -218,7 +218,7 @@ func TestErrorsAreClassified(t *testing.T) {
 			fake, p := setup(t)
 			err := tc.call(fake, p)
 			require.Error(t, err)
-			assert.Equal(t, tc.wantType, aggregator.ErrorType(err), err.Error())
+			assert.Equal(t, tc.wantType, aggregator.TypeOf(err), err.Error())
 			assert.NotContains(t, err.Error(), secret)
 			assert.NotContains(t, err.Error(), "session_", "no token in error messages")
 		})

@@ -35,13 +35,13 @@ func TestReconnectFlow(t *testing.T) {
 	assert.Equal(t, now.Add(DefaultSessionTTL), s.ExpiresAt)
 
 	err = p.Close(ctx, aggregator.CloseRequest{ConnectionRef: ref, ConnectorToken: s.ConnectorToken, PublicToken: "forged"})
-	assert.Equal(t, aggregator.ErrTypeReconnectRejected, aggregator.ErrorType(err), "public token must come from the widget login")
+	assert.Equal(t, aggregator.ErrTypeReconnectRejected, aggregator.TypeOf(err), "public token must come from the widget login")
 
 	login, err := p.LoginUser("c1")
 	require.NoError(t, err)
 	require.NoError(t, p.Close(ctx, aggregator.CloseRequest{ConnectionRef: ref, ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken}))
 	err = p.Close(ctx, aggregator.CloseRequest{ConnectionRef: ref, ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken})
-	assert.Equal(t, aggregator.ErrTypeReconnectRejected, aggregator.ErrorType(err), "a session closes once")
+	assert.Equal(t, aggregator.ErrTypeReconnectRejected, aggregator.TypeOf(err), "a session closes once")
 
 	st, err := p.ConnectionStatus(ctx, ref)
 	require.NoError(t, err)
@@ -62,7 +62,7 @@ func TestExpiredSessionIsRejected(t *testing.T) {
 	require.NoError(t, err)
 	now = now.Add(31 * time.Minute)
 	err = p.Close(ctx, aggregator.CloseRequest{ConnectionRef: ref, ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken})
-	assert.Equal(t, aggregator.ErrTypeReconnectRejected, aggregator.ErrorType(err))
+	assert.Equal(t, aggregator.ErrTypeReconnectRejected, aggregator.TypeOf(err))
 	_, err = p.LoginUser("c1")
 	assert.ErrorIs(t, err, ErrNoOpenSession)
 }
@@ -73,14 +73,14 @@ func TestScriptedFailures(t *testing.T) {
 	ctx := context.Background()
 
 	_, err := p.Initialize(ctx, ref)
-	assert.Equal(t, aggregator.ErrTypeConnectionNotFound, aggregator.ErrorType(err), "unknown connection")
+	assert.Equal(t, aggregator.ErrTypeConnectionNotFound, aggregator.TypeOf(err), "unknown connection")
 
 	_, err = p.SetScript("c1", Script{FailCalls: 2})
 	require.NoError(t, err)
 	for range 2 {
 		_, err = p.ConnectionStatus(ctx, ref)
 		require.Error(t, err)
-		assert.Empty(t, aggregator.ErrorType(err), "a 503 is retryable")
+		assert.Empty(t, aggregator.TypeOf(err), "a 503 is retryable")
 	}
 	_, err = p.ConnectionStatus(ctx, ref)
 	assert.NoError(t, err, "the third call succeeds")
