@@ -290,3 +290,59 @@ func TestASlotIsHeldOnlyForTheStart(t *testing.T) {
 	require.Eventually(t, func() bool { return temporal.inFlight.Load() == 1 }, 10*time.Second, time.Millisecond,
 		"the second start got the slot")
 }
+
+// deadlineSeen records the start-slot deadline each start's context
+// carries.
+type deadlineSeen struct {
+	heldStarts
+	mu        sync.Mutex
+	deadlines []time.Time
+}
+
+func (d *deadlineSeen) ExecuteWorkflow(ctx context.Context, opts client.StartWorkflowOptions, _ any, _ ...any) (client.WorkflowRun, error) {
+	deadline, _ := ctx.Value(startDeadlineKey{}).(time.Time)
+	d.mu.Lock()
+	d.deadlines = append(d.deadlines, deadline)
+	d.mu.Unlock()
+	return startedRun{id: opts.ID}, nil
+}
+
+// The webhook handler gives a delivery one deadline for all the starts of
+// its events (TestARequestWaitsOnceForAllItsStarts shows what a start does
+// with it): three repairable events, three starts, one deadline, StartWait
+// from when the delivery was read. A manual start's deadline is its
+// request's too.
+func TestAWebhookGivesAllItsStartsOneDeadline(t *testing.T) {
+	temporal := &deadlineSeen{heldStarts: heldStarts{release: make(chan struct{})}}
+	g := newTestGateway()
+	g.Temporal, g.StartsInFlight, g.StartWait = temporal, 1, time.Minute
+	var events []quiltt.Event
+	for _, conn := range []string{"conn_a", "conn_b", "conn_c"} {
+		events = append(events, quiltt.Event{ID: "evt_" + conn, Type: quiltt.EventRepairable, At: now,
+			Profile: &quiltt.Profile{ID: "profile_1"}, Record: &quiltt.Record{ID: conn, Status: quiltt.StatusErrorRepairable}})
+	}
+	body, err := json.Marshal(quiltt.Envelope{EventTypes: []string{quiltt.EventRepairable}, Events: events})
+	require.NoError(t, err)
+	read := time.Now()
+	rec := httptest.NewRecorder()
+	g.Handler().ServeHTTP(rec, webhook(body, testSecret, now))
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.JSONEq(t, `{"received":3,"applied":3,"duplicates":0,"ignored":0}`, rec.Body.String())
+
+	require.Len(t, temporal.deadlines, 3)
+	first := temporal.deadlines[0]
+	assert.WithinRange(t, first, read.Add(time.Minute), time.Now().Add(time.Minute))
+	for i, d := range temporal.deadlines {
+		assert.True(t, d.Equal(first), "start %d: %v, not the delivery's %v", i, d, first)
+	}
+
+	// A manual start's request gives its start one too.
+	req := httptest.NewRequest(http.MethodPost, "/v1/repairs", strings.NewReader(`{"provider":"quiltt","connectionId":"conn_manual"}`))
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	read = time.Now()
+	rec = httptest.NewRecorder()
+	g.Handler().ServeHTTP(rec, req)
+	require.Equal(t, http.StatusAccepted, rec.Code, rec.Body.String())
+	require.Len(t, temporal.deadlines, 4)
+	assert.WithinRange(t, temporal.deadlines[3], read.Add(time.Minute), time.Now().Add(time.Minute))
+}
