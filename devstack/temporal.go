@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	uiserver "github.com/temporalio/ui-server/v2/server"
 	uiconfig "github.com/temporalio/ui-server/v2/server/config"
 	uiserveroptions "github.com/temporalio/ui-server/v2/server/server_options"
@@ -246,14 +247,19 @@ func visibilityDatabase(o Options, database string, main *config.SQL, fresh bool
 	return &vis, nil
 }
 
-// countRows counts the workflows in a database and those it lists.
+// countRows counts the workflows in a database and those it lists. The
+// server's own (its scanners, in the temporal-system namespace, which every
+// data directory has) are not counted as workflows: losing their listing
+// loses nothing anyone reads.
 func countRows(conf *config.SQL) (executions, listed int, err error) {
 	db, err := sql.Open("sqlite", "file:"+conf.DatabaseName+"?mode=rw")
 	if err != nil {
 		return 0, 0, fmt.Errorf("read %s: %w", conf.DatabaseName, err)
 	}
 	defer db.Close()
-	err = db.QueryRow("SELECT (SELECT count(*) FROM executions), (SELECT count(*) FROM executions_visibility)").Scan(&executions, &listed)
+	system := uuid.MustParse(primitives.SystemNamespaceID)
+	err = db.QueryRow("SELECT (SELECT count(*) FROM executions WHERE namespace_id != ?), (SELECT count(*) FROM executions_visibility)",
+		system[:]).Scan(&executions, &listed)
 	if err != nil {
 		return 0, 0, fmt.Errorf("read %s: %w", conf.DatabaseName, err)
 	}

@@ -218,6 +218,31 @@ func TestTheDevServerRefusesADataDirectoryThatLostItsVisibility(t *testing.T) {
 	assert.Contains(t, err.Error(), "temporal-visibility.db is missing while")
 }
 
+// A data directory that lost its visibility file but holds no workflow
+// but the server's own has nothing to list: it is set up again, not
+// refused.
+func TestALostVisibilityWithNothingToListIsSetUpAgain(t *testing.T) {
+	t.Parallel()
+	dataDir := filepath.Join(t.TempDir(), "relink")
+	env := map[string]string{
+		"RELINK_DATA_DIR":          dataDir,
+		"RELINK_DEV_TEMPORAL_PORT": fmt.Sprint(freePort(t)),
+		"RELINK_DEV_UI_PORT":       "0",
+	}
+	server, err := startDevBinary(t.TempDir(), env, "relink dev-server ready", "dev-server")
+	require.NoError(t, err)
+	require.NoError(t, server.stop())
+	visibility := filepath.Join(dataDir, "temporal-visibility.db")
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		require.NoError(t, ignoreNotExist(os.Remove(visibility+suffix)))
+	}
+
+	server, err = startDevBinary(t.TempDir(), env, "relink dev-server ready", "dev-server")
+	require.NoError(t, err, "the server's own scanners are no workflows to lose")
+	require.NoError(t, server.stop())
+	assert.FileExists(t, visibility)
+}
+
 // devServerWithARepair runs `relink dev-server` on dataDir, with namespace
 // ns, and a repair of conn waiting for its user on it: the server, the
 // stack the repair runs on, and the server's environment.
