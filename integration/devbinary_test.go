@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -68,8 +69,8 @@ type devProcess struct {
 
 // startDevBinary runs the dev binary with args, in an environment of its
 // own (PATH, HOME, TMPDIR and GO* only: none of the developer's Relink,
-// Temporal or provider settings, nor their Temporal profile), and returns
-// once it has printed ready.
+// Temporal or provider settings, nor their Temporal profile; GOGC is
+// gcPercent unless set), and returns once it has printed ready.
 func startDevBinary(dir string, env map[string]string, ready string, args ...string) (*devProcess, error) {
 	bin, err := devBinary()
 	if err != nil {
@@ -84,6 +85,9 @@ func startDevBinary(dir string, env map[string]string, ready string, args ...str
 		}
 	}
 	cmd.Env = append(cmd.Env, "TEMPORAL_CONFIG_FILE="+os.DevNull, "RELINK_LOG_LEVEL=error")
+	if os.Getenv("GOGC") == "" {
+		cmd.Env = append(cmd.Env, "GOGC="+strconv.Itoa(gcPercent))
+	}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
