@@ -218,8 +218,8 @@ func TestTheDevServerRefusesADataDirectoryThatLostItsVisibility(t *testing.T) {
 	assert.Contains(t, err.Error(), "temporal-visibility.db is missing while")
 }
 
-// A data directory that lost its visibility file but holds no workflow
-// but the server's own has nothing to list: it is set up again, not
+// A data directory that lost its visibility file, and holds no workflows
+// but the server's own, has nothing to list: it is set up again, not
 // refused.
 func TestALostVisibilityWithNothingToListIsSetUpAgain(t *testing.T) {
 	t.Parallel()
