@@ -64,21 +64,48 @@ func (a *Activities) Initialize(ctx context.Context, req InitializeRequest) (_ a
 	return s, nil
 }
 
-// Close reports the widget's success to the provider. Only runs begun
-// before FinishReconnect existed (workflows/legacy_v0.go) still call it.
-func (a *Activities) Close(ctx context.Context, req aggregator.CloseRequest) (err error) {
-	defer func() { err = applicationError(err) }()
-	p, err := a.Providers.Lookup(req.Provider)
-	if err != nil {
-		return err
+// ProbeRequest is a repair's first initialize, with the event that asks
+// the app to bring the user back should the provider need them.
+type ProbeRequest struct {
+	InitializeRequest
+	// Ask is sent, once, if initialize answers ACTION_REQUIRED.
+	Ask Event `json:"ask"`
+}
+
+// ProbeResult is initialize's session, and whether Ask reached the app.
+type ProbeResult struct {
+	Session aggregator.Session `json:"session"`
+	Asked   bool               `json:"asked,omitempty"`
+}
+
+// probeReturnMargin is the part of a probe's time kept for returning the
+// session after the ask.
+const probeReturnMargin = 300 * time.Millisecond
+
+// Probe is a repair's first initialize and, when the user is needed, one
+// attempt at telling the app so: the workflow runs it as one local
+// activity, so the usual repair's first step costs one billable action
+// rather than two. An ask the app did not take is left to the workflow,
+// which delivers it with retries.
+func (a *Activities) Probe(ctx context.Context, req ProbeRequest) (ProbeResult, error) {
+	s, err := a.Initialize(ctx, req.InitializeRequest)
+	if err != nil || s.ConnectorStatus != aggregator.ConnectorActionRequired {
+		return ProbeResult{Session: s}, err
 	}
-	if err := p.Close(ctx, req); err != nil {
-		activity.GetLogger(ctx).Warn("close failed", "provider", req.Provider,
-			"connectionId", req.ConnectionID, "errorType", aggregator.TypeOf(err), "error", err)
-		return err
+	// A slow app must not cost the session: the ask gets what is left of
+	// the attempt, less a margin to return the session in.
+	askCtx := ctx
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		askCtx, cancel = context.WithDeadline(ctx, deadline.Add(-probeReturnMargin))
+		defer cancel()
 	}
-	activity.GetLogger(ctx).Info("closed", "provider", req.Provider, "connectionId", req.ConnectionID)
-	return nil
+	if err := a.Notify(askCtx, req.Ask); err != nil {
+		activity.GetLogger(ctx).Warn("ask not delivered with the probe; the repair retries it", "provider", req.Provider,
+			"connectionId", req.ConnectionID, "eventId", req.Ask.ID, "error", err)
+		return ProbeResult{Session: s}, nil
+	}
+	return ProbeResult{Session: s, Asked: true}, nil
 }
 
 // FinishReconnect reports the widget's success to the provider (close, for

@@ -2,9 +2,10 @@
 // records, by the rules of Temporal Cloud's own estimator (docs: "Temporal
 // Cloud Actions"): a start, each activity scheduled and each retry, each
 // timer started, each signal (the one of a signal-with-start is in the
-// start), each update accepted, each search-attribute upsert, each
-// continue-as-new, each child workflow (two), each marker except version
-// markers. The integration tests hold the typical repair to a budget with
+// start), each update accepted, each search-attribute upsert (the SDK's
+// own TemporalChangeVersion ones too), each continue-as-new, each child
+// workflow (two), each marker (local activities', and version markers
+// too). The integration tests hold the typical repair to a budget with
 // it, and `relink bench` reports it per path.
 package cost
 
@@ -47,11 +48,7 @@ func Actions(events []*history.HistoryEvent) Breakdown {
 		case enums.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
 			b["continue-as-new"]++
 		case enums.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
-			// The SDK's own TemporalChangeVersion upsert is free.
-			fields := ev.GetUpsertWorkflowSearchAttributesEventAttributes().GetSearchAttributes().GetIndexedFields()
-			if _, version := fields["TemporalChangeVersion"]; !version || len(fields) > 1 {
-				b["upsert"]++
-			}
+			b["upsert"]++
 		case enums.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
 			if ev.GetEventId() != 2 {
 				b["signal"]++
@@ -63,9 +60,7 @@ func Actions(events []*history.HistoryEvent) Breakdown {
 		case enums.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
 			b["child"] += 2
 		case enums.EVENT_TYPE_MARKER_RECORDED:
-			if ev.GetMarkerRecordedEventAttributes().GetMarkerName() != "Version" {
-				b["marker"]++
-			}
+			b["marker"]++
 		}
 	}
 	return b

@@ -2,15 +2,18 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 
+	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/relink-dev/relink/codec"
@@ -92,7 +95,10 @@ func (g *Gateway) deliver(ctx context.Context, d delivery) (eventOutcome, string
 			if d.msg.RepairRequest != nil && !ended {
 				return eventJoined, summary.RunID, nil // nothing to record
 			}
-			err := g.signalRun(ctx, d.id, summary.RunID, g.speaksMessages(info), d.msg)
+			if ev := d.msg.Event; ev != nil && ev.EventID != "" && g.triggerOf(info) == ev.EventID {
+				return eventDuplicate, summary.RunID, nil // the event that started this run
+			}
+			err := g.signalRun(ctx, d.id, summary.RunID, d.msg)
 			if errors.As(err, &notFound) {
 				continue // it closed meanwhile
 			}
@@ -120,41 +126,45 @@ func (g *Gateway) deliver(ctx context.Context, d delivery) (eventOutcome, string
 	return "", "", serviceerror.NewUnavailable("the repair kept opening and closing; retry")
 }
 
-// signalRun sends msg to one run: on the message channel, or as the
-// per-kind signal a run begun before it understands.
-func (g *Gateway) signalRun(ctx context.Context, id, runID string, messages bool, msg workflows.Message) error {
-	if messages {
+// signalRun sends msg to one run. A provider event goes with a request id
+// derived from its event id, which the server remembers for the run: a
+// redelivery of an event the run already has is dropped by Temporal
+// before it reaches history, so it costs no billable signal.
+func (g *Gateway) signalRun(ctx context.Context, id, runID string, msg workflows.Message) error {
+	if msg.Event == nil || msg.Event.EventID == "" {
 		return g.Temporal.SignalWorkflow(ctx, id, runID, workflows.SignalMessage, msg)
 	}
-	switch {
-	case msg.Event != nil:
-		return g.Temporal.SignalWorkflow(ctx, id, runID, workflows.SignalProviderEvent, msg.Event)
-	case msg.Cancel != nil:
-		return g.Temporal.SignalWorkflow(ctx, id, runID, workflows.SignalCancel, msg.Cancel)
-	default:
-		return g.Temporal.SignalWorkflow(ctx, id, runID, workflows.SignalRepairRequested, msg.RepairRequest)
+	dc := converter.WithDataConverterSerializationContext(codec.DataConverter(g.Codec),
+		converter.WorkflowSerializationContext{Namespace: g.Namespace, WorkflowID: id})
+	input, err := dc.ToPayloads(msg)
+	if err != nil {
+		return err
 	}
+	sum := sha256.Sum256([]byte(id + "\x00" + msg.Event.EventID))
+	_, err = g.Temporal.WorkflowService().SignalWorkflowExecution(ctx, &workflowservice.SignalWorkflowExecutionRequest{
+		Namespace:         g.Namespace,
+		WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: id, RunId: runID},
+		SignalName:        workflows.SignalMessage,
+		Input:             input,
+		Identity:          "relink-gateway",
+		RequestId:         "relink-event-" + hex.EncodeToString(sum[:]),
+	})
+	return err
 }
 
-// protocolMemo marks the runs this gateway starts as reading SignalMessage,
-// from their first moment (continue-as-new keeps the memo).
-const protocolMemo = "relinkMessages"
+// triggerMemo holds the provider event id that started a run, so a
+// redelivery of it is answered without a signal (continue-as-new keeps
+// the memo).
+const triggerMemo = "relinkTrigger"
 
-// speaksMessages reports whether a run reads SignalMessage: one this
-// gateway started (its memo), or one whose version marker says so (the SDK
-// lists the markers a run recorded in TemporalChangeVersion, after its
-// first task).
-func (g *Gateway) speaksMessages(info *workflow.WorkflowExecutionInfo) bool {
-	var marked bool
-	if p, ok := info.GetMemo().GetFields()[protocolMemo]; ok {
+// triggerOf reads a run's trigger event id from its memo.
+func (g *Gateway) triggerOf(info *workflow.WorkflowExecutionInfo) string {
+	var trigger string
+	if p, ok := info.GetMemo().GetFields()[triggerMemo]; ok {
 		// Memos go through the data converter, so they are encrypted.
-		_ = codec.DataConverter(g.Codec).FromPayload(p, &marked)
+		_ = codec.DataConverter(g.Codec).FromPayload(p, &trigger)
 	}
-	var versions []string
-	decodeAttr(info.GetSearchAttributes().GetIndexedFields(), "TemporalChangeVersion", &versions)
-	return marked || slices.ContainsFunc(versions, func(v string) bool {
-		return strings.HasPrefix(v, workflows.VersionMarker+"-") && v != workflows.VersionMarker+"-0"
-	})
+	return trigger
 }
 
 // lastResult reads a closed run's final state from its history; ok is false
@@ -189,6 +199,10 @@ func (g *Gateway) startOptions(in workflows.RepairInput) client.StartWorkflowOpt
 	if in.Institution != "" {
 		summary += " at " + in.Institution
 	}
+	var memo map[string]any
+	if in.TriggerEventID != "" {
+		memo = map[string]any{triggerMemo: in.TriggerEventID}
+	}
 	return client.StartWorkflowOptions{
 		ID:                       workflows.WorkflowID(in.Provider, in.ConnectionID),
 		TaskQueue:                g.TaskQueue,
@@ -198,7 +212,7 @@ func (g *Gateway) startOptions(in workflows.RepairInput) client.StartWorkflowOpt
 		// the message goes to that run instead.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes:                    workflows.InitialSearchAttributes(in),
-		Memo:                                     map[string]any{protocolMemo: true},
+		Memo:                                     memo,
 		StaticSummary:                            summary,
 	}
 }

@@ -311,14 +311,6 @@ func (g *Gateway) reconnect(w http.ResponseWriter, r *http.Request) {
 	id := workflows.WorkflowID(provider, conn)
 	for {
 		offer, err := g.reconnectOffer(ctx, id, req)
-		if olderRun(err) {
-			// A run begun before the reconnect query: its update decides.
-			var res workflows.ReconnectResult
-			if err = g.update(ctx, id, workflows.UpdateReconnect, "", req, &res); err == nil {
-				writeJSON(w, http.StatusOK, res)
-				return
-			}
-		}
 		if err != nil {
 			g.temporalError(w, r, err, provider, conn)
 			return
@@ -429,13 +421,6 @@ func (g *Gateway) update(ctx context.Context, id, name, updateID string, arg, re
 	return err
 }
 
-// olderRun reports the error of a query or update a run begun before it
-// existed does not know (the SDK's own words); such runs are sent what
-// they understand instead.
-func olderRun(err error) bool {
-	return err != nil && (strings.Contains(err.Error(), "unknown queryType") || strings.Contains(err.Error(), "unknown update"))
-}
-
 func isMoving(err error) bool {
 	var appErr *temporal.ApplicationError
 	return errors.As(err, &appErr) && appErr.Type() == workflows.ErrTypeRepairMoving
@@ -516,11 +501,6 @@ func (g *Gateway) sendMessage(w http.ResponseWriter, r *http.Request, name, upda
 		if err = g.update(ctx, id, name, updateID, payload, nil); !isMoving(err) {
 			break
 		}
-	}
-	if olderRun(err) {
-		// A run begun before these updates hears of them as signals.
-		legacy := map[string]string{workflows.UpdateComplete: workflows.SignalReconnectCompleted, workflows.UpdateExit: workflows.SignalReconnectExited}
-		err = g.Temporal.SignalWorkflow(ctx, id, "", legacy[name], payload)
 	}
 	var appErr *temporal.ApplicationError
 	duplicate := errors.As(err, &appErr) && appErr.Type() == workflows.ErrTypeAlreadyCompleted

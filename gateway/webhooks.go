@@ -129,6 +129,10 @@ func (g *Gateway) countWebhook(provider, result, reason string, n int64) {
 	g.metricsHandler().WithTags(tags).Counter(metrics.Webhooks).Inc(n)
 }
 
+// maxEventLead is how far ahead of the gateway's clock a provider's event
+// time is trusted.
+const maxEventLead = 5 * time.Minute
+
 // Webhook fields the workflow records are clipped, so a provider's long
 // strings cannot bloat a repair's history.
 const (
@@ -148,6 +152,14 @@ func clip(s string, n int) string {
 // the last repair, now closed, already handled it: the same event id, or
 // an event dated no later than the break it repaired.
 func (g *Gateway) applyEvent(ctx context.Context, provider string, ev aggregator.WebhookEvent) (eventOutcome, error) {
+	if now := g.now(); ev.At.After(now.Add(maxEventLead)) {
+		// A validly signed event dated ahead (a provider's clock, a bug)
+		// would make every real event of the repair look older than the
+		// break, and be ignored as stale: it is taken as happening now.
+		g.logger(ctx).Warn("webhook event dated ahead; taken as now", "provider", provider,
+			"connectionId", ev.ConnectionID, "eventId", ev.EventID, "at", ev.At)
+		ev.At = now
+	}
 	signal := workflows.ProviderEvent{
 		EventID:        ev.EventID,
 		Kind:           ev.Kind,

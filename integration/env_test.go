@@ -313,6 +313,14 @@ type appEndpoint struct {
 	mu     sync.Mutex
 	events []activities.Event
 	bad    int
+	down   bool // answer 503, as an app in an outage does
+}
+
+// setDown takes the app's endpoint down or brings it back.
+func (a *appEndpoint) setDown(down bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.down = down
 }
 
 func newAppEndpoint(t *testing.T) *appEndpoint {
@@ -321,6 +329,10 @@ func newAppEndpoint(t *testing.T) *appEndpoint {
 		body, _ := io.ReadAll(r.Body)
 		a.mu.Lock()
 		defer a.mu.Unlock()
+		if a.down {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
 		if !verifySignature(r.Header, body) {
 			a.bad++
 			w.WriteHeader(http.StatusUnauthorized)

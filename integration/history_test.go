@@ -3,10 +3,10 @@ package integration
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -15,19 +15,19 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/relink-dev/relink/cost"
-	"github.com/relink-dev/relink/workflows"
 )
 
 // recordHistoriesEnv, when set to 1, makes the integration tests write the
-// histories of the main paths to workflows/testdata/histories, where the
+// histories of the main paths to the current corpus,
+// workflows/testdata/histories/<the name in CURRENT>/<path>.json, where the
 // replay tests check every later workflow change against them:
 //
 //	RELINK_RECORD_HISTORIES=1 go test ./integration/
 //
-// Files are named after the workflow version that wrote them
-// (v<CurrentVersion>-<path>.json) and never overwritten: a history already
-// recorded stays as it is, and a change that needs new recordings bumps
-// the version (workflow.GetVersion) so they get new names.
+// Files are never overwritten: a history already recorded stays as it is.
+// A workflow change that alters recorded commands ships as a new build
+// (Worker Versioning pins each repair to its build) with a new corpus: a
+// new folder named in CURRENT.
 const recordHistoriesEnv = "RELINK_RECORD_HISTORIES"
 
 // history reads a run's events (the latest run if runID is empty).
@@ -60,9 +60,12 @@ func (s *stack) recordRun(workflowID, runID, name string) {
 	}
 	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(&history.History{Events: s.history(workflowID, runID)})
 	require.NoError(s.t, err)
-	dir := filepath.Join("..", "workflows", "testdata", "histories")
+	histories := filepath.Join("..", "workflows", "testdata", "histories")
+	current, err := os.ReadFile(filepath.Join(histories, "CURRENT"))
+	require.NoError(s.t, err)
+	dir := filepath.Join(histories, strings.TrimSpace(string(current)))
 	require.NoError(s.t, os.MkdirAll(dir, 0o755))
-	path := filepath.Join(dir, fmt.Sprintf("v%d-%s.json", workflows.CurrentVersion, name))
+	path := filepath.Join(dir, name+".json")
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if errors.Is(err, fs.ErrExist) {
 		s.t.Logf("%s exists; recorded histories are never overwritten", path)

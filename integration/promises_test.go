@@ -24,15 +24,13 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/relink-dev/relink/activities"
 	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/quiltt"
 	"github.com/relink-dev/relink/activities/sandbox"
-	"github.com/relink-dev/relink/app"
+	"github.com/relink-dev/relink/cost"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -355,6 +353,25 @@ func TestBillableActionsOfATypicalRepair(t *testing.T) {
 	s := newStackWith(t, map[string]string{"RELINK_SANDBOX_SYNC_DELAY": "1s"})
 	s.breakConnection("conn_bill", "profile_bill")
 	s.waitForStatus("conn_bill", workflows.StatusAwaitingUser)
+
+	// Redeliveries cost nothing: the break's own webhook again (answered
+	// from the run's memo), and another event five times (the server drops
+	// all but the first by its request id).
+	id := workflows.WorkflowID(sandbox.Name, "conn_bill")
+	s.waitForIdle(id)
+	trigger := s.state("conn_bill").EventIDs[0]
+	before := billableActions(s.history(id, ""))
+	for range 5 {
+		assert.Equal(t, webhookSummary{Received: 1, Duplicates: 1}, s.postSandboxEventAt(s.gateway, quiltt.Event{ID: trigger,
+			Type: quiltt.EventRepairable, At: time.Now().UTC(), Record: &quiltt.Record{ID: "conn_bill", Status: quiltt.StatusErrorRepairable}}))
+	}
+	assert.Equal(t, before, billableActions(s.history(id, "")), "a redelivered break costs nothing")
+	for range 5 {
+		s.postSandboxEventAt(s.gateway, quiltt.Event{ID: "evt_bill_errored", Type: quiltt.EventErroredInstitution, At: time.Now().UTC(),
+			Record: &quiltt.Record{ID: "conn_bill", Status: "ERROR_INSTITUTION"}})
+	}
+	assert.Equal(t, 1, countEvents(s.history(id, ""), enums.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED), "one signal for five deliveries")
+
 	s.repairConnection("conn_bill")
 	s.waitForStatus("conn_bill", workflows.StatusRepaired)
 
@@ -365,12 +382,12 @@ func TestBillableActionsOfATypicalRepair(t *testing.T) {
 	for _, tc := range []struct {
 		conn, history string
 		most          int
-	}{{"conn_bill", "user-completed", 10}, {"conn_cont", "continue", 5}} {
+	}{{"conn_bill", "user-completed", 8 + 1}, {"conn_cont", "continue", 4}} {
 		id := workflows.WorkflowID(sandbox.Name, tc.conn)
 		s.waitFor("the repair to close", func() bool { return !s.running(id) })
-		actions := billableActions(s.history(id, ""))
-		t.Logf("%s repair: %d billable actions", tc.history, actions)
-		assert.LessOrEqual(t, actions, tc.most, tc.history)
+		actions := cost.Actions(s.history(id, ""))
+		t.Logf("%s repair: %d billable actions %v", tc.history, actions.Total(), actions)
+		assert.LessOrEqual(t, actions.Total(), tc.most, "%s (the user-completed one had one new event): %v", tc.history, actions)
 		s.recordHistory(id, tc.history)
 	}
 }
@@ -448,8 +465,8 @@ func (s *stack) startDirectFor(provider, conn, profile string, opts workflows.Re
 	id := workflows.WorkflowID(provider, conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := s.temporal.SignalWithStartWorkflow(ctx, id, workflows.SignalProviderEvent,
-		workflows.ProviderEvent{EventID: in.TriggerEventID, Kind: aggregator.EventKindRepairable, At: in.DetectedAt},
+	_, err := s.temporal.SignalWithStartWorkflow(ctx, id, workflows.SignalMessage,
+		workflows.Message{Event: &workflows.ProviderEvent{EventID: in.TriggerEventID, Kind: aggregator.EventKindRepairable, At: in.DetectedAt}},
 		client.StartWorkflowOptions{ID: id, TaskQueue: s.cfg.Temporal.TaskQueue,
 			WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 			TypedSearchAttributes:    workflows.InitialSearchAttributes(in)},
@@ -528,28 +545,8 @@ func (s *stack) raw(method, path string, body io.Reader) *http.Response {
 	return resp
 }
 
-func TestRunsBegunBeforeTheUpgradeCanStillBeCompleted(t *testing.T) {
-	s := newBareStack(t, nil)
-	// Repairs begun before the upgrade: started by the previous gateway
-	// (signal-with-start, no memo) and run by the previous workflow code,
-	// which has no version marker and speaks the old messages. (Workers
-	// are upgraded before gateways, so every run the new gateway starts
-	// runs the new code.)
-	w := worker.New(s.temporal, s.cfg.Temporal.TaskQueue, app.WorkerOptions(s.cfg.Worker))
-	w.RegisterWorkflowWithOptions(workflows.ConnectionRepairV0, workflow.RegisterOptions{Name: workflows.WorkflowName})
-	w.RegisterActivity(s.activities(s.providers))
-	require.NoError(t, w.Start())
-	t.Cleanup(w.Stop)
-	_, err := s.sandbox.SetScript("conn_old", sandbox.Script{SyncingPolls: 1})
-	require.NoError(t, err)
-	s.breakQuietly("conn_old")
-	s.startDirect("conn_old", workflows.RepairOptions{})
-	s.waitForStatus("conn_old", workflows.StatusAwaitingUser)
-
-	s.repairConnection("conn_old") // reconnect and complete, through the new gateway
-	st := s.waitForStatus("conn_old", workflows.StatusRepaired)
-	assert.Equal(t, "confirmed by the provider's webhook", st.Reason, "the webhook reached it too")
-
+func TestRepeatedManualStartsOnAnOpenRepairRecordNothing(t *testing.T) {
+	s := newStack(t)
 	// Repeated manual starts on an open repair record nothing.
 	s.breakQuietly("conn_old2")
 	s.startDirect("conn_old2", workflows.RepairOptions{})
@@ -606,4 +603,63 @@ func TestMessagesBeforeTheFirstTaskKeepTheirOrder(t *testing.T) {
 	s.startWorker(s.sandbox)
 	st := s.waitForStatus("conn_early", workflows.StatusCanceled)
 	assert.Equal(t, "canceled: first", st.Reason)
+}
+
+// A validly signed webhook dated a year ahead does not make the real
+// confirmation look older than the break: it is taken as happening now, and
+// the confirming webhook repairs at once instead of after the quiet period.
+func TestAnEventDatedAheadDoesNotMakeRealOnesStale(t *testing.T) {
+	s := newStack(t)
+	_, err := s.sandbox.SetScript("conn_ahead", sandbox.Script{SyncingPolls: 1})
+	require.NoError(t, err)
+	s.breakQuietly("conn_ahead")
+	s.postSandboxEventAt(s.gateway, quiltt.Event{ID: "evt_ahead", Type: quiltt.EventRepairable,
+		At: time.Now().Add(365 * 24 * time.Hour).UTC(), Record: &quiltt.Record{ID: "conn_ahead", Status: quiltt.StatusErrorRepairable}})
+	s.waitForStatus("conn_ahead", workflows.StatusAwaitingUser)
+	s.repairConnection("conn_ahead")
+	st := s.waitForStatus("conn_ahead", workflows.StatusRepaired)
+	assert.Equal(t, "confirmed by the provider's webhook", st.Reason)
+	assert.WithinDuration(t, time.Now(), st.DetectedAt, time.Minute)
+}
+
+// A message sent while a run is continuing as new is applied, every time:
+// 50 repairs each get a forced new session, which makes their run continue
+// as new, and a cancel right behind it.
+func TestAMessageSentAsTheRunContinuesIsNeverLost(t *testing.T) {
+	s := newStack(t)
+	const tries = 50
+	conns := make([]string, tries)
+	for i := range conns {
+		conns[i] = fmt.Sprintf("conn_can_%d", i)
+		s.breakQuietly(conns[i])
+		s.startDirect(conns[i], workflows.RepairOptions{MinRefreshInterval: time.Nanosecond, ContinueAsNewAfterEvents: 15})
+	}
+	for _, conn := range conns {
+		s.waitForStatus(conn, workflows.StatusAwaitingUser)
+	}
+	var wg sync.WaitGroup
+	for i, conn := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// The update answers in the task in which the run decides to
+			// continue as new; the cancel follows it, spread around the
+			// hand-over.
+			s.call(http.MethodPost, "/v1/repairs/sandbox/"+conn+"/reconnect", map[string]any{"forceNewSession": true}, nil)
+			time.Sleep(time.Duration(i%5) * time.Millisecond)
+			assert.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs/sandbox/"+conn+"/cancel",
+				map[string]string{"reason": "try " + conn}, nil))
+		}()
+	}
+	wg.Wait()
+	continued := 0
+	for _, conn := range conns {
+		st := s.waitForStatus(conn, workflows.StatusCanceled)
+		assert.Contains(t, st.Reason, "try "+conn)
+		if st.Runs > 1 {
+			continued++
+		}
+	}
+	t.Logf("%d of %d repairs continued as new around their cancel", continued, tries)
+	assert.Positive(t, continued, "the runs did continue as new")
 }

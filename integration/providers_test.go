@@ -160,9 +160,9 @@ func TestMeldEndToEnd(t *testing.T) {
 	st := s.waitForStatusOf(meld.Name, "conn_m1", workflows.StatusAwaitingUser)
 	assert.Equal(t, "user_m", st.ProfileID)
 	// Meld retries deliveries: the same eventId again is acknowledged as a
-	// duplicate and applied to nothing.
-	s.postMeld("evt_m1_broke", "conn_m1", meld.StatusReconnectRequired, "LOGIN_REQUIRED")
-	s.waitFor("the redelivery to be counted", func() bool { return s.stateOf(meld.Name, "conn_m1").DuplicateEvents == 1 })
+	// duplicate and applied to nothing, not even a signal.
+	assert.Equal(t, 1, s.postMeld("evt_m1_broke", "conn_m1", meld.StatusReconnectRequired, "LOGIN_REQUIRED").Duplicates)
+	assert.Zero(t, countEvents(s.history(workflows.WorkflowID(meld.Name, "conn_m1"), ""), enums.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED))
 
 	var rec workflows.ReconnectResult
 	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/meld/conn_m1/reconnect", nil, &rec))
@@ -260,10 +260,11 @@ func TestPlaidPermissionRevokedEndsTheRepair(t *testing.T) {
 	hook := map[string]any{"webhook_type": "ITEM", "webhook_code": "ERROR", "item_id": "item_p1",
 		"error": map[string]any{"error_code": "ITEM_LOGIN_REQUIRED"}, "environment": "sandbox"}
 	s.postPlaid(fake, hook)
-	// Plaid retries with a fresh JWT and no event id: still one event.
-	s.postPlaid(fake, hook)
+	// Plaid retries with a fresh JWT and no event id: still one event,
+	// and not even a signal.
+	assert.Equal(t, 1, s.postPlaid(fake, hook).Duplicates)
 	s.waitForStatusOf(plaid.Name, "item_p1", workflows.StatusAwaitingUser)
-	s.waitFor("the retry to be counted", func() bool { return s.stateOf(plaid.Name, "item_p1").DuplicateEvents == 1 })
+	assert.Zero(t, countEvents(s.history(workflows.WorkflowID(plaid.Name, "item_p1"), ""), enums.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED))
 
 	s.postPlaid(fake, map[string]any{"webhook_type": "ITEM", "webhook_code": "USER_PERMISSION_REVOKED", "item_id": "item_p1", "environment": "sandbox"})
 

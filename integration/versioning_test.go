@@ -25,6 +25,8 @@ func TestWorkerVersioningPinsEachRepairToItsBuild(t *testing.T) {
 	s.setCurrentBuild(deployment, "build-1")
 	s.breakConnection("conn_old", "profile_v")
 	s.waitForStatus("conn_old", workflows.StatusAwaitingUser)
+	s.breakConnection("conn_again", "profile_v")
+	s.waitForStatus("conn_again", workflows.StatusAwaitingUser)
 
 	// The rollout: build 2 starts beside build 1 and becomes current.
 	s.cfg.Worker.BuildID = "build-2"
@@ -37,6 +39,24 @@ func TestWorkerVersioningPinsEachRepairToItsBuild(t *testing.T) {
 	s.repairConnection("conn_new")
 	s.waitForStatus("conn_old", workflows.StatusRepaired)
 	s.waitForStatus("conn_new", workflows.StatusRepaired)
+
+	// A repair of build 1 that breaks again while it is still closing (its
+	// outcome waits for the app's endpoint) continues as a new run: a new
+	// break, a new repair, on the current build.
+	s.app.setDown(true)
+	s.repairConnection("conn_again")
+	s.waitForStatus("conn_again", workflows.StatusRepaired)
+	first := s.runs(workflows.WorkflowID(sandbox.Name, "conn_again"))
+	s.breakConnection("conn_again", "profile_v")
+	s.app.setDown(false)
+	s.waitFor("the next run of conn_again", func() bool {
+		return len(s.runs(workflows.WorkflowID(sandbox.Name, "conn_again"))) == len(first)+1
+	})
+	s.waitForStatus("conn_again", workflows.StatusAwaitingUser)
+	desc, err := s.temporal.DescribeWorkflowExecution(context.Background(), workflows.WorkflowID(sandbox.Name, "conn_again"), "")
+	require.NoError(t, err)
+	assert.Equal(t, "build-2", desc.GetWorkflowExecutionInfo().GetVersioningInfo().GetDeploymentVersion().GetBuildId(),
+		"the next break's run moved to the current build")
 
 	for conn, build := range map[string]string{"conn_old": "build-1", "conn_new": "build-2"} {
 		id := workflows.WorkflowID(sandbox.Name, conn)

@@ -55,9 +55,8 @@ func (r *repair) historyFull(ctx workflow.Context) bool {
 // meanwhile; the main path applies it and asks again.
 func (r *repair) prepareContinue(ctx workflow.Context) (RepairInput, bool) {
 	r.moving = true
-	_ = workflow.Await(ctx, func() bool { return len(r.inbox) > 0 || workflow.AllHandlersFinished(ctx) })
-	r.collectSignals(ctx)
-	if len(r.inbox) > 0 || !r.continueDue(ctx) {
+	_ = workflow.Await(ctx, func() bool { return r.hasMessages() || workflow.AllHandlersFinished(ctx) })
+	if r.hasMessages() || !r.continueDue(ctx) {
 		r.moving = false
 		return RepairInput{}, false
 	}

@@ -69,12 +69,6 @@ func (r *repair) registerHandlers(ctx workflow.Context) error {
 	}); err != nil {
 		return err
 	}
-	// Signal receivers outlive a workflow cancel, so the run can still
-	// record what arrives while it winds down.
-	listenCtx, _ := workflow.NewDisconnectedContext(ctx)
-	for _, name := range signals {
-		r.listen(listenCtx, name)
-	}
 	return nil
 }
 

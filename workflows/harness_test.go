@@ -164,11 +164,9 @@ func (h *harness) userCompletes() sandbox.Login {
 }
 
 func (h *harness) providerEvent(id string, kind aggregator.EventKind) {
-	h.signal(SignalProviderEvent, ProviderEvent{EventID: id, Kind: kind, At: h.env.Now()})
+	h.send(ProviderEvent{EventID: id, Kind: kind, At: h.env.Now()})
 }
 
-// signal sends a message as the gateway does: webhook events, cancels and
-// repair requests on the one message channel.
 // continuedAs is the input of the run the workflow continued as.
 func (h *harness) continuedAs() RepairInput {
 	h.t.Helper()
@@ -179,8 +177,10 @@ func (h *harness) continuedAs() RepairInput {
 	return next
 }
 
-func (h *harness) signal(name string, arg any) {
-	switch v := arg.(type) {
+// send sends a message as the gateway does: webhook events, cancels and
+// repair requests on the one message channel.
+func (h *harness) send(msg any) {
+	switch v := msg.(type) {
 	case ProviderEvent:
 		h.env.SignalWorkflow(SignalMessage, Message{Event: &v})
 	case CancelRequest:
@@ -188,7 +188,7 @@ func (h *harness) signal(name string, arg any) {
 	case RepairRequest:
 		h.env.SignalWorkflow(SignalMessage, Message{RepairRequest: &v})
 	default:
-		h.env.SignalWorkflow(name, arg)
+		h.t.Fatalf("not a message: %T", msg)
 	}
 }
 

@@ -21,74 +21,38 @@ type inboxItem struct {
 	exit       *ReconnectExited
 }
 
-// signals are the signal channels the handlers listen on: the one message
-// channel, and the per-kind channels an older gateway sends to.
-var signals = []string{SignalMessage, SignalProviderEvent, SignalCancel, SignalRepairRequested,
-	SignalReconnectCompleted, SignalReconnectExited}
-
-// listen records every signal of one name in the inbox, in arrival order.
-func (r *repair) listen(ctx workflow.Context, name string) {
-	ch := workflow.GetSignalChannel(ctx, name)
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		for {
-			var raw json.RawMessage
-			ch.Receive(ctx, &raw)
-			r.record(ctx, name, raw)
-		}
-	})
-}
-
-// collectSignals moves signals still buffered in their channels into the
-// inbox, so a run never ends (or continues as new) with one unread.
-func (r *repair) collectSignals(ctx workflow.Context) {
-	for _, name := range signals {
-		ch := workflow.GetSignalChannel(ctx, name)
-		var raw json.RawMessage
-		for ch.ReceiveAsync(&raw) {
-			r.record(ctx, name, raw)
-			raw = nil
-		}
+// receiveMessages moves the message signals buffered in their channel into
+// the inbox. Only the main path receives, and no goroutine ever blocks on
+// the channel: the SDK hands a signal straight to a blocked receiver, which
+// runs only after the main path in the same workflow task, so a signal that
+// arrived as the run decided to continue as new (or to end) would be lost.
+// Unread, it waits in the channel, where hasMessages sees it.
+func (r *repair) receiveMessages(ctx workflow.Context) {
+	var raw json.RawMessage
+	for r.messages.ReceiveAsync(&raw) {
+		r.record(ctx, raw)
+		raw = nil
 	}
 }
 
-// record decodes a signal into the inbox. A malformed payload is logged,
-// counted and dropped: it must not wedge the workflow.
-func (r *repair) record(ctx workflow.Context, name string, raw json.RawMessage) {
-	var item inboxItem
-	var err error
-	switch name {
-	case SignalMessage:
-		var m Message
-		err = decodeInto(raw, &m)
-		item = inboxItem{event: m.Event, cancel: m.Cancel, request: m.RepairRequest}
-		if err == nil && item == (inboxItem{}) {
-			err = errors.New("empty message")
-		}
-	case SignalReconnectCompleted:
-		// An older gateway's complete: checked as the update would be,
-		// except that a signal cannot be sent again later, so a run that is
-		// moving or full takes it all the same.
-		item.completion = new(ReconnectCompleted)
-		if err = decodeInto(raw, item.completion); err == nil {
-			err = r.checkCompletion(*item.completion)
-		}
-	case SignalReconnectExited:
-		item.exit = new(ReconnectExited)
-		if err = decodeInto(raw, item.exit); err == nil {
-			err = r.checkExit(*item.exit)
-		}
-	case SignalProviderEvent:
-		item.event = new(ProviderEvent)
-		err = decodeInto(raw, item.event)
-	case SignalCancel:
-		item.cancel = new(CancelRequest)
-		err = decodeInto(raw, item.cancel)
-	case SignalRepairRequested:
-		item.request = new(RepairRequest)
-		err = decodeInto(raw, item.request)
+// hasMessages reports messages waiting to be applied: recorded by an
+// update handler, or still in the signal channel. Every wait of the main
+// path wakes on it.
+func (r *repair) hasMessages() bool {
+	return len(r.inbox) > 0 || r.messages.Len() > 0
+}
+
+// record decodes a message signal into the inbox. A malformed payload is
+// logged, counted and dropped: it must not wedge the workflow.
+func (r *repair) record(ctx workflow.Context, raw json.RawMessage) {
+	var m Message
+	err := decodeInto(raw, &m)
+	item := inboxItem{event: m.Event, cancel: m.Cancel, request: m.RepairRequest}
+	if err == nil && item == (inboxItem{}) {
+		err = errors.New("empty message")
 	}
 	if err != nil {
-		r.ignore(ctx, "malformed "+name+" signal: "+err.Error())
+		r.ignore(ctx, "malformed "+SignalMessage+" signal: "+err.Error())
 		return
 	}
 	r.inbox = append(r.inbox, item)
@@ -103,7 +67,7 @@ func decodeInto(raw json.RawMessage, v any) error {
 
 // drain applies the inbox in arrival order. Only the main path calls it.
 func (r *repair) drain(ctx workflow.Context) {
-	for len(r.inbox) > 0 {
+	for r.receiveMessages(ctx); len(r.inbox) > 0; r.receiveMessages(ctx) {
 		item := r.inbox[0]
 		r.inbox = r.inbox[1:]
 		switch {
@@ -164,7 +128,7 @@ func (r *repair) applyCompletion(ctx workflow.Context, c ReconnectCompleted) {
 		return
 	}
 	r.completion = &c
-	r.closedTokens = append(r.closedTokens, c.ConnectorToken)
+	r.closedTokens = keepLast(append(r.closedTokens, c.ConnectorToken), tokensKept)
 }
 
 func (r *repair) applyExit(ctx workflow.Context, e ReconnectExited) {

@@ -36,22 +36,10 @@ const (
 	// the reconnect update with. Argument ReconnectRequest, result
 	// ReconnectOffer.
 	QueryReconnect = "reconnect-offer"
-	// SignalReconnectCompleted and SignalReconnectExited are how runs begun
-	// before the ordered inbox (legacy_v0.go) heard of the widget; the
-	// gateway no longer sends them.
-	SignalReconnectCompleted = "reconnect-completed"
-	SignalReconnectExited    = "reconnect-exited"
 	// SignalMessage carries every signal of a repair (webhook events,
 	// cancels, manual starts) on one channel, so the repair applies them
 	// in the order they arrived. Payload Message.
 	SignalMessage = "message"
-	// SignalProviderEvent, SignalCancel and SignalRepairRequested are the
-	// per-kind signals of runs begun before SignalMessage (legacy_v0.go);
-	// the gateway sends them only to such runs, and newer runs still read
-	// them from a gateway of the older version during a rolling upgrade.
-	SignalProviderEvent   = "provider-event"
-	SignalCancel          = "cancel"
-	SignalRepairRequested = "repair-requested"
 	// QueryState: the whole repair state. Result RepairState.
 	QueryState = "state"
 )

@@ -55,8 +55,10 @@ const (
 	DefaultMinRefreshInterval       = 30 * time.Second
 )
 
-// DefaultReminderOffsets: a day and three days into the wait.
-var DefaultReminderOffsets = []time.Duration{24 * time.Hour, 72 * time.Hour}
+// DefaultReminderOffsets: two and five days into the wait, each
+// MinAskSpacing or more after the ask before it (RELINK_REMINDER_OFFSETS'
+// default is the same; a config test holds them together).
+var DefaultReminderOffsets = []time.Duration{MinAskSpacing, MinAskSpacing + 72*time.Hour}
 
 // withDefaults fills zero fields.
 func (o RepairOptions) withDefaults() RepairOptions {

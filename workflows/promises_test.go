@@ -68,7 +68,7 @@ func TestCompletionWhileVerifyingIsRefused(t *testing.T) {
 	h.at(2*time.Minute, func() { h.userCompletes() })
 	var late *updateOutcome
 	h.at(3*time.Minute, func() { late = h.complete(ReconnectCompleted{ConnectorToken: "sbx_ct_other"}) })
-	h.at(4*time.Minute, func() { h.signal(SignalCancel, CancelRequest{}) })
+	h.at(4*time.Minute, func() { h.send(CancelRequest{}) })
 
 	h.run(RepairOptions{})
 
@@ -84,7 +84,7 @@ func TestExitsAreCappedPerRun(t *testing.T) {
 			outcomes = append(outcomes, h.exit(ReconnectExited{Reason: "closed"}))
 		}
 	})
-	h.at(2*time.Minute, func() { h.signal(SignalCancel, CancelRequest{}) })
+	h.at(2*time.Minute, func() { h.send(CancelRequest{}) })
 
 	st := h.run(RepairOptions{})
 
@@ -121,7 +121,7 @@ func TestReconnectOfferUsesTheCallersClock(t *testing.T) {
 		query("an hour later", ReconnectQuery{At: now.Add(time.Hour)})
 		query("forced later", ReconnectQuery{ReconnectRequest: forced, At: now})
 	})
-	h.at(2*time.Minute, func() { h.signal(SignalCancel, CancelRequest{}) })
+	h.at(2*time.Minute, func() { h.send(CancelRequest{}) })
 
 	h.run(RepairOptions{})
 
@@ -145,7 +145,7 @@ func TestReconnectDuringTheProbeSaysRetry(t *testing.T) {
 		require.NoError(t, v.Get(&offer))
 		update = h.reconnect(ReconnectRequest{})
 	})
-	h.at(11*time.Minute, func() { h.signal(SignalCancel, CancelRequest{}) })
+	h.at(11*time.Minute, func() { h.send(CancelRequest{}) })
 
 	h.run(RepairOptions{})
 
@@ -160,7 +160,7 @@ func TestSignalsApplyInArrivalOrderAcrossKinds(t *testing.T) {
 	h.breakConnection()
 	h.at(time.Minute, func() {
 		// Sent together, the cancel first: the cancel wins.
-		h.signal(SignalCancel, CancelRequest{Reason: "first"})
+		h.send(CancelRequest{Reason: "first"})
 		h.providerEvent("evt_synced", aggregator.EventKindSynced)
 	})
 
@@ -171,29 +171,6 @@ func TestSignalsApplyInArrivalOrderAcrossKinds(t *testing.T) {
 	assert.Equal(t, 1, st.IgnoredEvents, "the synced event after it is counted, not lost silently")
 }
 
-func TestAnOlderGatewaysSignalsStillWork(t *testing.T) {
-	h := newHarness(t)
-	h.breakConnection()
-	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
-	h.at(2*time.Minute, func() {
-		// During a rolling upgrade a gateway of the previous version sends
-		// the per-kind signals.
-		h.env.SignalWorkflow(SignalReconnectExited, ReconnectExited{Reason: "closed"})
-		h.env.SignalWorkflow(SignalReconnectCompleted, ReconnectCompleted{ConnectorToken: "not-ours"})
-		login, err := h.sandbox.LoginUser(testConn)
-		require.NoError(t, err)
-		h.env.SignalWorkflow(SignalReconnectCompleted, ReconnectCompleted{
-			ConnectorToken: login.ConnectorToken, PublicToken: login.PublicToken})
-	})
-
-	st := h.run(RepairOptions{})
-
-	assert.Equal(t, StatusRepaired, st.Status)
-	assert.Equal(t, 1, st.Exits)
-	assert.Equal(t, 1, st.IgnoredEvents, "the stray completion is refused as the update's validator would")
-	assert.Equal(t, 1, h.calls("close"))
-}
-
 func TestReconnectUpdateAlwaysMintsWhileWaiting(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()
@@ -202,7 +179,7 @@ func TestReconnectUpdateAlwaysMintsWhileWaiting(t *testing.T) {
 	// the current one, or its id would answer from cache ever after.
 	h.at(time.Minute, func() { first = h.update(UpdateReconnect, ReconnectRequest{}) })
 	h.at(2*time.Minute, func() { second = h.update(UpdateReconnect, ReconnectRequest{}) })
-	h.at(3*time.Minute, func() { h.signal(SignalCancel, CancelRequest{}) })
+	h.at(3*time.Minute, func() { h.send(CancelRequest{}) })
 
 	st := h.run(RepairOptions{})
 
@@ -219,7 +196,7 @@ func TestContinueAsNewWhenSuggestedCarriesTheWholeRepair(t *testing.T) {
 	h.at(11*time.Minute, func() {
 		h.env.SetContinueAsNewSuggested(true)
 		h.env.SetCurrentHistoryLength(40_000) // and wake it up, as a message would
-		h.signal(SignalMessage, Message{Event: &ProviderEvent{EventID: "evt_errored", Kind: aggregator.EventKindErrored}})
+		h.send(ProviderEvent{EventID: "evt_errored", Kind: aggregator.EventKindErrored})
 	})
 
 	h.env.ExecuteWorkflow(ConnectionRepair, h.input(RepairOptions{}))
@@ -266,4 +243,69 @@ func TestNewBreakWhileTheAppIsDownContinuesAtOnceWithTheUndeliveredEvents(t *tes
 	assert.Equal(t, "evt_new_break", next.TriggerEventID)
 	require.Len(t, next.Undelivered, 1, "the repaired event the app has not had yet goes along")
 	assert.Equal(t, activities.EventRepaired, next.Undelivered[0].Type)
+}
+
+// A message that arrives in the very workflow task in which the run decides
+// to continue as new is applied before it does. Here the message is
+// delivered without a task of its own, and Temporal's suggestion to
+// continue wakes the run in the next one: both reach the run in one task,
+// as they do on a busy server.
+func TestAMessageArrivingAsTheRunContinuesIsApplied(t *testing.T) {
+	for name, msg := range map[string]Message{
+		"cancel":  {Cancel: &CancelRequest{Reason: "ops"}},
+		"synced":  {Event: &ProviderEvent{EventID: "evt_synced", Kind: aggregator.EventKindSynced}},
+		"deleted": {Event: &ProviderEvent{EventID: "evt_deleted", Kind: aggregator.EventKindDeleted}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t)
+			h.breakConnection()
+			h.at(time.Hour, func() { h.env.SignalWorkflowSkippingWorkflowTask(SignalMessage, msg) })
+			h.at(time.Hour+time.Minute, func() { h.env.SetContinueAsNewSuggested(true) })
+
+			st := h.run(RepairOptions{})
+
+			assert.True(t, st.Status.Terminal(), "the %s was applied, not left behind by continue-as-new", name)
+		})
+	}
+}
+
+// An operator's cancel of the workflow while a finished repair is still
+// delivering its outcome does not drop the outcome's event.
+func TestATemporalCancelWhileTheOutcomeIsDeliveredKeepsTheEvent(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.at(time.Minute, func() {
+		h.setFailing(true)
+		h.send(ProviderEvent{EventID: "evt_synced", Kind: aggregator.EventKindRepairedElsewhere})
+	})
+	h.at(5*time.Minute, func() { h.env.CancelWorkflow() })
+	h.at(8*time.Minute, func() { h.setFailing(false) })
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Len(t, h.events.ofType(activities.EventRepaired), 1, "the outcome reached the app after the endpoint came back")
+}
+
+// A frontend that forces a new session again and again for hours does not
+// grow what the repair carries into its next run.
+func TestTheCarryIsBoundedWhateverTheFrontendDoes(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	const refreshes = 3 * tokensKept
+	for i := range refreshes {
+		h.at(time.Duration(i+1)*time.Minute, func() { h.reconnect(ReconnectRequest{ForceNewSession: true}) })
+	}
+	h.at(time.Duration(refreshes+5)*time.Minute, func() {
+		h.env.SetContinueAsNewSuggested(true)
+		h.send(ProviderEvent{EventID: "evt_errored", Kind: aggregator.EventKindErrored})
+	})
+
+	h.env.ExecuteWorkflow(ConnectionRepair, h.input(RepairOptions{}))
+
+	c := h.continuedAs().Carry
+	require.NotNil(t, c)
+	assert.Equal(t, refreshes+1, c.State.SessionsIssued, "every forced refresh minted a session")
+	assert.Len(t, c.IssuedTokens, tokensKept)
+	assert.Equal(t, c.Session.ConnectorToken, c.IssuedTokens[tokensKept-1], "the current session is kept")
 }

@@ -14,39 +14,6 @@ import (
 	"github.com/relink-dev/relink/metrics"
 )
 
-// Workflow versions, recorded as a marker at the start of every run.
-const (
-	// VersionMarker names the marker; the SDK lists it, with the version,
-	// in the run's TemporalChangeVersion search attribute, which tells the
-	// gateway which messages a run understands.
-	VersionMarker = "relink-inbox"
-	// CurrentVersion is the behaviour new runs get. Runs without the
-	// marker began before it and replay through legacy_v0.go. Recorded
-	// histories are named after the version that wrote them
-	// (testdata/histories/v1-*, v2-*).
-	//
-	//   1: the ordered inbox, the complete update, crash-safe close.
-	//   2: the first initialize of a run, and the first attempt of each
-	//      event to the app, run as local activities (VersionLocalFirst).
-	//   3: the user is asked at most once per MinAskSpacing, and asks not
-	//      yet delivered when the repair ends are withdrawn
-	//      (VersionUserCadence).
-	CurrentVersion = VersionUserCadence
-	// VersionLocalFirst: a run's first initialize and each event's first
-	// delivery are tried as local activities, inside the workflow task
-	// that needs them, and fall back to the retried activity if that
-	// attempt fails. A repair then reaches AWAITING_USER in one workflow
-	// task instead of three, which is most of what a worker does per
-	// repair (see the README's Performance section).
-	VersionLocalFirst = 2
-	// VersionUserCadence: an action_required event less than MinAskSpacing
-	// after the last ask (a failed attempt, say) goes as status_changed, so
-	// the app tells the user nothing new; and when the repair ends, asks
-	// still being delivered are canceled and dropped from the outbox, so
-	// no reminder reaches the app after the outcome.
-	VersionUserCadence = 3
-)
-
 // MinAskSpacing is the least time between two asks of the user about one
 // repair (action_required, reminders): RELINK_REMINDER_OFFSETS must keep
 // it, and a failed attempt's new ask within it is sent as status_changed.
@@ -82,6 +49,11 @@ const (
 	maxUpdatesPerRun = 1000
 	// maxExitsPerRun bounds the widget exits one run records.
 	maxExitsPerRun = 50
+	// tokensKept bounds the issued and closed sessions a repair remembers
+	// (and carries to its next run): a frontend forcing new sessions in a
+	// loop for days must not grow the carry. An older session's widget is
+	// long expired; completing it is answered session_unknown.
+	tokensKept = 20
 )
 
 // a is only used for method references; the worker registers the real one.
@@ -105,15 +77,13 @@ type repair struct {
 	completingAt    time.Time // when the user finished in the widget
 	closeOutages    int       // close rounds for this completion that ended unanswered
 
-	inbox  []inboxItem
-	outbox []activities.Event // events to the app not yet delivered
+	messages workflow.ReceiveChannel // SignalMessage, received on the main path only
+	inbox    []inboxItem
+	outbox   []activities.Event // events to the app not yet delivered
 
-	// version is the run's VersionMarker; probedLocally is whether this
-	// run has tried its local first initialize.
-	version workflow.Version
-	// pendingAsks are the asks being delivered (VersionUserCadence).
-	pendingAsks   []pendingAsk
-	probedLocally bool
+	pendingAsks   []pendingAsk      // asks being delivered, withdrawn if the repair ends first
+	probedLocally bool              // this run has tried its local first initialize
+	asked         *activities.Event // the ask the probe delivered, not yet numbered
 
 	// Reconnect: handlers ask, the main path mints.
 	refreshRequested bool
@@ -137,22 +107,7 @@ type repair struct {
 // ConnectionRepair repairs one broken connection. See the package doc and
 // the README's state diagram.
 func ConnectionRepair(ctx workflow.Context, in RepairInput) (RepairState, error) {
-	version := workflow.GetVersion(ctx, VersionMarker, workflow.DefaultVersion, CurrentVersion)
-	if version == workflow.DefaultVersion {
-		return ConnectionRepairV0(ctx, in)
-	}
 	r := newRepair(ctx, in)
-	r.version = version
-	if version >= VersionUserCadence && r.st.LastAskedAt.IsZero() {
-		// Carried from a run of an older version, which did not record
-		// its asks: the last wait's start is the last ask it made.
-		for _, s := range slices.Backward(r.st.Steps) {
-			if s.Status == StatusAwaitingUser {
-				r.st.LastAskedAt = s.At
-				break
-			}
-		}
-	}
 	if err := r.registerHandlers(ctx); err != nil {
 		return r.st, err
 	}
@@ -167,22 +122,27 @@ func ConnectionRepair(ctx workflow.Context, in RepairInput) (RepairState, error)
 	// Deliver what is still in flight, and let running updates answer,
 	// before the run ends; a new break meanwhile starts the next run,
 	// at once (taking the undelivered events along) if the wait has made
-	// the history long.
+	// the history long. An operator's cancel arriving now changes
+	// nothing: the outcome is decided and its event still goes out.
+	ctx, _ = workflow.NewDisconnectedContext(ctx)
 	for {
 		_ = workflow.Await(ctx, func() bool {
-			return len(r.inbox) > 0 || (len(r.outbox) == 0 && workflow.AllHandlersFinished(ctx)) ||
+			return r.hasMessages() || (len(r.outbox) == 0 && workflow.AllHandlersFinished(ctx)) ||
 				(r.nextBreak != nil && r.historyFull(ctx))
 		})
-		r.collectSignals(ctx)
-		if len(r.inbox) == 0 {
+		if !r.hasMessages() {
 			break
 		}
 		r.drain(ctx)
 	}
 	if r.nextBreak != nil {
 		// The connection broke again while this repair was closing: a new
-		// break gets a fresh run under the same workflow id.
-		return r.st, workflow.NewContinueAsNewError(ctx, ConnectionRepair, r.nextInput())
+		// break gets a fresh run under the same workflow id, on the build
+		// that is current now rather than the one this run was pinned to
+		// (a new break is a new repair).
+		return r.st, workflow.NewContinueAsNewErrorWithOptions(ctx,
+			workflow.ContinueAsNewErrorOptions{InitialVersioningBehavior: workflow.ContinueAsNewVersioningBehaviorAutoUpgrade},
+			ConnectionRepair, r.nextInput())
 	}
 	return r.st, nil
 }
@@ -193,10 +153,12 @@ func newRepair(ctx workflow.Context, in RepairInput) *repair {
 	info := workflow.GetInfo(ctx)
 	if c := in.Carry; c != nil {
 		r := c.restore(in, opts)
+		r.messages = workflow.GetSignalChannel(ctx, SignalMessage)
 		r.st.Runs++
 		return r
 	}
-	r := &repair{in: in, opts: opts, deadline: now.Add(opts.RepairWindow), outbox: in.Undelivered}
+	r := &repair{in: in, opts: opts, deadline: now.Add(opts.RepairWindow), outbox: in.Undelivered,
+		messages: workflow.GetSignalChannel(ctx, SignalMessage)}
 	r.st = RepairState{
 		Provider:      in.Provider,
 		ConnectionID:  in.ConnectionID,
@@ -263,13 +225,22 @@ func (r *repair) run(ctx workflow.Context) (workflow.Context, *RepairInput) {
 func (r *repair) probe(ctx workflow.Context) {
 	var s aggregator.Session
 	req := activities.InitializeRequest{ConnectionRef: r.ref()}
-	if r.version >= VersionLocalFirst && !r.probedLocally {
+	if !r.probedLocally {
 		// One quick attempt inside this workflow task. An answer, or the
 		// provider's final word (not found, conflict), is acted on as the
 		// activity's would be; a failure that may pass falls through to
 		// the retried activity below.
+		// With it goes the event that will ask the app to bring the user
+		// back, should initialize say ACTION_REQUIRED: one local activity,
+		// one billable action, for what is most repairs' first step.
 		r.probedLocally = true
-		err := r.tryLocally(ctx, a.Initialize, req, &s, "initialize (first attempt)")
+		ask := r.event(ctx, activities.EventActionRequired, StatusAwaitingUser)
+		var res activities.ProbeResult
+		err := r.tryLocally(ctx, a.Probe, activities.ProbeRequest{InitializeRequest: req, Ask: ask}, &res,
+			"initialize, and ask for the user if needed (first attempt)")
+		if res.Asked {
+			r.asked = &ask
+		}
 		// Messages that came with the run (a cancel, a confirming
 		// webhook) come first, as they would while the activity ran.
 		r.drain(ctx)
@@ -278,7 +249,7 @@ func (r *repair) probe(ctx workflow.Context) {
 		}
 		switch {
 		case err == nil:
-			r.useSession(ctx, s)
+			r.useSession(ctx, res.Session)
 			return
 		case classify(err) != failureUnavailable:
 			r.providerFailed(ctx, "initialize", err)
@@ -316,7 +287,7 @@ func (r *repair) useSession(ctx workflow.Context, s aggregator.Session) {
 	}
 	r.session = s
 	r.sessionIssuedAt = workflow.Now(ctx)
-	r.issuedTokens = append(r.issuedTokens, s.ConnectorToken)
+	r.issuedTokens = keepLast(append(r.issuedTokens, s.ConnectorToken), tokensKept)
 	r.st.SessionsIssued++
 	r.st.SessionExpiresAt = s.ExpiresAt
 	if r.st.Status == StatusAwaitingUser {
@@ -402,7 +373,7 @@ func (t wakeTimer) stop() {
 // await blocks until the timer fires, the inbox fills (it is applied here)
 // or cond holds.
 func (r *repair) await(ctx workflow.Context, t wakeTimer, cond func() bool) error {
-	err := workflow.Await(ctx, func() bool { return t.fired() || len(r.inbox) > 0 || cond() })
+	err := workflow.Await(ctx, func() bool { return t.fired() || r.hasMessages() || cond() })
 	r.drain(ctx)
 	return err
 }
@@ -415,9 +386,9 @@ func (r *repair) nextReminder() (time.Time, bool) {
 		return time.Time{}, false
 	}
 	at := r.awaitingSince.Add(r.opts.ReminderOffsets[sent])
-	if r.version >= VersionUserCadence && !r.st.LastAskedAt.IsZero() {
-		// Offsets that config did not check (a run's own options, older
-		// inputs) still keep the spacing.
+	if !r.st.LastAskedAt.IsZero() {
+		// Offsets that config did not check (a run's own options) still
+		// keep the spacing.
 		at = latest(at, r.st.LastAskedAt.Add(MinAskSpacing))
 	}
 	return at, at.Before(r.deadline)
@@ -673,14 +644,16 @@ func (r *repair) runProviderActivity(ctx workflow.Context, opts workflow.Activit
 	actx, cancel := workflow.WithCancel(ctx)
 	f := workflow.ExecuteActivity(workflow.WithActivityOptions(actx, opts), activity, arg)
 	for {
-		werr := workflow.Await(ctx, func() bool { return f.IsReady() || len(r.inbox) > 0 })
+		werr := workflow.Await(ctx, func() bool { return f.IsReady() || r.hasMessages() })
+		if werr == nil && f.IsReady() {
+			// An answer is acted on first; messages that came with it are
+			// applied next, by the main path.
+			return false, f.Get(ctx, result)
+		}
 		r.drain(ctx)
 		if werr != nil || r.st.Status.Terminal() {
 			cancel()
 			return true, nil
-		}
-		if f.IsReady() {
-			return false, f.Get(ctx, result)
 		}
 	}
 }
@@ -760,6 +733,14 @@ func rootMessage(err error) string {
 		}
 		err = next
 	}
+}
+
+// keepLast is list without all but its last n entries.
+func keepLast(list []string, n int) []string {
+	if len(list) > n {
+		return slices.Clone(list[len(list)-n:])
+	}
+	return list
 }
 
 func later(a, b time.Time) time.Time {

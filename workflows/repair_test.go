@@ -234,7 +234,7 @@ func TestAFailedAttemptAsksAgainOnlyAfterMinAskSpacing(t *testing.T) {
 	h.at(MinAskSpacing+time.Hour, func() { h.reconnect(ReconnectRequest{}) })
 	h.at(MinAskSpacing+time.Hour+time.Minute, func() { h.userCompletes() })
 	h.at(MinAskSpacing+time.Hour+2*time.Minute, func() { h.providerEvent("evt_errored_again", aggregator.EventKindRepairable) })
-	h.at(MinAskSpacing+4*time.Hour, func() { h.signal(SignalCancel, CancelRequest{}) })
+	h.at(MinAskSpacing+4*time.Hour, func() { h.send(CancelRequest{}) })
 	h.run(RepairOptions{ReminderOffsets: []time.Duration{200 * time.Hour}, RepairWindow: 300 * time.Hour})
 	assert.Len(t, h.events.ofType(activities.EventActionRequired), 2, "asked again: the last ask was over 48h ago")
 	assert.Empty(t, h.events.ofType(activities.EventStatusChanged))
@@ -248,7 +248,7 @@ func TestStatusPollFindsTheReconnectDidNotTake(t *testing.T) {
 	h.at(2*time.Minute, func() { h.userCompletes() })
 	var waitingAgain RepairState
 	h.at(30*time.Minute, func() { waitingAgain = h.state() })
-	h.at(31*time.Minute, func() { h.signal(SignalCancel, CancelRequest{Reason: "test over", RequestedBy: "ops"}) })
+	h.at(31*time.Minute, func() { h.send(CancelRequest{Reason: "test over", RequestedBy: "ops"}) })
 
 	st := h.run(RepairOptions{VerifyQuietPeriod: 10 * time.Minute})
 
@@ -296,7 +296,7 @@ func TestExpiresWhileVerifying(t *testing.T) {
 	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
 	h.at(2*time.Minute, func() { h.userCompletes() })
 	h.at(3*time.Minute, func() {
-		h.signal(SignalProviderEvent, ProviderEvent{EventID: "e1", Kind: aggregator.EventKindErrored, Reason: "institution down"})
+		h.send(ProviderEvent{EventID: "e1", Kind: aggregator.EventKindErrored, Reason: "institution down"})
 	})
 
 	st := h.run(RepairOptions{RepairWindow: 6 * time.Hour, VerifyPollMaxInterval: 30 * time.Minute, VerifyGrace: time.Hour})
@@ -350,7 +350,7 @@ func TestFlakyProviderIsRetried(t *testing.T) {
 	h.script(sandbox.Script{FailCalls: 3})
 	var got *updateOutcome
 	h.at(10*time.Minute, func() { got = h.reconnect(ReconnectRequest{}) })
-	h.at(2*time.Hour, func() { h.signal(SignalCancel, CancelRequest{}) })
+	h.at(2*time.Hour, func() { h.send(CancelRequest{}) })
 
 	st := h.run(RepairOptions{})
 
@@ -377,7 +377,7 @@ func TestCancel(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()
 	h.at(time.Hour, func() {
-		h.signal(SignalCancel, CancelRequest{Reason: "customer closed account", RequestedBy: "ops@example.com"})
+		h.send(CancelRequest{Reason: "customer closed account", RequestedBy: "ops@example.com"})
 	})
 
 	st := h.run(RepairOptions{})
@@ -448,13 +448,13 @@ func TestDuplicateAndStaleProviderEventsAreIgnored(t *testing.T) {
 	h.at(2*time.Minute, func() { h.userCompletes() })
 	h.at(3*time.Minute, func() {
 		// The original break, redelivered: already seen.
-		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_trigger", Kind: aggregator.EventKindRepairable})
+		h.send(ProviderEvent{EventID: "evt_trigger", Kind: aggregator.EventKindRepairable})
 		// A synced event from before the break: stale.
-		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_old", Kind: aggregator.EventKindSynced, At: h.start.Add(-time.Hour)})
+		h.send(ProviderEvent{EventID: "evt_old", Kind: aggregator.EventKindSynced, At: h.start.Add(-time.Hour)})
 	})
 	var verifying RepairState
 	h.at(4*time.Minute, func() { verifying = h.state() })
-	h.at(5*time.Minute, func() { h.signal(SignalCancel, CancelRequest{}) })
+	h.at(5*time.Minute, func() { h.send(CancelRequest{}) })
 
 	st := h.run(RepairOptions{})
 
@@ -466,13 +466,14 @@ func TestDuplicateAndStaleProviderEventsAreIgnored(t *testing.T) {
 func TestMalformedSignalDoesNotWedgeTheRepair(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()
-	h.at(time.Minute, func() { h.signal(SignalCancel, "not an object") })
-	h.at(2*time.Minute, func() { h.signal(SignalCancel, CancelRequest{Reason: "real"}) })
+	h.at(time.Minute, func() { h.env.SignalWorkflow(SignalMessage, "not an object") })
+	h.at(2*time.Minute, func() { h.send(CancelRequest{Reason: "real"}) })
 
 	st := h.run(RepairOptions{})
 
 	assert.Equal(t, StatusCanceled, st.Status)
 	assert.Equal(t, "canceled: real", st.Reason)
+	assert.Equal(t, 1, st.IgnoredEvents, "the malformed message is counted")
 }
 
 func TestDisconnectedAndDeleted(t *testing.T) {
@@ -508,7 +509,7 @@ func TestAsksStillInFlightAreWithdrawnWhenTheRepairEnds(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()
 	h.at(47*time.Hour, func() { h.setFailing(true) }) // the app's endpoint goes down
-	h.at(48*time.Hour+2*time.Minute, func() { h.signal(SignalCancel, CancelRequest{Reason: "user left"}) })
+	h.at(48*time.Hour+2*time.Minute, func() { h.send(CancelRequest{Reason: "user left"}) })
 	h.at(48*time.Hour+3*time.Minute, func() { h.setFailing(false) }) // and is back while the reminder retries
 	st := h.run(RepairOptions{ReminderOffsets: []time.Duration{48 * time.Hour}, NotifyTimeout: 24 * time.Hour})
 	assert.Equal(t, StatusCanceled, st.Status)

@@ -37,26 +37,32 @@ func testReplayer(t *testing.T) worker.WorkflowReplayer {
 	return replayer
 }
 
-// Histories of the main paths, recorded from a real server by the
-// integration tests (RELINK_RECORD_HISTORIES=1 go test ./integration/).
-// Every change to ConnectionRepair must still replay them: a change that
-// alters the commands an old history recorded needs workflow.GetVersion.
-func TestReplayRecordedHistories(t *testing.T) {
-	files, err := filepath.Glob("testdata/histories/*.json")
+// corpus is the folder of histories this build's workflow code must
+// replay: testdata/histories/<name in CURRENT>. Production pins each repair
+// to the build that started it, so a change that alters the commands of
+// recorded paths ships as a new build with a new corpus (a new folder
+// named in CURRENT, recorded by `task histories`); a change that must not
+// alter them replays this one. Recorded files are never overwritten.
+func corpus(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/histories/CURRENT")
 	require.NoError(t, err)
-	// Every path of the current version, and the version-0 histories that
-	// replay through legacy_v0.go.
-	for _, name := range []string{"canceled", "repaired", "unrepairable",
-		"v1-continue", "v1-user-completed", "v1-repaired", "v1-expired", "v1-unrepairable", "v1-failed-attempt",
-		"v1-refresh-continued-as-new", "v1-carried-to-repaired", "v1-polling", "v1-canceled", "v1-break-during-close",
-		"v1-encrypted-user-completed",
-		"v2-continue", "v2-user-completed", "v2-repaired", "v2-expired", "v2-unrepairable", "v2-failed-attempt",
-		"v2-refresh-continued-as-new", "v2-carried-to-repaired", "v2-polling", "v2-canceled", "v2-break-during-close",
-		"v2-encrypted-user-completed",
-		"v3-continue", "v3-user-completed", "v3-repaired", "v3-expired", "v3-unrepairable", "v3-failed-attempt",
-		"v3-refresh-continued-as-new", "v3-carried-to-repaired", "v3-polling", "v3-canceled", "v3-break-during-close",
-		"v3-encrypted-user-completed", "v3-withdrawn"} {
-		require.Contains(t, files, filepath.Join("testdata", "histories", name+".json"))
+	return filepath.Join("testdata", "histories", strings.TrimSpace(string(b)))
+}
+
+// corpusPaths are the paths every corpus holds, recorded from a real
+// server by the integration tests (RELINK_RECORD_HISTORIES=1 go test
+// ./integration/).
+var corpusPaths = []string{"continue", "user-completed", "repaired", "polling", "expired", "unrepairable",
+	"failed-attempt", "refresh-continued-as-new", "carried-to-repaired", "canceled", "break-during-close",
+	"encrypted-user-completed", "withdrawn"}
+
+func TestReplayRecordedHistories(t *testing.T) {
+	dir := corpus(t)
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	require.NoError(t, err)
+	for _, name := range corpusPaths {
+		require.Contains(t, files, filepath.Join(dir, name+".json"))
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
@@ -70,19 +76,16 @@ func TestReplayRecordedHistories(t *testing.T) {
 // The replay check has teeth: a workflow that issues different commands
 // fails against the same histories.
 func TestReplayDetectsNonDeterminism(t *testing.T) {
-	files, err := filepath.Glob("testdata/histories/*.json")
-	require.NoError(t, err)
-	require.NotEmpty(t, files)
-	replayer := worker.NewWorkflowReplayer()
-	replayer.RegisterWorkflowWithOptions(func(ctx workflow.Context, in RepairInput) (RepairState, error) {
-		// A changed first step: sleep before probing.
-		_ = workflow.Sleep(ctx, 1)
-		return ConnectionRepair(ctx, in)
-	}, workflow.RegisterOptions{Name: WorkflowName})
-	for _, f := range []string{"testdata/histories/repaired.json", "testdata/histories/v1-user-completed.json",
-		"testdata/histories/v2-user-completed.json"} {
-		err = replayer.ReplayWorkflowHistoryFromJSONFile(nil, f)
-		require.Error(t, err, f)
+	dir := corpus(t)
+	for _, name := range []string{"continue", "user-completed", "canceled"} {
+		replayer := worker.NewWorkflowReplayer()
+		replayer.RegisterWorkflowWithOptions(func(ctx workflow.Context, in RepairInput) (RepairState, error) {
+			// A changed first step: sleep before probing.
+			_ = workflow.Sleep(ctx, 1)
+			return ConnectionRepair(ctx, in)
+		}, workflow.RegisterOptions{Name: WorkflowName})
+		err := replayer.ReplayWorkflowHistoryFromJSONFile(nil, filepath.Join(dir, name+".json"))
+		require.Error(t, err, name)
 		assert.Contains(t, err.Error(), "TMPRL1100", "a non-determinism error")
 	}
 }
@@ -109,7 +112,7 @@ func replayFile(t *testing.T, replayer worker.WorkflowReplayer, path string) err
 // An encrypted history needs the key: without it the replay fails, so the
 // test above really decrypts.
 func TestEncryptedHistoriesNeedTheKey(t *testing.T) {
-	const path = "testdata/histories/v1-encrypted-user-completed.json"
+	path := filepath.Join(corpus(t), "encrypted-user-completed.json")
 	f, err := os.Open(path)
 	require.NoError(t, err)
 	defer f.Close()

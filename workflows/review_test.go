@@ -33,7 +33,7 @@ func TestCancelDuringProbeOutageAppliesAtOnce(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()
 	h.script(sandbox.Script{FailCalls: 1_000_000})
-	h.at(10*time.Minute, func() { h.signal(SignalCancel, CancelRequest{Reason: "ops"}) })
+	h.at(10*time.Minute, func() { h.send(CancelRequest{Reason: "ops"}) })
 
 	st := h.run(RepairOptions{})
 
@@ -63,7 +63,7 @@ func TestRefreshOutageAnswersUnavailableAndKeepsWaiting(t *testing.T) {
 		got = h.reconnect(ReconnectRequest{}) // the probe's session has expired
 	})
 	h.at(50*time.Minute, func() { after = h.state() })
-	h.at(time.Hour, func() { h.signal(SignalCancel, CancelRequest{}) })
+	h.at(time.Hour, func() { h.send(CancelRequest{}) })
 
 	st := h.run(RepairOptions{})
 
@@ -83,7 +83,7 @@ func TestRepairableEventFromBeforeTheReconnectCostsNoAttempt(t *testing.T) {
 	h.at(2*time.Minute, func() { h.userCompletes() })
 	h.at(3*time.Minute, func() {
 		// Redelivered late: it describes the break before the user's reconnect.
-		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_late", Kind: aggregator.EventKindRepairable, At: h.start.Add(time.Minute)})
+		h.send(ProviderEvent{EventID: "evt_late", Kind: aggregator.EventKindRepairable, At: h.start.Add(time.Minute)})
 	})
 	h.at(4*time.Minute, func() { h.providerEvent("evt_synced", aggregator.EventKindSynced) })
 
@@ -106,7 +106,7 @@ func TestFailedCloseCountsOnce(t *testing.T) {
 			h.providerEvent("evt_broken_again", aggregator.EventKindRepairable)
 		}, time.Millisecond)
 	})
-	h.at(time.Hour, func() { h.signal(SignalCancel, CancelRequest{}) })
+	h.at(time.Hour, func() { h.send(CancelRequest{}) })
 
 	st := h.run(RepairOptions{})
 
@@ -123,7 +123,7 @@ func TestCompletionWithAStrayTokenIsIgnored(t *testing.T) {
 	})
 	var after RepairState
 	h.at(2*time.Minute, func() { after = h.state() })
-	h.at(3*time.Minute, func() { h.signal(SignalCancel, CancelRequest{}) })
+	h.at(3*time.Minute, func() { h.send(CancelRequest{}) })
 
 	h.run(RepairOptions{})
 
@@ -142,7 +142,7 @@ func TestConcurrentReconnectsShareOneRefresh(t *testing.T) {
 		first = h.reconnect(ReconnectRequest{})
 		second = h.reconnect(ReconnectRequest{})
 	})
-	h.at(time.Hour, func() { h.signal(SignalCancel, CancelRequest{}) })
+	h.at(time.Hour, func() { h.send(CancelRequest{}) })
 
 	st := h.run(RepairOptions{})
 
@@ -157,7 +157,7 @@ func TestNextRunInputForABreakAfterClose(t *testing.T) {
 	for name, send := range map[string]func(h *harness){
 		"webhook": func(h *harness) { h.providerEvent("evt_second_break", aggregator.EventKindRepairable) },
 		"manual": func(h *harness) {
-			h.signal(SignalRepairRequested, RepairRequest{Reason: "manual: ticket 7", At: h.env.Now()})
+			h.send(RepairRequest{Reason: "manual: ticket 7", At: h.env.Now()})
 		},
 		"proactive": func(h *harness) { h.providerEvent("evt_expiring", aggregator.EventKindProactive) },
 	} {
@@ -201,9 +201,9 @@ func TestStaleBreakAfterCloseStartsNothing(t *testing.T) {
 	h.at(3*time.Minute, func() {
 		h.providerEvent("evt_synced", aggregator.EventKindSynced)
 		// Dated before the break this repair handled: nothing new.
-		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_old_break", Kind: aggregator.EventKindRepairable, At: h.start.Add(-time.Minute)})
+		h.send(ProviderEvent{EventID: "evt_old_break", Kind: aggregator.EventKindRepairable, At: h.start.Add(-time.Minute)})
 		// The trigger itself, redelivered.
-		h.signal(SignalProviderEvent, ProviderEvent{EventID: "evt_trigger", Kind: aggregator.EventKindRepairable, At: h.start})
+		h.send(ProviderEvent{EventID: "evt_trigger", Kind: aggregator.EventKindRepairable, At: h.start})
 	})
 
 	st := h.run(RepairOptions{})
@@ -247,7 +247,7 @@ func TestBreakDuringProactiveRepairMakesItAnOrdinaryOne(t *testing.T) {
 	h.at(time.Hour, func() { h.providerEvent("evt_broke", aggregator.EventKindRepairable) })
 	var after RepairState
 	h.at(2*time.Hour, func() { after = h.state() })
-	h.at(3*time.Hour, func() { h.signal(SignalCancel, CancelRequest{}) })
+	h.at(3*time.Hour, func() { h.send(CancelRequest{}) })
 
 	in := h.input(RepairOptions{})
 	in.Proactive = true

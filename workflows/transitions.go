@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -177,25 +178,40 @@ func (r *repair) describe(ctx workflow.Context) {
 // every event before it ends (or hands the undelivered ones to the run it
 // continues as).
 func (r *repair) notify(ctx workflow.Context, eventType string) {
-	if r.version >= VersionUserCadence {
-		now := workflow.Now(ctx)
-		switch {
-		case eventType == activities.EventActionRequired && !r.st.LastAskedAt.IsZero() && now.Sub(r.st.LastAskedAt) < MinAskSpacing:
-			// The user heard from us less than MinAskSpacing ago (a failed
-			// attempt soon after they tried): tell the app, ask nothing.
-			// (Reminders keep their spacing by RELINK_REMINDER_OFFSETS,
-			// counted from the wait's start.)
-			eventType = activities.EventStatusChanged
-		case isAsk(eventType):
-			r.st.LastAskedAt = now
-		case Status(r.st.Status).Terminal():
-			r.withdrawAsks()
+	now := workflow.Now(ctx)
+	switch {
+	case eventType == activities.EventActionRequired && !r.st.LastAskedAt.IsZero() && now.Sub(r.st.LastAskedAt) < MinAskSpacing:
+		// The user heard from us less than MinAskSpacing ago (a failed
+		// attempt soon after they tried): tell the app, ask nothing.
+		// (Reminders keep their spacing by RELINK_REMINDER_OFFSETS,
+		// counted from the wait's start.)
+		eventType = activities.EventStatusChanged
+	case isAsk(eventType):
+		r.st.LastAskedAt = now
+	case r.st.Status.Terminal():
+		r.withdrawAsks()
+	}
+	if asked := r.asked; asked != nil {
+		// The probe delivered its ask under the next number: that was
+		// this event, or one the repair moved past (a cancel that came
+		// with the run), whose number stays taken.
+		r.asked = nil
+		r.st.EventsSent++
+		if asked.Type == eventType && asked.Repair.Status == string(r.st.Status) {
+			return
 		}
 	}
+	ev := r.event(ctx, eventType, r.st.Status)
 	r.st.EventsSent++
+	r.deliver(ctx, ev)
+}
+
+// event is the repair's next event to the app, as it stands in status.
+func (r *repair) event(ctx workflow.Context, eventType string, status Status) activities.Event {
 	id := workflow.GetInfo(ctx).WorkflowExecution.ID
+	seq := r.st.EventsSent + 1
 	ev := activities.Event{
-		ID:         fmt.Sprintf("%s/%s/%d", id, r.st.RepairRunID, r.st.EventsSent),
+		ID:         fmt.Sprintf("%s/%s/%d", id, r.st.RepairRunID, seq),
 		Type:       eventType,
 		OccurredAt: workflow.Now(ctx),
 		Repair: activities.RepairSummary{
@@ -205,10 +221,10 @@ func (r *repair) notify(ctx workflow.Context, eventType string) {
 			ConnectionID: r.in.ConnectionID,
 			ProfileID:    r.in.ProfileID,
 			Institution:  r.in.Institution,
-			Status:       string(r.st.Status),
+			Status:       string(status),
 			Attempt:      r.st.Attempt,
 			Reason:       r.st.Reason,
-			Sequence:     r.st.EventsSent,
+			Sequence:     seq,
 			Proactive:    r.st.Proactive,
 			ExpiresAt:    r.deadline,
 		},
@@ -216,7 +232,7 @@ func (r *repair) notify(ctx workflow.Context, eventType string) {
 	if eventType == activities.EventReminder {
 		ev.Repair.Reminder = r.remindersThisWait()
 	}
-	r.deliver(ctx, ev)
+	return ev
 }
 
 // isAsk: the event asks the app to bring the user back.
@@ -224,7 +240,7 @@ func isAsk(eventType string) bool {
 	return eventType == activities.EventActionRequired || eventType == activities.EventReminder
 }
 
-// withdrawAsks cancels the asks still being delivered (VersionUserCadence):
+// withdrawAsks cancels the asks still being delivered:
 // the repair has ended, and a reminder after its outcome would send the
 // user to a finished repair. In the order they were sent (determinism).
 func (r *repair) withdrawAsks() {
@@ -243,9 +259,9 @@ type pendingAsk struct {
 	cancel workflow.CancelFunc
 }
 
-// askContext lets an ask's delivery be withdrawn (VersionUserCadence).
+// askContext lets an ask's delivery be withdrawn.
 func (r *repair) askContext(ctx workflow.Context, ev activities.Event) (workflow.Context, func()) {
-	if r.version < VersionUserCadence || !isAsk(ev.Type) {
+	if !isAsk(ev.Type) {
 		return ctx, func() {}
 	}
 	ctx, cancel := workflow.WithCancel(ctx)
@@ -255,28 +271,38 @@ func (r *repair) askContext(ctx workflow.Context, ev activities.Event) (workflow
 	}
 }
 
-// deliver runs the Notify activity for ev in the background; ev stays in
-// the outbox until it is delivered or its retries run out.
+// deliver sends ev to the app in the background: one quick local attempt,
+// then the Notify activity retried for NotifyTimeout. ev stays in the
+// outbox until it is delivered or its retries run out.
 func (r *repair) deliver(ctx workflow.Context, ev activities.Event) {
-	// The outcome's event goes as an activity: the run ends in the next
-	// task, a short one, so a message arriving meanwhile does not make
-	// Temporal refuse the run's completion and re-run the long task that
-	// reached the outcome (and count it twice in the metrics).
+	// Deliveries outlive a cancel of the workflow: an operator's cancel
+	// must not drop an event the repair has decided to send, its outcome
+	// above all. Only a withdrawn ask is canceled (askContext).
+	ctx, _ = workflow.NewDisconnectedContext(ctx)
 	ctx, delivered := r.askContext(ctx, ev)
-	if r.version >= VersionLocalFirst && !Status(ev.Repair.Status).Terminal() {
-		r.deliverLocalFirst(ctx, ev, delivered)
-		return
-	}
-	f := workflow.ExecuteActivity(r.notifyOptions(ctx, ev), a.Notify, ev)
 	r.outbox = append(r.outbox, ev)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		defer delivered()
-		if err := f.Get(ctx, nil); err != nil {
+		err := errNoLocalAttempt
+		if !Status(ev.Repair.Status).Terminal() {
+			// The outcome's event goes straight to the activity: the run
+			// ends in the next task, a short one, so a message arriving
+			// meanwhile does not make Temporal refuse the run's completion
+			// and re-run the long task that reached the outcome (and count
+			// it twice in the metrics).
+			err = r.tryLocally(ctx, a.Notify, ev, nil, fmt.Sprintf("notify app: %s (first attempt)", ev.Type))
+		}
+		if err != nil && ctx.Err() == nil { // (canceled: the ask was withdrawn)
+			err = workflow.ExecuteActivity(r.notifyOptions(ctx, ev), a.Notify, ev).Get(ctx, nil)
+		}
+		if err != nil {
 			r.undelivered(ctx, ev, err)
 		}
 		r.outbox = slices.DeleteFunc(r.outbox, func(e activities.Event) bool { return e.ID == ev.ID })
 	})
 }
+
+var errNoLocalAttempt = errors.New("no local attempt")
 
 // undelivered logs an event the app did not get: withdrawn (the repair
 // ended first), or out of retries.
@@ -301,23 +327,6 @@ func (r *repair) notifyOptions(ctx workflow.Context, ev activities.Event) workfl
 			MaximumInterval:    10 * time.Minute,
 		},
 		Summary: fmt.Sprintf("notify app: %s (%s)", ev.Type, ev.Repair.Status),
-	})
-}
-
-// deliverLocalFirst (VersionLocalFirst) tries ev once as a local activity
-// and, if the app did not take it, retries it as an activity.
-func (r *repair) deliverLocalFirst(ctx workflow.Context, ev activities.Event, delivered func()) {
-	r.outbox = append(r.outbox, ev)
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		defer delivered()
-		err := r.tryLocally(ctx, a.Notify, ev, nil, fmt.Sprintf("notify app: %s (first attempt)", ev.Type))
-		if err != nil && (r.version < VersionUserCadence || ctx.Err() == nil) { // (canceled: the ask was withdrawn)
-			err = workflow.ExecuteActivity(r.notifyOptions(ctx, ev), a.Notify, ev).Get(ctx, nil)
-		}
-		if err != nil {
-			r.undelivered(ctx, ev, err)
-		}
-		r.outbox = slices.DeleteFunc(r.outbox, func(e activities.Event) bool { return e.ID == ev.ID })
 	})
 }
 
