@@ -12,6 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
+
+	"github.com/relink-dev/relink/workflows"
 )
 
 func TestDefaults(t *testing.T) {
@@ -22,6 +24,12 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, "relink-repairs", c.Temporal.TaskQueue)
 	assert.Equal(t, 7*24*time.Hour, c.Repair.Window)
 	assert.Equal(t, []time.Duration{48 * time.Hour, 120 * time.Hour}, c.Repair.ReminderOffsets)
+	// One default for each setting, whether a repair's options come from
+	// the environment or are left zero.
+	assert.Equal(t, workflows.DefaultReminderOffsets, c.Repair.ReminderOffsets)
+	assert.Equal(t, workflows.DefaultRepairWindow, c.Repair.Window)
+	assert.Equal(t, workflows.DefaultVerifyQuietPeriod, c.Repair.VerifyQuietPeriod)
+	assert.Equal(t, workflows.DefaultMaxAttempts, c.Repair.MaxAttempts)
 	assert.Equal(t, 10*time.Minute, c.Repair.VerifyQuietPeriod)
 	assert.Equal(t, 5, c.Repair.MaxAttempts)
 	assert.Equal(t, 300*time.Second, c.Webhooks.Tolerance)
