@@ -61,7 +61,7 @@ type Options struct {
 	// Load other repairs are being started.
 	Samples int
 	Load    int
-	// WorkerCommand runs the worker binary (cmd/relink-worker), which reads
+	// WorkerCommand runs the worker binary (./worker, relink-worker), which reads
 	// RELINK_BENCH_SANDBOX from its environment.
 	WorkerCommand []string
 	Out           io.Writer

@@ -1,7 +1,7 @@
-// Package dev holds the commands only the dev binary (./starter) has:
+// Package dev holds the commands only the dev binary (./dev) has:
 // `relink dev`, the whole stack in one process, and `relink bench`. They
 // embed the Temporal server and Web UI, which the production binaries
-// (cmd/relink, cmd/relink-worker) must not link.
+// (./starter, ./worker) must not link.
 package dev
 
 import (
@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,11 +22,23 @@ import (
 	"github.com/relink-dev/relink/keyring"
 )
 
+// Run is the dev binary (./dev): every command of `relink` and the dev
+// stack's. With no command, or only flags (`go run ./dev
+// -embedded-temporal=false`), it runs `relink dev`. It returns the process
+// exit code.
+func Run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (strings.HasPrefix(args[0], "-") && !slices.Contains([]string{"-h", "-help", "--help"}, args[0])) {
+		args = append([]string{"dev"}, args...)
+	}
+	return cli.Run(args, stdout, stderr, Commands()...)
+}
+
 // Commands are the dev binary's additions to the production commands.
 func Commands() []cli.Command {
 	return []cli.Command{
 		{Name: "dev", Run: runDev, Summary: `  dev             run everything in one process: Temporal server, Web UI,
-                  worker, gateway and sandbox provider
+                  worker, gateway and sandbox provider (the dev binary's
+                  default: go run ./dev)
 `},
 		{Name: "dev-server", Run: runDevServer, Summary: `  dev-server      run only the embedded Temporal server and Web UI, for a
                   worker and gateway run as processes of their own

@@ -56,8 +56,8 @@ func TestProductionTopologyOnTheTemporalCLIsServer(t *testing.T) {
 	waitForTemporal(t, frontend)
 
 	bin := filepath.Join(dir, "bin")
-	for _, cmd := range []string{"relink", "relink-worker"} {
-		build := exec.Command("go", "build", "-o", filepath.Join(bin, cmd), "./cmd/"+cmd)
+	for cmd, pkg := range map[string]string{"relink": "./starter", "relink-worker": "./worker"} {
+		build := exec.Command("go", "build", "-o", filepath.Join(bin, cmd), pkg)
 		build.Dir = "../.."
 		out, err := build.CombinedOutput()
 		require.NoError(t, err, "%s", out)

@@ -1,7 +1,7 @@
-// Command relink-worker runs Relink's repair worker against the configured
-// Temporal (TEMPORAL_* variables or profile, as the Temporal CLI reads them): the
-// ConnectionRepair workflow and its activities over the enabled providers.
-// It stops gracefully on SIGINT or SIGTERM.
+// Command worker is relink-worker, Relink's production repair worker: the
+// ConnectionRepair workflow and its activities over the enabled providers,
+// against the configured Temporal (TEMPORAL_* variables or profile, as the
+// Temporal CLI reads them). It stops gracefully on SIGINT or SIGTERM.
 package main
 
 import (
