@@ -1,68 +1,15 @@
-// Command worker is relink-worker, Relink's production repair worker: the
-// ConnectionRepair workflow and its activities over the enabled providers,
-// against the configured Temporal (TEMPORAL_* variables or profile, as the
-// Temporal CLI reads them). It stops gracefully on SIGINT or SIGTERM.
+// Command worker is relink-worker, Relink's production repair worker (see
+// cli.RunWorker): the ConnectionRepair workflow and its activities against
+// the configured Temporal. It links no Temporal server. It stops
+// gracefully on SIGINT or SIGTERM.
 package main
 
 import (
-	"context"
-	"fmt"
 	"os"
-	"time"
 
-	"go.temporal.io/sdk/worker"
-
-	"github.com/relink-dev/relink/activities/sandbox"
-	"github.com/relink-dev/relink/app"
-	"github.com/relink-dev/relink/version"
+	"github.com/relink-dev/relink/cli"
 )
 
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "relink worker:", err)
-		os.Exit(1)
-	}
-}
-
-func run() error {
-	ctx := context.Background()
-	cfg, logger, err := app.LoadConfig(ctx)
-	if err != nil {
-		return err
-	}
-	versioned, err := cfg.Worker.Versioned()
-	if err != nil {
-		return err
-	}
-	if err := cfg.RequireLinkURL(); err != nil {
-		return err
-	}
-	var sb *sandbox.Provider
-	if os.Getenv("RELINK_BENCH_SANDBOX") == "1" {
-		// `relink bench` runs this binary over a sandbox that adopts its
-		// connections, so the worker it measures is the production one.
-		sb = &sandbox.Provider{Adopt: sandbox.BenchScript, Now: time.Now, Logger: logger}
-	}
-	acts, err := app.NewActivities(cfg, logger, app.NewProviders(cfg, sb))
-	if err != nil {
-		return err
-	}
-	if len(acts.Providers.Names()) == 0 {
-		return app.ErrNoProvider
-	}
-	reg, stopMetrics, err := app.StartMetrics(cfg, logger)
-	if err != nil {
-		return err
-	}
-	defer stopMetrics()
-	tc, err := app.Dial(ctx, cfg.Temporal, logger, reg.Handler)
-	if err != nil {
-		return err
-	}
-	defer tc.Close()
-	w := app.NewWorker(tc, cfg, acts)
-	logger.Info("worker starting", "taskQueue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace,
-		"providers", acts.Providers.Names(), "payloadEncryption", cfg.Temporal.PayloadKeys != "",
-		"version", version.String(), "versioned", versioned, "deployment", cfg.Worker.DeploymentName, "buildId", cfg.Worker.BuildID)
-	return w.Run(worker.InterruptCh())
+	os.Exit(cli.RunWorker(os.Stderr))
 }
