@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/app"
+	"github.com/relink-dev/relink/config"
 	"github.com/relink-dev/relink/version"
 )
 
@@ -32,7 +34,7 @@ func runWorker(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	versioned, err := cfg.Worker.Versioned()
+	versioned, err := workerVersioning(cfg.Worker, logger)
 	if err != nil {
 		return err
 	}
@@ -67,4 +69,18 @@ func runWorker(ctx context.Context) error {
 		"providers", acts.Providers.Names(), "payloadEncryption", cfg.Temporal.PayloadKeys != "",
 		"version", version.String(), "versioned", versioned, "deployment", cfg.Worker.DeploymentName, "buildId", cfg.Worker.BuildID)
 	return w.Run(worker.InterruptCh())
+}
+
+// workerVersioning is the production worker's choice: pinned to its build
+// (Worker Versioning) unless the operator set RELINK_UNVERSIONED=true,
+// which it warns about: nothing then keeps an open repair off a build
+// whose workflow code it cannot replay.
+func workerVersioning(w config.Worker, logger *slog.Logger) (versioned bool, err error) {
+	versioned, err = w.ProductionVersioning()
+	if err == nil && !versioned {
+		logger.Warn("worker unversioned (RELINK_UNVERSIONED=true): every open repair replays on whichever build picks it up, " +
+			"so a change to the workflow code needs a drain (every open repair finished) before a new build is deployed; " +
+			"set RELINK_DEPLOYMENT_NAME and RELINK_BUILD_ID to pin each repair to its build instead")
+	}
+	return versioned, err
 }
