@@ -52,6 +52,7 @@ func Commands() []cli.Command {
 func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	embedded := fs.Bool("embedded-temporal", true, "run Temporal in-process; false connects to the Temporal of TEMPORAL_ADDRESS or the profile")
+	terminate := fs.Bool("terminate-unreplayable", false, "terminate the open repairs this build cannot replay (recorded by older workflow code) instead of refusing to start")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -105,6 +106,11 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer tc.Close()
 	if err := app.EnsureSearchAttributes(ctx, tc, cfg.Temporal.Namespace); err != nil {
+		return err
+	}
+	// Before the worker: open repairs an older build recorded that this
+	// build cannot replay would fail on it over and over.
+	if err := checkReplay(ctx, tc, cfg, logger, *embedded, *terminate, stdout); err != nil {
 		return err
 	}
 
