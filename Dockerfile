@@ -10,6 +10,9 @@
 #   docker run --env-file relink.env relink setup                         # once per namespace
 #   docker run --env-file relink.env --entrypoint relink-worker relink    # the worker
 #
+# The worker runs pinned to its build (Worker Versioning): relink.env sets
+# RELINK_DEPLOYMENT_NAME (the build id is VERSION), or RELINK_UNVERSIONED=true.
+#
 # Configuration is the environment only (README, "Configuration"); the
 # image sets none of it. Both binaries are built by deploy/build-static.sh,
 # the script CI runs, so CI checks exactly these binaries.

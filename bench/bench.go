@@ -61,7 +61,7 @@ type Options struct {
 	// Load other repairs are being started.
 	Samples int
 	Load    int
-	// WorkerCommand runs the worker binary (cmd/relink-worker), which reads
+	// WorkerCommand runs the worker binary (./worker, relink-worker), which reads
 	// RELINK_BENCH_SANDBOX from its environment.
 	WorkerCommand []string
 	Out           io.Writer
@@ -125,8 +125,10 @@ func Run(ctx context.Context, o Options) error {
 		"RELINK_VERIFY_QUIET_PERIOD": "1h",
 		"RELINK_LOG_LEVEL":           "warn",
 		"RELINK_METRICS_ADDR":        "127.0.0.1:" + strconv.Itoa(metricsPort),
-		// The worker binary runs its sandbox in bench mode.
+		// The worker binary runs its sandbox in bench mode, one build,
+		// unversioned (the production worker's opt-out).
 		"RELINK_BENCH_SANDBOX": "1",
+		"RELINK_UNVERSIONED":   "true",
 	}
 	cfg, err := config.LoadFrom(ctx, envconfig.MapLookuper(env))
 	if err != nil {

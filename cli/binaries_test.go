@@ -38,18 +38,18 @@ func linksNoTemporalServer(t *testing.T, binary string, deps []string) {
 	}
 }
 
-// The production binaries (cmd/relink, cmd/relink-worker) stay slim:
-// neither links the Temporal server or the Web UI server, which only the
-// dev binary (./starter) embeds. The test lives with the commands, so the
-// thin main packages need no test binary of their own.
+// The production binaries (./starter, built as relink, and ./worker, built
+// as relink-worker) stay slim: neither links the Temporal server or the Web
+// UI server, which only the dev binary (./dev) embeds. The test lives with
+// the commands, so the thin main packages need no test binary of their own.
 func TestProductionBinariesLinkNoTemporalServer(t *testing.T) {
 	all, err := linked()
 	require.NoError(t, err)
-	for _, pkg := range []string{"github.com/relink-dev/relink/cmd/relink", "github.com/relink-dev/relink/cmd/relink-worker"} {
+	for _, pkg := range []string{"github.com/relink-dev/relink/starter", "github.com/relink-dev/relink/worker"} {
 		require.Contains(t, all[pkg], "go.temporal.io/sdk/client", "%s: the listing is real", pkg)
 		linksNoTemporalServer(t, pkg, all[pkg])
 	}
-	require.Contains(t, all["github.com/relink-dev/relink/starter"], "go.temporal.io/server/temporal", "the check would see the server")
+	require.Contains(t, all["github.com/relink-dev/relink/dev"], "go.temporal.io/server/temporal", "the check would see the server")
 }
 
 // No test binary links the Temporal server either: linking it costs every

@@ -1,7 +1,7 @@
 // Package cli is the production `relink` command: the gateway, namespace
 // setup, keys, and client subcommands that call the gateway's HTTP API.
 // It links no Temporal server; the dev stack's commands (package cli/dev)
-// are added by the dev binary (./starter).
+// are added by the dev binary (./dev).
 package cli
 
 import (
@@ -125,7 +125,11 @@ func Run(args []string, stdout, stderr io.Writer, extra ...Command) int {
 		if i < 0 {
 			if cmd == "dev" || cmd == "bench" {
 				// The production binary links no Temporal server.
-				fmt.Fprintf(stderr, "relink: %q is in the dev binary: go run ./starter %s\n", cmd, cmd)
+				run := "go run ./dev" // the dev binary's default is dev
+				if cmd != "dev" {
+					run += " " + cmd
+				}
+				fmt.Fprintf(stderr, "relink: %q is in the dev binary: %s\n", cmd, run)
 				return 2
 			}
 			fmt.Fprintf(stderr, "relink: unknown command %q\n\n%s", cmd, help)

@@ -55,6 +55,30 @@ func (w Worker) Versioned() (bool, error) {
 	return true, nil
 }
 
+// ProductionVersioning is Versioned for the production worker, which runs
+// versioned unless the operator says otherwise: without
+// RELINK_DEPLOYMENT_NAME it refuses to start unless RELINK_UNVERSIONED is
+// true. The dev stack and the tests' workers do not call it.
+func (w Worker) ProductionVersioning() (versioned bool, err error) {
+	switch {
+	case w.Unversioned && w.DeploymentName != "":
+		return false, errors.New("RELINK_UNVERSIONED=true and RELINK_DEPLOYMENT_NAME are both set: unset RELINK_UNVERSIONED to run versioned, or RELINK_DEPLOYMENT_NAME to run unversioned")
+	case w.Unversioned && w.BuildID != "":
+		return false, errors.New("RELINK_UNVERSIONED=true and RELINK_BUILD_ID are both set: an unversioned worker has no build id; unset one")
+	case w.Unversioned:
+		return false, nil
+	case w.DeploymentName == "" && w.BuildID != "":
+		return false, errors.New("RELINK_BUILD_ID is set but RELINK_DEPLOYMENT_NAME is not: set RELINK_DEPLOYMENT_NAME (e.g. relink) to run versioned, or RELINK_UNVERSIONED=true to run unversioned")
+	case w.DeploymentName == "":
+		return false, ErrUnversionedWorker
+	}
+	return w.Versioned()
+}
+
+// ErrUnversionedWorker is the production worker's refusal to start without
+// Worker Versioning.
+var ErrUnversionedWorker = errors.New("the production worker runs pinned to its build (Worker Versioning): set RELINK_DEPLOYMENT_NAME (e.g. relink) and RELINK_BUILD_ID (or build with deploy/build-static.sh, whose version stamp is the default build id); or set RELINK_UNVERSIONED=true to run unversioned, where every change to the workflow code needs a drain (every open repair finished) before the new build is deployed (README: Production, rolling out a new build)")
+
 // Worker tunes the repair worker (see the README's Performance section).
 type Worker struct {
 	// CacheSize is how many repairs a worker keeps in memory between
@@ -79,6 +103,11 @@ type Worker struct {
 	// BuildID is this build within the deployment; empty: the build's
 	// version stamp (`relink version`).
 	BuildID string `env:"RELINK_BUILD_ID"`
+	// Unversioned lets the production worker run without Worker
+	// Versioning (it refuses to start without RELINK_DEPLOYMENT_NAME
+	// otherwise): every repair then replays on whichever build picks it
+	// up, so a workflow change needs a drain before it is deployed.
+	Unversioned bool `env:"RELINK_UNVERSIONED, default=false"`
 }
 
 // Metrics is where a process serves /metrics for Prometheus.

@@ -260,3 +260,50 @@ func TestReconnectLinksNeedThePublicURL(t *testing.T) {
 	assert.Equal(t, []string{"https://widgets.example", "http://127.0.0.1:9000"},
 		load(map[string]string{"RELINK_RECONNECT_FRAME_ORIGINS": "https://widgets.example,http://127.0.0.1:9000"}).Gateway.ReconnectFrameOrigins)
 }
+
+// The production worker runs pinned to its build: without a deployment
+// name it refuses to start, naming the settings, unless the operator opts
+// out with RELINK_UNVERSIONED=true. Contradictory settings are refused.
+func TestProductionWorkerIsVersionedUnlessTheOperatorOptsOut(t *testing.T) {
+	load := func(env map[string]string) Worker {
+		t.Helper()
+		c, err := LoadFrom(context.Background(), envconfig.MapLookuper(env))
+		require.NoError(t, err, "loading succeeds: only the worker refuses")
+		return c.Worker
+	}
+	w := load(nil)
+	assert.False(t, w.Unversioned, "versioned is the default")
+	_, err := w.ProductionVersioning()
+	require.ErrorIs(t, err, ErrUnversionedWorker)
+	for _, name := range []string{"RELINK_DEPLOYMENT_NAME", "RELINK_BUILD_ID", "RELINK_UNVERSIONED=true", "drain"} {
+		assert.Contains(t, err.Error(), name)
+	}
+
+	versioned, err := load(map[string]string{"RELINK_UNVERSIONED": "true"}).ProductionVersioning()
+	assert.NoError(t, err, "the operator's opt-out")
+	assert.False(t, versioned)
+
+	versioned, err = load(map[string]string{"RELINK_DEPLOYMENT_NAME": "relink", "RELINK_BUILD_ID": "v1.2.3"}).ProductionVersioning()
+	assert.NoError(t, err)
+	assert.True(t, versioned)
+	_, err = load(map[string]string{"RELINK_DEPLOYMENT_NAME": "relink"}).ProductionVersioning()
+	assert.Error(t, err, "an unstamped build still needs RELINK_BUILD_ID")
+
+	for _, env := range []map[string]string{
+		{"RELINK_UNVERSIONED": "true", "RELINK_DEPLOYMENT_NAME": "relink", "RELINK_BUILD_ID": "v1"},
+		{"RELINK_UNVERSIONED": "true", "RELINK_BUILD_ID": "v1"},
+		{"RELINK_BUILD_ID": "v1"},
+	} {
+		_, err := load(env).ProductionVersioning()
+		assert.Error(t, err, "%v", env)
+		assert.NotErrorIs(t, err, ErrUnversionedWorker, "%v: says what is contradictory", env)
+	}
+	_, err = LoadFrom(context.Background(), envconfig.MapLookuper(map[string]string{"RELINK_UNVERSIONED": "maybe"}))
+	assert.Error(t, err, "not a boolean")
+
+	// Worker.Versioned, which the dev stack's and the tests' workers use,
+	// still runs them unversioned without a word.
+	versioned, err = load(nil).Versioned()
+	assert.NoError(t, err)
+	assert.False(t, versioned)
+}

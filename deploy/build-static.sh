@@ -10,9 +10,10 @@ if [ -z "$version" ]; then
   version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
 fi
 mkdir -p "$out"
-for cmd in relink relink-worker; do
+# relink is ./starter (the gateway and CLI), relink-worker is ./worker.
+for bin in relink:starter relink-worker:worker; do
   CGO_ENABLED=0 go build -trimpath \
     -ldflags "-s -w -X github.com/relink-dev/relink/version.Version=$version" \
-    -o "$out/$cmd" "./cmd/$cmd"
+    -o "$out/${bin%%:*}" "./${bin#*:}"
 done
 echo "built $out/relink and $out/relink-worker ($version)"

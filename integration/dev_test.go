@@ -41,7 +41,7 @@ func TestDevStackResumesOpenRepairsAfterRestart(t *testing.T) {
 	}
 	api := apiClient{base: base, key: cli.DevAPIKey}
 
-	stop := startDev(t, env)
+	stop := startDev(t, env, "dev")
 	ui, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/namespaces/default/workflows", uiPort))
 	require.NoError(t, err)
 	ui.Body.Close()
@@ -55,9 +55,10 @@ func TestDevStackResumesOpenRepairsAfterRestart(t *testing.T) {
 	assertUIDecodes(t, base, uiPort)
 	stop()
 
-	// After the restart the same keys open the old payloads, and the page
+	// After the restart (as `go run ./dev`: the dev binary's default is
+	// `relink dev`) the same keys open the old payloads, and the page
 	// completes with a client token, as in the README's walkthrough.
-	stop = startDev(t, env)
+	stop = startDev(t, env) // no command
 	defer stop()
 	var minted struct{ Token string }
 	require.NoError(t, json.Unmarshal([]byte(call(t, api, http.MethodPost, "/v1/repairs/sandbox/conn_dev/client-token", "")), &minted))
@@ -111,11 +112,11 @@ func assertUIDecodes(t *testing.T, base string, uiPort int) {
 	assert.Equal(t, fmt.Sprintf("http://localhost:%d", uiPort), resp.Header.Get("Access-Control-Allow-Origin"))
 }
 
-// startDev runs `relink dev` (the dev binary, as the README's first
-// command runs it) until the returned stop is called.
-func startDev(t *testing.T, env map[string]string) (stop func()) {
+// startDev runs `relink dev` (the dev binary with args: "dev", or none, as
+// the README's first command runs it) until the returned stop is called.
+func startDev(t *testing.T, env map[string]string, args ...string) (stop func()) {
 	t.Helper()
-	p, err := startDevBinary(t.TempDir(), env, "relink dev ready", "dev")
+	p, err := startDevBinary(t.TempDir(), env, "relink dev ready", args...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
 	return func() { require.NoError(t, p.stop(), "relink dev stops cleanly on Ctrl-C") }

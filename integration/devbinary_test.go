@@ -18,7 +18,7 @@ import (
 // removed when the package's tests end.
 var devBinaryDir string
 
-// devBinary is the dev binary (./starter: `relink dev`, `relink
+// devBinary is the dev binary (./dev: `relink dev`, `relink
 // dev-server`), as `go run` builds it. `go run` keeps the linked program in
 // the build cache, so a warm run finds it in a second where linking the
 // Temporal server afresh takes 15-20 s; -exec echo prints its path instead
@@ -28,10 +28,10 @@ var devBinaryDir string
 // no echo), the binary is built into a directory of its own.
 //
 // On a fresh machine `go test ./...` has compiled the server's packages
-// before this runs (it builds ./starter and ./devstack, which have no
+// before this runs (it builds ./dev and ./devstack, which have no
 // tests), so only the link happens within the test binary's time.
 var devBinary = sync.OnceValues(func() (string, error) {
-	const pkg = "github.com/relink-dev/relink/starter"
+	const pkg = "github.com/relink-dev/relink/dev"
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		return "", fmt.Errorf("the go command is needed to build the dev binary: %w", err)
@@ -92,6 +92,7 @@ func startDevBinary(dir string, env map[string]string, ready string, args ...str
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.SysProcAttr = dieWithParent()
+	name := strings.Join(append([]string{filepath.Base(bin)}, args...), " ")
 	p := &devProcess{cmd: cmd, output: &lockedBuffer{}, exited: make(chan struct{})}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -123,11 +124,11 @@ func startDevBinary(dir string, env map[string]string, ready string, args ...str
 		// own file, not to stderr.
 		serverLog, _ := os.ReadFile(filepath.Join(env["RELINK_DATA_DIR"], "temporal.log"))
 		serverLog = serverLog[max(0, len(serverLog)-4000):]
-		return nil, fmt.Errorf("%s %s exited before it was ready (%v):\n%s\ntemporal.log, its end:\n%s", bin, args[0], p.err, p.output, serverLog)
+		return nil, fmt.Errorf("%s exited before it was ready (%v):\n%s\ntemporal.log, its end:\n%s", name, p.err, p.output, serverLog)
 	case <-time.After(2 * time.Minute):
 		_ = cmd.Process.Kill()
 		<-p.exited
-		return nil, fmt.Errorf("%s %s was not ready in 2 minutes:\n%s", bin, args[0], p.output)
+		return nil, fmt.Errorf("%s was not ready in 2 minutes:\n%s", name, p.output)
 	}
 }
 

@@ -1,16 +1,14 @@
-// Command starter is the dev binary: every production command of `relink`
-// plus `relink dev` (the whole stack in one process: Temporal server, Web
-// UI, worker, gateway, sandbox) and `relink bench`. It links the Temporal
-// server; production runs cmd/relink and cmd/relink-worker instead.
+// Command starter is `relink`, the program that starts repairs: the
+// production gateway and the CLI (see package cli). It links no Temporal
+// server; the dev stack is `go run ./dev`.
 package main
 
 import (
 	"os"
 
 	"github.com/relink-dev/relink/cli"
-	"github.com/relink-dev/relink/cli/dev"
 )
 
 func main() {
-	os.Exit(cli.Run(os.Args[1:], os.Stdout, os.Stderr, dev.Commands()...))
+	os.Exit(cli.Run(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -26,7 +26,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	waiting := fs.String("waiting", "1000,10000", "waiting repairs at which the worker's memory is read")
 	samples := fs.Int("samples", 100, "latency samples at rest, and again under load")
 	load := fs.Int("load", 1000, "repairs started while the loaded latency samples are taken")
-	workerBinary := fs.String("worker", "", "the worker binary to measure (default: go build ./cmd/relink-worker)")
+	workerBinary := fs.String("worker", "", "the worker binary to measure (default: go build ./worker)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -55,10 +55,10 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		defer os.RemoveAll(dir)
 		binary = filepath.Join(dir, "relink-worker")
-		build := exec.CommandContext(ctx, "go", "build", "-o", binary, "./cmd/relink-worker")
+		build := exec.CommandContext(ctx, "go", "build", "-o", binary, "./worker")
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
-			return fmt.Errorf("build ./cmd/relink-worker (run the bench from the repository, or pass -worker bin/relink-worker): %w", err)
+			return fmt.Errorf("build ./worker (run the bench from the repository, or pass -worker bin/relink-worker): %w", err)
 		}
 	}
 	return bench.Run(ctx, bench.Options{

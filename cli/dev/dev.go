@@ -1,7 +1,7 @@
-// Package dev holds the commands only the dev binary (./starter) has:
+// Package dev holds the commands only the dev binary (./dev) has:
 // `relink dev`, the whole stack in one process, and `relink bench`. They
 // embed the Temporal server and Web UI, which the production binaries
-// (cmd/relink, cmd/relink-worker) must not link.
+// (./starter, ./worker) must not link.
 package dev
 
 import (
@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,11 +22,23 @@ import (
 	"github.com/relink-dev/relink/keyring"
 )
 
+// Run is the dev binary (./dev): every command of `relink` and the dev
+// stack's. With no command, or only flags (`go run ./dev
+// -embedded-temporal=false`), it runs `relink dev`. It returns the process
+// exit code.
+func Run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (strings.HasPrefix(args[0], "-") && !slices.Contains([]string{"-h", "-help", "--help"}, args[0])) {
+		args = append([]string{"dev"}, args...)
+	}
+	return cli.Run(args, stdout, stderr, Commands()...)
+}
+
 // Commands are the dev binary's additions to the production commands.
 func Commands() []cli.Command {
 	return []cli.Command{
 		{Name: "dev", Run: runDev, Summary: `  dev             run everything in one process: Temporal server, Web UI,
-                  worker, gateway and sandbox provider
+                  worker, gateway and sandbox provider (the dev binary's
+                  default: go run ./dev)
 `},
 		{Name: "dev-server", Run: runDevServer, Summary: `  dev-server      run only the embedded Temporal server and Web UI, for a
                   worker and gateway run as processes of their own
@@ -39,6 +52,7 @@ func Commands() []cli.Command {
 func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	embedded := fs.Bool("embedded-temporal", true, "run Temporal in-process; false connects to the Temporal of TEMPORAL_ADDRESS or the profile")
+	terminate := fs.Bool("terminate-unreplayable", false, "terminate the open repairs this build cannot replay (recorded by older workflow code) instead of refusing to start")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -92,6 +106,11 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer tc.Close()
 	if err := app.EnsureSearchAttributes(ctx, tc, cfg.Temporal.Namespace); err != nil {
+		return err
+	}
+	// Before the worker: open repairs an older build recorded that this
+	// build cannot replay would fail on it over and over.
+	if err := checkReplay(ctx, tc, cfg, logger, *embedded, *terminate, stdout); err != nil {
 		return err
 	}
 

@@ -56,8 +56,8 @@ func TestProductionTopologyOnTheTemporalCLIsServer(t *testing.T) {
 	waitForTemporal(t, frontend)
 
 	bin := filepath.Join(dir, "bin")
-	for _, cmd := range []string{"relink", "relink-worker"} {
-		build := exec.Command("go", "build", "-o", filepath.Join(bin, cmd), "./cmd/"+cmd)
+	for cmd, pkg := range map[string]string{"relink": "./starter", "relink-worker": "./worker"} {
+		build := exec.Command("go", "build", "-o", filepath.Join(bin, cmd), pkg)
 		build.Dir = "../.."
 		out, err := build.CombinedOutput()
 		require.NoError(t, err, "%s", out)
@@ -88,7 +88,15 @@ func TestProductionTopologyOnTheTemporalCLIsServer(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	assert.Contains(t, string(out), "search attributes registered in namespace default")
 
-	start(t, dir, "worker", filepath.Join(bin, "relink-worker"), nil, env)
+	// The production worker refuses to start unversioned unless told to;
+	// this test's one build runs unversioned, by the operator's choice
+	// (integration/versioning_test.go covers pinned builds).
+	refuse := exec.Command(filepath.Join(bin, "relink-worker"))
+	refuse.Env = append(os.Environ(), append(env, "RELINK_UNVERSIONED=false", "RELINK_DEPLOYMENT_NAME=", "RELINK_BUILD_ID=")...)
+	refused, err := refuse.CombinedOutput()
+	require.Error(t, err, "%s", refused)
+	assert.Contains(t, string(refused), "RELINK_UNVERSIONED=true")
+	start(t, dir, "worker", filepath.Join(bin, "relink-worker"), nil, append(env, "RELINK_UNVERSIONED=true"))
 	start(t, dir, "gateway", relink, []string{"gateway"}, env)
 	base := "http://" + gateway
 	require.Eventually(t, func() bool {

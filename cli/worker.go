@@ -1,12 +1,10 @@
-// Command relink-worker runs Relink's repair worker against the configured
-// Temporal (TEMPORAL_* variables or profile, as the Temporal CLI reads them): the
-// ConnectionRepair workflow and its activities over the enabled providers.
-// It stops gracefully on SIGINT or SIGTERM.
-package main
+package cli
 
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -14,23 +12,29 @@ import (
 
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/app"
+	"github.com/relink-dev/relink/config"
 	"github.com/relink-dev/relink/version"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "relink worker:", err)
-		os.Exit(1)
+// RunWorker is the production worker (./worker, built as relink-worker):
+// the ConnectionRepair workflow and its activities over the enabled
+// providers, against the configured Temporal (TEMPORAL_* variables or
+// profile, as the Temporal CLI reads them), until SIGINT or SIGTERM. It
+// returns the process exit code.
+func RunWorker(stderr io.Writer) int {
+	if err := runWorker(context.Background()); err != nil {
+		fmt.Fprintln(stderr, "relink worker:", err)
+		return 1
 	}
+	return 0
 }
 
-func run() error {
-	ctx := context.Background()
+func runWorker(ctx context.Context) error {
 	cfg, logger, err := app.LoadConfig(ctx)
 	if err != nil {
 		return err
 	}
-	versioned, err := cfg.Worker.Versioned()
+	versioned, err := workerVersioning(cfg.Worker, logger)
 	if err != nil {
 		return err
 	}
@@ -65,4 +69,18 @@ func run() error {
 		"providers", acts.Providers.Names(), "payloadEncryption", cfg.Temporal.PayloadKeys != "",
 		"version", version.String(), "versioned", versioned, "deployment", cfg.Worker.DeploymentName, "buildId", cfg.Worker.BuildID)
 	return w.Run(worker.InterruptCh())
+}
+
+// workerVersioning is the production worker's choice: pinned to its build
+// (Worker Versioning) unless the operator set RELINK_UNVERSIONED=true,
+// which it warns about: nothing then keeps an open repair off a build
+// whose workflow code it cannot replay.
+func workerVersioning(w config.Worker, logger *slog.Logger) (versioned bool, err error) {
+	versioned, err = w.ProductionVersioning()
+	if err == nil && !versioned {
+		logger.Warn("worker unversioned (RELINK_UNVERSIONED=true): every open repair replays on whichever build picks it up, " +
+			"so a change to the workflow code needs a drain (every open repair finished) before a new build is deployed; " +
+			"set RELINK_DEPLOYMENT_NAME and RELINK_BUILD_ID to pin each repair to its build instead")
+	}
+	return versioned, err
 }
