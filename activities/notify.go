@@ -50,8 +50,10 @@ type RepairSummary struct {
 	Status       string `json:"status"`
 	Attempt      int    `json:"attempt"`
 	Reason       string `json:"reason,omitempty"`
-	Sequence     int    `json:"sequence"`
-	Reminder     int    `json:"reminder,omitempty"`
+	// ReasonCode is Reason in one stable word (workflows.ReasonCode).
+	ReasonCode string `json:"reasonCode,omitempty"`
+	Sequence   int    `json:"sequence"`
+	Reminder   int    `json:"reminder,omitempty"`
 	// Proactive: nothing is broken yet; invite the user rather than warn.
 	Proactive bool      `json:"proactive,omitempty"`
 	ExpiresAt time.Time `json:"expiresAt,omitzero"`

@@ -29,6 +29,7 @@ import (
 
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/metrics"
+	"github.com/relink-dev/relink/workflows"
 )
 
 // openapi.json is checked with github.com/getkin/kin-openapi, which
@@ -125,6 +126,19 @@ func TestOpenAPIErrorCodesAreTheGatewaysCodes(t *testing.T) {
 	var enum []string
 	for _, v := range loadOpenAPI(t).Components.Schemas["ErrorCode"].Value.Enum {
 		enum = append(enum, v.(string))
+	}
+	assert.ElementsMatch(t, codes, enum)
+}
+
+// The document's reason codes are the workflow's.
+func TestOpenAPIReasonCodesAreTheWorkflowsCodes(t *testing.T) {
+	var enum []string
+	for _, v := range loadOpenAPI(t).Components.Schemas["ReasonCode"].Value.Enum {
+		enum = append(enum, v.(string))
+	}
+	var codes []string
+	for _, c := range workflows.ReasonCodes {
+		codes = append(codes, string(c))
 	}
 	assert.ElementsMatch(t, codes, enum)
 }

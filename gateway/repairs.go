@@ -216,15 +216,15 @@ func (g *Gateway) readRepair(ctx context.Context, provider, conn string) (repair
 }
 
 // pageState is what a page holding a client token sees of its repair:
-// status, attempts, times, the session's expiry and its own last exit.
-// Reasons, notes and errors can quote a provider's answer, and counters
+// status, reason codes, attempts, times, the session's expiry and its own
+// last exit. Reasons, notes and errors can quote a provider's answer, and counters
 // and event ids are the app's business, so they are left out: a list of
 // what is shown, not of what is hidden, so a field added to RepairState
 // stays the app's until it is added here.
 func pageState(st workflows.RepairState) workflows.RepairState {
 	steps := make([]workflows.Step, len(st.Steps))
 	for i, step := range st.Steps {
-		steps[i] = workflows.Step{Status: step.Status, At: step.At}
+		steps[i] = workflows.Step{Status: step.Status, At: step.At, Code: step.Code}
 	}
 	return workflows.RepairState{
 		Provider:         st.Provider,
@@ -232,6 +232,7 @@ func pageState(st workflows.RepairState) workflows.RepairState {
 		Institution:      st.Institution,
 		Proactive:        st.Proactive,
 		Status:           st.Status,
+		ReasonCode:       st.ReasonCode,
 		Attempt:          st.Attempt,
 		MaxAttempts:      st.MaxAttempts,
 		StartedAt:        st.StartedAt,

@@ -260,6 +260,15 @@ func (r *eventRecorder) ofType(t string) []recordedEvent {
 	return out
 }
 
+// stepCodes lists the reason codes of a repair's steps.
+func stepCodes(st RepairState) []ReasonCode {
+	out := make([]ReasonCode, len(st.Steps))
+	for i, s := range st.Steps {
+		out[i] = s.Code
+	}
+	return out
+}
+
 // statuses lists the statuses a repair went through.
 func statuses(st RepairState) []Status {
 	out := make([]Status, len(st.Steps))

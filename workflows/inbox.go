@@ -105,7 +105,7 @@ func (r *repair) applyCancel(ctx workflow.Context, c CancelRequest) {
 	if c.Reason != "" {
 		reason += ": " + c.Reason
 	}
-	r.end(ctx, StatusCanceled, reason)
+	r.end(ctx, StatusCanceled, ReasonCanceled, reason)
 }
 
 // applyRepairRequest joins a manual start to this repair, or, if this run
@@ -178,14 +178,14 @@ func (r *repair) applyEvent(ctx workflow.Context, ev ProviderEvent) {
 	reconnecting := r.st.Status == StatusCompleting || r.st.Status == StatusVerifying
 	switch ev.Kind {
 	case aggregator.EventKindSynced:
-		r.end(ctx, StatusRepaired, "confirmed by the provider's webhook")
+		r.end(ctx, StatusRepaired, ReasonConfirmedByWebhook, "confirmed by the provider's webhook")
 	case aggregator.EventKindRepairedElsewhere:
 		// After the user's reconnect it is the confirmation (Plaid's
 		// LOGIN_REPAIRED); before it, the user fixed it some other way.
 		if reconnecting {
-			r.end(ctx, StatusRepaired, "confirmed by the provider's webhook")
+			r.end(ctx, StatusRepaired, ReasonConfirmedByWebhook, "confirmed by the provider's webhook")
 		} else {
-			r.end(ctx, StatusRepaired, "the provider reports the connection repaired outside Relink")
+			r.end(ctx, StatusRepaired, ReasonRepairedElsewhere, "the provider reports the connection repaired outside Relink")
 		}
 	case aggregator.EventKindProactive:
 		// Joins the open repair; nothing is broken.
@@ -207,9 +207,9 @@ func (r *repair) applyEvent(ctx workflow.Context, ev ProviderEvent) {
 		r.st.LastError = "provider error" + suffix(ev.Reason)
 		r.describe(ctx)
 	case aggregator.EventKindDisconnected:
-		r.end(ctx, StatusUnrepairable, "the connection was disconnected at the provider")
+		r.end(ctx, StatusUnrepairable, ReasonDisconnected, "the connection was disconnected at the provider")
 	case aggregator.EventKindDeleted:
-		r.end(ctx, StatusCanceled, "the connection was deleted")
+		r.end(ctx, StatusCanceled, ReasonConnectionDeleted, "the connection was deleted")
 	default:
 		r.ignore(ctx, fmt.Sprintf("unknown provider event kind %q", ev.Kind))
 	}

@@ -92,6 +92,14 @@ func (in RepairInput) trigger() string {
 	return "webhook"
 }
 
+// reasonCode is why the repair started, in a word.
+func (in RepairInput) reasonCode() ReasonCode {
+	if in.trigger() == "webhook" {
+		return ReasonBrokenAtProvider
+	}
+	return ReasonRequested
+}
+
 // ReconnectRequest is the reconnect update's argument.
 type ReconnectRequest struct {
 	// ForceNewSession mints a new session even if the current one is still

@@ -173,7 +173,9 @@ func newRepair(ctx workflow.Context, in RepairInput) *repair {
 		StartedAt:     now,
 		UpdatedAt:     now,
 		ExpiresAt:     r.deadline,
-		Steps:         []Step{{Status: StatusPending, At: now, Note: in.TriggerReason}},
+		Reason:        in.TriggerReason,
+		ReasonCode:    in.reasonCode(),
+		Steps:         []Step{{Status: StatusPending, At: now, Code: in.reasonCode(), Note: in.TriggerReason}},
 		RepairRunID:   info.WorkflowExecution.RunID,
 		Runs:          1,
 	}
@@ -195,7 +197,7 @@ func (r *repair) run(ctx workflow.Context) (workflow.Context, *RepairInput) {
 			// Canceled from the Temporal UI or CLI: record it as an
 			// operator cancel and still tell the app.
 			ctx, _ = workflow.NewDisconnectedContext(ctx)
-			r.end(ctx, StatusCanceled, "workflow canceled in Temporal")
+			r.end(ctx, StatusCanceled, ReasonCanceledInTemporal, "workflow canceled in Temporal")
 		}
 		r.drain(ctx)
 		if r.st.Status.Terminal() {
@@ -274,14 +276,14 @@ func (r *repair) useSession(ctx workflow.Context, s aggregator.Session) {
 		r.clearSession()
 		switch {
 		case r.st.Status == StatusAwaitingUser:
-			r.end(ctx, StatusRepaired, "the provider needs no user action any more (CONTINUE)")
+			r.end(ctx, StatusRepaired, ReasonRepairedWithoutUser, "the provider needs no user action any more (CONTINUE)")
 		case s.Healthy && r.st.EventsSent == 0:
 			// Nothing was broken (a redelivered break, or one fixed before
 			// the probe) and nobody was told anything: end without a word.
 			r.st.Quiet = true
-			r.end(ctx, StatusRepaired, "the provider reports the connection healthy: nothing to repair")
+			r.end(ctx, StatusRepaired, ReasonNothingToRepair, "the provider reports the connection healthy: nothing to repair")
 		default:
-			r.end(ctx, StatusRepaired, "the provider repaired the connection without the user (CONTINUE)")
+			r.end(ctx, StatusRepaired, ReasonRepairedWithoutUser, "the provider repaired the connection without the user (CONTINUE)")
 		}
 		return
 	}
@@ -294,7 +296,7 @@ func (r *repair) useSession(ctx workflow.Context, s aggregator.Session) {
 		r.describe(ctx) // a fresh session for the same wait
 		return
 	}
-	r.transition(ctx, StatusAwaitingUser, "the user must reconnect in the provider's widget")
+	r.transition(ctx, StatusAwaitingUser, ReasonUserActionRequired, "the user must reconnect in the provider's widget")
 }
 
 func (r *repair) clearSession() {
@@ -311,7 +313,7 @@ func (r *repair) awaitUser(ctx workflow.Context) {
 		r.completingAt = workflow.Now(ctx)
 		r.closeOutages = 0
 		r.st.VerifyUntil = r.verifyDeadline()
-		r.transition(ctx, StatusCompleting, "the user finished in the widget")
+		r.transition(ctx, StatusCompleting, ReasonUserFinished, "the user finished in the widget")
 		return
 	}
 	if r.refreshRequested {
@@ -320,7 +322,7 @@ func (r *repair) awaitUser(ctx workflow.Context) {
 	}
 	now := workflow.Now(ctx)
 	if !now.Before(r.deadline) {
-		r.end(ctx, StatusExpired, "the repair window ended before the user reconnected")
+		r.end(ctx, StatusExpired, ReasonWindowEnded, "the repair window ended before the user reconnected")
 		return
 	}
 	wake, why := r.deadline, "wait for the user until the repair window ends"
@@ -472,12 +474,12 @@ func (r *repair) finishReconnect(ctx workflow.Context) {
 			r.st.LastProviderStatus = st.ProviderStatus
 		}
 		if st.Health == aggregator.HealthHealthy {
-			r.end(ctx, StatusRepaired, "close accepted and the provider reports the connection healthy")
+			r.end(ctx, StatusRepaired, ReasonConfirmedOnClose, "close accepted and the provider reports the connection healthy")
 			return
 		}
 		r.nextPollAt = workflow.Now(ctx).Add(r.opts.VerifyQuietPeriod)
 		r.pollInterval = verifyPollInitialInterval
-		r.transition(ctx, StatusVerifying, "close accepted; waiting for the provider to confirm")
+		r.transition(ctx, StatusVerifying, ReasonCloseAccepted, "close accepted; waiting for the provider to confirm")
 		return
 	}
 	if r.providerFailed(ctx, "close", err) {
@@ -491,7 +493,7 @@ func (r *repair) finishReconnect(ctx workflow.Context) {
 func (r *repair) verify(ctx workflow.Context) {
 	now := workflow.Now(ctx)
 	if !now.Before(r.st.VerifyUntil) {
-		r.end(ctx, StatusExpired, "the provider did not confirm the repair before the verification deadline")
+		r.end(ctx, StatusExpired, ReasonNotConfirmed, "the provider did not confirm the repair before the verification deadline")
 		return
 	}
 	if r.verifyNow || !now.Before(r.nextPollAt) {
@@ -532,7 +534,7 @@ func (r *repair) pollStatus(ctx workflow.Context) {
 	}
 	if err != nil {
 		if activities.ErrorType(err) == aggregator.ErrTypeConnectionNotFound {
-			r.end(ctx, StatusUnrepairable, "connection not found at the provider: "+rootMessage(err))
+			r.end(ctx, StatusUnrepairable, ReasonConnectionNotFound, "connection not found at the provider: "+rootMessage(err))
 			return
 		}
 		// A failed poll is not a failed repair: poll again later.
@@ -543,11 +545,11 @@ func (r *repair) pollStatus(ctx workflow.Context) {
 	r.st.LastProviderStatus = st.ProviderStatus
 	switch st.Health {
 	case aggregator.HealthHealthy:
-		r.end(ctx, StatusRepaired, "confirmed by the provider's connection status")
+		r.end(ctx, StatusRepaired, ReasonConfirmedByStatus, "confirmed by the provider's connection status")
 	case aggregator.HealthRepairable:
-		r.failAttempt(ctx, "the provider still reports the connection broken ("+st.ProviderStatus+")")
+		r.failAttempt(ctx, ReasonStillBroken, "the provider still reports the connection broken ("+st.ProviderStatus+")")
 	case aggregator.HealthDisconnected:
-		r.end(ctx, StatusUnrepairable, "the connection was disconnected at the provider ("+st.ProviderStatus+")")
+		r.end(ctx, StatusUnrepairable, ReasonDisconnected, "the connection was disconnected at the provider ("+st.ProviderStatus+")")
 	case aggregator.HealthDegraded:
 		r.st.LastError = "provider reports " + st.ProviderStatus
 		r.describe(ctx)
@@ -556,20 +558,20 @@ func (r *repair) pollStatus(ctx workflow.Context) {
 
 // failAttempt counts a reconnect that failed at the provider: back to the
 // user for another try, or UNREPAIRABLE once the attempts are used up.
-func (r *repair) failAttempt(ctx workflow.Context, reason string) {
+func (r *repair) failAttempt(ctx workflow.Context, code ReasonCode, reason string) {
 	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"provider": r.in.Provider}).Counter(metrics.FailedAttempts).Inc(1)
 	r.st.LastError = reason
 	r.completion = nil
 	r.clearSession() // the old session was used up by its close
 	switch {
 	case r.st.Attempt >= r.opts.MaxAttempts:
-		r.end(ctx, StatusUnrepairable,
+		r.end(ctx, StatusUnrepairable, ReasonAttemptsExhausted,
 			fmt.Sprintf("gave up after %d failed reconnect attempts; last: %s", r.st.Attempt, reason))
 	case !workflow.Now(ctx).Before(r.deadline):
-		r.end(ctx, StatusExpired, fmt.Sprintf("attempt %d failed after the repair window ended: %s", r.st.Attempt, reason))
+		r.end(ctx, StatusExpired, ReasonWindowEnded, fmt.Sprintf("attempt %d failed after the repair window ended: %s", r.st.Attempt, reason))
 	default:
 		r.st.Attempt++
-		r.transition(ctx, StatusAwaitingUser, fmt.Sprintf("attempt %d failed: %s", r.st.Attempt-1, reason))
+		r.transition(ctx, StatusAwaitingUser, code, fmt.Sprintf("attempt %d failed: %s", r.st.Attempt-1, reason))
 	}
 }
 
@@ -597,6 +599,17 @@ func classify(err error) failureKind {
 	return failureUnavailable
 }
 
+// unrepairableReason names the provider's final word on a connection.
+func unrepairableReason(err error) ReasonCode {
+	switch activities.ErrorType(err) {
+	case aggregator.ErrTypeConnectionNotFound:
+		return ReasonConnectionNotFound
+	case aggregator.ErrTypeInvalidInput:
+		return ReasonInvalidInput
+	}
+	return ReasonNotRepairable
+}
+
 // providerFailed records a provider activity's final error and acts on it.
 // It reports true when the provider was only unavailable and the deadline
 // has not passed, so the caller should try again.
@@ -608,14 +621,14 @@ func (r *repair) providerFailed(ctx workflow.Context, what string, err error) (r
 	r.st.LastError = what + ": " + msg
 	switch classify(err) {
 	case failureRejected:
-		r.failAttempt(ctx, what+" rejected by the provider: "+msg)
+		r.failAttempt(ctx, ReasonReconnectRejected, what+" rejected by the provider: "+msg)
 		return false
 	case failureUnrepairable:
-		r.end(ctx, StatusUnrepairable, what+": "+msg)
+		r.end(ctx, StatusUnrepairable, unrepairableReason(err), what+": "+msg)
 		return false
 	}
 	if r.untilDeadline(ctx) <= 0 {
-		r.end(ctx, StatusExpired, "the repair window ended while the provider was unavailable ("+what+": "+msg+")")
+		r.end(ctx, StatusExpired, ReasonProviderUnavailable, "the repair window ended while the provider was unavailable ("+what+": "+msg+")")
 		return false
 	}
 	r.describe(ctx)
@@ -724,8 +737,13 @@ func (r *repair) nextInput() RepairInput {
 	return next
 }
 
-// rootMessage is the innermost error's message, without Temporal's wrapping.
+// rootMessage is the innermost error's message, without Temporal's wrapping
+// ("(type: ConnectionNotFound, retryable: false)"): what a person reads.
 func rootMessage(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
 	for {
 		next := errors.Unwrap(err)
 		if next == nil {

@@ -223,6 +223,8 @@ func TestFailureAfterCloseWaitsAgainAndCountsTheAttempt(t *testing.T) {
 	require.Len(t, again, 1, "the app hears about the second attempt")
 	assert.Equal(t, string(StatusAwaitingUser), again[0].Repair.Status)
 	assert.Equal(t, 2, again[0].Repair.Attempt)
+	assert.Equal(t, string(ReasonStillBroken), again[0].Repair.ReasonCode, "the app hears why the attempt failed")
+	assert.Contains(t, again[0].Repair.Reason, "attempt 1 failed: the provider still reports the connection broken")
 	assert.Equal(t, st.LastAskedAt, st.Steps[1].At, "the last ask is the first wait's")
 }
 
@@ -274,6 +276,9 @@ func TestAttemptsAreCapped(t *testing.T) {
 	assert.Equal(t, 2, st.Attempt)
 	assert.Contains(t, st.Reason, "gave up after 2 failed reconnect attempts")
 	assert.Contains(t, st.Reason, "close rejected (scripted)")
+	assert.Equal(t, ReasonAttemptsExhausted, st.ReasonCode)
+	assert.Equal(t, []ReasonCode{ReasonBrokenAtProvider, ReasonUserActionRequired, ReasonUserFinished, ReasonReconnectRejected,
+		ReasonUserFinished, ReasonAttemptsExhausted}, stepCodes(st))
 	assert.Equal(t, 2, h.calls("close"))
 }
 
@@ -314,9 +319,10 @@ func TestNonRetryableErrorsAreUnrepairable(t *testing.T) {
 	for _, tc := range []struct {
 		behavior sandbox.InitializeBehavior
 		reason   string
+		code     ReasonCode
 	}{
-		{sandbox.InitializeNotFound, "not found"},
-		{sandbox.InitializeConflict, "start a new connection"},
+		{sandbox.InitializeNotFound, "not found", ReasonConnectionNotFound},
+		{sandbox.InitializeConflict, "start a new connection", ReasonNotRepairable},
 	} {
 		t.Run(string(tc.behavior), func(t *testing.T) {
 			h := newHarness(t)
@@ -327,6 +333,9 @@ func TestNonRetryableErrorsAreUnrepairable(t *testing.T) {
 
 			assert.Equal(t, StatusUnrepairable, st.Status)
 			assert.Contains(t, st.Reason, tc.reason)
+			assert.NotContains(t, st.Reason, "retryable", "a sentence, not Temporal's error string")
+			assert.Equal(t, tc.code, st.ReasonCode)
+			assert.Equal(t, string(tc.code), h.events.ofType(activities.EventUnrepairable)[0].Repair.ReasonCode)
 			assert.Equal(t, 1, h.calls("initialize"), "not retried")
 			assert.Equal(t, []string{activities.EventUnrepairable}, h.events.types())
 		})

@@ -61,9 +61,10 @@ func (s Status) Transient() bool {
 
 // Step is one status change, with when and why.
 type Step struct {
-	Status Status    `json:"status"`
-	At     time.Time `json:"at"`
-	Note   string    `json:"note,omitempty"`
+	Status Status     `json:"status"`
+	At     time.Time  `json:"at"`
+	Code   ReasonCode `json:"code,omitempty"`
+	Note   string     `json:"note,omitempty"`
 }
 
 // ExitRecord is the last time the user left the widget without success.
@@ -86,8 +87,11 @@ type RepairState struct {
 	DetectedAt time.Time `json:"detectedAt,omitzero"`
 
 	Status Status `json:"status"`
-	// Reason explains a terminal status.
-	Reason string `json:"reason,omitempty"`
+	// Reason says in a sentence why the repair entered its status (for a
+	// terminal one, why it ended; after a failed attempt, why it failed);
+	// ReasonCode says it in a stable word an app can switch on.
+	Reason     string     `json:"reason,omitempty"`
+	ReasonCode ReasonCode `json:"reasonCode,omitempty"`
 	// Attempt is the reconnect attempt in progress (1-based); it grows when
 	// a reconnect fails at the provider.
 	Attempt     int `json:"attempt"`

@@ -15,9 +15,9 @@ import (
 )
 
 // end moves the repair to a terminal status; the first outcome wins.
-func (r *repair) end(ctx workflow.Context, to Status, note string) {
+func (r *repair) end(ctx workflow.Context, to Status, code ReasonCode, note string) {
 	if !r.st.Status.Terminal() {
-		r.transition(ctx, to, note)
+		r.transition(ctx, to, code, note)
 	}
 }
 
@@ -26,7 +26,7 @@ func (r *repair) end(ctx workflow.Context, to Status, note string) {
 // details and tells the app. Transient statuses (COMPLETING, VERIFYING)
 // are neither upserted nor sent unless the options ask for it: each costs
 // a billable action, and the outcome follows within minutes.
-func (r *repair) transition(ctx workflow.Context, to Status, note string) {
+func (r *repair) transition(ctx workflow.Context, to Status, code ReasonCode, note string) {
 	if r.st.Status == to {
 		return
 	}
@@ -34,7 +34,8 @@ func (r *repair) transition(ctx workflow.Context, to Status, note string) {
 	r.measureTransition(ctx, to, now)
 	r.st.Status = to
 	r.st.UpdatedAt = now
-	r.st.Steps = append(r.st.Steps, Step{Status: to, At: now, Note: note})
+	r.st.Steps = append(r.st.Steps, Step{Status: to, At: now, Code: code, Note: note})
+	r.st.Reason, r.st.ReasonCode = note, code
 	if to != StatusCompleting {
 		// A completion or a refresh asked for in one wait must not carry
 		// over into another.
@@ -47,7 +48,6 @@ func (r *repair) transition(ctx workflow.Context, to Status, note string) {
 	}
 	switch {
 	case to.Terminal():
-		r.st.Reason = note
 		r.st.ClosedAt = now
 		r.clearSession()
 	case to == StatusAwaitingUser:
@@ -224,6 +224,7 @@ func (r *repair) event(ctx workflow.Context, eventType string, status Status) ac
 			Status:       string(status),
 			Attempt:      r.st.Attempt,
 			Reason:       r.st.Reason,
+			ReasonCode:   string(r.st.ReasonCode),
 			Sequence:     seq,
 			Proactive:    r.st.Proactive,
 			ExpiresAt:    r.deadline,
