@@ -7,6 +7,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"io"
@@ -97,6 +98,15 @@ type Gateway struct {
 	// and still waiting, which lets a test know they all joined.
 	reconnectQueries singleflight.Group
 	reconnectWaiting atomic.Int64
+	// instance names this gateway process to the repairs it asks, which
+	// learn how far its clock runs ahead (workflows.ReconnectRequest).
+	instanceOnce sync.Once
+	instance     string
+}
+
+func (g *Gateway) instanceID() string {
+	g.instanceOnce.Do(func() { g.instance = rand.Text() })
+	return g.instance
 }
 
 func (g *Gateway) now() time.Time {

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -303,10 +302,13 @@ func (g *Gateway) reconnect(w http.ResponseWriter, r *http.Request) {
 	if !g.validConnection(w, provider, conn) {
 		return
 	}
-	var req workflows.ReconnectRequest
-	if !decodeBody(w, r, &req) {
+	var body struct {
+		ForceNewSession bool `json:"forceNewSession,omitempty"`
+	}
+	if !decodeBody(w, r, &body) {
 		return
 	}
+	req := workflows.ReconnectRequest{ForceNewSession: body.ForceNewSession, Gateway: g.instanceID()}
 	ctx, cancel := context.WithTimeout(r.Context(), interactiveBudget)
 	defer cancel()
 	id := workflows.WorkflowID(provider, conn)
@@ -335,6 +337,7 @@ func (g *Gateway) reconnect(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		var res workflows.ReconnectResult
+		req.At = g.now().UTC()
 		err = g.update(ctx, id, workflows.UpdateReconnect, offer.UpdateID, req, &res)
 		if isMoving(err) {
 			continue
@@ -356,11 +359,7 @@ func (g *Gateway) reconnect(w http.ResponseWriter, r *http.Request) {
 // time rather than one per call. The query outlives a caller that gives
 // up, for the others waiting on it.
 func (g *Gateway) reconnectOffer(ctx context.Context, id string, req workflows.ReconnectRequest) (workflows.ReconnectOffer, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return workflows.ReconnectOffer{}, err
-	}
-	key := id + "\x00" + string(body)
+	key := fmt.Sprintf("%s\x00%t", id, req.ForceNewSession)
 	answer := g.reconnectQueries.DoChan(key, func() (_ any, err error) {
 		// The query runs outside the request's goroutine, where net/http's
 		// recovery can't reach: a panic becomes this call's error.
@@ -372,8 +371,8 @@ func (g *Gateway) reconnectOffer(ctx context.Context, id string, req workflows.R
 		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), queryTimeout)
 		defer cancel()
 		var offer workflows.ReconnectOffer
-		v, err := g.Temporal.QueryWorkflow(qctx, id, "", workflows.QueryReconnect,
-			workflows.ReconnectQuery{ReconnectRequest: req, At: time.Now().UTC()})
+		req.At = g.now().UTC()
+		v, err := g.Temporal.QueryWorkflow(qctx, id, "", workflows.QueryReconnect, req)
 		if err == nil {
 			err = v.Get(&offer)
 		}

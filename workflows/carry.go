@@ -28,6 +28,7 @@ type RepairCarry struct {
 	NextPollAt          time.Time          `json:"nextPollAt,omitzero"`
 	PollInterval        time.Duration      `json:"pollInterval,omitempty"`
 	Outbox              []activities.Event `json:"outbox,omitempty"`
+	GatewayClocks       []gatewayClock     `json:"gatewayClocks,omitempty"`
 }
 
 // continueDue reports that this run's history is long enough to hand over
@@ -79,6 +80,7 @@ func (r *repair) prepareContinue(ctx workflow.Context) (RepairInput, bool) {
 		NextPollAt:          r.nextPollAt,
 		PollInterval:        r.pollInterval,
 		Outbox:              r.outbox,
+		GatewayClocks:       r.gatewayClocks,
 	}
 	return next, true
 }
@@ -104,5 +106,6 @@ func (c *RepairCarry) restore(in RepairInput, opts RepairOptions) *repair {
 		nextPollAt:          c.NextPollAt,
 		pollInterval:        c.PollInterval,
 		outbox:              c.Outbox,
+		gatewayClocks:       c.GatewayClocks,
 	}
 }

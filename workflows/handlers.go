@@ -46,8 +46,8 @@ func (r *repair) registerHandlers(ctx workflow.Context) error {
 	}, workflow.QueryHandlerOptions{Description: "The whole repair state"}); err != nil {
 		return err
 	}
-	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryReconnect, func(q ReconnectQuery) (ReconnectOffer, error) {
-		return r.offer(ctx, q.ReconnectRequest, later(q.At, workflow.Now(ctx))), nil
+	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryReconnect, func(q ReconnectRequest) (ReconnectOffer, error) {
+		return r.offer(ctx, q, later(q.At.Add(-r.clockSkew(q.Gateway)), workflow.Now(ctx))), nil
 	}, workflow.QueryHandlerOptions{Description: "How to answer a reconnect without writing history"}); err != nil {
 		return err
 	}
@@ -134,6 +134,7 @@ func (r *repair) validateReconnect(ctx workflow.Context, _ ReconnectRequest) err
 // while it is valid, else one the main path mints for it.
 func (r *repair) onReconnect(ctx workflow.Context, req ReconnectRequest) (ReconnectResult, error) {
 	r.updates++
+	r.noteClockSkew(req, workflow.Now(ctx))
 	o := r.offer(ctx, req, workflow.Now(ctx))
 	switch {
 	case o.Result != nil && r.st.Status != StatusAwaitingUser:
@@ -255,4 +256,39 @@ func (r *repair) onExit(ctx workflow.Context, e ReconnectExited) error {
 	r.exits++
 	r.inbox = append(r.inbox, inboxItem{exit: &e})
 	return nil
+}
+
+// gatewayClock is how far one gateway's clock ran ahead of the workflow's
+// when it last sent a reconnect update.
+type gatewayClock struct {
+	Gateway string        `json:"gateway"`
+	Skew    time.Duration `json:"skew"`
+}
+
+// gatewayClocksKept bounds the gateways whose clocks a repair remembers.
+const gatewayClocksKept = 8
+
+// noteClockSkew learns how far the sending gateway's clock runs ahead: the
+// update runs in a task that began after the gateway sent it, so the skew
+// is measured at most a task's latency short. A gateway behind Temporal's
+// clock needs no correction (the query already takes the later clock).
+func (r *repair) noteClockSkew(req ReconnectRequest, now time.Time) {
+	if req.Gateway == "" || req.At.IsZero() {
+		return
+	}
+	r.gatewayClocks = slices.DeleteFunc(r.gatewayClocks, func(c gatewayClock) bool { return c.Gateway == req.Gateway })
+	r.gatewayClocks = append(r.gatewayClocks, gatewayClock{Gateway: req.Gateway, Skew: max(req.At.Sub(now), 0)})
+	if len(r.gatewayClocks) > gatewayClocksKept {
+		r.gatewayClocks = slices.Clone(r.gatewayClocks[len(r.gatewayClocks)-gatewayClocksKept:])
+	}
+}
+
+// clockSkew is how far gateway's clock was last seen ahead (0 if unknown).
+func (r *repair) clockSkew(gateway string) time.Duration {
+	for _, c := range r.gatewayClocks {
+		if c.Gateway == gateway {
+			return c.Skew
+		}
+	}
+	return 0
 }

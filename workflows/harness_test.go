@@ -104,10 +104,14 @@ func (h *harness) at(d time.Duration, fn func()) {
 // the update completes.
 //
 // Like the gateway, it asks the reconnect query first and sends the update
-// only when the query says a new session is needed.
+// only when the query says a new session is needed, saying what time it is
+// (req.At, if set: a gateway whose clock is off).
 func (h *harness) reconnect(req ReconnectRequest) *updateOutcome {
 	h.t.Helper()
-	v, err := h.env.QueryWorkflow(QueryReconnect, ReconnectQuery{ReconnectRequest: req, At: h.env.Now()})
+	if req.At.IsZero() {
+		req.At = h.env.Now()
+	}
+	v, err := h.env.QueryWorkflow(QueryReconnect, req)
 	require.NoError(h.t, err)
 	var offer ReconnectOffer
 	require.NoError(h.t, v.Get(&offer))

@@ -100,11 +100,19 @@ func (in RepairInput) reasonCode() ReasonCode {
 	return ReasonRequested
 }
 
-// ReconnectRequest is the reconnect update's argument.
+// ReconnectRequest is the reconnect query's and update's argument.
 type ReconnectRequest struct {
 	// ForceNewSession mints a new session even if the current one is still
 	// valid, for a widget that rejected its token.
 	ForceNewSession bool `json:"forceNewSession,omitempty"`
+	// At and Gateway are set by the gateway, never by its caller: its
+	// clock when it asked, and which gateway process asked. A query sees
+	// the workflow's clock as of its last task, which may be hours old,
+	// so the gateway says what time it is; the repair learns from each
+	// gateway's updates how far its clock runs ahead of Temporal's, and
+	// corrects that gateway's queries by it.
+	At      time.Time `json:"at,omitzero"`
+	Gateway string    `json:"gateway,omitempty"`
 }
 
 // ReconnectResult tells the frontend what to do. With ConnectorStatus
@@ -114,14 +122,6 @@ type ReconnectResult struct {
 	Status          Status                     `json:"status"`
 	ConnectorStatus aggregator.ConnectorStatus `json:"connectorStatus"`
 	Session         *aggregator.Session        `json:"session,omitempty"`
-}
-
-// ReconnectQuery is the reconnect query's argument. A query sees the
-// workflow's clock as of its last task, which may be minutes old, so the
-// caller says what time it is.
-type ReconnectQuery struct {
-	ReconnectRequest
-	At time.Time `json:"at"`
 }
 
 // ReconnectOffer is the reconnect query's answer. Exactly one of Result,

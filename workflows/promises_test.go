@@ -102,24 +102,23 @@ func TestReconnectOfferUsesTheCallersClock(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()
 	offers := map[string]ReconnectOffer{}
-	query := func(name string, q ReconnectQuery) {
+	query := func(name string, q ReconnectRequest) {
 		v, err := h.env.QueryWorkflow(QueryReconnect, q)
 		require.NoError(t, err)
 		var o ReconnectOffer
 		require.NoError(t, v.Get(&o))
 		offers[name] = o
 	}
-	forced := ReconnectRequest{ForceNewSession: true}
 	h.at(time.Second, func() {
-		query("forced at once", ReconnectQuery{ReconnectRequest: forced, At: h.env.Now()})
+		query("forced at once", ReconnectRequest{ForceNewSession: true, At: h.env.Now()})
 	})
 	h.at(time.Minute, func() {
 		now := h.env.Now()
-		query("now", ReconnectQuery{At: now})
+		query("now", ReconnectRequest{At: now})
 		// The workflow's clock stands still between its tasks; the caller's
 		// does not. A session expired by the caller's clock is not handed out.
-		query("an hour later", ReconnectQuery{At: now.Add(time.Hour)})
-		query("forced later", ReconnectQuery{ReconnectRequest: forced, At: now})
+		query("an hour later", ReconnectRequest{At: now.Add(time.Hour)})
+		query("forced later", ReconnectRequest{ForceNewSession: true, At: now})
 	})
 	h.at(2*time.Minute, func() { h.send(CancelRequest{}) })
 
@@ -140,7 +139,7 @@ func TestReconnectDuringTheProbeSaysRetry(t *testing.T) {
 	var offer ReconnectOffer
 	var update *updateOutcome
 	h.at(10*time.Minute, func() {
-		v, err := h.env.QueryWorkflow(QueryReconnect, ReconnectQuery{At: h.env.Now()})
+		v, err := h.env.QueryWorkflow(QueryReconnect, ReconnectRequest{At: h.env.Now()})
 		require.NoError(t, err)
 		require.NoError(t, v.Get(&offer))
 		update = h.reconnect(ReconnectRequest{})
@@ -308,4 +307,32 @@ func TestTheCarryIsBoundedWhateverTheFrontendDoes(t *testing.T) {
 	assert.Equal(t, refreshes+1, c.State.SessionsIssued, "every forced refresh minted a session")
 	assert.Len(t, c.IssuedTokens, tokensKept)
 	assert.Equal(t, c.Session.ConnectorToken, c.IssuedTokens[tokensKept-1], "the current session is kept")
+}
+
+// A gateway whose clock runs an hour ahead of Temporal's (its sessions all
+// look expired to it) makes the repair mint one new session, not one per
+// reconnect: the repair learns its skew from that update.
+func TestAGatewayWhoseClockRunsAheadMintsOnce(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	ahead := func() ReconnectRequest {
+		return ReconnectRequest{Gateway: "gw-ahead", At: h.env.Now().Add(time.Hour)}
+	}
+	var outcomes []*updateOutcome
+	for i := range 6 {
+		h.at(time.Duration(i+1)*time.Minute, func() { outcomes = append(outcomes, h.reconnect(ahead())) })
+	}
+	// Another gateway, on time, is not corrected by the first one's skew.
+	h.at(7*time.Minute, func() { outcomes = append(outcomes, h.reconnect(ReconnectRequest{Gateway: "gw-on-time"})) })
+	h.at(10*time.Minute, func() { h.send(CancelRequest{}) })
+
+	st := h.run(RepairOptions{})
+
+	require.Len(t, outcomes, 7)
+	for i, o := range outcomes {
+		require.True(t, o.done, "call %d", i)
+		require.NoError(t, o.err, "call %d", i)
+		assert.Equal(t, outcomes[0].result.Session.ConnectorToken, o.result.Session.ConnectorToken, "call %d gets the session minted for the first", i)
+	}
+	assert.Equal(t, 2, st.SessionsIssued, "the probe's session, and one for the gateway ahead")
 }

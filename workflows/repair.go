@@ -91,6 +91,7 @@ type repair struct {
 	refreshRounds    int // finished refresh rounds, successful or not
 	refreshErr       string
 	refreshFailedAt  time.Time
+	gatewayClocks    []gatewayClock // how far each gateway's clock runs ahead
 
 	verifyNow    bool // a webhook said the connection broke again: look now
 	nextPollAt   time.Time
