@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -202,15 +201,10 @@ func (a *Activities) Notify(ctx context.Context, ev Event) error {
 // what it wraps: unconverted, a wrapped NotFound would be retried for the
 // whole repair window.)
 func applicationError(err error) error {
-	var pe *aggregator.Error
-	if !errors.As(err, &pe) {
-		return err
+	if pe := aggregator.Named(err); pe != nil {
+		return temporal.NewNonRetryableApplicationError(pe.Message, pe.Type, nil)
 	}
-	msg := pe.Message
-	if err != error(pe) {
-		msg = strings.TrimSuffix(err.Error(), " (type: "+pe.Type+", retryable: false)")
-	}
-	return temporal.NewNonRetryableApplicationError(msg, pe.Type, nil)
+	return err
 }
 
 // ErrorType returns the type of the Temporal application error in err's
