@@ -219,14 +219,16 @@ func (a *Activities) Notify(ctx context.Context, ev Event) error {
 }
 
 // applicationError is what each activity that calls a provider returns
-// for err: an aggregator.Error becomes the non-retryable Temporal
-// application error of its type and message, which the workflow tells
-// apart by ErrorType; any other error is retried with the activity's
-// backoff. Adapters return
-// their Errors as they are: Temporal reads only the error itself, not what
-// it wraps, so a wrapped one would be retried (as it always was).
+// for err: an aggregator.Error anywhere in err's chain (bare, or wrapped
+// with fmt.Errorf("…: %w", err) by an adapter or by this package) becomes
+// the non-retryable Temporal application error of its type, which the
+// workflow tells apart by ErrorType; its message is err's whole message,
+// wrapping context included. Any other error is retried with the
+// activity's backoff. (Temporal reads only the error it is handed, not
+// what it wraps: unconverted, a wrapped NotFound would be retried for the
+// whole repair window.)
 func applicationError(err error) error {
-	if pe, ok := err.(*aggregator.Error); ok {
+	if pe := aggregator.Named(err); pe != nil {
 		return temporal.NewNonRetryableApplicationError(pe.Message, pe.Type, nil)
 	}
 	return err

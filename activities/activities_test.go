@@ -3,6 +3,7 @@ package activities_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -149,4 +150,47 @@ func TestAdapterErrorsLeaveActivitiesAsNonRetryableApplicationErrors(t *testing.
 	var appErr *temporal.ApplicationError
 	require.True(t, errors.As(err, &appErr))
 	assert.True(t, appErr.NonRetryable())
+}
+
+// An adapter that adds context to a named error (fmt.Errorf("…: %w", err))
+// still ends the repair: the wrapped error leaves the activity as the
+// non-retryable application error of its type, not as a retryable one
+// that would be retried for the whole repair window.
+func TestWrappedAdapterErrorsAreStillNonRetryable(t *testing.T) {
+	ref := aggregator.ConnectionRef{Provider: "scripted", ConnectionID: "c"}
+	for _, newErr := range []func(string) error{aggregator.NotFound, aggregator.NotRepairable, aggregator.InvalidInput, aggregator.ReconnectRejected} {
+		wrapped := fmt.Errorf("quiltt initialize: %w", newErr("no such connection"))
+		twice := fmt.Errorf("attempt 2: %w", wrapped)
+		for _, err := range []error{wrapped, twice} {
+			var suite testsuite.WorkflowTestSuite
+			env := suite.NewTestActivityEnvironment()
+			acts := &activities.Activities{Providers: aggregator.NewRegistry(&scripted{initErr: err})}
+			env.RegisterActivity(acts)
+			_, got := env.ExecuteActivity(acts.Initialize, activities.InitializeRequest{ConnectionRef: ref})
+			var appErr *temporal.ApplicationError
+			require.True(t, errors.As(got, &appErr), "%v", got)
+			assert.Equal(t, aggregator.TypeOf(err), appErr.Type(), "%v", err)
+			assert.True(t, appErr.NonRetryable(), "%v: retried for the whole window", err)
+			assert.Contains(t, appErr.Error(), "quiltt initialize: no such connection", "the adapter's context is kept")
+		}
+	}
+	// Wrapping a plain error keeps it retryable.
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	acts := &activities.Activities{Providers: aggregator.NewRegistry(&scripted{initErr: fmt.Errorf("initialize: %w", blip)})}
+	env.RegisterActivity(acts)
+	_, err := env.ExecuteActivity(acts.Initialize, activities.InitializeRequest{ConnectionRef: ref})
+	assertRetryable(t, err)
+}
+
+// A wrapped ReconnectRejected from close is a refused close: the status
+// decides, as for a bare one.
+func TestFinishReconnectReadsAWrappedRejection(t *testing.T) {
+	p := &scripted{closeErr: fmt.Errorf("meld close: %w", aggregator.ReconnectRejected("bad token")), status: []aggregator.ConnectionStatus{broken}}
+	_, err := finish(t, p, false)
+	assert.Equal(t, aggregator.ErrTypeReconnectRejected, activities.ErrorType(err))
+	p = &scripted{closeErr: fmt.Errorf("meld close: %w", aggregator.ReconnectRejected("already used")), status: []aggregator.ConnectionStatus{syncing}}
+	st, err := finish(t, p, false)
+	require.NoError(t, err)
+	assert.Equal(t, aggregator.HealthSyncing, st.Health)
 }

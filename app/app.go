@@ -100,7 +100,7 @@ func StartMetrics(cfg config.Config, logger *slog.Logger) (reg *metrics.Registry
 }
 
 // ErrNoProvider: production processes need at least one real provider.
-var ErrNoProvider = errors.New("no provider is enabled: set Quiltt's, Meld's or Plaid's settings (see the README); the sandbox lives in `relink dev`")
+var ErrNoProvider = errors.New("no provider is enabled: set a provider's settings (see the README's Configuration); the sandbox lives in `relink dev`")
 
 // DialWhenReady dials Temporal, retrying for a minute while a server that
 // was just started comes up.

@@ -20,14 +20,15 @@ import (
 // RELINK_PUBLIC_URL.
 func NewSandbox(c config.Config, logger *slog.Logger) *sandbox.Provider {
 	base := strings.TrimRight(c.Gateway.PublicURL, "/")
+	settings := config.SettingsOf[*sandbox.Settings](c)
 	return &sandbox.Provider{
 		WidgetURL: base + "/sandbox/widget",
-		SyncDelay: c.Sandbox.SyncDelay,
+		SyncDelay: settings.SyncDelay,
 		Now:       time.Now,
 		Logger:    logger.With("component", "sandbox"),
 		Webhooks: &sandbox.WebhookSender{
 			URL:    base + "/webhooks/" + sandbox.Name,
-			Secret: c.Sandbox.WebhookSecret,
+			Secret: settings.WebhookSecret,
 			Client: &http.Client{Timeout: 10 * time.Second},
 			Now:    time.Now,
 		},
@@ -87,6 +88,7 @@ func NewGateway(c config.Config, tc client.Client, logger *slog.Logger, provider
 		Codec:          enc,
 		CodecOrigins:   c.Gateway.CodecOrigins,
 		Receivers:      providers.Webhooks,
+		Browsers:       providers.Browsers,
 		Defaults:       c.Repair.Options(),
 		Sandbox:        sb,
 		Logger:         logger.With("component", "gateway"),

@@ -2,12 +2,15 @@ package cli
 
 import (
 	"os/exec"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/relink-dev/relink/activities/providers"
 )
 
 // linked lists every package of the module and every test binary (named
@@ -68,12 +71,19 @@ func TestNoTestBinaryLinksTheTemporalServer(t *testing.T) {
 
 // The providers' adapters and their tests link no Temporal SDK: they
 // speak activities/aggregator, and each warm `go test ./...` links their
-// test binaries at a third of the size.
+// test binaries at a third of the size. The adapters are every registered
+// provider's package (where its settings type lives), the contract and
+// the provider list.
 func TestAdaptersLinkNoTemporalSDK(t *testing.T) {
 	all, err := linked()
 	require.NoError(t, err)
-	for _, binary := range []string{"activities/aggregator", "activities/meld", "activities/plaid", "activities/quiltt", "activities/sandbox"} {
-		binary = "github.com/relink-dev/relink/" + binary + ".test"
+	binaries := []string{"github.com/relink-dev/relink/activities/aggregator", "github.com/relink-dev/relink/activities/providers"}
+	for _, reg := range providers.All {
+		binaries = append(binaries, reflect.TypeOf(reg.NewSettings()).Elem().PkgPath())
+	}
+	require.Contains(t, binaries, "github.com/relink-dev/relink/activities/quiltt", "the listing is real")
+	for _, binary := range binaries {
+		binary += ".test"
 		require.Contains(t, all, binary, "the listing is real")
 		for _, dep := range all[binary] {
 			assert.False(t, strings.HasPrefix(dep, "go.temporal.io/"), "%s links %s", binary, dep)

@@ -102,7 +102,7 @@ func simulateQuilttError(ctx context.Context, stdout io.Writer, profileID, conne
 	if err != nil {
 		return err
 	}
-	q := app.NewProviders(cfg, nil).Quiltt
+	q, _ := app.NewProviders(cfg, nil).API(quiltt.Name).(*quiltt.Provider)
 	if q == nil {
 		return errors.New("Quiltt is not enabled: set QUILTT_API_SECRET and QUILTT_WEBHOOK_SECRET")
 	}

@@ -7,9 +7,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,6 +19,8 @@ import (
 	"go.temporal.io/sdk/client"
 	tenvconfig "go.temporal.io/sdk/contrib/envconfig"
 
+	"github.com/relink-dev/relink/activities/aggregator"
+	"github.com/relink-dev/relink/activities/providers"
 	"github.com/relink-dev/relink/keyring"
 	"github.com/relink-dev/relink/version"
 
@@ -30,10 +34,6 @@ type Config struct {
 	Repair   Repair
 	Notify   Notify
 	Webhooks Webhooks
-	Quiltt   Quiltt
-	Meld     Meld
-	Plaid    Plaid
-	Sandbox  Sandbox
 	Dev      Dev
 	Log      Log
 	Metrics  Metrics
@@ -41,6 +41,26 @@ type Config struct {
 
 	// publicURLSet: RELINK_PUBLIC_URL was given, not defaulted.
 	publicURLSet bool
+	// providers are each registered provider's settings, by name (each
+	// adapter's own settings struct: activities/providers lists them).
+	providers map[string]aggregator.Settings
+}
+
+// Provider returns the named provider's settings (nil for a provider
+// that is not registered).
+func (c Config) Provider(name string) aggregator.Settings { return c.providers[name] }
+
+// SettingsOf returns the settings of type S (an adapter's *Settings):
+// what the code that knows one adapter (its dev tooling, its tests) reads.
+// It is the zero S when no registered provider has settings of that type.
+func SettingsOf[S aggregator.Settings](c Config) S {
+	for _, s := range c.providers {
+		if v, ok := s.(S); ok {
+			return v
+		}
+	}
+	var zero S
+	return zero
 }
 
 // Versioned reports whether the worker joins a Worker Deployment, and
@@ -377,62 +397,6 @@ type Webhooks struct {
 	Tolerance time.Duration `env:"RELINK_WEBHOOK_TOLERANCE, default=300s"`
 }
 
-// Quiltt is the Quiltt adapter; QUILTT_API_SECRET and
-// QUILTT_WEBHOOK_SECRET enable it.
-type Quiltt struct {
-	APISecret     string `env:"QUILTT_API_SECRET"`
-	WebhookSecret string `env:"QUILTT_WEBHOOK_SECRET"`
-	APIURL        string `env:"QUILTT_API_URL, default=https://api.quiltt.io"`
-	AuthURL       string `env:"QUILTT_AUTH_URL, default=https://auth.quiltt.io"`
-}
-
-// Enabled reports whether the Quiltt adapter is configured.
-func (q Quiltt) Enabled() bool { return q.APISecret != "" }
-
-// Meld is the Meld adapter; MELD_API_KEY and MELD_WEBHOOK_SECRET enable it.
-type Meld struct {
-	APIKey        string `env:"MELD_API_KEY"`
-	WebhookSecret string `env:"MELD_WEBHOOK_SECRET"`
-	APIURL        string `env:"MELD_API_URL, default=https://api.meld.io"`
-	Version       string `env:"MELD_VERSION, default=2025-03-04"`
-	// WebhookURL is the URL registered with Meld; its signature covers it.
-	// Empty means RELINK_PUBLIC_URL + /webhooks/meld.
-	WebhookURL       string `env:"MELD_WEBHOOK_URL"`
-	ProactiveRepairs bool   `env:"MELD_PROACTIVE_REPAIRS, default=false"`
-}
-
-// Enabled reports whether the Meld adapter is configured.
-func (m Meld) Enabled() bool { return m.APIKey != "" }
-
-// Plaid is the Plaid adapter; PLAID_CLIENT_ID and PLAID_SECRET enable it.
-type Plaid struct {
-	ClientID       string   `env:"PLAID_CLIENT_ID"`
-	Secret         string   `env:"PLAID_SECRET"`
-	APIURL         string   `env:"PLAID_API_URL, default=https://production.plaid.com"`
-	ClientName     string   `env:"PLAID_CLIENT_NAME"`
-	Language       string   `env:"PLAID_LANGUAGE, default=en"`
-	CountryCodes   []string `env:"PLAID_COUNTRY_CODES, default=US"`
-	LinkWebhookURL string   `env:"PLAID_LINK_WEBHOOK_URL"`
-	RedirectURI    string   `env:"PLAID_REDIRECT_URI"`
-	// AccessTokens maps Item ids to access tokens ("item:token,…"), for
-	// development; production asks the app at AccessTokenURL.
-	AccessTokens      map[string]string `env:"PLAID_ACCESS_TOKENS"`
-	AccessTokenURL    string            `env:"PLAID_ACCESS_TOKEN_URL"`
-	AccessTokenSecret string            `env:"PLAID_ACCESS_TOKEN_SECRET"`
-	ProactiveRepairs  bool              `env:"PLAID_PROACTIVE_REPAIRS, default=true"`
-	DedupeWindow      time.Duration     `env:"PLAID_WEBHOOK_DEDUPE_WINDOW, default=10m"`
-}
-
-// Enabled reports whether the Plaid adapter is configured.
-func (p Plaid) Enabled() bool { return p.ClientID != "" || p.Secret != "" }
-
-// Sandbox is the in-process provider. It lives in the dev stack's process,
-// where worker and gateway share it.
-type Sandbox struct {
-	WebhookSecret string        `env:"RELINK_SANDBOX_WEBHOOK_SECRET, default=sandbox-webhook-secret"`
-	SyncDelay     time.Duration `env:"RELINK_SANDBOX_SYNC_DELAY, default=2s"`
-}
-
 // Dev is the embedded dev stack.
 type Dev struct {
 	DataDir      string `env:"RELINK_DATA_DIR, default=.relink"`
@@ -453,9 +417,23 @@ func Load(ctx context.Context) (Config, error) {
 
 // LoadFrom reads the configuration from l (tests pass a map).
 func LoadFrom(ctx context.Context, l envconfig.Lookuper) (Config, error) {
+	return LoadProviders(ctx, l, providers.All)
+}
+
+// LoadProviders reads the configuration from l, with the settings of the
+// providers of list (providers.All but in tests).
+func LoadProviders(ctx context.Context, l envconfig.Lookuper, list []aggregator.Registration) (Config, error) {
 	var c Config
 	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: l}); err != nil {
 		return c, fmt.Errorf("config: %w", err)
+	}
+	c.providers = make(map[string]aggregator.Settings, len(list))
+	for _, reg := range list {
+		s := reg.NewSettings()
+		if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: s, Lookuper: l}); err != nil {
+			return c, fmt.Errorf("config: %s: %w", reg.Name, err)
+		}
+		c.providers[reg.Name] = s
 	}
 	if err := refuseOldTLSNames(l); err != nil {
 		return c, err
@@ -529,27 +507,9 @@ func (c Config) validate() error {
 	if c.Webhooks.Tolerance <= 0 {
 		errs = append(errs, errors.New("RELINK_WEBHOOK_TOLERANCE must be positive"))
 	}
-	if (c.Quiltt.APISecret == "") != (c.Quiltt.WebhookSecret == "") {
-		errs = append(errs, errors.New("QUILTT_API_SECRET and QUILTT_WEBHOOK_SECRET go together"))
-	}
-	if (c.Meld.APIKey == "") != (c.Meld.WebhookSecret == "") {
-		errs = append(errs, errors.New("MELD_API_KEY and MELD_WEBHOOK_SECRET go together"))
-	}
-	if c.Plaid.Enabled() {
-		if c.Plaid.ClientID == "" || c.Plaid.Secret == "" {
-			errs = append(errs, errors.New("PLAID_CLIENT_ID and PLAID_SECRET go together"))
-		}
-		if c.Plaid.ClientName == "" {
-			errs = append(errs, errors.New("PLAID_CLIENT_NAME is required with Plaid (Link shows it to the user)"))
-		}
-		if len(c.Plaid.AccessTokens) == 0 && c.Plaid.AccessTokenURL == "" {
-			errs = append(errs, errors.New("Plaid needs PLAID_ACCESS_TOKEN_URL (or PLAID_ACCESS_TOKENS for development) to find Items' access tokens"))
-		}
-		if c.Plaid.AccessTokenURL != "" && c.Plaid.AccessTokenSecret == "" {
-			errs = append(errs, errors.New("PLAID_ACCESS_TOKEN_URL needs PLAID_ACCESS_TOKEN_SECRET: access tokens are never asked for without authentication"))
-		}
-		if c.Plaid.DedupeWindow < time.Second {
-			errs = append(errs, errors.New("PLAID_WEBHOOK_DEDUPE_WINDOW must be at least 1s"))
+	for _, name := range slices.Sorted(maps.Keys(c.providers)) {
+		if err := c.providers[name].Validate(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if c.Worker.CacheSize < 0 || c.Worker.Pollers < 2 {

@@ -13,6 +13,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
+	"github.com/relink-dev/relink/activities/meld"
+	"github.com/relink-dev/relink/activities/plaid"
+	"github.com/relink-dev/relink/activities/providers"
+	"github.com/relink-dev/relink/activities/quiltt"
+	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -106,7 +111,9 @@ func TestInvalidValuesAreRejected(t *testing.T) {
 func TestProvidersAreEnabledByTheirSettings(t *testing.T) {
 	c, err := LoadFrom(context.Background(), envconfig.MapLookuper(nil))
 	require.NoError(t, err)
-	assert.False(t, c.Quiltt.Enabled() || c.Meld.Enabled() || c.Plaid.Enabled())
+	for _, reg := range providers.All {
+		assert.False(t, c.Provider(reg.Name).Enabled(), reg.Name)
+	}
 
 	c, err = LoadFrom(context.Background(), envconfig.MapLookuper(map[string]string{
 		"QUILTT_API_SECRET": "q", "QUILTT_WEBHOOK_SECRET": "w",
@@ -115,12 +122,16 @@ func TestProvidersAreEnabledByTheirSettings(t *testing.T) {
 		"PLAID_ACCESS_TOKENS": "item_1:access-1,item_2:access-2", "PLAID_COUNTRY_CODES": "US,CA",
 	}))
 	require.NoError(t, err)
-	assert.True(t, c.Quiltt.Enabled() && c.Meld.Enabled() && c.Plaid.Enabled())
-	assert.Equal(t, map[string]string{"item_1": "access-1", "item_2": "access-2"}, c.Plaid.AccessTokens)
-	assert.Equal(t, []string{"US", "CA"}, c.Plaid.CountryCodes)
-	assert.Equal(t, "2025-03-04", c.Meld.Version)
-	assert.True(t, c.Plaid.ProactiveRepairs)
-	assert.False(t, c.Meld.ProactiveRepairs)
+	assert.True(t, c.Provider(quiltt.Name).Enabled() && c.Provider(meld.Name).Enabled() && c.Provider(plaid.Name).Enabled())
+	assert.False(t, c.Provider(sandbox.Name).Enabled(), "the dev stack supplies the sandbox; settings never enable it")
+	pl, m := SettingsOf[*plaid.Settings](c), SettingsOf[*meld.Settings](c)
+	assert.Same(t, c.Provider(plaid.Name), pl)
+	assert.Equal(t, map[string]string{"item_1": "access-1", "item_2": "access-2"}, pl.AccessTokens)
+	assert.Equal(t, []string{"US", "CA"}, pl.CountryCodes)
+	assert.Equal(t, "2025-03-04", m.Version)
+	assert.True(t, pl.ProactiveRepairs)
+	assert.False(t, m.ProactiveRepairs)
+	assert.Equal(t, "sandbox-webhook-secret", SettingsOf[*sandbox.Settings](c).WebhookSecret)
 }
 
 func TestSecuritySettings(t *testing.T) {

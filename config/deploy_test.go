@@ -9,7 +9,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -282,11 +281,11 @@ env RELINK_LEGACY_MADE_UP value with spaces
 	}
 }
 
-// relinkReads reports whether Relink reads a variable: Config's fields,
+// relinkReads reports whether Relink reads a variable: Config's fields and
+// the providers' settings,
 // the Temporal connection's (names ending in _ are prefixes), RELINK_URL.
 func relinkReads(t *testing.T) func(string) bool {
-	code := map[string]string{}
-	collectEnv(reflect.TypeOf(Config{}), code)
+	code := configEnv()
 	names := map[string]bool{"RELINK_URL": true}
 	for name := range code {
 		names[name] = true

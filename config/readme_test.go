@@ -12,12 +12,15 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/relink-dev/relink/activities/providers"
 )
 
 // The README's configuration tables list exactly the variables Relink
 // reads: its own with the same defaults as Config (RELINK_URL is the CLI's
 // own and is checked by name only), and the Temporal connection's exactly
-// as the SDK's envconfig module, which reads them, names them.
+// as the SDK's envconfig module, which reads them, names them. Providers'
+// variables are read from each registered adapter's settings struct.
 func TestReadmeConfigurationTableMatchesTheCode(t *testing.T) {
 	readme, err := os.ReadFile("../README.md")
 	require.NoError(t, err)
@@ -37,8 +40,7 @@ func TestReadmeConfigurationTableMatchesTheCode(t *testing.T) {
 	delete(documented, "RELINK_URL")
 	assert.Equal(t, temporalVariables(t), keys(temporalDocumented))
 
-	inCode := map[string]string{}
-	collectEnv(reflect.TypeOf(Config{}), inCode)
+	inCode := configEnv()
 
 	assert.Equal(t, keys(inCode), keys(documented))
 	for name, def := range inCode {
@@ -68,6 +70,17 @@ func temporalVariables(t *testing.T) []string {
 	}
 	require.Contains(t, names, "TEMPORAL_ADDRESS", "read the envconfig module from %s", dir)
 	return keys(names)
+}
+
+// configEnv maps every variable Relink's configuration reads to its
+// default: Config's own fields and each registered provider's settings.
+func configEnv() map[string]string {
+	out := map[string]string{}
+	collectEnv(reflect.TypeOf(Config{}), out)
+	for _, reg := range providers.All {
+		collectEnv(reflect.TypeOf(reg.NewSettings()).Elem(), out)
+	}
+	return out
 }
 
 func collectEnv(t reflect.Type, out map[string]string) {

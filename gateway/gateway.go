@@ -69,6 +69,10 @@ type Gateway struct {
 	Now func() time.Time
 	// Receivers verify and parse webhooks, by provider name.
 	Receivers map[string]aggregator.WebhookReceiver
+	// Browsers are what the hosted reconnect page needs for each
+	// provider's widget (its registration's Browser record), by name: the
+	// page's bootstrap data and its Content-Security-Policy.
+	Browsers map[string]aggregator.Browser
 	// Defaults are the options new repairs start with.
 	Defaults workflows.RepairOptions
 	// Sandbox enables /sandbox/… when set (dev stack only).

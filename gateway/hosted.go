@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/clienttoken"
 	"github.com/relink-dev/relink/workflows"
 )
@@ -118,6 +120,10 @@ type hostedView struct {
 	ReturnURL   string // the app's return URL with the outcome, for ended pages
 	ReturnBase  string // the app's return URL, for the page's script
 	PlaidScript string
+	// Widget is the provider's Browser record as JSON: which widgets its
+	// sessions open and how a framed widget's messages map to complete
+	// and exit (the page's script reads it; it names no provider).
+	Widget string
 }
 
 // reconnectPage is GET /r/{token}.
@@ -171,7 +177,12 @@ func (g *Gateway) reconnectPage(w http.ResponseWriter, r *http.Request) {
 		status, v.State, v.Title = http.StatusInternalServerError, "unavailable", "Something went wrong on our side"
 		return
 	}
-	v.State, v.ClientToken, v.ReturnBase = "open", token, g.ReconnectReturnURL
+	widget, err := json.Marshal(g.Browsers[link.Provider])
+	if err != nil {
+		status, v.State, v.Title = http.StatusInternalServerError, "unavailable", "Something went wrong on our side"
+		return
+	}
+	v.State, v.ClientToken, v.ReturnBase, v.Widget = "open", token, g.ReconnectReturnURL, string(widget)
 	v.Title = "Reconnect your bank"
 	if v.Institution != "" {
 		v.Title = "Reconnect " + v.Institution
@@ -267,31 +278,37 @@ func pageHeaders(h http.Header, frameOptions, csp string) {
 	h.Set("Content-Security-Policy", csp)
 }
 
-// widgetOrigins are the script and frame origins each provider's widget
-// needs (Plaid Link; MX's Connect widget behind Quiltt; Meld Connect).
-// (Plaid: plaid.com/docs/link/web, CSP; MX: its widget hosts, production
-// and integration; Meld: institution-connect, production and sandbox.)
-var widgetOrigins = map[string]struct{ frames, connects []string }{
-	"plaid":  {frames: []string{"https://cdn.plaid.com"}, connects: []string{"https://production.plaid.com", "https://sandbox.plaid.com"}},
-	"quiltt": {frames: []string{"https://cdn.plaid.com", "https://widgets.moneydesktop.com", "https://int-widgets.moneydesktop.com"}, connects: []string{"https://production.plaid.com", "https://sandbox.plaid.com"}},
-	"meld":   {frames: []string{"https://institution-connect.meld.io", "https://institution-connect-sb.meld.io"}},
-}
-
-// hostedCSP allows the page's own script and style, the provider's widget
-// origins, and the gateway's API (same origin); nothing else.
+// hostedCSP allows the page's own script and style, the origins the
+// provider's widget needs (its registration's Browser record: frames,
+// API calls, and Plaid Link's script for providers whose sessions open
+// Plaid Link), RELINK_RECONNECT_FRAME_ORIGINS, and the gateway's API
+// (same origin); nothing else.
 func (g *Gateway) hostedCSP(provider string) string {
 	scripts, frames, connects := []string{"'self'"}, []string{"'self'"}, []string{"'self'"}
-	o := widgetOrigins[provider]
-	frames = append(frames, o.frames...)
-	connects = append(connects, o.connects...)
-	if provider == "plaid" || provider == "quiltt" {
+	b := g.Browsers[provider]
+	frames = append(frames, b.FrameOrigins...)
+	connects = append(connects, b.ConnectOrigins...)
+	if b.Has(aggregator.WidgetPlaidLink) {
 		if u, err := url.Parse(g.PlaidLinkScriptURL); err == nil && u.Host != "" {
 			scripts = append(scripts, u.Scheme+"://"+u.Host)
 			frames = append(frames, u.Scheme+"://"+u.Host)
 		}
 	}
 	frames = append(frames, g.ReconnectFrameOrigins...)
-	return "default-src 'none'; script-src " + strings.Join(scripts, " ") +
-		"; style-src 'self'; img-src 'self' data:; connect-src " + strings.Join(connects, " ") + "; frame-src " + strings.Join(frames, " ") +
+	return "default-src 'none'; script-src " + strings.Join(dedupe(scripts), " ") +
+		"; style-src 'self'; img-src 'self' data:; connect-src " + strings.Join(dedupe(connects), " ") + "; frame-src " + strings.Join(dedupe(frames), " ") +
 		"; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+}
+
+// dedupe drops repeats, keeping the first of each.
+func dedupe(list []string) []string {
+	seen := map[string]bool{}
+	out := list[:0:0]
+	for _, s := range list {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -6,8 +6,11 @@ import (
 	"slices"
 )
 
+//go:generate go run ./internal/openapigen
+
 // openAPIDocument is the OpenAPI 3.1 description of every route Handler
-// serves. It is written by hand; openapi_test.go holds it to the routes
+// serves. It is written by hand but for the ProviderName enum, which `go generate`
+// writes from the provider list (activities/providers); openapi_test.go holds it to the routes
 // Handler registers and validates it, and the integration tests validate
 // every answer they get against it.
 //

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 )
 
 // Error types. Package activities sends them through Temporal as the
@@ -69,6 +70,21 @@ func TypeOf(err error) string {
 		return pe.Type
 	}
 	return ""
+}
+
+// Named returns the Error in err's chain, bare or wrapped with
+// fmt.Errorf("…: %w", err), carrying err's whole message (the wrapping
+// context included); nil when err is retryable. Package activities sends
+// what it returns through Temporal as a non-retryable application error.
+func Named(err error) *Error {
+	var pe *Error
+	if !errors.As(err, &pe) {
+		return nil
+	}
+	if err == error(pe) {
+		return pe
+	}
+	return &Error{Type: pe.Type, Message: strings.TrimSuffix(err.Error(), " (type: "+pe.Type+", retryable: false)")}
 }
 
 // HTTPStatusError classifies a provider's HTTP error status: 404 is

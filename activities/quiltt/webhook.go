@@ -232,9 +232,9 @@ func HealthOf(status string) aggregator.Health {
 	return aggregator.HealthSyncing
 }
 
-// PostWebhook sends events to url in one envelope, signed with secret at
-// now, as Quiltt does. The sandbox provider and test fakes use it.
-func PostWebhook(ctx context.Context, c *http.Client, url, secret string, now time.Time, events ...Event) error {
+// Delivery is the body and headers of one webhook request carrying
+// events, signed with secret at now, as Quiltt sends it.
+func Delivery(secret string, now time.Time, events ...Event) ([]byte, http.Header, error) {
 	env := Envelope{Environment: json.RawMessage(`{"id":"env_relink","mode":"SANDBOX"}`)}
 	for _, ev := range events {
 		env.Events = append(env.Events, ev)
@@ -242,16 +242,28 @@ func PostWebhook(ctx context.Context, c *http.Client, url, secret string, now ti
 	}
 	body, err := json.Marshal(env)
 	if err != nil {
+		return nil, nil, err
+	}
+	ts := strconv.FormatInt(now.Unix(), 10)
+	header := http.Header{}
+	header.Set("Content-Type", "application/json")
+	header.Set(HeaderTimestamp, ts)
+	header.Set(HeaderSignature, Sign(secret, ts, body))
+	return body, header, nil
+}
+
+// PostWebhook sends events to url in one envelope, signed with secret at
+// now, as Quiltt does. The sandbox provider and test fakes use it.
+func PostWebhook(ctx context.Context, c *http.Client, url, secret string, now time.Time, events ...Event) error {
+	body, header, err := Delivery(secret, now, events...)
+	if err != nil {
 		return err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	ts := strconv.FormatInt(now.Unix(), 10)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(HeaderTimestamp, ts)
-	req.Header.Set(HeaderSignature, Sign(secret, ts, body))
+	req.Header = header
 	resp, err := c.Do(req)
 	if err != nil {
 		return fmt.Errorf("webhook: %w", err)

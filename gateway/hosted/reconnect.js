@@ -14,6 +14,13 @@
   // attemptAtComplete: a failed attempt brings the repair back to the user
   // with a higher attempt number.
   let attemptAtComplete = Number(d.attempt) || 0;
+  // widget is the provider's record, served by the gateway from its
+  // registration: the widget kinds its sessions open ('plaid-link',
+  // 'frame') and how a framed widget's messages map to complete and exit.
+  // The script names no provider.
+  let widget = { widgets: [], messages: [] };
+  try { widget = Object.assign(widget, JSON.parse(d.widget || '{}')); } catch (_) { /* none: nothing opens */ }
+  const opens = (kind) => Array.isArray(widget.widgets) && widget.widgets.indexOf(kind) >= 0;
 
   function show(state, heading, text, o) {
     o = o || {};
@@ -73,12 +80,12 @@
     if (r.status !== 200 || !r.json) return retry('Your bank isn\u2019t answering right now. Please try again in a minute.');
     if (r.json.connectorStatus === 'CONTINUE') return follow();
     session = r.json.session || {};
-    if (session.linkToken) return openPlaid();
-    if (session.widgetUrl) return openFrame();
+    if (session.linkToken && opens('plaid-link')) return openPlaid();
+    if (session.widgetUrl && opens('frame')) return openFrame();
     return retry('Something went wrong opening the sign-in. Please try again.');
   }
 
-  // Plaid Link (Plaid directly, or Quiltt's Plaid connector).
+  // Plaid Link ('plaid-link': Plaid directly, or a provider fronting it).
   function loadPlaid() {
     if (window.Plaid) return Promise.resolve();
     return new Promise((resolve, reject) => {
@@ -112,8 +119,9 @@
     plaid.open();
   }
 
-  // Widgets opened from a URL (the sandbox, MX behind Quiltt, Meld): their
-  // outcome comes in messages, accepted only from the widget's own origin.
+  // Widgets opened from a URL ('frame'): their outcome comes in messages,
+  // accepted only from the widget's own origin, mapped by the provider's
+  // message rules.
   function openFrame() {
     frameOrigin = new URL(session.widgetUrl, location.href).origin;
     frame.src = session.widgetUrl;
@@ -121,22 +129,41 @@
     frame.focus();
   }
 
+  // set: what JavaScript counts as true (so {} and [] are set).
+  const set = (v) => v !== undefined && v !== null && v !== false && v !== 0 && v !== '';
+  const field = (data, name) => (name === '.' ? data : data[name]);
+
+  // outcome maps a message through the first rule that matches it: every
+  // match field equal, every present field set. No rule: ignored.
   function outcome(data) {
     if (typeof data === 'string') { try { data = JSON.parse(data); } catch (_) { return null; } }
     if (!data || typeof data !== 'object') return null;
-    if (data.type === 'relink-sandbox/success' && data.login) return { ok: data.login };
-    if (data.type === 'relink-sandbox/exit') return { exit: { reason: 'user_exit' } };
-    if (data.mx === true && data.type === 'mx/connect/memberConnected') {
-      return { ok: { connectorToken: session.connectorToken, metadata: data.metadata || {} } };
-    }
-    if (data.domain === 'meld-connect' && data.eventName === 'connect_complete') {
-      const m = data.metadata || data;
-      return { ok: { connectorToken: session.connectorToken, metadata: { institutionId: m.institutionId, institutionName: m.institutionName, accountCount: m.accountCount } } };
-    }
-    if (data.domain === 'meld-connect' && data.eventName === 'error') {
-      return { exit: { reason: 'error', errorCode: String(data.reason || '').slice(0, 200) || undefined } };
+    const rules = Array.isArray(widget.messages) ? widget.messages : [];
+    for (const rule of rules) {
+      const match = rule.match || {};
+      if (!Object.keys(match).every((k) => data[k] === match[k])) continue;
+      if (!(rule.present || []).every((k) => set(data[k]))) continue;
+      if (rule.complete) return { ok: completeBody(rule.complete, data) };
+      if (rule.exit) {
+        const code = rule.exit.errorCode ? String(data[rule.exit.errorCode] || '').slice(0, 200) : '';
+        return { exit: { reason: rule.exit.reason, errorCode: code || undefined } };
+      }
     }
     return null;
+  }
+
+  function completeBody(m, data) {
+    if (m.body) return data[m.body];
+    let metadata = {};
+    for (const name of m.metadata || []) {
+      if (set(field(data, name))) { metadata = field(data, name); break; }
+    }
+    if (Array.isArray(m.metadataFields) && m.metadataFields.length) {
+      const kept = {};
+      for (const k of m.metadataFields) kept[k] = metadata[k];
+      metadata = kept;
+    }
+    return { connectorToken: session.connectorToken, metadata };
   }
 
   window.addEventListener('message', (e) => {
