@@ -92,7 +92,18 @@ func (h *harness) run(opts RepairOptions) RepairState {
 	require.NoError(h.t, h.env.GetWorkflowError())
 	var st RepairState
 	require.NoError(h.t, h.env.GetWorkflowResult(&st))
+	requireDiagramSteps(h.t, st)
 	return st
+}
+
+// requireDiagramSteps fails unless every status change of st is one the
+// state diagram (exits) has.
+func requireDiagramSteps(t *testing.T, st RepairState) {
+	t.Helper()
+	for i := 1; i < len(st.Steps); i++ {
+		from, to := st.Steps[i-1].Status, st.Steps[i].Status
+		require.Contains(t, exits[from], to, "step %d: %s to %s is not in the state diagram", i, from, to)
+	}
 }
 
 // at schedules fn at offset d of the test clock.

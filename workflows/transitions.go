@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -29,6 +28,13 @@ func (r *repair) end(ctx workflow.Context, to Status, code ReasonCode, note stri
 func (r *repair) transition(ctx workflow.Context, to Status, code ReasonCode, note string) {
 	if r.st.Status == to {
 		return
+	}
+	if !slices.Contains(exits[r.st.Status], to) {
+		// The state diagram (exits) has no such move: a bug. The repair
+		// still moves, rather than wedge; tests fail on the log's twin,
+		// the harness's check of every run's steps.
+		workflow.GetLogger(ctx).Error("status change outside the state diagram", "from", r.st.Status, "to", to,
+			"provider", r.in.Provider, "connectionId", r.in.ConnectionID)
 	}
 	now := workflow.Now(ctx)
 	r.measureTransition(ctx, to, now)
@@ -171,173 +177,4 @@ func (r *repair) describe(ctx workflow.Context) {
 		fmt.Fprintf(&b, "- last error: %s\n", r.st.LastError)
 	}
 	workflow.SetCurrentDetails(ctx, b.String())
-}
-
-// notify sends an event to the app without holding up the repair: a slow or
-// failing app endpoint is retried in the background, and the run delivers
-// every event before it ends (or hands the undelivered ones to the run it
-// continues as).
-func (r *repair) notify(ctx workflow.Context, eventType string) {
-	now := workflow.Now(ctx)
-	switch {
-	case eventType == activities.EventActionRequired && !r.st.LastAskedAt.IsZero() && now.Sub(r.st.LastAskedAt) < MinAskSpacing:
-		// The user heard from us less than MinAskSpacing ago (a failed
-		// attempt soon after they tried): tell the app, ask nothing.
-		// (Reminders keep their spacing by RELINK_REMINDER_OFFSETS,
-		// counted from the wait's start.)
-		eventType = activities.EventStatusChanged
-	case isAsk(eventType):
-		r.st.LastAskedAt = now
-	case r.st.Status.Terminal():
-		r.withdrawAsks()
-	}
-	if asked := r.asked; asked != nil {
-		// The probe delivered its ask under the next number: that was
-		// this event, or one the repair moved past (a cancel that came
-		// with the run), whose number stays taken.
-		r.asked = nil
-		r.st.EventsSent++
-		if asked.Type == eventType && asked.Repair.Status == string(r.st.Status) {
-			return
-		}
-	}
-	ev := r.event(ctx, eventType, r.st.Status)
-	r.st.EventsSent++
-	r.deliver(ctx, ev)
-}
-
-// event is the repair's next event to the app, as it stands in status.
-func (r *repair) event(ctx workflow.Context, eventType string, status Status) activities.Event {
-	id := workflow.GetInfo(ctx).WorkflowExecution.ID
-	seq := r.st.EventsSent + 1
-	ev := activities.Event{
-		ID:         fmt.Sprintf("%s/%s/%d", id, r.st.RepairRunID, seq),
-		Type:       eventType,
-		OccurredAt: workflow.Now(ctx),
-		Repair: activities.RepairSummary{
-			ID:           id,
-			RunID:        r.st.RepairRunID,
-			Provider:     r.in.Provider,
-			ConnectionID: r.in.ConnectionID,
-			ProfileID:    r.in.ProfileID,
-			Institution:  r.in.Institution,
-			Status:       string(status),
-			Attempt:      r.st.Attempt,
-			Reason:       r.st.Reason,
-			ReasonCode:   string(r.st.ReasonCode),
-			Sequence:     seq,
-			Proactive:    r.st.Proactive,
-			ExpiresAt:    r.deadline,
-		},
-	}
-	if eventType == activities.EventReminder {
-		ev.Repair.Reminder = r.remindersThisWait()
-	}
-	return ev
-}
-
-// isAsk: the event asks the app to bring the user back.
-func isAsk(eventType string) bool {
-	return eventType == activities.EventActionRequired || eventType == activities.EventReminder
-}
-
-// withdrawAsks cancels the asks still being delivered:
-// the repair has ended, and a reminder after its outcome would send the
-// user to a finished repair. In the order they were sent (determinism).
-func (r *repair) withdrawAsks() {
-	for _, p := range r.pendingAsks {
-		p.cancel()
-		// Out of the outbox at once: a run continuing as new right after
-		// must not hand a withdrawn ask to the next run.
-		r.outbox = slices.DeleteFunc(r.outbox, func(e activities.Event) bool { return e.ID == p.id })
-	}
-	r.pendingAsks = nil
-}
-
-// pendingAsk is an ask being delivered, and how to withdraw it.
-type pendingAsk struct {
-	id     string
-	cancel workflow.CancelFunc
-}
-
-// askContext lets an ask's delivery be withdrawn.
-func (r *repair) askContext(ctx workflow.Context, ev activities.Event) (workflow.Context, func()) {
-	if !isAsk(ev.Type) {
-		return ctx, func() {}
-	}
-	ctx, cancel := workflow.WithCancel(ctx)
-	r.pendingAsks = append(r.pendingAsks, pendingAsk{id: ev.ID, cancel: cancel})
-	return ctx, func() {
-		r.pendingAsks = slices.DeleteFunc(r.pendingAsks, func(p pendingAsk) bool { return p.id == ev.ID })
-	}
-}
-
-// deliver sends ev to the app in the background: one quick local attempt,
-// then the Notify activity retried for NotifyTimeout. ev stays in the
-// outbox until it is delivered or its retries run out.
-func (r *repair) deliver(ctx workflow.Context, ev activities.Event) {
-	// Deliveries outlive a cancel of the workflow: an operator's cancel
-	// must not drop an event the repair has decided to send, its outcome
-	// above all. Only a withdrawn ask is canceled (askContext).
-	ctx, _ = workflow.NewDisconnectedContext(ctx)
-	ctx, delivered := r.askContext(ctx, ev)
-	r.outbox = append(r.outbox, ev)
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		defer delivered()
-		err := errNoLocalAttempt
-		if !Status(ev.Repair.Status).Terminal() {
-			// The outcome's event goes straight to the activity: the run
-			// ends in the next task, a short one, so a message arriving
-			// meanwhile does not make Temporal refuse the run's completion
-			// and re-run the long task that reached the outcome (and count
-			// it twice in the metrics).
-			err = r.tryLocally(ctx, a.Notify, ev, nil, fmt.Sprintf("notify app: %s (first attempt)", ev.Type))
-		}
-		if err != nil && ctx.Err() == nil { // (canceled: the ask was withdrawn)
-			err = workflow.ExecuteActivity(r.notifyOptions(ctx, ev), a.Notify, ev).Get(ctx, nil)
-		}
-		if err != nil {
-			r.undelivered(ctx, ev, err)
-		}
-		r.outbox = slices.DeleteFunc(r.outbox, func(e activities.Event) bool { return e.ID == ev.ID })
-	})
-}
-
-var errNoLocalAttempt = errors.New("no local attempt")
-
-// undelivered logs an event the app did not get: withdrawn (the repair
-// ended first), or out of retries.
-func (r *repair) undelivered(ctx workflow.Context, ev activities.Event, err error) {
-	if ctx.Err() != nil {
-		workflow.GetLogger(ctx).Info("ask withdrawn: the repair ended before the app took it", "eventId", ev.ID,
-			"provider", r.in.Provider, "connectionId", r.in.ConnectionID)
-		return
-	}
-	workflow.GetLogger(ctx).Warn("notification not delivered", "eventId", ev.ID, "error", err,
-		"provider", r.in.Provider, "connectionId", r.in.ConnectionID)
-}
-
-// notifyOptions retry an event for NotifyTimeout.
-func (r *repair) notifyOptions(ctx workflow.Context, ev activities.Event) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout:    30 * time.Second,
-		ScheduleToCloseTimeout: r.opts.NotifyTimeout,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    time.Second,
-			BackoffCoefficient: 2,
-			MaximumInterval:    10 * time.Minute,
-		},
-		Summary: fmt.Sprintf("notify app: %s (%s)", ev.Type, ev.Repair.Status),
-	})
-}
-
-// resendOutbox delivers the events an earlier run of this repair handed
-// over undelivered. Their ids are unchanged, so an app that already got
-// one drops the copy.
-func (r *repair) resendOutbox(ctx workflow.Context) {
-	pending := r.outbox
-	r.outbox = nil
-	for _, ev := range pending {
-		r.deliver(ctx, ev)
-	}
 }
