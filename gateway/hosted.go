@@ -146,7 +146,7 @@ func (g *Gateway) reconnectPage(w http.ResponseWriter, r *http.Request) {
 	// client token is per connection.
 	if ok, wait := g.linkLimits.allow(link.Provider+"/"+link.ConnectionID+"/"+link.Repair, g.now()); !ok {
 		status, v.State, v.Title = http.StatusTooManyRequests, "unavailable", "Please wait a moment"
-		v.Message = "This page was opened too many times in a short while. Wait a minute, then open the link again."
+		v.Message = "This page was opened too many times in a short while. Wait a few seconds, then open the link again."
 		setRetryAfter(w.Header(), wait)
 		return
 	}
