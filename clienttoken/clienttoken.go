@@ -26,8 +26,12 @@ const (
 	audience = "relink-browser"
 	// linkAudience is a reconnect link's: a page opened from an email.
 	linkAudience = "relink-link"
-	// leeway absorbs clock skew between the replicas that mint and check.
-	leeway = 5 * time.Second
+	// notBeforeLeeway absorbs clock skew between the replica that mints a
+	// token and one that checks it: a checking clock up to this far behind
+	// still accepts a token minted just now. Expiry has no leeway: a token
+	// is refused from the expiresAt the API returned on, by the checking
+	// gateway's clock (README, Security model).
+	notBeforeLeeway = 5 * time.Second
 )
 
 // Errors a check can end with; all mean 401.
@@ -162,14 +166,17 @@ func (a *Authority) verify(token, aud string) (claims, error) {
 	if err := parsed.Claims(key, &c); err != nil {
 		return claims{}, ErrSignature
 	}
+	now := a.Now()
+	// go-jose applies one leeway to nbf, iat and exp alike; it is kept for
+	// nbf and iat, and expiry is checked here without it.
 	err = c.Claims.ValidateWithLeeway(jwt.Expected{
 		Issuer:      issuer,
 		AnyAudience: jwt.Audience{aud},
 		Subject:     c.Provider + "/" + c.ConnectionID,
-		Time:        a.Now(),
-	}, leeway)
+		Time:        now,
+	}, notBeforeLeeway)
 	switch {
-	case errors.Is(err, jwt.ErrExpired):
+	case errors.Is(err, jwt.ErrExpired), err == nil && c.Expiry != nil && !now.Before(c.Expiry.Time()):
 		return claims{}, ErrExpired
 	case err != nil, c.Expiry == nil, c.Provider == "", c.ConnectionID == "":
 		return claims{}, ErrClaims

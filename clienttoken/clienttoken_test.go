@@ -121,3 +121,43 @@ func TestLinkTokens(t *testing.T) {
 	_, err = a.CheckLink(link)
 	assert.ErrorIs(t, err, ErrExpired)
 }
+
+// A token is refused from the expiresAt Mint returned on, with no leeway:
+// the API's expiresAt is exactly when it stops working. Only not-before
+// keeps a leeway, for a checking gateway whose clock is behind the
+// minting one's.
+func TestNoLeewayOnExpiry(t *testing.T) {
+	now := t0
+	k, _ := keyring.Generate("k1")
+	a := authority(t, &now, k)
+	scope := Scope{Provider: "quiltt", ConnectionID: "conn_1"}
+	token, exp, err := a.Mint(scope)
+	require.NoError(t, err)
+	link, linkExp, err := a.MintLink(scope, "run-1", time.Hour)
+	require.NoError(t, err)
+
+	now = exp.Add(-time.Nanosecond)
+	_, err = a.Check(token)
+	assert.NoError(t, err, "good until its expiresAt")
+	for _, at := range []time.Time{exp, exp.Add(time.Nanosecond), exp.Add(time.Second), exp.Add(4 * time.Second)} {
+		now = at
+		_, err = a.Check(token)
+		assert.ErrorIs(t, err, ErrExpired, "%s after expiresAt", at.Sub(exp))
+	}
+	now = linkExp.Add(-time.Nanosecond)
+	_, err = a.CheckLink(link)
+	assert.NoError(t, err)
+	now = linkExp
+	_, err = a.CheckLink(link)
+	assert.ErrorIs(t, err, ErrExpired, "a link too")
+
+	// Not before: a checking clock up to 5 s (the README's Security
+	// model) behind the minting one's still accepts a fresh token; further
+	// behind, not.
+	now = t0.Add(-5 * time.Second)
+	_, err = a.Check(token)
+	assert.NoError(t, err)
+	now = t0.Add(-6 * time.Second)
+	_, err = a.Check(token)
+	assert.ErrorIs(t, err, ErrClaims)
+}

@@ -113,6 +113,28 @@ func TestClientTokensAreScopedToOneConnection(t *testing.T) {
 	assert.Contains(t, e.Message, "expired")
 }
 
+// A client token stops working at the expiresAt the API returned, by the
+// gateway's clock: no leeway past it. (A token for conn_1 asking for
+// conn_2 is 403 while it is good, 401 once expired: decided before
+// Temporal.)
+func TestAClientTokenStopsAtItsExpiresAt(t *testing.T) {
+	clock := now
+	g := withTokens(t, newTestGateway(), &clock)
+	token := mint(t, g, "quiltt", "conn_1") // expiresAt: now + 30m
+	expiresAt := now.Add(30 * time.Minute)
+
+	clock = expiresAt.Add(-time.Second)
+	rec, e := do(t, g, request(http.MethodGet, "/v1/repairs/quiltt/conn_2", token, ""))
+	assert.Equal(t, http.StatusForbidden, rec.Code, "good until its expiresAt")
+	assert.Equal(t, codeForbidden, e.Code)
+	for _, at := range []time.Duration{0, time.Second, 4 * time.Second} {
+		clock = expiresAt.Add(at)
+		rec, e := do(t, g, request(http.MethodGet, "/v1/repairs/quiltt/conn_2", token, ""))
+		assert.Equal(t, http.StatusUnauthorized, rec.Code, "%s past expiresAt", at)
+		assert.Contains(t, e.Message, "expired")
+	}
+}
+
 func TestClientTokensOff(t *testing.T) {
 	g := newTestGateway()
 	rec, e := do(t, g, request(http.MethodPost, "/v1/repairs/quiltt/conn_1/client-token", testKey, ""))

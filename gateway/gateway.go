@@ -97,6 +97,9 @@ type Gateway struct {
 	starts        *semaphore.Weighted
 	collectorOnce sync.Once
 	browserLimits *connectionLimits
+	// linkLimits bound the loads of each repair's reconnect links (each
+	// asks the repair for its state), at the browser routes' rate.
+	linkLimits *connectionLimits
 	// reconnectQueries coalesces identical concurrent reconnect queries
 	// (reconnectOffer); reconnectWaiting counts the callers joined to one
 	// and still waiting, which lets a test know they all joined.
@@ -141,6 +144,7 @@ func (g *Gateway) handler() (http.Handler, []string) {
 	g.limitsOnce.Do(func() {
 		if g.BrowserRate > 0 && g.BrowserBurst > 0 {
 			g.browserLimits = newConnectionLimits(g.BrowserRate, g.BrowserBurst)
+			g.linkLimits = newConnectionLimits(g.BrowserRate, g.BrowserBurst)
 		}
 	})
 	api := newRouteMux(&patterns)
@@ -271,8 +275,13 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 
 // writeRetry is writeError with Retry-After, for 429 and 503.
 func writeRetry(w http.ResponseWriter, status int, code, msg string, after time.Duration) {
-	w.Header().Set("Retry-After", strconv.Itoa(max(1, int((after+time.Second-1)/time.Second))))
+	setRetryAfter(w.Header(), after)
 	writeError(w, status, code, msg)
+}
+
+// setRetryAfter sets Retry-After to after in whole seconds, at least 1.
+func setRetryAfter(h http.Header, after time.Duration) {
+	h.Set("Retry-After", strconv.Itoa(max(1, int((after+time.Second-1)/time.Second))))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

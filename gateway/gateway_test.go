@@ -192,6 +192,8 @@ func TestAPIRejectsBadInputBeforeTemporal(t *testing.T) {
 		{"start: bad provider name", http.MethodPost, "/v1/repairs", `{"provider":"Q U","connectionId":"c"}`, 400, codeBadRequest},
 		{"start: unknown field", http.MethodPost, "/v1/repairs", `{"provider":"quiltt","connectionId":"c","colour":1}`, 400, codeBadRequest},
 		{"start: bad window", http.MethodPost, "/v1/repairs", `{"provider":"quiltt","connectionId":"c","repairWindow":"soon"}`, 400, codeBadRequest},
+		{"start: window over 90 days", http.MethodPost, "/v1/repairs", `{"provider":"quiltt","connectionId":"c","repairWindow":"2161h"}`, 400, codeBadRequest},
+		{"start: over 20 attempts", http.MethodPost, "/v1/repairs", `{"provider":"quiltt","connectionId":"c","maxAttempts":21}`, 400, codeBadRequest},
 		{"start: quote in id", http.MethodPost, "/v1/repairs", `{"provider":"quiltt","connectionId":"c'1"}`, 400, codeBadRequest},
 		{"complete: truncated body", http.MethodPost, "/v1/repairs/quiltt/c/complete", `{"metadata":"x"`, 400, codeBadRequest},
 		{"list: unknown status", http.MethodGet, "/v1/repairs?status=BROKEN", ``, 400, codeBadRequest},

@@ -147,6 +147,15 @@ func (g *Gateway) reconnectPage(w http.ResponseWriter, r *http.Request) {
 		v.Message = "The link may have been cut short when it was copied. Open it again from the message you received, or go back to the app."
 		return
 	}
+	// Every load below asks the repair for its state (a query, billable):
+	// a link reloaded in a loop, or shared, is bounded per repair, as a
+	// client token is per connection.
+	if ok, wait := g.linkLimits.allow(link.Provider+"/"+link.ConnectionID+"/"+link.Repair, g.now()); !ok {
+		status, v.State, v.Title = http.StatusTooManyRequests, "unavailable", "Please wait a moment"
+		v.Message = "This page was opened too many times in a short while. Wait a few seconds, then open the link again."
+		setRetryAfter(w.Header(), wait)
+		return
+	}
 	v.Provider, v.Connection = link.Provider, link.ConnectionID
 	ctx, cancel := context.WithTimeout(r.Context(), interactiveBudget)
 	defer cancel()

@@ -64,6 +64,34 @@ type repairRef struct {
 	RunID string `json:"runId"`
 }
 
+// Bounds of a manual start's options.
+const (
+	maxManualRepairWindow = 90 * 24 * time.Hour
+	maxManualAttempts     = 20
+)
+
+// What a manual start did: started a repair, joined the open one
+// (nothing recorded), or queued the break for the next run of a repair
+// that has ended and is still closing.
+const (
+	startOutcomeStarted = "started"
+	startOutcomeJoined  = "joined"
+	startOutcomeQueued  = "queued"
+)
+
+// startAnswer is POST /v1/repairs' 202. Options are those the repair
+// started with; a join or a queued break applies none.
+type startAnswer struct {
+	Repair  repairRef       `json:"repair"`
+	Outcome string          `json:"outcome"`
+	Options *appliedOptions `json:"options,omitempty"`
+}
+
+type appliedOptions struct {
+	RepairWindow string `json:"repairWindow"`
+	MaxAttempts  int    `json:"maxAttempts"`
+}
+
 // startRepair starts a repair by hand (or joins the open one).
 func (g *Gateway) startRepair(w http.ResponseWriter, r *http.Request) {
 	var req startRequest
@@ -90,10 +118,18 @@ func (g *Gateway) startRepair(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, codeBadRequest, "repairWindow must be a positive duration such as 72h")
 			return
 		}
+		if d > maxManualRepairWindow {
+			writeError(w, http.StatusBadRequest, codeBadRequest, "repairWindow must be at most 2160h (90 days)")
+			return
+		}
 		opts.RepairWindow = d
 	}
 	if req.MaxAttempts < 0 {
 		writeError(w, http.StatusBadRequest, codeBadRequest, "maxAttempts must not be negative")
+		return
+	}
+	if req.MaxAttempts > maxManualAttempts {
+		writeError(w, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("maxAttempts must be at most %d", maxManualAttempts))
 		return
 	}
 	if req.MaxAttempts > 0 {
@@ -115,7 +151,8 @@ func (g *Gateway) startRepair(w http.ResponseWriter, r *http.Request) {
 	// A running repair is joined (nothing recorded); one that has ended but
 	// is still delivering its last events starts the next run when it
 	// closes; with none open a new one starts. A manual start is never lost.
-	outcome, runID, err := g.deliver(g.withStartDeadline(r.Context()), delivery{
+	ctx, starts := withStartRecord(g.withStartDeadline(r.Context()))
+	outcome, runID, err := g.deliver(ctx, delivery{
 		id:    workflows.WorkflowID(req.Provider, req.ConnectionID),
 		msg:   workflows.Message{RepairRequest: &workflows.RepairRequest{Reason: reason, At: time.Now().UTC()}},
 		start: &in,
@@ -124,8 +161,41 @@ func (g *Gateway) startRepair(w http.ResponseWriter, r *http.Request) {
 		g.temporalError(w, r, err, req.Provider, req.ConnectionID)
 		return
 	}
-	g.logger(r.Context()).Info("repair started by API: "+string(outcome), "provider", req.Provider, "connectionId", req.ConnectionID, "runId", runID)
-	writeJSON(w, http.StatusAccepted, map[string]repairRef{"repair": {ID: workflows.WorkflowID(req.Provider, req.ConnectionID), RunID: runID}})
+	answer := startAnswer{Repair: repairRef{ID: workflows.WorkflowID(req.Provider, req.ConnectionID), RunID: runID}}
+	switch {
+	case outcome == eventApplied && starts.started(runID):
+		answer.Outcome = startOutcomeStarted
+		applied := opts
+		if applied.RepairWindow <= 0 {
+			applied.RepairWindow = workflows.DefaultRepairWindow
+		}
+		if applied.MaxAttempts <= 0 {
+			applied.MaxAttempts = workflows.DefaultMaxAttempts
+		}
+		answer.Options = &appliedOptions{RepairWindow: applied.RepairWindow.String(), MaxAttempts: applied.MaxAttempts}
+	case outcome == eventApplied:
+		// Signalled to a run that has ended and is still closing: its next
+		// run takes the break, with that repair's options.
+		answer.Outcome = startOutcomeQueued
+	case outcome == eventJoined:
+		answer.Outcome = startOutcomeJoined
+		if req.RepairWindow != "" || req.MaxAttempts != 0 {
+			// Nothing was recorded: the open repair keeps its own options
+			// rather than silently dropping the ones asked for.
+			g.logger(r.Context()).Info("manual start with options refused: a repair is open",
+				"provider", req.Provider, "connectionId", req.ConnectionID, "runId", runID)
+			writeError(w, http.StatusConflict, codeConflict,
+				"a repair is already open for this connection (run "+runID+"); its repairWindow and maxAttempts cannot be changed: start without them to join it, or cancel it first")
+			return
+		}
+	default:
+		g.logger(r.Context()).Error("manual start: unexpected delivery outcome", "outcome", string(outcome),
+			"provider", req.Provider, "connectionId", req.ConnectionID, "runId", runID)
+		writeError(w, http.StatusInternalServerError, codeInternal, "unexpected outcome of the start")
+		return
+	}
+	g.logger(r.Context()).Info("repair started by API: "+answer.Outcome, "provider", req.Provider, "connectionId", req.ConnectionID, "runId", runID)
+	writeJSON(w, http.StatusAccepted, answer)
 }
 
 // validConnection checks a provider and connection id, writing the error.

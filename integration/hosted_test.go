@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -232,4 +233,64 @@ func TestAnAskStillInDeliveryIsWithdrawnWhenTheRepairEnds(t *testing.T) {
 	assert.Zero(t, afterEnd, "no ask reached the app after the outcome")
 	mu.Unlock()
 	s.recordHistory(id, "withdrawn")
+}
+
+// A link's page asks the repair for its state on every load (a query):
+// loads of one repair's links are rate-limited like a connection's client
+// token (RELINK_BROWSER_RATE_LIMIT and _BURST, per gateway), so a link
+// reloaded in a loop, or shared, costs a bounded number of queries. Other
+// repairs' links are not affected.
+func TestReloadingALinkIsRateLimited(t *testing.T) {
+	const burst = 3
+	// One load every 1000 s past the burst: none refills during the test.
+	key := newKey(t, "links-reload")
+	s := newLinkStack(t, map[string]string{"RELINK_CLIENT_TOKEN_KEYS": key,
+		"RELINK_BROWSER_RATE_LIMIT": "0.001", "RELINK_BROWSER_RATE_BURST": "3"})
+	s.breakConnection("conn_reload", "profile_reload")
+	s.breakConnection("conn_calm", "profile_calm")
+	link := s.eventLink("conn_reload", activities.EventActionRequired)
+	other := s.eventLink("conn_calm", activities.EventActionRequired)
+	st := s.waitForStatus("conn_reload", workflows.StatusAwaitingUser)
+	s.waitForStatus("conn_calm", workflows.StatusAwaitingUser)
+	// Another link to the same repair (another lifetime, so another
+	// token) shares the bound.
+	keys, err := keyring.Parse("test", key)
+	require.NoError(t, err)
+	tokens, err := clienttoken.New(keys, time.Minute, time.Now)
+	require.NoError(t, err)
+	token, _, err := tokens.MintLink(clienttoken.Scope{Provider: "sandbox", ConnectionID: "conn_reload"}, st.RepairRunID, time.Hour)
+	require.NoError(t, err)
+	second := s.gateway.URL + "/r/" + token
+	require.NotEqual(t, link, second)
+
+	queries := func() float64 {
+		return sample(s.scrape(), "temporal_request_total", map[string]string{"operation": "QueryWorkflow"})
+	}
+	before := queries()
+	var statuses []int
+	for range 10 {
+		status, h, body := page(t, link)
+		statuses = append(statuses, status)
+		if status == http.StatusTooManyRequests {
+			retry, err := strconv.Atoi(h.Get("Retry-After"))
+			require.NoError(t, err, "Retry-After")
+			assert.Positive(t, retry)
+			assert.Equal(t, "text/html; charset=utf-8", h.Get("Content-Type"))
+			assert.Equal(t, "no-store", h.Get("Cache-Control"))
+			assert.Contains(t, body, "opened too many times")
+			assert.NotContains(t, body, `id="reconnect"`)
+			assert.NotContains(t, body, "data-token=\"ey", "no client token past the bound")
+		} else {
+			assert.Contains(t, body, `id="reconnect"`)
+		}
+	}
+	want := []int{200, 200, 200, 429, 429, 429, 429, 429, 429, 429}
+	assert.Equal(t, want, statuses)
+	status, _, _ := page(t, second)
+	assert.Equal(t, http.StatusTooManyRequests, status, "the bound is per repair, not per link")
+	assert.LessOrEqual(t, queries()-before, float64(burst), "at most the burst's loads asked the repair")
+
+	status, _, body := page(t, other)
+	assert.Equal(t, http.StatusOK, status, "another repair's link is unaffected")
+	assert.Contains(t, body, `id="reconnect"`)
 }
