@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"slices"
-	"sync"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -53,36 +51,7 @@ func (g *Gateway) startWorkflow(ctx context.Context, opts client.StartWorkflowOp
 		}
 		defer g.starts.Release(1)
 	}
-	run, err := g.Temporal.ExecuteWorkflow(ctx, opts, workflows.WorkflowName, in)
-	if rec, ok := ctx.Value(startsKey{}).(*startRecord); ok && err == nil {
-		rec.mu.Lock()
-		rec.runIDs = append(rec.runIDs, run.GetRunID())
-		rec.mu.Unlock()
-	}
-	return run, err
-}
-
-// startsKey carries a startRecord: the runs a request's starts began. A
-// manual start reads it to tell a repair it started from a break it
-// queued on a run still closing (deliver calls both "applied").
-type startsKey struct{}
-
-type startRecord struct {
-	mu     sync.Mutex
-	runIDs []string
-}
-
-// withStartRecord records the runs started under the returned context.
-func withStartRecord(ctx context.Context) (context.Context, *startRecord) {
-	rec := &startRecord{}
-	return context.WithValue(ctx, startsKey{}, rec), rec
-}
-
-// started reports whether runID is a run started under the record.
-func (rec *startRecord) started(runID string) bool {
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	return runID != "" && slices.Contains(rec.runIDs, runID)
+	return g.Temporal.ExecuteWorkflow(ctx, opts, workflows.WorkflowName, in)
 }
 
 // startDeadlineKey carries a request's one deadline for start slots: a

@@ -25,6 +25,7 @@ type eventOutcome string
 
 const (
 	eventApplied   eventOutcome = "applied"
+	eventQueued    eventOutcome = "queued for the next run of a repair that is closing"
 	eventJoined    eventOutcome = "joined the open repair"
 	eventDuplicate eventOutcome = "duplicate: its repair already handled it"
 	eventIgnored   eventOutcome = "ignored: no open repair to act on it"
@@ -33,7 +34,7 @@ const (
 // label is the outcome as a metric label.
 func (o eventOutcome) label() string {
 	switch o {
-	case eventApplied:
+	case eventApplied, eventQueued:
 		return "applied"
 	case eventJoined:
 		return "joined"
@@ -101,6 +102,9 @@ func (g *Gateway) deliver(ctx context.Context, d delivery) (eventOutcome, string
 			err := g.signalRun(ctx, d.id, summary.RunID, d.msg)
 			if errors.As(err, &notFound) {
 				continue // it closed meanwhile
+			}
+			if ended {
+				return eventQueued, summary.RunID, err
 			}
 			return eventApplied, summary.RunID, err
 		case d.start == nil:

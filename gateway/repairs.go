@@ -151,8 +151,7 @@ func (g *Gateway) startRepair(w http.ResponseWriter, r *http.Request) {
 	// A running repair is joined (nothing recorded); one that has ended but
 	// is still delivering its last events starts the next run when it
 	// closes; with none open a new one starts. A manual start is never lost.
-	ctx, starts := withStartRecord(g.withStartDeadline(r.Context()))
-	outcome, runID, err := g.deliver(ctx, delivery{
+	outcome, runID, err := g.deliver(g.withStartDeadline(r.Context()), delivery{
 		id:    workflows.WorkflowID(req.Provider, req.ConnectionID),
 		msg:   workflows.Message{RepairRequest: &workflows.RepairRequest{Reason: reason, At: time.Now().UTC()}},
 		start: &in,
@@ -163,7 +162,7 @@ func (g *Gateway) startRepair(w http.ResponseWriter, r *http.Request) {
 	}
 	answer := startAnswer{Repair: repairRef{ID: workflows.WorkflowID(req.Provider, req.ConnectionID), RunID: runID}}
 	switch {
-	case outcome == eventApplied && starts.started(runID):
+	case outcome == eventApplied:
 		answer.Outcome = startOutcomeStarted
 		applied := opts
 		if applied.RepairWindow <= 0 {
@@ -173,7 +172,7 @@ func (g *Gateway) startRepair(w http.ResponseWriter, r *http.Request) {
 			applied.MaxAttempts = workflows.DefaultMaxAttempts
 		}
 		answer.Options = &appliedOptions{RepairWindow: applied.RepairWindow.String(), MaxAttempts: applied.MaxAttempts}
-	case outcome == eventApplied:
+	case outcome == eventQueued:
 		// Signalled to a run that has ended and is still closing: its next
 		// run takes the break, with that repair's options.
 		answer.Outcome = startOutcomeQueued

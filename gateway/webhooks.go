@@ -105,7 +105,7 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		switch outcome {
-		case eventApplied:
+		case eventApplied, eventQueued:
 			res.Applied++
 		case eventDuplicate:
 			res.Duplicates++
