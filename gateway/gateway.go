@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,8 +20,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
 
@@ -306,4 +309,72 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	}
 	writeError(w, http.StatusBadRequest, codeBadRequest, "invalid JSON body: "+err.Error())
 	return false
+}
+
+// temporalError maps a Temporal error onto the API's error responses.
+func (g *Gateway) temporalError(w http.ResponseWriter, r *http.Request, err error, provider, conn string) {
+	var (
+		notFound   *serviceerror.NotFound
+		invalid    *serviceerror.InvalidArgument
+		appErr     *temporal.ApplicationError
+		canceled   *temporal.CanceledError
+		timeout    *client.WorkflowUpdateServiceTimeoutOrCanceledError
+		deadline   *serviceerror.DeadlineExceeded
+		down       *serviceerror.Unavailable
+		overloaded *serviceerror.ResourceExhausted
+	)
+	switch {
+	case errors.Is(err, errStartsBusy):
+		g.logger(r.Context()).Warn("repair not started: too many repairs starting", "provider", provider, "connectionId", conn)
+		writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, "too many repairs are starting at once; retry", busyRetryAfter())
+	case errors.As(err, &canceled):
+		// An update that was waiting when the repair ended.
+		writeError(w, http.StatusConflict, codeConflict, "the repair was canceled")
+	case errors.As(err, &appErr):
+		g.workflowError(w, r, appErr)
+	case errors.As(err, &timeout) || errors.As(err, &deadline) || errors.As(err, &down) || errors.As(err, &overloaded):
+		writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, "Temporal or its worker did not answer in time; retry", 2*time.Second)
+	case errors.As(err, &invalid):
+		writeError(w, http.StatusBadRequest, codeBadRequest, "Temporal refused the request: "+invalid.Message)
+	case errors.As(err, &notFound):
+		// An update or signal to a closed run is "not found" too: tell a
+		// closed repair (409) from none at all (404).
+		if provider != "" {
+			if info, derr := g.describe(r.Context(), workflows.WorkflowID(provider, conn)); derr == nil {
+				writeError(w, http.StatusConflict, codeConflict, fmt.Sprintf("the repair is %s", info.Status))
+				return
+			}
+		}
+		writeError(w, http.StatusNotFound, codeNotFound, fmt.Sprintf("no repair for %s connection %s", provider, conn))
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, "Temporal or its worker did not answer in time; retry", 2*time.Second)
+	default:
+		g.logger(r.Context()).Error("temporal call failed", "provider", provider, "connectionId", conn, "path", r.URL.Path, "error", err)
+		writeError(w, http.StatusInternalServerError, codeInternal, "internal error; see the gateway log")
+	}
+}
+
+// workflowError maps an update's refusal or failure onto HTTP.
+func (g *Gateway) workflowError(w http.ResponseWriter, r *http.Request, e *temporal.ApplicationError) {
+	switch e.Type() {
+	case workflows.ErrTypeRepairClosed, workflows.ErrTypeNotAwaitingUser:
+		writeError(w, http.StatusConflict, codeConflict, e.Message())
+	case workflows.ErrTypeSessionUnknown:
+		writeError(w, http.StatusUnprocessableEntity, codeSessionUnknown, e.Message())
+	case workflows.ErrTypeInvalidMessage:
+		writeError(w, http.StatusBadRequest, codeBadRequest, e.Message())
+	case workflows.ErrTypeTooLarge:
+		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, e.Message())
+	case workflows.ErrTypeTooManyRequests:
+		writeRetry(w, http.StatusTooManyRequests, codeTooManyRequests, e.Message(), time.Minute)
+	case workflows.ErrTypeProviderUnavailable, workflows.ErrTypeRepairMoving:
+		msg := e.Message() // may quote the provider: the app's only
+		if !principalOf(r).app {
+			msg = pageUnavailable
+		}
+		writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, msg, 2*time.Second)
+	default:
+		g.logger(r.Context()).Error("unexpected workflow error", "errorType", e.Type(), "error", e)
+		writeError(w, http.StatusInternalServerError, codeInternal, "internal error; see the gateway log")
+	}
 }
