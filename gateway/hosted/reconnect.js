@@ -14,13 +14,13 @@
   // attemptAtComplete: a failed attempt brings the repair back to the user
   // with a higher attempt number.
   let attemptAtComplete = Number(d.attempt) || 0;
-  // widget is the provider's record, served by the gateway from its
+  // spec is the provider's widget record, served by the gateway from its
   // registration: the widget kinds its sessions open ('plaid-link',
   // 'frame') and how a framed widget's messages map to complete and exit.
   // The script names no provider.
-  let widget = { widgets: [], messages: [] };
-  try { widget = Object.assign(widget, JSON.parse(d.widget || '{}')); } catch (_) { /* none: nothing opens */ }
-  const opens = (kind) => Array.isArray(widget.widgets) && widget.widgets.indexOf(kind) >= 0;
+  let spec = { widgets: [], messages: [] };
+  try { spec = Object.assign(spec, JSON.parse(d.widget || '{}')); } catch (_) { /* none: nothing opens */ }
+  const opens = (kind) => Array.isArray(spec.widgets) && spec.widgets.indexOf(kind) >= 0;
 
   function show(state, heading, text, o) {
     o = o || {};
@@ -138,7 +138,7 @@
   function outcome(data) {
     if (typeof data === 'string') { try { data = JSON.parse(data); } catch (_) { return null; } }
     if (!data || typeof data !== 'object') return null;
-    const rules = Array.isArray(widget.messages) ? widget.messages : [];
+    const rules = Array.isArray(spec.messages) ? spec.messages : [];
     for (const rule of rules) {
       const match = rule.match || {};
       if (!Object.keys(match).every((k) => data[k] === match[k])) continue;
