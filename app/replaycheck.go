@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
@@ -20,6 +21,10 @@ import (
 
 // openRepairsQuery lists the repairs a worker would pick up again.
 const openRepairsQuery = `WorkflowType = 'ConnectionRepair' AND ExecutionStatus = 'Running'`
+
+// nonDeterminismCode marks the SDK's non-determinism errors: a history
+// another build's workflow code recorded.
+const nonDeterminismCode = "TMPRL1100"
 
 // replayPageSize bounds each visibility page of the replay check.
 const replayPageSize = 100
@@ -73,6 +78,12 @@ func CheckOpenRepairsReplay(ctx context.Context, tc client.Client, c config.Temp
 			}
 			out.Open++
 			err = replayer.ReplayWorkflowHistoryWithOptions(quiet, hist, worker.ReplayWorkflowHistoryOptions{OriginalExecution: exec})
+			if err != nil && !strings.Contains(err.Error(), nonDeterminismCode) {
+				// Not another build's commands (a payload that does not
+				// decrypt with these keys, say): terminating would not be
+				// the cure, so say what it is.
+				return out, fmt.Errorf("replay %s: %w", exec.ID, err)
+			}
 			if err != nil {
 				logger.Debug("open repair does not replay", "workflowId", exec.ID, "runId", exec.RunID, "error", err)
 				out.Failed = append(out.Failed, exec)

@@ -134,7 +134,9 @@ func (a *Authority) CheckLink(token string) (Link, error) {
 
 func (a *Authority) sign(aud string, scope Scope, repair string, ttl time.Duration) (string, time.Time, error) {
 	now := a.Now().UTC().Truncate(time.Second)
-	exp := now.Add(ttl)
+	// A JWT's exp is whole seconds: the expiresAt answered is that second,
+	// so a token is never refused before the time its holder was told.
+	exp := now.Add(ttl).Truncate(time.Second)
 	token, err := jwt.Signed(a.signer).Claims(claims{
 		Claims: jwt.Claims{
 			Issuer:    issuer,

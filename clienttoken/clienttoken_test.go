@@ -151,6 +151,15 @@ func TestNoLeewayOnExpiry(t *testing.T) {
 	_, err = a.CheckLink(link)
 	assert.ErrorIs(t, err, ErrExpired, "a link too")
 
+	// A link lives until its repair's window ends, a time with a fraction
+	// of a second: it works until the expiresAt answered, never less.
+	now = t0
+	odd, oddExp, err := a.MintLink(scope, "run-2", time.Hour+839*time.Millisecond)
+	require.NoError(t, err)
+	now = oddExp.Add(-time.Nanosecond)
+	_, err = a.CheckLink(odd)
+	assert.NoError(t, err, "good until the expiresAt answered")
+
 	// Not before: a checking clock up to 5 s (the README's Security
 	// model) behind the minting one's still accepts a fresh token; further
 	// behind, not.

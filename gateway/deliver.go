@@ -156,15 +156,10 @@ func (g *Gateway) signalRun(ctx context.Context, id, runID string, msg workflows
 	return err
 }
 
-// triggerMemo holds the provider event id that started a run, so a
-// redelivery of it is answered without a signal (continue-as-new keeps
-// the memo).
-const triggerMemo = "relinkTrigger"
-
 // triggerOf reads a run's trigger event id from its memo.
 func (g *Gateway) triggerOf(info *workflow.WorkflowExecutionInfo) string {
 	var trigger string
-	if p, ok := info.GetMemo().GetFields()[triggerMemo]; ok {
+	if p, ok := info.GetMemo().GetFields()[workflows.MemoTrigger]; ok {
 		// Memos go through the data converter, so they are encrypted.
 		_ = codec.DataConverter(g.Codec).FromPayload(p, &trigger)
 	}
@@ -205,7 +200,7 @@ func (g *Gateway) startOptions(in workflows.RepairInput) client.StartWorkflowOpt
 	}
 	var memo map[string]any
 	if in.TriggerEventID != "" {
-		memo = map[string]any{triggerMemo: in.TriggerEventID}
+		memo = map[string]any{workflows.MemoTrigger: in.TriggerEventID}
 	}
 	return client.StartWorkflowOptions{
 		ID:                       workflows.WorkflowID(in.Provider, in.ConnectionID),

@@ -134,7 +134,7 @@ func (g *Gateway) startRepair(w http.ResponseWriter, r *http.Request) {
 	// closes; with none open a new one starts. A manual start is never lost.
 	outcome, runID, err := g.deliver(g.withStartDeadline(r.Context()), delivery{
 		id:    workflows.WorkflowID(req.Provider, req.ConnectionID),
-		msg:   workflows.Message{RepairRequest: &workflows.RepairRequest{Reason: reason, At: time.Now().UTC()}},
+		msg:   workflows.Message{RepairRequest: &workflows.RepairRequest{Reason: reason, At: time.Now().UTC(), Options: &opts}},
 		start: &in,
 	})
 	if err != nil {
@@ -143,8 +143,13 @@ func (g *Gateway) startRepair(w http.ResponseWriter, r *http.Request) {
 	}
 	answer := startAnswer{Repair: repairRef{ID: workflows.WorkflowID(req.Provider, req.ConnectionID), RunID: runID}}
 	switch {
-	case outcome == eventApplied:
+	case outcome == eventApplied, outcome == eventQueued:
+		// Started, or queued for the next run of a repair that has ended
+		// and is still closing, which starts with these options.
 		answer.Outcome = startOutcomeStarted
+		if outcome == eventQueued {
+			answer.Outcome = startOutcomeQueued
+		}
 		applied := opts
 		if applied.RepairWindow <= 0 {
 			applied.RepairWindow = workflows.DefaultRepairWindow
@@ -153,10 +158,6 @@ func (g *Gateway) startRepair(w http.ResponseWriter, r *http.Request) {
 			applied.MaxAttempts = workflows.DefaultMaxAttempts
 		}
 		answer.Options = &appliedOptions{RepairWindow: applied.RepairWindow.String(), MaxAttempts: applied.MaxAttempts}
-	case outcome == eventQueued:
-		// Signalled to a run that has ended and is still closing: its next
-		// run takes the break, with that repair's options.
-		answer.Outcome = startOutcomeQueued
 	case outcome == eventJoined:
 		answer.Outcome = startOutcomeJoined
 		if req.RepairWindow != "" || req.MaxAttempts != 0 {

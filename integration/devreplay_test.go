@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -109,6 +110,17 @@ func TestTheDevStackRefusesOpenRepairsItCannotReplay(t *testing.T) {
 	assert.Contains(t, msg, "temporal workflow terminate --address 127.0.0.1:")
 	assert.Contains(t, msg, "rm -rf "+dataDir)
 	assert.NotContains(t, msg, "relink dev ready")
+
+	// Keys that do not open these repairs: not another build's doing, so
+	// neither called that nor offered for termination.
+	wrongKeys := maps.Clone(env)
+	wrongKeys["RELINK_PAYLOAD_KEYS"] = newKey(t, "other")
+	_, err = startDevBinary(t.TempDir(), wrongKeys, "relink dev ready")
+	require.Error(t, err, "the dev stack refuses to start")
+	assert.Contains(t, err.Error(), "replay the open repairs: replay repair:sandbox:")
+	assert.Contains(t, err.Error(), "not in RELINK_PAYLOAD_KEYS")
+	assert.NotContains(t, err.Error(), "older build")
+	assert.NotContains(t, err.Error(), "-terminate-unreplayable")
 
 	// The flag's way: the older repairs end terminated, with the reason;
 	// this build's repair stays open, and the stack starts.

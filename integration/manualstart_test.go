@@ -115,14 +115,18 @@ func TestAManualStartOnAClosingRepairIsQueued(t *testing.T) {
 	require.NoError(t, err)
 	require.Nil(t, desc.GetWorkflowExecutionInfo().GetCloseTime(), "the ended run is still delivering")
 
+	// Options asked for are the next run's, and the answer says so.
 	var queued startAnswer
 	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs",
-		map[string]any{"provider": "sandbox", "connectionId": "conn_closing", "reason": "ticket 10"}, &queued))
+		map[string]any{"provider": "sandbox", "connectionId": "conn_closing", "reason": "ticket 10", "maxAttempts": 9}, &queued))
 	assert.Equal(t, "queued", queued.Outcome)
-	assert.Nil(t, queued.Options)
+	require.NotNil(t, queued.Options)
+	assert.Equal(t, 9, queued.Options.MaxAttempts)
 	s.app.setDown(false)
+	var st workflows.RepairState
 	s.waitFor("the queued break's run", func() bool {
-		st := s.state("conn_closing")
+		st = s.state("conn_closing")
 		return st.Status == workflows.StatusAwaitingUser && st.TriggerReason == "manual: ticket 10"
 	})
+	assert.Equal(t, 9, st.MaxAttempts, "the next run starts with the options answered")
 }

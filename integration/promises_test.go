@@ -663,3 +663,36 @@ func TestAMessageSentAsTheRunContinuesIsNeverLost(t *testing.T) {
 	t.Logf("%d of %d repairs continued as new around their cancel", continued, tries)
 	assert.Positive(t, continued, "the runs did continue as new")
 }
+
+// A break that arrives while a repair is closing starts the next run, which
+// is open to messages at once: it does not look like the last repair's
+// outcome to the gateway, even while its probe keeps failing.
+func TestTheNextBreaksRunTakesMessagesAtOnce(t *testing.T) {
+	s := newStack(t)
+	id := workflows.WorkflowID(sandbox.Name, "conn_next")
+	s.breakConnection("conn_next", "profile_next")
+	s.waitForStatus("conn_next", workflows.StatusAwaitingUser)
+	s.app.setDown(true) // the outcome's event waits: the repair is closing
+	s.repairConnection("conn_next")
+	s.waitForStatus("conn_next", workflows.StatusRepaired)
+	first := len(s.runs(id))
+	s.breakConnection("conn_next", "profile_next")
+	_, err := s.sandbox.SetScript("conn_next", sandbox.Script{FailCalls: 1000}) // the next probe keeps failing
+	require.NoError(t, err)
+	s.app.setDown(false)
+	s.waitFor("the next break's run", func() bool { return len(s.runs(id)) == first+1 })
+
+	var list listResponse
+	s.waitFor("visibility to list the new run as PENDING", func() bool {
+		s.call(http.MethodGet, "/v1/repairs?status=PENDING&connectionId=conn_next", nil, &list)
+		return len(list.Repairs) == 1
+	})
+	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs/sandbox/conn_next/cancel",
+		map[string]string{"reason": "closed account"}, nil))
+	st := s.waitForStatus("conn_next", workflows.StatusCanceled)
+	assert.Equal(t, workflows.ReasonCanceled, st.ReasonCode)
+	s.waitFor("the repair to close", func() bool { return !s.running(id) })
+	runs := s.runs(id)
+	s.recordRun(id, runs[len(runs)-2], "ended-then-broke")
+	s.recordRun(id, runs[len(runs)-1], "next-break")
+}

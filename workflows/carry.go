@@ -64,7 +64,14 @@ func (r *repair) prepareContinue(ctx workflow.Context) (RepairInput, bool) {
 	workflow.GetLogger(ctx).Info("repair continues as new", "provider", r.in.Provider,
 		"connectionId", r.in.ConnectionID, "historyLength", workflow.GetInfo(ctx).GetCurrentHistoryLength())
 	next := r.in
-	next.Carry = &RepairCarry{
+	next.Undelivered = nil // this run's own, delivered or in the carry's outbox
+	next.Carry = r.carry()
+	return next, true
+}
+
+// carry is what the next run needs of this one.
+func (r *repair) carry() *RepairCarry {
+	return &RepairCarry{
 		State:               r.st,
 		Deadline:            r.deadline,
 		Session:             r.session,
@@ -82,7 +89,6 @@ func (r *repair) prepareContinue(ctx workflow.Context) (RepairInput, bool) {
 		Outbox:              r.outbox,
 		GatewayClocks:       r.gatewayClocks,
 	}
-	return next, true
 }
 
 // restore rebuilds a repair from the previous run's carry.

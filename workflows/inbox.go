@@ -113,7 +113,7 @@ func (r *repair) applyCancel(ctx workflow.Context, c CancelRequest) {
 // when it closes.
 func (r *repair) applyRepairRequest(ctx workflow.Context, req RepairRequest) {
 	if r.st.Status.Terminal() {
-		r.queueNextBreak(ProviderEvent{Kind: aggregator.EventKindRepairable, Reason: req.Reason, At: req.At})
+		r.queueNextBreak(ProviderEvent{Kind: aggregator.EventKindRepairable, Reason: req.Reason, At: req.At}, req.Options)
 		return
 	}
 	workflow.GetLogger(ctx).Info("repair request joined the open repair", "reason", req.Reason,
@@ -169,7 +169,7 @@ func (r *repair) applyEvent(ctx workflow.Context, ev ProviderEvent) {
 		// A break (or a proactive trigger) reported after this repair ended
 		// is a new one; the rest has nothing left to act on.
 		if ev.Kind == aggregator.EventKindRepairable || ev.Kind == aggregator.EventKindProactive {
-			r.queueNextBreak(ev)
+			r.queueNextBreak(ev, nil)
 		} else {
 			r.ignore(ctx, fmt.Sprintf("%s event %s after the repair ended", ev.Kind, ev.EventID))
 		}
@@ -215,11 +215,12 @@ func (r *repair) applyEvent(ctx workflow.Context, ev ProviderEvent) {
 	}
 }
 
-// queueNextBreak keeps the trigger for the run that follows this one; a
-// real break outranks a proactive one.
-func (r *repair) queueNextBreak(ev ProviderEvent) {
+// queueNextBreak keeps the trigger for the run that follows this one, and
+// the options it starts with (nil: this repair's); a real break outranks a
+// proactive one.
+func (r *repair) queueNextBreak(ev ProviderEvent, opts *RepairOptions) {
 	if r.nextBreak == nil || (r.nextBreak.Kind == aggregator.EventKindProactive && ev.Kind != aggregator.EventKindProactive) {
-		r.nextBreak = &ev
+		r.nextBreak, r.nextOptions = &ev, opts
 	}
 }
 

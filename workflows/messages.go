@@ -78,7 +78,15 @@ type RepairInput struct {
 	// Undelivered are events of the previous repair still owed to the app
 	// when a new break continued it as this run; this run delivers them.
 	Undelivered []activities.Event `json:"undelivered,omitempty"`
+	// AfterEnded marks a run that a new break continued from a repair
+	// that had ended: Temporal hands it that repair's search attributes
+	// (RelinkStatus says the outcome) and memo, which it replaces at once.
+	AfterEnded bool `json:"afterEnded,omitempty"`
 }
+
+// MemoTrigger is the memo key of the provider event id that started a
+// run: the gateway answers a redelivery of it without a signal.
+const MemoTrigger = "relinkTrigger"
 
 // trigger names what started the repair, for metrics: webhook, manual or
 // proactive.
@@ -199,4 +207,8 @@ type CancelRequest struct {
 type RepairRequest struct {
 	Reason string    `json:"reason,omitempty"`
 	At     time.Time `json:"at,omitzero"`
+	// Options are what the next run starts with when this request starts
+	// it (a repair that has ended and is still closing); nil keeps the
+	// ended repair's.
+	Options *RepairOptions `json:"options,omitempty"`
 }

@@ -40,13 +40,14 @@ func (r *repair) notify(ctx workflow.Context, eventType string) {
 			return
 		}
 	}
-	ev := r.event(ctx, eventType, r.st.Status)
+	ev := r.event(ctx, eventType, r.st.Status, r.st.ReasonCode, r.st.Reason)
 	r.st.EventsSent++
 	r.deliver(ctx, ev)
 }
 
-// event is the repair's next event to the app, as it stands in status.
-func (r *repair) event(ctx workflow.Context, eventType string, status Status) activities.Event {
+// event is the repair's next event to the app, as it stands in status
+// (entered for code and reason).
+func (r *repair) event(ctx workflow.Context, eventType string, status Status, code ReasonCode, reason string) activities.Event {
 	id := workflow.GetInfo(ctx).WorkflowExecution.ID
 	seq := r.st.EventsSent + 1
 	ev := activities.Event{
@@ -62,8 +63,8 @@ func (r *repair) event(ctx workflow.Context, eventType string, status Status) ac
 			Institution:  r.in.Institution,
 			Status:       string(status),
 			Attempt:      r.st.Attempt,
-			Reason:       r.st.Reason,
-			ReasonCode:   string(r.st.ReasonCode),
+			Reason:       reason,
+			ReasonCode:   string(code),
 			Sequence:     seq,
 			Proactive:    r.st.Proactive,
 			ExpiresAt:    r.deadline,

@@ -40,6 +40,10 @@ const (
 	ReasonConnectionDeleted  ReasonCode = "connection_deleted"
 )
 
+// noteUserActionRequired is the sentence of ReasonUserActionRequired, which
+// the probe's early ask carries too.
+const noteUserActionRequired = "the user must reconnect in the provider's widget"
+
 // ReasonCodes lists every code, for the API's enum.
 var ReasonCodes = []ReasonCode{ReasonBrokenAtProvider, ReasonRequested, ReasonUserActionRequired,
 	ReasonReconnectRejected, ReasonStillBroken, ReasonUserFinished, ReasonCloseAccepted,

@@ -102,6 +102,7 @@ type repair struct {
 	exits               int // exits recorded by this run
 	moving              bool
 	nextBreak           *ProviderEvent
+	nextOptions         *RepairOptions // the next run's, from a manual start
 }
 
 // ConnectionRepair repairs one broken connection. See the package doc and
@@ -110,6 +111,14 @@ func ConnectionRepair(ctx workflow.Context, in RepairInput) (RepairState, error)
 	r := newRepair(ctx, in)
 	if err := r.registerHandlers(ctx); err != nil {
 		return r.st, err
+	}
+	if in.AfterEnded {
+		// Until now visibility says the last repair's outcome, and the
+		// gateway would take this run for an ended one.
+		r.syncSearchAttributes(ctx)
+		if err := workflow.UpsertMemo(ctx, map[string]any{MemoTrigger: in.TriggerEventID}); err != nil {
+			workflow.GetLogger(ctx).Warn("memo upsert failed", "error", err)
+		}
 	}
 	r.describe(ctx)
 	r.resendOutbox(ctx)
@@ -236,6 +245,10 @@ func (r *repair) nextInput() RepairInput {
 	next.TriggerReason = r.nextBreak.Reason
 	next.DetectedAt = r.nextBreak.At
 	next.Proactive = r.nextBreak.Kind == aggregator.EventKindProactive
+	next.AfterEnded = true
+	if r.nextOptions != nil {
+		next.Options = *r.nextOptions
+	}
 	return next
 }
 

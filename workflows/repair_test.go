@@ -60,6 +60,10 @@ func TestActionRequiredReconnectCompletedConfirmed(t *testing.T) {
 	assert.Equal(t, []string{activities.EventActionRequired, activities.EventRepaired}, h.events.types(),
 		"transient statuses are not sent")
 	assert.Equal(t, 1, h.calls("status"), "only the read right after close: a prompt webhook needs no polling")
+	ask := h.events.ofType(activities.EventActionRequired)[0].Repair
+	assert.Equal(t, string(ReasonUserActionRequired), ask.ReasonCode, "the probe's ask says why, as the status does")
+	assert.Equal(t, st.Steps[1].Note, ask.Reason)
+	assert.Equal(t, string(ReasonConfirmedByWebhook), h.events.ofType(activities.EventRepaired)[0].Repair.ReasonCode)
 }
 
 func TestHealthyAfterCloseIsRepairedAtOnce(t *testing.T) {

@@ -55,7 +55,7 @@ func corpus(t *testing.T) string {
 // ./integration/).
 var corpusPaths = []string{"continue", "user-completed", "repaired", "polling", "expired", "unrepairable",
 	"failed-attempt", "refresh-continued-as-new", "carried-to-repaired", "canceled", "break-during-close",
-	"encrypted-user-completed", "withdrawn"}
+	"encrypted-user-completed", "withdrawn", "ended-then-broke", "next-break"}
 
 func TestReplayRecordedHistories(t *testing.T) {
 	dir := corpus(t)

@@ -41,7 +41,7 @@ func (r *repair) probe(ctx workflow.Context) {
 		// back, should initialize say ACTION_REQUIRED: one local activity,
 		// one billable action, for what is most repairs' first step.
 		r.probedLocally = true
-		ask := r.event(ctx, activities.EventActionRequired, StatusAwaitingUser)
+		ask := r.event(ctx, activities.EventActionRequired, StatusAwaitingUser, ReasonUserActionRequired, noteUserActionRequired)
 		var res activities.ProbeResult
 		err := r.tryLocally(ctx, a.Probe, activities.ProbeRequest{InitializeRequest: req, Ask: ask}, &res,
 			"initialize, and ask for the user if needed (first attempt)")
@@ -101,7 +101,7 @@ func (r *repair) useSession(ctx workflow.Context, s aggregator.Session) {
 		r.describe(ctx) // a fresh session for the same wait
 		return
 	}
-	r.transition(ctx, StatusAwaitingUser, ReasonUserActionRequired, "the user must reconnect in the provider's widget")
+	r.transition(ctx, StatusAwaitingUser, ReasonUserActionRequired, noteUserActionRequired)
 }
 
 func (r *repair) clearSession() {
@@ -201,16 +201,9 @@ func (r *repair) nextReminder() (time.Time, bool) {
 	if !r.st.LastAskedAt.IsZero() {
 		// Offsets that config did not check (a run's own options) still
 		// keep the spacing.
-		at = latest(at, r.st.LastAskedAt.Add(MinAskSpacing))
+		at = later(at, r.st.LastAskedAt.Add(MinAskSpacing))
 	}
 	return at, at.Before(r.deadline)
-}
-
-func latest(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
 
 // remindersThisWait counts reminders sent since the repair last entered

@@ -27,16 +27,6 @@ var All = []aggregator.Registration{
 	plaid.Registration,
 }
 
-// Lookup returns the registration named name.
-func Lookup(name string) (aggregator.Registration, bool) {
-	for _, r := range All {
-		if r.Name == name {
-			return r, true
-		}
-	}
-	return aggregator.Registration{}, false
-}
-
 // Names are the registered providers' names, in list order.
 func Names() []string {
 	names := make([]string, len(All))
