@@ -42,7 +42,7 @@ const (
 
 func (r *repair) registerHandlers(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryState, func() (RepairState, error) {
-		return r.st, nil
+		return r.State, nil
 	}, workflow.QueryHandlerOptions{Description: "The whole repair state"}); err != nil {
 		return err
 	}
@@ -79,8 +79,8 @@ func repairError(typ, format string, args ...any) error {
 // admit is what every update validator checks first.
 func (r *repair) admit() error {
 	switch {
-	case r.st.Status.Terminal():
-		return repairError(ErrTypeRepairClosed, "the repair is %s", r.st.Status)
+	case r.State.Status.Terminal():
+		return repairError(ErrTypeRepairClosed, "the repair is %s", r.State.Status)
 	case r.moving:
 		return repairError(ErrTypeRepairMoving, "the repair is moving to a new run; send again")
 	case r.updates >= maxUpdatesPerRun:
@@ -93,27 +93,27 @@ func (r *repair) admit() error {
 // a frontend asking again and again writes no history; the update acts on
 // the same answer.
 func (r *repair) offer(ctx workflow.Context, req ReconnectRequest, now time.Time) ReconnectOffer {
-	switch r.st.Status {
+	switch r.State.Status {
 	case StatusPending:
 		why := "checking with the provider; retry shortly"
-		if r.st.LastError != "" {
-			why += " (last error: " + r.st.LastError + ")"
+		if r.State.LastError != "" {
+			why += " (last error: " + r.State.LastError + ")"
 		}
 		return ReconnectOffer{Unavailable: why, RetryAfter: 2 * time.Second}
 	case StatusCompleting, StatusVerifying:
 		// The user already did their part: never send them back.
-		return ReconnectOffer{Result: &ReconnectResult{Status: r.st.Status, ConnectorStatus: aggregator.ConnectorContinue}}
+		return ReconnectOffer{Result: &ReconnectResult{Status: r.State.Status, ConnectorStatus: aggregator.ConnectorContinue}}
 	case StatusAwaitingUser:
 	default:
-		return ReconnectOffer{Closed: r.st.Status}
+		return ReconnectOffer{Closed: r.State.Status}
 	}
-	fresh := now.Sub(r.sessionIssuedAt) < r.opts.MinRefreshInterval
+	fresh := now.Sub(r.SessionIssuedAt) < r.opts.MinRefreshInterval
 	if r.sessionUsable(now) && (!req.ForceNewSession || fresh) {
-		s := r.session
-		return ReconnectOffer{Result: &ReconnectResult{Status: r.st.Status, ConnectorStatus: aggregator.ConnectorActionRequired, Session: &s}}
+		s := r.Session
+		return ReconnectOffer{Result: &ReconnectResult{Status: r.State.Status, ConnectorStatus: aggregator.ConnectorActionRequired, Session: &s}}
 	}
-	if !r.refreshing && r.refreshErr != "" && now.Sub(r.refreshFailedAt) < refreshRetryPause {
-		return ReconnectOffer{Unavailable: r.refreshErr, RetryAfter: refreshRetryPause - now.Sub(r.refreshFailedAt)}
+	if !r.refreshing && r.RefreshErr != "" && now.Sub(r.RefreshFailedAt) < refreshRetryPause {
+		return ReconnectOffer{Unavailable: r.RefreshErr, RetryAfter: refreshRetryPause - now.Sub(r.RefreshFailedAt)}
 	}
 	if r.moving {
 		return ReconnectOffer{Unavailable: "the repair is moving to a new run; retry", RetryAfter: time.Second}
@@ -123,7 +123,7 @@ func (r *repair) offer(ctx workflow.Context, req ReconnectRequest, now time.Time
 	// with every refresh round and every status change, so an id the
 	// server has answered is never handed out again.
 	return ReconnectOffer{UpdateID: fmt.Sprintf("reconnect/%s/%d/%d",
-		workflow.GetInfo(ctx).WorkflowExecution.RunID, len(r.st.Steps), r.refreshRounds)}
+		workflow.GetInfo(ctx).WorkflowExecution.RunID, len(r.State.Steps), r.RefreshRounds)}
 }
 
 func (r *repair) validateReconnect(ctx workflow.Context, _ ReconnectRequest) error {
@@ -137,45 +137,45 @@ func (r *repair) onReconnect(ctx workflow.Context, req ReconnectRequest) (Reconn
 	r.noteClockSkew(req, workflow.Now(ctx))
 	o := r.offer(ctx, req, workflow.Now(ctx))
 	switch {
-	case o.Result != nil && r.st.Status != StatusAwaitingUser:
+	case o.Result != nil && r.State.Status != StatusAwaitingUser:
 		return *o.Result, nil
 	case o.Closed != "":
 		return ReconnectResult{}, repairError(ErrTypeRepairClosed, "the repair is %s", o.Closed)
-	case r.st.Status == StatusPending:
+	case r.State.Status == StatusPending:
 		return ReconnectResult{}, repairError(ErrTypeProviderUnavailable, "%s", o.Unavailable)
 	}
 	// The query saw that a new session is needed (by the caller's clock,
 	// which may run ahead of this task's): mint one whatever this task
 	// thinks, so the update id, spent now, is never answered from the
 	// server's cache with a session it meant to replace.
-	round := r.refreshRounds
+	round := r.RefreshRounds
 	if !r.refreshing {
 		r.refreshRequested = true
 	}
 	if err := workflow.Await(ctx, func() bool {
-		return r.refreshRounds != round || r.st.Status != StatusAwaitingUser
+		return r.RefreshRounds != round || r.State.Status != StatusAwaitingUser
 	}); err != nil {
 		return ReconnectResult{}, err
 	}
 	switch {
-	case r.st.Status == StatusAwaitingUser && r.refreshErr != "":
-		return ReconnectResult{}, repairError(ErrTypeProviderUnavailable, "%s", r.refreshErr)
-	case r.st.Status == StatusAwaitingUser:
-		s := r.session
-		return ReconnectResult{Status: r.st.Status, ConnectorStatus: aggregator.ConnectorActionRequired, Session: &s}, nil
-	case r.st.Status.Terminal():
-		return ReconnectResult{}, repairError(ErrTypeRepairClosed, "the repair is %s", r.st.Status)
+	case r.State.Status == StatusAwaitingUser && r.RefreshErr != "":
+		return ReconnectResult{}, repairError(ErrTypeProviderUnavailable, "%s", r.RefreshErr)
+	case r.State.Status == StatusAwaitingUser:
+		s := r.Session
+		return ReconnectResult{Status: r.State.Status, ConnectorStatus: aggregator.ConnectorActionRequired, Session: &s}, nil
+	case r.State.Status.Terminal():
+		return ReconnectResult{}, repairError(ErrTypeRepairClosed, "the repair is %s", r.State.Status)
 	}
-	return ReconnectResult{Status: r.st.Status, ConnectorStatus: aggregator.ConnectorContinue}, nil
+	return ReconnectResult{Status: r.State.Status, ConnectorStatus: aggregator.ConnectorContinue}, nil
 }
 
 // sessionUsable: issued, not yet completed, and not about to expire.
 func (r *repair) sessionUsable(now time.Time) bool {
-	s := r.session
+	s := r.Session
 	if s.ConnectorToken == "" && s.LinkToken == "" && s.WidgetURL == "" {
 		return false
 	}
-	if slices.Contains(r.closedTokens, s.ConnectorToken) {
+	if slices.Contains(r.ClosedTokens, s.ConnectorToken) {
 		return false
 	}
 	return s.ExpiresAt.IsZero() || now.Add(sessionRefreshMargin).Before(s.ExpiresAt)
@@ -193,19 +193,19 @@ func (r *repair) validateComplete(ctx workflow.Context, c ReconnectCompleted) er
 // checkCompletion is what makes a completion usable, whatever carried it.
 func (r *repair) checkCompletion(c ReconnectCompleted) error {
 	switch {
-	case r.st.Status.Terminal():
-		return repairError(ErrTypeRepairClosed, "the repair is %s", r.st.Status)
+	case r.State.Status.Terminal():
+		return repairError(ErrTypeRepairClosed, "the repair is %s", r.State.Status)
 	case c.ConnectorToken == "":
 		return repairError(ErrTypeInvalidMessage, "connectorToken is required: the session the widget completed")
 	case len(c.ConnectorToken) > MaxTokenBytes || len(c.PublicToken) > MaxTokenBytes:
 		return repairError(ErrTypeTooLarge, "tokens are at most %d bytes", MaxTokenBytes)
 	case len(c.Metadata) > MaxCompletionMetadataBytes:
 		return repairError(ErrTypeTooLarge, "metadata is at most %d bytes", MaxCompletionMetadataBytes)
-	case slices.Contains(r.closedTokens, c.ConnectorToken) || r.pendingCompletion(c.ConnectorToken):
+	case slices.Contains(r.ClosedTokens, c.ConnectorToken) || r.pendingCompletion(c.ConnectorToken):
 		return repairError(ErrTypeAlreadyCompleted, "this session was already reported completed")
-	case r.st.Status != StatusAwaitingUser || r.pendingCompletion(""):
-		return repairError(ErrTypeNotAwaitingUser, "the repair is %s, not waiting for the user", r.st.Status)
-	case !slices.Contains(r.issuedTokens, c.ConnectorToken):
+	case r.State.Status != StatusAwaitingUser || r.pendingCompletion(""):
+		return repairError(ErrTypeNotAwaitingUser, "the repair is %s, not waiting for the user", r.State.Status)
+	case !slices.Contains(r.IssuedTokens, c.ConnectorToken):
 		// Only this repair's sessions are closed, so a stray token cannot
 		// cost the user an attempt.
 		return repairError(ErrTypeSessionUnknown, "this repair did not issue that connector token")
@@ -227,7 +227,7 @@ func (r *repair) pendingCompletion(token string) bool {
 func (r *repair) onComplete(ctx workflow.Context, c ReconnectCompleted) (CompleteResult, error) {
 	r.updates++
 	r.inbox = append(r.inbox, inboxItem{completion: &c})
-	return CompleteResult{Status: r.st.Status}, nil
+	return CompleteResult{Status: r.State.Status}, nil
 }
 
 func (r *repair) validateExit(ctx workflow.Context, e ReconnectExited) error {
@@ -239,8 +239,8 @@ func (r *repair) validateExit(ctx workflow.Context, e ReconnectExited) error {
 
 // checkExit is what makes an exit recordable, whatever carried it.
 func (r *repair) checkExit(e ReconnectExited) error {
-	if r.st.Status.Terminal() {
-		return repairError(ErrTypeRepairClosed, "the repair is %s", r.st.Status)
+	if r.State.Status.Terminal() {
+		return repairError(ErrTypeRepairClosed, "the repair is %s", r.State.Status)
 	}
 	if len(e.Reason) > MaxExitFieldBytes || len(e.ErrorCode) > MaxExitFieldBytes || len(e.ProviderRequestID) > MaxExitFieldBytes {
 		return repairError(ErrTypeTooLarge, "exit fields are at most %d bytes each", MaxExitFieldBytes)
@@ -276,16 +276,16 @@ func (r *repair) noteClockSkew(req ReconnectRequest, now time.Time) {
 	if req.Gateway == "" || req.At.IsZero() {
 		return
 	}
-	r.gatewayClocks = slices.DeleteFunc(r.gatewayClocks, func(c gatewayClock) bool { return c.Gateway == req.Gateway })
-	r.gatewayClocks = append(r.gatewayClocks, gatewayClock{Gateway: req.Gateway, Skew: max(req.At.Sub(now), 0)})
-	if len(r.gatewayClocks) > gatewayClocksKept {
-		r.gatewayClocks = slices.Clone(r.gatewayClocks[len(r.gatewayClocks)-gatewayClocksKept:])
+	r.GatewayClocks = slices.DeleteFunc(r.GatewayClocks, func(c gatewayClock) bool { return c.Gateway == req.Gateway })
+	r.GatewayClocks = append(r.GatewayClocks, gatewayClock{Gateway: req.Gateway, Skew: max(req.At.Sub(now), 0)})
+	if len(r.GatewayClocks) > gatewayClocksKept {
+		r.GatewayClocks = slices.Clone(r.GatewayClocks[len(r.GatewayClocks)-gatewayClocksKept:])
 	}
 }
 
 // clockSkew is how far gateway's clock was last seen ahead (0 if unknown).
 func (r *repair) clockSkew(gateway string) time.Duration {
-	for _, c := range r.gatewayClocks {
+	for _, c := range r.GatewayClocks {
 		if c.Gateway == gateway {
 			return c.Skew
 		}

@@ -87,14 +87,14 @@ func (r *repair) drain(ctx workflow.Context) {
 
 // ignore counts and logs something that arrived and changed nothing.
 func (r *repair) ignore(ctx workflow.Context, why string) {
-	r.st.IgnoredEvents++
-	r.st.LastIgnored = why
+	r.State.IgnoredEvents++
+	r.State.LastIgnored = why
 	workflow.GetLogger(ctx).Info("message ignored", "why", why,
-		"provider", r.in.Provider, "connectionId", r.in.ConnectionID, "status", r.st.Status)
+		"provider", r.in.Provider, "connectionId", r.in.ConnectionID, "status", r.State.Status)
 }
 
 func (r *repair) applyCancel(ctx workflow.Context, c CancelRequest) {
-	if r.st.Status.Terminal() {
+	if r.State.Status.Terminal() {
 		r.ignore(ctx, "cancel after the repair ended")
 		return
 	}
@@ -112,7 +112,7 @@ func (r *repair) applyCancel(ctx workflow.Context, c CancelRequest) {
 // has ended and is only finishing its notifications, starts the next run
 // when it closes.
 func (r *repair) applyRepairRequest(ctx workflow.Context, req RepairRequest) {
-	if r.st.Status.Terminal() {
+	if r.State.Status.Terminal() {
 		r.queueNextBreak(ProviderEvent{Kind: aggregator.EventKindRepairable, Reason: req.Reason, At: req.At}, req.Options)
 		return
 	}
@@ -121,31 +121,31 @@ func (r *repair) applyRepairRequest(ctx workflow.Context, req RepairRequest) {
 }
 
 func (r *repair) applyCompletion(ctx workflow.Context, c ReconnectCompleted) {
-	if r.st.Status != StatusAwaitingUser || r.completion != nil {
+	if r.State.Status != StatusAwaitingUser || r.completion != nil {
 		// Validated when it arrived, but a message before it in the inbox
 		// moved the repair on.
-		r.ignore(ctx, fmt.Sprintf("completion while %s", r.st.Status))
+		r.ignore(ctx, fmt.Sprintf("completion while %s", r.State.Status))
 		return
 	}
 	r.completion = &c
-	r.closedTokens = keepLast(append(r.closedTokens, c.ConnectorToken), tokensKept)
+	r.ClosedTokens = keepLast(append(r.ClosedTokens, c.ConnectorToken), tokensKept)
 }
 
 func (r *repair) applyExit(ctx workflow.Context, e ReconnectExited) {
-	r.st.Exits++
-	r.st.LastExit = &ExitRecord{ReconnectExited: e, ReceivedAt: workflow.Now(ctx)}
+	r.State.Exits++
+	r.State.LastExit = &ExitRecord{ReconnectExited: e, ReceivedAt: workflow.Now(ctx)}
 	r.describe(ctx)
 }
 
 // rememberEvent records a provider event id; it reports false for one
 // already applied.
 func (r *repair) rememberEvent(id string) bool {
-	if slices.Contains(r.st.EventIDs, id) {
+	if slices.Contains(r.State.EventIDs, id) {
 		return false
 	}
-	r.st.EventIDs = append(r.st.EventIDs, id)
-	if len(r.st.EventIDs) > eventIDsKept {
-		r.st.EventIDs = r.st.EventIDs[len(r.st.EventIDs)-eventIDsKept:]
+	r.State.EventIDs = append(r.State.EventIDs, id)
+	if len(r.State.EventIDs) > eventIDsKept {
+		r.State.EventIDs = r.State.EventIDs[len(r.State.EventIDs)-eventIDsKept:]
 	}
 	return true
 }
@@ -153,7 +153,7 @@ func (r *repair) rememberEvent(id string) bool {
 // applyEvent applies a webhook event once, ignoring stale ones.
 func (r *repair) applyEvent(ctx workflow.Context, ev ProviderEvent) {
 	if ev.EventID != "" && !r.rememberEvent(ev.EventID) {
-		r.st.DuplicateEvents++
+		r.State.DuplicateEvents++
 		workflow.GetLogger(ctx).Info("duplicate provider event ignored", "eventId", ev.EventID,
 			"provider", r.in.Provider, "connectionId", r.in.ConnectionID)
 		return
@@ -163,9 +163,9 @@ func (r *repair) applyEvent(ctx workflow.Context, ev ProviderEvent) {
 		return
 	}
 	if ev.ProviderStatus != "" {
-		r.st.LastProviderStatus = ev.ProviderStatus
+		r.State.LastProviderStatus = ev.ProviderStatus
 	}
-	if r.st.Status.Terminal() {
+	if r.State.Status.Terminal() {
 		// A break (or a proactive trigger) reported after this repair ended
 		// is a new one; the rest has nothing left to act on.
 		if ev.Kind == aggregator.EventKindRepairable || ev.Kind == aggregator.EventKindProactive {
@@ -175,7 +175,7 @@ func (r *repair) applyEvent(ctx workflow.Context, ev ProviderEvent) {
 		}
 		return
 	}
-	reconnecting := r.st.Status == StatusCompleting || r.st.Status == StatusVerifying
+	reconnecting := r.State.Status == StatusCompleting || r.State.Status == StatusVerifying
 	switch ev.Kind {
 	case aggregator.EventKindSynced:
 		r.end(ctx, StatusRepaired, ReasonConfirmedByWebhook, "confirmed by the provider's webhook")
@@ -195,16 +195,16 @@ func (r *repair) applyEvent(ctx workflow.Context, ev ProviderEvent) {
 		// user's reconnect it may mean the reconnect did not take: the
 		// provider's status decides, so a retried webhook of the old break
 		// cannot cost the user an attempt.
-		r.st.Proactive = false
+		r.State.Proactive = false
 		switch {
 		case !reconnecting:
-		case !ev.At.IsZero() && ev.At.Before(r.completingAt):
+		case !ev.At.IsZero() && ev.At.Before(r.CompletingAt):
 			r.ignore(ctx, "repairable event "+ev.EventID+" dated before the user's reconnect")
 		default:
 			r.verifyNow = true
 		}
 	case aggregator.EventKindErrored:
-		r.st.LastError = "provider error" + suffix(ev.Reason)
+		r.State.LastError = "provider error" + suffix(ev.Reason)
 		r.describe(ctx)
 	case aggregator.EventKindDisconnected:
 		r.end(ctx, StatusUnrepairable, ReasonDisconnected, "the connection was disconnected at the provider")

@@ -19,15 +19,15 @@ import (
 func (r *repair) notify(ctx workflow.Context, eventType string) {
 	now := workflow.Now(ctx)
 	switch {
-	case eventType == activities.EventActionRequired && !r.st.LastAskedAt.IsZero() && now.Sub(r.st.LastAskedAt) < MinAskSpacing:
+	case eventType == activities.EventActionRequired && !r.State.LastAskedAt.IsZero() && now.Sub(r.State.LastAskedAt) < MinAskSpacing:
 		// The user heard from us less than MinAskSpacing ago (a failed
 		// attempt soon after they tried): tell the app, ask nothing.
 		// (Reminders keep their spacing by RELINK_REMINDER_OFFSETS,
 		// counted from the wait's start.)
 		eventType = activities.EventStatusChanged
 	case isAsk(eventType):
-		r.st.LastAskedAt = now
-	case r.st.Status.Terminal():
+		r.State.LastAskedAt = now
+	case r.State.Status.Terminal():
 		r.withdrawAsks()
 	}
 	if asked := r.asked; asked != nil {
@@ -35,13 +35,13 @@ func (r *repair) notify(ctx workflow.Context, eventType string) {
 		// this event, or one the repair moved past (a cancel that came
 		// with the run), whose number stays taken.
 		r.asked = nil
-		r.st.EventsSent++
-		if asked.Type == eventType && asked.Repair.Status == string(r.st.Status) {
+		r.State.EventsSent++
+		if asked.Type == eventType && asked.Repair.Status == string(r.State.Status) {
 			return
 		}
 	}
-	ev := r.event(ctx, eventType, r.st.Status, r.st.ReasonCode, r.st.Reason)
-	r.st.EventsSent++
+	ev := r.event(ctx, eventType, r.State.Status, r.State.ReasonCode, r.State.Reason)
+	r.State.EventsSent++
 	r.deliver(ctx, ev)
 }
 
@@ -49,25 +49,25 @@ func (r *repair) notify(ctx workflow.Context, eventType string) {
 // (entered for code and reason).
 func (r *repair) event(ctx workflow.Context, eventType string, status Status, code ReasonCode, reason string) activities.Event {
 	id := workflow.GetInfo(ctx).WorkflowExecution.ID
-	seq := r.st.EventsSent + 1
+	seq := r.State.EventsSent + 1
 	ev := activities.Event{
-		ID:         fmt.Sprintf("%s/%s/%d", id, r.st.RepairRunID, seq),
+		ID:         fmt.Sprintf("%s/%s/%d", id, r.State.RepairRunID, seq),
 		Type:       eventType,
 		OccurredAt: workflow.Now(ctx),
 		Repair: activities.RepairSummary{
 			ID:           id,
-			RunID:        r.st.RepairRunID,
+			RunID:        r.State.RepairRunID,
 			Provider:     r.in.Provider,
 			ConnectionID: r.in.ConnectionID,
 			ProfileID:    r.in.ProfileID,
 			Institution:  r.in.Institution,
 			Status:       string(status),
-			Attempt:      r.st.Attempt,
+			Attempt:      r.State.Attempt,
 			Reason:       reason,
 			ReasonCode:   string(code),
 			Sequence:     seq,
-			Proactive:    r.st.Proactive,
-			ExpiresAt:    r.deadline,
+			Proactive:    r.State.Proactive,
+			ExpiresAt:    r.Deadline,
 		},
 	}
 	if eventType == activities.EventReminder {
@@ -89,7 +89,7 @@ func (r *repair) withdrawAsks() {
 		p.cancel()
 		// Out of the outbox at once: a run continuing as new right after
 		// must not hand a withdrawn ask to the next run.
-		r.outbox = slices.DeleteFunc(r.outbox, func(e activities.Event) bool { return e.ID == p.id })
+		r.Outbox = slices.DeleteFunc(r.Outbox, func(e activities.Event) bool { return e.ID == p.id })
 	}
 	r.pendingAsks = nil
 }
@@ -121,7 +121,7 @@ func (r *repair) deliver(ctx workflow.Context, ev activities.Event) {
 	// above all. Only a withdrawn ask is canceled (askContext).
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
 	ctx, delivered := r.askContext(ctx, ev)
-	r.outbox = append(r.outbox, ev)
+	r.Outbox = append(r.Outbox, ev)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		defer delivered()
 		err := errNoLocalAttempt
@@ -139,7 +139,7 @@ func (r *repair) deliver(ctx workflow.Context, ev activities.Event) {
 		if err != nil {
 			r.undelivered(ctx, ev, err)
 		}
-		r.outbox = slices.DeleteFunc(r.outbox, func(e activities.Event) bool { return e.ID == ev.ID })
+		r.Outbox = slices.DeleteFunc(r.Outbox, func(e activities.Event) bool { return e.ID == ev.ID })
 	})
 }
 
@@ -175,8 +175,8 @@ func (r *repair) notifyOptions(ctx workflow.Context, ev activities.Event) workfl
 // over undelivered. Their ids are unchanged, so an app that already got
 // one drops the copy.
 func (r *repair) resendOutbox(ctx workflow.Context) {
-	pending := r.outbox
-	r.outbox = nil
+	pending := r.Outbox
+	r.Outbox = nil
 	for _, ev := range pending {
 		r.deliver(ctx, ev)
 	}

@@ -54,7 +54,7 @@ func (r *repair) providerFailed(ctx workflow.Context, what string, err error) (r
 		return false // run records the cancel
 	}
 	msg := rootMessage(err)
-	r.st.LastError = what + ": " + msg
+	r.State.LastError = what + ": " + msg
 	switch classify(err) {
 	case failureRejected:
 		r.failAttempt(ctx, ReasonReconnectRejected, what+" rejected by the provider: "+msg)
@@ -74,12 +74,12 @@ func (r *repair) providerFailed(ctx workflow.Context, what string, err error) (r
 // pauseAfterOutage waits a little before asking an unavailable provider
 // again; an outcome from the inbox ends the pause.
 func (r *repair) pauseAfterOutage(ctx workflow.Context) {
-	status := r.st.Status
+	status := r.State.Status
 	t := r.startTimer(ctx, workflow.Now(ctx).Add(max(min(providerRetryPause, r.untilDeadline(ctx)), time.Second)),
 		"wait before asking the provider again")
 	defer t.stop()
 	for !t.fired() {
-		if err := r.await(ctx, t, func() bool { return r.st.Status != status }); err != nil || r.st.Status != status {
+		if err := r.await(ctx, t, func() bool { return r.State.Status != status }); err != nil || r.State.Status != status {
 			return
 		}
 	}
@@ -100,7 +100,7 @@ func (r *repair) runProviderActivity(ctx workflow.Context, opts workflow.Activit
 			return false, f.Get(ctx, result)
 		}
 		r.drain(ctx)
-		if werr != nil || r.st.Status.Terminal() {
+		if werr != nil || r.State.Status.Terminal() {
 			cancel()
 			return true, nil
 		}
@@ -143,9 +143,9 @@ func providerRetryPolicy() *temporal.RetryPolicy {
 // untilDeadline is the time left: to the repair window's end, or, once the
 // user has finished (COMPLETING, VERIFYING), to the verification deadline.
 func (r *repair) untilDeadline(ctx workflow.Context) time.Duration {
-	deadline := r.deadline
-	if r.st.Status == StatusCompleting || r.st.Status == StatusVerifying {
-		deadline = r.st.VerifyUntil
+	deadline := r.Deadline
+	if r.State.Status == StatusCompleting || r.State.Status == StatusVerifying {
+		deadline = r.State.VerifyUntil
 	}
 	return deadline.Sub(workflow.Now(ctx))
 }
@@ -156,6 +156,6 @@ func (r *repair) ref() aggregator.ConnectionRef {
 		ConnectionID: r.in.ConnectionID,
 		ProfileID:    r.in.ProfileID,
 		Connector:    r.in.Connector,
-		Proactive:    r.st.Proactive,
+		Proactive:    r.State.Proactive,
 	}
 }

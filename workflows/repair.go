@@ -63,22 +63,17 @@ var a *activities.Activities
 // applies the inbox in arrival order and does everything else, so every
 // status change, activity and notification happens in one place.
 type repair struct {
-	in       RepairInput
-	opts     RepairOptions
-	deadline time.Time
-	st       RepairState
+	// RepairCarry is what the next run takes over when this one continues
+	// as new: the state, the session, the waits' clocks, the outbox.
+	RepairCarry
+	in   RepairInput
+	opts RepairOptions
 
-	session         aggregator.Session // current widget session, tokens included
-	sessionIssuedAt time.Time
-	issuedTokens    []string // sessions this repair handed out
-	closedTokens    []string // sessions completed: close runs once each
-	completion      *ReconnectCompleted
-	completingAt    time.Time // when the user finished in the widget
-	closeOutages    int       // close rounds for this completion that ended unanswered
+	completion   *ReconnectCompleted
+	closeOutages int // close rounds for this completion that ended unanswered
 
 	messages workflow.ReceiveChannel // SignalMessage, received on the main path only
 	inbox    []inboxItem
-	outbox   []activities.Event // events to the app not yet delivered
 
 	pendingAsks   []pendingAsk      // asks being delivered, withdrawn if the repair ends first
 	probedLocally bool              // this run has tried its local first initialize
@@ -87,22 +82,14 @@ type repair struct {
 	// Reconnect: handlers ask, the main path mints.
 	refreshRequested bool
 	refreshing       bool
-	refreshRounds    int // finished refresh rounds, successful or not
-	refreshErr       string
-	refreshFailedAt  time.Time
-	gatewayClocks    []gatewayClock // how far each gateway's clock runs ahead
 
-	verifyNow    bool // a webhook said the connection broke again: look now
-	nextPollAt   time.Time
-	pollInterval time.Duration
+	verifyNow bool // a webhook said the connection broke again: look now
 
-	awaitingSince       time.Time
-	remindersBeforeWait int
-	updates             int // updates accepted by this run
-	exits               int // exits recorded by this run
-	moving              bool
-	nextBreak           *ProviderEvent
-	nextOptions         *RepairOptions // the next run's, from a manual start
+	updates     int // updates accepted by this run
+	exits       int // exits recorded by this run
+	moving      bool
+	nextBreak   *ProviderEvent
+	nextOptions *RepairOptions // the next run's, from a manual start
 }
 
 // ConnectionRepair repairs one broken connection. See the package doc and
@@ -110,7 +97,7 @@ type repair struct {
 func ConnectionRepair(ctx workflow.Context, in RepairInput) (RepairState, error) {
 	r := newRepair(ctx, in)
 	if err := r.registerHandlers(ctx); err != nil {
-		return r.st, err
+		return r.State, err
 	}
 	if in.AfterEnded {
 		// Until now visibility says the last repair's outcome, and the
@@ -125,7 +112,7 @@ func ConnectionRepair(ctx workflow.Context, in RepairInput) (RepairState, error)
 
 	ctx, next := r.run(ctx)
 	if next != nil {
-		return r.st, workflow.NewContinueAsNewError(ctx, ConnectionRepair, *next)
+		return r.State, workflow.NewContinueAsNewError(ctx, ConnectionRepair, *next)
 	}
 
 	// Deliver what is still in flight, and let running updates answer,
@@ -136,7 +123,7 @@ func ConnectionRepair(ctx workflow.Context, in RepairInput) (RepairState, error)
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
 	for {
 		_ = workflow.Await(ctx, func() bool {
-			return r.hasMessages() || (len(r.outbox) == 0 && workflow.AllHandlersFinished(ctx)) ||
+			return r.hasMessages() || (len(r.Outbox) == 0 && workflow.AllHandlersFinished(ctx)) ||
 				(r.nextBreak != nil && r.historyFull(ctx))
 		})
 		if !r.hasMessages() {
@@ -149,26 +136,27 @@ func ConnectionRepair(ctx workflow.Context, in RepairInput) (RepairState, error)
 		// break gets a fresh run under the same workflow id, on the build
 		// that is current now rather than the one this run was pinned to
 		// (a new break is a new repair).
-		return r.st, workflow.NewContinueAsNewErrorWithOptions(ctx,
+		return r.State, workflow.NewContinueAsNewErrorWithOptions(ctx,
 			workflow.ContinueAsNewErrorOptions{InitialVersioningBehavior: workflow.ContinueAsNewVersioningBehaviorAutoUpgrade},
 			ConnectionRepair, r.nextInput())
 	}
-	return r.st, nil
+	return r.State, nil
 }
 
 func newRepair(ctx workflow.Context, in RepairInput) *repair {
 	opts := in.Options.withDefaults()
 	now := workflow.Now(ctx)
 	info := workflow.GetInfo(ctx)
+	messages := workflow.GetSignalChannel(ctx, SignalMessage)
 	if c := in.Carry; c != nil {
-		r := c.restore(in, opts)
-		r.messages = workflow.GetSignalChannel(ctx, SignalMessage)
-		r.st.Runs++
+		in.Carry = nil
+		r := &repair{RepairCarry: *c, in: in, opts: opts, messages: messages}
+		r.State.Runs++
 		return r
 	}
-	r := &repair{in: in, opts: opts, deadline: now.Add(opts.RepairWindow), outbox: in.Undelivered,
-		messages: workflow.GetSignalChannel(ctx, SignalMessage)}
-	r.st = RepairState{
+	r := &repair{RepairCarry: RepairCarry{Deadline: now.Add(opts.RepairWindow), Outbox: in.Undelivered},
+		in: in, opts: opts, messages: messages}
+	r.State = RepairState{
 		Provider:      in.Provider,
 		ConnectionID:  in.ConnectionID,
 		ProfileID:     in.ProfileID,
@@ -181,7 +169,7 @@ func newRepair(ctx workflow.Context, in RepairInput) *repair {
 		MaxAttempts:   opts.MaxAttempts,
 		StartedAt:     now,
 		UpdatedAt:     now,
-		ExpiresAt:     r.deadline,
+		ExpiresAt:     r.Deadline,
 		Reason:        in.TriggerReason,
 		ReasonCode:    in.reasonCode(),
 		Steps:         []Step{{Status: StatusPending, At: now, Code: in.reasonCode(), Note: in.TriggerReason}},
@@ -206,14 +194,14 @@ func newRepair(ctx workflow.Context, in RepairInput) *repair {
 // take, are in statuses.go, in the order of the state diagram.
 func (r *repair) run(ctx workflow.Context) (workflow.Context, *RepairInput) {
 	for {
-		if ctx.Err() != nil && !r.st.Status.Terminal() {
+		if ctx.Err() != nil && !r.State.Status.Terminal() {
 			// Canceled from the Temporal UI or CLI: record it as an
 			// operator cancel and still tell the app.
 			ctx, _ = workflow.NewDisconnectedContext(ctx)
 			r.end(ctx, StatusCanceled, ReasonCanceledInTemporal, "workflow canceled in Temporal")
 		}
 		r.drain(ctx)
-		if r.st.Status.Terminal() {
+		if r.State.Status.Terminal() {
 			return ctx, nil
 		}
 		if r.continueDue(ctx) {
@@ -222,7 +210,7 @@ func (r *repair) run(ctx workflow.Context) (workflow.Context, *RepairInput) {
 			}
 			continue
 		}
-		switch r.st.Status {
+		switch r.State.Status {
 		case StatusPending:
 			r.probe(ctx)
 		case StatusAwaitingUser:
@@ -240,7 +228,7 @@ func (r *repair) run(ctx workflow.Context) (workflow.Context, *RepairInput) {
 func (r *repair) nextInput() RepairInput {
 	next := r.in
 	next.Carry = nil
-	next.Undelivered = r.outbox
+	next.Undelivered = r.Outbox
 	next.TriggerEventID = r.nextBreak.EventID
 	next.TriggerReason = r.nextBreak.Reason
 	next.DetectedAt = r.nextBreak.At

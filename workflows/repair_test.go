@@ -402,11 +402,11 @@ func TestCancel(t *testing.T) {
 
 func TestReconnectValidatorRejectsTerminalStatuses(t *testing.T) {
 	// The gateway test drives the same rejection end to end (HTTP 409).
-	r := &repair{st: RepairState{Status: StatusRepaired}}
+	r := &repair{RepairCarry: RepairCarry{State: RepairState{Status: StatusRepaired}}}
 	err := r.validateReconnect(nil, ReconnectRequest{})
 	require.Error(t, err)
 	assert.Equal(t, ErrTypeRepairClosed, activities.ErrorType(err))
-	r.st.Status = StatusAwaitingUser
+	r.State.Status = StatusAwaitingUser
 	assert.NoError(t, r.validateReconnect(nil, ReconnectRequest{}))
 }
 

@@ -51,7 +51,7 @@ func (r *repair) probe(ctx workflow.Context) {
 		// Messages that came with the run (a cancel, a confirming
 		// webhook) come first, as they would while the activity ran.
 		r.drain(ctx)
-		if r.st.Status.Terminal() {
+		if r.State.Status.Terminal() {
 			return
 		}
 		switch {
@@ -76,28 +76,28 @@ func (r *repair) probe(ctx workflow.Context) {
 
 // useSession moves on according to an initialize answer.
 func (r *repair) useSession(ctx workflow.Context, s aggregator.Session) {
-	r.st.ConnectorStatus = s.ConnectorStatus
+	r.State.ConnectorStatus = s.ConnectorStatus
 	if s.ConnectorStatus == aggregator.ConnectorContinue {
 		r.clearSession()
 		switch {
-		case r.st.Status == StatusAwaitingUser:
+		case r.State.Status == StatusAwaitingUser:
 			r.end(ctx, StatusRepaired, ReasonRepairedWithoutUser, "the provider needs no user action any more (CONTINUE)")
-		case s.Healthy && r.st.EventsSent == 0:
+		case s.Healthy && r.State.EventsSent == 0:
 			// Nothing was broken (a redelivered break, or one fixed before
 			// the probe) and nobody was told anything: end without a word.
-			r.st.Quiet = true
+			r.State.Quiet = true
 			r.end(ctx, StatusRepaired, ReasonNothingToRepair, "the provider reports the connection healthy: nothing to repair")
 		default:
 			r.end(ctx, StatusRepaired, ReasonRepairedWithoutUser, "the provider repaired the connection without the user (CONTINUE)")
 		}
 		return
 	}
-	r.session = s
-	r.sessionIssuedAt = workflow.Now(ctx)
-	r.issuedTokens = keepLast(append(r.issuedTokens, s.ConnectorToken), tokensKept)
-	r.st.SessionsIssued++
-	r.st.SessionExpiresAt = s.ExpiresAt
-	if r.st.Status == StatusAwaitingUser {
+	r.Session = s
+	r.SessionIssuedAt = workflow.Now(ctx)
+	r.IssuedTokens = keepLast(append(r.IssuedTokens, s.ConnectorToken), tokensKept)
+	r.State.SessionsIssued++
+	r.State.SessionExpiresAt = s.ExpiresAt
+	if r.State.Status == StatusAwaitingUser {
 		r.describe(ctx) // a fresh session for the same wait
 		return
 	}
@@ -105,8 +105,8 @@ func (r *repair) useSession(ctx workflow.Context, s aggregator.Session) {
 }
 
 func (r *repair) clearSession() {
-	r.session = aggregator.Session{}
-	r.st.SessionExpiresAt = time.Time{}
+	r.Session = aggregator.Session{}
+	r.State.SessionExpiresAt = time.Time{}
 }
 
 // AWAITING_USER: awaitUser. Exits: COMPLETING (the complete update);
@@ -120,9 +120,9 @@ func (r *repair) clearSession() {
 // messages do not restart it, and it is canceled when the wait ends early.
 func (r *repair) awaitUser(ctx workflow.Context) {
 	if r.completion != nil {
-		r.completingAt = workflow.Now(ctx)
+		r.CompletingAt = workflow.Now(ctx)
 		r.closeOutages = 0
-		r.st.VerifyUntil = r.verifyDeadline()
+		r.State.VerifyUntil = r.verifyDeadline()
 		r.transition(ctx, StatusCompleting, ReasonUserFinished, "the user finished in the widget")
 		return
 	}
@@ -131,14 +131,14 @@ func (r *repair) awaitUser(ctx workflow.Context) {
 		return
 	}
 	now := workflow.Now(ctx)
-	if !now.Before(r.deadline) {
+	if !now.Before(r.Deadline) {
 		r.end(ctx, StatusExpired, ReasonWindowEnded, "the repair window ended before the user reconnected")
 		return
 	}
-	wake, why := r.deadline, "wait for the user until the repair window ends"
+	wake, why := r.Deadline, "wait for the user until the repair window ends"
 	if next, ok := r.nextReminder(); ok {
 		if !now.Before(next) {
-			r.st.RemindersSent++
+			r.State.RemindersSent++
 			r.notify(ctx, activities.EventReminder)
 			r.describe(ctx)
 			return
@@ -149,9 +149,9 @@ func (r *repair) awaitUser(ctx workflow.Context) {
 	defer t.stop()
 	for !t.fired() {
 		err := r.await(ctx, t, func() bool {
-			return r.st.Status != StatusAwaitingUser || r.completion != nil || r.refreshRequested || r.continueDue(ctx)
+			return r.State.Status != StatusAwaitingUser || r.completion != nil || r.refreshRequested || r.continueDue(ctx)
 		})
-		if err != nil || r.st.Status != StatusAwaitingUser || r.completion != nil || r.continueDue(ctx) {
+		if err != nil || r.State.Status != StatusAwaitingUser || r.completion != nil || r.continueDue(ctx) {
 			return
 		}
 		if r.refreshRequested {
@@ -197,23 +197,23 @@ func (r *repair) nextReminder() (time.Time, bool) {
 	if sent >= len(r.opts.ReminderOffsets) {
 		return time.Time{}, false
 	}
-	at := r.awaitingSince.Add(r.opts.ReminderOffsets[sent])
-	if !r.st.LastAskedAt.IsZero() {
+	at := r.AwaitingSince.Add(r.opts.ReminderOffsets[sent])
+	if !r.State.LastAskedAt.IsZero() {
 		// Offsets that config did not check (a run's own options) still
 		// keep the spacing.
-		at = later(at, r.st.LastAskedAt.Add(MinAskSpacing))
+		at = later(at, r.State.LastAskedAt.Add(MinAskSpacing))
 	}
-	return at, at.Before(r.deadline)
+	return at, at.Before(r.Deadline)
 }
 
 // remindersThisWait counts reminders sent since the repair last entered
 // AWAITING_USER; each wait gets the full reminder schedule.
 func (r *repair) remindersThisWait() int {
-	return r.st.RemindersSent - r.remindersBeforeWait
+	return r.State.RemindersSent - r.RemindersBeforeWait
 }
 
 // refreshSession mints a new session because a reconnect update asked for
-// one; the updates waiting on it are released by r.refreshRounds.
+// one; the updates waiting on it are released by r.RefreshRounds.
 func (r *repair) refreshSession(ctx workflow.Context) {
 	r.refreshRequested = false
 	r.refreshing = true
@@ -221,21 +221,21 @@ func (r *repair) refreshSession(ctx workflow.Context) {
 	interrupted, err := r.runProviderActivity(ctx, r.initializeOptions(refreshTimeout, "new session"),
 		a.Initialize, activities.InitializeRequest{ConnectionRef: r.ref()}, &s)
 	r.refreshing = false
-	r.refreshRounds++
-	r.refreshErr = ""
+	r.RefreshRounds++
+	r.RefreshErr = ""
 	switch {
 	case interrupted:
-		r.refreshErr = "the repair is ending"
+		r.RefreshErr = "the repair is ending"
 	case err == nil:
 		r.useSession(ctx, s)
 	case classify(err) == failureUnavailable:
 		// The user can try again shortly; the repair keeps waiting.
-		r.refreshErr = "provider unavailable, try again: " + rootMessage(err)
-		r.refreshFailedAt = workflow.Now(ctx)
-		r.st.LastError = r.refreshErr
+		r.RefreshErr = "provider unavailable, try again: " + rootMessage(err)
+		r.RefreshFailedAt = workflow.Now(ctx)
+		r.State.LastError = r.RefreshErr
 		r.describe(ctx)
 	default:
-		r.refreshErr = "initialize: " + rootMessage(err)
+		r.RefreshErr = "initialize: " + rootMessage(err)
 		r.providerFailed(ctx, "initialize", err)
 	}
 }
@@ -248,7 +248,7 @@ func (r *repair) refreshSession(ctx workflow.Context) {
 // verifyDeadline is how long close and verification may run once the user
 // has finished: the window, or the completion plus the grace if later.
 func (r *repair) verifyDeadline() time.Time {
-	return later(r.deadline, r.completingAt.Add(r.opts.VerifyGrace))
+	return later(r.Deadline, r.CompletingAt.Add(r.opts.VerifyGrace))
 }
 
 // finishReconnect runs close (where the provider has one) for the completed
@@ -279,14 +279,14 @@ func (r *repair) finishReconnect(ctx workflow.Context) {
 		r.completion = nil
 		r.clearSession()
 		if st.ProviderStatus != "" {
-			r.st.LastProviderStatus = st.ProviderStatus
+			r.State.LastProviderStatus = st.ProviderStatus
 		}
 		if st.Health == aggregator.HealthHealthy {
 			r.end(ctx, StatusRepaired, ReasonConfirmedOnClose, "close accepted and the provider reports the connection healthy")
 			return
 		}
-		r.nextPollAt = workflow.Now(ctx).Add(r.opts.VerifyQuietPeriod)
-		r.pollInterval = verifyPollInitialInterval
+		r.NextPollAt = workflow.Now(ctx).Add(r.opts.VerifyQuietPeriod)
+		r.PollInterval = verifyPollInitialInterval
 		r.transition(ctx, StatusVerifying, ReasonCloseAccepted, "close accepted; waiting for the provider to confirm")
 		return
 	}
@@ -305,28 +305,28 @@ func (r *repair) finishReconnect(ctx workflow.Context) {
 // status with backoff, so a lost webhook cannot strand the repair.
 func (r *repair) verify(ctx workflow.Context) {
 	now := workflow.Now(ctx)
-	if !now.Before(r.st.VerifyUntil) {
+	if !now.Before(r.State.VerifyUntil) {
 		r.end(ctx, StatusExpired, ReasonNotConfirmed, "the provider did not confirm the repair before the verification deadline")
 		return
 	}
-	if r.verifyNow || !now.Before(r.nextPollAt) {
+	if r.verifyNow || !now.Before(r.NextPollAt) {
 		r.verifyNow = false
 		r.pollStatus(ctx)
-		r.nextPollAt = workflow.Now(ctx).Add(r.pollInterval)
-		r.pollInterval = min(2*r.pollInterval, r.opts.VerifyPollMaxInterval)
+		r.NextPollAt = workflow.Now(ctx).Add(r.PollInterval)
+		r.PollInterval = min(2*r.PollInterval, r.opts.VerifyPollMaxInterval)
 		return
 	}
 	why := "wait before polling the provider's status again"
-	if r.pollInterval == verifyPollInitialInterval {
+	if r.PollInterval == verifyPollInitialInterval {
 		why = "wait for the provider's confirming webhook"
 	}
-	t := r.startTimer(ctx, earlier(r.nextPollAt, r.st.VerifyUntil), why)
+	t := r.startTimer(ctx, earlier(r.NextPollAt, r.State.VerifyUntil), why)
 	defer t.stop()
 	for !t.fired() {
 		err := r.await(ctx, t, func() bool {
-			return r.st.Status != StatusVerifying || r.verifyNow || r.continueDue(ctx)
+			return r.State.Status != StatusVerifying || r.verifyNow || r.continueDue(ctx)
 		})
-		if err != nil || r.st.Status != StatusVerifying || r.verifyNow || r.continueDue(ctx) {
+		if err != nil || r.State.Status != StatusVerifying || r.verifyNow || r.continueDue(ctx) {
 			return
 		}
 	}
@@ -351,11 +351,11 @@ func (r *repair) pollStatus(ctx workflow.Context) {
 			return
 		}
 		// A failed poll is not a failed repair: poll again later.
-		r.st.LastError = "status poll: " + rootMessage(err)
+		r.State.LastError = "status poll: " + rootMessage(err)
 		r.describe(ctx)
 		return
 	}
-	r.st.LastProviderStatus = st.ProviderStatus
+	r.State.LastProviderStatus = st.ProviderStatus
 	switch st.Health {
 	case aggregator.HealthHealthy:
 		r.end(ctx, StatusRepaired, ReasonConfirmedByStatus, "confirmed by the provider's connection status")
@@ -364,7 +364,7 @@ func (r *repair) pollStatus(ctx workflow.Context) {
 	case aggregator.HealthDisconnected:
 		r.end(ctx, StatusUnrepairable, ReasonDisconnected, "the connection was disconnected at the provider ("+st.ProviderStatus+")")
 	case aggregator.HealthDegraded:
-		r.st.LastError = "provider reports " + st.ProviderStatus
+		r.State.LastError = "provider reports " + st.ProviderStatus
 		r.describe(ctx)
 	}
 }
@@ -373,17 +373,17 @@ func (r *repair) pollStatus(ctx workflow.Context) {
 // user for another try, or UNREPAIRABLE once the attempts are used up.
 func (r *repair) failAttempt(ctx workflow.Context, code ReasonCode, reason string) {
 	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"provider": r.in.Provider}).Counter(metrics.FailedAttempts).Inc(1)
-	r.st.LastError = reason
+	r.State.LastError = reason
 	r.completion = nil
 	r.clearSession() // the old session was used up by its close
 	switch {
-	case r.st.Attempt >= r.opts.MaxAttempts:
+	case r.State.Attempt >= r.opts.MaxAttempts:
 		r.end(ctx, StatusUnrepairable, ReasonAttemptsExhausted,
-			fmt.Sprintf("gave up after %d failed reconnect attempts; last: %s", r.st.Attempt, reason))
-	case !workflow.Now(ctx).Before(r.deadline):
-		r.end(ctx, StatusExpired, ReasonWindowEnded, fmt.Sprintf("attempt %d failed after the repair window ended: %s", r.st.Attempt, reason))
+			fmt.Sprintf("gave up after %d failed reconnect attempts; last: %s", r.State.Attempt, reason))
+	case !workflow.Now(ctx).Before(r.Deadline):
+		r.end(ctx, StatusExpired, ReasonWindowEnded, fmt.Sprintf("attempt %d failed after the repair window ended: %s", r.State.Attempt, reason))
 	default:
-		r.st.Attempt++
-		r.transition(ctx, StatusAwaitingUser, code, fmt.Sprintf("attempt %d failed: %s", r.st.Attempt-1, reason))
+		r.State.Attempt++
+		r.transition(ctx, StatusAwaitingUser, code, fmt.Sprintf("attempt %d failed: %s", r.State.Attempt-1, reason))
 	}
 }

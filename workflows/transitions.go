@@ -15,7 +15,7 @@ import (
 
 // end moves the repair to a terminal status; the first outcome wins.
 func (r *repair) end(ctx workflow.Context, to Status, code ReasonCode, note string) {
-	if !r.st.Status.Terminal() {
+	if !r.State.Status.Terminal() {
 		r.transition(ctx, to, code, note)
 	}
 }
@@ -26,22 +26,22 @@ func (r *repair) end(ctx workflow.Context, to Status, code ReasonCode, note stri
 // are neither upserted nor sent unless the options ask for it: each costs
 // a billable action, and the outcome follows within minutes.
 func (r *repair) transition(ctx workflow.Context, to Status, code ReasonCode, note string) {
-	if r.st.Status == to {
+	if r.State.Status == to {
 		return
 	}
-	if !slices.Contains(exits[r.st.Status], to) {
+	if !slices.Contains(exits[r.State.Status], to) {
 		// The state diagram (exits) has no such move: a bug. The repair
 		// still moves, rather than wedge; tests fail on the log's twin,
 		// the harness's check of every run's steps.
-		workflow.GetLogger(ctx).Error("status change outside the state diagram", "from", r.st.Status, "to", to,
+		workflow.GetLogger(ctx).Error("status change outside the state diagram", "from", r.State.Status, "to", to,
 			"provider", r.in.Provider, "connectionId", r.in.ConnectionID)
 	}
 	now := workflow.Now(ctx)
 	r.measureTransition(ctx, to, now)
-	r.st.Status = to
-	r.st.UpdatedAt = now
-	r.st.Steps = append(r.st.Steps, Step{Status: to, At: now, Code: code, Note: note})
-	r.st.Reason, r.st.ReasonCode = note, code
+	r.State.Status = to
+	r.State.UpdatedAt = now
+	r.State.Steps = append(r.State.Steps, Step{Status: to, At: now, Code: code, Note: note})
+	r.State.Reason, r.State.ReasonCode = note, code
 	if to != StatusCompleting {
 		// A completion or a refresh asked for in one wait must not carry
 		// over into another.
@@ -54,21 +54,21 @@ func (r *repair) transition(ctx workflow.Context, to Status, code ReasonCode, no
 	}
 	switch {
 	case to.Terminal():
-		r.st.ClosedAt = now
+		r.State.ClosedAt = now
 		r.clearSession()
 	case to == StatusAwaitingUser:
-		r.awaitingSince = now
-		r.remindersBeforeWait = r.st.RemindersSent
-		r.st.VerifyUntil = time.Time{}
+		r.AwaitingSince = now
+		r.RemindersBeforeWait = r.State.RemindersSent
+		r.State.VerifyUntil = time.Time{}
 	}
 	workflow.GetLogger(ctx).Info("repair status changed", "status", to, "note", note,
-		"provider", r.in.Provider, "connectionId", r.in.ConnectionID, "attempt", r.st.Attempt)
+		"provider", r.in.Provider, "connectionId", r.in.ConnectionID, "attempt", r.State.Attempt)
 	report := !to.Transient() || r.opts.ReportTransientStatuses
 	if report {
 		r.syncSearchAttributes(ctx)
 	}
 	r.describe(ctx)
-	if report && !r.st.Quiet {
+	if report && !r.State.Quiet {
 		r.notify(ctx, eventTypeFor(to))
 	}
 }
@@ -78,17 +78,17 @@ func (r *repair) transition(ctx workflow.Context, to Status, code ReasonCode, no
 // The SDK's workflow metrics handler records nothing during replay.
 func (r *repair) measureTransition(ctx workflow.Context, to Status, now time.Time) {
 	m := workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"provider": r.in.Provider})
-	if r.st.Status == StatusAwaitingUser && !r.awaitingSince.IsZero() {
-		m.Timer(metrics.UserWait).Record(now.Sub(r.awaitingSince))
+	if r.State.Status == StatusAwaitingUser && !r.AwaitingSince.IsZero() {
+		m.Timer(metrics.UserWait).Record(now.Sub(r.AwaitingSince))
 	}
 	if !to.Terminal() {
 		return
 	}
 	m.WithTags(map[string]string{"outcome": string(to)}).Counter(metrics.RepairsClosed).Inc(1)
 	if to == StatusRepaired {
-		since := r.st.DetectedAt
+		since := r.State.DetectedAt
 		if since.IsZero() || since.After(now) {
-			since = r.st.StartedAt
+			since = r.State.StartedAt
 		}
 		m.Timer(metrics.TimeToRepair).Record(now.Sub(since))
 	}
@@ -121,12 +121,12 @@ func (r *repair) syncSearchAttributes(ctx workflow.Context) {
 			updates = append(updates, key.ValueSet(value))
 		}
 	}
-	keyword(SearchAttrStatus, string(r.st.Status))
+	keyword(SearchAttrStatus, string(r.State.Status))
 	keyword(SearchAttrProvider, r.in.Provider)
 	keyword(SearchAttrConnectionID, r.in.ConnectionID)
 	keyword(SearchAttrProfileID, r.in.ProfileID)
-	if got, ok := current.GetInt64(SearchAttrAttempts); !ok || got != int64(r.st.Attempt) {
-		updates = append(updates, SearchAttrAttempts.ValueSet(int64(r.st.Attempt)))
+	if got, ok := current.GetInt64(SearchAttrAttempts); !ok || got != int64(r.State.Attempt) {
+		updates = append(updates, SearchAttrAttempts.ValueSet(int64(r.State.Attempt)))
 	}
 	if len(updates) == 0 {
 		return
@@ -150,7 +150,7 @@ var statusWords = map[Status]string{
 // describe sets the Temporal UI's "current details" to the status in words.
 func (r *repair) describe(ctx workflow.Context) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "**%s** — %s\n\n", r.st.Status, statusWords[r.st.Status])
+	fmt.Fprintf(&b, "**%s** — %s\n\n", r.State.Status, statusWords[r.State.Status])
 	fmt.Fprintf(&b, "- %s connection `%s`", r.in.Provider, r.in.ConnectionID)
 	if r.in.ProfileID != "" {
 		fmt.Fprintf(&b, ", profile `%s`", r.in.ProfileID)
@@ -158,23 +158,23 @@ func (r *repair) describe(ctx workflow.Context) {
 	if r.in.Institution != "" {
 		fmt.Fprintf(&b, ", %s", r.in.Institution)
 	}
-	fmt.Fprintf(&b, "\n- attempt %d of %d\n", r.st.Attempt, r.opts.MaxAttempts)
-	if r.st.Status.Terminal() {
-		fmt.Fprintf(&b, "- reason: %s\n", r.st.Reason)
+	fmt.Fprintf(&b, "\n- attempt %d of %d\n", r.State.Attempt, r.opts.MaxAttempts)
+	if r.State.Status.Terminal() {
+		fmt.Fprintf(&b, "- reason: %s\n", r.State.Reason)
 	} else {
-		fmt.Fprintf(&b, "- repair window ends %s\n", r.deadline.UTC().Format(time.RFC3339))
+		fmt.Fprintf(&b, "- repair window ends %s\n", r.Deadline.UTC().Format(time.RFC3339))
 	}
-	if r.st.Status == StatusCompleting || r.st.Status == StatusVerifying {
-		fmt.Fprintf(&b, "- the user finished; verification runs until %s\n", r.st.VerifyUntil.UTC().Format(time.RFC3339))
+	if r.State.Status == StatusCompleting || r.State.Status == StatusVerifying {
+		fmt.Fprintf(&b, "- the user finished; verification runs until %s\n", r.State.VerifyUntil.UTC().Format(time.RFC3339))
 	}
-	if r.st.Status == StatusAwaitingUser {
-		if !r.st.SessionExpiresAt.IsZero() {
-			fmt.Fprintf(&b, "- widget session expires %s\n", r.st.SessionExpiresAt.UTC().Format(time.RFC3339))
+	if r.State.Status == StatusAwaitingUser {
+		if !r.State.SessionExpiresAt.IsZero() {
+			fmt.Fprintf(&b, "- widget session expires %s\n", r.State.SessionExpiresAt.UTC().Format(time.RFC3339))
 		}
-		fmt.Fprintf(&b, "- reminders sent: %d; widget exits: %d\n", r.st.RemindersSent, r.st.Exits)
+		fmt.Fprintf(&b, "- reminders sent: %d; widget exits: %d\n", r.State.RemindersSent, r.State.Exits)
 	}
-	if r.st.LastError != "" {
-		fmt.Fprintf(&b, "- last error: %s\n", r.st.LastError)
+	if r.State.LastError != "" {
+		fmt.Fprintf(&b, "- last error: %s\n", r.State.LastError)
 	}
 	workflow.SetCurrentDetails(ctx, b.String())
 }
