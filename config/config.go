@@ -359,7 +359,7 @@ type Repair struct {
 	VerifyQuietPeriod     time.Duration   `env:"RELINK_VERIFY_QUIET_PERIOD, default=10m"`
 	VerifyPollMaxInterval time.Duration   `env:"RELINK_VERIFY_POLL_MAX_INTERVAL, default=1h"`
 	MaxAttempts           int             `env:"RELINK_MAX_ATTEMPTS, default=5"`
-	NotifyTimeout         time.Duration   `env:"RELINK_NOTIFY_TIMEOUT, default=1h"`
+	NotifyTimeout         time.Duration   `env:"RELINK_NOTIFY_TIMEOUT, default=72h"`
 	VerifyGrace           time.Duration   `env:"RELINK_VERIFY_GRACE, default=24h"`
 	ReportTransient       bool            `env:"RELINK_REPORT_TRANSIENT_STATUSES, default=false"`
 }

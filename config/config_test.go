@@ -35,6 +35,8 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, workflows.DefaultRepairWindow, c.Repair.Window)
 	assert.Equal(t, workflows.DefaultVerifyQuietPeriod, c.Repair.VerifyQuietPeriod)
 	assert.Equal(t, workflows.DefaultMaxAttempts, c.Repair.MaxAttempts)
+	assert.Equal(t, workflows.DefaultNotifyTimeout, c.Repair.NotifyTimeout)
+	assert.Equal(t, 72*time.Hour, c.Repair.NotifyTimeout, "an app down for a weekend misses nothing")
 	assert.Equal(t, 10*time.Minute, c.Repair.VerifyQuietPeriod)
 	assert.Equal(t, 5, c.Repair.MaxAttempts)
 	assert.Equal(t, 300*time.Second, c.Webhooks.Tolerance)

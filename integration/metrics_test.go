@@ -126,11 +126,13 @@ func TestStatsCountRepairsByProviderAndStatus(t *testing.T) {
 	require.Zero(t, cli.Run([]string{"stats", "-url", s.gateway.URL, "-api-key", apiKey}, &out, &errOut), errOut.String())
 	assert.Regexp(t, `(?m)^\s*sandbox\s+0\s+1\s+0\s+0\s+1\s+0\s+0\s+0\s+2\s*$`, out.String())
 
-	// The backlog gauge, and every Relink metric the dashboard charts, are
-	// on /metrics.
+	// The backlog gauge, and every Relink metric the dashboard charts and
+	// the alert rules watch, are on /metrics.
 	m := s.scrape()
 	assert.Equal(t, 1.0, sample(m, "relink_repairs_open", map[string]string{"provider": "sandbox", "status": "AWAITING_USER"}))
 	dashboard, err := os.ReadFile("../deploy/grafana/relink-dashboard.json")
+	require.NoError(t, err)
+	alerts, err := os.ReadFile("../deploy/prometheus/relink-alerts.yaml")
 	require.NoError(t, err)
 	// (Some appear only once something happened: a failed attempt, say.)
 	exported := map[string]bool{"relink_repairs_open": true}
@@ -144,7 +146,7 @@ func TestStatsCountRepairsByProviderAndStatus(t *testing.T) {
 	for family := range m {
 		exported[family] = true
 	}
-	for _, name := range regexp.MustCompile(`relink_[a-z_]+`).FindAllString(string(dashboard), -1) {
-		assert.True(t, exported[strings.TrimSuffix(name, "_bucket")], "the dashboard charts %s, which Relink does not export", name)
+	for _, name := range regexp.MustCompile(`relink_[a-z_]+`).FindAllString(string(dashboard)+string(alerts), -1) {
+		assert.True(t, exported[strings.TrimSuffix(name, "_bucket")], "the dashboard or an alert uses %s, which Relink does not export", name)
 	}
 }

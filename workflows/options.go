@@ -47,8 +47,10 @@ const (
 	DefaultVerifyQuietPeriod     = 10 * time.Minute
 	DefaultVerifyPollMaxInterval = time.Hour
 	DefaultMaxAttempts           = 5
-	DefaultNotifyTimeout         = time.Hour
-	DefaultVerifyGrace           = 24 * time.Hour
+	// DefaultNotifyTimeout outlasts an app's weekend outage: an event is
+	// retried for three days, as long as Meld retries its own webhooks.
+	DefaultNotifyTimeout = 72 * time.Hour
+	DefaultVerifyGrace   = 24 * time.Hour
 	// A run's history stays far below Temporal's 51,200-event limit, and
 	// within a few thousand events replays fast.
 	DefaultContinueAsNewAfterEvents = 2000
