@@ -366,7 +366,7 @@ func (r *run) startBySDK(ctx context.Context, conn string) error {
 		TaskQueue:                taskQueue,
 		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		TypedSearchAttributes:    workflows.InitialSearchAttributes(in),
+		TypedSearchAttributes:    workflows.InitialSearchAttributes(in, time.Now()),
 		Memo:                     map[string]any{"relinkMessages": true},
 	}, workflows.WorkflowName, in)
 	return err

@@ -210,7 +210,7 @@ func (g *Gateway) startOptions(in workflows.RepairInput) client.StartWorkflowOpt
 		// Another gateway may have started it a moment ago: say so, and
 		// the message goes to that run instead.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		TypedSearchAttributes:                    workflows.InitialSearchAttributes(in),
+		TypedSearchAttributes:                    workflows.InitialSearchAttributes(in, g.now()),
 		Memo:                                     memo,
 		StaticSummary:                            summary,
 	}

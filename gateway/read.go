@@ -180,9 +180,12 @@ type repairSummary struct {
 	ProfileID    string           `json:"profileId,omitempty"`
 	Status       workflows.Status `json:"status"`
 	Attempts     int64            `json:"attempts"`
-	Running      bool             `json:"running"`
-	StartedAt    time.Time        `json:"startedAt"`
-	ClosedAt     time.Time        `json:"closedAt,omitzero"`
+	// ReasonCode and UpdatedAt: why and when the status last changed.
+	ReasonCode workflows.ReasonCode `json:"reasonCode,omitempty"`
+	UpdatedAt  time.Time            `json:"updatedAt,omitzero"`
+	Running    bool                 `json:"running"`
+	StartedAt  time.Time            `json:"startedAt"`
+	ClosedAt   time.Time            `json:"closedAt,omitzero"`
 }
 
 func summarize(info *workflow.WorkflowExecutionInfo) repairSummary {
@@ -203,6 +206,8 @@ func summarize(info *workflow.WorkflowExecutionInfo) repairSummary {
 	decodeAttr(fields, workflows.SearchAttrConnectionID.GetName(), &s.ConnectionID)
 	decodeAttr(fields, workflows.SearchAttrProfileID.GetName(), &s.ProfileID)
 	decodeAttr(fields, workflows.SearchAttrAttempts.GetName(), &s.Attempts)
+	decodeAttr(fields, workflows.SearchAttrReasonCode.GetName(), &s.ReasonCode)
+	decodeAttr(fields, workflows.SearchAttrUpdatedAt.GetName(), &s.UpdatedAt)
 	return s
 }
 
@@ -261,6 +266,17 @@ func (g *Gateway) listRepairs(w http.ResponseWriter, r *http.Request) {
 			}
 			clauses = append(clauses, fmt.Sprintf("%s = '%s'", attr, v))
 		}
+	}
+	if v := q.Get("changedSince"); v != "" {
+		since, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, codeBadRequest, "changedSince must be an RFC 3339 time such as 2026-12-01T00:00:00Z")
+			return
+		}
+		// Each repair once: its latest run (a run that continued as new
+		// handed its status on).
+		clauses = append(clauses, fmt.Sprintf("%s >= '%s' AND ExecutionStatus != 'ContinuedAsNew'",
+			workflows.SearchAttrUpdatedAt.GetName(), since.UTC().Format(time.RFC3339Nano)))
 	}
 	pageSize := 50
 	if v := q.Get("pageSize"); v != "" {

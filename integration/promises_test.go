@@ -469,7 +469,7 @@ func (s *stack) startDirectFor(provider, conn, profile string, opts workflows.Re
 		workflows.Message{Event: &workflows.ProviderEvent{EventID: in.TriggerEventID, Kind: aggregator.EventKindRepairable, At: in.DetectedAt}},
 		client.StartWorkflowOptions{ID: id, TaskQueue: s.cfg.Temporal.TaskQueue,
 			WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-			TypedSearchAttributes:    workflows.InitialSearchAttributes(in)},
+			TypedSearchAttributes:    workflows.InitialSearchAttributes(in, time.Now())},
 		workflows.WorkflowName, in)
 	require.NoError(s.t, err)
 	return id

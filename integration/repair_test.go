@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -200,6 +201,8 @@ type listResponse struct {
 		ProfileID    string
 		Status       workflows.Status
 		Attempts     int64
+		ReasonCode   workflows.ReasonCode
+		UpdatedAt    time.Time
 		Running      bool
 	}
 	NextPageToken string
@@ -221,4 +224,47 @@ func filter(list []string, keep string) []string {
 		}
 	}
 	return out
+}
+
+// An app that was down longer than events are retried catches up with
+// GET /v1/repairs?changedSince=: every repair whose status changed since
+// then, each once, with its status and reason code.
+func TestChangedSinceListsWhatChanged(t *testing.T) {
+	s := newStack(t)
+	changed := func(since time.Time) map[string]workflows.ReasonCode {
+		var list listResponse
+		require.Equal(t, http.StatusOK, s.call(http.MethodGet,
+			"/v1/repairs?provider=sandbox&changedSince="+since.UTC().Format(time.RFC3339Nano), nil, &list))
+		out := map[string]workflows.ReasonCode{}
+		for _, r := range list.Repairs {
+			_, twice := out[r.ConnectionID]
+			assert.False(t, twice, "%s listed once", r.ConnectionID)
+			out[r.ConnectionID] = r.ReasonCode
+			assert.False(t, r.UpdatedAt.Before(since), "%s changed at %s", r.ConnectionID, r.UpdatedAt)
+		}
+		return out
+	}
+	start := time.Now()
+	s.breakConnection("conn_before", "profile_cs")
+	s.waitForStatus("conn_before", workflows.StatusAwaitingUser)
+	s.waitFor("visibility to list conn_before", func() bool {
+		return changed(start)["conn_before"] == workflows.ReasonUserActionRequired
+	})
+	since := time.Now()
+	s.breakConnection("conn_after", "profile_cs")
+	s.waitForStatus("conn_after", workflows.StatusAwaitingUser)
+	s.waitFor("visibility to list conn_after alone", func() bool {
+		got := changed(since)
+		_, before := got["conn_before"]
+		return got["conn_after"] == workflows.ReasonUserActionRequired && !before
+	})
+	s.repairConnection("conn_before")
+	s.waitForStatus("conn_before", workflows.StatusRepaired)
+	s.waitFor("visibility to list conn_before's outcome", func() bool {
+		return changed(since)["conn_before"] == workflows.ReasonConfirmedOnClose
+	})
+
+	var errBody struct{ Error struct{ Code string } }
+	assert.Equal(t, http.StatusBadRequest, s.call(http.MethodGet, "/v1/repairs?changedSince=yesterday", nil, &errBody))
+	assert.Equal(t, "bad_request", errBody.Error.Code)
 }

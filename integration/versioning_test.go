@@ -82,19 +82,21 @@ func TestWorkerVersioningPinsEachRepairToItsBuild(t *testing.T) {
 // worker has polled, hence the retries.
 func (s *stack) setCurrentBuild(deployment, build string) {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	handle := s.temporal.WorkerDeploymentClient().GetHandle(deployment)
 	s.waitFor("the server to accept "+build+" as current", func() bool {
 		_, err := handle.SetCurrentVersion(ctx, client.WorkerDeploymentSetCurrentVersionOptions{BuildID: build})
 		return err == nil
 	})
-	s.waitFor("the routing to reach the task queues", func() bool {
+	// The server propagates a new routing to every task queue partition in
+	// the background; on a loaded machine that has taken over 30 s.
+	require.Eventually(s.t, func() bool {
 		resp, err := s.temporal.WorkflowService().DescribeWorkerDeployment(ctx, &workflowservice.DescribeWorkerDeploymentRequest{
 			Namespace: s.cfg.Temporal.Namespace, DeploymentName: deployment,
 		})
 		info := resp.GetWorkerDeploymentInfo()
 		return err == nil && info.GetRoutingConfig().GetCurrentDeploymentVersion().GetBuildId() == build &&
 			info.GetRoutingConfigUpdateState() == enums.ROUTING_CONFIG_UPDATE_STATE_COMPLETED
-	})
+	}, 2*time.Minute, 50*time.Millisecond, "waiting for the routing to reach the task queues")
 }

@@ -102,6 +102,11 @@ var (
 	SearchAttrConnectionID = temporal.NewSearchAttributeKeyKeyword("RelinkConnectionId")
 	SearchAttrProfileID    = temporal.NewSearchAttributeKeyKeyword("RelinkProfileId")
 	SearchAttrAttempts     = temporal.NewSearchAttributeKeyInt64("RelinkAttempts")
+	SearchAttrReasonCode   = temporal.NewSearchAttributeKeyKeyword("RelinkReasonCode")
+	// SearchAttrUpdatedAt is when RelinkStatus (or the reason) last
+	// changed: what GET /v1/repairs?changedSince= asks visibility for. It
+	// rides on the upsert of the change, costing no action of its own.
+	SearchAttrUpdatedAt = temporal.NewSearchAttributeKeyTime("RelinkUpdatedAt")
 )
 
 // SearchAttributeTypes is what a namespace must have registered; the dev
@@ -112,15 +117,20 @@ var SearchAttributeTypes = map[string]enums.IndexedValueType{
 	SearchAttrConnectionID.GetName(): enums.INDEXED_VALUE_TYPE_KEYWORD,
 	SearchAttrProfileID.GetName():    enums.INDEXED_VALUE_TYPE_KEYWORD,
 	SearchAttrAttempts.GetName():     enums.INDEXED_VALUE_TYPE_INT,
+	SearchAttrReasonCode.GetName():   enums.INDEXED_VALUE_TYPE_KEYWORD,
+	SearchAttrUpdatedAt.GetName():    enums.INDEXED_VALUE_TYPE_DATETIME,
 }
 
-// InitialSearchAttributes are the attributes a new repair starts with.
-func InitialSearchAttributes(in RepairInput) temporal.SearchAttributes {
+// InitialSearchAttributes are the attributes a new repair starts with, at
+// now.
+func InitialSearchAttributes(in RepairInput, now time.Time) temporal.SearchAttributes {
 	return temporal.NewSearchAttributes(
 		SearchAttrStatus.ValueSet(string(StatusPending)),
 		SearchAttrProvider.ValueSet(in.Provider),
 		SearchAttrConnectionID.ValueSet(in.ConnectionID),
 		SearchAttrProfileID.ValueSet(in.ProfileID),
 		SearchAttrAttempts.ValueSet(1),
+		SearchAttrReasonCode.ValueSet(string(in.reasonCode())),
+		SearchAttrUpdatedAt.ValueSet(now.UTC()),
 	)
 }

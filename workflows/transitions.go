@@ -125,12 +125,14 @@ func (r *repair) syncSearchAttributes(ctx workflow.Context) {
 	keyword(SearchAttrProvider, r.in.Provider)
 	keyword(SearchAttrConnectionID, r.in.ConnectionID)
 	keyword(SearchAttrProfileID, r.in.ProfileID)
+	keyword(SearchAttrReasonCode, string(r.State.ReasonCode))
 	if got, ok := current.GetInt64(SearchAttrAttempts); !ok || got != int64(r.State.Attempt) {
 		updates = append(updates, SearchAttrAttempts.ValueSet(int64(r.State.Attempt)))
 	}
 	if len(updates) == 0 {
 		return
 	}
+	updates = append(updates, SearchAttrUpdatedAt.ValueSet(workflow.Now(ctx).UTC()))
 	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
 		workflow.GetLogger(ctx).Warn("search attribute upsert failed", "error", err)
 	}
