@@ -112,9 +112,10 @@ func (r *repair) askContext(ctx workflow.Context, ev activities.Event) (workflow
 	}
 }
 
-// deliver sends ev to the app in the background: one quick local attempt,
-// then the Notify activity retried for NotifyTimeout. ev stays in the
-// outbox until it is delivered or its retries run out.
+// deliver sends ev to the app in the background, after the events before
+// it: one quick local attempt, then the Notify activity retried for
+// NotifyTimeout. ev stays in the outbox until it is delivered, its retries
+// run out or (an ask) it is withdrawn.
 func (r *repair) deliver(ctx workflow.Context, ev activities.Event) {
 	// Deliveries outlive a cancel of the workflow: an operator's cancel
 	// must not drop an event the repair has decided to send, its outcome
@@ -124,8 +125,14 @@ func (r *repair) deliver(ctx workflow.Context, ev activities.Event) {
 	r.Outbox = append(r.Outbox, ev)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		defer delivered()
+		// In order: an event goes once every event before it is delivered,
+		// out of retries, or withdrawn (the outbox is in sequence order).
+		_ = workflow.Await(ctx, func() bool { return len(r.Outbox) == 0 || r.Outbox[0].ID == ev.ID })
 		err := errNoLocalAttempt
-		if !Status(ev.Repair.Status).Terminal() {
+		switch {
+		case ctx.Err() != nil:
+			err = ctx.Err() // an ask withdrawn while it waited its turn
+		case !Status(ev.Repair.Status).Terminal():
 			// The outcome's event goes straight to the activity: the run
 			// ends in the next task, a short one, so a message arriving
 			// meanwhile does not make Temporal refuse the run's completion

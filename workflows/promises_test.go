@@ -336,3 +336,26 @@ func TestAGatewayWhoseClockRunsAheadMintsOnce(t *testing.T) {
 	}
 	assert.Equal(t, 2, st.SessionsIssued, "the probe's session, and one for the gateway ahead")
 }
+
+// Events reach the app in the order they were sent, whatever the retries'
+// timing: here the outcome, sent last, would otherwise be retried first
+// when the app's endpoint comes back.
+func TestEventsReachTheAppInOrder(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{SyncingPolls: 1, SuppressWebhooks: true})
+	h.setFailing(true)
+	h.at(30*time.Second, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(time.Minute, func() { h.userCompletes() })
+	h.at(4*time.Minute, func() { h.providerEvent("evt_synced", aggregator.EventKindSynced) })
+	h.at(4*time.Minute+45*time.Second, func() { h.setFailing(false) })
+
+	st := h.run(RepairOptions{ReportTransientStatuses: true})
+
+	require.Equal(t, StatusRepaired, st.Status)
+	var got []int
+	for _, ev := range h.events.events {
+		got = append(got, ev.Repair.Sequence)
+	}
+	assert.Equal(t, []int{2, 3, 4}, got, "COMPLETING, VERIFYING, REPAIRED in order (the ask was withdrawn)")
+}
