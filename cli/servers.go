@@ -33,16 +33,11 @@ func runGateway(ctx context.Context, args []string) error {
 	if cfg.Gateway.ListenAddr == "" {
 		cfg.Gateway.ListenAddr = ":8080"
 	}
-	reg, stopMetrics, err := app.StartMetrics(cfg, logger)
+	tc, reg, closeAll, err := app.Connect(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	defer stopMetrics()
-	tc, err := app.Dial(ctx, cfg.Temporal, logger, reg.Handler)
-	if err != nil {
-		return err
-	}
-	defer tc.Close()
+	defer closeAll()
 	providers := app.NewProviders(cfg, nil)
 	if len(providers.APIs) == 0 {
 		return app.ErrNoProvider

@@ -54,16 +54,11 @@ func runWorker(ctx context.Context) error {
 	if len(acts.Providers.Names()) == 0 {
 		return app.ErrNoProvider
 	}
-	reg, stopMetrics, err := app.StartMetrics(cfg, logger)
+	tc, _, closeAll, err := app.Connect(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	defer stopMetrics()
-	tc, err := app.Dial(ctx, cfg.Temporal, logger, reg.Handler)
-	if err != nil {
-		return err
-	}
-	defer tc.Close()
+	defer closeAll()
 	w := app.NewWorker(tc, cfg, acts)
 	logger.Info("worker starting", "taskQueue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace,
 		"providers", acts.Providers.Names(), "payloadEncryption", cfg.Temporal.PayloadKeys != "",
