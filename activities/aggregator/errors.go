@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Error types. Package activities sends them through Temporal as the
@@ -104,7 +105,28 @@ func HTTPStatusError(what string, status int, detail string) error {
 		return NotRepairable(msg)
 	case http.StatusBadRequest:
 		return InvalidInput(msg)
+	case http.StatusTooManyRequests:
+		return &RateLimited{Message: msg}
 	default:
 		return errors.New(msg)
 	}
+}
+
+// RateLimited is a provider's "too many requests" (HTTP 429, Plaid's
+// RATE_LIMIT_EXCEEDED): retryable like any transient error, and a
+// reconciliation sweep that meets it slows down.
+type RateLimited struct {
+	Message string
+	// RetryAfter is how long the provider asked to wait; zero if it did
+	// not say.
+	RetryAfter time.Duration
+}
+
+func (e *RateLimited) Error() string { return e.Message }
+
+// IsRateLimited reports whether err is, or wraps, a RateLimited.
+func IsRateLimited(err error) (*RateLimited, bool) {
+	var rl *RateLimited
+	ok := errors.As(err, &rl)
+	return rl, ok
 }

@@ -101,6 +101,9 @@ type ConnectionStatus struct {
 	// ProviderStatus is the provider's own word (Quiltt ERROR_REPAIRABLE,
 	// Meld RECONNECT_REQUIRED, …) kept for operators.
 	ProviderStatus string `json:"providerStatus,omitempty"`
+	// ConsentExpiresAt, when the provider says it (Plaid's
+	// consent_expiration_time), is when the connection's consent runs out.
+	ConsentExpiresAt time.Time `json:"consentExpiresAt,omitzero"`
 }
 
 // Provider is one aggregator's API as the repair workflow needs it. Every
@@ -154,4 +157,34 @@ func (r *Registry) Names() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// Candidate is one connection a reconciliation sweep checks: from the
+// provider's own listing (a Lister) or from the app's inventory.
+type Candidate struct {
+	ConnectionRef
+	Institution string `json:"institution,omitempty"`
+	// ConsentExpiresAt, when known, is when the connection's consent runs
+	// out: Relink arranges a proactive repair before it.
+	ConsentExpiresAt time.Time `json:"consentExpiresAt,omitzero"`
+	// Status is the connection's status when the listing already says it
+	// (Meld, Quiltt); nil means the sweep reads it (ConnectionStatus).
+	Status *ConnectionStatus `json:"status,omitempty"`
+}
+
+// CandidatePage is one page of candidates; Next is the cursor of the next
+// page, "" after the last.
+type CandidatePage struct {
+	Candidates []Candidate `json:"candidates"`
+	Next       string      `json:"next,omitempty"`
+}
+
+// Lister is implemented by a provider that can list its connections that
+// need the end user (Meld by status, Quiltt profile by profile), so a
+// reconciliation sweep pages through those alone rather than the app's
+// whole inventory. Each candidate it returns carries its Status.
+type Lister interface {
+	// ListNeedingUser returns the page at cursor ("" for the first) of at
+	// most limit connections whose status needs the user.
+	ListNeedingUser(ctx context.Context, cursor string, limit int) (CandidatePage, error)
 }
