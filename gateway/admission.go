@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/relink-dev/relink/intake"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -81,4 +82,16 @@ const defaultStartWait = 5 * time.Second
 // in the same second.
 func busyRetryAfter() time.Duration {
 	return time.Duration(1+rand.IntN(4)) * time.Second
+}
+
+// intake is this gateway's start-or-join path, its starts going through
+// the admission control above.
+func (g *Gateway) intake() *intake.Intake {
+	g.intakeOnce.Do(func() {
+		g.intakeDesk = &intake.Intake{
+			Temporal: g.Temporal, Namespace: g.Namespace, TaskQueue: g.TaskQueue,
+			Codec: g.Codec, Start: g.startWorkflow, Now: g.now,
+		}
+	})
+	return g.intakeDesk
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/clienttoken"
+	"github.com/relink-dev/relink/intake"
 	"github.com/relink-dev/relink/metrics"
 	"github.com/relink-dev/relink/workflows"
 )
@@ -98,6 +99,8 @@ type Gateway struct {
 	limitsOnce    sync.Once
 	startsOnce    sync.Once
 	starts        *semaphore.Weighted
+	intakeOnce    sync.Once
+	intakeDesk    *intake.Intake
 	collectorOnce sync.Once
 	browserLimits *connectionLimits
 	// linkLimits bound the loads of each repair's reconnect links (each

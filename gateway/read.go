@@ -78,7 +78,7 @@ func (g *Gateway) readRepair(ctx context.Context, provider, conn string) (repair
 	view := repairView{ID: id}
 	if summary.Running {
 		view.RepairState, view.Source = g.queryState(ctx, id)
-	} else if st, ok, err := g.lastResult(ctx, id, summary.RunID); err == nil && ok {
+	} else if st, ok, err := g.intake().LastResult(ctx, id, summary.RunID); err == nil && ok {
 		view.RepairState, view.Source = st, "result"
 	} else {
 		view.Source = "visibility"

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/relink-dev/relink/intake"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -132,10 +133,10 @@ func (g *Gateway) startRepair(w http.ResponseWriter, r *http.Request) {
 	// A running repair is joined (nothing recorded); one that has ended but
 	// is still delivering its last events starts the next run when it
 	// closes; with none open a new one starts. A manual start is never lost.
-	outcome, runID, err := g.deliver(g.withStartDeadline(r.Context()), delivery{
-		id:    workflows.WorkflowID(req.Provider, req.ConnectionID),
-		msg:   workflows.Message{RepairRequest: &workflows.RepairRequest{Reason: reason, At: time.Now().UTC(), Options: &opts}},
-		start: &in,
+	outcome, runID, err := g.intake().Deliver(g.withStartDeadline(r.Context()), intake.Delivery{
+		ID:    workflows.WorkflowID(req.Provider, req.ConnectionID),
+		Msg:   workflows.Message{RepairRequest: &workflows.RepairRequest{Reason: reason, At: time.Now().UTC(), Options: &opts}},
+		Start: &in,
 	})
 	if err != nil {
 		g.temporalError(w, r, err, req.Provider, req.ConnectionID)
@@ -143,11 +144,11 @@ func (g *Gateway) startRepair(w http.ResponseWriter, r *http.Request) {
 	}
 	answer := startAnswer{Repair: repairRef{ID: workflows.WorkflowID(req.Provider, req.ConnectionID), RunID: runID}}
 	switch {
-	case outcome == eventApplied, outcome == eventQueued:
+	case outcome == intake.Applied, outcome == intake.Queued:
 		// Started, or queued for the next run of a repair that has ended
 		// and is still closing, which starts with these options.
 		answer.Outcome = startOutcomeStarted
-		if outcome == eventQueued {
+		if outcome == intake.Queued {
 			answer.Outcome = startOutcomeQueued
 		}
 		applied := opts
@@ -158,7 +159,7 @@ func (g *Gateway) startRepair(w http.ResponseWriter, r *http.Request) {
 			applied.MaxAttempts = workflows.DefaultMaxAttempts
 		}
 		answer.Options = &appliedOptions{RepairWindow: applied.RepairWindow.String(), MaxAttempts: applied.MaxAttempts}
-	case outcome == eventJoined:
+	case outcome == intake.Joined:
 		answer.Outcome = startOutcomeJoined
 		if req.RepairWindow != "" || req.MaxAttempts != 0 {
 			// Nothing was recorded: the open repair keeps its own options
@@ -208,12 +209,12 @@ func (g *Gateway) cancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := workflows.WorkflowID(provider, conn)
-	outcome, _, err := g.deliver(r.Context(), delivery{id: id, msg: workflows.Message{Cancel: &req}})
+	outcome, _, err := g.intake().Deliver(r.Context(), intake.Delivery{ID: id, Msg: workflows.Message{Cancel: &req}})
 	if err != nil {
 		g.temporalError(w, r, err, provider, conn)
 		return
 	}
-	if outcome != eventApplied {
+	if outcome != intake.Applied {
 		info, err := g.describe(r.Context(), id)
 		if err != nil {
 			g.temporalError(w, r, err, provider, conn)

@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/relink-dev/relink/activities/aggregator"
+	"github.com/relink-dev/relink/intake"
 	"github.com/relink-dev/relink/metrics"
-	"github.com/relink-dev/relink/workflows"
 )
 
 type webhookResult struct {
@@ -105,14 +104,14 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		switch outcome {
-		case eventApplied, eventQueued:
+		case intake.Applied, intake.Queued:
 			res.Applied++
-		case eventDuplicate:
+		case intake.Duplicate:
 			res.Duplicates++
 		default:
 			res.Ignored++
 		}
-		g.countWebhook(provider, outcome.label(), "", 1)
+		g.countWebhook(provider, outcome.Label(), "", 1)
 		elog.Info("webhook event "+string(outcome), "kind", ev.Kind)
 	}
 	writeJSON(w, http.StatusOK, res)
@@ -129,65 +128,13 @@ func (g *Gateway) countWebhook(provider, result, reason string, n int64) {
 	g.metricsHandler().WithTags(tags).Counter(metrics.Webhooks).Inc(n)
 }
 
-// maxEventLead is how far ahead of the gateway's clock a provider's event
-// time is trusted.
-const maxEventLead = 5 * time.Minute
-
-// Webhook fields the workflow records are clipped, so a provider's long
-// strings cannot bloat a repair's history.
-const (
-	maxEventTypeBytes   = 200
-	maxEventStatusBytes = 100
-)
-
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
-}
-
-// applyEvent hands one event to the connection's repair (see deliver). A
-// repairable or proactive event starts a repair if none is open, unless
-// the last repair, now closed, already handled it: the same event id, or
-// an event dated no later than the break it repaired.
-func (g *Gateway) applyEvent(ctx context.Context, provider string, ev aggregator.WebhookEvent) (eventOutcome, error) {
-	if now := g.now(); ev.At.After(now.Add(maxEventLead)) {
-		// A validly signed event dated ahead (a provider's clock, a bug)
-		// would make every real event of the repair look older than the
-		// break, and be ignored as stale: it is taken as happening now.
+// applyEvent hands one event to the connection's repair through the
+// start-or-join path every trigger takes (package intake).
+func (g *Gateway) applyEvent(ctx context.Context, provider string, ev aggregator.WebhookEvent) (intake.Outcome, error) {
+	if ev.At.After(g.now().Add(5 * time.Minute)) {
 		g.logger(ctx).Warn("webhook event dated ahead; taken as now", "provider", provider,
 			"connectionId", ev.ConnectionID, "eventId", ev.EventID, "at", ev.At)
-		ev.At = now
 	}
-	signal := workflows.ProviderEvent{
-		EventID:        ev.EventID,
-		Kind:           ev.Kind,
-		At:             ev.At,
-		ProviderStatus: clip(ev.ProviderStatus, maxEventStatusBytes),
-		Reason:         clip(ev.Type, maxEventTypeBytes),
-	}
-	d := delivery{id: workflows.WorkflowID(provider, ev.ConnectionID), msg: workflows.Message{Event: &signal}}
-	if ev.Kind == aggregator.EventKindRepairable || ev.Kind == aggregator.EventKindProactive {
-		d.start = &workflows.RepairInput{
-			Provider:       provider,
-			ConnectionID:   ev.ConnectionID,
-			ProfileID:      ev.ProfileID,
-			Institution:    clip(ev.Institution, maxEventTypeBytes),
-			Connector:      clip(ev.Connector, maxEventStatusBytes),
-			TriggerEventID: ev.EventID,
-			TriggerReason:  signal.Reason,
-			DetectedAt:     ev.At,
-			Proactive:      ev.Kind == aggregator.EventKindProactive,
-			Options:        g.Defaults,
-		}
-		d.handled = func(last workflows.RepairState) bool {
-			if ev.EventID != "" && slices.Contains(last.EventIDs, ev.EventID) {
-				return true
-			}
-			return !ev.At.IsZero() && !last.DetectedAt.IsZero() && !ev.At.After(last.DetectedAt)
-		}
-	}
-	outcome, _, err := g.deliver(ctx, d)
+	outcome, _, err := g.intake().ApplyEvent(ctx, provider, ev, g.Defaults)
 	return outcome, err
 }
