@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	enums "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
@@ -90,13 +91,22 @@ func (s *stack) setCurrentBuild(deployment, build string) {
 		return err == nil
 	})
 	// The server propagates a new routing to every task queue partition in
-	// the background; on a loaded machine that has taken over 30 s.
+	// the background. What routes a repair is the repair queue's own copy
+	// (one partition here), so that is what is waited for: the
+	// deployment's summary (RoutingConfigUpdateState) can stay IN_PROGRESS
+	// long after, or for good on a loaded machine (temporalio/temporal
+	// #11842), and CI once waited two minutes for it in vain.
 	require.Eventually(s.t, func() bool {
-		resp, err := s.temporal.WorkflowService().DescribeWorkerDeployment(ctx, &workflowservice.DescribeWorkerDeploymentRequest{
-			Namespace: s.cfg.Temporal.Namespace, DeploymentName: deployment,
-		})
-		info := resp.GetWorkerDeploymentInfo()
-		return err == nil && info.GetRoutingConfig().GetCurrentDeploymentVersion().GetBuildId() == build &&
-			info.GetRoutingConfigUpdateState() == enums.ROUTING_CONFIG_UPDATE_STATE_COMPLETED
+		for _, typ := range []enums.TaskQueueType{enums.TASK_QUEUE_TYPE_WORKFLOW, enums.TASK_QUEUE_TYPE_ACTIVITY} {
+			resp, err := s.temporal.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
+				Namespace:     s.cfg.Temporal.Namespace,
+				TaskQueue:     &taskqueue.TaskQueue{Name: s.cfg.Temporal.TaskQueue, Kind: enums.TASK_QUEUE_KIND_NORMAL},
+				TaskQueueType: typ,
+			})
+			if err != nil || resp.GetVersioningInfo().GetCurrentDeploymentVersion().GetBuildId() != build {
+				return false
+			}
+		}
+		return true
 	}, 2*time.Minute, 50*time.Millisecond, "waiting for the routing to reach the task queues")
 }
