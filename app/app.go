@@ -228,11 +228,17 @@ func WorkerOptions(c config.Worker) worker.Options {
 	return opts
 }
 
-// NewWorker builds the repair worker on the configured task queue.
-func NewWorker(c client.Client, cfg config.Config, acts *activities.Activities) worker.Worker {
+// NewWorker builds the worker of the configured task queue: repairs,
+// reconciliation sweeps and expiry-timed starts.
+func NewWorker(c client.Client, cfg config.Config, p Providers, acts *activities.Activities) (worker.Worker, error) {
+	sweeper, err := NewSweeper(cfg, p, c)
+	if err != nil {
+		return nil, err
+	}
 	w := worker.New(c, cfg.Temporal.TaskQueue, WorkerOptions(cfg.Worker))
 	Register(w, acts)
-	return w
+	RegisterSweeps(w, sweeper)
+	return w, nil
 }
 
 // EnsureSearchAttributes registers Relink's search attributes in the

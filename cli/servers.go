@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/relink-dev/relink/app"
+	"github.com/relink-dev/relink/workflows"
 )
 
 // runGateway runs the production gateway against the configured Temporal
@@ -80,6 +81,17 @@ func runSetup(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "search attributes registered in namespace %s\n", cfg.Temporal.Namespace)
+	plans := app.SweepPlans(cfg, app.NewProviders(cfg, nil))
+	if err := app.EnsureSweepSchedules(ctx, tc, cfg, plans, logger); err != nil {
+		return err
+	}
+	if interval, on := cfg.Reconcile.SweepInterval(); on {
+		for _, p := range plans {
+			fmt.Fprintf(stdout, "schedule %s: sweeps %s every %s from its %s\n", workflows.ScheduleID(p.Provider), p.Provider, interval, p.Source)
+		}
+	} else {
+		fmt.Fprintln(stdout, "reconciliation sweeps are off (RELINK_RECONCILE_INTERVAL=off): their schedules are paused")
+	}
 	return nil
 }
 

@@ -47,7 +47,8 @@ func runWorker(ctx context.Context) error {
 		// connections, so the worker it measures is the production one.
 		sb = &sandbox.Provider{Adopt: sandbox.BenchScript, Now: time.Now, Logger: logger}
 	}
-	acts, err := app.NewActivities(cfg, logger, app.NewProviders(cfg, sb))
+	providers := app.NewProviders(cfg, sb)
+	acts, err := app.NewActivities(cfg, logger, providers)
 	if err != nil {
 		return err
 	}
@@ -59,7 +60,10 @@ func runWorker(ctx context.Context) error {
 		return err
 	}
 	defer closeAll()
-	w := app.NewWorker(tc, cfg, acts)
+	w, err := app.NewWorker(tc, cfg, providers, acts)
+	if err != nil {
+		return err
+	}
 	logger.Info("worker starting", "taskQueue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace,
 		"providers", acts.Providers.Names(), "payloadEncryption", cfg.Temporal.PayloadKeys != "",
 		"version", version.String(), "versioned", versioned, "deployment", cfg.Worker.DeploymentName, "buildId", cfg.Worker.BuildID)

@@ -38,6 +38,8 @@ type Config struct {
 	Log      Log
 	Metrics  Metrics
 	Worker   Worker
+	// Reconcile is the reconciliation sweeps and expiry-timed repairs.
+	Reconcile Reconcile
 
 	// publicURLSet: RELINK_PUBLIC_URL was given, not defaulted.
 	publicURLSet bool
@@ -378,6 +380,96 @@ func (r Repair) Options() workflows.RepairOptions {
 	}
 }
 
+// Reconcile is how Relink finds the breaks no webhook announced: a sweep
+// of each enabled provider every Interval, and proactive repairs timed
+// ExpiryLead before a consent runs out.
+type Reconcile struct {
+	// Interval is the time between scheduled sweeps of each provider
+	// (a Go duration), or "off".
+	Interval string `env:"RELINK_RECONCILE_INTERVAL, default=6h"`
+	// Rates are status reads per second per provider ("plaid:40,meld:5"),
+	// shared by all workers; a provider not named keeps its registered
+	// default, below its documented limit.
+	Rates map[string]float64 `env:"RELINK_RECONCILE_RATE"`
+	// Sources say where each provider's candidates come from
+	// ("quiltt:inventory"): "provider" (its own listing, for a provider
+	// that has one) or "inventory" (RELINK_INVENTORY_URL). Default: the
+	// provider's listing where it has one, else the inventory when one is
+	// configured, else the provider is not swept.
+	Sources map[string]string `env:"RELINK_RECONCILE_SOURCE"`
+	// PageSize is the candidates one page (one activity) checks.
+	PageSize int `env:"RELINK_RECONCILE_PAGE_SIZE, default=500"`
+	// InventoryURL answers GET ?provider=&cursor=&limit= with the app's
+	// connections (README: The inventory contract).
+	InventoryURL   string `env:"RELINK_INVENTORY_URL"`
+	InventoryToken string `env:"RELINK_INVENTORY_TOKEN"`
+	// ExpiryLead is how long before a consent runs out its proactive
+	// repair starts.
+	ExpiryLead time.Duration `env:"RELINK_EXPIRY_LEAD, default=336h"`
+}
+
+// SweepInterval is Interval parsed; ok is false when sweeps are off.
+func (r Reconcile) SweepInterval() (d time.Duration, ok bool) {
+	if r.Interval == "off" {
+		return 0, false
+	}
+	d, err := time.ParseDuration(r.Interval)
+	return d, err == nil && d > 0
+}
+
+// Source is where provider's candidates come from ("" when it is not
+// swept); canList says whether the provider has a listing.
+func (r Reconcile) Source(provider string, canList bool) string {
+	if s, ok := r.Sources[provider]; ok {
+		return s
+	}
+	switch {
+	case canList:
+		return workflows.SourceProvider
+	case r.InventoryURL != "":
+		return workflows.SourceInventory
+	}
+	return ""
+}
+
+func (r Reconcile) validate(providers map[string]aggregator.Settings) []error {
+	var errs []error
+	if _, ok := r.SweepInterval(); !ok && r.Interval != "off" {
+		errs = append(errs, fmt.Errorf("RELINK_RECONCILE_INTERVAL: %q is neither a positive duration (6h) nor off", r.Interval))
+	}
+	if d, ok := r.SweepInterval(); ok && d < time.Minute {
+		errs = append(errs, errors.New("RELINK_RECONCILE_INTERVAL must be at least 1m"))
+	}
+	for name, rate := range r.Rates {
+		if _, known := providers[name]; !known || rate <= 0 {
+			errs = append(errs, fmt.Errorf("RELINK_RECONCILE_RATE: %s:%v needs a registered provider and a positive rate", name, rate))
+		}
+	}
+	for name, src := range r.Sources {
+		if _, known := providers[name]; !known || (src != workflows.SourceProvider && src != workflows.SourceInventory) {
+			errs = append(errs, fmt.Errorf("RELINK_RECONCILE_SOURCE: %s:%s needs a registered provider and provider or inventory", name, src))
+		}
+		if src == workflows.SourceInventory && r.InventoryURL == "" {
+			errs = append(errs, fmt.Errorf("RELINK_RECONCILE_SOURCE: %s:inventory needs RELINK_INVENTORY_URL", name))
+		}
+	}
+	if r.PageSize < 1 || r.PageSize > 1000 {
+		errs = append(errs, errors.New("RELINK_RECONCILE_PAGE_SIZE must be between 1 and 1000"))
+	}
+	if r.InventoryURL != "" {
+		if u, err := url.Parse(r.InventoryURL); err != nil || (u.Scheme != "https" && !isLoopbackURL(r.InventoryURL)) || u.Host == "" {
+			errs = append(errs, errors.New("RELINK_INVENTORY_URL must be an https URL (http on loopback)"))
+		}
+		if len(r.InventoryToken) < 32 {
+			errs = append(errs, errors.New("RELINK_INVENTORY_TOKEN must be set, at least 32 characters, with RELINK_INVENTORY_URL"))
+		}
+	}
+	if r.ExpiryLead < 0 {
+		errs = append(errs, errors.New("RELINK_EXPIRY_LEAD must not be negative"))
+	}
+	return errs
+}
+
 // Notify is the app's endpoint for outbound events, signed as Standard
 // Webhooks.
 type Notify struct {
@@ -512,6 +604,7 @@ func (c Config) validate() error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, c.Reconcile.validate(c.providers)...)
 	if c.Worker.CacheSize < 0 || c.Worker.Pollers < 2 {
 		errs = append(errs, errors.New("RELINK_WORKER_CACHE_SIZE must be 0 or more and RELINK_WORKER_POLLERS at least 2"))
 	}

@@ -70,10 +70,10 @@ func newStackWith(t *testing.T, settings map[string]string) *stack {
 // given provider APIs; stop it with Stop (the test's end stops it too).
 func (s *stack) startWorker(apis ...aggregator.Provider) worker.Worker {
 	s.t.Helper()
-	w := worker.New(s.temporal, s.cfg.Temporal.TaskQueue, app.WorkerOptions(s.cfg.Worker))
 	providers := s.providers
 	providers.APIs = apis
-	app.Register(w, s.activities(providers))
+	w, err := app.NewWorker(s.temporal, s.cfg, providers, s.activities(providers))
+	require.NoError(s.t, err)
 	require.NoError(s.t, w.Start())
 	var once sync.Once
 	s.t.Cleanup(func() { once.Do(w.Stop) })
@@ -133,6 +133,8 @@ func buildStack(t *testing.T, settings map[string]string) *stack {
 		"RELINK_NOTIFY_SECRET":       notifySecret,
 		"RELINK_SANDBOX_SYNC_DELAY":  "0s",
 		"RELINK_TASK_QUEUE":          "relink-it",
+		// Sweeps run when a test asks (their Schedules exist, paused).
+		"RELINK_RECONCILE_INTERVAL": "off",
 		// The server shares the host, as the dev stack's does: requests go
 		// uncompressed (TestSignedWebhookToRepaired keeps the default).
 		"RELINK_TEMPORAL_COMPRESSION": config.CompressionNone,
@@ -157,6 +159,9 @@ func buildStack(t *testing.T, settings map[string]string) *stack {
 
 	sb := app.NewSandbox(cfg, logger)
 	providers := app.NewProviders(cfg, sb)
+	// As `relink setup` does: each swept provider's Schedule, through which
+	// operators' sweeps run too.
+	require.NoError(t, app.EnsureSweepSchedules(ctx, tc, cfg, app.SweepPlans(cfg, providers), logger))
 	gw, err := app.NewGateway(cfg, tc, logger, providers, sb)
 	require.NoError(t, err)
 	gw.Metrics = reg

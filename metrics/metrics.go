@@ -53,6 +53,16 @@ const (
 	// method, status).
 	HTTPRequests = "relink_http_requests"
 	HTTPLatency  = "relink_http_request_duration"
+	// ReconcileChecked counts connections a reconciliation sweep checked
+	// (provider, result: healthy, needs_user, degraded, disconnected,
+	// not_found, error).
+	ReconcileChecked = "relink_reconcile_checked"
+	// ReconcileFound counts breaks a sweep found with no repair, and
+	// started one for: each a webhook that never came (provider).
+	ReconcileFound = "relink_reconcile_found"
+	// SweepDuration is how long a sweep took, start to last page
+	// (provider).
+	SweepDuration = "relink_reconcile_sweep_duration"
 )
 
 // latencyBuckets fit both an HTTP call (milliseconds) and a repair (days).

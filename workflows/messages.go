@@ -88,21 +88,23 @@ type RepairInput struct {
 // run: the gateway answers a redelivery of it without a signal.
 const MemoTrigger = "relinkTrigger"
 
-// trigger names what started the repair, for metrics: webhook, manual or
-// proactive.
+// trigger names what started the repair, for metrics: webhook, manual,
+// proactive, or reconcile (a sweep found the break).
 func (in RepairInput) trigger() string {
 	switch {
 	case in.Proactive:
 		return "proactive"
 	case in.TriggerReason == "manual" || strings.HasPrefix(in.TriggerReason, "manual:"):
 		return "manual"
+	case strings.HasPrefix(in.TriggerReason, "reconcile:"):
+		return "reconcile"
 	}
 	return "webhook"
 }
 
 // reasonCode is why the repair started, in a word.
 func (in RepairInput) reasonCode() ReasonCode {
-	if in.trigger() == "webhook" {
+	if t := in.trigger(); t == "webhook" || t == "reconcile" {
 		return ReasonBrokenAtProvider
 	}
 	return ReasonRequested

@@ -119,6 +119,8 @@ var SearchAttributeTypes = map[string]enums.IndexedValueType{
 	SearchAttrAttempts.GetName():     enums.INDEXED_VALUE_TYPE_INT,
 	SearchAttrReasonCode.GetName():   enums.INDEXED_VALUE_TYPE_KEYWORD,
 	SearchAttrUpdatedAt.GetName():    enums.INDEXED_VALUE_TYPE_DATETIME,
+
+	SearchAttrConsentExpiresAt.GetName(): enums.INDEXED_VALUE_TYPE_DATETIME,
 }
 
 // InitialSearchAttributes are the attributes a new repair starts with, at

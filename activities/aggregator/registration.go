@@ -36,6 +36,11 @@ type Registration struct {
 	// Browser is what the hosted reconnect page needs for the provider's
 	// widget.
 	Browser Browser
+	// ReconcileRate is the default pace of a reconciliation sweep's calls
+	// to the provider, per second, for all workers together: below the
+	// provider's documented rate limit, leaving room for the app's own
+	// calls. RELINK_RECONCILE_RATE overrides it.
+	ReconcileRate float64
 }
 
 // Settings are one adapter's settings: a pointer to a struct whose fields

@@ -47,8 +47,10 @@ func (s *Settings) Describe() map[string]string {
 // Registration is Meld's entry in the provider list
 // (activities/providers).
 var Registration = aggregator.Registration{
-	Name:        Name,
-	NewSettings: func() aggregator.Settings { return &Settings{} },
+	Name: Name,
+	// Meld documents no rate limit for its connection reads; 10 a second leaves the app room.
+	ReconcileRate: 10,
+	NewSettings:   func() aggregator.Settings { return &Settings{} },
 	NewProvider: func(s aggregator.Settings, env aggregator.Env) (aggregator.Provider, error) {
 		m := s.(*Settings)
 		return &Provider{APIURL: m.APIURL, APIKey: m.APIKey, Version: m.Version, HTTP: env.HTTP}, nil

@@ -76,8 +76,10 @@ func (s *Settings) Describe() map[string]string {
 // Registration is Plaid's entry in the provider list
 // (activities/providers).
 var Registration = aggregator.Registration{
-	Name:        Name,
-	NewSettings: func() aggregator.Settings { return &Settings{} },
+	Name: Name,
+	// Plaid's /item/get allows 5,000 a minute per client (15 per Item): 50 a second is 3,000 a minute.
+	ReconcileRate: 50,
+	NewSettings:   func() aggregator.Settings { return &Settings{} },
 	NewProvider: func(s aggregator.Settings, env aggregator.Env) (aggregator.Provider, error) {
 		pl := s.(*Settings)
 		var tokens AccessTokens = StaticAccessTokens(pl.AccessTokens)

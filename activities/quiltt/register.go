@@ -40,8 +40,10 @@ func (s *Settings) Describe() map[string]string {
 // Registration is Quiltt's entry in the provider list
 // (activities/providers).
 var Registration = aggregator.Registration{
-	Name:        Name,
-	NewSettings: func() aggregator.Settings { return &Settings{} },
+	Name: Name,
+	// Quiltt documents no limit for its connection reads; 10 a second leaves the app room.
+	ReconcileRate: 10,
+	NewSettings:   func() aggregator.Settings { return &Settings{} },
 	NewProvider: func(s aggregator.Settings, env aggregator.Env) (aggregator.Provider, error) {
 		q := s.(*Settings)
 		return &Provider{APIURL: q.APIURL, AuthURL: q.AuthURL, APISecret: q.APISecret, HTTP: env.HTTP, Now: env.Now}, nil

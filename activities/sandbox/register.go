@@ -33,9 +33,10 @@ func (s *Settings) Describe() map[string]string {
 // (activities/providers). Its webhooks are Quiltt's format, signed with
 // RELINK_SANDBOX_WEBHOOK_SECRET.
 var Registration = aggregator.Registration{
-	Name:        Name,
-	NewSettings: func() aggregator.Settings { return &Settings{} },
-	Supplied:    true,
+	Name:          Name,
+	ReconcileRate: 50,
+	NewSettings:   func() aggregator.Settings { return &Settings{} },
+	Supplied:      true,
 	NewReceiver: func(s aggregator.Settings, env aggregator.Env) (aggregator.WebhookReceiver, error) {
 		now := env.Now
 		if now == nil {

@@ -13,7 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -181,7 +183,20 @@ func (p *Provider) Name() string { return Name }
 // Break breaks a connection (creating it if new), like Quiltt's
 // connectionSimulateError, and sends the repairable webhook.
 func (p *Provider) Break(ctx context.Context, id, profileID, institution string) (Connection, error) {
+	snap, ev := p.breakConnection(id, profileID, institution)
+	return snap, p.Webhooks.send(ctx, ev)
+}
+
+// BreakLosingWebhook breaks a connection as Break does, but its webhook is
+// lost on the way: only a reconciliation sweep finds the break.
+func (p *Provider) BreakLosingWebhook(id, profileID, institution string) Connection {
+	snap, _ := p.breakConnection(id, profileID, institution)
+	return snap
+}
+
+func (p *Provider) breakConnection(id, profileID, institution string) (Connection, quiltt.Event) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	c := p.conn(id, true)
 	if profileID != "" {
 		c.ProfileID = profileID
@@ -191,10 +206,33 @@ func (p *Provider) Break(ctx context.Context, id, profileID, institution string)
 	}
 	c.Status = quiltt.StatusErrorRepairable
 	ev := p.event(c, quiltt.EventRepairable)
-	snap := c.snapshot()
 	p.save()
-	p.mu.Unlock()
-	return snap, p.Webhooks.send(ctx, ev)
+	return c.snapshot(), ev
+}
+
+// ListNeedingUser implements aggregator.Lister: the broken connections in
+// id order, the cursor the last id of the page before.
+func (p *Provider) ListNeedingUser(_ context.Context, cursor string, limit int) (aggregator.CandidatePage, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ids := slices.Sorted(maps.Keys(p.conns))
+	var page aggregator.CandidatePage
+	for _, id := range ids {
+		c := p.conns[id]
+		if id <= cursor || quiltt.HealthOf(c.Status) != aggregator.HealthRepairable {
+			continue
+		}
+		if len(page.Candidates) == limit {
+			page.Next = page.Candidates[limit-1].ConnectionID
+			break
+		}
+		page.Candidates = append(page.Candidates, aggregator.Candidate{
+			ConnectionRef: aggregator.ConnectionRef{Provider: Name, ConnectionID: id, ProfileID: c.ProfileID},
+			Institution:   c.Institution,
+			Status:        &aggregator.ConnectionStatus{Health: aggregator.HealthRepairable, ProviderStatus: c.Status},
+		})
+	}
+	return page, nil
 }
 
 // SetScript scripts a connection's behaviour, creating it healthy if new.

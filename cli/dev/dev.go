@@ -124,11 +124,17 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	w := app.NewWorker(tc, cfg, acts)
+	w, err := app.NewWorker(tc, cfg, providers, acts)
+	if err != nil {
+		return err
+	}
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	defer w.Stop()
+	if err := app.EnsureSweepSchedules(ctx, tc, cfg, app.SweepPlans(cfg, providers), logger); err != nil {
+		return err
+	}
 
 	gw, err := app.NewGateway(cfg, tc, logger, providers, sb)
 	if err != nil {
