@@ -14,6 +14,7 @@ import (
 	"github.com/relink-dev/relink/clienttoken"
 	"github.com/relink-dev/relink/config"
 	"github.com/relink-dev/relink/gateway"
+	"github.com/relink-dev/relink/workflows"
 )
 
 // NewSandbox builds the sandbox provider; its webhooks go to the gateway at
@@ -73,7 +74,12 @@ func NewGateway(c config.Config, tc client.Client, logger *slog.Logger, provider
 		operators = &gateway.OperatorTokens{JWKSURL: c.Gateway.CodecJWKSURL, Issuer: c.Gateway.CodecJWTIssuer,
 			Audience: c.Gateway.CodecJWTAudience, HTTP: &http.Client{Timeout: 10 * time.Second}, Now: time.Now}
 	}
+	sweeps := map[string]workflows.SweepInput{}
+	for _, plan := range SweepPlans(c, providers) {
+		sweeps[plan.Provider] = plan.Input()
+	}
 	return &gateway.Gateway{
+		Sweeps:         sweeps,
 		OperatorTokens: operators,
 		Temporal:       tc,
 		Namespace:      c.Temporal.Namespace,

@@ -60,7 +60,8 @@ Servers:
 
 const usageServers = `  gateway         run the HTTP gateway against the Temporal cluster
                   (TEMPORAL_* / TEMPORAL_PROFILE, as the Temporal CLI)
-  setup           register Relink's search attributes in the namespace
+  setup           register Relink's search attributes in the namespace and
+                  create or update the reconciliation sweeps' schedules
   keygen          print a new key: -kind payload (RELINK_PAYLOAD_KEYS),
                   client-token (RELINK_CLIENT_TOKEN_KEYS) or notify
                   (RELINK_NOTIFY_SECRET); -id names it
@@ -73,6 +74,8 @@ Client (talk to the gateway at RELINK_URL with RELINK_API_KEY):
   state           show a repair's state
   list            list repairs (filter by status, provider, profile)
   stats           repair counts by provider and status (-provider, -since 24h)
+  reconcile       sweep for breaks no webhook announced, now (-provider P,
+                  -wait for the totals, -list to start nothing)
   cancel          cancel a repair
   simulate-error  break a sandbox connection (sends the repairable webhook)
 
@@ -110,6 +113,8 @@ func Run(args []string, stdout, stderr io.Writer, extra ...Command) int {
 		err = runSetup(ctx, rest, stdout)
 	case "stats":
 		err = runStats(ctx, rest, stdout)
+	case "reconcile":
+		err = runReconcile(ctx, rest, stdout)
 	case "keygen":
 		err = runKeygen(rest, stdout)
 	case "version":

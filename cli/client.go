@@ -166,11 +166,21 @@ func (c apiClient) send(ctx context.Context, method, path string, body any) ([]b
 			Error struct{ Code, Message string }
 		}
 		if json.Unmarshal(out, &e) == nil && e.Error.Message != "" {
-			return nil, fmt.Errorf("%s (HTTP %d, %s)", e.Error.Message, resp.StatusCode, e.Error.Code)
+			return nil, &apiError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
 		}
 		return nil, fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(out))
 	}
 	return out, nil
+}
+
+// apiError is the gateway's JSON error answer.
+type apiError struct {
+	Status        int
+	Code, Message string
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("%s (HTTP %d, %s)", e.Message, e.Status, e.Code)
 }
 
 func envOr(name, fallback string) string {

@@ -77,6 +77,9 @@ type Gateway struct {
 	// provider's widget (its registration's Browser record), by name: the
 	// page's bootstrap data and its Content-Security-Policy.
 	Browsers map[string]aggregator.Browser
+	// Sweeps are the reconciliation sweeps an operator may start, by
+	// provider: the input of a new sweep of each swept provider.
+	Sweeps map[string]workflows.SweepInput
 	// Defaults are the options new repairs start with.
 	Defaults workflows.RepairOptions
 	// Sandbox enables /sandbox/… when set (dev stack only).
@@ -158,6 +161,8 @@ func (g *Gateway) handler() (http.Handler, []string) {
 	api.Handle("POST /v1/repairs", appOnly(http.HandlerFunc(g.startRepair)))
 	api.Handle("GET /v1/repairs", appOnly(http.HandlerFunc(g.listRepairs)))
 	api.Handle("GET /v1/stats", appOnly(http.HandlerFunc(g.stats)))
+	api.Handle("POST /v1/reconcile/{provider}", appOnly(http.HandlerFunc(g.triggerSweep)))
+	api.Handle("GET /v1/reconcile/{provider}", appOnly(http.HandlerFunc(g.listSweeps)))
 	api.Handle("POST /v1/repairs/{provider}/{connectionId}/cancel", appOnly(http.HandlerFunc(g.cancel)))
 	api.Handle("POST /v1/repairs/{provider}/{connectionId}/client-token", appOnly(http.HandlerFunc(g.clientToken)))
 	api.Handle("POST /v1/repairs/{provider}/{connectionId}/reconnect-link", appOnly(http.HandlerFunc(g.reconnectLink)))
@@ -264,6 +269,7 @@ const (
 	codeUnavailable      = "unavailable"
 	codeInternal         = "internal"
 	codeUnknownProvider  = "unknown_provider"
+	codeNotSwept         = "not_swept"
 )
 
 type errorBody struct {

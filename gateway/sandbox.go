@@ -22,12 +22,19 @@ func (g *Gateway) sandboxRoutes(mux routeMux) {
 		var req struct {
 			ProfileID   string `json:"profileId"`
 			Institution string `json:"institution"`
+			// LoseWebhook loses the repairable webhook: only a
+			// reconciliation sweep finds the break.
+			LoseWebhook bool `json:"loseWebhook"`
 		}
 		if !decodeBody(w, r, &req) {
 			return
 		}
 		if !validID(r.PathValue("id")) || (req.ProfileID != "" && !validID(req.ProfileID)) {
 			writeError(w, http.StatusBadRequest, codeBadRequest, "connection and profile ids must be printable, without quotes")
+			return
+		}
+		if req.LoseWebhook {
+			g.sandboxReply(w, g.Sandbox.BreakLosingWebhook(r.PathValue("id"), req.ProfileID, req.Institution), nil)
 			return
 		}
 		c, err := g.Sandbox.Break(r.Context(), r.PathValue("id"), req.ProfileID, req.Institution)
