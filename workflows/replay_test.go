@@ -55,7 +55,10 @@ func corpus(t *testing.T) string {
 // ./integration/).
 var corpusPaths = []string{"continue", "user-completed", "repaired", "polling", "expired", "unrepairable",
 	"failed-attempt", "refresh-continued-as-new", "carried-to-repaired", "canceled", "break-during-close",
-	"encrypted-user-completed", "withdrawn", "ended-then-broke", "next-break"}
+	"encrypted-user-completed", "withdrawn", "ended-then-broke", "next-break",
+	// Reconciliation sweeps (a page retried, a refused inventory) and an
+	// expiry-timed start.
+	"sweep", "sweep-refused", "expiry-start"}
 
 func TestReplayRecordedHistories(t *testing.T) {
 	dir := corpus(t)
@@ -68,6 +71,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			replayer := testReplayer(t)
 			replayer.RegisterWorkflow(ConnectionRepair)
+			replayer.RegisterWorkflow(ReconcileSweep)
+			replayer.RegisterWorkflow(ExpiryRepairStart)
 			assert.NoError(t, replayFile(t, replayer, f))
 		})
 	}
