@@ -331,3 +331,37 @@ func (s *stack) expiryArrangement(id string) arrangement {
 	require.NoError(s.t, converter.GetDefaultDataConverter().FromPayload(p, &a.expiresAt))
 	return a
 }
+
+// A provider that answers 429 slows the sweep down (it waits the
+// provider's Retry-After, at half the pace) and loses nothing: the same
+// connection is read again, and every connection is checked.
+func TestSweepSlowsDownOn429AndLosesNothing(t *testing.T) {
+	inv, settings := newInventory(t)
+	s := newStackWith(t, settings)
+	var entries []inventory.Entry
+	for i := range 4 {
+		id := fmt.Sprintf("limited_%d", i)
+		entries = append(entries, inventory.Entry{ConnectionID: id})
+		_, err := s.sandbox.SetScript(id, sandbox.Script{})
+		require.NoError(t, err)
+	}
+	_, err := s.sandbox.SetScript("limited_1", sandbox.Script{RateLimitCalls: 2})
+	require.NoError(t, err)
+	s.sandbox.BreakLosingWebhook("limited_2", "", "")
+	_, err = s.sandbox.SetScript("limited_2", sandbox.Script{RateLimitCalls: 1})
+	require.NoError(t, err)
+	inv.Set(sandbox.Name, entries...)
+
+	sw := s.sweep(sandbox.Name)
+	assert.Equal(t, "Completed", sw.Status, sw.Error)
+	assert.Equal(t, 4, sw.Checked)
+	assert.Zero(t, sw.Errors, "a 429 is waited out, not counted as an error")
+	assert.Equal(t, 1, sw.Found)
+	assert.GreaterOrEqual(t, sw.FinishedAt.Sub(sw.StartedAt), 3*time.Second, "three Retry-Afters of a second waited")
+	for id, reads := range map[string]int{"limited_0": 1, "limited_1": 3, "limited_3": 1} {
+		c, err := s.sandbox.Get(id)
+		require.NoError(t, err)
+		assert.Equal(t, reads, c.Calls["status"], id)
+	}
+	s.waitForStatus("limited_2", workflows.StatusAwaitingUser)
+}

@@ -111,7 +111,7 @@ func (s *Sweeper) ReconcilePage(ctx context.Context, req workflows.SweepPageRequ
 	for i := progress.Done; i < len(page.Candidates); i++ {
 		c := page.Candidates[i]
 		c.Provider = req.Provider
-		result, err := s.check(ctx, p, c, &out)
+		result, err := s.check(ctx, p, c, &out, pageProgress{Done: i, Page: out})
 		if err != nil {
 			return out, err // the context ended: the page runs again from its heartbeat
 		}
@@ -160,7 +160,7 @@ const maxStatusTries = 3
 
 // check reads one candidate's status (unless its listing said it) and
 // acts on it. It returns an error only when ctx ended.
-func (s *Sweeper) check(ctx context.Context, p aggregator.Provider, c aggregator.Candidate, out *workflows.SweepPage) (string, error) {
+func (s *Sweeper) check(ctx context.Context, p aggregator.Provider, c aggregator.Candidate, out *workflows.SweepPage, progress pageProgress) (string, error) {
 	log := activity.GetLogger(ctx)
 	status := c.Status
 	for try := 1; status == nil; try++ {
@@ -175,7 +175,7 @@ func (s *Sweeper) check(ctx context.Context, p aggregator.Provider, c aggregator
 			// The provider's budget is spent (another of the app's
 			// callers, or this rate set too high): slow down and read the
 			// same connection again; nothing is skipped.
-			if err := s.slowDown(ctx, c.Provider, rl.RetryAfter); err != nil {
+			if err := s.slowDown(ctx, c.Provider, rl.RetryAfter, progress); err != nil {
 				return "", err
 			}
 			try--
@@ -232,22 +232,26 @@ func (s *Sweeper) check(ctx context.Context, p aggregator.Provider, c aggregator
 }
 
 // slowDown halves this process's read rate for provider and waits out the
-// provider's Retry-After (or a second).
-func (s *Sweeper) slowDown(ctx context.Context, provider string, retryAfter time.Duration) error {
+// provider's Retry-After (or a second), heartbeating the page's progress
+// as it waits so that a long Retry-After does not look like a dead worker.
+func (s *Sweeper) slowDown(ctx context.Context, provider string, retryAfter time.Duration, progress pageProgress) error {
 	l := s.limiter(provider)
 	l.SetLimit(max(l.Limit()/2, 0.5))
 	if retryAfter <= 0 {
 		retryAfter = time.Second
 	}
-	t := time.NewTimer(retryAfter)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		activity.RecordHeartbeat(ctx) // still alive while waiting
-		return nil
+	until := time.Now().Add(retryAfter)
+	for wait := retryAfter; wait > 0; wait = time.Until(until) {
+		t := time.NewTimer(min(wait, 20*time.Second))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+			activity.RecordHeartbeat(ctx, progress)
+		}
 	}
+	return nil
 }
 
 // startRepair starts the repair of a connection that needs its user,

@@ -65,6 +65,9 @@ type Script struct {
 	Close      CloseBehavior      `json:"close,omitempty"`
 	// FailCalls makes the next N API calls fail with a retryable 503.
 	FailCalls int `json:"failCalls,omitempty"`
+	// RateLimitCalls makes the next N API calls answer 429 with a
+	// Retry-After of one second, as a provider whose budget is spent.
+	RateLimitCalls int `json:"rateLimitCalls,omitempty"`
 	// LatencyMillis delays every API call.
 	LatencyMillis int `json:"latencyMillis,omitempty"`
 	// SyncingPolls: after a reconnect the connection reports SYNCING to this
@@ -87,8 +90,8 @@ func (s Script) Validate() error {
 	default:
 		return fmt.Errorf("unknown close behavior %q", s.Close)
 	}
-	if s.FailCalls < 0 || s.LatencyMillis < 0 || s.SyncingPolls < 0 {
-		return errors.New("failCalls, latencyMillis and syncingPolls must not be negative")
+	if s.FailCalls < 0 || s.RateLimitCalls < 0 || s.LatencyMillis < 0 || s.SyncingPolls < 0 {
+		return errors.New("failCalls, rateLimitCalls, latencyMillis and syncingPolls must not be negative")
 	}
 	return nil
 }
@@ -432,6 +435,10 @@ func (p *Provider) call(ctx context.Context, id, name string) (*connection, func
 	if flaky {
 		c.Script.FailCalls--
 	}
+	limited := !flaky && c.Script.RateLimitCalls > 0
+	if limited {
+		c.Script.RateLimitCalls--
+	}
 	p.save()
 	p.mu.Unlock()
 	if latency > 0 {
@@ -443,6 +450,9 @@ func (p *Provider) call(ctx context.Context, id, name string) (*connection, func
 	}
 	if flaky {
 		return nil, nil, errors.New("sandbox: 503 Service Unavailable (scripted failure)")
+	}
+	if limited {
+		return nil, nil, &aggregator.RateLimited{Message: "sandbox: 429 Too Many Requests (scripted)", RetryAfter: time.Second}
 	}
 	p.mu.Lock()
 	return c, func() { p.save(); p.mu.Unlock() }, nil
