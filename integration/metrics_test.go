@@ -137,10 +137,11 @@ func TestStatsCountRepairsByProviderAndStatus(t *testing.T) {
 	// (Some appear only once something happened: a failed attempt, say.)
 	exported := map[string]bool{"relink_repairs_open": true}
 	for _, c := range []string{metrics.RepairsStarted, metrics.RepairsClosed, metrics.FailedAttempts,
-		metrics.UserActions, metrics.Webhooks, metrics.Notifications, metrics.HTTPRequests} {
+		metrics.UserActions, metrics.Webhooks, metrics.Notifications, metrics.HTTPRequests,
+		metrics.ReconcileChecked, metrics.ReconcileFound} {
 		exported[c+"_total"] = true
 	}
-	for _, h := range []string{metrics.TimeToRepair, metrics.UserWait, metrics.HTTPLatency} {
+	for _, h := range []string{metrics.TimeToRepair, metrics.UserWait, metrics.HTTPLatency, metrics.SweepDuration} {
 		exported[h+"_seconds"] = true
 	}
 	for family := range m {

@@ -120,6 +120,11 @@ func TestSweepFindsTheBreaksWhoseWebhookWasLost(t *testing.T) {
 	assert.Len(t, s.runs(workflows.WorkflowID(sandbox.Name, "lost_2")), 1)
 	assert.Equal(t, 1, s.actionsRequired("lost_2"), "the user was asked once")
 	assert.Equal(t, 1, s.actionsRequired("heard"))
+
+	// Operators see it in the metrics: each found break a lost webhook.
+	m := s.scrape()
+	assert.Equal(t, 2.0, sample(m, "relink_reconcile_found_total", map[string]string{"provider": "sandbox"}))
+	assert.Equal(t, 5.0, sample(m, "relink_reconcile_checked_total", map[string]string{"provider": "sandbox", "result": "needs_user"}))
 }
 
 // startSweepBeside runs a sweep of provider directly, not through its
