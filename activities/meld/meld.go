@@ -87,11 +87,13 @@ func (p *Provider) Initialize(ctx context.Context, ref aggregator.ConnectionRef)
 		ConnectToken string `json:"connectToken"`
 		WidgetURL    string `json:"widgetUrl"`
 	}
+	var hdr http.Header
 	status, raw, err := aggregator.DoJSON(ctx, p.HTTP, aggregator.JSONRequest{
-		Method: http.MethodPost,
-		URL:    p.url("/bank-linking/connect/repair"),
-		Header: p.headers(),
-		Body:   map[string]string{"connectionId": ref.ConnectionID},
+		Method:         http.MethodPost,
+		URL:            p.url("/bank-linking/connect/repair"),
+		Header:         p.headers(),
+		Body:           map[string]string{"connectionId": ref.ConnectionID},
+		ResponseHeader: &hdr,
 	}, &res)
 	if err != nil {
 		return aggregator.Session{}, err
@@ -100,7 +102,7 @@ func (p *Provider) Initialize(ctx context.Context, ref aggregator.ConnectionRef)
 	case status == http.StatusConflict:
 		return aggregator.Session{}, aggregator.NotRepairable(fmt.Sprintf("meld: connection %s cannot be repaired (%s): start a new connection", ref.ConnectionID, errorText(raw)))
 	case status/100 != 2:
-		return aggregator.Session{}, aggregator.HTTPStatusError("meld repair", status, errorText(raw))
+		return aggregator.Session{}, aggregator.WithRetryAfter(aggregator.HTTPStatusError("meld repair", status, errorText(raw)), hdr)
 	case res.ConnectToken == "":
 		return aggregator.Session{}, fmt.Errorf("meld repair: answer without a connectToken")
 	}
@@ -159,16 +161,18 @@ func needsCustomer(reason string) bool {
 
 func (p *Provider) connection(ctx context.Context, id string) (Connection, error) {
 	var c Connection
+	var hdr http.Header
 	status, raw, err := aggregator.DoJSON(ctx, p.HTTP, aggregator.JSONRequest{
-		Method: http.MethodGet,
-		URL:    p.url("/bank-linking/connections/" + url.PathEscape(id)),
-		Header: p.headers(),
+		Method:         http.MethodGet,
+		URL:            p.url("/bank-linking/connections/" + url.PathEscape(id)),
+		Header:         p.headers(),
+		ResponseHeader: &hdr,
 	}, &c)
 	if err != nil {
 		return Connection{}, err
 	}
 	if status/100 != 2 {
-		return Connection{}, aggregator.HTTPStatusError("meld connection "+id, status, errorText(raw))
+		return Connection{}, aggregator.WithRetryAfter(aggregator.HTTPStatusError("meld connection "+id, status, errorText(raw)), hdr)
 	}
 	return c, nil
 }

@@ -281,3 +281,17 @@ func TestWebhookVerification(t *testing.T) {
 		assert.Empty(t, events)
 	})
 }
+
+func TestRateLimitCarriesRetryAfter(t *testing.T) {
+	fake, p := setup(t)
+	fake.RateLimitNext(1, "42")
+
+	_, err := p.ConnectionStatus(context.Background(), ref("conn_broken"))
+
+	rl, ok := aggregator.IsRateLimited(err)
+	require.True(t, ok, "%v", err)
+	assert.Equal(t, 42*time.Second, rl.RetryAfter)
+	assert.Empty(t, aggregator.TypeOf(err), "retryable")
+	_, err = p.ConnectionStatus(context.Background(), ref("conn_broken"))
+	assert.NoError(t, err, "only the next request was limited")
+}

@@ -56,6 +56,8 @@ type Server struct {
 	connections map[string]*Connection
 	requests    []Request
 	seq         int
+	limited     int    // requests still to answer 429
+	retryAfter  string // their Retry-After header
 }
 
 // New starts a fake that accepts apiKey.
@@ -82,6 +84,14 @@ func (s *Server) Set(id, status, reason string) {
 	s.connections[id].Status, s.connections[id].StatusReason = status, reason
 }
 
+// RateLimitNext makes the next n requests answer 429 Too Many Requests,
+// with retryAfter as their Retry-After header (none if empty).
+func (s *Server) RateLimitNext(n int, retryAfter string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limited, s.retryAfter = n, retryAfter
+}
+
 // Requests returns the requests so far.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
@@ -98,8 +108,17 @@ func (s *Server) check(next http.Handler) http.Handler {
 		s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path,
 			Authorization: r.Header.Get("Authorization"), Version: r.Header.Get("Meld-Version"), Body: body})
 		forced := s.HTTPStatus
+		limited, retryAfter := s.limited > 0, s.retryAfter
+		if limited {
+			s.limited--
+		}
 		s.mu.Unlock()
 		switch {
+		case limited:
+			if retryAfter != "" {
+				w.Header().Set("Retry-After", retryAfter)
+			}
+			fail(w, http.StatusTooManyRequests, "TOO_MANY_REQUESTS", "Rate limit exceeded")
 		case forced != 0:
 			fail(w, forced, "FORCED", http.StatusText(forced))
 		case r.Header.Get("Authorization") != "BASIC "+s.APIKey:
