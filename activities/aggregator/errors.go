@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -129,4 +130,40 @@ func IsRateLimited(err error) (*RateLimited, bool) {
 	var rl *RateLimited
 	ok := errors.As(err, &rl)
 	return rl, ok
+}
+
+// maxRetryAfter bounds the wait a provider's Retry-After can ask for, so
+// a bogus value cannot stall a sweep for days.
+const maxRetryAfter = time.Hour
+
+// WithRetryAfter sets, on err's RateLimited if it has one, the wait the
+// answer's Retry-After header asks for. It returns err.
+func WithRetryAfter(err error, h http.Header) error {
+	if rl, ok := IsRateLimited(err); ok {
+		rl.RetryAfter = RetryAfter(h, time.Now())
+	}
+	return err
+}
+
+// RetryAfter reads a Retry-After header (RFC 9110: delay seconds or an
+// HTTP date) as a wait from now, at most maxRetryAfter; zero if absent,
+// past or unreadable.
+func RetryAfter(h http.Header, now time.Time) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	secs, err := strconv.ParseUint(v, 10, 64)
+	switch {
+	case err == nil && secs < uint64(maxRetryAfter/time.Second):
+		d = time.Duration(secs) * time.Second
+	case err == nil || errors.Is(err, strconv.ErrRange):
+		d = maxRetryAfter
+	default:
+		if t, err := http.ParseTime(v); err == nil {
+			d = t.Sub(now)
+		}
+	}
+	return max(0, min(d, maxRetryAfter))
 }

@@ -19,6 +19,9 @@ type JSONRequest struct {
 	Header http.Header
 	// Body is encoded as JSON; nil sends no body.
 	Body any
+	// ResponseHeader, if set, receives the answer's header: what a 429's
+	// Retry-After or a listing's paging headers say.
+	ResponseHeader *http.Header
 }
 
 // DoJSON sends req and returns the status and raw answer; on a 2xx answer
@@ -51,6 +54,9 @@ func DoJSON(ctx context.Context, c *http.Client, req JSONRequest, out any) (int,
 		return 0, nil, fmt.Errorf("%s %s: %w", req.Method, hr.URL.Redacted(), err)
 	}
 	defer resp.Body.Close()
+	if req.ResponseHeader != nil {
+		*req.ResponseHeader = resp.Header
+	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxProviderResponse))
 	if err != nil {
 		return resp.StatusCode, nil, fmt.Errorf("%s %s: reading the answer: %w", req.Method, hr.URL.Redacted(), err)

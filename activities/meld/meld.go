@@ -4,12 +4,14 @@
 package meld
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,6 +65,9 @@ type Connection struct {
 	InstitutionName    string `json:"institutionName"`
 	Status             string `json:"status"`
 	StatusReason       string `json:"statusReason"`
+	// Key is the connection's position in a search's results, what the
+	// next page starts after.
+	Key string `json:"key"`
 }
 
 // Initialize implements aggregator.Provider. The user is always needed,
@@ -87,11 +92,13 @@ func (p *Provider) Initialize(ctx context.Context, ref aggregator.ConnectionRef)
 		ConnectToken string `json:"connectToken"`
 		WidgetURL    string `json:"widgetUrl"`
 	}
+	var hdr http.Header
 	status, raw, err := aggregator.DoJSON(ctx, p.HTTP, aggregator.JSONRequest{
-		Method: http.MethodPost,
-		URL:    p.url("/bank-linking/connect/repair"),
-		Header: p.headers(),
-		Body:   map[string]string{"connectionId": ref.ConnectionID},
+		Method:         http.MethodPost,
+		URL:            p.url("/bank-linking/connect/repair"),
+		Header:         p.headers(),
+		Body:           map[string]string{"connectionId": ref.ConnectionID},
+		ResponseHeader: &hdr,
 	}, &res)
 	if err != nil {
 		return aggregator.Session{}, err
@@ -100,7 +107,7 @@ func (p *Provider) Initialize(ctx context.Context, ref aggregator.ConnectionRef)
 	case status == http.StatusConflict:
 		return aggregator.Session{}, aggregator.NotRepairable(fmt.Sprintf("meld: connection %s cannot be repaired (%s): start a new connection", ref.ConnectionID, errorText(raw)))
 	case status/100 != 2:
-		return aggregator.Session{}, aggregator.HTTPStatusError("meld repair", status, errorText(raw))
+		return aggregator.Session{}, aggregator.WithRetryAfter(aggregator.HTTPStatusError("meld repair", status, errorText(raw)), hdr)
 	case res.ConnectToken == "":
 		return aggregator.Session{}, fmt.Errorf("meld repair: answer without a connectToken")
 	}
@@ -122,11 +129,77 @@ func (p *Provider) ConnectionStatus(ctx context.Context, ref aggregator.Connecti
 	if err != nil {
 		return aggregator.ConnectionStatus{}, err
 	}
+	return c.status(), nil
+}
+
+func (c Connection) status() aggregator.ConnectionStatus {
 	word := c.Status
 	if c.StatusReason != "" {
 		word += "/" + c.StatusReason
 	}
-	return aggregator.ConnectionStatus{Health: HealthOf(c.Status, c.StatusReason), ProviderStatus: word}, nil
+	return aggregator.ConnectionStatus{Health: HealthOf(c.Status, c.StatusReason), ProviderStatus: word}
+}
+
+var _ aggregator.Lister = (*Provider)(nil)
+
+// maxListLimit is the most connections one search asks for: Meld's
+// search endpoints cap limit (financial accounts at 100).
+const maxListLimit = 100
+
+// ListNeedingUser implements aggregator.Lister with Meld's connection
+// search, filtered to the statuses that can need the customer and paged
+// by the connections' keys (after=). The statuses filter cannot name
+// reasons, so a DEGRADED connection the customer cannot fix is dropped
+// here: a page may hold fewer than limit candidates, even none, and still
+// have a next one.
+func (p *Provider) ListNeedingUser(ctx context.Context, cursor string, limit int) (aggregator.CandidatePage, error) {
+	if limit <= 0 {
+		return aggregator.CandidatePage{}, aggregator.InvalidInput(fmt.Sprintf("meld: list limit %d: want a positive number", limit))
+	}
+	q := url.Values{
+		"statuses": {StatusReconnectRequired + "," + StatusDegraded},
+		"limit":    {strconv.Itoa(min(limit, maxListLimit))},
+	}
+	if cursor != "" {
+		q.Set("after", cursor)
+	}
+	var res struct {
+		Connections []Connection `json:"connections"`
+		Remaining   int          `json:"remaining"`
+	}
+	var hdr http.Header
+	status, raw, err := aggregator.DoJSON(ctx, p.HTTP, aggregator.JSONRequest{
+		Method:         http.MethodGet,
+		URL:            p.url("/bank-linking/connections?" + q.Encode()),
+		Header:         p.headers(),
+		ResponseHeader: &hdr,
+	}, &res)
+	if err != nil {
+		return aggregator.CandidatePage{}, err
+	}
+	if status/100 != 2 {
+		return aggregator.CandidatePage{}, aggregator.WithRetryAfter(aggregator.HTTPStatusError("meld connection search", status, errorText(raw)), hdr)
+	}
+	var page aggregator.CandidatePage
+	for _, c := range res.Connections {
+		st := c.status()
+		if st.Health != aggregator.HealthRepairable {
+			continue
+		}
+		page.Candidates = append(page.Candidates, aggregator.Candidate{
+			ConnectionRef: aggregator.ConnectionRef{Provider: Name, ConnectionID: c.ID,
+				// As the webhooks name the customer (webhook.go).
+				ProfileID: cmp.Or(c.ExternalCustomerID, c.CustomerID)},
+			Institution: c.InstitutionName,
+			Status:      &st,
+		})
+	}
+	if n := len(res.Connections); res.Remaining > 0 && n > 0 {
+		if page.Next = res.Connections[n-1].Key; page.Next == "" {
+			return aggregator.CandidatePage{}, fmt.Errorf("meld connection search: connection %s without a key to page after", res.Connections[n-1].ID)
+		}
+	}
+	return page, nil
 }
 
 // HealthOf maps a Meld status and reason onto Relink's health.
@@ -159,16 +232,18 @@ func needsCustomer(reason string) bool {
 
 func (p *Provider) connection(ctx context.Context, id string) (Connection, error) {
 	var c Connection
+	var hdr http.Header
 	status, raw, err := aggregator.DoJSON(ctx, p.HTTP, aggregator.JSONRequest{
-		Method: http.MethodGet,
-		URL:    p.url("/bank-linking/connections/" + url.PathEscape(id)),
-		Header: p.headers(),
+		Method:         http.MethodGet,
+		URL:            p.url("/bank-linking/connections/" + url.PathEscape(id)),
+		Header:         p.headers(),
+		ResponseHeader: &hdr,
 	}, &c)
 	if err != nil {
 		return Connection{}, err
 	}
 	if status/100 != 2 {
-		return Connection{}, aggregator.HTTPStatusError("meld connection "+id, status, errorText(raw))
+		return Connection{}, aggregator.WithRetryAfter(aggregator.HTTPStatusError("meld connection "+id, status, errorText(raw)), hdr)
 	}
 	return c, nil
 }

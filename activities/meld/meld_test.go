@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -280,4 +281,102 @@ func TestWebhookVerification(t *testing.T) {
 		require.NoError(t, err)
 		assert.Empty(t, events)
 	})
+}
+
+func TestRateLimitCarriesRetryAfter(t *testing.T) {
+	fake, p := setup(t)
+	fake.RateLimitNext(1, "42")
+
+	_, err := p.ConnectionStatus(context.Background(), ref("conn_broken"))
+
+	rl, ok := aggregator.IsRateLimited(err)
+	require.True(t, ok, "%v", err)
+	assert.Equal(t, 42*time.Second, rl.RetryAfter)
+	assert.Empty(t, aggregator.TypeOf(err), "retryable")
+	_, err = p.ConnectionStatus(context.Background(), ref("conn_broken"))
+	assert.NoError(t, err, "only the next request was limited")
+}
+
+// listAll pages through the listing, page by page.
+func listAll(t *testing.T, l aggregator.Lister, limit int) (ids []string, pages int) {
+	t.Helper()
+	cursor := ""
+	for {
+		page, err := l.ListNeedingUser(context.Background(), cursor, limit)
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(page.Candidates), limit)
+		for _, c := range page.Candidates {
+			ids = append(ids, c.ConnectionID)
+		}
+		pages++
+		if page.Next == "" {
+			return ids, pages
+		}
+		require.NotEqual(t, cursor, page.Next, "the cursor moves on")
+		cursor = page.Next
+		require.Less(t, pages, 100, "listing does not end")
+	}
+}
+
+func TestListNeedingUserPagesThroughTheSearch(t *testing.T) {
+	fake, p := setup(t) // conn_broken is RECONNECT_REQUIRED; the others need no customer
+	var want []string
+	for i := range 7 {
+		id := fmt.Sprintf("conn_r%d", i)
+		fake.Put(meldfake.Connection{ID: id, CustomerID: "cus_2", ExternalCustomerID: "user_2", InstitutionName: "Chase",
+			Status: meld.StatusReconnectRequired, StatusReason: "LOGIN_REQUIRED"})
+		want = append(want, id)
+	}
+	fake.Put(meldfake.Connection{ID: "conn_action", CustomerID: "cus_3", Status: meld.StatusDegraded, StatusReason: meld.ReasonInteractiveRefresh})
+	fake.Put(meldfake.Connection{ID: "conn_down", CustomerID: "cus_3", Status: meld.StatusDegraded, StatusReason: "INSTITUTION_CURRENTLY_UNAVAILABLE"})
+	want = append(want, "conn_broken", "conn_action")
+
+	ids, pages := listAll(t, p, 3)
+
+	assert.ElementsMatch(t, want, ids, "every connection needing the customer, once")
+	assert.GreaterOrEqual(t, pages, 3)
+	for _, r := range fake.Requests() {
+		assert.Equal(t, "/bank-linking/connections", r.Path)
+		assert.Equal(t, "BASIC "+apiKey, r.Authorization)
+		assert.Equal(t, meld.DefaultVersion, r.Version)
+	}
+
+	page, err := p.ListNeedingUser(context.Background(), "", 100)
+	require.NoError(t, err)
+	assert.Empty(t, page.Next, "all in one page")
+	var r0 aggregator.Candidate
+	for _, c := range page.Candidates {
+		if c.ConnectionID == "conn_r0" {
+			r0 = c
+		}
+	}
+	assert.Equal(t, aggregator.Candidate{
+		ConnectionRef: aggregator.ConnectionRef{Provider: meld.Name, ConnectionID: "conn_r0", ProfileID: "user_2"},
+		Institution:   "Chase",
+		Status:        &aggregator.ConnectionStatus{Health: aggregator.HealthRepairable, ProviderStatus: "RECONNECT_REQUIRED/LOGIN_REQUIRED"},
+	}, r0, "the profile named as the webhooks name it: the app's own customer id")
+}
+
+func TestListNeedingUserAsksMeldForTheStatusesOnly(t *testing.T) {
+	fake, p := setup(t)
+	_, err := p.ListNeedingUser(context.Background(), "", 500)
+	require.NoError(t, err)
+	// The fake answers 400 to a limit over 100; the adapter caps it.
+	require.Len(t, fake.Requests(), 1)
+	_, err = p.ListNeedingUser(context.Background(), "", 0)
+	assert.Equal(t, aggregator.ErrTypeInvalidInput, aggregator.TypeOf(err))
+}
+
+func TestListNeedingUserRateLimited(t *testing.T) {
+	fake, p := setup(t)
+	fake.RateLimitNext(1, "Wed, 21 Oct 2099 07:28:00 GMT")
+
+	_, err := p.ListNeedingUser(context.Background(), "", 10)
+
+	rl, ok := aggregator.IsRateLimited(err)
+	require.True(t, ok, "%v", err)
+	assert.Equal(t, time.Hour, rl.RetryAfter, "an HTTP date, capped")
+	page, err := p.ListNeedingUser(context.Background(), "", 10)
+	require.NoError(t, err, "the same cursor again, once the limit passed")
+	assert.Len(t, page.Candidates, 1)
 }

@@ -31,6 +31,9 @@ const (
 	codeInvalidAccessToken = "INVALID_ACCESS_TOKEN"
 	codeInvalidLinkToken   = "INVALID_LINK_TOKEN"
 	codePermissionRevoked  = "USER_PERMISSION_REVOKED"
+	// errorTypeRateLimit is the error_type of Plaid's rate limits (HTTP
+	// 429); the error_code names the limit (ITEM_GET_LIMIT, …).
+	errorTypeRateLimit = "RATE_LIMIT_EXCEEDED"
 )
 
 // AccessTokens resolves an Item's access token, which Relink never stores.
@@ -169,7 +172,8 @@ func (p *Provider) Initialize(ctx context.Context, ref aggregator.ConnectionRef)
 func (p *Provider) Close(context.Context, aggregator.CloseRequest) error { return nil }
 
 // ConnectionStatus implements aggregator.Provider with /item/get: an Item
-// with no error is healthy.
+// with no error is healthy. Its consent_expiration_time (set for some
+// OAuth institutions) is when the consent runs out.
 func (p *Provider) ConnectionStatus(ctx context.Context, ref aggregator.ConnectionRef) (aggregator.ConnectionStatus, error) {
 	token, err := p.Tokens.AccessToken(ctx, ref.ConnectionID)
 	if err != nil {
@@ -177,22 +181,28 @@ func (p *Provider) ConnectionStatus(ctx context.Context, ref aggregator.Connecti
 	}
 	var res struct {
 		Item struct {
-			Error *plaidError `json:"error"`
+			Error                 *plaidError `json:"error"`
+			ConsentExpirationTime *time.Time  `json:"consent_expiration_time"`
 		} `json:"item"`
 	}
 	if err := p.call(ctx, "/item/get", map[string]any{"client_id": p.ClientID, "secret": p.Secret, "access_token": token}, &res); err != nil {
 		return aggregator.ConnectionStatus{}, err
 	}
+	var st aggregator.ConnectionStatus
 	switch e := res.Item.Error; {
 	case e == nil:
-		return aggregator.ConnectionStatus{Health: aggregator.HealthHealthy, ProviderStatus: "HEALTHY"}, nil
+		st = aggregator.ConnectionStatus{Health: aggregator.HealthHealthy, ProviderStatus: "HEALTHY"}
 	case e.ErrorCode == CodeItemLoginRequired:
-		return aggregator.ConnectionStatus{Health: aggregator.HealthRepairable, ProviderStatus: e.ErrorCode}, nil
+		st = aggregator.ConnectionStatus{Health: aggregator.HealthRepairable, ProviderStatus: e.ErrorCode}
 	case e.ErrorCode == codePermissionRevoked:
-		return aggregator.ConnectionStatus{Health: aggregator.HealthDisconnected, ProviderStatus: e.ErrorCode}, nil
+		st = aggregator.ConnectionStatus{Health: aggregator.HealthDisconnected, ProviderStatus: e.ErrorCode}
 	default:
-		return aggregator.ConnectionStatus{Health: aggregator.HealthDegraded, ProviderStatus: e.ErrorCode}, nil
+		st = aggregator.ConnectionStatus{Health: aggregator.HealthDegraded, ProviderStatus: e.ErrorCode}
 	}
+	if t := res.Item.ConsentExpirationTime; t != nil {
+		st.ConsentExpiresAt = t.UTC()
+	}
+	return st, nil
 }
 
 type plaidError struct {
@@ -204,10 +214,12 @@ type plaidError struct {
 
 // call POSTs to a Plaid endpoint and classifies Plaid's error answers.
 func (p *Provider) call(ctx context.Context, path string, body, out any) error {
+	var hdr http.Header
 	status, raw, err := aggregator.DoJSON(ctx, p.HTTP, aggregator.JSONRequest{
-		Method: http.MethodPost,
-		URL:    strings.TrimRight(p.APIURL, "/") + path,
-		Body:   body,
+		Method:         http.MethodPost,
+		URL:            strings.TrimRight(p.APIURL, "/") + path,
+		Body:           body,
+		ResponseHeader: &hdr,
 	}, out)
 	if err != nil {
 		return err
@@ -225,6 +237,9 @@ func (p *Provider) call(ctx context.Context, path string, body, out any) error {
 		return aggregator.NotRepairable(msg)
 	case e.ErrorCode == codeInvalidLinkToken:
 		return aggregator.ReconnectRejected(msg)
+	case e.ErrorType == errorTypeRateLimit || status == http.StatusTooManyRequests:
+		// Plaid documents no Retry-After; honoured if it sends one.
+		return aggregator.WithRetryAfter(&aggregator.RateLimited{Message: msg}, hdr)
 	case status == http.StatusBadRequest && e.ErrorType == "INVALID_INPUT" && e.ErrorCode != "INVALID_API_KEYS":
 		return aggregator.InvalidInput(msg)
 	default:

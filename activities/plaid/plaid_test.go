@@ -356,3 +356,33 @@ func TestRedeliveriesShareAnEventID(t *testing.T) {
 	again := receive(body)
 	assert.NotEqual(t, first.EventID, again.EventID, "the same code after the window is a new event")
 }
+
+func TestConnectionStatusReadsConsentExpiration(t *testing.T) {
+	fake, p := setup(t)
+	st, err := p.ConnectionStatus(context.Background(), ref("item_1"))
+	require.NoError(t, err)
+	assert.True(t, st.ConsentExpiresAt.IsZero(), "null: no expiry known")
+
+	at := time.Date(2027, 1, 15, 13, 25, 17, 766e6, time.UTC)
+	fake.SetConsentExpiration("item_1", at)
+	st, err = p.ConnectionStatus(context.Background(), ref("item_1"))
+	require.NoError(t, err)
+	assert.True(t, at.Equal(st.ConsentExpiresAt), "%s", st.ConsentExpiresAt)
+	assert.Equal(t, aggregator.HealthRepairable, st.Health)
+}
+
+func TestRateLimitExceededIsRateLimited(t *testing.T) {
+	fake, p := setup(t)
+	fake.RateLimitNext(1)
+
+	_, err := p.ConnectionStatus(context.Background(), ref("item_1"))
+
+	rl, ok := aggregator.IsRateLimited(err)
+	require.True(t, ok, "%v", err)
+	assert.Contains(t, rl.Message, "ITEM_GET_LIMIT")
+	assert.Zero(t, rl.RetryAfter, "Plaid says no Retry-After")
+	assert.Empty(t, aggregator.TypeOf(err), "retryable")
+	assert.NotContains(t, err.Error(), accessToken)
+	_, err = p.ConnectionStatus(context.Background(), ref("item_1"))
+	assert.NoError(t, err)
+}

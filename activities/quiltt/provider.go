@@ -353,11 +353,13 @@ func (p *Provider) graphql(ctx context.Context, profileID, query string, vars ma
 		Data   json.RawMessage `json:"data"`
 		Errors []graphqlError  `json:"errors"`
 	}
+	var hdr http.Header
 	status, raw, err := aggregator.DoJSON(ctx, p.HTTP, aggregator.JSONRequest{
-		Method: http.MethodPost,
-		URL:    strings.TrimRight(p.APIURL, "/") + "/v1/graphql",
-		Header: http.Header{"Authorization": {"Bearer " + token}},
-		Body:   map[string]any{"query": query, "variables": vars},
+		Method:         http.MethodPost,
+		URL:            strings.TrimRight(p.APIURL, "/") + "/v1/graphql",
+		Header:         http.Header{"Authorization": {"Bearer " + token}},
+		Body:           map[string]any{"query": query, "variables": vars},
+		ResponseHeader: &hdr,
 	}, &res)
 	if err != nil {
 		return err
@@ -366,7 +368,7 @@ func (p *Provider) graphql(ctx context.Context, profileID, query string, vars ma
 		p.forgetSession(profileID) // expired or revoked: mint a new one on retry
 	}
 	if status/100 != 2 {
-		return aggregator.HTTPStatusError("quiltt graphql", status, errorText(raw))
+		return aggregator.WithRetryAfter(aggregator.HTTPStatusError("quiltt graphql", status, errorText(raw)), hdr)
 	}
 	if len(res.Errors) > 0 {
 		msgs := make([]string, len(res.Errors))
@@ -426,11 +428,13 @@ func (p *Provider) sessionToken(ctx context.Context, profileID string) (string, 
 		Expiration int64      `json:"expiration"`
 		ExpiresAt  *time.Time `json:"expiresAt"`
 	}
+	var hdr http.Header
 	status, raw, err := aggregator.DoJSON(ctx, p.HTTP, aggregator.JSONRequest{
-		Method: http.MethodPost,
-		URL:    strings.TrimRight(p.AuthURL, "/") + "/v1/users/sessions",
-		Header: http.Header{"Authorization": {"Bearer " + p.APISecret}},
-		Body:   map[string]string{"userId": profileID},
+		Method:         http.MethodPost,
+		URL:            strings.TrimRight(p.AuthURL, "/") + "/v1/users/sessions",
+		Header:         http.Header{"Authorization": {"Bearer " + p.APISecret}},
+		Body:           map[string]string{"userId": profileID},
+		ResponseHeader: &hdr,
 	}, &res)
 	if err != nil {
 		return "", err
@@ -444,7 +448,7 @@ func (p *Provider) sessionToken(ctx context.Context, profileID string) (string, 
 		// Retried: an operator can fix QUILTT_API_SECRET meanwhile.
 		return "", fmt.Errorf("quiltt: session for profile %s refused (%d); check QUILTT_API_SECRET", profileID, status)
 	case status/100 != 2:
-		return "", aggregator.HTTPStatusError("quiltt session", status, errorText(raw))
+		return "", aggregator.WithRetryAfter(aggregator.HTTPStatusError("quiltt session", status, errorText(raw)), hdr)
 	case res.Token == "":
 		return "", errors.New("quiltt: session answer without a token")
 	}

@@ -10,6 +10,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -54,14 +57,18 @@ type Server struct {
 
 	mu          sync.Mutex
 	connections map[string]*Connection
+	keys        map[string]string // connection id -> its key, in the order of Put
 	requests    []Request
 	seq         int
+	limited     int    // requests still to answer 429
+	retryAfter  string // their Retry-After header
 }
 
 // New starts a fake that accepts apiKey.
 func New(apiKey string) *Server {
-	s := &Server{APIKey: apiKey, Now: time.Now, connections: map[string]*Connection{}}
+	s := &Server{APIKey: apiKey, Now: time.Now, connections: map[string]*Connection{}, keys: map[string]string{}}
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /bank-linking/connections", s.search)
 	mux.HandleFunc("GET /bank-linking/connections/{id}", s.get)
 	mux.HandleFunc("POST /bank-linking/connect/repair", s.repair)
 	s.Server = httptest.NewServer(s.check(mux))
@@ -73,6 +80,10 @@ func (s *Server) Put(c Connection) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.connections[c.ID] = &c
+	if s.keys[c.ID] == "" {
+		// Opaque to clients; ordered like the connections were created.
+		s.keys[c.ID] = fmt.Sprintf("K%08dx%s", len(s.keys)+1, base64.RawURLEncoding.EncodeToString([]byte(c.ID)))
+	}
 }
 
 // Set changes a connection's status, as the widget or an aggregation would.
@@ -80,6 +91,14 @@ func (s *Server) Set(id, status, reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.connections[id].Status, s.connections[id].StatusReason = status, reason
+}
+
+// RateLimitNext makes the next n requests answer 429 Too Many Requests,
+// with retryAfter as their Retry-After header (none if empty).
+func (s *Server) RateLimitNext(n int, retryAfter string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limited, s.retryAfter = n, retryAfter
 }
 
 // Requests returns the requests so far.
@@ -98,8 +117,17 @@ func (s *Server) check(next http.Handler) http.Handler {
 		s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path,
 			Authorization: r.Header.Get("Authorization"), Version: r.Header.Get("Meld-Version"), Body: body})
 		forced := s.HTTPStatus
+		limited, retryAfter := s.limited > 0, s.retryAfter
+		if limited {
+			s.limited--
+		}
 		s.mu.Unlock()
 		switch {
+		case limited:
+			if retryAfter != "" {
+				w.Header().Set("Retry-After", retryAfter)
+			}
+			fail(w, http.StatusTooManyRequests, "TOO_MANY_REQUESTS", "Rate limit exceeded")
 		case forced != 0:
 			fail(w, forced, "FORCED", http.StatusText(forced))
 		case r.Header.Get("Authorization") != "BASIC "+s.APIKey:
@@ -118,13 +146,70 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, "NOT_FOUND", "Connection not found")
 		return
 	}
+	reply(w, http.StatusOK, s.body(c))
+}
+
+// search is Meld's connection search: filtered by customerId,
+// externalCustomerId and statuses (comma separated), in key order, paged
+// with after/before (a key) and limit (default 10, 1 to 100).
+func (s *Server) search(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 10
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			fail(w, http.StatusBadRequest, "INVALID_REQUEST", "limit must be between 1 and 100")
+			return
+		}
+		limit = n
+	}
+	after, before := q.Get("after"), q.Get("before")
+	if after != "" && before != "" {
+		fail(w, http.StatusBadRequest, "INVALID_REQUEST", "before and after cannot be used in the same request")
+		return
+	}
+	statuses := map[string]bool{}
+	for _, st := range strings.Split(q.Get("statuses"), ",") {
+		if st = strings.TrimSpace(st); st != "" {
+			statuses[st] = true
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var matched []*Connection
+	for id, c := range s.connections {
+		key := s.keys[id]
+		switch {
+		case len(statuses) > 0 && !statuses[c.Status],
+			q.Get("customerId") != "" && q.Get("customerId") != c.CustomerID,
+			q.Get("externalCustomerId") != "" && q.Get("externalCustomerId") != c.ExternalCustomerID,
+			after != "" && key <= after,
+			before != "" && key >= before:
+			continue
+		}
+		matched = append(matched, c)
+	}
+	sort.Slice(matched, func(i, j int) bool { return s.keys[matched[i].ID] < s.keys[matched[j].ID] })
+	page := matched[:min(limit, len(matched))]
+	if before != "" {
+		page = matched[len(matched)-len(page):] // the page just before the key
+	}
+	out := make([]map[string]any, len(page))
+	for i, c := range page {
+		out[i] = s.body(c)
+	}
+	reply(w, http.StatusOK, map[string]any{"connections": out, "count": len(out), "remaining": len(matched) - len(page)})
+}
+
+// body is a connection as Meld answers it.
+func (s *Server) body(c *Connection) map[string]any {
 	var reason any
 	if c.StatusReason != "" {
 		reason = c.StatusReason
 	}
-	reply(w, http.StatusOK, map[string]any{"id": c.ID, "customerId": c.CustomerID, "externalCustomerId": c.ExternalCustomerID,
+	return map[string]any{"id": c.ID, "key": s.keys[c.ID], "customerId": c.CustomerID, "externalCustomerId": c.ExternalCustomerID,
 		"institutionName": c.InstitutionName, "status": c.Status, "statusReason": reason,
-		"accountId": "acct_fake", "products": []string{"TRANSACTIONS"}})
+		"accountId": "acct_fake", "products": []string{"TRANSACTIONS"}}
 }
 
 func (s *Server) repair(w http.ResponseWriter, r *http.Request) {

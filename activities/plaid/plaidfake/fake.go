@@ -26,6 +26,8 @@ type Item struct {
 	AccessToken string
 	// ErrorCode is the Item's error (ITEM_LOGIN_REQUIRED, …), empty if none.
 	ErrorCode string
+	// ConsentExpiresAt is the Item's consent_expiration_time; zero is null.
+	ConsentExpiresAt time.Time
 }
 
 // Request is one request the fake received.
@@ -51,6 +53,7 @@ type Server struct {
 	items    map[string]*Item
 	requests []Request
 	seq      int
+	limited  int // requests still to answer RATE_LIMIT_EXCEEDED
 }
 
 // New starts a fake with a fresh signing key.
@@ -81,6 +84,22 @@ func (s *Server) SetError(itemID, code string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.items[itemID].ErrorCode = code
+}
+
+// SetConsentExpiration sets an Item's consent_expiration_time (zero:
+// null).
+func (s *Server) SetConsentExpiration(itemID string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.items[itemID].ConsentExpiresAt = at
+}
+
+// RateLimitNext makes the next n requests fail as Plaid's rate limits do:
+// HTTP 429, error_type RATE_LIMIT_EXCEEDED, with the limit's error_code.
+func (s *Server) RateLimitNext(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limited = n
 }
 
 // Requests returns the requests so far.
@@ -134,7 +153,19 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request) (map[string]any, 
 	_ = json.NewDecoder(r.Body).Decode(&body)
 	s.mu.Lock()
 	s.requests = append(s.requests, Request{Path: r.URL.Path, Body: body})
+	limited := s.limited > 0
+	if limited {
+		s.limited--
+	}
 	s.mu.Unlock()
+	if limited {
+		code := "RATE_LIMIT"
+		if r.URL.Path == "/item/get" {
+			code = "ITEM_GET_LIMIT"
+		}
+		fail(w, http.StatusTooManyRequests, "RATE_LIMIT_EXCEEDED", code, "rate limit exceeded for attempts to access this item. please try again later")
+		return nil, false
+	}
 	if s.HTTPStatus != 0 {
 		code, typ := "INTERNAL_SERVER_ERROR", "API_ERROR"
 		if s.HTTPStatus == http.StatusTooManyRequests {
@@ -195,8 +226,13 @@ func (s *Server) itemGet(w http.ResponseWriter, r *http.Request) {
 		itemErr = map[string]any{"error_type": "ITEM_ERROR", "error_code": it.ErrorCode,
 			"error_message": "the login details of this item have changed", "display_message": nil}
 	}
+	var consentExpires any
+	if !it.ConsentExpiresAt.IsZero() {
+		consentExpires = it.ConsentExpiresAt.UTC().Format(time.RFC3339Nano)
+	}
 	reply(w, http.StatusOK, map[string]any{"item": map[string]any{"item_id": it.ID, "institution_id": "ins_3",
-		"error": itemErr, "update_type": "background"}, "status": map[string]any{}, "request_id": "req_fake"})
+		"error": itemErr, "consent_expiration_time": consentExpires, "update_type": "background"},
+		"status": map[string]any{}, "request_id": "req_fake"})
 }
 
 func (s *Server) verificationKey(w http.ResponseWriter, r *http.Request) {
