@@ -20,6 +20,8 @@ import (
 	"github.com/relink-dev/relink/activities"
 	"github.com/relink-dev/relink/activities/inventory"
 	"github.com/relink-dev/relink/activities/inventory/inventoryfake"
+	"github.com/relink-dev/relink/activities/meld"
+	"github.com/relink-dev/relink/activities/meld/meldfake"
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/app"
 	"github.com/relink-dev/relink/cost"
@@ -369,4 +371,34 @@ func TestSweepSlowsDownOn429AndLosesNothing(t *testing.T) {
 		assert.Equal(t, reads, c.Calls["status"], id)
 	}
 	s.waitForStatus("limited_2", workflows.StatusAwaitingUser)
+}
+
+// A Meld connection that broke with its webhook lost is found in Meld's
+// own listing (its connection search by status), repaired, and its late
+// webhook joins; a healthy one is never read. A 429 from Meld is waited
+// out.
+func TestSweepFindsALostMeldBreakInMeldsListing(t *testing.T) {
+	s, fake := newMeldStack(t)
+	fake.Put(meldfake.Connection{ID: "conn_ml_ok", CustomerID: "cus_m", Status: meld.StatusActive})
+	fake.Put(meldfake.Connection{ID: "conn_ml_lost", CustomerID: "cus_m", Status: meld.StatusReconnectRequired, StatusReason: "LOGIN_REQUIRED"})
+	fake.RateLimitNext(1, "1")
+
+	sw := s.sweep(meld.Name)
+	assert.Equal(t, "Completed", sw.Status, sw.Error)
+	assert.Equal(t, 1, sw.Checked, "the listing holds only what needs the user")
+	assert.Equal(t, 1, sw.Found)
+	s.waitForStatusOf(meld.Name, "conn_ml_lost", workflows.StatusAwaitingUser)
+	assert.Equal(t, 1, s.postMeld("evt_ml_late", "conn_ml_lost", meld.StatusReconnectRequired, "LOGIN_REQUIRED").Received)
+	assert.Len(t, s.runs(workflows.WorkflowID(meld.Name, "conn_ml_lost")), 1)
+
+	var rec workflows.ReconnectResult
+	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/meld/conn_ml_lost/reconnect", nil, &rec))
+	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs/meld/conn_ml_lost/complete",
+		map[string]any{"connectorToken": rec.Session.ConnectorToken}, nil))
+	fake.Set("conn_ml_lost", meld.StatusActive, "")
+	s.postMeld("evt_ml_active", "conn_ml_lost", meld.StatusActive, "")
+	s.waitForStatusOf(meld.Name, "conn_ml_lost", workflows.StatusRepaired)
+	for _, r := range fake.Requests() {
+		assert.NotContains(t, r.Path, "conn_ml_ok", "a healthy connection is never read")
+	}
 }
