@@ -16,6 +16,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,6 +34,8 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/relink-dev/relink/activities/inventory"
+	"github.com/relink-dev/relink/activities/inventory/inventoryfake"
 	"github.com/relink-dev/relink/activities/quiltt"
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/app"
@@ -61,6 +64,10 @@ type Options struct {
 	// Load other repairs are being started.
 	Samples int
 	Load    int
+	// Sweep is the size of the app inventory one reconciliation sweep
+	// reads (0: no sweep); SweepOnly measures the sweep alone.
+	Sweep     int
+	SweepOnly bool
 	// WorkerCommand runs the worker binary (./worker, relink-worker), which reads
 	// RELINK_BENCH_SANDBOX from its environment.
 	WorkerCommand []string
@@ -77,6 +84,9 @@ const (
 
 type run struct {
 	opts     Options
+	cfg      config.Config
+	logger   *slog.Logger
+	sweeps   []app.SweepPlan
 	tc       client.Client
 	gateway  string
 	metrics  string
@@ -130,6 +140,19 @@ func Run(ctx context.Context, o Options) error {
 		"RELINK_BENCH_SANDBOX": "1",
 		"RELINK_UNVERSIONED":   "true",
 	}
+	if o.Sweep > 0 {
+		// The app's inventory, served here: o.Sweep healthy connections
+		// and one lost break in a thousand. The sweep reads as fast as
+		// Relink goes (a provider's budget would pace it: N / rate).
+		inv := &inventoryfake.Inventory{Token: strings.Repeat("b", 32)}
+		inv.Set(sandbox.Name, sweepInventory(o.Sweep)...)
+		invSrv := httptest.NewServer(inv)
+		defer invSrv.Close()
+		env["RELINK_INVENTORY_URL"], env["RELINK_INVENTORY_TOKEN"] = invSrv.URL, inv.Token
+		env["RELINK_RECONCILE_SOURCE"] = "sandbox:inventory"
+		env["RELINK_RECONCILE_RATE"] = "sandbox:1000000"
+		env["RELINK_RECONCILE_INTERVAL"] = "off"
+	}
 	cfg, err := config.LoadFrom(ctx, envconfig.MapLookuper(env))
 	if err != nil {
 		return err
@@ -173,7 +196,7 @@ func Run(ctx context.Context, o Options) error {
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 
-	r := &run{opts: o, tc: tc, gateway: "http://" + ln.Addr().String(), metrics: "http://" + env["RELINK_METRICS_ADDR"] + "/metrics",
+	r := &run{opts: o, tc: tc, cfg: cfg, logger: logger, sweeps: app.SweepPlans(cfg, app.NewProviders(cfg, sb)), gateway: "http://" + ln.Addr().String(), metrics: "http://" + env["RELINK_METRICS_ADDR"] + "/metrics",
 		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
 	if err := r.waitForWorker(ctx); err != nil {
 		return err
@@ -183,6 +206,13 @@ func Run(ctx context.Context, o Options) error {
 
 func (r *run) all(ctx context.Context) error {
 	o := r.opts
+	if o.SweepOnly {
+		if err := r.sweep(ctx); err != nil {
+			return err
+		}
+		r.print()
+		return nil
+	}
 	fmt.Fprintf(o.Out, "relink bench: %d repairs to AWAITING_USER, start rates at %v senders (%d per path), memory at %v waiting, %d latency samples\n",
 		o.N, o.Senders, o.PerLevel, o.Waiting, o.Samples)
 
@@ -279,6 +309,11 @@ func (r *run) all(ctx context.Context) error {
 	// Billable actions of the main paths, from their real histories.
 	if err := r.actions(ctx); err != nil {
 		return err
+	}
+	if o.Sweep > 0 {
+		if err := r.sweep(ctx); err != nil {
+			return err
+		}
 	}
 	r.print()
 	return nil
@@ -426,6 +461,11 @@ func (r *run) workerMemory(ctx context.Context) (rss, heap int64, err error) {
 		return 0, 0, ctx.Err()
 	case <-time.After(3 * time.Second):
 	}
+	return r.readMemory()
+}
+
+// readMemory reads the worker's RSS and Go heap from its /metrics.
+func (r *run) readMemory() (rss, heap int64, err error) {
 	resp, err := r.http.Get(r.metrics)
 	if err != nil {
 		return 0, 0, err
@@ -559,6 +599,77 @@ func (r *run) actions(ctx context.Context) error {
 		}
 		r.add("billable actions: "+p.what, fmt.Sprintf("%d (%s)", b.Total(), strings.Join(parts, ", ")))
 	}
+	return nil
+}
+
+// sweepInventory is n healthy connections, every thousandth a lost break.
+func sweepInventory(n int) []inventory.Entry {
+	entries := make([]inventory.Entry, n)
+	for i := range entries {
+		id := fmt.Sprintf("%s%07d", sandbox.BenchHealthyPrefix, i)
+		if i%1000 == 999 {
+			id = fmt.Sprintf("bench-lost-%07d", i)
+		}
+		entries[i] = inventory.Entry{ConnectionID: id, ProfileID: "bench-profile"}
+	}
+	return entries
+}
+
+// sweep runs one reconciliation sweep of the inventory through the
+// gateway, as an operator would, and reports its time, its billable
+// actions and the worker's memory while it ran.
+func (r *run) sweep(ctx context.Context) error {
+	if err := app.EnsureSweepSchedules(ctx, r.tc, r.cfg, r.sweeps, r.logger); err != nil {
+		return err
+	}
+	var started struct{ ID, RunID string }
+	begin := time.Now()
+	if err := r.api(ctx, http.MethodPost, "/v1/reconcile/"+sandbox.Name, nil, &started); err != nil {
+		return err
+	}
+	var peakRSS, peakHeap int64
+	var totals workflows.SweepTotals
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+		rss, heap, err := r.readMemory()
+		if err != nil {
+			return err
+		}
+		peakRSS, peakHeap = max(peakRSS, rss), max(peakHeap, heap)
+		var list struct {
+			Sweeps []struct {
+				RunID   string
+				Running bool
+				Error   string
+				workflows.SweepTotals
+			}
+		}
+		if err := r.api(ctx, http.MethodGet, "/v1/reconcile/"+sandbox.Name, nil, &list); err != nil {
+			return err
+		}
+		for _, sw := range list.Sweeps {
+			if sw.RunID == started.RunID && !sw.Running {
+				if sw.Error != "" {
+					return fmt.Errorf("the sweep failed: %s", sw.Error)
+				}
+				totals, done = sw.SweepTotals, true
+			}
+		}
+	}
+	took := time.Since(begin)
+	r.add(fmt.Sprintf("sweep of %d inventory entries (status reads unpaced)", r.opts.Sweep),
+		fmt.Sprintf("%s, %.0f checked/s; %d found, %d errors", round(took), float64(totals.Checked)/took.Seconds(), totals.Found, totals.Errors))
+	events, err := r.history(ctx, started.ID)
+	if err != nil {
+		return err
+	}
+	b := cost.Actions(events)
+	r.add("…its billable actions", fmt.Sprintf("%d = %.1f per 1,000 checked, plus one start per repair found", b.Total(), float64(b.Total())*1000/float64(totals.Checked)))
+	r.add("…worker memory while it ran (peak)", fmt.Sprintf("RSS %d MB, Go heap %d MB", peakRSS>>20, peakHeap>>20))
 	return nil
 }
 

@@ -147,10 +147,11 @@ type Provider struct {
 	Now       func() time.Time
 	Logger    *slog.Logger
 	// Adopt, if set, decides whether a call naming a connection the
-	// sandbox never saw finds it broken (ERROR_REPAIRABLE) with the given
-	// script. `relink bench` runs its worker's sandbox this way: the bench
-	// reports the breaks by webhook itself, from another process.
-	Adopt func(id string) (Script, bool)
+	// sandbox never saw finds it, with which status and script. `relink
+	// bench` runs its worker's sandbox this way: the bench reports the
+	// breaks by webhook itself, from another process. A healthy adopted
+	// connection is not kept: the bench's sweep reads 100,000 of them.
+	Adopt func(id string) (script Script, status string, ok bool)
 
 	mu    sync.Mutex
 	conns map[string]*connection
@@ -167,17 +168,23 @@ type Provider struct {
 // answers CONTINUE.
 const BenchContinuePrefix = "bench-continue-"
 
+// BenchHealthyPrefix marks the bench's healthy connections (its sweep's).
+const BenchHealthyPrefix = "bench-healthy-"
+
 // BenchScript is Adopt for `relink bench`: a connection named bench-… is
-// broken, and after a reconnect reports SYNCING until the bench's own
-// synced webhook confirms it (the sandbox sends no webhooks of its own).
-func BenchScript(id string) (Script, bool) {
-	if !strings.HasPrefix(id, "bench-") {
-		return Script{}, false
+// broken (but bench-healthy-…), and after a reconnect reports SYNCING
+// until the bench's own synced webhook confirms it (the sandbox sends no
+// webhooks of its own).
+func BenchScript(id string) (Script, string, bool) {
+	switch {
+	case strings.HasPrefix(id, BenchHealthyPrefix):
+		return Script{}, quiltt.StatusSynced, true
+	case strings.HasPrefix(id, BenchContinuePrefix):
+		return Script{Initialize: InitializeContinue, SuppressWebhooks: true}, quiltt.StatusErrorRepairable, true
+	case strings.HasPrefix(id, "bench-"):
+		return Script{SyncingPolls: 1 << 30, SuppressWebhooks: true}, quiltt.StatusErrorRepairable, true
 	}
-	if strings.HasPrefix(id, BenchContinuePrefix) {
-		return Script{Initialize: InitializeContinue, SuppressWebhooks: true}, true
-	}
-	return Script{SyncingPolls: 1 << 30, SuppressWebhooks: true}, true
+	return Script{}, "", false
 }
 
 // Name implements aggregator.Provider.
@@ -420,9 +427,13 @@ func (p *Provider) call(ctx context.Context, id, name string) (*connection, func
 	p.mu.Lock()
 	c := p.conn(id, false)
 	if c == nil && p.Adopt != nil {
-		if script, ok := p.Adopt(id); ok {
-			c = p.conn(id, true)
-			c.Status, c.Script, c.syncingPolls = quiltt.StatusErrorRepairable, script, script.SyncingPolls
+		if script, status, ok := p.Adopt(id); ok {
+			if quiltt.HealthOf(status) == aggregator.HealthHealthy {
+				c = &connection{Connection: Connection{ID: id, Calls: map[string]int{}}} // not kept
+			} else {
+				c = p.conn(id, true)
+			}
+			c.Status, c.Script, c.syncingPolls = status, script, script.SyncingPolls
 		}
 	}
 	if c == nil {

@@ -26,6 +26,8 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	waiting := fs.String("waiting", "1000,10000", "waiting repairs at which the worker's memory is read")
 	samples := fs.Int("samples", 100, "latency samples at rest, and again under load")
 	load := fs.Int("load", 1000, "repairs started while the loaded latency samples are taken")
+	sweep := fs.Int("sweep", 100000, "inventory entries one reconciliation sweep reads (0: no sweep)")
+	sweepOnly := fs.Bool("sweep-only", false, "measure the sweep alone")
 	workerBinary := fs.String("worker", "", "the worker binary to measure (default: go build ./worker)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -64,6 +66,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	return bench.Run(ctx, bench.Options{
 		TemporalAddress: *temporal, Namespace: *namespace,
 		Senders: levels, PerLevel: *perLevel, N: *n, Waiting: marks, Samples: *samples, Load: *load,
+		Sweep: *sweep, SweepOnly: *sweepOnly,
 		WorkerCommand: []string{binary}, Out: stdout,
 	})
 }
