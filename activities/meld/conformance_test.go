@@ -97,6 +97,17 @@ func TestConformance(t *testing.T) {
 			},
 			WebhookKinds: []aggregator.EventKind{aggregator.EventKindRepairable, aggregator.EventKindSynced, aggregator.EventKindErrored,
 				aggregator.EventKindProactive, aggregator.EventKindDisconnected, aggregator.EventKindDeleted},
+			NeedingUser: func(*testing.T) []aggregator.ConnectionRef {
+				want := []aggregator.ConnectionRef{ref("conn_broken")} // from setup
+				for i := range 3 {
+					want = append(want, put(fmt.Sprintf("conn_login_%d", i), meld.StatusReconnectRequired, "LOGIN_REQUIRED"))
+					put(fmt.Sprintf("conn_fine_%d", i), meld.StatusActive, "")
+				}
+				want = append(want, put("conn_interactive", meld.StatusDegraded, meld.ReasonInteractiveRefresh))
+				put("conn_bank_down", meld.StatusDegraded, "INSTITUTION_CURRENTLY_UNAVAILABLE")
+				put("conn_partial", meld.StatusPartiallyActive, "PARTIAL_AGGREGATION_SUCCESS")
+				return want
+			},
 		}
 	})
 }

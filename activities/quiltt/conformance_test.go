@@ -103,5 +103,22 @@ func quilttFixture(t *testing.T, connector string) *conformance.Fixture {
 		},
 		WebhookKinds: []aggregator.EventKind{aggregator.EventKindRepairable, aggregator.EventKindSynced, aggregator.EventKindErrored,
 			aggregator.EventKindDisconnected, aggregator.EventKindDeleted},
+		NeedingUser: func(*testing.T) []aggregator.ConnectionRef {
+			want := []aggregator.ConnectionRef{ref("conn_plaid", ""), ref("conn_mx", "")} // from setup
+			add := func(id, profile, status string) {
+				fake.Put(quilttfake.Connection{ID: id, ProfileID: profile, Provider: connector, Status: status})
+				if status == quiltt.StatusErrorRepairable {
+					want = append(want, aggregator.ConnectionRef{Provider: quiltt.Name, ConnectionID: id, ProfileID: profile})
+				}
+			}
+			add("conn_p2_a", "p_2", quiltt.StatusErrorRepairable)
+			add("conn_p2_b", "p_2", quiltt.StatusErrorRepairable)
+			add("conn_p2_c", "p_2", quiltt.StatusErrorRepairable)
+			add("conn_p2_ok", "p_2", quiltt.StatusSynced)
+			add("conn_p3_bank", "p_3", quiltt.StatusErrorInstitution)
+			add("conn_p4_a", "p_4", quiltt.StatusErrorRepairable)
+			fake.PutProfile("p_5")
+			return want
+		},
 	}
 }

@@ -71,7 +71,17 @@ type Fixture struct {
 	// WebhookKinds are the kinds the provider's webhooks report; they
 	// must include repairable.
 	WebhookKinds []aggregator.EventKind
+
+	// NeedingUser is required when Provider is an aggregator.Lister: it
+	// fills the fake with connections that need the user and connections
+	// that do not, enough for several pages, and returns every one in the
+	// fake that needs the user.
+	NeedingUser func(t *testing.T) []aggregator.ConnectionRef
 }
+
+// listLimit is the page size the kit lists with: small, so a listing
+// spans pages.
+const listLimit = 2
 
 // Run checks the adapter registered as reg against the contract, with a
 // new fixture from newFixture for each check.
@@ -218,6 +228,58 @@ func Run(t *testing.T, reg aggregator.Registration, newFixture func(t *testing.T
 		})
 	})
 
+	t.Run("lister", func(t *testing.T) {
+		f := fixture(t)
+		l, ok := f.Provider.(aggregator.Lister)
+		switch {
+		case !ok && f.NeedingUser != nil:
+			t.Fatal("NeedingUser is set, but the provider is no aggregator.Lister")
+		case !ok:
+			t.Skip("the provider does not list its connections")
+		case f.NeedingUser == nil:
+			t.Fatal("the provider is an aggregator.Lister: the fixture needs NeedingUser")
+		}
+		want := map[string]bool{}
+		for _, ref := range f.NeedingUser(t) {
+			want[ref.ConnectionID] = true
+		}
+		seen := map[string]bool{}
+		cursor := ""
+		for pages := 1; ; pages++ {
+			if pages > 10*(len(want)+1) {
+				t.Fatalf("the listing has not ended after %d pages", pages)
+			}
+			page, err := l.ListNeedingUser(ctx, cursor, listLimit)
+			if err != nil {
+				t.Fatalf("page %d (cursor %q): %v", pages, cursor, err)
+			}
+			if len(page.Candidates) > listLimit {
+				t.Errorf("page %d has %d candidates, limit %d", pages, len(page.Candidates), listLimit)
+			}
+			for _, c := range page.Candidates {
+				checkCandidate(t, f.Provider, reg, c)
+				if seen[c.ConnectionID] {
+					t.Errorf("connection %s listed twice", c.ConnectionID)
+				}
+				seen[c.ConnectionID] = true
+			}
+			if page.Next == "" {
+				break
+			}
+			cursor = page.Next
+		}
+		for id := range want {
+			if !seen[id] {
+				t.Errorf("connection %s needs the user but was not listed", id)
+			}
+		}
+		for id := range seen {
+			if !want[id] {
+				t.Errorf("connection %s was listed but does not need the user", id)
+			}
+		}
+	})
+
 	t.Run("webhooks", func(t *testing.T) {
 		kinds := f0(t, fixture).WebhookKinds
 		if !contains(kinds, aggregator.EventKindRepairable) {
@@ -307,6 +369,24 @@ func checkSession(t *testing.T, reg aggregator.Registration, s aggregator.Sessio
 	}
 	if !s.ExpiresAt.IsZero() && !s.ExpiresAt.After(time.Now()) {
 		t.Errorf("a new session already expired at %s", s.ExpiresAt)
+	}
+}
+
+// checkCandidate checks a listed candidate: of this provider, carrying a
+// status that needs the user, and named so that the provider reads the
+// same status for it (a sweep starts repairs with that ref).
+func checkCandidate(t *testing.T, p aggregator.Provider, reg aggregator.Registration, c aggregator.Candidate) {
+	t.Helper()
+	if c.Provider != reg.Name || c.ConnectionID == "" {
+		t.Errorf("candidate %+v: want provider %q and a connection id", c.ConnectionRef, reg.Name)
+	}
+	if c.Status == nil || c.Status.Health != aggregator.HealthRepairable || c.Status.ProviderStatus == "" {
+		t.Errorf("candidate %s: status %+v, want REPAIRABLE with the provider's word", c.ConnectionID, c.Status)
+		return
+	}
+	st, err := p.ConnectionStatus(context.Background(), c.ConnectionRef)
+	if err != nil || st.Health != c.Status.Health {
+		t.Errorf("candidate %s: the provider reads %s (%v) for its ref, the listing said %s", c.ConnectionID, st.Health, err, c.Status.Health)
 	}
 }
 

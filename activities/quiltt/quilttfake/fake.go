@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +23,8 @@ type Connection struct {
 	ProfileID string
 	Provider  string // PLAID or MX
 	Status    string
+	// Institution is the institution's name.
+	Institution string
 }
 
 // Request is one GraphQL request the fake received.
@@ -65,17 +69,108 @@ type Server struct {
 	requests    []Request
 	sessionReqs int
 	seq         int
+	profiles    map[string]bool // profiles put without connections
+	limited     int             // requests still to answer 429
+	retryAfter  string          // their Retry-After header
 }
 
 // New starts a fake that accepts apiSecret.
 func New(apiSecret string) *Server {
 	s := &Server{APISecret: apiSecret, Now: time.Now, connections: map[string]*Connection{},
-		sessions: map[string]string{}, tokens: map[string]string{}}
+		sessions: map[string]string{}, tokens: map[string]string{}, profiles: map[string]bool{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/users/sessions", s.session)
 	mux.HandleFunc("POST /v1/graphql", s.graphql)
-	s.Server = httptest.NewServer(mux)
+	mux.HandleFunc("GET /v1/profiles", s.listProfiles)
+	s.Server = httptest.NewServer(s.limit(mux))
 	return s
+}
+
+// PutProfile adds a profile (one with connections exists already).
+func (s *Server) PutProfile(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.profiles[id] = true
+}
+
+// RateLimitNext makes the next n requests, to any endpoint, answer 429
+// Too Many Requests, with retryAfter as their Retry-After header (none if
+// empty).
+func (s *Server) RateLimitNext(n int, retryAfter string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limited, s.retryAfter = n, retryAfter
+}
+
+func (s *Server) limit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		limited, retryAfter := s.limited > 0, s.retryAfter
+		if limited {
+			s.limited--
+		}
+		s.mu.Unlock()
+		if !limited {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if retryAfter != "" {
+			w.Header().Set("Retry-After", retryAfter)
+		}
+		reply(w, http.StatusTooManyRequests, map[string]string{"message": "Too Many Requests"})
+	})
+}
+
+// knownProfiles are the profiles, in id order.
+func (s *Server) knownProfiles() []string {
+	set := map[string]bool{}
+	for id := range s.profiles {
+		set[id] = true
+	}
+	for _, c := range s.connections {
+		set[c.ProfileID] = true
+	}
+	ids := make([]string, 0, len(set))
+	for id := range set {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// listProfiles is GET /v1/profiles: page (from 1) and limit (default 25),
+// with the paging headers Quiltt sends.
+func (s *Server) listProfiles(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") != "Bearer "+s.APISecret {
+		reply(w, http.StatusUnauthorized, map[string]string{"message": "Invalid API key"})
+		return
+	}
+	page, limit := 1, 25
+	if v := r.URL.Query().Get("page"); v != "" {
+		page, _ = strconv.Atoi(v)
+	}
+	if v := r.URL.Query().Get("limit"); v != "" {
+		limit, _ = strconv.Atoi(v)
+	}
+	if page < 1 || limit < 1 {
+		reply(w, http.StatusBadRequest, map[string]string{"message": "invalid page or limit"})
+		return
+	}
+	s.mu.Lock()
+	ids := s.knownProfiles()
+	s.mu.Unlock()
+	from, to := min((page-1)*limit, len(ids)), min(page*limit, len(ids))
+	out := []map[string]any{}
+	for i, id := range ids[from:to] {
+		out = append(out, map[string]any{"id": id, "uuid": fmt.Sprintf("018a72f8-5434-7262-a029-%012x", from+i),
+			"metadata": nil, "email": nil, "phone": nil, "name": nil,
+			"at": "2025-01-01T00:00:00Z", "createdAt": "2025-01-01T00:00:00Z", "updatedAt": "2025-01-01T00:00:00Z"})
+	}
+	w.Header().Set("Current-Page", strconv.Itoa(page))
+	w.Header().Set("Page-Items", strconv.Itoa(limit))
+	w.Header().Set("Total-Count", strconv.Itoa(len(ids)))
+	w.Header().Set("Total-Pages", strconv.Itoa((len(ids)+limit-1)/limit))
+	reply(w, http.StatusOK, out)
 }
 
 // Put adds or replaces a connection.
@@ -117,7 +212,7 @@ func (s *Server) session(w http.ResponseWriter, r *http.Request) {
 		UserID string `json:"userId"`
 	}
 	_ = json.NewDecoder(r.Body).Decode(&body)
-	known := false
+	known := s.profiles[body.UserID]
 	for _, c := range s.connections {
 		known = known || c.ProfileID == body.UserID
 	}
@@ -185,6 +280,8 @@ func (s *Server) graphql(w http.ResponseWriter, r *http.Request) {
 		}
 		c.Status = "ERROR_REPAIRABLE"
 		mutation(w, "connectionSimulateError", true, "", "", map[string]any{"id": c.ID, "status": c.Status})
+	case strings.Contains(body.Query, "connections(filter"):
+		reply(w, http.StatusOK, map[string]any{"data": map[string]any{"connections": s.filtered(profile, body.Query)}})
 	case strings.Contains(body.Query, "connection(id"):
 		c := s.owned(profile, fmt.Sprint(body.Variables["id"]))
 		if c == nil {
@@ -196,6 +293,36 @@ func (s *Server) graphql(w http.ResponseWriter, r *http.Request) {
 	default:
 		reply(w, http.StatusOK, map[string]any{"errors": []map[string]any{{"message": "unknown operation"}}})
 	}
+}
+
+var statusFilter = regexp.MustCompile(`status: \[([A-Z_, ]*)\]`)
+
+// filtered answers connections(filter: {status: [...]}): the profile's
+// connections with those statuses, in id order.
+func (s *Server) filtered(profile, query string) []map[string]any {
+	statuses := map[string]bool{}
+	if m := statusFilter.FindStringSubmatch(query); m != nil {
+		for _, st := range strings.Split(m[1], ",") {
+			statuses[strings.TrimSpace(st)] = true
+		}
+	}
+	var ids []string
+	for id, c := range s.connections {
+		if c.ProfileID == profile && (len(statuses) == 0 || statuses[c.Status]) {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	out := []map[string]any{}
+	for _, id := range ids {
+		c := s.connections[id]
+		var institution any
+		if c.Institution != "" {
+			institution = map[string]any{"name": c.Institution}
+		}
+		out = append(out, map[string]any{"id": c.ID, "status": c.Status, "provider": c.Provider, "institution": institution})
+	}
+	return out
 }
 
 func (s *Server) owned(profile, id string) *Connection {
