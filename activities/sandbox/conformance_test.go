@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -66,6 +67,15 @@ func TestConformance(t *testing.T) {
 				return ref("conn_ok")
 			},
 			Missing: func(*testing.T) aggregator.ConnectionRef { return ref("conn_missing") },
+			NeedingUser: func(t *testing.T) []aggregator.ConnectionRef {
+				var want []aggregator.ConnectionRef
+				for i := range 3 {
+					want = append(want, ref(p.BreakLosingWebhook(fmt.Sprintf("conn_lost_%d", i), "profile_1", "").ID))
+					script(t, fmt.Sprintf("conn_fine_%d", i), sandbox.Script{})
+				}
+				require.NoError(t, p.Disconnect(ctx, "conn_fine_0")) // needs the bank, not the user
+				return want
+			},
 			Succeed: func(t *testing.T, r aggregator.ConnectionRef, _ aggregator.Session) aggregator.CloseRequest {
 				login, err := p.LoginUser(r.ConnectionID) // the user signs in in the widget
 				require.NoError(t, err)
