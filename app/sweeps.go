@@ -81,6 +81,11 @@ func NewSweeper(c config.Config, p Providers, tc client.Client) (*reconcile.Swee
 	if err != nil {
 		return nil, err
 	}
+	for name, src := range c.Reconcile.Sources {
+		if _, canList := p.API(name).(aggregator.Lister); src == workflows.SourceProvider && p.API(name) != nil && !canList {
+			return nil, fmt.Errorf("RELINK_RECONCILE_SOURCE: %s:provider, but %s cannot list its connections: use %s:inventory", name, name, name)
+		}
+	}
 	s := &reconcile.Sweeper{
 		Providers:   aggregator.NewRegistry(p.APIs...),
 		Intake:      &intake.Intake{Temporal: tc, Namespace: c.Temporal.Namespace, TaskQueue: c.Temporal.TaskQueue, Codec: enc},
@@ -153,6 +158,10 @@ func sweepSchedule(c config.Config, plan SweepPlan, interval time.Duration) (cli
 		Workflow:  workflows.SweepWorkflowName,
 		Args:      []any{plan.Input()},
 		TaskQueue: c.Temporal.TaskQueue,
+		// A sweep that cannot finish (an inventory down for days, cursors
+		// that go round in circles) would make every later one skip: it
+		// times out instead, and shows so in GET /v1/reconcile.
+		WorkflowExecutionTimeout: max(4*interval, 24*time.Hour),
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.SearchAttrProvider.ValueSet(plan.Provider),
 		),

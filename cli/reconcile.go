@@ -21,8 +21,8 @@ type sweepList struct {
 	Provider string
 	Source   string
 	Sweeps   []struct {
-		ID, RunID, Trigger, Status, Error string
-		Running                           bool
+		ID, RunID, Status, Error string
+		Running                  bool
 		workflows.SweepTotals
 	}
 }
@@ -46,7 +46,7 @@ func runReconcile(ctx context.Context, args []string, stdout io.Writer) error {
 	if *provider != "" {
 		names = []string{*provider}
 	}
-	started := map[string]string{} // provider → run id
+	started := map[string]string{} // provider → the sweep's workflow id
 	for _, p := range names {
 		if *list {
 			started[p] = ""
@@ -65,17 +65,17 @@ func runReconcile(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("sweep %s: %w", p, err)
 		}
 		fmt.Fprintf(stdout, "sweeping %s: %s (run %s)\n", p, s.ID, s.RunID)
-		started[p] = s.RunID
+		started[p] = s.ID
 	}
 	if len(started) == 0 {
-		return errors.New("no provider is swept: enable one with a listing (meld, quiltt) or set RELINK_INVENTORY_URL")
+		return errors.New("no provider is swept: enable one with a listing (meld, quiltt) or set RELINK_INVENTORY_URL (README: Finding every break)")
 	}
 	for _, p := range names {
-		runID, ok := started[p]
+		id, ok := started[p]
 		if !ok {
 			continue
 		}
-		l, err := lastSweeps(ctx, c, p, *wait && runID != "", runID)
+		l, err := lastSweeps(ctx, c, p, *wait && id != "", id)
 		if err != nil {
 			var apiErr *apiError
 			if *list && *provider == "" && errors.As(err, &apiErr) {
@@ -88,9 +88,10 @@ func runReconcile(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-// lastSweeps reads provider's last sweeps; with wait, until the run runID
-// has ended.
-func lastSweeps(ctx context.Context, c apiClient, provider string, wait bool, runID string) (sweepList, error) {
+// lastSweeps reads provider's last sweeps; with wait, until the sweep id
+// (whichever run it is in: a long sweep continues as new) is listed and
+// has ended. Visibility may list a new sweep a moment late.
+func lastSweeps(ctx context.Context, c apiClient, provider string, wait bool, id string) (sweepList, error) {
 	for {
 		var l sweepList
 		body, err := c.send(ctx, http.MethodGet, "/v1/reconcile/"+provider, nil)
@@ -100,11 +101,11 @@ func lastSweeps(ctx context.Context, c apiClient, provider string, wait bool, ru
 		if err := json.Unmarshal(body, &l); err != nil {
 			return l, fmt.Errorf("sweeps of %s: %w", provider, err)
 		}
-		running := false
+		ended := false
 		for _, s := range l.Sweeps {
-			running = running || (s.RunID == runID && s.Running)
+			ended = ended || (s.ID == id && !s.Running)
 		}
-		if !wait || !running {
+		if !wait || ended {
 			return l, nil
 		}
 		select {
@@ -118,7 +119,7 @@ func lastSweeps(ctx context.Context, c apiClient, provider string, wait bool, ru
 func printSweeps(w io.Writer, l sweepList) {
 	fmt.Fprintf(w, "\n%s (from its %s):\n", l.Provider, l.Source)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "started\tfinished\ttrigger\tstatus\tchecked\tneed user\tfound\terrors\texpiry arranged\t")
+	fmt.Fprintln(tw, "started\tfinished\tstatus\tchecked\tneed user\tfound\terrors\texpiry arranged\t")
 	for _, s := range l.Sweeps {
 		finished := "running"
 		if !s.FinishedAt.IsZero() {
@@ -126,8 +127,8 @@ func printSweeps(w io.Writer, l sweepList) {
 		} else if !s.Running {
 			finished = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t\n", s.StartedAt.Local().Format(time.DateTime), finished,
-			s.Trigger, s.Status, s.Checked, s.NeedUser, s.Found, s.Errors, s.ExpiryArranged)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t\n", s.StartedAt.Local().Format(time.DateTime), finished,
+			s.Status, s.Checked, s.NeedUser, s.Found, s.Errors, s.ExpiryArranged)
 		if s.Error != "" {
 			fmt.Fprintf(tw, "\t%s\t\n", s.Error)
 		}

@@ -78,13 +78,21 @@ func (g *Gateway) triggerSweep(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, run)
 		return
 	}
-	before := len(desc.Info.RecentActions)
-	if before > 0 {
-		last := desc.Info.RecentActions[before-1].ActualTime
+	if n := len(desc.Info.RecentActions); n > 0 {
+		last := desc.Info.RecentActions[n-1].ActualTime
 		if wait := last.Add(manualSweepGap).Sub(g.now()); wait > 0 {
 			writeRetry(w, http.StatusTooManyRequests, codeTooManyRequests,
 				fmt.Sprintf("a sweep of %s started less than %s ago", in.Provider, manualSweepGap), wait)
 			return
+		}
+	}
+	// The sweeps known before the trigger: the one it starts is another
+	// (the Schedule keeps only its last ten actions, so counting them
+	// would not do).
+	known := map[string]bool{}
+	for _, a := range desc.Info.RecentActions {
+		if a.StartWorkflowResult != nil {
+			known[a.StartWorkflowResult.WorkflowID] = true
 		}
 	}
 	if err := h.Trigger(ctx, client.ScheduleTriggerOptions{Overlap: enums.SCHEDULE_OVERLAP_POLICY_SKIP}); err != nil {
@@ -97,7 +105,8 @@ func (g *Gateway) triggerSweep(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-ctx.Done():
-			g.temporalError(w, r, ctx.Err(), in.Provider, "")
+			writeRetry(w, http.StatusServiceUnavailable, codeUnavailable,
+				"the sweep was asked for but has not started yet; GET /v1/reconcile/"+in.Provider+" shows it once it has", 5*time.Second)
 			return
 		case <-tick.C:
 		}
@@ -107,10 +116,10 @@ func (g *Gateway) triggerSweep(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		run, ok := runningSweep(desc)
-		if n := len(desc.Info.RecentActions); !ok && n > before {
-			// Already over (a short sweep).
-			started := desc.Info.RecentActions[n-1].StartWorkflowResult
-			run, ok = sweepStarted{ID: started.WorkflowID, RunID: started.FirstExecutionRunID}, true
+		for _, a := range desc.Info.RecentActions {
+			if started := a.StartWorkflowResult; !ok && started != nil && !known[started.WorkflowID] {
+				run, ok = sweepStarted{ID: started.WorkflowID, RunID: started.FirstExecutionRunID}, true // already over
+			}
 		}
 		if ok {
 			g.Logger.Info("reconciliation sweep asked for", "provider", in.Provider, "workflowId", run.ID, "runId", run.RunID)

@@ -144,7 +144,7 @@ func (g *Gateway) startRepair(w http.ResponseWriter, r *http.Request) {
 	}
 	answer := startAnswer{Repair: repairRef{ID: workflows.WorkflowID(req.Provider, req.ConnectionID), RunID: runID}}
 	switch {
-	case outcome == intake.Applied, outcome == intake.Queued:
+	case outcome == intake.Started, outcome == intake.Queued:
 		// Started, or queued for the next run of a repair that has ended
 		// and is still closing, which starts with these options.
 		answer.Outcome = startOutcomeStarted

@@ -104,7 +104,7 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		switch outcome {
-		case intake.Applied, intake.Queued:
+		case intake.Started, intake.Applied, intake.Queued:
 			res.Applied++
 		case intake.Duplicate:
 			res.Duplicates++

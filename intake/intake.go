@@ -35,6 +35,8 @@ import (
 type Outcome string
 
 const (
+	// Started: a new repair began with this message as its trigger.
+	Started   Outcome = "started a new repair"
 	Applied   Outcome = "applied"
 	Queued    Outcome = "queued for the next run of a repair that is closing"
 	Joined    Outcome = "joined the open repair"
@@ -45,7 +47,7 @@ const (
 // Label is the outcome as a metric label.
 func (o Outcome) Label() string {
 	switch o {
-	case Applied, Queued:
+	case Started, Applied, Queued:
 		return "applied"
 	case Joined:
 		return "joined"
@@ -113,7 +115,7 @@ func (k *Intake) Deliver(ctx context.Context, d Delivery) (Outcome, string, erro
 		opts.WorkflowIDReusePolicy = enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE
 		run, err := k.start(ctx, opts, *d.Start)
 		if err == nil {
-			return Applied, run.GetRunID(), nil
+			return Started, run.GetRunID(), nil
 		}
 		if !errors.As(err, &started) {
 			return "", "", err
@@ -165,7 +167,7 @@ func (k *Intake) Deliver(ctx context.Context, d Delivery) (Outcome, string, erro
 		if err != nil {
 			return "", "", err
 		}
-		return Applied, run.GetRunID(), nil
+		return Started, run.GetRunID(), nil
 	}
 	return "", "", serviceerror.NewUnavailable("the repair kept opening and closing; retry")
 }

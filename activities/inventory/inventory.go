@@ -3,7 +3,7 @@
 // provider that cannot list its connections (Plaid: "We do not provide a
 // way to list all items"), or whose listing the operator chose not to
 // use. The contract is in the README (The inventory contract) and in
-// openapi.yaml (InventoryPage).
+// gateway/openapi.json (the inventoryPage webhook, InventoryPage).
 package inventory
 
 import (

@@ -72,21 +72,42 @@ func (s *Sweeper) limiter(provider string) *rate.Limiter {
 	}
 	l, ok := s.limiters[provider]
 	if !ok {
-		r := s.Rates[provider]
-		if r <= 0 {
-			r = 10
-		}
+		r := s.rate(provider)
 		l = rate.NewLimiter(rate.Limit(r), max(1, int(r)))
 		s.limiters[provider] = l
 	}
 	return l
 }
 
+// rate is provider's status reads per second.
+func (s *Sweeper) rate(provider string) float64 {
+	if r := s.Rates[provider]; r > 0 {
+		return r
+	}
+	return 10
+}
+
 // pageProgress is a page's heartbeat: a retried page resumes after the
-// candidates it already checked, with their counts.
+// last candidate it checked (Last), with its counts so far.
 type pageProgress struct {
-	Done int                 `json:"done"`
+	Last string              `json:"last,omitempty"`
 	Page workflows.SweepPage `json:"page"`
+}
+
+// resumeAt is where a retried page picks up: after the candidate last
+// checked, found by id because the page read again may have changed (a
+// connection repaired meanwhile leaves a listing); from the start when it
+// is gone (a recheck starts nothing twice).
+func resumeAt(page []aggregator.Candidate, last string) int {
+	if last == "" {
+		return 0
+	}
+	for i, c := range page {
+		if c.ConnectionID == last {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 // ReconcilePage reads one page of candidates and checks each one.
@@ -98,8 +119,9 @@ func (s *Sweeper) ReconcilePage(ctx context.Context, req workflows.SweepPageRequ
 	}
 	page, err := s.candidates(ctx, p, req)
 	if err != nil {
-		log.Warn("sweep page not read; retried from its cursor", "provider", req.Provider, "source", req.Source, "error", err)
-		return workflows.SweepPage{}, nonRetryable(err)
+		err = nonRetryable(err)
+		log.Warn("sweep page not read", "provider", req.Provider, "source", req.Source, "retried", !temporal.IsApplicationError(err), "error", err)
+		return workflows.SweepPage{}, err
 	}
 	var progress pageProgress
 	if activity.HasHeartbeatDetails(ctx) {
@@ -107,11 +129,18 @@ func (s *Sweeper) ReconcilePage(ctx context.Context, req workflows.SweepPageRequ
 	}
 	out := progress.Page
 	out.Next = page.Next
+	// Each page starts at the provider's full budget: a 429 slows the
+	// rest of its page, not the worker for good.
+	s.limiter(req.Provider).SetLimit(rate.Limit(s.rate(req.Provider)))
 	m := activity.GetMetricsHandler(ctx).WithTags(map[string]string{"provider": req.Provider})
-	for i := progress.Done; i < len(page.Candidates); i++ {
+	for i := resumeAt(page.Candidates, progress.Last); i < len(page.Candidates); i++ {
 		c := page.Candidates[i]
 		c.Provider = req.Provider
-		result, err := s.check(ctx, p, c, &out, pageProgress{Done: i, Page: out})
+		var last string
+		if i > 0 {
+			last = page.Candidates[i-1].ConnectionID
+		}
+		result, err := s.check(ctx, p, c, &out, pageProgress{Last: last, Page: out})
 		if err != nil {
 			return out, err // the context ended: the page runs again from its heartbeat
 		}
@@ -119,7 +148,7 @@ func (s *Sweeper) ReconcilePage(ctx context.Context, req workflows.SweepPageRequ
 		m.WithTags(map[string]string{"result": result}).Counter(metrics.ReconcileChecked).Inc(1)
 		// The SDK sends at most one heartbeat per 80% of the heartbeat
 		// timeout, however often this is called: a page costs one or two.
-		activity.RecordHeartbeat(ctx, pageProgress{Done: i + 1, Page: out})
+		activity.RecordHeartbeat(ctx, pageProgress{Last: c.ConnectionID, Page: out})
 	}
 	return out, nil
 }
@@ -158,6 +187,10 @@ const (
 // counts as an error and the next sweep checks it again.
 const maxStatusTries = 3
 
+// statusRetryDelay is the wait before the second try of a status read
+// (twice it before the third).
+var statusRetryDelay = time.Second
+
 // check reads one candidate's status (unless its listing said it) and
 // acts on it. It returns an error only when ctx ended.
 func (s *Sweeper) check(ctx context.Context, p aggregator.Provider, c aggregator.Candidate, out *workflows.SweepPage, progress pageProgress) (string, error) {
@@ -189,6 +222,12 @@ func (s *Sweeper) check(ctx context.Context, p aggregator.Provider, c aggregator
 			out.Errors++
 			log.Warn("sweep: status not read", "provider", c.Provider, "connectionId", c.ConnectionID, "error", err)
 			return resultError, nil
+		default:
+			// A moment before the next try: a blip passes, an outage is
+			// not hammered.
+			if err := s.wait(ctx, time.Duration(try)*statusRetryDelay, progress); err != nil {
+				return "", err
+			}
 		}
 	}
 	if !c.ConsentExpiresAt.IsZero() || !status.ConsentExpiresAt.IsZero() {
@@ -196,15 +235,18 @@ func (s *Sweeper) check(ctx context.Context, p aggregator.Provider, c aggregator
 		if expires.IsZero() {
 			expires = status.ConsentExpiresAt
 		}
-		arranged, err := s.arrangeExpiry(ctx, workflows.ExpiryStart{
-			Provider: c.Provider, ConnectionID: c.ConnectionID, ProfileID: c.ProfileID,
-			Institution: c.Institution, ExpiresAt: expires.UTC(),
-		})
-		if err != nil {
-			out.Errors++
-			log.Warn("sweep: expiry-timed repair not arranged", "provider", c.Provider, "connectionId", c.ConnectionID, "error", err)
-		} else if arranged {
-			out.ExpiryArranged++
+		// An expiry already past is a break, which the status says.
+		if expires.After(s.now()) {
+			arranged, err := s.arrangeExpiry(ctx, workflows.ExpiryStart{
+				Provider: c.Provider, ConnectionID: c.ConnectionID, ProfileID: c.ProfileID,
+				Institution: c.Institution, ExpiresAt: expires.UTC(),
+			})
+			if err != nil {
+				out.Errors++
+				log.Warn("sweep: expiry-timed repair not arranged", "provider", c.Provider, "connectionId", c.ConnectionID, "error", err)
+			} else if arranged {
+				out.ExpiryArranged++
+			}
 		}
 	}
 	switch status.Health {
@@ -231,18 +273,23 @@ func (s *Sweeper) check(ctx context.Context, p aggregator.Provider, c aggregator
 	return resultNeedsUser, nil
 }
 
-// slowDown halves this process's read rate for provider and waits out the
-// provider's Retry-After (or a second), heartbeating the page's progress
-// as it waits so that a long Retry-After does not look like a dead worker.
+// slowDown halves this process's read rate for provider for the rest of
+// the page and waits out the provider's Retry-After (or a second).
 func (s *Sweeper) slowDown(ctx context.Context, provider string, retryAfter time.Duration, progress pageProgress) error {
 	l := s.limiter(provider)
 	l.SetLimit(max(l.Limit()/2, 0.5))
 	if retryAfter <= 0 {
 		retryAfter = time.Second
 	}
-	until := time.Now().Add(retryAfter)
-	for wait := retryAfter; wait > 0; wait = time.Until(until) {
-		t := time.NewTimer(min(wait, 20*time.Second))
+	return s.wait(ctx, retryAfter, progress)
+}
+
+// wait waits d, heartbeating the page's progress as it goes so that a long
+// wait does not look like a dead worker.
+func (s *Sweeper) wait(ctx context.Context, d time.Duration, progress pageProgress) error {
+	until := time.Now().Add(d)
+	for left := d; left > 0; left = time.Until(until) {
+		t := time.NewTimer(min(left, 20*time.Second))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -253,6 +300,10 @@ func (s *Sweeper) slowDown(ctx context.Context, provider string, retryAfter time
 	}
 	return nil
 }
+
+// recentRepairGrace is how long after a repair closes a sweep leaves its
+// connection alone.
+const recentRepairGrace = time.Hour
 
 // startRepair starts the repair of a connection that needs its user,
 // unless one is open or the last one already dealt with this break. A
@@ -275,7 +326,14 @@ func (s *Sweeper) startRepair(ctx context.Context, c aggregator.Candidate, st ag
 	case err != nil:
 		return false, err
 	case desc.GetWorkflowExecutionInfo().GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING:
-		return false, nil // open (or delivering its last events): nothing to do
+		// Open: it has this break. Or ended and still delivering its
+		// last events (for as long as the app's endpoint is down): the
+		// first sweep after it closes looks again.
+		return false, nil
+	case s.now().Sub(desc.GetWorkflowExecutionInfo().GetCloseTime().AsTime()) < recentRepairGrace:
+		// Just closed: a listing or status that still says broken may be
+		// one the provider has not updated yet. The next sweep looks again.
+		return false, nil
 	default:
 		runID := desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()
 		last, ok, err := s.Intake.LastResult(ctx, id, runID)
@@ -299,7 +357,7 @@ func (s *Sweeper) startRepair(ctx context.Context, c aggregator.Candidate, st ag
 		At:             s.now().UTC(),
 	}
 	outcome, _, err := s.Intake.ApplyEvent(ctx, c.Provider, ev, s.Defaults)
-	return outcome == intake.Applied, err
+	return outcome == intake.Started, err
 }
 
 // arrangeExpiry makes sure the connection's proactive repair starts
