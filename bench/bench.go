@@ -608,7 +608,7 @@ func sweepInventory(n int) []inventory.Entry {
 	for i := range entries {
 		id := fmt.Sprintf("%s%07d", sandbox.BenchHealthyPrefix, i)
 		if i%1000 == 999 {
-			id = fmt.Sprintf("bench-lost-%07d", i)
+			id = fmt.Sprintf("%s%07d", sandbox.BenchLostPrefix, i)
 		}
 		entries[i] = inventory.Entry{ConnectionID: id, ProfileID: "bench-profile"}
 	}
@@ -662,7 +662,7 @@ func (r *run) sweep(ctx context.Context) error {
 	}
 	took := time.Since(begin)
 	r.add(fmt.Sprintf("sweep of %d inventory entries (status reads unpaced)", r.opts.Sweep),
-		fmt.Sprintf("%s, %.0f checked/s; %d found, %d errors", round(took), float64(totals.Checked)/took.Seconds(), totals.Found, totals.Errors))
+		fmt.Sprintf("%s, %.0f checked/s; %d found (a repair started for each), %d errors", round(took), float64(totals.Checked)/took.Seconds(), totals.Found, totals.Errors))
 	events, err := r.history(ctx, started.ID)
 	if err != nil {
 		return err

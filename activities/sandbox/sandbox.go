@@ -168,17 +168,23 @@ type Provider struct {
 // answers CONTINUE.
 const BenchContinuePrefix = "bench-continue-"
 
-// BenchHealthyPrefix marks the bench's healthy connections (its sweep's).
-const BenchHealthyPrefix = "bench-healthy-"
+// BenchHealthyPrefix and BenchLostPrefix mark the connections of the
+// bench's sweep: healthy ones, and breaks whose webhook was lost.
+const (
+	BenchHealthyPrefix = "bench-healthy-"
+	BenchLostPrefix    = "bench-lost-"
+)
 
 // BenchScript is Adopt for `relink bench`: a connection named bench-… is
 // broken (but bench-healthy-…), and after a reconnect reports SYNCING
 // until the bench's own synced webhook confirms it (the sandbox sends no
-// webhooks of its own).
+// webhooks of its own); bench-lost-… is broken and says so when read.
 func BenchScript(id string) (Script, string, bool) {
 	switch {
 	case strings.HasPrefix(id, BenchHealthyPrefix):
 		return Script{}, quiltt.StatusSynced, true
+	case strings.HasPrefix(id, BenchLostPrefix):
+		return Script{SuppressWebhooks: true}, quiltt.StatusErrorRepairable, true
 	case strings.HasPrefix(id, BenchContinuePrefix):
 		return Script{Initialize: InitializeContinue, SuppressWebhooks: true}, quiltt.StatusErrorRepairable, true
 	case strings.HasPrefix(id, "bench-"):
