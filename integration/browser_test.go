@@ -818,14 +818,6 @@ func newMeldLinkStack(t *testing.T, settings map[string]string) (*stack, *meldfa
 	return newLinkStack(t, merged(meldSettings(fake), settings)), fake
 }
 
-// merged is a's settings with b's over them.
-func merged(a, b map[string]string) map[string]string {
-	for k, v := range b {
-		a[k] = v
-	}
-	return a
-}
-
 // recordCalls records the page's calls to the API (method, path after the
 // repair's, and body) from now on, in window.__calls.
 func (b *tab) recordCalls() {

@@ -107,6 +107,14 @@ func (s *stack) newGateway() *httptest.Server {
 	return srv
 }
 
+// merged is a's settings with b's over them.
+func merged(a, b map[string]string) map[string]string {
+	for k, v := range b {
+		a[k] = v
+	}
+	return a
+}
+
 // newBareStack is a stack with no worker: tests start their own.
 func newBareStack(t *testing.T, settings map[string]string) *stack {
 	t.Helper()

@@ -22,6 +22,10 @@ import (
 	"github.com/relink-dev/relink/activities/inventory/inventoryfake"
 	"github.com/relink-dev/relink/activities/meld"
 	"github.com/relink-dev/relink/activities/meld/meldfake"
+	"github.com/relink-dev/relink/activities/plaid"
+	"github.com/relink-dev/relink/activities/plaid/plaidfake"
+	"github.com/relink-dev/relink/activities/quiltt"
+	"github.com/relink-dev/relink/activities/quiltt/quilttfake"
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/app"
 	"github.com/relink-dev/relink/cost"
@@ -400,5 +404,74 @@ func TestSweepFindsALostMeldBreakInMeldsListing(t *testing.T) {
 	s.waitForStatusOf(meld.Name, "conn_ml_lost", workflows.StatusRepaired)
 	for _, r := range fake.Requests() {
 		assert.NotContains(t, r.Path, "conn_ml_ok", "a healthy connection is never read")
+	}
+}
+
+// Plaid cannot list its Items: the sweep pages the app's inventory and
+// reads each Item with /item/get. The broken one is found and repaired;
+// the healthy one's consent_expiration_time arranges its proactive
+// repair; a 429 (RATE_LIMIT_EXCEEDED) is waited out.
+func TestSweepFindsALostPlaidBreakInTheAppsInventory(t *testing.T) {
+	inv, settings := newInventory(t)
+	fake := plaidfake.New(plaidClientID, plaidSecret)
+	t.Cleanup(fake.Close)
+	expires := time.Now().UTC().Add(120 * 24 * time.Hour).Truncate(time.Second)
+	fake.Put(plaidfake.Item{ID: "item_lost", AccessToken: plaidAccessToken, ErrorCode: plaid.CodeItemLoginRequired})
+	fake.Put(plaidfake.Item{ID: "item_fine", AccessToken: plaidAccessToken + "-2", ConsentExpiresAt: expires})
+	settings["RELINK_RECONCILE_SOURCE"] = "plaid:inventory"
+	s := newStackWith(t, merged(settings, map[string]string{
+		"PLAID_CLIENT_ID": plaidClientID, "PLAID_SECRET": plaidSecret, "PLAID_API_URL": fake.URL, "PLAID_CLIENT_NAME": "Acme",
+		"PLAID_ACCESS_TOKENS": "item_lost:" + plaidAccessToken + ",item_fine:" + plaidAccessToken + "-2",
+	}))
+	inv.Set(plaid.Name, inventory.Entry{ConnectionID: "item_lost", ProfileID: "user_1"}, inventory.Entry{ConnectionID: "item_fine", ProfileID: "user_1"})
+	fake.RateLimitNext(1)
+
+	sw := s.sweep(plaid.Name)
+	assert.Equal(t, "Completed", sw.Status, sw.Error)
+	assert.Equal(t, 2, sw.Checked)
+	assert.Equal(t, 1, sw.Found)
+	assert.Zero(t, sw.Errors)
+	assert.Equal(t, 1, sw.ExpiryArranged)
+	assert.True(t, expires.Equal(s.expiryArrangement(workflows.ExpiryWorkflowID(plaid.Name, "item_fine")).expiresAt))
+
+	s.waitForStatusOf(plaid.Name, "item_lost", workflows.StatusAwaitingUser)
+	var rec workflows.ReconnectResult
+	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/plaid/item_lost/reconnect", nil, &rec))
+	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs/plaid/item_lost/complete", map[string]any{
+		"connectorToken": rec.Session.LinkToken, "publicToken": "public-sandbox-lost"}, nil))
+	s.waitForStatusOf(plaid.Name, "item_lost", workflows.StatusVerifying)
+	fake.SetError("item_lost", "")
+	s.postPlaid(fake, map[string]any{"webhook_type": "ITEM", "webhook_code": "LOGIN_REPAIRED", "item_id": "item_lost", "environment": "sandbox"})
+	s.waitForStatusOf(plaid.Name, "item_lost", workflows.StatusRepaired)
+	assert.Empty(t, s.runs(workflows.WorkflowID(plaid.Name, "item_fine")))
+}
+
+// Quiltt, swept both ways: from its own listing (profile by profile) and,
+// as an app may choose, from the inventory. Either finds the break whose
+// webhook was lost, and the repair completes.
+func TestSweepFindsALostQuilttBreak(t *testing.T) {
+	for _, source := range []string{workflows.SourceProvider, workflows.SourceInventory} {
+		t.Run(source, func(t *testing.T) {
+			inv, settings := newInventory(t)
+			settings["RELINK_RECONCILE_SOURCE"] = "quiltt:" + source
+			fake := quilttfake.New(quilttSecret)
+			t.Cleanup(fake.Close)
+			s := newStackWith(t, merged(settings, quilttSettings(fake)))
+			s.syncAfterClose(fake)
+			lost := quilttfake.Connection{ID: "conn_q_lost", ProfileID: "p_q", Provider: "PLAID", Status: quiltt.StatusErrorRepairable}
+			fake.Put(lost)
+			fake.Put(quilttfake.Connection{ID: "conn_q_fine", ProfileID: "p_q", Provider: "PLAID", Status: quiltt.StatusSynced})
+			inv.Set(quiltt.Name, inventory.Entry{ConnectionID: "conn_q_lost", ProfileID: "p_q"}, inventory.Entry{ConnectionID: "conn_q_fine", ProfileID: "p_q"})
+
+			sw := s.sweep(quiltt.Name)
+			assert.Equal(t, "Completed", sw.Status, sw.Error)
+			assert.Equal(t, 1, sw.Found)
+			s.waitForStatusOf(quiltt.Name, "conn_q_lost", workflows.StatusAwaitingUser)
+			var rec workflows.ReconnectResult
+			require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/quiltt/conn_q_lost/reconnect", nil, &rec))
+			require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs/quiltt/conn_q_lost/complete", map[string]any{
+				"connectorToken": rec.Session.ConnectorToken, "publicToken": "public-sandbox-q"}, nil))
+			s.waitForStatusOf(quiltt.Name, "conn_q_lost", workflows.StatusRepaired)
+		})
 	}
 }
