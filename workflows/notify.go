@@ -164,6 +164,9 @@ func (r *repair) undelivered(ctx workflow.Context, ev activities.Event, err erro
 		"provider", r.in.Provider, "connectionId", r.in.ConnectionID)
 }
 
+// notifyMaxInterval is the longest wait between two tries of an event.
+const notifyMaxInterval = 10 * time.Minute
+
 // notifyOptions retry an event for NotifyTimeout.
 func (r *repair) notifyOptions(ctx workflow.Context, ev activities.Event) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -172,7 +175,12 @@ func (r *repair) notifyOptions(ctx workflow.Context, ev activities.Event) workfl
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
 			BackoffCoefficient: 2,
-			MaximumInterval:    10 * time.Minute,
+			MaximumInterval:    notifyMaxInterval,
+			// Bounded by NotifyTimeout, not by a count: this is more
+			// attempts than that time holds. (Spelled out because the
+			// SDK's test environment caps "unlimited" at 10, which would
+			// end an app's two-hour outage after eight minutes.)
+			MaximumAttempts: int32(r.opts.NotifyTimeout/notifyMaxInterval) + 20,
 		},
 		Summary: fmt.Sprintf("notify app: %s (%s)", ev.Type, ev.Repair.Status),
 	})

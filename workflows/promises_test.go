@@ -359,3 +359,30 @@ func TestEventsReachTheAppInOrder(t *testing.T) {
 	}
 	assert.Equal(t, []int{2, 3, 4}, got, "COMPLETING, VERIFYING, REPAIRED in order (the ask was withdrawn)")
 }
+
+// The app's endpoint down for two hours, through the whole repair, then
+// back: every event still to deliver reaches it, in order, the outcome
+// last (each is retried for RELINK_NOTIFY_TIMEOUT, 72 hours).
+func TestEventsOutliveAnAppDownForHours(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{SyncingPolls: 1, SuppressWebhooks: true})
+	h.setFailing(true)
+	h.at(10*time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(20*time.Minute, func() { h.userCompletes() })
+	h.at(30*time.Minute, func() { h.providerEvent("evt_synced", aggregator.EventKindSynced) })
+	h.at(2*time.Hour, func() { h.setFailing(false) })
+
+	st := h.run(RepairOptions{ReportTransientStatuses: true})
+
+	require.Equal(t, StatusRepaired, st.Status)
+	var got []int
+	for _, ev := range h.events.events {
+		got = append(got, ev.Repair.Sequence)
+	}
+	require.NotEmpty(t, got)
+	assert.IsIncreasing(t, got, "in order")
+	assert.Equal(t, []int{2, 3, 4}, got, "COMPLETING, VERIFYING, REPAIRED (the ask, never delivered, was withdrawn once the user had come)")
+	assert.Equal(t, activities.EventRepaired, h.events.events[len(got)-1].Type)
+	assert.GreaterOrEqual(t, h.events.events[0].deliveredAt.Sub(h.start), 2*time.Hour, "delivered once the app was back")
+}
