@@ -241,6 +241,23 @@ func NewWorker(c client.Client, cfg config.Config, p Providers, acts *activities
 	return w, nil
 }
 
+// MissingSearchAttributes are Relink's search attributes the namespace
+// lacks. A workflow that sets one of them fails its task until it is
+// added (repairs wedge), hence the production worker's check at start.
+func MissingSearchAttributes(ctx context.Context, c client.Client, namespace string) (map[string]enums.IndexedValueType, error) {
+	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return nil, fmt.Errorf("list search attributes: %w", err)
+	}
+	missing := map[string]enums.IndexedValueType{}
+	for name, typ := range workflows.SearchAttributeTypes {
+		if _, ok := resp.GetCustomAttributes()[name]; !ok {
+			missing[name] = typ
+		}
+	}
+	return missing, nil
+}
+
 // EnsureSearchAttributes registers Relink's search attributes in the
 // namespace; attributes that already exist are left alone, so it is safe to
 // run on every start.
@@ -252,18 +269,9 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 // AddMissingSearchAttributes is EnsureSearchAttributes, saying whether it
 // added any.
 func AddMissingSearchAttributes(ctx context.Context, c client.Client, namespace string) (added bool, err error) {
-	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
-	if err != nil {
-		return false, fmt.Errorf("list search attributes: %w", err)
-	}
-	missing := map[string]enums.IndexedValueType{}
-	for name, typ := range workflows.SearchAttributeTypes {
-		if _, ok := resp.GetCustomAttributes()[name]; !ok {
-			missing[name] = typ
-		}
-	}
-	if len(missing) == 0 {
-		return false, nil
+	missing, err := MissingSearchAttributes(ctx, c, namespace)
+	if err != nil || len(missing) == 0 {
+		return false, err
 	}
 	_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
 		Namespace:        namespace,

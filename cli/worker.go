@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/worker"
@@ -60,6 +62,14 @@ func runWorker(ctx context.Context) error {
 		return err
 	}
 	defer closeAll()
+	// A build that sets a search attribute the namespace lacks would wedge
+	// every repair it runs: refuse to start until `relink setup` ran.
+	switch missing, err := app.MissingSearchAttributes(ctx, tc, cfg.Temporal.Namespace); {
+	case err != nil:
+		logger.Warn("could not check the namespace's search attributes (is the worker's identity allowed to list them?); run relink setup after every upgrade", "error", err)
+	case len(missing) > 0:
+		return fmt.Errorf("namespace %s lacks the search attributes %v this build sets: run `relink setup`", cfg.Temporal.Namespace, slices.Sorted(maps.Keys(missing)))
+	}
 	w, err := app.NewWorker(tc, cfg, providers, acts)
 	if err != nil {
 		return err

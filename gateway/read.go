@@ -183,9 +183,12 @@ type repairSummary struct {
 	// ReasonCode and UpdatedAt: why and when the status last changed.
 	ReasonCode workflows.ReasonCode `json:"reasonCode,omitempty"`
 	UpdatedAt  time.Time            `json:"updatedAt,omitzero"`
-	Running    bool                 `json:"running"`
-	StartedAt  time.Time            `json:"startedAt"`
-	ClosedAt   time.Time            `json:"closedAt,omitzero"`
+	// LastEventID is the webhook-id of the event that told the app of
+	// this status: an app catching up compares it with the last it took.
+	LastEventID string    `json:"lastEventId,omitempty"`
+	Running     bool      `json:"running"`
+	StartedAt   time.Time `json:"startedAt"`
+	ClosedAt    time.Time `json:"closedAt,omitzero"`
 }
 
 func summarize(info *workflow.WorkflowExecutionInfo) repairSummary {
@@ -208,6 +211,7 @@ func summarize(info *workflow.WorkflowExecutionInfo) repairSummary {
 	decodeAttr(fields, workflows.SearchAttrAttempts.GetName(), &s.Attempts)
 	decodeAttr(fields, workflows.SearchAttrReasonCode.GetName(), &s.ReasonCode)
 	decodeAttr(fields, workflows.SearchAttrUpdatedAt.GetName(), &s.UpdatedAt)
+	decodeAttr(fields, workflows.SearchAttrLastEventID.GetName(), &s.LastEventID)
 	return s
 }
 

@@ -370,6 +370,19 @@ func verifySignature(header http.Header, body []byte) bool {
 	return err == nil && wh.Verify(body, header) == nil
 }
 
+// lastEvent is the event of the highest number delivered for a connection.
+func (a *appEndpoint) lastEvent(conn string) activities.Event {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var last activities.Event
+	for _, ev := range a.events {
+		if ev.Repair.ConnectionID == conn && ev.Repair.Sequence > last.Repair.Sequence {
+			last = ev
+		}
+	}
+	return last
+}
+
 // typesFor lists the event types delivered for a connection, in sequence.
 func (a *appEndpoint) typesFor(conn string) []string {
 	a.mu.Lock()

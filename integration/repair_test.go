@@ -203,6 +203,7 @@ type listResponse struct {
 		Attempts     int64
 		ReasonCode   workflows.ReasonCode
 		UpdatedAt    time.Time
+		LastEventID  string
 		Running      bool
 	}
 	NextPageToken string
@@ -228,9 +229,11 @@ func filter(list []string, keep string) []string {
 
 // An app that was down longer than events are retried catches up with
 // GET /v1/repairs?changedSince=: every repair whose status changed since
-// then, each once, with its status and reason code.
+// then, each once, with its status, reason code and the id of the event
+// that announced it.
 func TestChangedSinceListsWhatChanged(t *testing.T) {
 	s := newStack(t)
+	lastEvents := map[string]string{}
 	changed := func(since time.Time) map[string]workflows.ReasonCode {
 		var list listResponse
 		require.Equal(t, http.StatusOK, s.call(http.MethodGet,
@@ -240,6 +243,7 @@ func TestChangedSinceListsWhatChanged(t *testing.T) {
 			_, twice := out[r.ConnectionID]
 			assert.False(t, twice, "%s listed once", r.ConnectionID)
 			out[r.ConnectionID] = r.ReasonCode
+			lastEvents[r.ConnectionID] = r.LastEventID
 			assert.False(t, r.UpdatedAt.Before(since), "%s changed at %s", r.ConnectionID, r.UpdatedAt)
 		}
 		return out
@@ -263,6 +267,9 @@ func TestChangedSinceListsWhatChanged(t *testing.T) {
 	s.waitFor("visibility to list conn_before's outcome", func() bool {
 		return changed(since)["conn_before"] == workflows.ReasonConfirmedOnClose
 	})
+	s.waitFor("the outcome's event", func() bool { return s.app.lastEvent("conn_before").Type == activities.EventRepaired })
+	assert.Equal(t, s.app.lastEvent("conn_before").ID, lastEvents["conn_before"], "the listing names the event that told the app")
+	assert.Equal(t, s.app.lastEvent("conn_after").ID, lastEvents["conn_after"])
 
 	var errBody struct{ Error struct{ Code string } }
 	assert.Equal(t, http.StatusBadRequest, s.call(http.MethodGet, "/v1/repairs?changedSince=yesterday", nil, &errBody))

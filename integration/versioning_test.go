@@ -1,18 +1,22 @@
 package integration
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	enums "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/relink-dev/relink/activities/sandbox"
+	"github.com/relink-dev/relink/cli"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -109,4 +113,38 @@ func (s *stack) setCurrentBuild(deployment, build string) {
 		}
 		return true
 	}, 2*time.Minute, 50*time.Millisecond, "waiting for the routing to reach the task queues")
+}
+
+// A worker of a build whose search attributes the namespace lacks (an
+// upgrade deployed before `relink setup` ran) refuses to start and says
+// what to run: started, its first upsert of the missing attribute would
+// fail the workflow task of every repair it runs, over and over.
+func TestTheWorkerRefusesANamespaceWithoutItsSearchAttributes(t *testing.T) {
+	ns := newNamespace(t)
+	// The shared server creates every namespace with all of them: take
+	// one away, as if this build added it.
+	c, err := client.Dial(client.Options{HostPort: shared.address, Namespace: ns})
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.OperatorService().RemoveSearchAttributes(context.Background(), &operatorservice.RemoveSearchAttributesRequest{
+		Namespace: ns, SearchAttributes: []string{workflows.SearchAttrLastEventID.GetName()}})
+	require.NoError(t, err)
+	for k, v := range map[string]string{
+		"TEMPORAL_ADDRESS": shared.address, "TEMPORAL_NAMESPACE": ns, "TEMPORAL_CONFIG_FILE": os.DevNull,
+		"RELINK_UNVERSIONED": "true", "QUILTT_API_SECRET": "s", "QUILTT_WEBHOOK_SECRET": "w",
+		"RELINK_NOTIFY_URL": "", "RELINK_NOTIFY_SECRET": "", "RELINK_METRICS_ADDR": "",
+	} {
+		t.Setenv(k, v)
+	}
+	var stderr bytes.Buffer
+	exit := make(chan int, 1)
+	go func() { exit <- cli.RunWorker(&stderr) }()
+	select {
+	case code := <-exit:
+		require.Equal(t, 1, code)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the worker started")
+	}
+	assert.Contains(t, stderr.String(), "relink setup")
+	assert.Contains(t, stderr.String(), workflows.SearchAttrLastEventID.GetName())
 }

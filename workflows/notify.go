@@ -18,31 +18,55 @@ import (
 // continues as).
 func (r *repair) notify(ctx workflow.Context, eventType string) {
 	now := workflow.Now(ctx)
+	typ, _, fresh := r.nextEvent(now, eventType)
 	switch {
-	case eventType == activities.EventActionRequired && !r.State.LastAskedAt.IsZero() && now.Sub(r.State.LastAskedAt) < MinAskSpacing:
+	case typ != eventType:
 		// The user heard from us less than MinAskSpacing ago (a failed
 		// attempt soon after they tried): tell the app, ask nothing.
 		// (Reminders keep their spacing by RELINK_REMINDER_OFFSETS,
 		// counted from the wait's start.)
-		eventType = activities.EventStatusChanged
-	case isAsk(eventType):
+	case isAsk(typ):
 		r.State.LastAskedAt = now
 	case r.State.Status.Terminal():
 		r.withdrawAsks()
 	}
-	if asked := r.asked; asked != nil {
-		// The probe delivered its ask under the next number: that was
-		// this event, or one the repair moved past (a cancel that came
-		// with the run), whose number stays taken.
+	if r.asked != nil {
+		// The probe delivered its ask under the next number (nextEvent).
 		r.asked = nil
 		r.State.EventsSent++
-		if asked.Type == eventType && asked.Repair.Status == string(r.State.Status) {
-			return
-		}
 	}
-	ev := r.event(ctx, eventType, r.State.Status, r.State.ReasonCode, r.State.Reason)
+	if !fresh {
+		return
+	}
+	ev := r.event(ctx, typ, r.State.Status, r.State.ReasonCode, r.State.Reason)
 	r.State.EventsSent++
 	r.deliver(ctx, ev)
+}
+
+// nextEvent is what notify(eventType) tells the app of the status just
+// entered: the event's type (an ask too soon after the last one is a
+// status change) and number; fresh is false when the probe already
+// delivered that very event. The probe delivers its ask under the next
+// number: that was this event, or one the repair moved past (a cancel that
+// came with the run), whose number stays taken.
+func (r *repair) nextEvent(now time.Time, eventType string) (typ string, seq int, fresh bool) {
+	if eventType == activities.EventActionRequired && !r.State.LastAskedAt.IsZero() && now.Sub(r.State.LastAskedAt) < MinAskSpacing {
+		eventType = activities.EventStatusChanged
+	}
+	seq = r.State.EventsSent + 1
+	if asked := r.asked; asked != nil {
+		if asked.Type == eventType && asked.Repair.Status == string(r.State.Status) {
+			return eventType, seq, false
+		}
+		seq++
+	}
+	return eventType, seq, true
+}
+
+// eventID is the id of the repair's event number seq: the webhook-id the
+// app sees, the same on every retry.
+func (r *repair) eventID(ctx workflow.Context, seq int) string {
+	return fmt.Sprintf("%s/%s/%d", workflow.GetInfo(ctx).WorkflowExecution.ID, r.State.RepairRunID, seq)
 }
 
 // event is the repair's next event to the app, as it stands in status
@@ -51,7 +75,7 @@ func (r *repair) event(ctx workflow.Context, eventType string, status Status, co
 	id := workflow.GetInfo(ctx).WorkflowExecution.ID
 	seq := r.State.EventsSent + 1
 	ev := activities.Event{
-		ID:         fmt.Sprintf("%s/%s/%d", id, r.State.RepairRunID, seq),
+		ID:         r.eventID(ctx, seq),
 		Type:       eventType,
 		OccurredAt: workflow.Now(ctx),
 		Repair: activities.RepairSummary{

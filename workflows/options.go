@@ -107,6 +107,9 @@ var (
 	// changed: what GET /v1/repairs?changedSince= asks visibility for. It
 	// rides on the upsert of the change, costing no action of its own.
 	SearchAttrUpdatedAt = temporal.NewSearchAttributeKeyTime("RelinkUpdatedAt")
+	// SearchAttrLastEventID is the id of the event (the webhook-id) that
+	// told the app of the current status, for an app catching up.
+	SearchAttrLastEventID = temporal.NewSearchAttributeKeyKeyword("RelinkLastEventId")
 )
 
 // SearchAttributeTypes is what a namespace must have registered; the dev
@@ -119,6 +122,7 @@ var SearchAttributeTypes = map[string]enums.IndexedValueType{
 	SearchAttrAttempts.GetName():     enums.INDEXED_VALUE_TYPE_INT,
 	SearchAttrReasonCode.GetName():   enums.INDEXED_VALUE_TYPE_KEYWORD,
 	SearchAttrUpdatedAt.GetName():    enums.INDEXED_VALUE_TYPE_DATETIME,
+	SearchAttrLastEventID.GetName():  enums.INDEXED_VALUE_TYPE_KEYWORD,
 
 	SearchAttrConsentExpiresAt.GetName(): enums.INDEXED_VALUE_TYPE_DATETIME,
 }

@@ -102,7 +102,7 @@ func ConnectionRepair(ctx workflow.Context, in RepairInput) (RepairState, error)
 	if in.AfterEnded {
 		// Until now visibility says the last repair's outcome, and the
 		// gateway would take this run for an ended one.
-		r.syncSearchAttributes(ctx)
+		r.syncSearchAttributes(ctx, "")
 		if err := workflow.UpsertMemo(ctx, map[string]any{MemoTrigger: in.TriggerEventID}); err != nil {
 			workflow.GetLogger(ctx).Warn("memo upsert failed", "error", err)
 		}

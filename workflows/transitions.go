@@ -65,7 +65,14 @@ func (r *repair) transition(ctx workflow.Context, to Status, code ReasonCode, no
 		"provider", r.in.Provider, "connectionId", r.in.ConnectionID, "attempt", r.State.Attempt)
 	report := !to.Transient() || r.opts.ReportTransientStatuses
 	if report {
-		r.syncSearchAttributes(ctx)
+		// The event about to announce this status, for an app catching up
+		// from the listing (GET /v1/repairs?changedSince=).
+		var announcedBy string
+		if !r.State.Quiet {
+			_, seq, _ := r.nextEvent(now, eventTypeFor(to))
+			announcedBy = r.eventID(ctx, seq)
+		}
+		r.syncSearchAttributes(ctx, announcedBy)
 	}
 	r.describe(ctx)
 	if report && !r.State.Quiet {
@@ -111,8 +118,9 @@ func eventTypeFor(s Status) string {
 }
 
 // syncSearchAttributes upserts only the attributes whose value changed, so
-// the history carries one upsert per real change.
-func (r *repair) syncSearchAttributes(ctx workflow.Context) {
+// the history carries one upsert per real change. lastEventID, if set, is
+// the event that announces the current status.
+func (r *repair) syncSearchAttributes(ctx workflow.Context, lastEventID string) {
 	current := workflow.GetTypedSearchAttributes(ctx)
 	var updates []temporal.SearchAttributeUpdate
 	keyword := func(key temporal.SearchAttributeKeyKeyword, value string) {
@@ -126,6 +134,9 @@ func (r *repair) syncSearchAttributes(ctx workflow.Context) {
 	keyword(SearchAttrConnectionID, r.in.ConnectionID)
 	keyword(SearchAttrProfileID, r.in.ProfileID)
 	keyword(SearchAttrReasonCode, string(r.State.ReasonCode))
+	if lastEventID != "" {
+		keyword(SearchAttrLastEventID, lastEventID)
+	}
 	if got, ok := current.GetInt64(SearchAttrAttempts); !ok || got != int64(r.State.Attempt) {
 		updates = append(updates, SearchAttrAttempts.ValueSet(int64(r.State.Attempt)))
 	}
