@@ -441,6 +441,8 @@ func TestSweepFindsALostPlaidBreakInTheAppsInventory(t *testing.T) {
 		"connectorToken": rec.Session.LinkToken, "publicToken": "public-sandbox-lost"}, nil))
 	s.waitForStatusOf(plaid.Name, "item_lost", workflows.StatusVerifying)
 	fake.SetError("item_lost", "")
+	// (Within the second the sweep read the Item: Plaid dates its
+	// webhooks to the second.)
 	s.postPlaid(fake, map[string]any{"webhook_type": "ITEM", "webhook_code": "LOGIN_REPAIRED", "item_id": "item_lost", "environment": "sandbox"})
 	s.waitForStatusOf(plaid.Name, "item_lost", workflows.StatusRepaired)
 	assert.Empty(t, s.runs(workflows.WorkflowID(plaid.Name, "item_fine")))

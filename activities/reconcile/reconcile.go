@@ -195,6 +195,11 @@ var statusRetryDelay = time.Second
 // acts on it. It returns an error only when ctx ended.
 func (s *Sweeper) check(ctx context.Context, p aggregator.Provider, c aggregator.Candidate, out *workflows.SweepPage, progress pageProgress) (string, error) {
 	log := activity.GetLogger(ctx)
+	// The break is dated when Relink saw it, to the second: providers date
+	// their events to the second (Plaid's JWT iat), and one dated within
+	// the second the sweep looked (the user's repair confirmed at once)
+	// must not look older than the break.
+	seenAt := s.now().UTC().Truncate(time.Second)
 	status := c.Status
 	for try := 1; status == nil; try++ {
 		if err := s.limiter(c.Provider).Wait(ctx); err != nil {
@@ -259,7 +264,7 @@ func (s *Sweeper) check(ctx context.Context, p aggregator.Provider, c aggregator
 		return resultDisconnected, nil
 	}
 	out.NeedUser++
-	started, err := s.startRepair(ctx, c, *status)
+	started, err := s.startRepair(ctx, c, *status, seenAt)
 	if err != nil {
 		out.Errors++
 		log.Warn("sweep: repair not started; the next sweep tries again", "provider", c.Provider, "connectionId", c.ConnectionID, "error", err)
@@ -316,7 +321,7 @@ const recentRepairGrace = time.Hour
 // second sweep finding it before or after the first one's start joins the
 // same repair; a late webhook for it joins the open repair, or is a
 // duplicate of the closed one (dated before the sweep saw the break).
-func (s *Sweeper) startRepair(ctx context.Context, c aggregator.Candidate, st aggregator.ConnectionStatus) (bool, error) {
+func (s *Sweeper) startRepair(ctx context.Context, c aggregator.Candidate, st aggregator.ConnectionStatus, seenAt time.Time) (bool, error) {
 	id := workflows.WorkflowID(c.Provider, c.ConnectionID)
 	after := "none"
 	desc, err := s.Intake.Temporal.DescribeWorkflowExecution(ctx, id, "")
@@ -354,7 +359,7 @@ func (s *Sweeper) startRepair(ctx context.Context, c aggregator.Candidate, st ag
 		Institution:    c.Institution,
 		Connector:      c.Connector,
 		ProviderStatus: st.ProviderStatus,
-		At:             s.now().UTC(),
+		At:             seenAt,
 	}
 	outcome, _, err := s.Intake.ApplyEvent(ctx, c.Provider, ev, s.Defaults)
 	return outcome == intake.Started, err
