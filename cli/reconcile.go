@@ -120,18 +120,20 @@ func printSweeps(w io.Writer, l sweepList) {
 	fmt.Fprintf(w, "\n%s (from its %s):\n", l.Provider, l.Source)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "started\tfinished\tstatus\tchecked\tneed user\tfound\terrors\texpiry arranged\t")
+	var failures []string
 	for _, s := range l.Sweeps {
 		finished := "running"
 		if !s.FinishedAt.IsZero() {
 			finished = s.FinishedAt.Local().Format(time.DateTime)
-		} else if !s.Running {
-			finished = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t\n", s.StartedAt.Local().Format(time.DateTime), finished,
 			s.Status, s.Checked, s.NeedUser, s.Found, s.Errors, s.ExpiryArranged)
 		if s.Error != "" {
-			fmt.Fprintf(tw, "\t%s\t\n", s.Error)
+			failures = append(failures, fmt.Sprintf("  %s (started %s): %s", s.ID, s.StartedAt.Local().Format(time.DateTime), s.Error))
 		}
 	}
 	tw.Flush()
+	for _, f := range failures {
+		fmt.Fprintln(w, f)
+	}
 }

@@ -19,6 +19,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/converter"
@@ -35,6 +37,19 @@ const (
 	MetadataWorkflowID  = "encryption-workflow-id"
 	additionalDataLabel = "relink-payload-v1"
 )
+
+// scheduledRun reports whether workflowID is a run a Temporal Schedule
+// started for the action whose workflow id is actionID: the Schedule
+// names each run actionID-<its time, RFC 3339>, while the action's
+// arguments were sealed (when the Schedule was created) for actionID.
+func scheduledRun(actionID, workflowID string) bool {
+	at, ok := strings.CutPrefix(workflowID, actionID+"-")
+	if !ok {
+		return false
+	}
+	_, err := time.Parse(time.RFC3339, at)
+	return err == nil
+}
 
 // ErrWrongWorkflow: a payload bound to one workflow was read for another.
 var ErrWrongWorkflow = errors.New("payload belongs to another workflow")
@@ -126,7 +141,7 @@ func (e *Encryption) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, 
 				"UnknownPayloadKey", nil)
 		}
 		boundTo := string(p.GetMetadata()[MetadataWorkflowID])
-		if e.workflowID != "" && boundTo != "" && boundTo != e.workflowID {
+		if e.workflowID != "" && boundTo != "" && boundTo != e.workflowID && !scheduledRun(boundTo, e.workflowID) {
 			return nil, fmt.Errorf("codec: %w (%s, read for %s)", ErrWrongWorkflow, boundTo, e.workflowID)
 		}
 		data := p.GetData()

@@ -83,6 +83,22 @@ func TestPayloadsAreBoundToTheirWorkflow(t *testing.T) {
 	assert.NoError(t, err)
 }
 
+// A Temporal Schedule seals its action's arguments for the action's
+// workflow id and starts each run as that id plus its time: those runs
+// read them; nothing else does.
+func TestAScheduleRunReadsItsActionsArguments(t *testing.T) {
+	e, err := NewEncryption([]keyring.Key{key(t, "k")})
+	require.NoError(t, err)
+	sealed, err := inWorkflow(e, "relink-reconcile-meld").Encode([]*commonpb.Payload{payload(t, "x")})
+	require.NoError(t, err)
+	_, err = inWorkflow(e, "relink-reconcile-meld-2026-12-07T13:28:11Z").Decode(sealed)
+	assert.NoError(t, err)
+	for _, other := range []string{"relink-reconcile-meld-x", "relink-reconcile-meldy-2026-12-07T13:28:11Z", "relink-reconcile"} {
+		_, err = inWorkflow(e, other).Decode(sealed)
+		assert.ErrorIs(t, err, ErrWrongWorkflow, other)
+	}
+}
+
 func TestTamperedAndClearPayloads(t *testing.T) {
 	e, err := NewEncryption([]keyring.Key{key(t, "k")})
 	require.NoError(t, err)

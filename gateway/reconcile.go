@@ -10,6 +10,7 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -178,15 +179,24 @@ func (g *Gateway) listSweeps(w http.ResponseWriter, r *http.Request) {
 		Sweeps   []sweepView `json:"sweeps"`
 	}{Provider: in.Provider, Source: in.Source, Sweeps: []sweepView{}}
 	for _, info := range resp.GetExecutions() {
-		out.Sweeps = append(out.Sweeps, g.sweepOf(ctx, info.GetExecution().GetWorkflowId(), info.GetExecution().GetRunId(), info.GetStatus()))
+		out.Sweeps = append(out.Sweeps, g.sweepOf(ctx, info))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
 // sweepOf reads one sweep's totals: a query while it runs, its result once
-// it completed.
-func (g *Gateway) sweepOf(ctx context.Context, id, runID string, status enums.WorkflowExecutionStatus) sweepView {
+// it completed; one that failed has only its times and why.
+func (g *Gateway) sweepOf(ctx context.Context, info *workflowpb.WorkflowExecutionInfo) sweepView {
+	id, runID, status := info.GetExecution().GetWorkflowId(), info.GetExecution().GetRunId(), info.GetStatus()
 	v := sweepView{ID: id, RunID: runID, Running: status == enums.WORKFLOW_EXECUTION_STATUS_RUNNING, Status: status.String()}
+	defer func() {
+		if v.StartedAt.IsZero() {
+			v.StartedAt = info.GetStartTime().AsTime()
+		}
+		if v.FinishedAt.IsZero() && info.GetCloseTime() != nil {
+			v.FinishedAt = info.GetCloseTime().AsTime()
+		}
+	}()
 	var err error
 	if v.Running {
 		var progress converter.EncodedValue

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -28,6 +29,7 @@ import (
 	"github.com/relink-dev/relink/activities/quiltt/quilttfake"
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/app"
+	"github.com/relink-dev/relink/cli"
 	"github.com/relink-dev/relink/cost"
 	"github.com/relink-dev/relink/workflows"
 )
@@ -84,7 +86,9 @@ func (s *stack) actionsRequired(conn string) int {
 // sweep started; a second sweep finds nothing new; an operator's script
 // that asks again at once is told to wait.
 func TestSweepFindsTheBreaksWhoseWebhookWasLost(t *testing.T) {
-	s := newStack(t)
+	// Payloads encrypted, as in production: the Schedule's sealed
+	// arguments reach the runs it starts.
+	s := newStackWith(t, map[string]string{"RELINK_PAYLOAD_KEYS": newKey(t, "sweep")})
 	s.sandbox.BreakLosingWebhook("lost_1", "profile_r", "First Sandbox Bank")
 	s.sandbox.BreakLosingWebhook("lost_2", "profile_r", "First Sandbox Bank")
 	s.breakConnection("heard", "profile_r")
@@ -245,6 +249,10 @@ func TestSweepWithARefusedInventoryTokenFailsSayingWhy(t *testing.T) {
 	assert.Equal(t, "Failed", sw.Status)
 	assert.Contains(t, sw.Error, "inventory refused RELINK_INVENTORY_TOKEN")
 	assert.Equal(t, []string{""}, inv.Cursors(), "not retried: retrying cannot help")
+	var out, errOut bytes.Buffer
+	require.Zero(t, cli.Run([]string{"reconcile", "-url", s.gateway.URL, "-api-key", apiKey, "-list", "-provider", "sandbox"}, &out, &errOut), errOut.String())
+	assert.Contains(t, out.String(), "Failed")
+	assert.Contains(t, out.String(), "inventory refused RELINK_INVENTORY_TOKEN", "the CLI says why")
 	s.recordRun(sw.ID, sw.RunID, "sweep-refused")
 }
 
@@ -476,4 +484,22 @@ func TestSweepFindsALostQuilttBreak(t *testing.T) {
 			s.waitForStatusOf(quiltt.Name, "conn_q_lost", workflows.StatusRepaired)
 		})
 	}
+}
+
+// `relink reconcile -wait` sweeps every swept provider and prints what
+// each sweep did once it is over; -list starts nothing.
+func TestRelinkReconcileSweepsAndWaits(t *testing.T) {
+	s := newStack(t)
+	s.sandbox.BreakLosingWebhook("cli_lost", "profile_cli", "")
+	var out, errOut bytes.Buffer
+	require.Zero(t, cli.Run([]string{"reconcile", "-url", s.gateway.URL, "-api-key", apiKey, "-wait"}, &out, &errOut), errOut.String())
+	assert.Contains(t, out.String(), "sweeping sandbox: relink-reconcile-sandbox-")
+	assert.Regexp(t, `(?m)^\S+ \S+\s+\S+ \S+\s+Completed\s+1\s+1\s+1\s+0\s+0\s*$`, out.String())
+	s.waitForStatus("cli_lost", workflows.StatusAwaitingUser)
+
+	out.Reset()
+	require.Zero(t, cli.Run([]string{"reconcile", "-url", s.gateway.URL, "-api-key", apiKey, "-list"}, &out, &errOut), errOut.String())
+	assert.NotContains(t, out.String(), "sweeping")
+	assert.Contains(t, out.String(), "sandbox (from its provider):")
+	assert.Equal(t, 1, strings.Count(out.String(), "Completed"), "the one sweep")
 }
