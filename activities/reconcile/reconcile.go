@@ -189,7 +189,7 @@ const maxStatusTries = 3
 
 // statusRetryDelay is the wait before the second try of a status read
 // (twice it before the third).
-var statusRetryDelay = time.Second
+const statusRetryDelay = time.Second
 
 // check reads one candidate's status (unless its listing said it) and
 // acts on it. It returns an error only when ctx ended.
