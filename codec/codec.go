@@ -38,17 +38,22 @@ const (
 	additionalDataLabel = "relink-payload-v1"
 )
 
-// scheduledRun reports whether workflowID is a run a Temporal Schedule
-// started for the action whose workflow id is actionID: the Schedule
-// names each run actionID-<its time, RFC 3339>, while the action's
-// arguments were sealed (when the Schedule was created) for actionID.
+// ScheduleActionPrefix begins the workflow id of every Temporal Schedule
+// action of Relink's (workflows.ScheduleID: the reconciliation sweeps).
+const ScheduleActionPrefix = "relink-reconcile-"
+
+// scheduledRun reports whether workflowID is a run a Temporal Schedule of
+// Relink's started for the action whose workflow id is actionID: the
+// Schedule names each run actionID-<its time, RFC 3339 in UTC>, while the
+// action's arguments were sealed (when the Schedule was written) for
+// actionID. No other workflow may read another's payloads.
 func scheduledRun(actionID, workflowID string) bool {
 	at, ok := strings.CutPrefix(workflowID, actionID+"-")
-	if !ok {
+	if !ok || !strings.HasPrefix(actionID, ScheduleActionPrefix) {
 		return false
 	}
-	_, err := time.Parse(time.RFC3339, at)
-	return err == nil
+	t, err := time.Parse(time.RFC3339, at)
+	return err == nil && t.UTC().Format(time.RFC3339) == at
 }
 
 // ErrWrongWorkflow: a payload bound to one workflow was read for another.

@@ -93,10 +93,16 @@ func TestAScheduleRunReadsItsActionsArguments(t *testing.T) {
 	require.NoError(t, err)
 	_, err = inWorkflow(e, "relink-reconcile-meld-2026-12-07T13:28:11Z").Decode(sealed)
 	assert.NoError(t, err)
-	for _, other := range []string{"relink-reconcile-meld-x", "relink-reconcile-meldy-2026-12-07T13:28:11Z", "relink-reconcile"} {
+	for _, other := range []string{"relink-reconcile-meld-x", "relink-reconcile-meldy-2026-12-07T13:28:11Z", "relink-reconcile",
+		"relink-reconcile-meld-2026-12-07T13:28:11+01:00", "relink-reconcile-meld-2026-12-07T13:28:11.5Z"} {
 		_, err = inWorkflow(e, other).Decode(sealed)
 		assert.ErrorIs(t, err, ErrWrongWorkflow, other)
 	}
+	// Only a Schedule's action: a repair's payloads stay its own.
+	repair, err := inWorkflow(e, "repair:plaid:conn_1").Encode([]*commonpb.Payload{payload(t, "x")})
+	require.NoError(t, err)
+	_, err = inWorkflow(e, "repair:plaid:conn_1-2026-12-07T13:28:11Z").Decode(repair)
+	assert.ErrorIs(t, err, ErrWrongWorkflow)
 }
 
 func TestTamperedAndClearPayloads(t *testing.T) {

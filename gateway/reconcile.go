@@ -186,10 +186,10 @@ func (g *Gateway) listSweeps(w http.ResponseWriter, r *http.Request) {
 
 // sweepOf reads one sweep's totals: a query while it runs, its result once
 // it completed; one that failed has only its times and why.
-func (g *Gateway) sweepOf(ctx context.Context, info *workflowpb.WorkflowExecutionInfo) sweepView {
+func (g *Gateway) sweepOf(ctx context.Context, info *workflowpb.WorkflowExecutionInfo) (v sweepView) {
 	id, runID, status := info.GetExecution().GetWorkflowId(), info.GetExecution().GetRunId(), info.GetStatus()
-	v := sweepView{ID: id, RunID: runID, Running: status == enums.WORKFLOW_EXECUTION_STATUS_RUNNING, Status: status.String()}
-	defer func() {
+	v = sweepView{ID: id, RunID: runID, Running: status == enums.WORKFLOW_EXECUTION_STATUS_RUNNING, Status: status.String()}
+	defer func() { // (v is the named result: what the defer sets is answered)
 		if v.StartedAt.IsZero() {
 			v.StartedAt = info.GetStartTime().AsTime()
 		}

@@ -248,6 +248,8 @@ func TestSweepWithARefusedInventoryTokenFailsSayingWhy(t *testing.T) {
 	sw := s.sweep(sandbox.Name)
 	assert.Equal(t, "Failed", sw.Status)
 	assert.Contains(t, sw.Error, "inventory refused RELINK_INVENTORY_TOKEN")
+	assert.WithinDuration(t, time.Now(), sw.StartedAt, time.Minute, "a failed sweep still says when it ran")
+	assert.False(t, sw.FinishedAt.Before(sw.StartedAt))
 	assert.Equal(t, []string{""}, inv.Cursors(), "not retried: retrying cannot help")
 	var out, errOut bytes.Buffer
 	require.Zero(t, cli.Run([]string{"reconcile", "-url", s.gateway.URL, "-api-key", apiKey, "-list", "-provider", "sandbox"}, &out, &errOut), errOut.String())

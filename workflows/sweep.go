@@ -7,6 +7,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/relink-dev/relink/codec"
 	"github.com/relink-dev/relink/metrics"
 )
 
@@ -37,8 +38,10 @@ const (
 // QuerySweepProgress answers a running sweep's totals so far.
 const QuerySweepProgress = "progress"
 
-// ScheduleID is the Schedule that sweeps provider.
-func ScheduleID(provider string) string { return "relink-reconcile-" + provider }
+// ScheduleID is the Schedule that sweeps provider, and the workflow id of
+// its action (its runs add their time). The codec lets those runs read
+// the action's sealed arguments (codec.ScheduleActionPrefix).
+func ScheduleID(provider string) string { return codec.ScheduleActionPrefix + provider }
 
 // Candidate sources.
 const (

@@ -118,8 +118,8 @@ func eventTypeFor(s Status) string {
 }
 
 // syncSearchAttributes upserts only the attributes whose value changed, so
-// the history carries one upsert per real change. lastEventID, if set, is
-// the event that announces the current status.
+// the history carries one upsert per real change. lastEventID is the event
+// that announces the current status ("" for none).
 func (r *repair) syncSearchAttributes(ctx workflow.Context, lastEventID string) {
 	current := workflow.GetTypedSearchAttributes(ctx)
 	var updates []temporal.SearchAttributeUpdate
@@ -134,7 +134,12 @@ func (r *repair) syncSearchAttributes(ctx workflow.Context, lastEventID string) 
 	keyword(SearchAttrConnectionID, r.in.ConnectionID)
 	keyword(SearchAttrProfileID, r.in.ProfileID)
 	keyword(SearchAttrReasonCode, string(r.State.ReasonCode))
-	if lastEventID != "" {
+	if _, set := current.GetKeyword(SearchAttrLastEventID); lastEventID == "" && set {
+		// A quiet status, or a new break's run before its first event:
+		// the last repair's event (carried by continue-as-new) is not this
+		// one's.
+		updates = append(updates, SearchAttrLastEventID.ValueUnset())
+	} else if lastEventID != "" {
 		keyword(SearchAttrLastEventID, lastEventID)
 	}
 	if got, ok := current.GetInt64(SearchAttrAttempts); !ok || got != int64(r.State.Attempt) {

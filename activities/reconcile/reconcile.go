@@ -128,12 +128,18 @@ func (s *Sweeper) ReconcilePage(ctx context.Context, req workflows.SweepPageRequ
 		_ = activity.GetHeartbeatDetails(ctx, &progress)
 	}
 	out := progress.Page
+	start := resumeAt(page.Candidates, progress.Last)
+	if start == 0 && progress.Last != "" {
+		// Checked again from the start: count them again, but for the
+		// repairs started and expiries arranged, which are not again.
+		out = workflows.SweepPage{Found: out.Found, ExpiryArranged: out.ExpiryArranged}
+	}
 	out.Next = page.Next
 	// Each page starts at the provider's full budget: a 429 slows the
 	// rest of its page, not the worker for good.
 	s.limiter(req.Provider).SetLimit(rate.Limit(s.rate(req.Provider)))
 	m := activity.GetMetricsHandler(ctx).WithTags(map[string]string{"provider": req.Provider})
-	for i := resumeAt(page.Candidates, progress.Last); i < len(page.Candidates); i++ {
+	for i := start; i < len(page.Candidates); i++ {
 		c := page.Candidates[i]
 		c.Provider = req.Provider
 		var last string
