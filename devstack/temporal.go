@@ -314,6 +314,10 @@ func (t *Temporal) startServer(o Options, sqlConf, visConf *config.SQL, fresh bo
 			dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
 			dynamicconfig.MatchingNumTaskqueueReadPartitions.Key():           readPartitions,
 			dynamicconfig.MatchingNumTaskqueueWritePartitions.Key():          1,
+			// Task priority (on by default) and fairness across
+			// institutions (workflows/priority.go): users first, and one
+			// bank's flood of breaks does not starve the others.
+			dynamicconfig.MatchingEnableFairness.Key(): true,
 			// Each namespace's system worker (which runs Worker Deployment
 			// bookkeeping) starts at once, even with the integration
 			// tests' dozens of namespaces (default: 10 a second).

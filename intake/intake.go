@@ -328,5 +328,8 @@ func (k *Intake) StartOptions(in workflows.RepairInput) client.StartWorkflowOpti
 		TypedSearchAttributes:                    workflows.InitialSearchAttributes(in, k.now()),
 		Memo:                                     memo,
 		StaticSummary:                            summary,
+		// Behind the work of people in the middle of a repair, and shared
+		// fairly between institutions (workflows/priority.go).
+		Priority: workflows.StartPriority(in),
 	}
 }

@@ -193,7 +193,13 @@ const notifyMaxInterval = 10 * time.Minute
 
 // notifyOptions retry an event for NotifyTimeout.
 func (r *repair) notifyOptions(ctx workflow.Context, ev activities.Event) workflow.Context {
+	var priority temporal.Priority // the repair's
+	if Status(ev.Repair.Status).Terminal() {
+		// The outcome: the app (and its user) wait for it.
+		priority = userPriority
+	}
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		Priority:               priority,
 		StartToCloseTimeout:    30 * time.Second,
 		ScheduleToCloseTimeout: r.opts.NotifyTimeout,
 		RetryPolicy: &temporal.RetryPolicy{

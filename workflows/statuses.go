@@ -271,6 +271,8 @@ func (r *repair) finishReconnect(ctx workflow.Context) {
 		ScheduleToCloseTimeout: max(r.untilDeadline(ctx), time.Second),
 		RetryPolicy:            providerRetryPolicy(),
 		Summary:                fmt.Sprintf("close %s connection %s and read its status", r.in.Provider, r.in.ConnectionID),
+		// The user has just finished in the widget and waits for the answer.
+		Priority: userPriority,
 	}, a.FinishReconnect, req, &st)
 	switch {
 	case interrupted:

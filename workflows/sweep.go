@@ -127,6 +127,7 @@ func ReconcileSweep(ctx workflow.Context, in SweepInput) (SweepTotals, error) {
 	}
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Hour,
+		Priority:            temporal.Priority{PriorityKey: PrioritySweep},
 		// The page heartbeats as it goes; a worker that dies is noticed in
 		// a minute and the page runs again, from where it had got to.
 		HeartbeatTimeout: time.Minute,
@@ -196,6 +197,7 @@ func (e ExpiryStart) ExpiryEventID() string {
 func ExpiryRepairStart(ctx workflow.Context, in ExpiryStart) error {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
+		Priority:            temporal.Priority{PriorityKey: PriorityBackground},
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			MaximumInterval:        5 * time.Minute,

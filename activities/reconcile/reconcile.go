@@ -402,6 +402,7 @@ func (s *Sweeper) arrangeExpiry(ctx context.Context, e workflows.ExpiryStart) (b
 		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING,
 		WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		StartDelay:               delay,
+		Priority:                 temporal.Priority{PriorityKey: workflows.PriorityBackground},
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.SearchAttrProvider.ValueSet(e.Provider),
 			workflows.SearchAttrConnectionID.ValueSet(e.ConnectionID),

@@ -52,7 +52,10 @@ func TestProductionTopologyOnTheTemporalCLIsServer(t *testing.T) {
 	t.Setenv("TEMPORAL_CONFIG_FILE", os.DevNull)
 	frontend := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	start(t, dir, "temporal", cli, []string{"server", "start-dev", "--ip", "127.0.0.1", "--port", portOf(frontend),
-		"--headless", "--log-level", "warn", "--db-filename", filepath.Join(dir, "temporal.db")}, nil)
+		"--headless", "--log-level", "warn", "--db-filename", filepath.Join(dir, "temporal.db"),
+		// Task priority and fairness, as the README tells (off by default
+		// in the CLI's server 1.29).
+		"--dynamic-config-value", "matching.useNewMatcher=true", "--dynamic-config-value", "matching.enableFairness=true"}, nil)
 	waitForTemporal(t, frontend)
 
 	bin := filepath.Join(dir, "bin")
