@@ -9,13 +9,8 @@ import (
 	"net/http"
 	"time"
 
-	commonpb "go.temporal.io/api/common/v1"
-	"go.temporal.io/api/enums/v1"
-	workflowpb "go.temporal.io/api/workflow/v1"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
-	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/relink-dev/relink/workflows"
 )
@@ -128,9 +123,12 @@ func (g *Gateway) pendingFailureOf(ctx context.Context, id string) string {
 // concurrent callers are one update to the server) and waits for its
 // result. A run handing over to its continuation is retried after a pause.
 func (g *Gateway) update(ctx context.Context, id, name, updateID string, arg, result any) error {
-	// A user acts: from now on the repair's work (the update's own task
-	// first) goes ahead of the repairs nobody is looking at.
-	g.putUserFirst(ctx, id)
+	if name != workflows.UpdateExit {
+		// A user acts: from now on the repair's work (the update's own
+		// task first) goes ahead of the repairs nobody is looking at. (A
+		// user leaving the widget is not waiting for anything.)
+		g.intake().SetPriority(ctx, id, workflows.PriorityUser)
+	}
 	h, err := g.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   id,
 		UpdateID:     updateID,
@@ -149,27 +147,6 @@ func (g *Gateway) update(ctx context.Context, id, name, updateID string, arg, re
 		}
 	}
 	return err
-}
-
-// putUserFirst raises the repair's open run to the user's task priority,
-// once (a run already there is left alone: each raise is a history
-// event). Best effort: a server that cannot (an older one) still serves
-// the update, in its turn.
-func (g *Gateway) putUserFirst(ctx context.Context, id string) {
-	desc, err := g.Temporal.DescribeWorkflowExecution(ctx, id, "")
-	info := desc.GetWorkflowExecutionInfo()
-	if err != nil || info.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING || info.GetPriority().GetPriorityKey() == workflows.PriorityUser {
-		return
-	}
-	_, err = g.Temporal.WorkflowService().UpdateWorkflowExecutionOptions(ctx, &workflowservice.UpdateWorkflowExecutionOptionsRequest{
-		Namespace:                g.Namespace,
-		WorkflowExecution:        &commonpb.WorkflowExecution{WorkflowId: id, RunId: info.GetExecution().GetRunId()},
-		WorkflowExecutionOptions: &workflowpb.WorkflowExecutionOptions{Priority: &commonpb.Priority{PriorityKey: workflows.PriorityUser}},
-		UpdateMask:               &fieldmaskpb.FieldMask{Paths: []string{"priority.priorityKey"}},
-	})
-	if err != nil {
-		g.logger(ctx).Info("repair's priority not raised; the user's action is served in its turn", "workflowId", id, "error", err)
-	}
 }
 
 func isMoving(err error) bool {

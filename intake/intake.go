@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
@@ -25,6 +26,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/codec"
@@ -82,6 +84,9 @@ type Intake struct {
 	Start func(ctx context.Context, opts client.StartWorkflowOptions, in workflows.RepairInput) (client.WorkflowRun, error)
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
+
+	// prioritiesUnsupported: the server cannot change a run's priority.
+	prioritiesUnsupported atomic.Bool
 }
 
 func (k *Intake) now() time.Time {
@@ -146,6 +151,11 @@ func (k *Intake) Deliver(ctx context.Context, d Delivery) (Outcome, string, erro
 				continue // it closed meanwhile
 			}
 			if ended {
+				// The next run (a new repair) inherits this one's
+				// priority: make it the one the new repair starts at.
+				if err == nil && d.Start != nil {
+					k.SetPriority(ctx, d.ID, workflows.StartPriority(*d.Start).PriorityKey)
+				}
 				return Queued, runID, err
 			}
 			return Applied, runID, err
@@ -231,6 +241,34 @@ func (k *Intake) ApplyEvent(ctx context.Context, provider string, ev aggregator.
 		}
 	}
 	return k.Deliver(ctx, d)
+}
+
+// priorityTimeout bounds raising or lowering a run's priority: it is worth
+// a moment, never the caller's whole budget.
+const priorityTimeout = 500 * time.Millisecond
+
+// SetPriority sets the open run of repair id to task priority key (its
+// fairness key stays). Setting the priority a run already has changes
+// nothing and writes nothing. Best effort: a server that cannot (the
+// Temporal CLI's 1.29 has no priority in workflow options) still serves
+// the run, in its turn, and is not asked again by this process.
+func (k *Intake) SetPriority(ctx context.Context, id string, key int) {
+	if k.prioritiesUnsupported.Load() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, priorityTimeout)
+	defer cancel()
+	_, err := k.Temporal.WorkflowService().UpdateWorkflowExecutionOptions(ctx, &workflowservice.UpdateWorkflowExecutionOptionsRequest{
+		Namespace:                k.Namespace,
+		WorkflowExecution:        &commonpb.WorkflowExecution{WorkflowId: id},
+		WorkflowExecutionOptions: &workflow.WorkflowExecutionOptions{Priority: &commonpb.Priority{PriorityKey: int32(key)}},
+		UpdateMask:               &fieldmaskpb.FieldMask{Paths: []string{"priority.priority_key"}},
+	})
+	var invalid *serviceerror.InvalidArgument
+	var unimplemented *serviceerror.Unimplemented
+	if errors.As(err, &invalid) || errors.As(err, &unimplemented) {
+		k.prioritiesUnsupported.Store(true)
+	}
 }
 
 // signalRun sends msg to one run. A provider event goes with a request id

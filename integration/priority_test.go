@@ -15,20 +15,24 @@ import (
 )
 
 // When a thousand connections of one bank break at once, the user in the
-// middle of a repair at another bank does not wait behind them, and a
-// third bank's few new repairs are not served last. A real backlog: the
-// worker is stopped while the burst is queued, then a small one (two task
-// slots) works through it.
+// middle of a repair at that very bank does not wait behind them (the
+// close after their complete is an activity, behind a thousand event
+// deliveries to an app that is down), and another bank's few new repairs
+// are not served last. A real backlog: the worker is stopped while the
+// burst is queued, then a small one (two task slots) works through it.
 func TestUsersGoFirstWhenThousandsBreakAtOnce(t *testing.T) {
 	s := newBareStack(t, nil)
 	first := s.startWorker(s.providers.APIs...)
-	_, err := s.sandbox.Break(context.Background(), "user_b", "profile_b", "Bank B")
+	_, err := s.sandbox.Break(context.Background(), "user_b", "profile_b", "Bank A")
 	require.NoError(t, err)
 	s.waitForStatus("user_b", workflows.StatusAwaitingUser)
 	var rec workflows.ReconnectResult
 	s.call("POST", "/v1/repairs/sandbox/user_b/reconnect", nil, &rec)
 	require.NotNil(t, rec.Session, "the user opened the widget")
 	first.Stop()
+	// The app's endpoint is down too: every repair's event falls back to
+	// a Notify activity, a backlog in the activity queue as well.
+	s.app.setDown(true)
 
 	// The flood: 1,000 breaks at bank A, then 10 at bank C.
 	breakMany := func(prefix, institution string, n int) {

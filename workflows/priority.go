@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"unicode/utf8"
+
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -12,15 +14,12 @@ const (
 	// PriorityUser is work a person is waiting on: a manual start's probe,
 	// the close and status read after the user completed, the outcome's
 	// notification, and all of a repair's work once its user acted
-	// (reconnect, complete, exit: the gateway raises the run's priority).
+	// (reconnect, complete: the gateway raises the run's priority).
 	PriorityUser = 1
 	// PriorityBackground is a repair nobody is looking at yet: started by
 	// a webhook, a reconciliation sweep, or an expiry-timed or proactive
 	// start.
 	PriorityBackground = 4
-	// PrioritySweep is a reconciliation sweep's pages: after everything
-	// else (the repairs a sweep finds start at the background's).
-	PrioritySweep = 5
 )
 
 // maxFairnessKeyBytes is Temporal's limit on a fairness key.
@@ -35,10 +34,26 @@ func FairnessKey(provider, institution string) string {
 	if institution != "" {
 		key += ":" + institution
 	}
-	if len(key) > maxFairnessKeyBytes {
-		key = key[:maxFairnessKeyBytes]
+	return clipUTF8(key, maxFairnessKeyBytes)
+}
+
+// clipUTF8 cuts s to at most n bytes, at a character boundary: a key cut
+// inside a character is not valid UTF-8, and Temporal refuses the start.
+func clipUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return key
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// sweepPriority is a reconciliation sweep's pages: with the background's
+// repairs, sharing the queue with them fairly under a key of their own
+// (at a lower level they would wait for as long as any backlog lasts).
+func sweepPriority(provider string) temporal.Priority {
+	return temporal.Priority{PriorityKey: PriorityBackground, FairnessKey: clipUTF8("reconcile:"+provider, maxFairnessKeyBytes)}
 }
 
 // StartPriority is the priority a repair starts at: the user's for a
