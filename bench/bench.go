@@ -39,6 +39,7 @@ import (
 	"github.com/relink-dev/relink/activities/quiltt"
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/app"
+	"github.com/relink-dev/relink/bench/noop"
 	"github.com/relink-dev/relink/config"
 	"github.com/relink-dev/relink/cost"
 	"github.com/relink-dev/relink/devstack"
@@ -68,6 +69,13 @@ type Options struct {
 	// reads (0: no sweep); SweepOnly measures the sweep alone.
 	Sweep     int
 	SweepOnly bool
+	// Shapes, when set, measures the user path side by side with a no-op
+	// workflow under each burst shape (UserPathOnly: that alone), with
+	// ShapeSamples samples a shape; paced shapes last ShapeTime.
+	Shapes       bool
+	UserPathOnly bool
+	ShapeSamples int
+	ShapeTime    time.Duration
 	// WorkerCommand runs the worker binary (./worker, relink-worker), which reads
 	// RELINK_BENCH_SANDBOX from its environment.
 	WorkerCommand []string
@@ -206,6 +214,13 @@ func Run(ctx context.Context, o Options) error {
 
 func (r *run) all(ctx context.Context) error {
 	o := r.opts
+	if o.UserPathOnly {
+		if err := r.userPathVsTemporal(ctx); err != nil {
+			return err
+		}
+		r.print()
+		return nil
+	}
 	if o.SweepOnly {
 		if err := r.sweep(ctx); err != nil {
 			return err
@@ -312,6 +327,11 @@ func (r *run) all(ctx context.Context) error {
 	}
 	if o.Sweep > 0 {
 		if err := r.sweep(ctx); err != nil {
+			return err
+		}
+	}
+	if o.Shapes {
+		if err := r.userPathVsTemporal(ctx); err != nil {
 			return err
 		}
 	}
@@ -565,13 +585,18 @@ func percentiles(ds []time.Duration) string {
 	if len(ds) == 0 {
 		return "no samples"
 	}
+	return fmt.Sprintf("p50 %d ms, p95 %d ms, p99 %d ms", percentile(ds, 0.50).Milliseconds(), percentile(ds, 0.95).Milliseconds(), percentile(ds, 0.99).Milliseconds())
+}
+
+// percentile is the nearest-rank percentile q of ds: with 100 samples,
+// p99 is the 99th.
+func percentile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
 	sorted := slices.Clone(ds)
 	slices.Sort(sorted)
-	// The nearest-rank percentile: with 100 samples, p99 is the 99th.
-	at := func(q float64) time.Duration {
-		return sorted[max(0, int(math.Ceil(q*float64(len(sorted))))-1)]
-	}
-	return fmt.Sprintf("p50 %d ms, p95 %d ms, p99 %d ms", at(0.50).Milliseconds(), at(0.95).Milliseconds(), at(0.99).Milliseconds())
+	return sorted[max(0, int(math.Ceil(q*float64(len(sorted))))-1)]
 }
 
 // actions prints the billable actions of the main paths from real
@@ -600,6 +625,144 @@ func (r *run) actions(ctx context.Context) error {
 		r.add("billable actions: "+p.what, fmt.Sprintf("%d (%s)", b.Total(), strings.Join(parts, ", ")))
 	}
 	return nil
+}
+
+// burst is a shape of background load: rate starts a second for the
+// shape's time, or n at once from 32 senders, or none.
+type burst struct {
+	name string
+	rate float64
+	n    int
+}
+
+var burstShapes = []burst{{name: "at rest"}, {name: "paced 10/s", rate: 10}, {name: "paced 25/s", rate: 25},
+	{name: "paced 50/s", rate: 50}, {name: "unpaced 1,000", n: 1000}}
+
+// userPathVsTemporal measures, under each burst shape, Relink's user path
+// (complete → VERIFYING, synced webhook → REPAIRED) side by side with a
+// no-op workflow signalled on the same server (signal → closed), both
+// timed from outside by polling, in turns: the ratio is Relink's own cost.
+func (r *run) userPathVsTemporal(ctx context.Context) error {
+	per := r.opts.ShapeSamples
+	if _, _, err := r.startAndAwait(ctx, "bench-up-", per*len(burstShapes), 32); err != nil {
+		return err
+	}
+	repaired := int64(0)
+	best := map[string]float64{}
+	for i, shape := range burstShapes {
+		loadDone := make(chan error, 1)
+		go func() { loadDone <- r.burst(ctx, fmt.Sprintf("bench-burst-%d-", i), shape) }()
+		var relink latencySet
+		var noops []time.Duration
+		for j := range per {
+			one, err := r.latencies(ctx, "bench-up-", i*per+j, 1)
+			if err != nil {
+				return err
+			}
+			relink.complete = append(relink.complete, one.complete...)
+			relink.synced = append(relink.synced, one.synced...)
+			d, err := r.noopLatency(ctx, fmt.Sprintf("bench-noop-%d-%d", i, j))
+			if err != nil {
+				return err
+			}
+			noops = append(noops, d)
+		}
+		if err := <-loadDone; err != nil {
+			return err
+		}
+		repaired += int64(per)
+		if err := r.awaitWaiting(ctx, atomic.LoadInt64(&r.baseline)-repaired); err != nil {
+			return err
+		}
+		synced99, complete99, noop99 := percentile(relink.synced, 0.99), percentile(relink.complete, 0.99), percentile(noops, 0.99)
+		ratio := func(d time.Duration) float64 { return float64(d) / float64(max(noop99, time.Millisecond)) }
+		r.add("user path vs a no-op workflow, "+shape.name, fmt.Sprintf("synced → REPAIRED %s; complete → VERIFYING %s; no-op signal → closed %s; p99 ratios %.2f and %.2f (goal ≤ 1.2)",
+			percentiles(relink.synced), percentiles(relink.complete), percentiles(noops), ratio(synced99), ratio(complete99)))
+		if shape.rate > 0 {
+			if max(synced99, complete99) <= 200*time.Millisecond {
+				best["Relink"] = max(best["Relink"], shape.rate)
+			}
+			if noop99 <= 200*time.Millisecond {
+				best["no-op"] = max(best["no-op"], shape.rate)
+			}
+		}
+	}
+	r.add("highest paced rate measured with p99 ≤ 200 ms", fmt.Sprintf("Relink %.0f/s, no-op workflow %.0f/s (0: none of 10, 25, 50)", best["Relink"], best["no-op"]))
+	return nil
+}
+
+// burst runs a shape's background load: repairs started by webhook.
+func (r *run) burst(ctx context.Context, prefix string, b burst) error {
+	switch {
+	case b.n > 0:
+		_, err := r.startMany(ctx, prefix, b.n, 32, r.startByWebhook)
+		return err
+	case b.rate > 0:
+		tick := time.NewTicker(time.Duration(float64(time.Second) / b.rate))
+		defer tick.Stop()
+		var wg sync.WaitGroup
+		errs := make(chan error, 1)
+		for i, end := 0, time.Now().Add(r.opts.ShapeTime); time.Now().Before(end); i++ {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-tick.C:
+			}
+			wg.Go(func() {
+				if err := r.startByWebhook(ctx, prefix+strconv.Itoa(i)); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+					return
+				}
+				atomic.AddInt64(&r.baseline, 1)
+			})
+		}
+		wg.Wait()
+		select {
+		case err := <-errs:
+			return err
+		default:
+		}
+	}
+	return nil
+}
+
+// noopLatency starts a no-op workflow, waits until it idles, then times
+// its signal → closed from outside, polling as the user path is polled.
+func (r *run) noopLatency(ctx context.Context, id string) (time.Duration, error) {
+	if _, err := r.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: taskQueue}, noop.Name); err != nil {
+		return 0, err
+	}
+	idle := func(desc *workflowservice.DescribeWorkflowExecutionResponse) bool {
+		return desc.GetPendingWorkflowTask() == nil && desc.GetWorkflowExecutionInfo().GetHistoryLength() >= 3
+	}
+	if err := r.pollWorkflow(ctx, id, idle); err != nil {
+		return 0, err
+	}
+	began := time.Now()
+	if err := r.tc.SignalWorkflow(ctx, id, "", noop.Signal, nil); err != nil {
+		return 0, err
+	}
+	closed := func(desc *workflowservice.DescribeWorkflowExecutionResponse) bool {
+		return desc.GetWorkflowExecutionInfo().GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_COMPLETED
+	}
+	if err := r.pollWorkflow(ctx, id, closed); err != nil {
+		return 0, err
+	}
+	return time.Since(began), nil
+}
+
+func (r *run) pollWorkflow(ctx context.Context, id string, done func(*workflowservice.DescribeWorkflowExecutionResponse) bool) error {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if desc, err := r.tc.DescribeWorkflowExecution(ctx, id, ""); err == nil && done(desc) {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond) // as awaitStatus polls
+	}
+	return fmt.Errorf("workflow %s never got there", id)
 }
 
 // sweepInventory is n healthy connections, every thousandth a lost break.

@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/app"
+	"github.com/relink-dev/relink/bench/noop"
 	"github.com/relink-dev/relink/config"
 	"github.com/relink-dev/relink/version"
 )
@@ -73,6 +75,10 @@ func runWorker(ctx context.Context) error {
 	w, err := app.NewWorker(tc, cfg, providers, acts)
 	if err != nil {
 		return err
+	}
+	if sb != nil {
+		// The bench's yardstick, on the same worker (package noop).
+		w.RegisterWorkflowWithOptions(noop.Workflow, workflow.RegisterOptions{Name: noop.Name})
 	}
 	logger.Info("worker starting", "taskQueue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace,
 		"providers", acts.Providers.Names(), "payloadEncryption", cfg.Temporal.PayloadKeys != "",

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/relink-dev/relink/bench"
 	"github.com/relink-dev/relink/cli"
@@ -28,6 +29,10 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	load := fs.Int("load", 1000, "repairs started while the loaded latency samples are taken")
 	sweep := fs.Int("sweep", 100000, "inventory entries one reconciliation sweep reads (0: no sweep)")
 	sweepOnly := fs.Bool("sweep-only", false, "measure the sweep alone")
+	shapes := fs.Bool("shapes", false, "measure the user path side by side with a no-op workflow under each burst shape")
+	userPathOnly := fs.Bool("user-path-only", false, "measure that alone")
+	shapeSamples := fs.Int("shape-samples", 20, "samples of each path per burst shape")
+	shapeTime := fs.Duration("shape-time", 30*time.Second, "how long a paced burst lasts")
 	workerBinary := fs.String("worker", "", "the worker binary to measure (default: go build ./worker)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -67,6 +72,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 		TemporalAddress: *temporal, Namespace: *namespace,
 		Senders: levels, PerLevel: *perLevel, N: *n, Waiting: marks, Samples: *samples, Load: *load,
 		Sweep: *sweep, SweepOnly: *sweepOnly,
+		Shapes: *shapes || *userPathOnly, UserPathOnly: *userPathOnly, ShapeSamples: *shapeSamples, ShapeTime: *shapeTime,
 		WorkerCommand: []string{binary}, Out: stdout,
 	})
 }
