@@ -98,6 +98,9 @@ func NewSweeper(c config.Config, p Providers, tc client.Client) (*reconcile.Swee
 		s.Rates[plan.Provider] = plan.Rate
 	}
 	if c.Reconcile.InventoryURL != "" {
+		if len(c.Reconcile.InventoryToken) < 32 {
+			return nil, errors.New("RELINK_INVENTORY_TOKEN must be set, at least 32 characters, with RELINK_INVENTORY_URL: the worker sends it to the inventory")
+		}
 		s.Inventory = &inventory.Client{URL: c.Reconcile.InventoryURL, Token: c.Reconcile.InventoryToken,
 			HTTP: &http.Client{Timeout: providerHTTPTimeout}}
 	}

@@ -401,7 +401,9 @@ type Reconcile struct {
 	PageSize int `env:"RELINK_RECONCILE_PAGE_SIZE, default=500"`
 	// InventoryURL answers GET ?provider=&cursor=&limit= with the app's
 	// connections (README: The inventory contract).
-	InventoryURL   string `env:"RELINK_INVENTORY_URL"`
+	InventoryURL string `env:"RELINK_INVENTORY_URL"`
+	// InventoryToken is the worker's alone (it calls the inventory): a
+	// gateway, which needs the URL to know what is swept, does without.
 	InventoryToken string `env:"RELINK_INVENTORY_TOKEN"`
 	// ExpiryLead is how long before a consent runs out its proactive
 	// repair starts.
@@ -459,9 +461,6 @@ func (r Reconcile) validate(providers map[string]aggregator.Settings) []error {
 	if r.InventoryURL != "" {
 		if u, err := url.Parse(r.InventoryURL); err != nil || (u.Scheme != "https" && !isLoopbackURL(r.InventoryURL)) || u.Host == "" {
 			errs = append(errs, errors.New("RELINK_INVENTORY_URL must be an https URL (http on loopback)"))
-		}
-		if len(r.InventoryToken) < 32 {
-			errs = append(errs, errors.New("RELINK_INVENTORY_TOKEN must be set, at least 32 characters, with RELINK_INVENTORY_URL"))
 		}
 	}
 	if r.ExpiryLead < 0 {
