@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/relink-dev/relink/activities/aggregator"
+	"github.com/relink-dev/relink/activities/aggregator/conformance"
 	"github.com/relink-dev/relink/activities/meld"
 	"github.com/relink-dev/relink/activities/meld/meldfake"
 )
@@ -297,27 +298,6 @@ func TestRateLimitCarriesRetryAfter(t *testing.T) {
 	assert.NoError(t, err, "only the next request was limited")
 }
 
-// listAll pages through the listing, page by page.
-func listAll(t *testing.T, l aggregator.Lister, limit int) (ids []string, pages int) {
-	t.Helper()
-	cursor := ""
-	for {
-		page, err := l.ListNeedingUser(context.Background(), cursor, limit)
-		require.NoError(t, err)
-		require.LessOrEqual(t, len(page.Candidates), limit)
-		for _, c := range page.Candidates {
-			ids = append(ids, c.ConnectionID)
-		}
-		pages++
-		if page.Next == "" {
-			return ids, pages
-		}
-		require.NotEqual(t, cursor, page.Next, "the cursor moves on")
-		cursor = page.Next
-		require.Less(t, pages, 100, "listing does not end")
-	}
-}
-
 func TestListNeedingUserPagesThroughTheSearch(t *testing.T) {
 	fake, p := setup(t) // conn_broken is RECONNECT_REQUIRED; the others need no customer
 	var want []string
@@ -331,7 +311,7 @@ func TestListNeedingUserPagesThroughTheSearch(t *testing.T) {
 	fake.Put(meldfake.Connection{ID: "conn_down", CustomerID: "cus_3", Status: meld.StatusDegraded, StatusReason: "INSTITUTION_CURRENTLY_UNAVAILABLE"})
 	want = append(want, "conn_broken", "conn_action")
 
-	ids, pages := listAll(t, p, 3)
+	ids, pages := conformance.ListAll(t, p, 3)
 
 	assert.ElementsMatch(t, want, ids, "every connection needing the customer, once")
 	assert.GreaterOrEqual(t, pages, 3)

@@ -11,28 +11,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/relink-dev/relink/activities/aggregator"
+	"github.com/relink-dev/relink/activities/aggregator/conformance"
 	"github.com/relink-dev/relink/activities/quiltt"
 	"github.com/relink-dev/relink/activities/quiltt/quilttfake"
 )
-
-func listAll(t *testing.T, l aggregator.Lister, limit int) (ids []string, pages int) {
-	t.Helper()
-	cursor := ""
-	for {
-		page, err := l.ListNeedingUser(context.Background(), cursor, limit)
-		require.NoError(t, err)
-		require.LessOrEqual(t, len(page.Candidates), limit)
-		for _, c := range page.Candidates {
-			ids = append(ids, c.ConnectionID)
-		}
-		pages++
-		if page.Next == "" {
-			return ids, pages
-		}
-		cursor = page.Next
-		require.Less(t, pages, 100, "listing does not end")
-	}
-}
 
 func TestListNeedingUserGoesProfileByProfile(t *testing.T) {
 	fake, p := setup(t) // p_1: conn_plaid and conn_mx repairable
@@ -50,7 +32,7 @@ func TestListNeedingUserGoesProfileByProfile(t *testing.T) {
 		fake.Put(quilttfake.Connection{ID: fmt.Sprintf("conn_%d_ok", i), ProfileID: profile, Provider: "PLAID", Status: "SYNCED"})
 	}
 
-	ids, pages := listAll(t, p, 2)
+	ids, pages := conformance.ListAll(t, p, 2)
 
 	assert.ElementsMatch(t, want, ids, "every repairable connection, once")
 	assert.Greater(t, pages, 10)

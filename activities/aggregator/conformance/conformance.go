@@ -439,3 +439,34 @@ func contains[T comparable](list []T, v T) bool {
 	}
 	return false
 }
+
+// ListAll pages through a Lister's listing at limit a page and returns the
+// ids it listed and the pages it took, failing t when a page breaks the
+// contract (an error, more than limit, a cursor that does not move, no
+// end).
+func ListAll(t *testing.T, l aggregator.Lister, limit int) (ids []string, pages int) {
+	t.Helper()
+	cursor := ""
+	for {
+		page, err := l.ListNeedingUser(context.Background(), cursor, limit)
+		if err != nil {
+			t.Fatalf("page %d (cursor %q): %v", pages+1, cursor, err)
+		}
+		if len(page.Candidates) > limit {
+			t.Fatalf("page %d has %d candidates, limit %d", pages+1, len(page.Candidates), limit)
+		}
+		for _, c := range page.Candidates {
+			ids = append(ids, c.ConnectionID)
+		}
+		pages++
+		switch {
+		case page.Next == "":
+			return ids, pages
+		case page.Next == cursor:
+			t.Fatalf("page %d: the cursor %q does not move on", pages, cursor)
+		case pages >= 100:
+			t.Fatal("the listing does not end")
+		}
+		cursor = page.Next
+	}
+}
