@@ -87,12 +87,11 @@ func NewSweeper(c config.Config, p Providers, tc client.Client) (*reconcile.Swee
 		}
 	}
 	s := &reconcile.Sweeper{
-		Providers:   aggregator.NewRegistry(p.APIs...),
-		Intake:      &intake.Intake{Temporal: tc, Namespace: c.Temporal.Namespace, TaskQueue: c.Temporal.TaskQueue, Codec: enc},
-		Defaults:    c.Repair.Options(),
-		Rates:       map[string]float64{},
-		ExpiryLead:  c.Reconcile.ExpiryLead,
-		RepairQueue: c.Temporal.TaskQueue,
+		Providers:  aggregator.NewRegistry(p.APIs...),
+		Intake:     &intake.Intake{Temporal: tc, Namespace: c.Temporal.Namespace, TaskQueue: c.Temporal.TaskQueue, Codec: enc},
+		Defaults:   c.Repair.Options(),
+		Rates:      map[string]float64{},
+		ExpiryLead: c.Reconcile.ExpiryLead,
 	}
 	for _, plan := range SweepPlans(c, p) {
 		s.Rates[plan.Provider] = plan.Rate

@@ -7,6 +7,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/relink-dev/relink/activities/aggregator"
+	"github.com/relink-dev/relink/activities/plaid"
 	"github.com/relink-dev/relink/config"
 )
 
@@ -23,4 +25,15 @@ func TestTheWorkerNeedsTheInventoryToken(t *testing.T) {
 	s, err := NewSweeper(c, Providers{}, nil)
 	require.NoError(t, err)
 	assert.NotNil(t, s.Inventory)
+}
+
+// A provider swept from its own listing must have one: Plaid has none, so
+// RELINK_RECONCILE_SOURCE=plaid:provider stops the worker at start rather
+// than failing every sweep.
+func TestASourceThatCannotListIsRefused(t *testing.T) {
+	var c config.Config
+	c.Reconcile.Sources = map[string]string{plaid.Name: "provider"}
+	_, err := NewSweeper(c, Providers{APIs: []aggregator.Provider{&plaid.Provider{}}}, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "plaid:inventory")
 }

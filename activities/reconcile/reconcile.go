@@ -41,16 +41,14 @@ type Sweeper struct {
 	Intake    *intake.Intake
 	// Defaults are the options the repairs a sweep starts run with.
 	Defaults workflows.RepairOptions
-	// Rates are each provider's status reads per second in one page (the
-	// task queue's rate limit holds pages to the same budget across
-	// workers).
+	// Rates are each provider's status reads per second in one page; its
+	// Schedule runs one sweep at a time, a page at a time, so that is the
+	// pace of all workers together.
 	Rates map[string]float64
 	// ExpiryLead is how long before a consent runs out its proactive
 	// repair starts.
 	ExpiryLead time.Duration
-	// RepairQueue is the task queue of repairs and expiry-timed starts.
-	RepairQueue string
-	Now         func() time.Time
+	Now        func() time.Time
 
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter
@@ -396,7 +394,8 @@ func (s *Sweeper) arrangeExpiry(ctx context.Context, e workflows.ExpiryStart) (b
 	delay := max(e.ExpiresAt.Add(-s.ExpiryLead).Sub(s.now()), 0)
 	_, err = s.Intake.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        id,
-		TaskQueue: s.RepairQueue,
+		TaskQueue: s.Intake.TaskQueue, // the repairs'
+
 		// A pending start for another expiry is replaced: the consent
 		// was renewed (a later date) or shortened.
 		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING,
