@@ -45,8 +45,8 @@ func principalOf(r *http.Request) principal {
 // anything else is 401. What the caller may do is decided per route.
 func (g *Gateway) authenticated(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || bearer == "" {
+		bearer, ok := bearerCredential(r.Header.Get("Authorization"))
+		if !ok {
 			unauthorized(w, "missing bearer API key or client token")
 			return
 		}
@@ -71,6 +71,14 @@ func (g *Gateway) authenticated(next http.Handler) http.Handler {
 		infoOf(r.Context()).client = "page"
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, principal{scope: scope})))
 	})
+}
+
+// bearerCredential reads "Bearer <credential>"; the scheme is
+// case-insensitive (RFC 7235 section 2.1), so "bearer" works as well.
+func bearerCredential(header string) (string, bool) {
+	scheme, credential, ok := strings.Cut(header, " ")
+	credential = strings.TrimLeft(credential, " ")
+	return credential, ok && strings.EqualFold(scheme, "Bearer") && credential != ""
 }
 
 // isAPIKey compares bearer with every key in constant time.

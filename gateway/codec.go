@@ -74,7 +74,7 @@ func (g *Gateway) isClientToken(bearer string) bool {
 func (g *Gateway) codecAuthenticated(next http.Handler) http.Handler {
 	keyed := g.authenticated(appOnly(next))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		bearer, hasBearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		bearer, hasBearer := bearerCredential(r.Header.Get("Authorization"))
 		switch {
 		case !hasBearer && slices.Contains(g.DevCodecOrigins, r.Header.Get("Origin")):
 			next.ServeHTTP(w, r)

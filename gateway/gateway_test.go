@@ -180,6 +180,24 @@ func TestAPIAuthentication(t *testing.T) {
 	}
 }
 
+// The scheme is case-insensitive (RFC 7235 section 2.1): any spelling of
+// "Bearer" with a good key is let in; the key itself is not.
+func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
+	g := newTestGateway()
+	for _, scheme := range []string{"Bearer", "bearer", "BEARER", "bEaReR"} {
+		// A bad page size is refused after authentication, before Temporal.
+		req := httptest.NewRequest(http.MethodGet, "/v1/repairs?pageSize=0", nil)
+		req.Header.Set("Authorization", scheme+" "+testKey)
+		rec, _ := do(t, g, req)
+		assert.Equal(t, http.StatusBadRequest, rec.Code, scheme)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/v1/repairs?pageSize=0", nil)
+	req.Header.Set("Authorization", "bearer "+strings.ToUpper(testKey))
+	rec, e := do(t, g, req)
+	assert.Equal(t, http.StatusUnauthorized, rec.Code, "the key is compared exactly")
+	assert.Equal(t, codeUnauthorized, e.Code)
+}
+
 func TestAPIRejectsBadInputBeforeTemporal(t *testing.T) {
 	g := newTestGateway()
 	cases := []struct {
