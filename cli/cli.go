@@ -25,8 +25,8 @@ import (
 )
 
 // DevAPIKey is the API key the dev stack uses when RELINK_API_KEY is unset;
-// the client subcommands default to it too.
-const DevAPIKey = "dev-api-key"
+// the client subcommands default to it too. No production gateway takes it.
+const DevAPIKey = config.DevAPIKey
 
 // DevCodecOpen says whether the embedded Web UI (which has no login) may
 // call /codec without a key: only while the stack has no secret to keep,
@@ -36,10 +36,30 @@ const DevAPIKey = "dev-api-key"
 // shows payloads encoded.
 func DevCodecOpen(g config.Gateway) bool {
 	keys := g.AllAPIKeys()
-	host, _, err := net.SplitHostPort(g.ListenAddr)
+	return len(keys) == 1 && keys[0] == DevAPIKey && OnLoopback(g.ListenAddr)
+}
+
+// OnLoopback reports that a listen address (host:port) reaches this
+// machine only.
+func OnLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
 	ip := net.ParseIP(host)
-	return err == nil && len(keys) == 1 && keys[0] == DevAPIKey &&
-		(host == "localhost" || (ip != nil && ip.IsLoopback()))
+	return err == nil && (host == "localhost" || (ip != nil && ip.IsLoopback()))
+}
+
+// DevExposureWarning is what `relink dev` says when its gateway listens
+// beyond this machine: the dev stack is for one machine (its Web UI has no
+// login, its defaults are public); production runs `relink gateway`,
+// which refuses the dev key.
+func DevExposureWarning(g config.Gateway) string {
+	if OnLoopback(g.ListenAddr) {
+		return ""
+	}
+	w := "the dev stack listens on " + g.ListenAddr + ", beyond this machine; it is not for production (run `relink gateway` and `relink-worker`)"
+	if slices.Contains(g.AllAPIKeys(), DevAPIKey) {
+		w += ", and anyone who can reach it can use the published API key " + DevAPIKey
+	}
+	return w
 }
 
 // Command is a subcommand added to the production ones: the dev stack's
@@ -63,8 +83,9 @@ const usageServers = `  gateway         run the HTTP gateway against the Tempora
   setup           register Relink's search attributes in the namespace and
                   create or update the reconciliation sweeps' schedules
   keygen          print a new key: -kind payload (RELINK_PAYLOAD_KEYS),
-                  client-token (RELINK_CLIENT_TOKEN_KEYS) or notify
-                  (RELINK_NOTIFY_SECRET); -id names it
+                  client-token (RELINK_CLIENT_TOKEN_KEYS), notify
+                  (RELINK_NOTIFY_SECRET) or api-key (RELINK_API_KEY);
+                  -id names payload and client-token keys
   version         print the version
 `
 
@@ -159,7 +180,7 @@ func Run(args []string, stdout, stderr io.Writer, extra ...Command) int {
 // runKeygen prints a new key in the form its setting takes.
 func runKeygen(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
-	kind := fs.String("kind", "payload", "payload, client-token or notify")
+	kind := fs.String("kind", "payload", "payload, client-token, notify or api-key")
 	id := fs.String("id", "k"+time.Now().UTC().Format("20060102"), "key id (payload and client-token keys)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -176,8 +197,10 @@ func runKeygen(args []string, stdout io.Writer) error {
 		fmt.Fprintln(stdout, key.Format())
 	case "notify":
 		fmt.Fprintln(stdout, "whsec_"+base64.StdEncoding.EncodeToString(key.Secret))
+	case "api-key":
+		fmt.Fprintln(stdout, base64.RawURLEncoding.EncodeToString(key.Secret))
 	default:
-		return UsageError("-kind must be payload, client-token or notify")
+		return UsageError("-kind must be payload, client-token, notify or api-key")
 	}
 	return nil
 }

@@ -45,6 +45,9 @@ func runWorker(ctx context.Context) error {
 	if err := cfg.RequireLinkURL(); err != nil {
 		return err
 	}
+	if err := cfg.RequireProductionKeys(); err != nil {
+		return err
+	}
 	var sb *sandbox.Provider
 	if os.Getenv("RELINK_BENCH_SANDBOX") == "1" {
 		// `relink bench` runs this binary over a sandbox that adopts its

@@ -4,6 +4,7 @@ package config
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -697,10 +698,75 @@ func (t Temporal) PayloadKeyring() []keyring.Key {
 	return mustKeys("RELINK_PAYLOAD_KEYS", t.PayloadKeys)
 }
 
-// RequireAPIKey fails when the gateway would run without authentication.
+// DevAPIKey is the API key of `relink dev` when RELINK_API_KEY is unset.
+// It is published (in this README), so nothing but the dev stack on
+// loopback accepts it.
+const DevAPIKey = "dev-api-key"
+
+// MinAPIKeyBytes is the shortest API key a production gateway accepts:
+// 32 bytes, as long as `relink keygen -kind api-key` prints.
+const MinAPIKeyBytes = 32
+
+// RequireAPIKey fails when the production gateway would run without
+// authentication, or with a key anyone could guess: the published dev key,
+// a short key, or a key that is a pattern.
 func (c Config) RequireAPIKey() error {
-	if len(c.Gateway.AllAPIKeys()) == 0 {
+	keys := c.Gateway.AllAPIKeys()
+	if len(keys) == 0 {
 		return errors.New("config: RELINK_API_KEY (or RELINK_API_KEYS) must be set for the gateway")
+	}
+	for i, k := range keys {
+		// Keys are named by position, never quoted: this error is logged.
+		switch {
+		case k == DevAPIKey:
+			return fmt.Errorf("config: API key %d is the published dev key; make one with `relink keygen -kind api-key`", i+1)
+		case strings.HasPrefix(k, "replace-with"):
+			return fmt.Errorf("config: API key %d is the deploy example's placeholder; make one with `relink keygen -kind api-key`", i+1)
+		case len(k) < MinAPIKeyBytes:
+			return fmt.Errorf("config: API key %d is %d bytes; a production gateway needs at least %d (`relink keygen -kind api-key`)", i+1, len(k), MinAPIKeyBytes)
+		case distinctBytes(k) < 8: // 64 hex digits have about 16
+			return fmt.Errorf("config: API key %d is not random (a repeated pattern); make one with `relink keygen -kind api-key`", i+1)
+		}
+	}
+	return c.requireUnpublishedKeys()
+}
+
+func distinctBytes(s string) int {
+	seen := map[byte]bool{}
+	for i := range len(s) {
+		seen[s[i]] = true
+	}
+	return len(seen)
+}
+
+// publishedKeys are the SHA-256 digests of key secrets committed to this
+// repository (the tests' payload key): anyone can read them, so no
+// production process uses them.
+var publishedKeys = map[[sha256.Size]byte]bool{
+	sha256.Sum256(mustBase64("KpjI+vOmYaWw20s722VSFqIbAh2g1ZyPjOY73WwoPSY=")): true, // workflows/testdata/payload-test-key
+}
+
+func mustBase64(s string) []byte {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// requireUnpublishedKeys fails when a payload or client-token key is one
+// published in this repository.
+func (c Config) requireUnpublishedKeys() error {
+	for name, list := range map[string]string{"RELINK_PAYLOAD_KEYS": c.Temporal.PayloadKeys, "RELINK_CLIENT_TOKEN_KEYS": c.Gateway.ClientTokenKeys} {
+		for i, k := range mustKeys(name, list) {
+			if publishedKeys[sha256.Sum256(k.Secret)] {
+				return fmt.Errorf("config: %s: key %d is published in Relink's repository (a test key); make one with `relink keygen`", name, i+1)
+			}
+		}
 	}
 	return nil
 }
+
+// RequireProductionKeys fails when a production worker would encrypt
+// with a published key (see RequireAPIKey for the gateway).
+func (c Config) RequireProductionKeys() error { return c.requireUnpublishedKeys() }

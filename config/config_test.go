@@ -2,15 +2,17 @@ package config
 
 import (
 	"context"
-	"encoding/base64"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/relink-dev/relink/keyring"
 	"go.temporal.io/sdk/client"
 
 	"github.com/relink-dev/relink/activities/meld"
@@ -70,7 +72,7 @@ func TestFromEnvironment(t *testing.T) {
 		"TEMPORAL_API_KEY":        "key",
 		"RELINK_REMINDER_OFFSETS": "48h,96h,144h",
 		"RELINK_REPAIR_WINDOW":    "72h",
-		"RELINK_API_KEY":          "k",
+		"RELINK_API_KEY":          strongKey,
 	}))
 	require.NoError(t, err)
 	assert.True(t, usesTLS(t, c.Temporal))
@@ -136,11 +138,56 @@ func TestProvidersAreEnabledByTheirSettings(t *testing.T) {
 	assert.Equal(t, "sandbox-webhook-secret", SettingsOf[*sandbox.Settings](c).WebhookSecret)
 }
 
+// strongKey is an API key a production gateway accepts (with a digit
+// added): 43 characters of base64url, as `relink keygen -kind api-key`.
+const strongKey = "Qx7vN2pL9sKd4WmZ8aTf3HbY6cRj1UeG5oIyXn0wEq"
+
+// A production gateway refuses API keys anyone could guess, naming the
+// key by position only; a production worker or gateway refuses payload and
+// client-token keys published in this repository.
+func TestProductionRefusesWeakAndPublishedKeys(t *testing.T) {
+	load := func(env map[string]string) Config {
+		c, err := LoadFrom(context.Background(), envconfig.MapLookuper(env))
+		require.NoError(t, err)
+		return c
+	}
+	hex := "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+	for _, ok := range []string{strongKey, hex} {
+		assert.NoError(t, load(map[string]string{"RELINK_API_KEY": ok}).RequireAPIKey(), ok)
+	}
+	for name, key := range map[string]string{
+		"the published dev key":     DevAPIKey,
+		"one byte":                  "Z",
+		"31 bytes":                  strongKey[:31],
+		"a pattern":                 strings.Repeat("ab12", 10),
+		"the example's placeholder": "replace-with-relink-keygen-kind-api-key",
+	} {
+		err := load(map[string]string{"RELINK_API_KEYS": strongKey + "," + key}).RequireAPIKey()
+		if assert.Error(t, err, name) {
+			assert.Contains(t, err.Error(), "API key 2", name)
+			assert.NotContains(t, err.Error(), key, name)
+		}
+	}
+
+	published, err := os.ReadFile("../workflows/testdata/payload-test-key")
+	require.NoError(t, err)
+	fresh, err := keyring.Generate("k1")
+	require.NoError(t, err)
+	for _, setting := range []string{"RELINK_PAYLOAD_KEYS", "RELINK_CLIENT_TOKEN_KEYS"} {
+		c := load(map[string]string{setting: fresh.Format() + "," + strings.TrimSpace(string(published))})
+		err := c.RequireProductionKeys()
+		if assert.Error(t, err, setting) {
+			assert.Contains(t, err.Error(), setting+": key 2 is published")
+		}
+		assert.NoError(t, load(map[string]string{setting: fresh.Format()}).RequireProductionKeys(), setting)
+	}
+}
+
 func TestSecuritySettings(t *testing.T) {
 	load := func(env map[string]string) (Config, error) {
 		return LoadFrom(context.Background(), envconfig.MapLookuper(env))
 	}
-	c, err := load(map[string]string{"RELINK_API_KEYS": "new-key, newer-key"})
+	c, err := load(map[string]string{"RELINK_API_KEYS": strongKey + "1, " + strongKey + "2"})
 	require.NoError(t, err)
 	assert.NoError(t, c.RequireAPIKey(), "RELINK_API_KEYS alone is enough")
 	c, err = load(map[string]string{"RELINK_API_KEY": "old-key", "RELINK_API_KEYS": "new-key"})
@@ -264,7 +311,9 @@ func TestReconnectLinksNeedThePublicURL(t *testing.T) {
 		require.NoError(t, err)
 		return c
 	}
-	key := "k1:" + base64.StdEncoding.EncodeToString(make([]byte, 32))
+	generated, err := keyring.Generate("k1")
+	require.NoError(t, err)
+	key := generated.Format()
 	assert.NoError(t, load(nil).RequireLinkURL(), "links off")
 	assert.Error(t, load(map[string]string{"RELINK_CLIENT_TOKEN_KEYS": key}).RequireLinkURL(), "the localhost default")
 	assert.Error(t, load(map[string]string{"RELINK_CLIENT_TOKEN_KEYS": key, "RELINK_PUBLIC_URL": "http://relink.example.com"}).RequireLinkURL())

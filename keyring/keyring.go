@@ -59,6 +59,9 @@ func Parse(name, list string) ([]Key, error) {
 		if len(secret) != Size {
 			return nil, fmt.Errorf("%s: key %d is %d bytes; it must be %d", name, i+1, len(secret), Size)
 		}
+		if Weak(secret) {
+			return nil, fmt.Errorf("%s: key %d is not random (a repeated pattern); make one with `relink keygen`", name, i+1)
+		}
 		if seen[id] {
 			return nil, fmt.Errorf("%s: key %d repeats an earlier key id", name, i+1)
 		}
@@ -66,6 +69,24 @@ func Parse(name, list string) ([]Key, error) {
 		keys = append(keys, Key{ID: id, Secret: secret})
 	}
 	return keys, nil
+}
+
+// minDistinctBytes: a secret with fewer different byte values was not
+// drawn at random (all zeros, a word or pattern repeated). 32 random
+// bytes have about 30; fewer than 16 happens with odds below 1 in 10^20.
+const minDistinctBytes = 16
+
+// Weak reports a secret that was not drawn at random.
+func Weak(secret []byte) bool {
+	var seen [256]bool
+	distinct := 0
+	for _, b := range secret {
+		if !seen[b] {
+			seen[b] = true
+			distinct++
+		}
+	}
+	return distinct < minDistinctBytes
 }
 
 // decodeBase64 accepts standard and URL-safe base64, padded or not.

@@ -70,6 +70,10 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := devKeys(&cfg); err != nil {
 		return err
 	}
+	if w := cli.DevExposureWarning(cfg.Gateway); w != "" {
+		logger.Warn(w, "addr", cfg.Gateway.ListenAddr)
+		fmt.Fprintln(stdout, "WARNING: "+w)
+	}
 	// One process, one build: nothing to roll out, and a versioned worker
 	// would wait for a current version no one sets.
 	cfg.Worker.DeploymentName = ""

@@ -33,8 +33,10 @@ import (
 	"github.com/relink-dev/relink/activities/quiltt/quilttfake"
 )
 
+// apiKey is the gateway's, made by `relink keygen -kind api-key`.
+var apiKey string
+
 const (
-	apiKey        = "cluster-api-key"
 	quilttSecret  = "quiltt_sk_cluster"
 	webhookSecret = "quiltt_wh_cluster"
 )
@@ -68,6 +70,9 @@ func TestProductionTopologyOnTheTemporalCLIsServer(t *testing.T) {
 	relink := filepath.Join(bin, "relink")
 	key, err := exec.Command(relink, "keygen").Output()
 	require.NoError(t, err)
+	newAPIKey, err := exec.Command(relink, "keygen", "-kind", "api-key").Output()
+	require.NoError(t, err)
+	apiKey = strings.TrimSpace(string(newAPIKey))
 
 	fake := quilttfake.New(quilttSecret)
 	t.Cleanup(fake.Close)
@@ -100,6 +105,12 @@ func TestProductionTopologyOnTheTemporalCLIsServer(t *testing.T) {
 	require.Error(t, err, "%s", refused)
 	assert.Contains(t, string(refused), "RELINK_UNVERSIONED=true")
 	start(t, dir, "worker", filepath.Join(bin, "relink-worker"), nil, append(env, "RELINK_UNVERSIONED=true"))
+	// The production gateway refuses the dev stack's published key.
+	devKeyed := exec.Command(relink, "gateway")
+	devKeyed.Env = append(os.Environ(), append(env, "RELINK_API_KEY=dev-api-key")...)
+	refused, err = devKeyed.CombinedOutput()
+	require.Error(t, err, "%s", refused)
+	assert.Contains(t, string(refused), "published dev key")
 	start(t, dir, "gateway", relink, []string{"gateway"}, env)
 	base := "http://" + gateway
 	require.Eventually(t, func() bool {
