@@ -197,8 +197,17 @@ func (a *Activities) ConnectionStatus(ctx context.Context, conn aggregator.Conne
 	return st, nil
 }
 
-// Notify delivers one event to the app.
+// Notify delivers one event to the app. An attempt that delivered it
+// records so at once (a heartbeat, which the server keeps for the next
+// attempt), so a worker that dies before Temporal hears of the delivery
+// does not send the event again: a retried attempt finds the record and
+// succeeds without a call.
 func (a *Activities) Notify(ctx context.Context, ev Event) error {
+	if deliveredBefore(ctx, ev) {
+		activity.GetLogger(ctx).Info("event delivered by an earlier attempt; not sent again", "eventId", ev.ID,
+			"provider", ev.Repair.Provider, "connectionId", ev.Repair.ConnectionID)
+		return nil
+	}
 	if a.ReconnectLinks != nil && (ev.Type == EventActionRequired || ev.Type == EventReminder) {
 		url, _, err := a.ReconnectLinks.URL(ev.Repair.Provider, ev.Repair.ConnectionID, ev.Repair.RunID, ev.Repair.ExpiresAt)
 		if err != nil {
@@ -212,10 +221,29 @@ func (a *Activities) Notify(ctx context.Context, ev Event) error {
 	result := "delivered"
 	if err != nil {
 		result = "failed" // this attempt; Temporal retries it
+	} else if activity.IsActivity(ctx) && !activity.GetInfo(ctx).IsLocalActivity {
+		// The first heartbeat of an attempt is sent at once, not batched.
+		activity.RecordHeartbeat(ctx, delivered{EventID: ev.ID})
 	}
 	activity.GetMetricsHandler(ctx).WithTags(map[string]string{"type": ev.Type, "result": result}).
 		Counter(metrics.Notifications).Inc(1)
 	return err
+}
+
+// delivered is the heartbeat of a Notify attempt that delivered its event.
+type delivered struct {
+	EventID string `json:"eventId"`
+}
+
+// deliveredBefore reports that an earlier attempt of this activity
+// delivered ev (a local attempt keeps no record: its fallback activity is
+// a new activity).
+func deliveredBefore(ctx context.Context, ev Event) bool {
+	if !activity.IsActivity(ctx) || activity.GetInfo(ctx).IsLocalActivity || !activity.HasHeartbeatDetails(ctx) {
+		return false
+	}
+	var d delivered
+	return activity.GetHeartbeatDetails(ctx, &d) == nil && d.EventID == ev.ID
 }
 
 // applicationError is what each activity that calls a provider returns

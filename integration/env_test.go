@@ -383,7 +383,22 @@ func (a *appEndpoint) lastEvent(conn string) activities.Event {
 	return last
 }
 
-// typesFor lists the event types delivered for a connection, in sequence.
+// deliveries lists the types of every event the app took for a
+// connection, redeliveries included, in arrival order.
+func (a *appEndpoint) deliveries(conn string) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []string
+	for _, ev := range a.events {
+		if ev.Repair.ConnectionID == conn {
+			out = append(out, ev.Type)
+		}
+	}
+	return out
+}
+
+// typesFor lists the event types delivered for a connection, in sequence
+// (a redelivery counts once).
 func (a *appEndpoint) typesFor(conn string) []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
