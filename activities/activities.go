@@ -20,6 +20,7 @@ import (
 
 	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/metrics"
+	"github.com/relink-dev/relink/recovery"
 )
 
 // Activities are the repair workflow's side effects. Register a pointer to
@@ -31,6 +32,31 @@ type Activities struct {
 	// ReconnectLinks, if set, gives action_required and reminder events
 	// the repair's hosted reconnect page.
 	ReconnectLinks ReconnectLinks
+	// Recovery, if set, hears of every provider call and event that
+	// failed in a way that may pass, and resumes them when the provider or
+	// the app answers again (package recovery).
+	Recovery *recovery.Watcher
+}
+
+// DependencyApp names the app's endpoint to the recovery watcher.
+const DependencyApp = "app"
+
+// providerAnswered tells the recovery watcher how a call to p went: it
+// answered (a result, or a final word such as not found), or it failed in
+// a way that may pass, and a status read of ref will tell when it is back.
+func (a *Activities) providerAnswered(ctx context.Context, p aggregator.Provider, ref aggregator.ConnectionRef, err error) {
+	dep := "provider:" + p.Name()
+	if err == nil || aggregator.Named(err) != nil {
+		a.Recovery.Answered(dep)
+		return
+	}
+	a.Recovery.Failed(ctx, dep, func(ctx context.Context) error {
+		_, err := p.ConnectionStatus(ctx, ref)
+		if aggregator.Named(err) != nil {
+			return nil // it answered
+		}
+		return err
+	})
 }
 
 // ReconnectLinks mints the URL of a repair's hosted reconnect page
@@ -54,6 +80,7 @@ func (a *Activities) Initialize(ctx context.Context, req InitializeRequest) (_ a
 		return aggregator.Session{}, err
 	}
 	s, err := p.Initialize(ctx, req.ConnectionRef)
+	a.providerAnswered(ctx, p, req.ConnectionRef, err)
 	if err != nil {
 		activity.GetLogger(ctx).Warn("initialize failed", "provider", req.Provider,
 			"connectionId", req.ConnectionID, "errorType", aggregator.TypeOf(err), "error", err)
@@ -115,17 +142,26 @@ func (a *Activities) Probe(ctx context.Context, req ProbeRequest) (ProbeResult, 
 // Close must not count against the user when it already worked: a worker
 // that dies mid-call leaves the provider with the close applied and
 // Temporal with a timed-out attempt, and the provider refuses a second
-// close of a single-use session. So a retried close (a later attempt, or
-// Resumed) first asks for the connection's status, and a refused close of
-// a connection that is syncing or healthy is a success.
+// close of a single-use session. So a retried close (a later attempt, one
+// after a failed attempt whose count was reset, or Resumed) first asks for
+// the connection's status, and a refused close of a connection that is
+// syncing or healthy is a success.
 func (a *Activities) FinishReconnect(ctx context.Context, req aggregator.CloseRequest) (_ aggregator.ConnectionStatus, err error) {
 	defer func() { err = applicationError(err) }()
 	p, err := a.Providers.Lookup(req.Provider)
 	if err != nil {
 		return aggregator.ConnectionStatus{}, err
 	}
+	defer func() {
+		a.providerAnswered(ctx, p, req.ConnectionRef, err)
+		if err != nil && aggregator.Named(err) == nil && !activity.GetInfo(ctx).IsLocalActivity {
+			// Retried, this attempt counts as an earlier one even if the
+			// attempt count starts over (a reset, package recovery).
+			activity.RecordHeartbeat(ctx, "attempted")
+		}
+	}()
 	log := activity.GetLogger(ctx)
-	if req.Resumed || activity.GetInfo(ctx).Attempt > 1 {
+	if req.Resumed || activity.GetInfo(ctx).Attempt > 1 || activity.HasHeartbeatDetails(ctx) {
 		st, err := tookEffect(ctx, p, req.ConnectionRef)
 		switch {
 		case err != nil:
@@ -189,6 +225,7 @@ func (a *Activities) ConnectionStatus(ctx context.Context, conn aggregator.Conne
 		return aggregator.ConnectionStatus{}, err
 	}
 	st, err := p.ConnectionStatus(ctx, conn)
+	a.providerAnswered(ctx, p, conn, err)
 	if err != nil {
 		return aggregator.ConnectionStatus{}, err
 	}
@@ -218,6 +255,7 @@ func (a *Activities) Notify(ctx context.Context, ev Event) error {
 		ev.Repair.ReconnectURL = url
 	}
 	err := a.Notifier.Notify(ctx, ev)
+	a.appAnswered(ctx, err)
 	result := "delivered"
 	if err != nil {
 		result = "failed" // this attempt; Temporal retries it
@@ -228,6 +266,19 @@ func (a *Activities) Notify(ctx context.Context, ev Event) error {
 	activity.GetMetricsHandler(ctx).WithTags(map[string]string{"type": ev.Type, "result": result}).
 		Counter(metrics.Notifications).Inc(1)
 	return err
+}
+
+// appAnswered tells the recovery watcher how a delivery went. An event
+// that cannot be sent as it is (non-retryable) says nothing of the app.
+func (a *Activities) appAnswered(ctx context.Context, err error) {
+	var appErr *temporal.ApplicationError
+	switch pinger, ok := a.Notifier.(Pinger); {
+	case !ok || (errors.As(err, &appErr) && appErr.NonRetryable()):
+	case err == nil:
+		a.Recovery.Answered(DependencyApp)
+	default:
+		a.Recovery.Failed(ctx, DependencyApp, pinger.Ping)
+	}
 }
 
 // delivered is the heartbeat of a Notify attempt that delivered its event.

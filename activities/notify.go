@@ -3,7 +3,9 @@ package activities
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,6 +29,9 @@ const (
 	EventExpired        = "repair.expired"
 	EventUnrepairable   = "repair.unrepairable"
 	EventCanceled       = "repair.canceled"
+	// EventPing carries no repair: while events to the app fail, it asks
+	// the endpoint every few seconds whether it is back (Ping).
+	EventPing = "relink.ping"
 )
 
 // Event is one notification to the app. ID is stable across retries so the
@@ -66,6 +71,12 @@ type RepairSummary struct {
 // Notifier delivers events to the app.
 type Notifier interface {
 	Notify(ctx context.Context, ev Event) error
+}
+
+// Pinger is a Notifier that can tell whether the app's endpoint answers
+// without sending it a repair's event.
+type Pinger interface {
+	Ping(ctx context.Context) error
 }
 
 // HTTPNotifier POSTs JSON events to the app, signed as Standard Webhooks
@@ -110,24 +121,61 @@ func (n *HTTPNotifier) Notify(ctx context.Context, ev Event) error {
 		log.Info("repair event (RELINK_NOTIFY_URL not set, not delivered)")
 		return nil
 	}
+	status, err := n.post(ctx, ev)
+	var invalid *temporal.ApplicationError
+	switch {
+	case errors.As(err, &invalid):
+		return err // as it is: Temporal reads only the error it is handed
+	case err != nil:
+		log.Warn("notify failed", "error", err)
+		return fmt.Errorf("notify %s: %w", ev.Type, err)
+	}
+	if status/100 != 2 {
+		log.Warn("notify rejected", "httpStatus", status)
+		return fmt.Errorf("notify %s: app answered %d", ev.Type, status)
+	}
+	log.Info("notified")
+	return nil
+}
+
+// Ping asks the app's endpoint whether it answers again, with a signed
+// relink.ping event (see EventPing). Any answer but 408, 429 or a 5xx
+// means it does: an endpoint that refuses an event type it does not know
+// is up all the same.
+func (n *HTTPNotifier) Ping(ctx context.Context) error {
+	if n.URL == "" {
+		return nil
+	}
+	status, err := n.post(ctx, Event{ID: "ping_" + rand.Text(), Type: EventPing, OccurredAt: n.Now().UTC()})
+	switch {
+	case err != nil:
+		return err
+	case status >= 500 || status == http.StatusTooManyRequests || status == http.StatusRequestTimeout:
+		return fmt.Errorf("ping: app answered %d", status)
+	}
+	return nil
+}
+
+// post sends ev, signed, and returns the app's HTTP status.
+func (n *HTTPNotifier) post(ctx context.Context, ev Event) (int, error) {
 	body, err := json.Marshal(ev)
 	if err != nil {
-		return invalidEvent(fmt.Sprintf("encode event: %v", err))
+		return 0, invalidEvent(fmt.Sprintf("encode event: %v", err))
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.URL, bytes.NewReader(body))
 	if err != nil {
-		return invalidEvent(fmt.Sprintf("notify request: %v", err))
+		return 0, invalidEvent(fmt.Sprintf("notify request: %v", err))
 	}
 	if len(n.Signers) == 0 {
 		// config refuses this at start; never send an event unsigned.
-		return invalidEvent("RELINK_NOTIFY_URL is set without RELINK_NOTIFY_SECRET")
+		return 0, invalidEvent("RELINK_NOTIFY_URL is set without RELINK_NOTIFY_SECRET")
 	}
 	sent := n.Now()
 	signatures := make([]string, 0, len(n.Signers))
 	for _, s := range n.Signers {
 		sig, err := s.Sign(ev.ID, sent, body)
 		if err != nil {
-			return invalidEvent(fmt.Sprintf("sign event: %v", err))
+			return 0, invalidEvent(fmt.Sprintf("sign event: %v", err))
 		}
 		signatures = append(signatures, sig)
 	}
@@ -139,17 +187,11 @@ func (n *HTTPNotifier) Notify(ctx context.Context, ev Event) error {
 	req.Header.Set("Relink-Event-Type", ev.Type)
 	resp, err := n.Client.Do(req)
 	if err != nil {
-		log.Warn("notify failed", "error", err)
-		return fmt.Errorf("notify %s: %w", ev.Type, err)
+		return 0, err
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode/100 != 2 {
-		log.Warn("notify rejected", "httpStatus", resp.StatusCode)
-		return fmt.Errorf("notify %s: app answered %d", ev.Type, resp.StatusCode)
-	}
-	log.Info("notified")
-	return nil
+	return resp.StatusCode, nil
 }
 
 // invalidEvent reports an event that cannot be sent as it is (it cannot be

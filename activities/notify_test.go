@@ -94,3 +94,37 @@ func TestNotifyWithoutURLOnlyLogs(t *testing.T) {
 	n := &HTTPNotifier{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: time.Now}
 	assert.NoError(t, n.Notify(context.Background(), Event{Type: EventRepaired}))
 }
+
+// Ping is a signed relink.ping event; any answer but 408, 429 or a 5xx
+// says the endpoint is back.
+func TestPingAsksTheAppWhetherItAnswers(t *testing.T) {
+	status := http.StatusServiceUnavailable
+	var pinged Event
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		wh, err := standardwebhooks.NewWebhook(newSecret)
+		require.NoError(t, err)
+		require.NoError(t, wh.Verify(body, r.Header), "signed as every event")
+		require.NoError(t, json.Unmarshal(body, &pinged))
+		w.WriteHeader(status)
+	}))
+	defer srv.Close()
+	signers, err := NewSigners([]string{newSecret})
+	require.NoError(t, err)
+	n := &HTTPNotifier{URL: srv.URL, Signers: signers, Client: srv.Client(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: time.Now}
+
+	for _, down := range []int{500, 502, 503, 429, 408} {
+		status = down
+		assert.Error(t, n.Ping(context.Background()), "%d", down)
+	}
+	for _, up := range []int{200, 204, 400, 404} {
+		status = up
+		assert.NoError(t, n.Ping(context.Background()), "%d", up)
+	}
+	assert.Equal(t, EventPing, pinged.Type)
+	assert.True(t, strings.HasPrefix(pinged.ID, "ping_"))
+	assert.Empty(t, pinged.Repair.ID, "a ping carries no repair")
+	srv.Close()
+	assert.Error(t, n.Ping(context.Background()), "no answer at all")
+}

@@ -28,6 +28,7 @@ import (
 	"github.com/relink-dev/relink/codec"
 	"github.com/relink-dev/relink/config"
 	"github.com/relink-dev/relink/metrics"
+	"github.com/relink-dev/relink/recovery"
 	"github.com/relink-dev/relink/version"
 	"github.com/relink-dev/relink/workflows"
 )
@@ -229,16 +230,34 @@ func WorkerOptions(c config.Worker) worker.Options {
 }
 
 // NewWorker builds the worker of the configured task queue: repairs,
-// reconciliation sweeps and expiry-timed starts.
-func NewWorker(c client.Client, cfg config.Config, p Providers, acts *activities.Activities) (worker.Worker, error) {
+// reconciliation sweeps and expiry-timed starts. It gives acts a
+// recovery watcher (package recovery), which Stop stops.
+func NewWorker(c client.Client, cfg config.Config, logger *slog.Logger, p Providers, acts *activities.Activities) (worker.Worker, error) {
 	sweeper, err := NewSweeper(cfg, p, c)
 	if err != nil {
 		return nil, err
 	}
+	acts.Recovery = recovery.New(c.WorkflowService(), cfg.Temporal.Namespace, logger.With("component", "recovery"))
 	w := worker.New(c, cfg.Temporal.TaskQueue, WorkerOptions(cfg.Worker))
 	Register(w, acts)
 	RegisterSweeps(w, sweeper)
-	return w, nil
+	return recoveringWorker{Worker: w, recovery: acts.Recovery}, nil
+}
+
+// recoveringWorker stops its recovery watcher with it.
+type recoveringWorker struct {
+	worker.Worker
+	recovery *recovery.Watcher
+}
+
+func (w recoveringWorker) Stop() {
+	w.Worker.Stop()
+	w.recovery.Stop()
+}
+
+func (w recoveringWorker) Run(interruptCh <-chan any) error {
+	defer w.recovery.Stop()
+	return w.Worker.Run(interruptCh)
 }
 
 // MissingSearchAttributes are Relink's search attributes the namespace

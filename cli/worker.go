@@ -75,7 +75,7 @@ func runWorker(ctx context.Context) error {
 	case len(missing) > 0:
 		return fmt.Errorf("namespace %s lacks the search attributes %v this build sets: run `relink setup`", cfg.Temporal.Namespace, slices.Sorted(maps.Keys(missing)))
 	}
-	w, err := app.NewWorker(tc, cfg, providers, acts)
+	w, err := app.NewWorker(tc, cfg, logger, providers, acts)
 	if err != nil {
 		return err
 	}

@@ -72,7 +72,7 @@ func (s *stack) startWorker(apis ...aggregator.Provider) worker.Worker {
 	s.t.Helper()
 	providers := s.providers
 	providers.APIs = apis
-	w, err := app.NewWorker(s.temporal, s.cfg, providers, s.activities(providers))
+	w, err := app.NewWorker(s.temporal, s.cfg, s.logger, providers, s.activities(providers))
 	require.NoError(s.t, err)
 	require.NoError(s.t, w.Start())
 	var once sync.Once

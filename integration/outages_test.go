@@ -3,7 +3,9 @@ package integration
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,7 +16,10 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/relink-dev/relink/activities"
+	"github.com/relink-dev/relink/activities/aggregator"
+	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/app"
+	"github.com/relink-dev/relink/recovery"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -98,4 +103,145 @@ func TestAnEventDeliveredBeforeTheWorkerDiedIsNotSentAgain(t *testing.T) {
 	require.NoError(t, s.temporal.GetWorkflow(ctx, id, "").Get(ctx, nil))
 	assert.Equal(t, []string{activities.EventActionRequired, activities.EventRepaired}, s.app.deliveries("conn_dup"),
 		"the app took each event once")
+}
+
+// outageProvider is the sandbox behind a switch: while down, every call
+// fails as in a provider's outage, and is counted.
+type outageProvider struct {
+	*sandbox.Provider
+	down    atomic.Bool
+	refused atomic.Int64
+}
+
+func (p *outageProvider) outage() error {
+	if !p.down.Load() {
+		return nil
+	}
+	p.refused.Add(1)
+	return errors.New("sandbox: 503 Service Unavailable")
+}
+
+func (p *outageProvider) Initialize(ctx context.Context, ref aggregator.ConnectionRef) (aggregator.Session, error) {
+	if err := p.outage(); err != nil {
+		return aggregator.Session{}, err
+	}
+	return p.Provider.Initialize(ctx, ref)
+}
+
+func (p *outageProvider) Close(ctx context.Context, req aggregator.CloseRequest) error {
+	if err := p.outage(); err != nil {
+		return err
+	}
+	return p.Provider.Close(ctx, req)
+}
+
+func (p *outageProvider) ConnectionStatus(ctx context.Context, ref aggregator.ConnectionRef) (aggregator.ConnectionStatus, error) {
+	if err := p.outage(); err != nil {
+		return aggregator.ConnectionStatus{}, err
+	}
+	return p.Provider.ConnectionStatus(ctx, ref)
+}
+
+// waitForBackoff waits until the pending activity of type activityType in
+// each repair will not try again for at least gap: the point of an outage
+// at which, without a probe, recovery would lag by that much.
+func (s *stack) waitForBackoff(ids []string, activityType string, gap time.Duration, within time.Duration) {
+	s.t.Helper()
+	require.Eventually(s.t, func() bool {
+		for _, id := range ids {
+			desc, err := s.temporal.DescribeWorkflowExecution(context.Background(), id, "")
+			if err != nil {
+				return false
+			}
+			waiting := false
+			for _, pa := range desc.GetPendingActivities() {
+				next := pa.GetNextAttemptScheduleTime()
+				waiting = waiting || (pa.GetActivityType().GetName() == activityType && next != nil && time.Until(next.AsTime()) >= gap)
+			}
+			if !waiting {
+				return false
+			}
+		}
+		return true
+	}, within, 100*time.Millisecond, "every %s backing off for %s", activityType, gap)
+}
+
+// Users who finished in the widget during a provider's outage are not
+// held up by the retries' backoff once it is back: the first repair
+// resumes within 15 s of the provider's return, all within 60 s, and
+// the outage cost a few probes, not a storm of calls.
+func TestRepairsResumeWithinSecondsOfTheProvidersReturn(t *testing.T) {
+	s := newBareStack(t, nil)
+	p := &outageProvider{Provider: s.sandbox}
+	s.startWorker(p)
+	var conns, ids []string
+	for i := range 5 {
+		conn := fmt.Sprintf("conn_outage_%d", i)
+		conns, ids = append(conns, conn), append(ids, workflows.WorkflowID("sandbox", conn))
+		s.breakConnection(conn, "profile_outage")
+	}
+	for _, conn := range conns {
+		s.waitForStatus(conn, workflows.StatusAwaitingUser)
+	}
+
+	p.down.Store(true)
+	downAt := time.Now()
+	for _, conn := range conns {
+		s.repairConnection(conn) // the provider is not called until close
+	}
+	// Each close has been retried into a backoff of over 20 s (about 30 s
+	// into the outage): without a probe, the first would wait that long.
+	s.waitForBackoff(ids, "FinishReconnect", 20*time.Second, 2*time.Minute)
+	outage := time.Since(downAt)
+	refused := p.refused.Load()
+	p.down.Store(false)
+	backAt := time.Now()
+
+	var first, last time.Duration
+	pending := map[string]bool{}
+	for _, conn := range conns {
+		pending[conn] = true
+	}
+	require.Eventually(t, func() bool {
+		for conn := range pending {
+			if s.state(conn).Status == workflows.StatusRepaired {
+				delete(pending, conn)
+				if first == 0 {
+					first = time.Since(backAt)
+				}
+				last = time.Since(backAt)
+			}
+		}
+		return len(pending) == 0
+	}, 3*time.Minute, 100*time.Millisecond)
+	t.Logf("outage %s, %d calls refused; first repaired %s after the provider's return, last %s", outage.Round(time.Second), refused, first, last)
+	assert.LessOrEqual(t, first, 15*time.Second, "the first repair resumes within 15 s")
+	assert.LessOrEqual(t, last, 60*time.Second, "every waiting repair resumes within 60 s")
+	// Each close retried at its backoff (1, 2, 4, 8, 16 s: 6 attempts in
+	// 31 s), plus one probe every 5 s for the provider, not per repair.
+	assert.LessOrEqual(t, refused, int64(len(conns)*7)+int64(outage/recovery.DefaultProbeEvery)+2)
+}
+
+// Events the app's endpoint missed while it was down reach it within
+// seconds of its return, not at the retries' next backoff.
+func TestEventsReachTheAppWithinSecondsOfItsReturn(t *testing.T) {
+	s := newStack(t)
+	s.breakConnection("conn_app_outage", "profile_app_outage")
+	s.waitForStatus("conn_app_outage", workflows.StatusAwaitingUser)
+	s.waitFor("the ask", func() bool { return len(s.app.typesFor("conn_app_outage")) == 1 })
+
+	s.app.setDown(true)
+	s.repairConnection("conn_app_outage")
+	s.waitForStatus("conn_app_outage", workflows.StatusRepaired)
+	// The outcome's event has been retried into a backoff of over 35 s
+	// (about a minute into the outage): without a probe, it would arrive
+	// that long after the app's return.
+	s.waitForBackoff([]string{workflows.WorkflowID("sandbox", "conn_app_outage")}, "Notify", 35*time.Second, 3*time.Minute)
+	s.app.setDown(false)
+	backAt := time.Now()
+	require.Eventually(t, func() bool { return len(s.app.typesFor("conn_app_outage")) == 2 },
+		3*time.Minute, 100*time.Millisecond, "the outcome's event")
+	took := time.Since(backAt)
+	t.Logf("the outcome's event arrived %s after the app's return", took)
+	assert.LessOrEqual(t, took, 30*time.Second)
 }

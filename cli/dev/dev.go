@@ -128,7 +128,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	w, err := app.NewWorker(tc, cfg, providers, acts)
+	w, err := app.NewWorker(tc, cfg, logger, providers, acts)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,240 @@
+// Package recovery makes repairs resume when a dependency that was down
+// comes back, rather than when their retry backoff next fires.
+//
+// A provider call or an event that fails in a way that may pass is
+// retried by Temporal with backoff capped at minutes (5 for providers, 10
+// for the app's events): cheap during a long outage, but after a
+// 5-minute outage a user who finished in the widget would wait up to 5
+// more. So each worker keeps, per dependency ("provider:<name>", "app"),
+// the activities whose last attempt failed on it, and probes it once
+// every ProbeEvery with a read-only call (a provider's status read of a
+// waiting connection; a signed relink.ping to the app) — one call, however
+// many repairs wait. When a probe answers, or any real call to the
+// dependency succeeds, the waiting activities are reset
+// (WorkflowService.ResetActivity: the next attempt now, spread over
+// a few seconds so the dependency is not stampeded).
+//
+// What it holds is a speed-up, not a guarantee: a worker that dies takes
+// its list with it, and those activities resume at their backoff, as
+// without this package. Activities whose attempts ran on several workers
+// are reset by each of them, which is harmless.
+package recovery
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/activity"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Defaults.
+const (
+	// DefaultProbeEvery is how often a dependency that failed is probed:
+	// the worst wait after it comes back, and one call per interval
+	// while it is down.
+	DefaultProbeEvery = 5 * time.Second
+	// DefaultPace is how many waiting activities resume per second once a
+	// dependency is back; they are spread with the server's jitter.
+	DefaultPace = 20
+	// maxSpread bounds that spread, so every waiting repair resumes within
+	// a minute of the dependency's return.
+	maxSpread = 45 * time.Second
+	// probeTimeout bounds one probe.
+	probeTimeout = 10 * time.Second
+	// resetsInFlight bounds the concurrent ResetActivity calls.
+	resetsInFlight = 8
+)
+
+// Probe asks a dependency, read-only, whether it answers again. A nil
+// error means it does.
+type Probe func(ctx context.Context) error
+
+// Watcher tracks the activities waiting on each dependency of this
+// worker and resumes them when it is back. The zero value is not usable;
+// use New. A nil *Watcher does nothing, for activities run without one.
+type Watcher struct {
+	service    workflowservice.WorkflowServiceClient
+	namespace  string
+	logger     *slog.Logger
+	probeEvery time.Duration
+	pace       float64
+
+	ctx  context.Context
+	stop context.CancelFunc
+
+	mu       sync.Mutex
+	outages  map[string]*outage
+	watchers sync.WaitGroup
+}
+
+// outage is one dependency that failed, and what waits on it.
+type outage struct {
+	since   time.Time
+	probe   Probe
+	waiting map[waiter]struct{}
+}
+
+// waiter is one pending activity, as ResetActivity names it.
+type waiter struct {
+	workflowID, runID, activityID string
+}
+
+// New returns a Watcher that resets activities in namespace through
+// service; Stop ends its probes.
+func New(service workflowservice.WorkflowServiceClient, namespace string, logger *slog.Logger) *Watcher {
+	ctx, stop := context.WithCancel(context.Background())
+	return &Watcher{
+		service: service, namespace: namespace, logger: logger,
+		probeEvery: DefaultProbeEvery, pace: DefaultPace,
+		ctx: ctx, stop: stop, outages: map[string]*outage{},
+	}
+}
+
+// Stop ends the probes and waits for them.
+func (w *Watcher) Stop() {
+	if w == nil {
+		return
+	}
+	w.stop()
+	w.watchers.Wait()
+}
+
+// Failed records that the calling activity's attempt failed on dep in a
+// way that may pass; probe tells when dep is back. Local activities are
+// not recorded: the workflow follows a failed local attempt with a
+// regular activity at once.
+func (w *Watcher) Failed(ctx context.Context, dep string, probe Probe) {
+	if w == nil || !activity.IsActivity(ctx) || ctx.Err() != nil {
+		return
+	}
+	info := activity.GetInfo(ctx)
+	if info.IsLocalActivity {
+		return
+	}
+	me := waiter{workflowID: info.WorkflowExecution.ID, runID: info.WorkflowExecution.RunID, activityID: info.ActivityID}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	o, ok := w.outages[dep]
+	if !ok {
+		o = &outage{since: time.Now(), waiting: map[waiter]struct{}{}}
+		w.outages[dep] = o
+		w.logger.Warn("dependency failing: probing it until it answers, then resuming what waits on it",
+			"dependency", dep, "probeEvery", w.probeEvery)
+		w.watchers.Add(1)
+		go w.watch(dep)
+	}
+	o.probe = probe // the latest failure's: the call most likely to tell
+	o.waiting[me] = struct{}{}
+}
+
+// Answered records that a call to dep succeeded: whatever waits on it
+// resumes now.
+func (w *Watcher) Answered(dep string) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	_, down := w.outages[dep]
+	w.mu.Unlock()
+	if down {
+		// Not on the caller's time: its activity is done.
+		w.watchers.Add(1)
+		go func() {
+			defer w.watchers.Done()
+			w.resume(dep, "a call succeeded")
+		}()
+	}
+}
+
+// watch probes dep until it answers or the watcher stops.
+func (w *Watcher) watch(dep string) {
+	defer w.watchers.Done()
+	tick := time.NewTicker(w.probeEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		w.mu.Lock()
+		o, down := w.outages[dep]
+		var probe Probe
+		if down {
+			probe = o.probe
+		}
+		w.mu.Unlock()
+		if !down {
+			return // a real call answered first
+		}
+		ctx, cancel := context.WithTimeout(w.ctx, probeTimeout)
+		err := probe(ctx)
+		cancel()
+		if err == nil {
+			w.resume(dep, "the probe answered")
+			return
+		}
+		w.logger.Debug("dependency still failing", "dependency", dep, "error", err)
+	}
+}
+
+// resume resets every activity waiting on dep, spread over up to
+// maxSpread at pace per second.
+func (w *Watcher) resume(dep, why string) {
+	w.mu.Lock()
+	o, down := w.outages[dep]
+	delete(w.outages, dep)
+	w.mu.Unlock()
+	if !down {
+		return
+	}
+	spread := min(time.Duration(float64(len(o.waiting))/w.pace*float64(time.Second)), maxSpread)
+	w.logger.Info("dependency is back: resuming what waits on it", "dependency", dep, "why", why,
+		"downFor", time.Since(o.since).Round(time.Second), "waiting", len(o.waiting), "spread", spread)
+	jobs := make(chan waiter)
+	var wg sync.WaitGroup
+	for range min(resetsInFlight, len(o.waiting)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for a := range jobs {
+				w.reset(a, spread)
+			}
+		}()
+	}
+	for a := range o.waiting {
+		jobs <- a
+	}
+	close(jobs)
+	wg.Wait()
+}
+
+// reset asks Temporal to run a's next attempt now (plus up to spread): its
+// attempt count starts over, its heartbeat details stay. An activity that
+// has finished meanwhile is no longer there, which is fine.
+func (w *Watcher) reset(a waiter, spread time.Duration) {
+	ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
+	defer cancel()
+	req := &workflowservice.ResetActivityRequest{
+		Namespace: w.namespace,
+		Execution: &commonpb.WorkflowExecution{WorkflowId: a.workflowID, RunId: a.runID},
+		Activity:  &workflowservice.ResetActivityRequest_Id{Id: a.activityID},
+		Identity:  "relink-recovery",
+	}
+	if spread > 0 {
+		req.Jitter = durationpb.New(spread)
+	}
+	_, err := w.service.ResetActivity(ctx, req)
+	var notFound *serviceerror.NotFound
+	if err != nil && !errors.As(err, &notFound) {
+		w.logger.Warn("could not resume an activity; it resumes at its backoff", "workflowId", a.workflowID,
+			"activityId", a.activityID, "error", err)
+	}
+}
