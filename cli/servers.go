@@ -124,8 +124,7 @@ func runSetup(ctx context.Context, args []string, stdout io.Writer) error {
 	try := func(ctx context.Context) error {
 		if tc == nil {
 			if tc, lastErr = app.Dial(ctx, cfg.Temporal, logger, nil); lastErr != nil {
-				tc = nil
-				return lastErr
+				return lastErr // tc stays nil: the next try dials again
 			}
 		}
 		if lastErr = app.EnsureSearchAttributes(ctx, tc, cfg.Temporal.Namespace); lastErr != nil {
