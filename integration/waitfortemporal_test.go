@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -41,7 +42,7 @@ func TestTheProductionBinariesStartedBeforeTemporalWaitForIt(t *testing.T) {
 	env := merged(quilttSettings(fake), map[string]string{
 		"TEMPORAL_ADDRESS":   address,
 		"TEMPORAL_NAMESPACE": namespace,
-		"RELINK_API_KEY":     apiKey,
+		"RELINK_API_KEY":     gatewayKey,
 		"RELINK_LISTEN_ADDR": fmt.Sprintf("127.0.0.1:%d", gatewayPort),
 		"RELINK_UNVERSIONED": "true",
 		"RELINK_LOG_LEVEL":   "warn",
@@ -60,7 +61,7 @@ func TestTheProductionBinariesStartedBeforeTemporalWaitForIt(t *testing.T) {
 	waitForOutput(t, gateway, knocked)
 	waitForOutput(t, setup, fmt.Sprintf(`level=WARN msg="Temporal or the namespace is not ready yet; retrying" address=%s namespace=%s attempt=1 retryIn=`, address, namespace))
 	for _, p := range []*devProcess{worker, gateway, setup} {
-		assert.NotContains(t, p.output.String(), apiKey)
+		assert.NotContains(t, p.output.String(), gatewayKey)
 		assert.NotContains(t, p.output.String(), quilttSecret)
 	}
 	status, _, _ := httpGet(t, base+"/healthz")
@@ -121,7 +122,7 @@ func TestTheProductionBinariesStopPromptlyWhileWaitingForTemporal(t *testing.T) 
 	require.NoError(t, err)
 	env := map[string]string{
 		"TEMPORAL_ADDRESS":      fmt.Sprintf("127.0.0.1:%d", temporalPort),
-		"RELINK_API_KEY":        apiKey,
+		"RELINK_API_KEY":        gatewayKey,
 		"RELINK_LISTEN_ADDR":    fmt.Sprintf("127.0.0.1:%d", gatewayPort),
 		"RELINK_UNVERSIONED":    "true",
 		"RELINK_LOG_LEVEL":      "warn",
@@ -205,6 +206,10 @@ func TestSetupGivesUpOnANamespaceThatNeverComes(t *testing.T) {
 	}
 }
 
+// gatewayKey is the API key of the production gateways here: random and
+// long, as production requires of its keys.
+var gatewayKey = rand.Text() + rand.Text()
+
 // startWaiting starts bin with args and stops it (SIGKILL) if it still
 // runs when the test ends.
 func startWaiting(t *testing.T, bin, dir string, env map[string]string, args ...string) *devProcess {
@@ -252,7 +257,7 @@ func httpGet(t *testing.T, url string) (status int, header http.Header, body []b
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+apiKey)
+	req.Header.Set("Authorization", "Bearer "+gatewayKey)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, nil, nil
