@@ -103,14 +103,16 @@ func StartMetrics(cfg config.Config, logger *slog.Logger) (reg *metrics.Registry
 // ErrNoProvider: production processes need at least one real provider.
 var ErrNoProvider = errors.New("no provider is enabled: set a provider's settings (see the README's Configuration); the sandbox lives in `relink dev`")
 
-// Connect starts the process's metrics and dials Temporal with them, as
-// every production process does; closeAll closes both.
+// Connect starts the process's metrics and dials Temporal with them until
+// it answers (DialUntilConnected: a worker started before its server
+// waits), as the production worker does; closeAll closes both. It returns
+// ctx's error if ctx ends first.
 func Connect(ctx context.Context, cfg config.Config, logger *slog.Logger) (tc client.Client, reg *metrics.Registry, closeAll func(), err error) {
 	reg, stopMetrics, err := StartMetrics(cfg, logger)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	tc, err = Dial(ctx, cfg.Temporal, logger, reg.Handler)
+	tc, err = DialUntilConnected(ctx, cfg.Temporal, logger, reg.Handler)
 	if err != nil {
 		stopMetrics()
 		return nil, nil, nil, err

@@ -82,6 +82,7 @@ const usageServers = `  gateway         run the HTTP gateway against the Tempora
                   (TEMPORAL_* / TEMPORAL_PROFILE, as the Temporal CLI)
   setup           register Relink's search attributes in the namespace and
                   create or update the reconciliation sweeps' schedules
+                  (waits up to -wait, 2m, for Temporal and the namespace)
   keygen          print a new key: -kind payload (RELINK_PAYLOAD_KEYS),
                   client-token (RELINK_CLIENT_TOKEN_KEYS), notify
                   (RELINK_NOTIFY_SECRET) or api-key (RELINK_API_KEY);

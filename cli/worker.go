@@ -7,10 +7,13 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"os/signal"
 	"slices"
+	"syscall"
 	"time"
 
-	"go.temporal.io/sdk/worker"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/relink-dev/relink/activities/sandbox"
@@ -24,9 +27,12 @@ import (
 // the ConnectionRepair workflow and its activities over the enabled
 // providers, against the configured Temporal (TEMPORAL_* variables or
 // profile, as the Temporal CLI reads them), until SIGINT or SIGTERM. It
-// returns the process exit code.
+// waits for a Temporal or a namespace that is not there yet (a container
+// started before its server). It returns the process exit code.
 func RunWorker(stderr io.Writer) int {
-	if err := runWorker(context.Background()); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := runWorker(ctx); err != nil {
 		fmt.Fprintln(stderr, "relink worker:", err)
 		return 1
 	}
@@ -64,16 +70,17 @@ func runWorker(ctx context.Context) error {
 	}
 	tc, _, closeAll, err := app.Connect(ctx, cfg, logger)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for Temporal
+		}
 		return err
 	}
 	defer closeAll()
-	// A build that sets a search attribute the namespace lacks would wedge
-	// every repair it runs: refuse to start until `relink setup` ran.
-	switch missing, err := app.MissingSearchAttributes(ctx, tc, cfg.Temporal.Namespace); {
-	case err != nil:
-		logger.Warn("could not check the namespace's search attributes (is the worker's identity allowed to list them?); run relink setup after every upgrade", "error", err)
-	case len(missing) > 0:
-		return fmt.Errorf("namespace %s lacks the search attributes %v this build sets: run `relink setup`", cfg.Temporal.Namespace, slices.Sorted(maps.Keys(missing)))
+	if err := checkSearchAttributes(ctx, tc, cfg.Temporal, logger); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for the namespace
+		}
+		return err
 	}
 	w, err := app.NewWorker(tc, cfg, logger, providers, acts)
 	if err != nil {
@@ -86,7 +93,39 @@ func runWorker(ctx context.Context) error {
 	logger.Info("worker starting", "taskQueue", cfg.Temporal.TaskQueue, "namespace", cfg.Temporal.Namespace,
 		"providers", acts.Providers.Names(), "payloadEncryption", cfg.Temporal.PayloadKeys != "",
 		"version", version.String(), "versioned", versioned, "deployment", cfg.Worker.DeploymentName, "buildId", cfg.Worker.BuildID)
-	return w.Run(worker.InterruptCh())
+	return w.Run(doneChannel(ctx))
+}
+
+// checkSearchAttributes refuses a namespace that lacks a search attribute
+// this build sets: it would wedge every repair it runs, until `relink
+// setup` ran. While the namespace is not found yet (just created, or not
+// yet: the worker started first) or Temporal does not answer, it waits.
+func checkSearchAttributes(ctx context.Context, tc client.Client, c config.Temporal, logger *slog.Logger) error {
+	var missing map[string]enums.IndexedValueType
+	err := app.RetryTemporal(ctx, logger, c, app.TemporalBackoff, "the namespace is not found yet, or Temporal does not answer; retrying",
+		app.TemporalNotThereYet, func(ctx context.Context) (err error) {
+			missing, err = app.MissingSearchAttributes(ctx, tc, c.Namespace)
+			return err
+		})
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil:
+		logger.Warn("could not check the namespace's search attributes (is the worker's identity allowed to list them?); run relink setup after every upgrade", "error", err)
+	case len(missing) > 0:
+		return fmt.Errorf("namespace %s lacks the search attributes %v this build sets: run `relink setup`", c.Namespace, slices.Sorted(maps.Keys(missing)))
+	}
+	return nil
+}
+
+// doneChannel is ctx's end as the channel worker.Run stops on.
+func doneChannel(ctx context.Context) <-chan any {
+	done := make(chan any)
+	go func() {
+		<-ctx.Done()
+		close(done)
+	}()
+	return done
 }
 
 // workerVersioning is the production worker's choice: pinned to its build

@@ -118,6 +118,9 @@ type Gateway struct {
 	// learn how far its clock runs ahead (workflows.ReconnectRequest).
 	instanceOnce sync.Once
 	instance     string
+	// temporalUp, when set, closes once Temporal is set: the gateway
+	// serves before its client exists (ServeBeforeTemporal, waiting.go).
+	temporalUp chan struct{}
 }
 
 func (g *Gateway) instanceID() string {
@@ -145,7 +148,7 @@ func (g *Gateway) handler() (http.Handler, []string) {
 	mux := newRouteMux(&patterns)
 	mux.HandleFunc("GET /healthz", g.healthz)
 	mux.HandleFunc("GET /readyz", g.readyz)
-	mux.HandleFunc("POST /webhooks/{provider}", g.webhook)
+	mux.HandleFunc("POST /webhooks/{provider}", g.needsTemporal(g.webhook))
 	mux.HandleFunc("GET /openapi.json", serveOpenAPI)
 	mux.HandleFunc("GET /r/{token}", g.reconnectPage)
 	mux.HandleFunc("GET /r/assets/{name}", hostedAsset)
@@ -157,20 +160,21 @@ func (g *Gateway) handler() (http.Handler, []string) {
 		}
 	})
 	api := newRouteMux(&patterns)
-	// The app's routes (API key only).
-	api.Handle("POST /v1/repairs", appOnly(http.HandlerFunc(g.startRepair)))
-	api.Handle("GET /v1/repairs", appOnly(http.HandlerFunc(g.listRepairs)))
-	api.Handle("GET /v1/stats", appOnly(http.HandlerFunc(g.stats)))
-	api.Handle("POST /v1/reconcile/{provider}", appOnly(http.HandlerFunc(g.triggerSweep)))
-	api.Handle("GET /v1/reconcile/{provider}", appOnly(http.HandlerFunc(g.listSweeps)))
-	api.Handle("POST /v1/repairs/{provider}/{connectionId}/cancel", appOnly(http.HandlerFunc(g.cancel)))
+	// The app's routes (API key only). Those that call Temporal answer 503
+	// while the gateway is still connecting (needsTemporal).
+	api.Handle("POST /v1/repairs", appOnly(g.needsTemporal(g.startRepair)))
+	api.Handle("GET /v1/repairs", appOnly(g.needsTemporal(g.listRepairs)))
+	api.Handle("GET /v1/stats", appOnly(g.needsTemporal(g.stats)))
+	api.Handle("POST /v1/reconcile/{provider}", appOnly(g.needsTemporal(g.triggerSweep)))
+	api.Handle("GET /v1/reconcile/{provider}", appOnly(g.needsTemporal(g.listSweeps)))
+	api.Handle("POST /v1/repairs/{provider}/{connectionId}/cancel", appOnly(g.needsTemporal(g.cancel)))
 	api.Handle("POST /v1/repairs/{provider}/{connectionId}/client-token", appOnly(http.HandlerFunc(g.clientToken)))
-	api.Handle("POST /v1/repairs/{provider}/{connectionId}/reconnect-link", appOnly(http.HandlerFunc(g.reconnectLink)))
+	api.Handle("POST /v1/repairs/{provider}/{connectionId}/reconnect-link", appOnly(g.needsTemporal(g.reconnectLink)))
 	// The browser routes (the app, or a client token for that connection).
-	api.Handle("GET /v1/repairs/{provider}/{connectionId}", g.forConnection(g.getRepair))
-	api.Handle("POST /v1/repairs/{provider}/{connectionId}/reconnect", g.forConnection(g.reconnect))
-	api.Handle("POST /v1/repairs/{provider}/{connectionId}/complete", g.forConnection(g.complete))
-	api.Handle("POST /v1/repairs/{provider}/{connectionId}/exit", g.forConnection(g.exit))
+	api.Handle("GET /v1/repairs/{provider}/{connectionId}", g.forConnection(g.needsTemporal(g.getRepair)))
+	api.Handle("POST /v1/repairs/{provider}/{connectionId}/reconnect", g.forConnection(g.needsTemporal(g.reconnect)))
+	api.Handle("POST /v1/repairs/{provider}/{connectionId}/complete", g.forConnection(g.needsTemporal(g.complete)))
+	api.Handle("POST /v1/repairs/{provider}/{connectionId}/exit", g.forConnection(g.needsTemporal(g.exit)))
 	mux.Handle("/v1/", g.authenticated(jsonErrors(api.ServeMux)))
 	codec := newRouteMux(&patterns)
 	codec.HandleFunc("POST /codec/encode", g.codecEndpoint(true))
@@ -244,6 +248,10 @@ func (g *Gateway) healthz(w http.ResponseWriter, _ *http.Request) {
 
 // readyz reports whether Temporal answers.
 func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
+	if !g.hasTemporal() {
+		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "Temporal is not reachable yet: the gateway is still connecting (see its log)")
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	if _, err := g.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {

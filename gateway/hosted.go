@@ -157,6 +157,13 @@ func (g *Gateway) reconnectPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v.Provider, v.Connection = link.Provider, link.ConnectionID
+	if !g.hasTemporal() {
+		// The gateway is still connecting to Temporal (waiting.go).
+		status, v.State, v.Title = http.StatusServiceUnavailable, "unavailable", "We can't reach your connection right now"
+		v.Message = "Please try again in a minute."
+		w.Header().Set("Retry-After", "30")
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), interactiveBudget)
 	defer cancel()
 	view, err := g.readRepair(ctx, link.Provider, link.ConnectionID)

@@ -158,7 +158,7 @@ func (c *openRepairsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.de
 func (c *openRepairsCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if time.Since(c.counted) > openRepairsTTL {
+	if time.Since(c.counted) > openRepairsTTL && c.g.hasTemporal() { // none to ask while the gateway connects
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		st, err := c.g.countRepairs(ctx, c.g.providerNames(), nil, true)
 		cancel()

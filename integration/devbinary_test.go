@@ -14,27 +14,33 @@ import (
 	"time"
 )
 
-// devBinaryDir holds a dev binary built by go build (the fallback below),
-// removed when the package's tests end.
-var devBinaryDir string
+// builtBinariesDir holds the binaries built by go build (the fallback
+// below), removed when the package's tests end.
+var builtBinariesDir string
 
 // devBinary is the dev binary (./dev: `relink dev`, `relink
-// dev-server`), as `go run` builds it. `go run` keeps the linked program in
-// the build cache, so a warm run finds it in a second where linking the
-// Temporal server afresh takes 15-20 s; -exec echo prints its path instead
-// of running it. Right after a fresh link it prints a temporary path, gone
-// once `go run` returns, so it is asked once more (a cache hit by then).
-// Should that still not give a program (a Go release that caches no more,
-// no echo), the binary is built into a directory of its own.
+// dev-server`, and every command of the production `relink`).
+var devBinary = sync.OnceValues(func() (string, error) { return cachedBinary("github.com/relink-dev/relink/dev") })
+
+// workerBinary is the production worker, relink-worker (./worker).
+var workerBinary = sync.OnceValues(func() (string, error) { return cachedBinary("github.com/relink-dev/relink/worker") })
+
+// cachedBinary is pkg's program, as `go run` builds it. `go run` keeps the
+// linked program in the build cache, so a warm run finds it in a second
+// where linking the dev binary's Temporal server afresh takes 15-20 s;
+// -exec echo prints its path instead of running it. Right after a fresh
+// link it prints a temporary path, gone once `go run` returns, so it is
+// asked once more (a cache hit by then). Should that still not give a
+// program (a Go release that caches no more, no echo), the binary is
+// built into a directory of the package's tests.
 //
 // On a fresh machine `go test ./...` has compiled the server's packages
 // before this runs (it builds ./dev and ./devstack, which have no
 // tests), so only the link happens within the test binary's time.
-var devBinary = sync.OnceValues(func() (string, error) {
-	const pkg = "github.com/relink-dev/relink/dev"
+func cachedBinary(pkg string) (string, error) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		return "", fmt.Errorf("the go command is needed to build the dev binary: %w", err)
+		return "", fmt.Errorf("the go command is needed to build %s: %w", pkg, err)
 	}
 	for range 2 {
 		out, err := exec.Command(goTool, "run", "-exec", "echo", pkg).Output()
@@ -42,17 +48,21 @@ var devBinary = sync.OnceValues(func() (string, error) {
 			return path, nil
 		}
 	}
-	dir, err := os.MkdirTemp("", "relink-dev-binary-")
-	if err != nil {
-		return "", err
+	builtBinaries.Lock()
+	defer builtBinaries.Unlock()
+	if builtBinariesDir == "" {
+		if builtBinariesDir, err = os.MkdirTemp("", "relink-binaries-"); err != nil {
+			return "", err
+		}
 	}
-	devBinaryDir = dir
-	path := filepath.Join(dir, "relink")
+	path := filepath.Join(builtBinariesDir, filepath.Base(pkg))
 	if out, err := exec.Command(goTool, "build", "-buildvcs=false", "-o", path, pkg).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 	}
 	return path, nil
-})
+}
+
+var builtBinaries sync.Mutex
 
 func fileExists(path string) bool {
 	st, err := os.Stat(path)
@@ -68,14 +78,46 @@ type devProcess struct {
 }
 
 // startDevBinary runs the dev binary with args, in an environment of its
-// own (PATH, HOME, TMPDIR and GO* only: none of the developer's Relink,
-// Temporal or provider settings, nor their Temporal profile; GOGC is
-// gcPercent unless set), and returns once it has printed ready.
+// own (see startProcess), and returns once it has printed ready.
 func startDevBinary(dir string, env map[string]string, ready string, args ...string) (*devProcess, error) {
 	bin, err := devBinary()
 	if err != nil {
 		return nil, err
 	}
+	p, sawReady, err := launch(bin, dir, env, ready, args...)
+	if err != nil {
+		return nil, err
+	}
+	name := strings.Join(append([]string{filepath.Base(bin)}, args...), " ")
+	select {
+	case <-sawReady:
+		return p, nil
+	case <-p.exited:
+		// The embedded server logs (and dies of a fatal error) to its
+		// own file, not to stderr.
+		serverLog, _ := os.ReadFile(filepath.Join(env["RELINK_DATA_DIR"], "temporal.log"))
+		serverLog = serverLog[max(0, len(serverLog)-4000):]
+		return nil, fmt.Errorf("%s exited before it was ready (%v):\n%s\ntemporal.log, its end:\n%s", name, p.err, p.output, serverLog)
+	case <-time.After(2 * time.Minute):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		return nil, fmt.Errorf("%s was not ready in 2 minutes:\n%s", name, p.output)
+	}
+}
+
+// startProcess runs bin with args and returns at once; its output (stdout
+// and stderr) collects in the process's output.
+func startProcess(bin, dir string, env map[string]string, args ...string) (*devProcess, error) {
+	p, _, err := launch(bin, dir, env, "", args...)
+	return p, err
+}
+
+// launch starts bin with args in an environment of its own (PATH, HOME,
+// TMPDIR and GO* only: none of the developer's Relink, Temporal or
+// provider settings, nor their Temporal profile; GOGC is gcPercent unless
+// set; then env), and closes sawReady when a line of its stdout begins
+// with ready (never if ready is empty).
+func launch(bin, dir string, env map[string]string, ready string, args ...string) (p *devProcess, sawReady chan struct{}, err error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	for _, kv := range os.Environ() {
@@ -89,23 +131,22 @@ func startDevBinary(dir string, env map[string]string, ready string, args ...str
 		cmd.Env = append(cmd.Env, "GOGC="+strconv.Itoa(gcPercent))
 	}
 	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+		cmd.Env = append(cmd.Env, k+"="+v) // the last of a name wins
 	}
 	cmd.SysProcAttr = dieWithParent()
-	name := strings.Join(append([]string{filepath.Base(bin)}, args...), " ")
-	p := &devProcess{cmd: cmd, output: &lockedBuffer{}, exited: make(chan struct{})}
+	p = &devProcess{cmd: cmd, output: &lockedBuffer{}, exited: make(chan struct{})}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cmd.Stderr = p.output
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	sawReady := make(chan struct{})
+	sawReady = make(chan struct{})
 	go func() {
 		lines := bufio.NewScanner(stdout)
-		for lines.Scan() {
+		for ready != "" && lines.Scan() {
 			fmt.Fprintln(p.output, lines.Text())
 			if strings.HasPrefix(lines.Text(), ready) {
 				close(sawReady)
@@ -116,20 +157,7 @@ func startDevBinary(dir string, env map[string]string, ready string, args ...str
 		p.err = cmd.Wait()
 		close(p.exited)
 	}()
-	select {
-	case <-sawReady:
-		return p, nil
-	case <-p.exited:
-		// The embedded server logs (and dies of a fatal error) to its
-		// own file, not to stderr.
-		serverLog, _ := os.ReadFile(filepath.Join(env["RELINK_DATA_DIR"], "temporal.log"))
-		serverLog = serverLog[max(0, len(serverLog)-4000):]
-		return nil, fmt.Errorf("%s exited before it was ready (%v):\n%s\ntemporal.log, its end:\n%s", name, p.err, p.output, serverLog)
-	case <-time.After(2 * time.Minute):
-		_ = cmd.Process.Kill()
-		<-p.exited
-		return nil, fmt.Errorf("%s was not ready in 2 minutes:\n%s", name, p.output)
-	}
+	return p, sawReady, nil
 }
 
 // stop interrupts the process, as Ctrl-C does, and waits for a clean exit.

@@ -76,8 +76,8 @@ func runWithServer(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	defer func() {
-		if devBinaryDir != "" {
-			_ = os.RemoveAll(devBinaryDir)
+		if builtBinariesDir != "" {
+			_ = os.RemoveAll(builtBinariesDir)
 		}
 	}()
 	port, err := freeTCPPort()
