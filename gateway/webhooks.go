@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/relink-dev/relink/activities/aggregator"
@@ -76,45 +78,136 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	res := webhookResult{Received: len(events)}
-	ctx := g.withStartDeadline(r.Context())
-	for _, ev := range events {
-		elog := log.With("eventId", ev.EventID, "eventType", ev.Type, "connectionId", ev.ConnectionID)
-		outcome, err := g.applyEvent(ctx, provider, ev)
-		switch {
-		case errors.Is(err, errStartsBusy):
-			// As below; this gateway is starting all the repairs it can.
-			elog.Warn("webhook event not applied: too many repairs starting; the provider will retry")
-			g.countWebhook(provider, "rejected", "busy", 1)
-			writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, "too many repairs are starting at once; retry the delivery", busyRetryAfter())
-			return
-		case err != nil && r.Context().Err() != nil:
-			// The sender hung up; it retries the request as it would a
-			// timeout.
-			elog.Warn("webhook event not applied: the sender left", "error", err)
-			g.countWebhook(provider, "rejected", "sender_left", 1)
-			return
-		}
-		if err != nil {
-			// The provider retries the request; events already applied are
-			// dropped by the workflow as duplicates.
-			elog.Warn("webhook event not applied; the provider will retry", "error", err)
-			g.countWebhook(provider, "rejected", "temporal_unavailable", 1)
-			writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, "could not reach Temporal; retry the delivery", 5*time.Second)
-			return
-		}
-		switch outcome {
-		case intake.Started, intake.Applied, intake.Queued:
-			res.Applied++
-		case intake.Duplicate:
-			res.Duplicates++
-		default:
-			res.Ignored++
-		}
-		g.countWebhook(provider, outcome.Label(), "", 1)
-		elog.Info("webhook event "+string(outcome), "kind", ev.Kind)
+	res, failure := g.applyEvents(r.Context(), provider, events)
+	switch {
+	case failure.err == nil && res.NotApplied > 0:
+		// The budget ran out: what was applied stays applied, and the
+		// provider's redelivery applies the rest (the applied ones come
+		// back as duplicates, dropped before they reach a repair).
+		log.Warn("webhook partly applied within its time budget; the provider will redeliver", "received", res.Received,
+			"applied", res.Applied, "duplicates", res.Duplicates, "ignored", res.Ignored, "notApplied", res.NotApplied)
+		g.countWebhook(provider, "rejected", "over_budget", int64(res.NotApplied))
+		writeRetry(w, http.StatusServiceUnavailable, codeUnavailable,
+			fmt.Sprintf("%d of %d events handled in %s, %d not yet: redeliver (those handled are dropped as duplicates)",
+				res.Received-res.NotApplied, res.Received, webhookBudget, res.NotApplied), time.Second)
+	case errors.Is(failure.err, errStartsBusy):
+		// This gateway is starting all the repairs it can.
+		log.Warn("webhook event not applied: too many repairs starting; the provider will retry", "eventId", failure.event.EventID,
+			"connectionId", failure.event.ConnectionID)
+		g.countWebhook(provider, "rejected", "busy", int64(res.NotApplied))
+		writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, "too many repairs are starting at once; retry the delivery", busyRetryAfter())
+	case failure.err != nil && r.Context().Err() != nil:
+		// The sender hung up; it retries the request as it would a
+		// timeout.
+		log.Warn("webhook events not applied: the sender left", "error", failure.err, "notApplied", res.NotApplied)
+		g.countWebhook(provider, "rejected", "sender_left", int64(res.NotApplied))
+	case failure.err != nil:
+		// The provider retries the request; events already applied are
+		// dropped as duplicates.
+		log.Warn("webhook event not applied; the provider will retry", "eventId", failure.event.EventID,
+			"connectionId", failure.event.ConnectionID, "error", failure.err)
+		g.countWebhook(provider, "rejected", "temporal_unavailable", int64(res.NotApplied))
+		writeRetry(w, http.StatusServiceUnavailable, codeUnavailable, "could not reach Temporal; retry the delivery", 5*time.Second)
+	default:
+		writeJSON(w, http.StatusOK, res.webhookResult)
 	}
-	writeJSON(w, http.StatusOK, res)
+}
+
+// webhookBudget is how long one delivery's events are applied for: inside
+// the time a sender waits for its answer (Quiltt's is reported as 20 s,
+// many wait 30), so a huge or slow delivery is answered 503 with what was
+// applied, and redelivered, rather than timed out mid-way.
+const webhookBudget = 15 * time.Second
+
+// eventsInFlight bounds how many of one delivery's connections are handled
+// at once.
+const eventsInFlight = 16
+
+// deliveryResult is webhookResult and the events not applied.
+type deliveryResult struct {
+	webhookResult
+	NotApplied int
+}
+
+// eventFailure is the first event that could not be applied, and why.
+type eventFailure struct {
+	event aggregator.WebhookEvent
+	err   error
+}
+
+// applyEvents applies a delivery's events, several connections at once
+// and each connection's events in their order, for at most
+// webhookBudget. The first failure stops it from starting more.
+func (g *Gateway) applyEvents(ctx context.Context, provider string, events []aggregator.WebhookEvent) (deliveryResult, eventFailure) {
+	log := g.logger(ctx).With("provider", provider)
+	var order []string
+	byConnection := map[string][]aggregator.WebhookEvent{}
+	for _, ev := range events {
+		if _, ok := byConnection[ev.ConnectionID]; !ok {
+			order = append(order, ev.ConnectionID)
+		}
+		byConnection[ev.ConnectionID] = append(byConnection[ev.ConnectionID], ev)
+	}
+	// Each delivery starts at a random connection: a batch too big for one
+	// budget makes progress on every redelivery, even where handling a
+	// duplicate costs as much as applying an event.
+	offset := rand.IntN(len(order) + 1)
+	order = append(order[offset:], order[:offset]...)
+	budget := time.Now().Add(webhookBudget)
+	ctx = g.withStartDeadline(ctx)
+	var (
+		mu      sync.Mutex
+		res     = deliveryResult{webhookResult: webhookResult{Received: len(events)}}
+		failure eventFailure
+	)
+	connections := make(chan string)
+	var wg sync.WaitGroup
+	for range min(eventsInFlight, len(order)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for conn := range connections {
+				for i, ev := range byConnection[conn] {
+					mu.Lock()
+					stop := failure.err != nil || time.Now().After(budget)
+					mu.Unlock()
+					if stop {
+						mu.Lock()
+						res.NotApplied += len(byConnection[conn]) - i
+						mu.Unlock()
+						break
+					}
+					outcome, err := g.applyEvent(ctx, provider, ev)
+					mu.Lock()
+					switch {
+					case err != nil:
+						if failure.err == nil {
+							failure = eventFailure{event: ev, err: err}
+						}
+						res.NotApplied++
+					case outcome == intake.Started || outcome == intake.Applied || outcome == intake.Queued:
+						res.Applied++
+					case outcome == intake.Duplicate:
+						res.Duplicates++
+					default:
+						res.Ignored++
+					}
+					mu.Unlock()
+					if err == nil {
+						g.countWebhook(provider, outcome.Label(), "", 1)
+						log.Info("webhook event "+string(outcome), "eventId", ev.EventID, "eventType", ev.Type,
+							"connectionId", ev.ConnectionID, "kind", ev.Kind)
+					}
+				}
+			}
+		}()
+	}
+	for _, conn := range order {
+		connections <- conn
+	}
+	close(connections)
+	wg.Wait()
+	return res, failure
 }
 
 // countWebhook counts webhook events by outcome (applied, duplicate,

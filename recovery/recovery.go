@@ -24,11 +24,14 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -216,24 +219,50 @@ func (w *Watcher) resume(dep, why string) {
 	wg.Wait()
 }
 
-// reset asks Temporal to run a's next attempt now (plus up to spread): its
-// attempt count starts over, its heartbeat details stay. An activity that
-// has finished meanwhile is no longer there, which is fine.
+// reset asks Temporal to run a's next attempt now (plus up to spread):
+// its attempt count starts over, its heartbeat details stay. Only an
+// activity waiting out its backoff is reset: one running (its backoff
+// fired meanwhile, or another worker's reset) would have its result
+// refused, since a reset renumbers its attempt. One that has finished
+// meanwhile is no longer there, which is fine.
 func (w *Watcher) reset(a waiter, spread time.Duration) {
 	ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
 	defer cancel()
+	execution := &commonpb.WorkflowExecution{WorkflowId: a.workflowID, RunId: a.runID}
+	desc, err := w.service.DescribeWorkflowExecution(ctx, &workflowservice.DescribeWorkflowExecutionRequest{
+		Namespace: w.namespace, Execution: execution})
+	if err != nil {
+		w.unresumed(a, err)
+		return
+	}
+	i := slices.IndexFunc(desc.GetPendingActivities(), func(p *workflowpb.PendingActivityInfo) bool { return p.GetActivityId() == a.activityID })
+	if i < 0 {
+		return // finished
+	}
+	pending := desc.GetPendingActivities()[i]
+	next := pending.GetNextAttemptScheduleTime()
+	if pending.GetState() != enumspb.PENDING_ACTIVITY_STATE_SCHEDULED || pending.GetAttempt() <= 1 ||
+		next == nil || time.Until(next.AsTime()) < time.Second {
+		return // running, waiting for a worker, or about to run anyway
+	}
 	req := &workflowservice.ResetActivityRequest{
 		Namespace: w.namespace,
-		Execution: &commonpb.WorkflowExecution{WorkflowId: a.workflowID, RunId: a.runID},
+		Execution: execution,
 		Activity:  &workflowservice.ResetActivityRequest_Id{Id: a.activityID},
 		Identity:  "relink-recovery",
 	}
 	if spread > 0 {
 		req.Jitter = durationpb.New(spread)
 	}
-	_, err := w.service.ResetActivity(ctx, req)
+	if _, err := w.service.ResetActivity(ctx, req); err != nil {
+		w.unresumed(a, err)
+	}
+}
+
+// unresumed logs an activity left to its backoff.
+func (w *Watcher) unresumed(a waiter, err error) {
 	var notFound *serviceerror.NotFound
-	if err != nil && !errors.As(err, &notFound) {
+	if !errors.As(err, &notFound) {
 		w.logger.Warn("could not resume an activity; it resumes at its backoff", "workflowId", a.workflowID,
 			"activityId", a.activityID, "error", err)
 	}
