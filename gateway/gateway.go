@@ -60,6 +60,9 @@ type Gateway struct {
 	// 0: no bound (the settings require one).
 	StartsInFlight int
 	StartWait      time.Duration
+	// WebhookBudget bounds the time one webhook delivery is applied for
+	// (0: webhookBudget, 15 s); what is left is answered 503.
+	WebhookBudget time.Duration
 	// Codec encrypts payloads; it serves /codec. Nil: encryption is off.
 	Codec converter.PayloadCodec
 	// CodecOrigins are the Web UI origins that may call /codec.
@@ -99,7 +102,11 @@ type Gateway struct {
 	// provider's other widget hosts).
 	ReconnectFrameOrigins []string
 
-	limitsOnce    sync.Once
+	limitsOnce sync.Once
+	// handledEvents are the webhook events this process handled lately
+	// (recentEvents), so a redelivery of a delivery answered 503 part-way
+	// spends its budget on the rest.
+	handledEvents recentEvents
 	startsOnce    sync.Once
 	starts        *semaphore.Weighted
 	intakeOnce    sync.Once

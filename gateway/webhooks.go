@@ -89,7 +89,7 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 		g.countWebhook(provider, "rejected", "over_budget", int64(res.NotApplied))
 		writeRetry(w, http.StatusServiceUnavailable, codeUnavailable,
 			fmt.Sprintf("%d of %d events handled in %s, %d not yet: redeliver (those handled are dropped as duplicates)",
-				res.Received-res.NotApplied, res.Received, webhookBudget, res.NotApplied), time.Second)
+				res.Received-res.NotApplied, res.Received, g.webhookBudget(), res.NotApplied), time.Second)
 	case errors.Is(failure.err, errStartsBusy):
 		// This gateway is starting all the repairs it can.
 		log.Warn("webhook event not applied: too many repairs starting; the provider will retry", "eventId", failure.event.EventID,
@@ -119,9 +119,52 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 // applied, and redelivered, rather than timed out mid-way.
 const webhookBudget = 15 * time.Second
 
+func (g *Gateway) webhookBudget() time.Duration {
+	if g.WebhookBudget > 0 {
+		return g.WebhookBudget
+	}
+	return webhookBudget
+}
+
 // eventsInFlight bounds how many of one delivery's connections are handled
 // at once.
 const eventsInFlight = 16
+
+// recentEvents remembers the last recentEventsKept webhook events this
+// process handled (started, applied or found a duplicate of), oldest
+// forgotten first. It only saves work: an event it does not know is
+// handled through Temporal, which dedupes it all the same. An ignored
+// event is not kept: a repair may open before its redelivery.
+type recentEvents struct {
+	mu   sync.Mutex
+	keys map[string]bool
+	ring []string
+	next int
+}
+
+const recentEventsKept = 1 << 16
+
+func (r *recentEvents) contains(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.keys[key]
+}
+
+func (r *recentEvents) add(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.keys == nil {
+		r.keys = map[string]bool{}
+		r.ring = make([]string, recentEventsKept)
+	}
+	if r.keys[key] {
+		return
+	}
+	delete(r.keys, r.ring[r.next])
+	r.ring[r.next] = key
+	r.keys[key] = true
+	r.next = (r.next + 1) % recentEventsKept
+}
 
 // deliveryResult is webhookResult and the events not applied.
 type deliveryResult struct {
@@ -153,7 +196,7 @@ func (g *Gateway) applyEvents(ctx context.Context, provider string, events []agg
 	// duplicate costs as much as applying an event.
 	offset := rand.IntN(len(order) + 1)
 	order = append(order[offset:], order[:offset]...)
-	budget := time.Now().Add(webhookBudget)
+	budget := time.Now().Add(g.webhookBudget())
 	ctx = g.withStartDeadline(ctx)
 	var (
 		mu      sync.Mutex
@@ -177,7 +220,18 @@ func (g *Gateway) applyEvents(ctx context.Context, provider string, events []agg
 						mu.Unlock()
 						break
 					}
+					key := provider + "\x00" + ev.EventID
+					if ev.EventID != "" && g.handledEvents.contains(key) {
+						mu.Lock()
+						res.Duplicates++
+						mu.Unlock()
+						g.countWebhook(provider, intake.Duplicate.Label(), "", 1)
+						continue
+					}
 					outcome, err := g.applyEvent(ctx, provider, ev)
+					if err == nil && ev.EventID != "" && outcome != intake.Ignored {
+						g.handledEvents.add(key)
+					}
 					mu.Lock()
 					switch {
 					case err != nil:

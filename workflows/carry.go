@@ -36,6 +36,9 @@ type RepairCarry struct {
 	PollInterval time.Duration `json:"pollInterval,omitempty"`
 
 	Outbox []activities.Event `json:"outbox,omitempty"` // events to the app not yet delivered
+
+	// EventAppliedAt[i] is when State.EventIDs[i] was applied (rememberEvent).
+	EventAppliedAt []time.Time `json:"eventAppliedAt,omitempty"`
 }
 
 // continueDue reports that this run's history is long enough to hand over

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -137,22 +138,33 @@ func (r *repair) applyExit(ctx workflow.Context, e ReconnectExited) {
 	r.describe(ctx)
 }
 
-// rememberEvent records a provider event id; it reports false for one
-// already applied.
-func (r *repair) rememberEvent(id string) bool {
+// rememberEvent records a provider event id applied now; it reports
+// false for one already applied. Ids are kept for eventDedupeWindow, as
+// long as a provider redelivers an event (Meld 3 days, Plaid 24 hours),
+// across continue-as-new and, for the gateway, after the repair closed;
+// at most eventIDsKept of them, the oldest dropped first, so a flood of
+// distinct events cannot grow the state without bound.
+func (r *repair) rememberEvent(now time.Time, id string) bool {
 	if slices.Contains(r.State.EventIDs, id) {
 		return false
 	}
-	r.State.EventIDs = append(r.State.EventIDs, id)
-	if len(r.State.EventIDs) > eventIDsKept {
-		r.State.EventIDs = r.State.EventIDs[len(r.State.EventIDs)-eventIDsKept:]
+	// A run carried from a build that kept no times: its ids count from now.
+	for len(r.EventAppliedAt) < len(r.State.EventIDs) {
+		r.EventAppliedAt = append(r.EventAppliedAt, now)
 	}
+	r.EventAppliedAt = r.EventAppliedAt[:len(r.State.EventIDs)]
+	drop := 0
+	for drop < len(r.EventAppliedAt) && (now.Sub(r.EventAppliedAt[drop]) > eventDedupeWindow || len(r.State.EventIDs)-drop >= eventIDsKept) {
+		drop++
+	}
+	r.State.EventIDs = append(r.State.EventIDs[drop:], id)
+	r.EventAppliedAt = append(r.EventAppliedAt[drop:], now)
 	return true
 }
 
 // applyEvent applies a webhook event once, ignoring stale ones.
 func (r *repair) applyEvent(ctx workflow.Context, ev ProviderEvent) {
-	if ev.EventID != "" && !r.rememberEvent(ev.EventID) {
+	if ev.EventID != "" && !r.rememberEvent(workflow.Now(ctx), ev.EventID) {
 		r.State.DuplicateEvents++
 		workflow.GetLogger(ctx).Info("duplicate provider event ignored", "eventId", ev.EventID,
 			"provider", r.in.Provider, "connectionId", r.in.ConnectionID)

@@ -38,8 +38,13 @@ const (
 	verifyPollInitialInterval = time.Minute
 	// statusPollTimeout bounds one status poll, retries included.
 	statusPollTimeout = 2 * time.Minute
-	// eventIDsKept bounds the provider event ids remembered for dedupe.
-	eventIDsKept = 100
+	// eventDedupeWindow is how long a provider event id is remembered:
+	// longer than any provider redelivers an event (Meld retries for 3
+	// days, Plaid for 24 hours).
+	eventDedupeWindow = 4 * 24 * time.Hour
+	// eventIDsKept bounds the provider event ids remembered, whatever
+	// their age: far more than one connection sees in a window.
+	eventIDsKept = 1000
 	// providerRetryPause separates rounds of retries against a provider
 	// that stays unavailable.
 	providerRetryPause = 5 * time.Minute
@@ -177,7 +182,7 @@ func newRepair(ctx workflow.Context, in RepairInput) *repair {
 		Runs:          1,
 	}
 	if in.TriggerEventID != "" {
-		r.rememberEvent(in.TriggerEventID)
+		r.rememberEvent(workflow.Now(ctx), in.TriggerEventID)
 	}
 	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"provider": in.Provider, "trigger": in.trigger()}).
 		Counter(metrics.RepairsStarted).Inc(1)

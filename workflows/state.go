@@ -131,8 +131,9 @@ type RepairState struct {
 	// for the provider: the repair window or, if later, the completion plus
 	// RepairOptions.VerifyGrace.
 	VerifyUntil time.Time `json:"verifyUntil,omitzero"`
-	// EventIDs are the latest provider event ids this repair applied; a
-	// redelivery of one is a duplicate, also after the repair closed.
+	// EventIDs are the provider event ids this repair applied in the last
+	// 4 days (at most 1,000), oldest first; a redelivery of one is a
+	// duplicate, also after the repair closed.
 	EventIDs []string `json:"eventIds,omitempty"`
 	// DuplicateEvents and IgnoredEvents count what arrived and changed
 	// nothing: redelivered events, and events that were stale or came when
