@@ -30,8 +30,8 @@ var shared struct {
 }
 
 // namespaces is how many stacks the package may create: enough for one
-// run of every test (about 50 stacks), times -count.
-var namespaces = 64
+// run of every test (about 70 stacks), times -count.
+var namespaces = 96
 
 func TestMain(m *testing.M) {
 	flag.Parse()

@@ -53,6 +53,11 @@ const (
 	probeTimeout = 10 * time.Second
 	// resetsInFlight bounds the concurrent ResetActivity calls.
 	resetsInFlight = 8
+	// resetSpacing: an activity is reset at most this often, the longest
+	// backoff between provider attempts. A call that fails for one
+	// connection alone, while the provider answers others, is then not
+	// retried every time another call succeeds.
+	resetSpacing = 5 * time.Minute
 )
 
 // Probe asks a dependency, read-only, whether it answers again. A nil
@@ -72,8 +77,10 @@ type Watcher struct {
 	ctx  context.Context
 	stop context.CancelFunc
 
-	mu       sync.Mutex
-	outages  map[string]*outage
+	mu      sync.Mutex
+	outages map[string]*outage
+	// resetAt is when each activity was last reset, within resetSpacing.
+	resetAt  map[waiter]time.Time
 	watchers sync.WaitGroup
 }
 
@@ -96,7 +103,7 @@ func New(service workflowservice.WorkflowServiceClient, namespace string, logger
 	return &Watcher{
 		service: service, namespace: namespace, logger: logger,
 		probeEvery: DefaultProbeEvery, pace: DefaultPace,
-		ctx: ctx, stop: stop, outages: map[string]*outage{},
+		ctx: ctx, stop: stop, outages: map[string]*outage{}, resetAt: map[waiter]time.Time{},
 	}
 }
 
@@ -198,6 +205,21 @@ func (w *Watcher) resume(dep, why string) {
 	if !down {
 		return
 	}
+	now := time.Now()
+	w.mu.Lock()
+	for a, at := range w.resetAt {
+		if now.Sub(at) >= resetSpacing {
+			delete(w.resetAt, a)
+		}
+	}
+	for a := range o.waiting {
+		if _, recent := w.resetAt[a]; recent {
+			delete(o.waiting, a)
+		} else {
+			w.resetAt[a] = now
+		}
+	}
+	w.mu.Unlock()
 	spread := min(time.Duration(float64(len(o.waiting))/w.pace*float64(time.Second)), maxSpread)
 	w.logger.Info("dependency is back: resuming what waits on it", "dependency", dep, "why", why,
 		"downFor", time.Since(o.since).Round(time.Second), "waiting", len(o.waiting), "spread", spread)
