@@ -268,13 +268,16 @@ func (a *Activities) Notify(ctx context.Context, ev Event) error {
 	return err
 }
 
-// appAnswered tells the recovery watcher how a delivery went. An event
-// that cannot be sent as it is (non-retryable) says nothing of the app.
+// appAnswered tells the recovery watcher how a delivery went: the app
+// answered (a 2xx, or a refusal such as 400 or 401: up, and refusing), or
+// it is down (no answer, 408, 429, 5xx). An event that cannot be sent as
+// it is (non-retryable) says nothing of the app.
 func (a *Activities) appAnswered(ctx context.Context, err error) {
 	var appErr *temporal.ApplicationError
+	var answered *AppAnswered
 	switch pinger, ok := a.Notifier.(Pinger); {
 	case !ok || (errors.As(err, &appErr) && appErr.NonRetryable()):
-	case err == nil:
+	case err == nil || (errors.As(err, &answered) && !appDown(answered.Status)):
 		a.Recovery.Answered(DependencyApp)
 	default:
 		a.Recovery.Failed(ctx, DependencyApp, pinger.Ping)

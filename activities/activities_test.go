@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -13,6 +18,7 @@ import (
 
 	"github.com/relink-dev/relink/activities"
 	"github.com/relink-dev/relink/activities/aggregator"
+	"github.com/relink-dev/relink/recovery"
 )
 
 // scripted is a provider whose close and status answers are set by the
@@ -193,4 +199,70 @@ func TestFinishReconnectReadsAWrappedRejection(t *testing.T) {
 	st, err := finish(t, p, false)
 	require.NoError(t, err)
 	assert.Equal(t, aggregator.HealthSyncing, st.Health)
+}
+
+// A close whose attempt count started over (an operator's reset) after a
+// failed attempt still checks first whether that attempt's close took
+// effect: the failed attempt left a record.
+func TestFinishReconnectAfterAFailedAttemptChecksFirstWhateverTheAttemptCount(t *testing.T) {
+	p := &scripted{status: []aggregator.ConnectionStatus{syncing}}
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	acts := &activities.Activities{Providers: aggregator.NewRegistry(p)}
+	env.RegisterActivity(acts)
+	env.SetHeartbeatDetails("attempted")
+	_, err := env.ExecuteActivity(acts.FinishReconnect, aggregator.CloseRequest{
+		ConnectionRef: aggregator.ConnectionRef{Provider: "scripted", ConnectionID: "c"}, ConnectorToken: "ct"})
+	require.NoError(t, err)
+	assert.Zero(t, p.closes, "the earlier close went through")
+}
+
+// countingNotifier counts deliveries.
+type countingNotifier struct{ sent int }
+
+func (n *countingNotifier) Notify(context.Context, activities.Event) error {
+	n.sent++
+	return nil
+}
+
+// An attempt that finds its event delivered by an earlier attempt (the
+// record the earlier one made) succeeds without sending it again; a
+// record of another event does not count.
+func TestNotifyDoesNotResendWhatAnEarlierAttemptDelivered(t *testing.T) {
+	ev := activities.Event{ID: "repair:sandbox:c/run/2", Type: activities.EventRepaired}
+	for _, c := range []struct {
+		record string
+		sent   int
+	}{{ev.ID, 0}, {"repair:sandbox:c/run/1", 1}} {
+		n := &countingNotifier{}
+		var suite testsuite.WorkflowTestSuite
+		env := suite.NewTestActivityEnvironment()
+		acts := &activities.Activities{Notifier: n}
+		env.RegisterActivity(acts)
+		env.SetHeartbeatDetails(map[string]string{"eventId": c.record})
+		_, err := env.ExecuteActivity(acts.Notify, ev)
+		require.NoError(t, err)
+		assert.Equal(t, c.sent, n.sent, "record of %s", c.record)
+	}
+}
+
+// An app that answers and refuses (400, 401, 404) is up: only no answer,
+// 408, 429 or a 5xx make an event wait for the app's return.
+func TestOnlyAnAppThatIsDownMakesEventsWaitForItsReturn(t *testing.T) {
+	for status, waits := range map[int]bool{400: false, 401: false, 404: false, 408: true, 429: true, 500: true, 503: true} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(status) }))
+		signers, err := activities.NewSigners([]string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
+		require.NoError(t, err)
+		watcher := recovery.New(nil, "ns", slog.New(slog.NewTextHandler(io.Discard, nil)))
+		acts := &activities.Activities{Recovery: watcher, Notifier: &activities.HTTPNotifier{URL: srv.URL, Signers: signers,
+			Client: srv.Client(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: time.Now}}
+		var suite testsuite.WorkflowTestSuite
+		env := suite.NewTestActivityEnvironment()
+		env.RegisterActivity(acts)
+		_, err = env.ExecuteActivity(acts.Notify, activities.Event{ID: "e", Type: activities.EventRepaired})
+		require.Error(t, err)
+		assert.Equal(t, waits, watcher.Waiting(activities.DependencyApp) == 1, "%d", status)
+		watcher.Stop()
+		srv.Close()
+	}
 }

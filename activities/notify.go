@@ -132,7 +132,7 @@ func (n *HTTPNotifier) Notify(ctx context.Context, ev Event) error {
 	}
 	if status/100 != 2 {
 		log.Warn("notify rejected", "httpStatus", status)
-		return fmt.Errorf("notify %s: app answered %d", ev.Type, status)
+		return &AppAnswered{EventType: ev.Type, Status: status}
 	}
 	log.Info("notified")
 	return nil
@@ -150,10 +150,27 @@ func (n *HTTPNotifier) Ping(ctx context.Context) error {
 	switch {
 	case err != nil:
 		return err
-	case status >= 500 || status == http.StatusTooManyRequests || status == http.StatusRequestTimeout:
+	case appDown(status):
 		return fmt.Errorf("ping: app answered %d", status)
 	}
 	return nil
+}
+
+// AppAnswered is the app's answer to an event other than 2xx: Temporal
+// retries the event.
+type AppAnswered struct {
+	EventType string
+	Status    int
+}
+
+func (e *AppAnswered) Error() string {
+	return fmt.Sprintf("notify %s: app answered %d", e.EventType, e.Status)
+}
+
+// appDown reports an answer that says the app's endpoint is down or
+// overwhelmed (408, 429, 5xx), as opposed to up and refusing.
+func appDown(status int) bool {
+	return status >= 500 || status == http.StatusTooManyRequests || status == http.StatusRequestTimeout
 }
 
 // post sends ev, signed, and returns the app's HTTP status.

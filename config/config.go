@@ -629,11 +629,24 @@ func (c Config) validateSecurity() []error {
 			errs = append(errs, fmt.Errorf("RELINK_NOTIFY_SECRET: secret %d is over 64 bytes", i+1))
 		}
 	}
-	if _, err := keyring.Parse("RELINK_CLIENT_TOKEN_KEYS", c.Gateway.ClientTokenKeys); err != nil {
+	// A key that is a pattern is refused where it would protect anything
+	// new: every client-token key (each one verifies, so a weak one lets
+	// tokens be forged) and the payload key that encrypts (the first);
+	// a weak older payload key still decrypts, so a deployment can rotate
+	// away from it.
+	if keys, err := keyring.Parse("RELINK_CLIENT_TOKEN_KEYS", c.Gateway.ClientTokenKeys); err != nil {
 		errs = append(errs, err)
+	} else {
+		for i, k := range keys {
+			if keyring.Weak(k.Secret) {
+				errs = append(errs, fmt.Errorf("RELINK_CLIENT_TOKEN_KEYS: key %d is not random (a repeated pattern); make one with `relink keygen -kind client-token`", i+1))
+			}
+		}
 	}
-	if _, err := keyring.Parse("RELINK_PAYLOAD_KEYS", c.Temporal.PayloadKeys); err != nil {
+	if keys, err := keyring.Parse("RELINK_PAYLOAD_KEYS", c.Temporal.PayloadKeys); err != nil {
 		errs = append(errs, err)
+	} else if len(keys) > 0 && keyring.Weak(keys[0].Secret) {
+		errs = append(errs, errors.New("RELINK_PAYLOAD_KEYS: key 1, which encrypts, is not random (a repeated pattern); make one with `relink keygen` and put it first"))
 	}
 	if c.Gateway.ClientTokenTTL < time.Minute || c.Gateway.ClientTokenTTL > 24*time.Hour {
 		errs = append(errs, errors.New("RELINK_CLIENT_TOKEN_TTL must be between 1m and 24h"))

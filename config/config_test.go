@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
@@ -166,6 +167,24 @@ func TestProductionRefusesWeakAndPublishedKeys(t *testing.T) {
 		if assert.Error(t, err, name) {
 			assert.Contains(t, err.Error(), "API key 2", name)
 			assert.NotContains(t, err.Error(), key, name)
+		}
+	}
+
+	// A key that is a pattern: refused to encrypt or to sign or verify
+	// tokens; kept to decrypt, behind a good one.
+	weak := "k0:" + base64.StdEncoding.EncodeToString([]byte("passwordpasswordpasswordpassword"))
+	good, err := keyring.Generate("k1")
+	require.NoError(t, err)
+	for env, refused := range map[[2]string]bool{
+		{"RELINK_PAYLOAD_KEYS", weak}:                            true,
+		{"RELINK_PAYLOAD_KEYS", good.Format() + "," + weak}:      false,
+		{"RELINK_CLIENT_TOKEN_KEYS", good.Format() + "," + weak}: true,
+	} {
+		_, err := LoadFrom(context.Background(), envconfig.MapLookuper(map[string]string{env[0]: env[1]}))
+		if refused {
+			assert.ErrorContains(t, err, "not random", env[0])
+		} else {
+			assert.NoError(t, err, env[0])
 		}
 	}
 

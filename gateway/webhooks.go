@@ -126,6 +126,10 @@ func (g *Gateway) webhookBudget() time.Duration {
 	return webhookBudget
 }
 
+// webhookGrace is how long past the budget a call already under way may
+// take.
+const webhookGrace = 5 * time.Second
+
 // eventsInFlight bounds how many of one delivery's connections are handled
 // at once.
 const eventsInFlight = 16
@@ -197,7 +201,11 @@ func (g *Gateway) applyEvents(ctx context.Context, provider string, events []agg
 	offset := rand.IntN(len(order) + 1)
 	order = append(order[offset:], order[:offset]...)
 	budget := time.Now().Add(g.webhookBudget())
-	ctx = g.withStartDeadline(ctx)
+	sender := ctx
+	// Calls under way when the budget ends get a little longer, not
+	// forever: the answer must reach the sender before it gives up.
+	ctx, cancel := context.WithDeadline(g.withStartDeadline(ctx), budget.Add(webhookGrace))
+	defer cancel()
 	var (
 		mu      sync.Mutex
 		res     = deliveryResult{webhookResult: webhookResult{Received: len(events)}}
@@ -234,6 +242,8 @@ func (g *Gateway) applyEvents(ctx context.Context, provider string, events []agg
 					}
 					mu.Lock()
 					switch {
+					case err != nil && ctx.Err() != nil && sender.Err() == nil:
+						res.NotApplied++ // out of time: redelivered, like the rest
 					case err != nil:
 						if failure.err == nil {
 							failure = eventFailure{event: ev, err: err}

@@ -59,9 +59,6 @@ func Parse(name, list string) ([]Key, error) {
 		if len(secret) != Size {
 			return nil, fmt.Errorf("%s: key %d is %d bytes; it must be %d", name, i+1, len(secret), Size)
 		}
-		if Weak(secret) {
-			return nil, fmt.Errorf("%s: key %d is not random (a repeated pattern); make one with `relink keygen`", name, i+1)
-		}
 		if seen[id] {
 			return nil, fmt.Errorf("%s: key %d repeats an earlier key id", name, i+1)
 		}

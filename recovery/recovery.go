@@ -9,10 +9,12 @@
 // the activities whose last attempt failed on it, and probes it once
 // every ProbeEvery with a read-only call (a provider's status read of a
 // waiting connection; a signed relink.ping to the app) — one call, however
-// many repairs wait. When a probe answers, or any real call to the
-// dependency succeeds, the waiting activities are reset
-// (WorkflowService.ResetActivity: the next attempt now, spread over
-// a few seconds so the dependency is not stampeded).
+// many repairs wait. When a probe answers, or a real call to the
+// dependency succeeds once a probe has failed, the waiting activities'
+// next attempt is brought forward to now, spread over a few seconds so
+// the dependency is not stampeded (WorkflowService.PauseActivity, then
+// UnpauseActivity, which schedules it at once and keeps its attempt count,
+// so an activity that still fails goes back to its long backoff).
 //
 // What it holds is a speed-up, not a guarantee: a worker that dies takes
 // its list with it, and those activities resume at their backoff, as
@@ -89,6 +91,10 @@ type outage struct {
 	since   time.Time
 	probe   Probe
 	waiting map[waiter]struct{}
+	// confirmed: a probe failed too. Until then a call that fails while
+	// others succeed is this one call's trouble, not an outage, and
+	// another call's success does not resume it.
+	confirmed bool
 }
 
 // waiter is one pending activity, as ResetActivity names it.
@@ -131,6 +137,9 @@ func (w *Watcher) Failed(ctx context.Context, dep string, probe Probe) {
 	me := waiter{workflowID: info.WorkflowExecution.ID, runID: info.WorkflowExecution.RunID, activityID: info.ActivityID}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.ctx.Err() != nil {
+		return // stopped: its worker is going away
+	}
 	o, ok := w.outages[dep]
 	if !ok {
 		o = &outage{since: time.Now(), waiting: map[waiter]struct{}{}}
@@ -138,33 +147,45 @@ func (w *Watcher) Failed(ctx context.Context, dep string, probe Probe) {
 		w.logger.Warn("dependency failing: probing it until it answers, then resuming what waits on it",
 			"dependency", dep, "probeEvery", w.probeEvery)
 		w.watchers.Add(1)
-		go w.watch(dep)
+		go w.watch(dep, o)
 	}
 	o.probe = probe // the latest failure's: the call most likely to tell
 	o.waiting[me] = struct{}{}
 }
 
-// Answered records that a call to dep succeeded: whatever waits on it
-// resumes now.
+// Waiting is how many activities wait on dep here.
+func (w *Watcher) Waiting(dep string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if o, ok := w.outages[dep]; ok {
+		return len(o.waiting)
+	}
+	return 0
+}
+
+// Answered records that a call to dep succeeded: if a probe has
+// confirmed an outage, whatever waits on it resumes now.
 func (w *Watcher) Answered(dep string) {
 	if w == nil {
 		return
 	}
 	w.mu.Lock()
-	_, down := w.outages[dep]
-	w.mu.Unlock()
-	if down {
-		// Not on the caller's time: its activity is done.
-		w.watchers.Add(1)
-		go func() {
-			defer w.watchers.Done()
-			w.resume(dep, "a call succeeded")
-		}()
+	defer w.mu.Unlock()
+	o, down := w.outages[dep]
+	if !down || !o.confirmed || w.ctx.Err() != nil {
+		return
 	}
+	// Not on the caller's time: its activity is done.
+	w.watchers.Add(1)
+	go func() {
+		defer w.watchers.Done()
+		w.resume(dep, o, "a call succeeded")
+	}()
 }
 
-// watch probes dep until it answers or the watcher stops.
-func (w *Watcher) watch(dep string) {
+// watch probes dep until it answers, its outage o is over, or the
+// watcher stops.
+func (w *Watcher) watch(dep string, o *outage) {
 	defer w.watchers.Done()
 	tick := time.NewTicker(w.probeEvery)
 	defer tick.Stop()
@@ -175,38 +196,36 @@ func (w *Watcher) watch(dep string) {
 		case <-tick.C:
 		}
 		w.mu.Lock()
-		o, down := w.outages[dep]
-		var probe Probe
-		if down {
-			probe = o.probe
-		}
+		current := w.outages[dep] == o
+		probe := o.probe
 		w.mu.Unlock()
-		if !down {
-			return // a real call answered first
+		if !current {
+			return // a real call answered first; a later outage has its own watch
 		}
 		ctx, cancel := context.WithTimeout(w.ctx, probeTimeout)
 		err := probe(ctx)
 		cancel()
 		if err == nil {
-			w.resume(dep, "the probe answered")
+			w.resume(dep, o, "the probe answered")
 			return
 		}
+		w.mu.Lock()
+		o.confirmed = true
+		w.mu.Unlock()
 		w.logger.Debug("dependency still failing", "dependency", dep, "error", err)
 	}
 }
 
-// resume resets every activity waiting on dep, spread over up to
-// maxSpread at pace per second.
-func (w *Watcher) resume(dep, why string) {
+// resume brings forward every activity waiting on dep's outage o, spread
+// over up to maxSpread at pace per second.
+func (w *Watcher) resume(dep string, o *outage, why string) {
 	w.mu.Lock()
-	o, down := w.outages[dep]
-	delete(w.outages, dep)
-	w.mu.Unlock()
-	if !down {
-		return
+	if w.outages[dep] != o {
+		w.mu.Unlock()
+		return // already resumed
 	}
+	delete(w.outages, dep)
 	now := time.Now()
-	w.mu.Lock()
 	for a, at := range w.resetAt {
 		if now.Sub(at) >= resetSpacing {
 			delete(w.resetAt, a)
@@ -223,6 +242,9 @@ func (w *Watcher) resume(dep, why string) {
 	spread := min(time.Duration(float64(len(o.waiting))/w.pace*float64(time.Second)), maxSpread)
 	w.logger.Info("dependency is back: resuming what waits on it", "dependency", dep, "why", why,
 		"downFor", time.Since(o.since).Round(time.Second), "waiting", len(o.waiting), "spread", spread)
+	// Every activity runs within spread of now, however long the calls
+	// below take to get to it.
+	until := now.Add(spread)
 	jobs := make(chan waiter)
 	var wg sync.WaitGroup
 	for range min(resetsInFlight, len(o.waiting)) {
@@ -230,7 +252,7 @@ func (w *Watcher) resume(dep, why string) {
 		go func() {
 			defer wg.Done()
 			for a := range jobs {
-				w.reset(a, spread)
+				w.bringForward(a, time.Until(until))
 			}
 		}()
 	}
@@ -241,13 +263,12 @@ func (w *Watcher) resume(dep, why string) {
 	wg.Wait()
 }
 
-// reset asks Temporal to run a's next attempt now (plus up to spread):
-// its attempt count starts over, its heartbeat details stay. Only an
-// activity waiting out its backoff is reset: one running (its backoff
-// fired meanwhile, or another worker's reset) would have its result
-// refused, since a reset renumbers its attempt. One that has finished
-// meanwhile is no longer there, which is fine.
-func (w *Watcher) reset(a waiter, spread time.Duration) {
+// bringForward asks Temporal to run a's next attempt now (plus up to
+// spread), keeping its attempt count and heartbeat details: it pauses the
+// activity and unpauses it. Only an activity waiting out its backoff is
+// touched: one running, paused by an operator, or about to run anyway is
+// left alone. One that has finished meanwhile is no longer there.
+func (w *Watcher) bringForward(a waiter, spread time.Duration) {
 	ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
 	defer cancel()
 	execution := &commonpb.WorkflowExecution{WorkflowId: a.workflowID, RunId: a.runID}
@@ -265,19 +286,32 @@ func (w *Watcher) reset(a waiter, spread time.Duration) {
 	next := pending.GetNextAttemptScheduleTime()
 	if pending.GetState() != enumspb.PENDING_ACTIVITY_STATE_SCHEDULED || pending.GetAttempt() <= 1 ||
 		next == nil || time.Until(next.AsTime()) < time.Second {
-		return // running, waiting for a worker, or about to run anyway
+		return
 	}
-	req := &workflowservice.ResetActivityRequest{
-		Namespace: w.namespace,
-		Execution: execution,
-		Activity:  &workflowservice.ResetActivityRequest_Id{Id: a.activityID},
-		Identity:  "relink-recovery",
+	if _, err := w.service.PauseActivity(ctx, &workflowservice.PauseActivityRequest{
+		Namespace: w.namespace, Execution: execution, Identity: "relink-recovery",
+		Activity: &workflowservice.PauseActivityRequest_Id{Id: a.activityID},
+		Reason:   "recovery: the dependency answers again; resumed at once",
+	}); err != nil {
+		w.unresumed(a, err)
+		return
+	}
+	req := &workflowservice.UnpauseActivityRequest{
+		Namespace: w.namespace, Execution: execution, Identity: "relink-recovery",
+		Activity: &workflowservice.UnpauseActivityRequest_Id{Id: a.activityID},
 	}
 	if spread > 0 {
 		req.Jitter = durationpb.New(spread)
 	}
-	if _, err := w.service.ResetActivity(ctx, req); err != nil {
-		w.unresumed(a, err)
+	if _, err := w.service.UnpauseActivity(ctx, req); err != nil {
+		// Paused and not unpaused would wait for an operator: try once more
+		// with a context of its own.
+		retry, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := w.service.UnpauseActivity(retry, req); err != nil {
+			w.logger.Error("an activity paused to be resumed could not be unpaused: unpause it (temporal activity unpause)",
+				"workflowId", a.workflowID, "runId", a.runID, "activityId", a.activityID, "error", err)
+		}
 	}
 }
 

@@ -27,7 +27,8 @@ type fakeService struct {
 	workflowservice.WorkflowServiceClient
 	mu     sync.Mutex
 	state  enumspb.PendingActivityState
-	resets []*workflowservice.ResetActivityRequest
+	pauses int
+	resets []*workflowservice.UnpauseActivityRequest
 }
 
 func (f *fakeService) DescribeWorkflowExecution(_ context.Context, req *workflowservice.DescribeWorkflowExecutionRequest, _ ...grpc.CallOption) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
@@ -38,11 +39,18 @@ func (f *fakeService) DescribeWorkflowExecution(_ context.Context, req *workflow
 	}}}, nil
 }
 
-func (f *fakeService) ResetActivity(_ context.Context, req *workflowservice.ResetActivityRequest, _ ...grpc.CallOption) (*workflowservice.ResetActivityResponse, error) {
+func (f *fakeService) PauseActivity(_ context.Context, req *workflowservice.PauseActivityRequest, _ ...grpc.CallOption) (*workflowservice.PauseActivityResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pauses++
+	return &workflowservice.PauseActivityResponse{}, nil
+}
+
+func (f *fakeService) UnpauseActivity(_ context.Context, req *workflowservice.UnpauseActivityRequest, _ ...grpc.CallOption) (*workflowservice.UnpauseActivityResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.resets = append(f.resets, req)
-	return &workflowservice.ResetActivityResponse{}, nil
+	return &workflowservice.UnpauseActivityResponse{}, nil
 }
 
 func (f *fakeService) resetCount() int {
@@ -77,6 +85,8 @@ func TestAnActivityWaitingOnADependencyResumesWhenItsProbeAnswers(t *testing.T) 
 	assert.EqualValues(t, 3, probes.Load(), "probed until it answered, then no more")
 	assert.Equal(t, "ns", svc.resets[0].GetNamespace())
 	assert.Equal(t, "0", svc.resets[0].GetId())
+	assert.False(t, svc.resets[0].GetResetAttempts(), "its attempt count stays: still failing, it backs off long")
+	assert.Equal(t, 1, svc.pauses)
 
 	// Failing again at once, then answered: not reset again within
 	// resetSpacing (the same call may fail for this connection alone).
@@ -92,6 +102,25 @@ func TestAnActivityWaitingOnADependencyResumesWhenItsProbeAnswers(t *testing.T) 
 	assert.Equal(t, 1, svc.resetCount())
 }
 
+// A call that fails while the provider answers others (before any probe
+// failed) is this call's trouble: another call's success does not retry it.
+func TestAnotherCallsSuccessDoesNotResumeAnUnconfirmedFailure(t *testing.T) {
+	svc := &fakeService{state: enumspb.PENDING_ACTIVITY_STATE_SCHEDULED}
+	w := New(svc, "ns", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w.probeEvery = time.Hour // no probe in this test
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivityWithOptions(func(ctx context.Context) error {
+		w.Failed(ctx, "provider:x", func(context.Context) error { return nil })
+		return errors.New("503 for this connection")
+	}, activityOptions("Call"))
+	_, err := env.ExecuteActivity("Call")
+	require.Error(t, err)
+	w.Answered("provider:x")
+	w.Stop()
+	assert.Zero(t, svc.resetCount())
+}
+
 func TestARunningActivityIsNotReset(t *testing.T) {
 	svc := &fakeService{state: enumspb.PENDING_ACTIVITY_STATE_STARTED}
 	w := New(svc, "ns", slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -101,9 +130,14 @@ func TestARunningActivityIsNotReset(t *testing.T) {
 		w.Failed(ctx, "app", func(context.Context) error { return nil })
 		return errors.New("503")
 	}, activityOptions("Notify"))
+	w.probeEvery = 10 * time.Millisecond
 	_, err := env.ExecuteActivity("Notify")
 	require.Error(t, err)
-	w.Answered("app")
+	require.Eventually(t, func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.outages) == 0
+	}, 5*time.Second, 5*time.Millisecond, "the probe answered")
 	w.Stop()
 	assert.Zero(t, svc.resetCount(), "its result would be refused after a reset")
 }
