@@ -143,7 +143,7 @@ func (a *Activities) Probe(ctx context.Context, req ProbeRequest) (ProbeResult, 
 // that dies mid-call leaves the provider with the close applied and
 // Temporal with a timed-out attempt, and the provider refuses a second
 // close of a single-use session. So a retried close (a later attempt, one
-// after a failed attempt whose count was reset, or Resumed) first asks for
+// after a failed attempt whose count an operator reset, or Resumed) first asks for
 // the connection's status, and a refused close of a connection that is
 // syncing or healthy is a success.
 func (a *Activities) FinishReconnect(ctx context.Context, req aggregator.CloseRequest) (_ aggregator.ConnectionStatus, err error) {
@@ -156,7 +156,7 @@ func (a *Activities) FinishReconnect(ctx context.Context, req aggregator.CloseRe
 		a.providerAnswered(ctx, p, req.ConnectionRef, err)
 		if err != nil && aggregator.Named(err) == nil && !activity.GetInfo(ctx).IsLocalActivity {
 			// Retried, this attempt counts as an earlier one even if the
-			// attempt count starts over (a reset, package recovery).
+			// attempt count starts over (an operator's activity reset).
 			activity.RecordHeartbeat(ctx, "attempted")
 		}
 	}()
