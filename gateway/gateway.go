@@ -279,12 +279,15 @@ const (
 	codeMethodNotAllowed = "method_not_allowed"
 	codeConflict         = "conflict"
 	codeTooLarge         = "payload_too_large"
-	codeSessionUnknown   = "session_unknown"
-	codeTooManyRequests  = "too_many_requests"
-	codeUnavailable      = "unavailable"
-	codeInternal         = "internal"
-	codeUnknownProvider  = "unknown_provider"
-	codeNotSwept         = "not_swept"
+	// codeUnsupportedMediaType: a body of a media type the route does not
+	// take (415), told apart from a malformed one (bad_request).
+	codeUnsupportedMediaType = "unsupported_media_type"
+	codeSessionUnknown       = "session_unknown"
+	codeTooManyRequests      = "too_many_requests"
+	codeUnavailable          = "unavailable"
+	codeInternal             = "internal"
+	codeUnknownProvider      = "unknown_provider"
+	codeNotSwept             = "not_swept"
 )
 
 type errorBody struct {

@@ -281,3 +281,17 @@ func TestLinkTokensStayOutOfLogs(t *testing.T) {
 	assert.Equal(t, "/r/assets/reconnect.js", loggedPath("/r/assets/reconnect.js"))
 	assert.Equal(t, "/v1/repairs/sandbox/c1", loggedPath("/v1/repairs/sandbox/c1"))
 }
+
+// A body that is not JSON where only JSON is taken is 415 with its own
+// code, not bad_request: the request may be well formed, only its media
+// type is refused.
+func TestUnsupportedMediaTypeHasItsOwnCode(t *testing.T) {
+	g := fullGateway(t)
+	router, doc := openAPIRouter(t)
+	req := httptest.NewRequest(http.MethodPost, "/sandbox/widget/login", strings.NewReader("connectionId=c&session=s"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rec, e := do(t, g, req)
+	assert.Equal(t, http.StatusUnsupportedMediaType, rec.Code)
+	assert.Equal(t, codeUnsupportedMediaType, e.Code)
+	validateAnswer(t, doc, router, req, rec)
+}

@@ -252,6 +252,15 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 	}, preflights, "preflights are documented on the four browser routes and the codec")
 }
 
+// openAPIRouter loads the document and its router, for validateAnswer.
+func openAPIRouter(t *testing.T) (routers.Router, *openapi3.T) {
+	t.Helper()
+	doc := loadOpenAPI(t)
+	router, err := gorillamux.NewRouter(doc)
+	require.NoError(t, err)
+	return router, doc
+}
+
 // validateAnswer checks one answer against the document (the integration
 // tests check every answer they get the same way).
 func validateAnswer(t *testing.T, doc *openapi3.T, router routers.Router, req *http.Request, rec *httptest.ResponseRecorder) {

@@ -114,7 +114,7 @@ func (g *Gateway) sandboxWidget(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) sandboxWidgetLogin(w http.ResponseWriter, r *http.Request) {
 	// JSON only: a cross-site form post cannot send it without a preflight.
 	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
-		writeError(w, http.StatusUnsupportedMediaType, codeBadRequest, "send application/json")
+		writeError(w, http.StatusUnsupportedMediaType, codeUnsupportedMediaType, "send application/json")
 		return
 	}
 	var req struct {
