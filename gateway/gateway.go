@@ -14,6 +14,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -204,15 +206,50 @@ func (g *Gateway) handler() (http.Handler, []string) {
 	}
 	// limitBody outermost: http.MaxBytesReader needs the server's own
 	// ResponseWriter to close the connection after an oversized body.
-	return limitBody(g.observe(g.cors(jsonErrors(mux.ServeMux)))), patterns
+	return limitBody(g.observe(cleanPathsOnly(g.cors(jsonErrors(mux.ServeMux))))), patterns
 }
 
+// cleanPathsOnly answers 404 for a path not in its clean form: with a "."
+// or ".." segment or an empty one ("//"), as sent or once percent-decoded
+// (an id of "../.." is not one Relink can serve). ServeMux would redirect
+// it to the clean path (307), which is another route than the one asked
+// for: a client should not be sent there, with or without its credential.
+// It runs before CORS and authentication, so no prefix answers otherwise.
+func cleanPathsOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !isCleanPath(r.URL.EscapedPath()) || !isCleanPath(r.URL.Path) {
+			writeError(w, http.StatusNotFound, codeNotFound,
+				"no route "+r.Method+" "+r.URL.EscapedPath()+": paths are taken as sent, without . or .. segments or //")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// isCleanPath says whether p is what ServeMux's cleaning leaves as it is.
+func isCleanPath(p string) bool {
+	clean := path.Clean(p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	return clean == p
+}
+
+// muxRedirect is the type of handler ServeMux picks when it would redirect
+// (a mount's path without its slash, /v1 to /v1/), which jsonErrors
+// answers 404 instead: the API's paths are matched as sent.
+var muxRedirect = reflect.TypeOf(http.RedirectHandler("/", http.StatusTemporaryRedirect))
+
 // jsonErrors answers the paths and methods mux has no route for in the
-// API's error format: 404 for an unknown path, 405 with Allow for a known
-// path and another method.
+// API's error format: 404 for an unknown path (or one mux would redirect),
+// 405 with Allow for a known path and another method.
 func jsonErrors(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
+		if reflect.TypeOf(h) == muxRedirect {
+			writeError(w, http.StatusNotFound, codeNotFound, "no route "+r.Method+" "+r.URL.Path)
+			return
+		}
 		if pattern != "" {
 			if !strings.HasSuffix(pattern, "/") {
 				infoOf(r.Context()).route = pattern // the most specific mux's, for logs and metrics

@@ -295,3 +295,61 @@ func TestUnsupportedMediaTypeHasItsOwnCode(t *testing.T) {
 	assert.Equal(t, codeUnsupportedMediaType, e.Code)
 	validateAnswer(t, doc, router, req, rec)
 }
+
+// A path that is not in its clean form (a "." or ".." segment, an empty
+// one, as sent or percent-encoded), and a mount's path without its slash
+// (/v1, /codec, /sandbox), are answered 404 not_found in JSON under every
+// prefix, with or without a credential: never ServeMux's redirect to
+// another path, which an API client should not follow and the document
+// does not have.
+func TestUncleanPathsAreNotFoundNeverRedirected(t *testing.T) {
+	g := fullGateway(t)
+	for _, tc := range []struct{ method, path string }{
+		{http.MethodGet, "/v1/repairs/../v1/stats"},
+		{http.MethodGet, "/v1/repairs/sandbox/..%2F.."},
+		{http.MethodGet, "/v1/repairs/sandbox/.."},
+		{http.MethodGet, "/v1//repairs"},
+		{http.MethodGet, "/v1/./repairs"},
+		{http.MethodGet, "/v1/%2e%2e/v1/stats"},
+		{http.MethodPost, "/v1/repairs/quiltt/c/./cancel"},
+		{http.MethodOptions, "/v1/repairs/quiltt/c/../c/reconnect"},
+		{http.MethodPost, "/webhooks/../webhooks/quiltt"},
+		{http.MethodPost, "/webhooks//quiltt"},
+		{http.MethodPost, "/webhooks/quiltt/.."},
+		{http.MethodGet, "/sandbox/connections/../connections/c"},
+		{http.MethodGet, "/sandbox/../sandbox/widget"},
+		{http.MethodPost, "/sandbox/widget/./login"},
+		{http.MethodPost, "/codec/../codec/encode"},
+		{http.MethodOptions, "/codec/./decode"},
+		{http.MethodGet, "/r/../healthz"},
+		{http.MethodGet, "/r/assets/../assets/reconnect.css"},
+		{http.MethodGet, "/r/x/.."},
+		{http.MethodGet, "//healthz"},
+		{http.MethodGet, "/./openapi.json"},
+		{http.MethodGet, "/metrics/."},
+		// The mounts without their slash, which ServeMux redirects to it.
+		{http.MethodGet, "/v1"},
+		{http.MethodPost, "/codec"},
+		{http.MethodGet, "/sandbox"},
+	} {
+		for _, key := range []string{"", testKey} {
+			name := tc.method + " " + tc.path
+			if key != "" {
+				name += " with a key"
+			}
+			t.Run(name, func(t *testing.T) {
+				req := httptest.NewRequest(tc.method, tc.path, strings.NewReader("{}"))
+				if key != "" {
+					req.Header.Set("Authorization", "Bearer "+key)
+				}
+				req.Header.Set("Origin", "https://app.example.com")
+				req.Header.Set("Access-Control-Request-Method", http.MethodPost)
+				rec, e := do(t, g, req)
+				assert.Empty(t, rec.Header().Get("Location"))
+				assert.Equal(t, http.StatusNotFound, rec.Code, rec.Body.String())
+				assert.Equal(t, codeNotFound, e.Code)
+				assert.NotEmpty(t, rec.Header().Get("X-Request-Id"))
+			})
+		}
+	}
+}
