@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 
 	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/quiltt"
@@ -351,5 +354,45 @@ func TestUncleanPathsAreNotFoundNeverRedirected(t *testing.T) {
 				assert.NotEmpty(t, rec.Header().Get("X-Request-Id"))
 			})
 		}
+	}
+}
+
+// listingTemporal lists and counts no repairs, so a filter the gateway
+// let through is answered 200 with nothing.
+type listingTemporal struct{ client.Client }
+
+func (listingTemporal) ListWorkflow(context.Context, *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error) {
+	return &workflowservice.ListWorkflowExecutionsResponse{}, nil
+}
+
+func (listingTemporal) CountWorkflow(context.Context, *workflowservice.CountWorkflowExecutionsRequest) (*workflowservice.CountWorkflowExecutionsResponse, error) {
+	return &workflowservice.CountWorkflowExecutionsResponse{}, nil
+}
+
+// A provider filter naming a provider that is not enabled is 400
+// unknown_provider on every route that takes one, as a provider in a path
+// or a body is, not an empty list: the caller asked for something this
+// gateway does not have.
+func TestProviderFilterOfAProviderNotEnabled(t *testing.T) {
+	g := newTestGateway()
+	g.Temporal = listingTemporal{}
+	router, doc := openAPIRouter(t)
+	for _, path := range []string{"/v1/repairs?provider=meld", "/v1/stats?provider=meld"} {
+		t.Run(path, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, path, nil)
+			req.Header.Set("Authorization", "Bearer "+testKey)
+			rec, e := do(t, g, req)
+			assert.Equal(t, http.StatusBadRequest, rec.Code, rec.Body.String())
+			assert.Equal(t, codeUnknownProvider, e.Code)
+			validateAnswer(t, doc, router, req, rec)
+		})
+	}
+	// An enabled one filters.
+	for _, path := range []string{"/v1/repairs?provider=quiltt", "/v1/stats?provider=quiltt"} {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("Authorization", "Bearer "+testKey)
+		rec, _ := do(t, g, req)
+		assert.Equal(t, http.StatusOK, rec.Code, path)
+		validateAnswer(t, doc, router, req, rec)
 	}
 }

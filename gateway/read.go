@@ -268,6 +268,12 @@ func (g *Gateway) listRepairs(w http.ResponseWriter, r *http.Request) {
 				writeError(w, http.StatusBadRequest, codeBadRequest, param+" has characters that are not allowed")
 				return
 			}
+			// As a provider in a path or a body: one not enabled has no
+			// repairs here to list, which the caller should hear.
+			if param == "provider" && g.Receivers[v] == nil {
+				writeError(w, http.StatusBadRequest, codeUnknownProvider, "provider "+v+" is not enabled")
+				return
+			}
 			clauses = append(clauses, fmt.Sprintf("%s = '%s'", attr, v))
 		}
 	}
