@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"path"
 	"reflect"
 	"strconv"
@@ -373,6 +374,22 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	}
 	writeError(w, http.StatusBadRequest, codeBadRequest, "invalid JSON body: "+err.Error())
 	return false
+}
+
+// singleQuery is r's query, each of whose names may be sent once: none of
+// the API's query parameters takes several values, and taking the first of
+// two would answer a question the caller did not ask. A repeated one is
+// answered 400 naming it; it reports whether to go on.
+func singleQuery(w http.ResponseWriter, r *http.Request, names ...string) (url.Values, bool) {
+	q := r.URL.Query()
+	for _, name := range names {
+		if len(q[name]) > 1 {
+			writeError(w, http.StatusBadRequest, codeBadRequest,
+				fmt.Sprintf("query parameter %s is repeated: send it once", name))
+			return nil, false
+		}
+	}
+	return q, true
 }
 
 // temporalError maps a Temporal error onto the API's error responses.

@@ -248,7 +248,10 @@ func (g *Gateway) describe(ctx context.Context, id string) (repairSummary, error
 // Filters: status, provider, profileId, connectionId; paging: pageSize,
 // pageToken.
 func (g *Gateway) listRepairs(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	q, ok := singleQuery(w, r, "status", "provider", "profileId", "connectionId", "changedSince", "pageSize", "pageToken")
+	if !ok {
+		return
+	}
 	clauses := []string{fmt.Sprintf("WorkflowType = '%s'", workflows.WorkflowName)}
 	if s := q.Get("status"); s != "" {
 		if !workflows.Status(s).Valid() {
