@@ -359,13 +359,23 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // decodeBody reads a JSON body into v; an empty body leaves v as it is.
-// It writes the error response itself and reports whether to go on.
+// The body is one JSON value: anything after it but white space is
+// refused, not ignored (it is not what the caller meant to send). It
+// writes the error response itself and reports whether to go on.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
-	if err == nil || errors.Is(err, io.EOF) {
+	if errors.Is(err, io.EOF) {
 		return true
+	}
+	if err == nil {
+		if _, err = dec.Token(); errors.Is(err, io.EOF) {
+			return true
+		}
+		if err == nil {
+			err = errors.New("more than one JSON value")
+		}
 	}
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {

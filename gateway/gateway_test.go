@@ -229,6 +229,13 @@ func TestAPIRejectsBadInputBeforeTemporal(t *testing.T) {
 			`{"connectorToken":"ct","metadata":"` + strings.Repeat("x", 64<<10) + `"}`, 413, codeTooLarge},
 		{"exit: field over 512 bytes", http.MethodPost, "/v1/repairs/quiltt/c/exit", `{"reason":"` + strings.Repeat("x", 513) + `"}`, 413, codeTooLarge},
 		{"cancel: field over 512 bytes", http.MethodPost, "/v1/repairs/quiltt/c/cancel", `{"reason":"` + strings.Repeat("x", 513) + `"}`, 413, codeTooLarge},
+		// One JSON value is the body: what follows it is refused, not
+		// ignored (each of these bodies, its first value alone, is
+		// refused otherwise: the trailing data is checked first).
+		{"start: data after the JSON", http.MethodPost, "/v1/repairs", `{"provider":"meld","connectionId":"c"} x`, 400, codeBadRequest},
+		{"start: a second JSON value", http.MethodPost, "/v1/repairs", `{"provider":"meld","connectionId":"c"}{"provider":"quiltt"}`, 400, codeBadRequest},
+		{"cancel: data after the JSON", http.MethodPost, "/v1/repairs/quiltt/c/cancel", `{"reason":"` + strings.Repeat("x", 513) + `"} []`, 400, codeBadRequest},
+		{"exit: data after the JSON", http.MethodPost, "/v1/repairs/quiltt/c/exit", `{"reason":"` + strings.Repeat("x", 513) + `"} 1`, 400, codeBadRequest},
 		{"no route", http.MethodGet, "/v1/nothing", ``, 404, codeNotFound},
 		{"sandbox not enabled", http.MethodPost, "/sandbox/connections/c/break", `{}`, 404, codeNotFound},
 	}
