@@ -389,9 +389,15 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 // singleQuery is r's query, each of whose names may be sent once: none of
 // the API's query parameters takes several values, and taking the first of
 // two would answer a question the caller did not ask. A repeated one is
-// answered 400 naming it; it reports whether to go on.
+// answered 400 naming it, as is a query that does not parse (URL.Query
+// would drop the pairs it cannot read: ?status=%zz would list every
+// repair). It reports whether to go on.
 func singleQuery(w http.ResponseWriter, r *http.Request, names ...string) (url.Values, bool) {
-	q := r.URL.Query()
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, codeBadRequest, "the query does not parse: "+err.Error())
+		return nil, false
+	}
 	for _, name := range names {
 		if len(q[name]) > 1 {
 			writeError(w, http.StatusBadRequest, codeBadRequest,
