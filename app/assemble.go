@@ -125,5 +125,8 @@ func NewHTTPServer(addr string, h http.Handler) *http.Server {
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      120 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		// "OPTIONS *" goes to h like any request (404 there): net/http's
+		// own answer, 200 with nothing, is not one the API documents.
+		DisableGeneralOptionsHandler: true,
 	}
 }

@@ -14,6 +14,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"path"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -204,15 +207,50 @@ func (g *Gateway) handler() (http.Handler, []string) {
 	}
 	// limitBody outermost: http.MaxBytesReader needs the server's own
 	// ResponseWriter to close the connection after an oversized body.
-	return limitBody(g.observe(g.cors(jsonErrors(mux.ServeMux)))), patterns
+	return limitBody(g.observe(cleanPathsOnly(g.cors(jsonErrors(mux.ServeMux))))), patterns
 }
 
+// cleanPathsOnly answers 404 for a path not in its clean form: with a "."
+// or ".." segment or an empty one ("//"), as sent or once percent-decoded
+// (an id of "../.." is not one Relink can serve). ServeMux would redirect
+// it to the clean path (307), which is another route than the one asked
+// for: a client should not be sent there, with or without its credential.
+// It runs before CORS and authentication, so no prefix answers otherwise.
+func cleanPathsOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !isCleanPath(r.URL.EscapedPath()) || !isCleanPath(r.URL.Path) {
+			writeError(w, http.StatusNotFound, codeNotFound,
+				"no route "+r.Method+" "+r.URL.EscapedPath()+": paths are taken as sent, without . or .. segments or //")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// isCleanPath says whether p is what ServeMux's cleaning leaves as it is.
+func isCleanPath(p string) bool {
+	clean := path.Clean(p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	return clean == p
+}
+
+// muxRedirect is the type of handler ServeMux picks when it would redirect
+// (a mount's path without its slash, /v1 to /v1/), which jsonErrors
+// answers 404 instead: the API's paths are matched as sent.
+var muxRedirect = reflect.TypeOf(http.RedirectHandler("/", http.StatusTemporaryRedirect))
+
 // jsonErrors answers the paths and methods mux has no route for in the
-// API's error format: 404 for an unknown path, 405 with Allow for a known
-// path and another method.
+// API's error format: 404 for an unknown path (or one mux would redirect),
+// 405 with Allow for a known path and another method.
 func jsonErrors(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
+		if reflect.TypeOf(h) == muxRedirect {
+			writeError(w, http.StatusNotFound, codeNotFound, "no route "+r.Method+" "+r.URL.Path)
+			return
+		}
 		if pattern != "" {
 			if !strings.HasSuffix(pattern, "/") {
 				infoOf(r.Context()).route = pattern // the most specific mux's, for logs and metrics
@@ -279,12 +317,15 @@ const (
 	codeMethodNotAllowed = "method_not_allowed"
 	codeConflict         = "conflict"
 	codeTooLarge         = "payload_too_large"
-	codeSessionUnknown   = "session_unknown"
-	codeTooManyRequests  = "too_many_requests"
-	codeUnavailable      = "unavailable"
-	codeInternal         = "internal"
-	codeUnknownProvider  = "unknown_provider"
-	codeNotSwept         = "not_swept"
+	// codeUnsupportedMediaType: a body of a media type the route does not
+	// take (415), told apart from a malformed one (bad_request).
+	codeUnsupportedMediaType = "unsupported_media_type"
+	codeSessionUnknown       = "session_unknown"
+	codeTooManyRequests      = "too_many_requests"
+	codeUnavailable          = "unavailable"
+	codeInternal             = "internal"
+	codeUnknownProvider      = "unknown_provider"
+	codeNotSwept             = "not_swept"
 )
 
 type errorBody struct {
@@ -318,13 +359,23 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // decodeBody reads a JSON body into v; an empty body leaves v as it is.
-// It writes the error response itself and reports whether to go on.
+// The body is one JSON value: anything after it but white space is
+// refused, not ignored (it is not what the caller meant to send). It
+// writes the error response itself and reports whether to go on.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
-	if err == nil || errors.Is(err, io.EOF) {
+	if errors.Is(err, io.EOF) {
 		return true
+	}
+	if err == nil {
+		if _, err = dec.Token(); errors.Is(err, io.EOF) {
+			return true
+		}
+		if err == nil {
+			err = errors.New("more than one JSON value")
+		}
 	}
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
@@ -333,6 +384,28 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	}
 	writeError(w, http.StatusBadRequest, codeBadRequest, "invalid JSON body: "+err.Error())
 	return false
+}
+
+// singleQuery is r's query, each of whose names may be sent once: none of
+// the API's query parameters takes several values, and taking the first of
+// two would answer a question the caller did not ask. A repeated one is
+// answered 400 naming it, as is a query that does not parse (URL.Query
+// would drop the pairs it cannot read: ?status=%zz would list every
+// repair). It reports whether to go on.
+func singleQuery(w http.ResponseWriter, r *http.Request, names ...string) (url.Values, bool) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, codeBadRequest, "the query does not parse: "+err.Error())
+		return nil, false
+	}
+	for _, name := range names {
+		if len(q[name]) > 1 {
+			writeError(w, http.StatusBadRequest, codeBadRequest,
+				fmt.Sprintf("query parameter %s is repeated: send it once", name))
+			return nil, false
+		}
+	}
+	return q, true
 }
 
 // temporalError maps a Temporal error onto the API's error responses.

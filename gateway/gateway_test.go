@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 
 	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/quiltt"
@@ -226,6 +229,13 @@ func TestAPIRejectsBadInputBeforeTemporal(t *testing.T) {
 			`{"connectorToken":"ct","metadata":"` + strings.Repeat("x", 64<<10) + `"}`, 413, codeTooLarge},
 		{"exit: field over 512 bytes", http.MethodPost, "/v1/repairs/quiltt/c/exit", `{"reason":"` + strings.Repeat("x", 513) + `"}`, 413, codeTooLarge},
 		{"cancel: field over 512 bytes", http.MethodPost, "/v1/repairs/quiltt/c/cancel", `{"reason":"` + strings.Repeat("x", 513) + `"}`, 413, codeTooLarge},
+		// One JSON value is the body: what follows it is refused, not
+		// ignored (each of these bodies, its first value alone, is
+		// refused otherwise: the trailing data is checked first).
+		{"start: data after the JSON", http.MethodPost, "/v1/repairs", `{"provider":"meld","connectionId":"c"} x`, 400, codeBadRequest},
+		{"start: a second JSON value", http.MethodPost, "/v1/repairs", `{"provider":"meld","connectionId":"c"}{"provider":"quiltt"}`, 400, codeBadRequest},
+		{"cancel: data after the JSON", http.MethodPost, "/v1/repairs/quiltt/c/cancel", `{"reason":"` + strings.Repeat("x", 513) + `"} []`, 400, codeBadRequest},
+		{"exit: data after the JSON", http.MethodPost, "/v1/repairs/quiltt/c/exit", `{"reason":"` + strings.Repeat("x", 513) + `"} 1`, 400, codeBadRequest},
 		{"no route", http.MethodGet, "/v1/nothing", ``, 404, codeNotFound},
 		{"sandbox not enabled", http.MethodPost, "/sandbox/connections/c/break", `{}`, 404, codeNotFound},
 	}
@@ -280,4 +290,116 @@ func TestLinkTokensStayOutOfLogs(t *testing.T) {
 	assert.Equal(t, "/r/…", loggedPath("/r/eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJzYW5kYm94L2MxIn0.sig"))
 	assert.Equal(t, "/r/assets/reconnect.js", loggedPath("/r/assets/reconnect.js"))
 	assert.Equal(t, "/v1/repairs/sandbox/c1", loggedPath("/v1/repairs/sandbox/c1"))
+}
+
+// A body that is not JSON where only JSON is taken is 415 with its own
+// code, not bad_request: the request may be well formed, only its media
+// type is refused.
+func TestUnsupportedMediaTypeHasItsOwnCode(t *testing.T) {
+	g := fullGateway(t)
+	router, doc := openAPIRouter(t)
+	req := httptest.NewRequest(http.MethodPost, "/sandbox/widget/login", strings.NewReader("connectionId=c&session=s"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rec, e := do(t, g, req)
+	assert.Equal(t, http.StatusUnsupportedMediaType, rec.Code)
+	assert.Equal(t, codeUnsupportedMediaType, e.Code)
+	validateAnswer(t, doc, router, req, rec)
+}
+
+// A path that is not in its clean form (a "." or ".." segment, an empty
+// one, as sent or percent-encoded), and a mount's path without its slash
+// (/v1, /codec, /sandbox), are answered 404 not_found in JSON under every
+// prefix, with or without a credential: never ServeMux's redirect to
+// another path, which an API client should not follow and the document
+// does not have.
+func TestUncleanPathsAreNotFoundNeverRedirected(t *testing.T) {
+	g := fullGateway(t)
+	for _, tc := range []struct{ method, path string }{
+		{http.MethodGet, "/v1/repairs/../v1/stats"},
+		{http.MethodGet, "/v1/repairs/sandbox/..%2F.."},
+		{http.MethodGet, "/v1/repairs/sandbox/.."},
+		{http.MethodGet, "/v1//repairs"},
+		{http.MethodGet, "/v1/./repairs"},
+		{http.MethodGet, "/v1/%2e%2e/v1/stats"},
+		{http.MethodPost, "/v1/repairs/quiltt/c/./cancel"},
+		{http.MethodOptions, "/v1/repairs/quiltt/c/../c/reconnect"},
+		{http.MethodPost, "/webhooks/../webhooks/quiltt"},
+		{http.MethodPost, "/webhooks//quiltt"},
+		{http.MethodPost, "/webhooks/quiltt/.."},
+		{http.MethodGet, "/sandbox/connections/../connections/c"},
+		{http.MethodGet, "/sandbox/../sandbox/widget"},
+		{http.MethodPost, "/sandbox/widget/./login"},
+		{http.MethodPost, "/codec/../codec/encode"},
+		{http.MethodOptions, "/codec/./decode"},
+		{http.MethodGet, "/r/../healthz"},
+		{http.MethodGet, "/r/assets/../assets/reconnect.css"},
+		{http.MethodGet, "/r/x/.."},
+		{http.MethodGet, "//healthz"},
+		{http.MethodGet, "/./openapi.json"},
+		{http.MethodGet, "/metrics/."},
+		// The mounts without their slash, which ServeMux redirects to it.
+		{http.MethodGet, "/v1"},
+		{http.MethodPost, "/codec"},
+		{http.MethodGet, "/sandbox"},
+	} {
+		for _, key := range []string{"", testKey} {
+			name := tc.method + " " + tc.path
+			if key != "" {
+				name += " with a key"
+			}
+			t.Run(name, func(t *testing.T) {
+				req := httptest.NewRequest(tc.method, tc.path, strings.NewReader("{}"))
+				if key != "" {
+					req.Header.Set("Authorization", "Bearer "+key)
+				}
+				req.Header.Set("Origin", "https://app.example.com")
+				req.Header.Set("Access-Control-Request-Method", http.MethodPost)
+				rec, e := do(t, g, req)
+				assert.Empty(t, rec.Header().Get("Location"))
+				assert.Equal(t, http.StatusNotFound, rec.Code, rec.Body.String())
+				assert.Equal(t, codeNotFound, e.Code)
+				assert.NotEmpty(t, rec.Header().Get("X-Request-Id"))
+			})
+		}
+	}
+}
+
+// listingTemporal lists and counts no repairs, so a filter the gateway
+// let through is answered 200 with nothing.
+type listingTemporal struct{ client.Client }
+
+func (listingTemporal) ListWorkflow(context.Context, *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error) {
+	return &workflowservice.ListWorkflowExecutionsResponse{}, nil
+}
+
+func (listingTemporal) CountWorkflow(context.Context, *workflowservice.CountWorkflowExecutionsRequest) (*workflowservice.CountWorkflowExecutionsResponse, error) {
+	return &workflowservice.CountWorkflowExecutionsResponse{}, nil
+}
+
+// A provider filter naming a provider that is not enabled is 400
+// unknown_provider on every route that takes one, as a provider in a path
+// or a body is, not an empty list: the caller asked for something this
+// gateway does not have.
+func TestProviderFilterOfAProviderNotEnabled(t *testing.T) {
+	g := newTestGateway()
+	g.Temporal = listingTemporal{}
+	router, doc := openAPIRouter(t)
+	for _, path := range []string{"/v1/repairs?provider=meld", "/v1/stats?provider=meld"} {
+		t.Run(path, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, path, nil)
+			req.Header.Set("Authorization", "Bearer "+testKey)
+			rec, e := do(t, g, req)
+			assert.Equal(t, http.StatusBadRequest, rec.Code, rec.Body.String())
+			assert.Equal(t, codeUnknownProvider, e.Code)
+			validateAnswer(t, doc, router, req, rec)
+		})
+	}
+	// An enabled one filters.
+	for _, path := range []string{"/v1/repairs?provider=quiltt", "/v1/stats?provider=quiltt"} {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("Authorization", "Bearer "+testKey)
+		rec, _ := do(t, g, req)
+		assert.Equal(t, http.StatusOK, rec.Code, path)
+		validateAnswer(t, doc, router, req, rec)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -12,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -252,6 +254,15 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 	}, preflights, "preflights are documented on the four browser routes and the codec")
 }
 
+// openAPIRouter loads the document and its router, for validateAnswer.
+func openAPIRouter(t *testing.T) (routers.Router, *openapi3.T) {
+	t.Helper()
+	doc := loadOpenAPI(t)
+	router, err := gorillamux.NewRouter(doc)
+	require.NoError(t, err)
+	return router, doc
+}
+
 // validateAnswer checks one answer against the document (the integration
 // tests check every answer they get the same way).
 func validateAnswer(t *testing.T, doc *openapi3.T, router routers.Router, req *http.Request, rec *httptest.ResponseRecorder) {
@@ -279,4 +290,102 @@ func TestOpenAPIDocumentIsServed(t *testing.T) {
 	assert.Equal(t, "application/json", rec.Header().Get("Content-Type"))
 	assert.Equal(t, "public, max-age=300", rec.Header().Get("Cache-Control"))
 	assert.Equal(t, OpenAPIDocument(), rec.Body.Bytes())
+}
+
+// Every query parameter the document has takes one value (none is an
+// array): each one sent twice is 400 bad_request naming it, on every route
+// that has it, before anything else is checked; never the first value
+// silently, as if the second had not been sent.
+func TestRepeatedQueryParametersAreRefused(t *testing.T) {
+	doc := loadOpenAPI(t)
+	router, err := gorillamux.NewRouter(doc)
+	require.NoError(t, err)
+	g := fullGateway(t)
+	g.Temporal = listingTemporal{} // what slips through is listed, not refused
+	h := g.Handler()
+	var checked int
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			for _, p := range append(slices.Clone(item.Parameters), op.Parameters...) {
+				if p.Value.In != openapi3.ParameterInQuery {
+					continue
+				}
+				require.False(t, p.Value.Schema.Value.Type.Is(openapi3.TypeArray),
+					"%s %s: %s is repeatable; this test and singleQuery take none", method, path, p.Value.Name)
+				first, second := twoValues(p.Value.Schema.Value)
+				query := url.Values{p.Value.Name: {first, second}}
+				req := httptest.NewRequest(method, pathParam.ReplaceAllString(path, "nope")+"?"+query.Encode(), nil)
+				req.Header.Set("Authorization", "Bearer "+testKey)
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				var body errorBody
+				_ = json.Unmarshal(rec.Body.Bytes(), &body)
+				name := method + " " + req.URL.String()
+				assert.Equal(t, http.StatusBadRequest, rec.Code, "%s: %s", name, rec.Body.String())
+				assert.Equal(t, codeBadRequest, body.Error.Code, name)
+				assert.Contains(t, body.Error.Message, p.Value.Name+" is repeated", name)
+				validateAnswer(t, doc, router, req, rec)
+				checked++
+			}
+		}
+	}
+	assert.GreaterOrEqual(t, checked, 11, "the query parameters of /v1/repairs, /v1/stats, /v1/reconcile and /sandbox/widget")
+}
+
+// twoValues are two values each of which s takes, so that only their
+// being two is wrong.
+func twoValues(s *openapi3.Schema) (string, string) {
+	switch {
+	case len(s.Examples) >= 2:
+		return fmt.Sprint(s.Examples[0]), fmt.Sprint(s.Examples[1])
+	case len(s.Enum) >= 2:
+		return fmt.Sprint(s.Enum[0]), fmt.Sprint(s.Enum[1])
+	case s.Type.Is(openapi3.TypeInteger):
+		low := 1.0
+		if s.Min != nil {
+			low = *s.Min
+		}
+		return fmt.Sprint(low), fmt.Sprint(low + 1)
+	case s.Format == "date-time":
+		return "2026-11-21T00:00:00Z", "2026-11-22T00:00:00Z"
+	}
+	return "a", "b"
+}
+
+// A query that does not parse (a bad percent-escape, a ";" separator) is
+// 400 bad_request on every route that reads its query, where the pairs
+// that did not parse were dropped: ?status=%zz listed every repair.
+func TestMalformedQueriesAreRefused(t *testing.T) {
+	doc := loadOpenAPI(t)
+	router, err := gorillamux.NewRouter(doc)
+	require.NoError(t, err)
+	g := fullGateway(t)
+	g.Temporal = listingTemporal{} // what slips through is listed, not refused
+	h := g.Handler()
+	var checked int
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			for _, p := range append(slices.Clone(item.Parameters), op.Parameters...) {
+				if p.Value.In != openapi3.ParameterInQuery {
+					continue
+				}
+				first, _ := twoValues(p.Value.Schema.Value)
+				for _, query := range []string{p.Value.Name + "=%zz", p.Value.Name + "=" + url.QueryEscape(first) + ";x=1"} {
+					req := httptest.NewRequest(method, pathParam.ReplaceAllString(path, "nope")+"?"+query, nil)
+					req.Header.Set("Authorization", "Bearer "+testKey)
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, req)
+					var body errorBody
+					_ = json.Unmarshal(rec.Body.Bytes(), &body)
+					name := method + " " + req.URL.String()
+					assert.Equal(t, http.StatusBadRequest, rec.Code, "%s: %s", name, rec.Body.String())
+					assert.Equal(t, codeBadRequest, body.Error.Code, name)
+					assert.Contains(t, body.Error.Message, "query", name)
+					validateAnswer(t, doc, router, req, rec)
+					checked++
+				}
+			}
+		}
+	}
+	assert.GreaterOrEqual(t, checked, 22)
 }

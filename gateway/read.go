@@ -248,7 +248,10 @@ func (g *Gateway) describe(ctx context.Context, id string) (repairSummary, error
 // Filters: status, provider, profileId, connectionId; paging: pageSize,
 // pageToken.
 func (g *Gateway) listRepairs(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	q, ok := singleQuery(w, r, "status", "provider", "profileId", "connectionId", "changedSince", "pageSize", "pageToken")
+	if !ok {
+		return
+	}
 	clauses := []string{fmt.Sprintf("WorkflowType = '%s'", workflows.WorkflowName)}
 	if s := q.Get("status"); s != "" {
 		if !workflows.Status(s).Valid() {
@@ -266,6 +269,12 @@ func (g *Gateway) listRepairs(w http.ResponseWriter, r *http.Request) {
 		if v := q.Get(param); v != "" {
 			if !validID(v) {
 				writeError(w, http.StatusBadRequest, codeBadRequest, param+" has characters that are not allowed")
+				return
+			}
+			// As a provider in a path or a body: one not enabled has no
+			// repairs here to list, which the caller should hear.
+			if param == "provider" && g.Receivers[v] == nil {
+				writeError(w, http.StatusBadRequest, codeUnknownProvider, "provider "+v+" is not enabled")
 				return
 			}
 			clauses = append(clauses, fmt.Sprintf("%s = '%s'", attr, v))

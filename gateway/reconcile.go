@@ -147,12 +147,16 @@ func runningSweep(desc *client.ScheduleDescription) (sweepStarted, bool) {
 // /v1/reconcile/{provider}?limit=): running ones with their totals so
 // far, finished ones with their result.
 func (g *Gateway) listSweeps(w http.ResponseWriter, r *http.Request) {
+	q, ok := singleQuery(w, r, "limit")
+	if !ok {
+		return
+	}
 	in, ok := g.sweepProvider(w, r)
 	if !ok {
 		return
 	}
 	limit := 10
-	if v := r.URL.Query().Get("limit"); v != "" {
+	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 100 {
 			writeError(w, http.StatusBadRequest, codeBadRequest, "limit must be between 1 and 100")

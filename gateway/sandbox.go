@@ -102,9 +102,12 @@ outcome as a message; without one, <code>POST /sandbox/connections/{{.Connection
 // sandboxWidget is the page the sandbox's widget URL opens: the provider's
 // widget, simulated. Only pages of the gateway's own origin may frame it.
 func (g *Gateway) sandboxWidget(w http.ResponseWriter, r *http.Request) {
+	q, ok := singleQuery(w, r, "connectionId", "session")
+	if !ok {
+		return
+	}
 	pageHeaders(w.Header(), "SAMEORIGIN",
 		"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'none'")
-	q := r.URL.Query()
 	_ = widgetPage.Execute(w, struct{ Connection, Session string }{q.Get("connectionId"), q.Get("session")})
 }
 
@@ -114,7 +117,7 @@ func (g *Gateway) sandboxWidget(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) sandboxWidgetLogin(w http.ResponseWriter, r *http.Request) {
 	// JSON only: a cross-site form post cannot send it without a preflight.
 	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
-		writeError(w, http.StatusUnsupportedMediaType, codeBadRequest, "send application/json")
+		writeError(w, http.StatusUnsupportedMediaType, codeUnsupportedMediaType, "send application/json")
 		return
 	}
 	var req struct {

@@ -93,7 +93,10 @@ func (g *Gateway) countRepairs(ctx context.Context, providers []string, since *t
 
 // stats answers GET /v1/stats?provider=&since=.
 func (g *Gateway) stats(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	q, ok := singleQuery(w, r, "provider", "since")
+	if !ok {
+		return
+	}
 	providers := g.providerNames()
 	if p := q.Get("provider"); p != "" {
 		if !slices.Contains(providers, p) {
