@@ -360,6 +360,7 @@ type Repair struct {
 	Window                time.Duration   `env:"RELINK_REPAIR_WINDOW, default=168h"`
 	ReminderOffsets       []time.Duration `env:"RELINK_REMINDER_OFFSETS, default=48h,120h"`
 	VerifyQuietPeriod     time.Duration   `env:"RELINK_VERIFY_QUIET_PERIOD, default=10m"`
+	VerifyPollInterval    time.Duration   `env:"RELINK_VERIFY_POLL_INTERVAL, default=1m"`
 	VerifyPollMaxInterval time.Duration   `env:"RELINK_VERIFY_POLL_MAX_INTERVAL, default=1h"`
 	MaxAttempts           int             `env:"RELINK_MAX_ATTEMPTS, default=5"`
 	NotifyTimeout         time.Duration   `env:"RELINK_NOTIFY_TIMEOUT, default=72h"`
@@ -373,6 +374,7 @@ func (r Repair) Options() workflows.RepairOptions {
 		RepairWindow:            r.Window,
 		ReminderOffsets:         r.ReminderOffsets,
 		VerifyQuietPeriod:       r.VerifyQuietPeriod,
+		VerifyPollInterval:      r.VerifyPollInterval,
 		VerifyPollMaxInterval:   r.VerifyPollMaxInterval,
 		MaxAttempts:             r.MaxAttempts,
 		NotifyTimeout:           r.NotifyTimeout,

@@ -37,6 +37,8 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, workflows.DefaultReminderOffsets, c.Repair.ReminderOffsets)
 	assert.Equal(t, workflows.DefaultRepairWindow, c.Repair.Window)
 	assert.Equal(t, workflows.DefaultVerifyQuietPeriod, c.Repair.VerifyQuietPeriod)
+	assert.Equal(t, workflows.DefaultVerifyPollInterval, c.Repair.VerifyPollInterval)
+	assert.Equal(t, workflows.DefaultVerifyPollMaxInterval, c.Repair.VerifyPollMaxInterval)
 	assert.Equal(t, workflows.DefaultMaxAttempts, c.Repair.MaxAttempts)
 	assert.Equal(t, workflows.DefaultNotifyTimeout, c.Repair.NotifyTimeout)
 	assert.Equal(t, 72*time.Hour, c.Repair.NotifyTimeout, "an app down for a weekend misses nothing")
