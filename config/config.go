@@ -509,6 +509,55 @@ func Load(ctx context.Context) (Config, error) {
 	return LoadFrom(ctx, osEnv{envconfig.OsLookuper()})
 }
 
+// DevDefaults are the defaults of `relink dev` where they differ from
+// production's: each walkthrough row finishes in seconds. Production waits
+// 10 minutes for the confirming webhook before it polls, then 1, 2, 4 …
+// minutes between polls, which is what a real provider's sync needs; the
+// sandbox's sync takes RELINK_SANDBOX_SYNC_DELAY (2s), so a lost webhook
+// would otherwise cost 13 minutes of staring at VERIFYING. The quiet
+// period stays longer than that sync, so a webhook that does come still
+// confirms first. A variable the environment sets wins.
+var DevDefaults = map[string]string{
+	"RELINK_VERIFY_QUIET_PERIOD":      "5s",
+	"RELINK_VERIFY_POLL_INTERVAL":     "1s",
+	"RELINK_VERIFY_POLL_MAX_INTERVAL": "10s",
+}
+
+// LoadDev reads the configuration of `relink dev` from the environment:
+// Load with DevDefaults under it.
+func LoadDev(ctx context.Context) (Config, error) {
+	return LoadDevFrom(ctx, osEnv{envconfig.OsLookuper()})
+}
+
+// LoadDevFrom is LoadDev reading from l (tests pass a map).
+func LoadDevFrom(ctx context.Context, l envconfig.Lookuper) (Config, error) {
+	return LoadFrom(ctx, withDefaults{l, DevDefaults})
+}
+
+// withDefaults looks a variable up in the environment l, and takes its
+// value from defaults when l has none or an empty one (RELINK_X= in a
+// shell reads as unset). It keeps l's Environ, which
+// TEMPORAL_GRPC_META_* needs.
+type withDefaults struct {
+	envconfig.Lookuper
+	defaults map[string]string
+}
+
+func (d withDefaults) Lookup(key string) (string, bool) {
+	v, ok := d.Lookuper.Lookup(key)
+	if def, has := d.defaults[key]; has && v == "" {
+		return def, true
+	}
+	return v, ok
+}
+
+func (d withDefaults) Environ() []string {
+	if lister, ok := d.Lookuper.(interface{ Environ() []string }); ok {
+		return lister.Environ()
+	}
+	return nil
+}
+
 // LoadFrom reads the configuration from l (tests pass a map).
 func LoadFrom(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 	return LoadProviders(ctx, l, providers.All)

@@ -46,6 +46,11 @@ func TestReadmeConfigurationTableMatchesTheCode(t *testing.T) {
 	for name, def := range inCode {
 		assert.Equal(t, def, documented[name], "default of %s", name)
 	}
+	// `relink dev`'s own defaults are in their rows' meaning.
+	for name, def := range DevDefaults {
+		rowOf := regexp.MustCompile("(?m)^\\| `" + name + "` \\|.*\\|$")
+		assert.Contains(t, rowOf.FindString(section), "`relink dev`'s default: `"+def+"`", "the row of %s", name)
+	}
 }
 
 // temporalVariables are the TEMPORAL_* names the envconfig module looks

@@ -56,7 +56,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, logger, err := app.LoadConfig(ctx)
+	cfg, logger, err := app.LoadDevConfig(ctx)
 	if err != nil {
 		return err
 	}
