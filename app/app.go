@@ -76,9 +76,18 @@ func Dial(ctx context.Context, c config.Temporal, logger *slog.Logger, m client.
 }
 
 // LoadConfig reads the configuration and builds the logger it asks for:
-// the first step of every process (gateway, worker, dev stack, CLI).
+// the first step of every process (gateway, worker, CLI).
 func LoadConfig(ctx context.Context) (config.Config, *slog.Logger, error) {
-	cfg, err := config.Load(ctx)
+	return withLogger(config.Load(ctx))
+}
+
+// LoadDevConfig is LoadConfig for `relink dev`, whose defaults make the
+// walkthrough's repairs finish in seconds (config.DevDefaults).
+func LoadDevConfig(ctx context.Context) (config.Config, *slog.Logger, error) {
+	return withLogger(config.LoadDev(ctx))
+}
+
+func withLogger(cfg config.Config, err error) (config.Config, *slog.Logger, error) {
 	if err != nil {
 		return cfg, nil, err
 	}

@@ -360,6 +360,7 @@ type Repair struct {
 	Window                time.Duration   `env:"RELINK_REPAIR_WINDOW, default=168h"`
 	ReminderOffsets       []time.Duration `env:"RELINK_REMINDER_OFFSETS, default=48h,120h"`
 	VerifyQuietPeriod     time.Duration   `env:"RELINK_VERIFY_QUIET_PERIOD, default=10m"`
+	VerifyPollInterval    time.Duration   `env:"RELINK_VERIFY_POLL_INTERVAL, default=1m"`
 	VerifyPollMaxInterval time.Duration   `env:"RELINK_VERIFY_POLL_MAX_INTERVAL, default=1h"`
 	MaxAttempts           int             `env:"RELINK_MAX_ATTEMPTS, default=5"`
 	NotifyTimeout         time.Duration   `env:"RELINK_NOTIFY_TIMEOUT, default=72h"`
@@ -373,6 +374,7 @@ func (r Repair) Options() workflows.RepairOptions {
 		RepairWindow:            r.Window,
 		ReminderOffsets:         r.ReminderOffsets,
 		VerifyQuietPeriod:       r.VerifyQuietPeriod,
+		VerifyPollInterval:      r.VerifyPollInterval,
 		VerifyPollMaxInterval:   r.VerifyPollMaxInterval,
 		MaxAttempts:             r.MaxAttempts,
 		NotifyTimeout:           r.NotifyTimeout,
@@ -505,6 +507,55 @@ type Log struct {
 // Load reads the configuration from the environment.
 func Load(ctx context.Context) (Config, error) {
 	return LoadFrom(ctx, osEnv{envconfig.OsLookuper()})
+}
+
+// DevDefaults are the defaults of `relink dev` where they differ from
+// production's: each walkthrough row finishes in seconds. Production waits
+// 10 minutes for the confirming webhook before it polls, then 1, 2, 4 …
+// minutes between polls, which is what a real provider's sync needs; the
+// sandbox's sync takes RELINK_SANDBOX_SYNC_DELAY (2s), so a lost webhook
+// would otherwise cost 13 minutes of staring at VERIFYING. The quiet
+// period stays longer than that sync, so a webhook that does come still
+// confirms first. A variable the environment sets wins.
+var DevDefaults = map[string]string{
+	"RELINK_VERIFY_QUIET_PERIOD":      "5s",
+	"RELINK_VERIFY_POLL_INTERVAL":     "1s",
+	"RELINK_VERIFY_POLL_MAX_INTERVAL": "10s",
+}
+
+// LoadDev reads the configuration of `relink dev` from the environment:
+// Load with DevDefaults under it.
+func LoadDev(ctx context.Context) (Config, error) {
+	return LoadDevFrom(ctx, osEnv{envconfig.OsLookuper()})
+}
+
+// LoadDevFrom is LoadDev reading from l (tests pass a map).
+func LoadDevFrom(ctx context.Context, l envconfig.Lookuper) (Config, error) {
+	return LoadFrom(ctx, withDefaults{l, DevDefaults})
+}
+
+// withDefaults looks a variable up in the environment l, and takes its
+// value from defaults when l has none or an empty one (RELINK_X= in a
+// shell reads as unset). It keeps l's Environ, which
+// TEMPORAL_GRPC_META_* needs.
+type withDefaults struct {
+	envconfig.Lookuper
+	defaults map[string]string
+}
+
+func (d withDefaults) Lookup(key string) (string, bool) {
+	v, ok := d.Lookuper.Lookup(key)
+	if def, has := d.defaults[key]; has && v == "" {
+		return def, true
+	}
+	return v, ok
+}
+
+func (d withDefaults) Environ() []string {
+	if lister, ok := d.Lookuper.(interface{ Environ() []string }); ok {
+		return lister.Environ()
+	}
+	return nil
 }
 
 // LoadFrom reads the configuration from l (tests pass a map).

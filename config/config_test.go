@@ -37,6 +37,8 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, workflows.DefaultReminderOffsets, c.Repair.ReminderOffsets)
 	assert.Equal(t, workflows.DefaultRepairWindow, c.Repair.Window)
 	assert.Equal(t, workflows.DefaultVerifyQuietPeriod, c.Repair.VerifyQuietPeriod)
+	assert.Equal(t, workflows.DefaultVerifyPollInterval, c.Repair.VerifyPollInterval)
+	assert.Equal(t, workflows.DefaultVerifyPollMaxInterval, c.Repair.VerifyPollMaxInterval)
 	assert.Equal(t, workflows.DefaultMaxAttempts, c.Repair.MaxAttempts)
 	assert.Equal(t, workflows.DefaultNotifyTimeout, c.Repair.NotifyTimeout)
 	assert.Equal(t, 72*time.Hour, c.Repair.NotifyTimeout, "an app down for a weekend misses nothing")
@@ -48,6 +50,40 @@ func TestDefaults(t *testing.T) {
 	opts, err := c.Temporal.ClientOptions()
 	require.NoError(t, err)
 	assert.IsType(t, &client.GrpcCompressionGzip{}, opts.ConnectionOptions.GrpcCompression, "the SDK's default")
+}
+
+// `relink dev` waits seconds where production waits minutes for a
+// provider to confirm, unless the environment says otherwise; everything
+// else, and production, keeps its defaults.
+func TestDevDefaultsMakeVerificationQuickUnlessSet(t *testing.T) {
+	ctx := context.Background()
+	dev, err := LoadDevFrom(ctx, envconfig.MapLookuper(nil))
+	require.NoError(t, err)
+	assert.Equal(t, 5*time.Second, dev.Repair.VerifyQuietPeriod)
+	assert.Equal(t, time.Second, dev.Repair.VerifyPollInterval)
+	assert.Equal(t, 10*time.Second, dev.Repair.VerifyPollMaxInterval)
+	assert.Greater(t, dev.Repair.VerifyQuietPeriod, SettingsOf[*sandbox.Settings](dev).SyncDelay,
+		"the sandbox's confirming webhook comes within the quiet period")
+
+	prod, err := LoadFrom(ctx, envconfig.MapLookuper(nil))
+	require.NoError(t, err)
+	assert.Equal(t, workflows.DefaultVerifyQuietPeriod, prod.Repair.VerifyQuietPeriod, "production unchanged")
+	rest := dev
+	rest.Repair.VerifyQuietPeriod, rest.Repair.VerifyPollInterval, rest.Repair.VerifyPollMaxInterval =
+		prod.Repair.VerifyQuietPeriod, prod.Repair.VerifyPollInterval, prod.Repair.VerifyPollMaxInterval
+	assert.Equal(t, prod.Repair, rest.Repair, "only the verification waits differ")
+
+	set, err := LoadDevFrom(ctx, envconfig.MapLookuper(map[string]string{
+		"RELINK_VERIFY_QUIET_PERIOD": "2m", "RELINK_VERIFY_POLL_INTERVAL": "", "RELINK_VERIFY_POLL_MAX_INTERVAL": "1h"}))
+	require.NoError(t, err)
+	assert.Equal(t, 2*time.Minute, set.Repair.VerifyQuietPeriod, "the user's setting wins")
+	assert.Equal(t, time.Second, set.Repair.VerifyPollInterval, "an empty variable is unset")
+	assert.Equal(t, time.Hour, set.Repair.VerifyPollMaxInterval, "the user's setting wins")
+
+	read := configEnv()
+	for name := range DevDefaults {
+		assert.Contains(t, read, name, "a dev default for a variable Relink reads")
+	}
 }
 
 // Compression can be turned off for a Temporal on the same host, and the

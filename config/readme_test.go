@@ -46,6 +46,39 @@ func TestReadmeConfigurationTableMatchesTheCode(t *testing.T) {
 	for name, def := range inCode {
 		assert.Equal(t, def, documented[name], "default of %s", name)
 	}
+	// `relink dev`'s own defaults are in their rows' meaning.
+	for name, def := range DevDefaults {
+		rowOf := regexp.MustCompile("(?m)^\\| `" + name + "` \\|.*\\|$")
+		assert.Contains(t, rowOf.FindString(section), "`relink dev`'s default: `"+def+"`", "the row of %s", name)
+	}
+}
+
+// The walkthrough is run from the checkout: its commands write nothing
+// there (a file they need goes to a temporary one, `W=$(mktemp)`), so
+// trying Relink leaves no stray file for git to show.
+func TestReadmeWalkthroughWritesNoFileIntoTheCheckout(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	section := string(readme)
+	section = section[strings.Index(section, "## Five-minute walkthrough"):]
+	section = section[:strings.Index(section, "\n## ")]
+	block := regexp.MustCompile("(?s)```sh\n(.*?)```")
+	// A redirection, curl's -o/--output, or tee, and what it writes to.
+	write := regexp.MustCompile(`(?:>>?\s*|\s-o\s+|\s--output[\s=]\s*|\btee\s+(?:-a\s+)?)("?[^\s|&;]+)`)
+	blocks := block.FindAllStringSubmatch(section, -1)
+	require.NotEmpty(t, blocks)
+	for _, b := range blocks {
+		for _, line := range strings.Split(b[1], "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "#") {
+				continue
+			}
+			for _, m := range write.FindAllStringSubmatch(line, -1) {
+				target := strings.Trim(m[1], `"`)
+				assert.True(t, strings.HasPrefix(target, "$") || strings.HasPrefix(target, "/dev/") || strings.HasPrefix(target, "/tmp/"),
+					"the walkthrough writes %s into the checkout: %s", target, line)
+			}
+		}
+	}
 }
 
 // temporalVariables are the TEMPORAL_* names the envconfig module looks

@@ -65,6 +65,10 @@ type Options struct {
 	// database writes to disk (the log still goes to DataDir), for servers
 	// that need not outlive their process.
 	InMemory bool
+	// Progress, if set, is told each slow step of the start as it begins
+	// (printf-style): the first start sets up databases, and every start
+	// takes seconds before the server answers.
+	Progress func(format string, args ...any)
 }
 
 // Temporal is a running embedded Temporal server and UI.
@@ -81,6 +85,9 @@ type Temporal struct {
 // StartTemporal starts the server (and the UI) and returns once the
 // frontend accepts connections.
 func StartTemporal(o Options) (*Temporal, error) {
+	if o.Progress == nil {
+		o.Progress = func(string, ...any) {}
+	}
 	if err := SecureDataDir(o.DataDir, temporalFiles...); err != nil {
 		return nil, err
 	}
@@ -125,6 +132,9 @@ func StartTemporal(o Options) (*Temporal, error) {
 	if !o.InMemory && err == nil && st.Size() == 0 {
 		fresh = true
 	}
+	if fresh && !o.InMemory {
+		o.Progress("setting up Temporal's databases in %s (first start)", o.DataDir)
+	}
 	// The visibility database first: a start that stops between the two
 	// leaves temporal.db empty, and the next one begins again.
 	visConf, err := visibilityDatabase(o, t.Database, sqlConf, fresh)
@@ -147,6 +157,7 @@ func StartTemporal(o Options) (*Temporal, error) {
 		}
 	}
 
+	o.Progress("starting the embedded Temporal server on %s (its log: %s)", t.Address, t.LogFile)
 	if err := t.startServer(o, sqlConf, visConf, fresh); err != nil {
 		return nil, err
 	}
@@ -162,6 +173,7 @@ func StartTemporal(o Options) (*Temporal, error) {
 			return nil, err
 		}
 		if added {
+			o.Progress("added Relink's newer search attributes: starting the Temporal server again")
 			_ = t.server.Stop()
 			if err := t.startServer(o, sqlConf, visConf, fresh); err != nil {
 				return nil, err
@@ -170,6 +182,7 @@ func StartTemporal(o Options) (*Temporal, error) {
 	}
 	if o.UIPort != 0 {
 		t.UIURL = fmt.Sprintf("http://localhost:%d", o.UIPort)
+		o.Progress("starting the Temporal Web UI on %s", t.UIURL)
 		t.ui = uiserver.NewServer(uiserveroptions.WithConfigProvider(&uiconfig.Config{
 			Host:                host,
 			Port:                o.UIPort,

@@ -70,6 +70,84 @@ func TestDevStackResumesOpenRepairsAfterRestart(t *testing.T) {
 	assert.Equal(t, http.StatusForbidden, status, "the token is for one connection")
 }
 
+// The walkthrough's lost-confirmation row ({"suppressWebhooks":true,
+// "syncingPolls":3}: the confirming webhook is lost, SYNCING after close,
+// then status polling confirms after two more SYNCING reads) on `relink
+// dev` as the README starts it, with none of its timing set: its own
+// defaults finish it in seconds, where production's (a 10-minute quiet
+// period, then polls 1 and 2 minutes apart) take 13 minutes.
+func TestDevStackConfirmsALostWebhookInSeconds(t *testing.T) {
+	t.Parallel()
+	gatewayPort := freePort(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", gatewayPort)
+	env := map[string]string{
+		"RELINK_DATA_DIR":          filepath.Join(t.TempDir(), "relink"),
+		"RELINK_DEV_TEMPORAL_PORT": fmt.Sprint(freePort(t)),
+		"RELINK_DEV_UI_PORT":       "0",
+		"RELINK_LISTEN_ADDR":       fmt.Sprintf("127.0.0.1:%d", gatewayPort),
+		"RELINK_PUBLIC_URL":        base,
+	}
+	api := apiClient{base: base, key: cli.DevAPIKey}
+	stop := startDev(t, env)
+	defer stop()
+
+	call(t, api, http.MethodPut, "/sandbox/connections/conn_dev/script", `{"suppressWebhooks":true,"syncingPolls":3}`)
+	call(t, api, http.MethodPost, "/sandbox/connections/conn_dev/break", `{"profileId":"profile_1","institution":"First Sandbox Bank"}`)
+	waitStatus(t, api, "AWAITING_USER")
+	call(t, api, http.MethodPost, "/v1/repairs/sandbox/conn_dev/reconnect", "")
+	login := call(t, api, http.MethodPost, "/sandbox/connections/conn_dev/login", "")
+	completed := time.Now()
+	call(t, api, http.MethodPost, "/v1/repairs/sandbox/conn_dev/complete", login)
+
+	waitStatus(t, api, "REPAIRED") // a minute at most
+	took := time.Since(completed)
+	_, out := api.send(t, http.MethodGet, "/v1/repairs/sandbox/conn_dev", "")
+	assert.Contains(t, out, "confirmed by the provider's connection status", "polling confirmed it, not a webhook")
+	// 5 s quiet, then polls 1 and 2 s apart: 8 s, with room for a busy machine.
+	assert.Less(t, took, 30*time.Second, "from the user's complete to REPAIRED")
+	t.Logf("REPAIRED %.1fs after complete", took.Seconds())
+}
+
+// `relink dev` says it is starting the moment it runs, then each slow
+// step as it begins it, before it is ready: after a first build that
+// printed nothing for minutes, the terminal is never silent again.
+func TestDevStackSaysWhatItIsDoingAsItStarts(t *testing.T) {
+	t.Parallel()
+	gatewayPort := freePort(t)
+	env := map[string]string{
+		"RELINK_DATA_DIR":          filepath.Join(t.TempDir(), "relink"),
+		"RELINK_DEV_TEMPORAL_PORT": fmt.Sprint(freePort(t)),
+		"RELINK_DEV_UI_PORT":       fmt.Sprint(freePort(t)),
+		"RELINK_LISTEN_ADDR":       fmt.Sprintf("127.0.0.1:%d", gatewayPort),
+		"RELINK_PUBLIC_URL":        fmt.Sprintf("http://127.0.0.1:%d", gatewayPort),
+	}
+	p, err := startDevBinary(t.TempDir(), env, "relink dev ready")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
+	require.NoError(t, p.stop())
+
+	out := p.output.String()
+	assert.True(t, strings.HasPrefix(out, "relink dev starting"), "the first line, before anything slow:\n%s", out)
+	last := 0
+	for _, step := range []string{
+		"relink dev starting",
+		"  setting up Temporal's databases in", // a fresh data directory
+		"  starting the embedded Temporal server on",
+		"  starting the Temporal Web UI on",
+		"  connecting to Temporal at",
+		"  replaying the open repairs",
+		"  starting the worker",
+		"  starting the gateway on",
+		"relink dev ready",
+	} {
+		i := strings.Index(out[last:], step)
+		if !assert.GreaterOrEqual(t, i, 0, "%q after the steps before it:\n%s", step, out) {
+			return
+		}
+		last += i + len(step)
+	}
+}
+
 // assertPrivate checks the data directory and every file in it (database,
 // its WAL, logs, keys, sandbox state) are the user's alone.
 func assertPrivate(t *testing.T, dir string) {
@@ -191,6 +269,8 @@ func TestTheDevServerBringsAnOlderDatabaseUpToDate(t *testing.T) {
 	}, time.Minute, 50*time.Millisecond, "the new repair is listed with its status")
 	assert.Equal(t, int64(1), count("WorkflowId = 'repair:sandbox:conn_fixture' AND ExecutionStatus = 'Running'"), "the older repair is still listed")
 	assert.NoFileExists(t, filepath.Join(dataDir, "temporal-visibility.db"), "an older data directory keeps its layout")
+	assert.Contains(t, server.output.String(), "added Relink's newer search attributes: starting the Temporal server again",
+		"the second start of the server is said, not silent")
 }
 
 // A data directory of this version whose temporal-visibility.db went

@@ -18,6 +18,9 @@ type RepairOptions struct {
 	// VerifyQuietPeriod: how long VERIFYING waits for the confirmation
 	// webhook before it starts polling the provider.
 	VerifyQuietPeriod time.Duration `json:"verifyQuietPeriod,omitempty"`
+	// VerifyPollInterval: the first gap between status polls; each gap
+	// after it doubles, up to VerifyPollMaxInterval.
+	VerifyPollInterval time.Duration `json:"verifyPollInterval,omitempty"`
 	// VerifyPollMaxInterval caps the polling backoff.
 	VerifyPollMaxInterval time.Duration `json:"verifyPollMaxInterval,omitempty"`
 	// MaxAttempts: provider-side reconnect failures before UNREPAIRABLE.
@@ -45,6 +48,7 @@ type RepairOptions struct {
 const (
 	DefaultRepairWindow          = 7 * 24 * time.Hour
 	DefaultVerifyQuietPeriod     = 10 * time.Minute
+	DefaultVerifyPollInterval    = time.Minute
 	DefaultVerifyPollMaxInterval = time.Hour
 	DefaultMaxAttempts           = 5
 	// DefaultNotifyTimeout outlasts an app's weekend outage: an event is
@@ -72,6 +76,9 @@ func (o RepairOptions) withDefaults() RepairOptions {
 	}
 	if o.VerifyQuietPeriod <= 0 {
 		o.VerifyQuietPeriod = DefaultVerifyQuietPeriod
+	}
+	if o.VerifyPollInterval <= 0 {
+		o.VerifyPollInterval = DefaultVerifyPollInterval
 	}
 	if o.VerifyPollMaxInterval <= 0 {
 		o.VerifyPollMaxInterval = DefaultVerifyPollMaxInterval

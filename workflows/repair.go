@@ -34,8 +34,6 @@ const (
 	// later rather than each starting another round against a provider
 	// that just failed.
 	refreshRetryPause = 30 * time.Second
-	// verifyPollInitialInterval is the first gap between status polls.
-	verifyPollInitialInterval = time.Minute
 	// statusPollTimeout bounds one status poll, retries included.
 	statusPollTimeout = 2 * time.Minute
 	// eventDedupeWindow is how long a provider event id is remembered:

@@ -116,6 +116,24 @@ func TestPollingBacksOffWhileSyncing(t *testing.T) {
 	assert.Equal(t, 17*time.Minute, st.ClosedAt.Sub(st.Steps[3].At).Round(time.Second))
 }
 
+// The first gap between polls is an option (the dev stack's is a second),
+// and the gaps after it double up to the cap.
+func TestPollingStartsAtTheConfiguredInterval(t *testing.T) {
+	h := newHarness(t)
+	h.breakConnection()
+	h.script(sandbox.Script{SuppressWebhooks: true, SyncingPolls: 4})
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() { h.userCompletes() })
+
+	st := h.run(RepairOptions{VerifyQuietPeriod: 5 * time.Second, VerifyPollInterval: time.Second, VerifyPollMaxInterval: 3 * time.Second})
+
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Equal(t, 5, h.calls("status"), "SYNCING after close and at three polls, then SYNCED")
+	// Quiet period, then gaps of 1, 2 and 3 (not 4) seconds.
+	require.Equal(t, StatusVerifying, st.Steps[3].Status)
+	assert.Equal(t, 11*time.Second, st.ClosedAt.Sub(st.Steps[3].At).Round(time.Second))
+}
+
 func TestExpiredSessionIsReplaced(t *testing.T) {
 	h := newHarness(t)
 	h.breakConnection()

@@ -288,7 +288,7 @@ func (r *repair) finishReconnect(ctx workflow.Context) {
 			return
 		}
 		r.NextPollAt = workflow.Now(ctx).Add(r.opts.VerifyQuietPeriod)
-		r.PollInterval = verifyPollInitialInterval
+		r.PollInterval = r.opts.VerifyPollInterval
 		r.transition(ctx, StatusVerifying, ReasonCloseAccepted, "close accepted; waiting for the provider to confirm")
 		return
 	}
@@ -319,7 +319,7 @@ func (r *repair) verify(ctx workflow.Context) {
 		return
 	}
 	why := "wait before polling the provider's status again"
-	if r.PollInterval == verifyPollInitialInterval {
+	if r.PollInterval == r.opts.VerifyPollInterval {
 		why = "wait for the provider's confirming webhook"
 	}
 	t := r.startTimer(ctx, earlier(r.NextPollAt, r.State.VerifyUntil), why)

@@ -56,7 +56,12 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, logger, err := app.LoadConfig(ctx)
+	// The first line, at once: after a first build that printed nothing
+	// for minutes, the stack takes seconds more before it is ready, and
+	// each slow step below says what it is doing.
+	fmt.Fprintln(stdout, "relink dev starting: Temporal server, Web UI, worker, gateway and sandbox")
+	progress := stepPrinter(stdout)
+	cfg, logger, err := app.LoadDevConfig(ctx)
 	if err != nil {
 		return err
 	}
@@ -81,13 +86,13 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	var uiURL string
 	var uiOrigins []string
 	if *embedded {
-		logger.Info("starting embedded Temporal server", "dataDir", cfg.Dev.DataDir)
 		t, err := devstack.StartTemporal(devstack.Options{
 			DataDir:       cfg.Dev.DataDir,
 			Namespace:     cfg.Temporal.Namespace,
 			FrontendPort:  cfg.Dev.TemporalPort,
 			UIPort:        cfg.Dev.UIPort,
 			CodecEndpoint: strings.TrimRight(cfg.Gateway.PublicURL, "/") + "/codec",
+			Progress:      progress,
 		})
 		if err != nil {
 			return err
@@ -104,6 +109,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer stopMetrics()
+	progress("connecting to Temporal at %s (namespace %s)", cfg.Temporal.Address, cfg.Temporal.Namespace)
 	tc, err := app.DialWhenReady(ctx, cfg.Temporal, logger, reg.Handler)
 	if err != nil {
 		return err
@@ -114,9 +120,11 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	// Before the worker: open repairs an older build recorded that this
 	// build cannot replay would fail on it over and over.
-	if err := checkReplay(ctx, tc, cfg, logger, *embedded, *terminate, stdout); err != nil {
+	if err := checkReplay(ctx, tc, cfg, logger, *embedded, *terminate, stdout, progress); err != nil {
 		return err
 	}
+
+	progress("starting the worker and the sandbox provider")
 
 	sb := app.NewSandbox(cfg, logger)
 	if err := sb.Load(filepath.Join(cfg.Dev.DataDir, "sandbox.json")); err != nil {
@@ -140,6 +148,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
+	progress("starting the gateway on %s", cfg.Gateway.ListenAddr)
 	gw, err := app.NewGateway(cfg, tc, logger, providers, sb)
 	if err != nil {
 		return err
@@ -188,6 +197,7 @@ func runDevServer(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	fmt.Fprintln(stdout, "relink dev-server starting: Temporal server and Web UI")
 	cfg, _, err := app.LoadConfig(ctx)
 	if err != nil {
 		return err
@@ -200,6 +210,7 @@ func runDevServer(ctx context.Context, args []string, stdout io.Writer) error {
 		UIPort:         cfg.Dev.UIPort,
 		CodecEndpoint:  strings.TrimRight(cfg.Gateway.PublicURL, "/") + "/codec",
 		InMemory:       *inMemory,
+		Progress:       stepPrinter(stdout),
 	})
 	if err != nil {
 		return err
@@ -223,6 +234,13 @@ func runDevServer(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "relink dev-server stopping")
 	return nil
+}
+
+// stepPrinter prints one step of a start, indented under its first line.
+func stepPrinter(stdout io.Writer) func(format string, args ...any) {
+	return func(format string, args ...any) {
+		fmt.Fprintf(stdout, "  "+format+"\n", args...)
+	}
 }
 
 // namespaceList is a repeatable -namespace flag.

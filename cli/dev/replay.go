@@ -25,7 +25,8 @@ const terminateReason = "relink dev: recorded by an older build of the workflow 
 // workflow code, and the worker would fail their tasks over and over: the
 // dev stack refuses to start and says which they are and what to do, or,
 // with -terminate-unreplayable, terminates them and carries on.
-func checkReplay(ctx context.Context, tc client.Client, cfg config.Config, logger *slog.Logger, embedded, terminate bool, stdout io.Writer) error {
+func checkReplay(ctx context.Context, tc client.Client, cfg config.Config, logger *slog.Logger, embedded, terminate bool, stdout io.Writer, progress func(string, ...any)) error {
+	progress("replaying the open repairs on this build's workflow code")
 	began := time.Now()
 	check, err := app.CheckOpenRepairsReplay(ctx, tc, cfg.Temporal, logger)
 	if err != nil {
