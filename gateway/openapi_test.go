@@ -297,39 +297,62 @@ func TestOpenAPIDocumentIsServed(t *testing.T) {
 // that has it, before anything else is checked; never the first value
 // silently, as if the second had not been sent.
 func TestRepeatedQueryParametersAreRefused(t *testing.T) {
+	checked := refuseEachQueryParameter(t, func(p *openapi3.Parameter) (queries []string, says string) {
+		require.False(t, p.Schema.Value.Type.Is(openapi3.TypeArray),
+			"%s is repeatable; this test and singleQuery take none", p.Name)
+		first, second := twoValues(p.Schema.Value)
+		return []string{url.Values{p.Name: {first, second}}.Encode()}, p.Name + " is repeated"
+	})
+	assert.GreaterOrEqual(t, checked, 11, "the query parameters of /v1/repairs, /v1/stats, /v1/reconcile and /sandbox/widget")
+}
+
+// A query that does not parse (a bad percent-escape, a ";" separator) is
+// 400 bad_request on every route that reads its query, where the pairs
+// that did not parse were dropped: ?status=%zz listed every repair.
+func TestMalformedQueriesAreRefused(t *testing.T) {
+	checked := refuseEachQueryParameter(t, func(p *openapi3.Parameter) (queries []string, says string) {
+		first, _ := twoValues(p.Schema.Value)
+		return []string{p.Name + "=%zz", p.Name + "=" + url.QueryEscape(first) + ";x=1"}, "query"
+	})
+	assert.GreaterOrEqual(t, checked, 22)
+}
+
+// refuseEachQueryParameter sends, on every route, the queries bad makes
+// of each of its query parameters, and checks each is answered 400
+// bad_request with a message that says what bad says, as the document
+// describes it. It returns how many it sent.
+func refuseEachQueryParameter(t *testing.T, bad func(p *openapi3.Parameter) (queries []string, says string)) (checked int) {
 	doc := loadOpenAPI(t)
 	router, err := gorillamux.NewRouter(doc)
 	require.NoError(t, err)
 	g := fullGateway(t)
 	g.Temporal = listingTemporal{} // what slips through is listed, not refused
 	h := g.Handler()
-	var checked int
 	for path, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {
 			for _, p := range append(slices.Clone(item.Parameters), op.Parameters...) {
 				if p.Value.In != openapi3.ParameterInQuery {
 					continue
 				}
-				require.False(t, p.Value.Schema.Value.Type.Is(openapi3.TypeArray),
-					"%s %s: %s is repeatable; this test and singleQuery take none", method, path, p.Value.Name)
-				first, second := twoValues(p.Value.Schema.Value)
-				query := url.Values{p.Value.Name: {first, second}}
-				req := httptest.NewRequest(method, pathParam.ReplaceAllString(path, "nope")+"?"+query.Encode(), nil)
-				req.Header.Set("Authorization", "Bearer "+testKey)
-				rec := httptest.NewRecorder()
-				h.ServeHTTP(rec, req)
-				var body errorBody
-				_ = json.Unmarshal(rec.Body.Bytes(), &body)
-				name := method + " " + req.URL.String()
-				assert.Equal(t, http.StatusBadRequest, rec.Code, "%s: %s", name, rec.Body.String())
-				assert.Equal(t, codeBadRequest, body.Error.Code, name)
-				assert.Contains(t, body.Error.Message, p.Value.Name+" is repeated", name)
-				validateAnswer(t, doc, router, req, rec)
-				checked++
+				queries, says := bad(p.Value)
+				for _, query := range queries {
+					req := httptest.NewRequest(method, pathParam.ReplaceAllString(path, "nope")+"?"+query, nil)
+					req.Header.Set("Authorization", "Bearer "+testKey)
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, req)
+					var body errorBody
+					_ = json.Unmarshal(rec.Body.Bytes(), &body)
+					name := method + " " + req.URL.String()
+					assert.Equal(t, http.StatusBadRequest, rec.Code, "%s: %s", name, rec.Body.String())
+					assert.Equal(t, codeBadRequest, body.Error.Code, name)
+					assert.Contains(t, body.Error.Message, says, name)
+					validateAnswer(t, doc, router, req, rec)
+					checked++
+				}
 			}
 		}
 	}
-	assert.GreaterOrEqual(t, checked, 11, "the query parameters of /v1/repairs, /v1/stats, /v1/reconcile and /sandbox/widget")
+	return checked
 }
 
 // twoValues are two values each of which s takes, so that only their
@@ -350,42 +373,4 @@ func twoValues(s *openapi3.Schema) (string, string) {
 		return "2026-11-21T00:00:00Z", "2026-11-22T00:00:00Z"
 	}
 	return "a", "b"
-}
-
-// A query that does not parse (a bad percent-escape, a ";" separator) is
-// 400 bad_request on every route that reads its query, where the pairs
-// that did not parse were dropped: ?status=%zz listed every repair.
-func TestMalformedQueriesAreRefused(t *testing.T) {
-	doc := loadOpenAPI(t)
-	router, err := gorillamux.NewRouter(doc)
-	require.NoError(t, err)
-	g := fullGateway(t)
-	g.Temporal = listingTemporal{} // what slips through is listed, not refused
-	h := g.Handler()
-	var checked int
-	for path, item := range doc.Paths.Map() {
-		for method, op := range item.Operations() {
-			for _, p := range append(slices.Clone(item.Parameters), op.Parameters...) {
-				if p.Value.In != openapi3.ParameterInQuery {
-					continue
-				}
-				first, _ := twoValues(p.Value.Schema.Value)
-				for _, query := range []string{p.Value.Name + "=%zz", p.Value.Name + "=" + url.QueryEscape(first) + ";x=1"} {
-					req := httptest.NewRequest(method, pathParam.ReplaceAllString(path, "nope")+"?"+query, nil)
-					req.Header.Set("Authorization", "Bearer "+testKey)
-					rec := httptest.NewRecorder()
-					h.ServeHTTP(rec, req)
-					var body errorBody
-					_ = json.Unmarshal(rec.Body.Bytes(), &body)
-					name := method + " " + req.URL.String()
-					assert.Equal(t, http.StatusBadRequest, rec.Code, "%s: %s", name, rec.Body.String())
-					assert.Equal(t, codeBadRequest, body.Error.Code, name)
-					assert.Contains(t, body.Error.Message, "query", name)
-					validateAnswer(t, doc, router, req, rec)
-					checked++
-				}
-			}
-		}
-	}
-	assert.GreaterOrEqual(t, checked, 22)
 }
