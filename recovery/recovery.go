@@ -19,7 +19,8 @@
 // What it holds is a speed-up, not a guarantee: a worker that dies takes
 // its list with it, and those activities resume at their backoff, as
 // without this package. Activities whose attempts ran on several workers
-// are reset by each of them, which is harmless.
+// are brought forward by each of them, which is harmless (a running one
+// is left alone).
 package recovery
 
 import (
@@ -53,13 +54,13 @@ const (
 	maxSpread = 45 * time.Second
 	// probeTimeout bounds one probe.
 	probeTimeout = 10 * time.Second
-	// resetsInFlight bounds the concurrent ResetActivity calls.
-	resetsInFlight = 8
-	// resetSpacing: an activity is reset at most this often, the longest
+	// resumesInFlight bounds the activities being brought forward at once.
+	resumesInFlight = 8
+	// resumeSpacing: an activity is brought forward at most this often, the longest
 	// backoff between provider attempts. A call that fails for one
 	// connection alone, while the provider answers others, is then not
 	// retried every time another call succeeds.
-	resetSpacing = 5 * time.Minute
+	resumeSpacing = 5 * time.Minute
 )
 
 // Probe asks a dependency, read-only, whether it answers again. A nil
@@ -81,9 +82,10 @@ type Watcher struct {
 
 	mu      sync.Mutex
 	outages map[string]*outage
-	// resetAt is when each activity was last reset, within resetSpacing.
-	resetAt  map[waiter]time.Time
-	watchers sync.WaitGroup
+	// resumedAt is when each activity was last brought forward, within
+	// resumeSpacing.
+	resumedAt map[waiter]time.Time
+	watchers  sync.WaitGroup
 }
 
 // outage is one dependency that failed, and what waits on it.
@@ -102,14 +104,14 @@ type waiter struct {
 	workflowID, runID, activityID string
 }
 
-// New returns a Watcher that resets activities in namespace through
+// New returns a Watcher that brings activities forward in namespace through
 // service; Stop ends its probes.
 func New(service workflowservice.WorkflowServiceClient, namespace string, logger *slog.Logger) *Watcher {
 	ctx, stop := context.WithCancel(context.Background())
 	return &Watcher{
 		service: service, namespace: namespace, logger: logger,
 		probeEvery: DefaultProbeEvery, pace: DefaultPace,
-		ctx: ctx, stop: stop, outages: map[string]*outage{}, resetAt: map[waiter]time.Time{},
+		ctx: ctx, stop: stop, outages: map[string]*outage{}, resumedAt: map[waiter]time.Time{},
 	}
 }
 
@@ -226,16 +228,16 @@ func (w *Watcher) resume(dep string, o *outage, why string) {
 	}
 	delete(w.outages, dep)
 	now := time.Now()
-	for a, at := range w.resetAt {
-		if now.Sub(at) >= resetSpacing {
-			delete(w.resetAt, a)
+	for a, at := range w.resumedAt {
+		if now.Sub(at) >= resumeSpacing {
+			delete(w.resumedAt, a)
 		}
 	}
 	for a := range o.waiting {
-		if _, recent := w.resetAt[a]; recent {
+		if _, recent := w.resumedAt[a]; recent {
 			delete(o.waiting, a)
 		} else {
-			w.resetAt[a] = now
+			w.resumedAt[a] = now
 		}
 	}
 	w.mu.Unlock()
@@ -247,7 +249,7 @@ func (w *Watcher) resume(dep string, o *outage, why string) {
 	until := now.Add(spread)
 	jobs := make(chan waiter)
 	var wg sync.WaitGroup
-	for range min(resetsInFlight, len(o.waiting)) {
+	for range min(resumesInFlight, len(o.waiting)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

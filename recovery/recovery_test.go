@@ -89,7 +89,7 @@ func TestAnActivityWaitingOnADependencyResumesWhenItsProbeAnswers(t *testing.T) 
 	assert.Equal(t, 1, svc.pauses)
 
 	// Failing again at once, then answered: not reset again within
-	// resetSpacing (the same call may fail for this connection alone).
+	// resumeSpacing (the same call may fail for this connection alone).
 	_, err = env.ExecuteActivity("Call")
 	require.Error(t, err)
 	w.Answered("provider:x")
