@@ -22,13 +22,13 @@ import (
 )
 
 // fakeService answers Describe with one pending activity in the given
-// state and records the resets.
+// state and records the pauses and unpauses.
 type fakeService struct {
 	workflowservice.WorkflowServiceClient
 	mu     sync.Mutex
 	state  enumspb.PendingActivityState
 	pauses int
-	resets []*workflowservice.UnpauseActivityRequest
+	unpauses []*workflowservice.UnpauseActivityRequest
 }
 
 func (f *fakeService) DescribeWorkflowExecution(_ context.Context, req *workflowservice.DescribeWorkflowExecutionRequest, _ ...grpc.CallOption) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
@@ -49,14 +49,14 @@ func (f *fakeService) PauseActivity(_ context.Context, req *workflowservice.Paus
 func (f *fakeService) UnpauseActivity(_ context.Context, req *workflowservice.UnpauseActivityRequest, _ ...grpc.CallOption) (*workflowservice.UnpauseActivityResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.resets = append(f.resets, req)
+	f.unpauses = append(f.unpauses, req)
 	return &workflowservice.UnpauseActivityResponse{}, nil
 }
 
-func (f *fakeService) resetCount() int {
+func (f *fakeService) unpauseCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return len(f.resets)
+	return len(f.unpauses)
 }
 
 func TestAnActivityWaitingOnADependencyResumesWhenItsProbeAnswers(t *testing.T) {
@@ -81,14 +81,14 @@ func TestAnActivityWaitingOnADependencyResumesWhenItsProbeAnswers(t *testing.T) 
 	_, err := env.ExecuteActivity("Call")
 	require.Error(t, err)
 
-	require.Eventually(t, func() bool { return svc.resetCount() == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return svc.unpauseCount() == 1 }, 5*time.Second, 5*time.Millisecond)
 	assert.EqualValues(t, 3, probes.Load(), "probed until it answered, then no more")
-	assert.Equal(t, "ns", svc.resets[0].GetNamespace())
-	assert.Equal(t, "0", svc.resets[0].GetId())
-	assert.False(t, svc.resets[0].GetResetAttempts(), "its attempt count stays: still failing, it backs off long")
+	assert.Equal(t, "ns", svc.unpauses[0].GetNamespace())
+	assert.Equal(t, "0", svc.unpauses[0].GetId())
+	assert.False(t, svc.unpauses[0].GetResetAttempts(), "its attempt count stays: still failing, it backs off long")
 	assert.Equal(t, 1, svc.pauses)
 
-	// Failing again at once, then answered: not reset again within
+	// Failing again at once, then answered: not brought forward again within
 	// resumeSpacing (the same call may fail for this connection alone).
 	_, err = env.ExecuteActivity("Call")
 	require.Error(t, err)
@@ -99,7 +99,7 @@ func TestAnActivityWaitingOnADependencyResumesWhenItsProbeAnswers(t *testing.T) 
 		return len(w.outages) == 0
 	}, 5*time.Second, 5*time.Millisecond)
 	w.Stop() // waits for the resume
-	assert.Equal(t, 1, svc.resetCount())
+	assert.Equal(t, 1, svc.unpauseCount())
 }
 
 // A call that fails while the provider answers others (before any probe
@@ -118,10 +118,10 @@ func TestAnotherCallsSuccessDoesNotResumeAnUnconfirmedFailure(t *testing.T) {
 	require.Error(t, err)
 	w.Answered("provider:x")
 	w.Stop()
-	assert.Zero(t, svc.resetCount())
+	assert.Zero(t, svc.unpauseCount())
 }
 
-func TestARunningActivityIsNotReset(t *testing.T) {
+func TestARunningActivityIsLeftAlone(t *testing.T) {
 	svc := &fakeService{state: enumspb.PENDING_ACTIVITY_STATE_STARTED}
 	w := New(svc, "ns", slog.New(slog.NewTextHandler(io.Discard, nil)))
 	var suite testsuite.WorkflowTestSuite
@@ -139,7 +139,7 @@ func TestARunningActivityIsNotReset(t *testing.T) {
 		return len(w.outages) == 0
 	}, 5*time.Second, 5*time.Millisecond, "the probe answered")
 	w.Stop()
-	assert.Zero(t, svc.resetCount(), "its result would be refused after a reset")
+	assert.Zero(t, svc.unpauseCount(), "its result would be refused after a reset")
 }
 
 func TestANilWatcherDoesNothing(t *testing.T) {
