@@ -25,9 +25,9 @@ import (
 // state and records the pauses and unpauses.
 type fakeService struct {
 	workflowservice.WorkflowServiceClient
-	mu     sync.Mutex
-	state  enumspb.PendingActivityState
-	pauses int
+	mu       sync.Mutex
+	state    enumspb.PendingActivityState
+	pauses   int
 	unpauses []*workflowservice.UnpauseActivityRequest
 }
 
@@ -139,7 +139,7 @@ func TestARunningActivityIsLeftAlone(t *testing.T) {
 		return len(w.outages) == 0
 	}, 5*time.Second, 5*time.Millisecond, "the probe answered")
 	w.Stop()
-	assert.Zero(t, svc.unpauseCount(), "its result would be refused after a reset")
+	assert.Zero(t, svc.unpauseCount(), "a running attempt is left to finish")
 }
 
 func TestANilWatcherDoesNothing(t *testing.T) {
