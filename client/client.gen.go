@@ -5256,6 +5256,11 @@ func (r PreflightCodecDecodeResponse) StatusCode() int {
 	return 0
 }
 
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r PreflightCodecDecodeResponse) Bytes() []byte {
+	return r.Body
+}
+
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r PreflightCodecDecodeResponse) ContentType() string {
 	if r.HTTPResponse != nil {
@@ -5390,6 +5395,11 @@ func (r CodecDecodeResponse) StatusCode() int {
 	return 0
 }
 
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r CodecDecodeResponse) Bytes() []byte {
+	return r.Body
+}
+
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r CodecDecodeResponse) ContentType() string {
 	if r.HTTPResponse != nil {
@@ -5480,6 +5490,11 @@ func (r PreflightCodecEncodeResponse) StatusCode() int {
 		return r.HTTPResponse.StatusCode
 	}
 	return 0
+}
+
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r PreflightCodecEncodeResponse) Bytes() []byte {
+	return r.Body
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
@@ -5616,6 +5631,11 @@ func (r CodecEncodeResponse) StatusCode() int {
 	return 0
 }
 
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r CodecEncodeResponse) Bytes() []byte {
+	return r.Body
+}
+
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r CodecEncodeResponse) ContentType() string {
 	if r.HTTPResponse != nil {
@@ -5662,6 +5682,11 @@ func (r HealthzResponse) StatusCode() int {
 		return r.HTTPResponse.StatusCode
 	}
 	return 0
+}
+
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r HealthzResponse) Bytes() []byte {
+	return r.Body
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
@@ -5741,6 +5766,11 @@ func (r MetricsResponse) StatusCode() int {
 	return 0
 }
 
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r MetricsResponse) Bytes() []byte {
+	return r.Body
+}
+
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r MetricsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
@@ -5788,6 +5818,11 @@ func (r OpenapiResponse) StatusCode() int {
 		return r.HTTPResponse.StatusCode
 	}
 	return 0
+}
+
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r OpenapiResponse) Bytes() []byte {
+	return r.Body
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
@@ -5858,6 +5893,11 @@ func (r ReconnectPageAssetResponse) StatusCode() int {
 		return r.HTTPResponse.StatusCode
 	}
 	return 0
+}
+
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r ReconnectPageAssetResponse) Bytes() []byte {
+	return r.Body
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
@@ -5953,6 +5993,11 @@ func (r ReconnectPageResponse) StatusCode() int {
 	return 0
 }
 
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r ReconnectPageResponse) Bytes() []byte {
+	return r.Body
+}
+
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ReconnectPageResponse) ContentType() string {
 	if r.HTTPResponse != nil {
@@ -6013,6 +6058,11 @@ func (r ReadyzResponse) StatusCode() int {
 		return r.HTTPResponse.StatusCode
 	}
 	return 0
+}
+
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r ReadyzResponse) Bytes() []byte {
+	return r.Body
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
@@ -6104,6 +6154,11 @@ func (r SandboxGetConnectionResponse) StatusCode() int {
 		return r.HTTPResponse.StatusCode
 	}
 	return 0
+}
+
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r SandboxGetConnectionResponse) Bytes() []byte {
+	return r.Body
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
@@ -6211,6 +6266,11 @@ func (r SandboxBreakResponse) StatusCode() int {
 	return 0
 }
 
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r SandboxBreakResponse) Bytes() []byte {
+	return r.Body
+}
+
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r SandboxBreakResponse) ContentType() string {
 	if r.HTTPResponse != nil {
@@ -6314,6 +6374,11 @@ func (r SandboxDisconnectResponse) StatusCode() int {
 		return r.HTTPResponse.StatusCode
 	}
 	return 0
+}
+
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r SandboxDisconnectResponse) Bytes() []byte {
+	return r.Body
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
@@ -6421,6 +6486,11 @@ func (r SandboxLoginResponse) StatusCode() int {
 	return 0
 }
 
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r SandboxLoginResponse) Bytes() []byte {
+	return r.Body
+}
+
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r SandboxLoginResponse) ContentType() string {
 	if r.HTTPResponse != nil {
@@ -6526,6 +6596,11 @@ func (r SandboxSetScriptResponse) StatusCode() int {
 	return 0
 }
 
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r SandboxSetScriptResponse) Bytes() []byte {
+	return r.Body
+}
+
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r SandboxSetScriptResponse) ContentType() string {
 	if r.HTTPResponse != nil {
@@ -6579,6 +6654,11 @@ func (r SandboxWidgetResponse) StatusCode() int {
 		return r.HTTPResponse.StatusCode
 	}
 	return 0
+}
+
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r SandboxWidgetResponse) Bytes() []byte {
+	return r.Body
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
@@ -6697,6 +6777,11 @@ func (r SandboxWidgetLoginResponse) StatusCode() int {
 		return r.HTTPResponse.StatusCode
 	}
 	return 0
+}
+
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r SandboxWidgetLoginResponse) Bytes() []byte {
+	return r.Body
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
@@ -6831,6 +6916,11 @@ func (r ListSweepsResponse) StatusCode() int {
 		return r.HTTPResponse.StatusCode
 	}
 	return 0
+}
+
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r ListSweepsResponse) Bytes() []byte {
+	return r.Body
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
@@ -6982,6 +7072,11 @@ func (r TriggerSweepResponse) StatusCode() int {
 	return 0
 }
 
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r TriggerSweepResponse) Bytes() []byte {
+	return r.Body
+}
+
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r TriggerSweepResponse) ContentType() string {
 	if r.HTTPResponse != nil {
@@ -7100,6 +7195,11 @@ func (r ListRepairsResponse) StatusCode() int {
 		return r.HTTPResponse.StatusCode
 	}
 	return 0
+}
+
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r ListRepairsResponse) Bytes() []byte {
+	return r.Body
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
@@ -7264,6 +7364,11 @@ func (r StartRepairResponse) StatusCode() int {
 	return 0
 }
 
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r StartRepairResponse) Bytes() []byte {
+	return r.Body
+}
+
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r StartRepairResponse) ContentType() string {
 	if r.HTTPResponse != nil {
@@ -7413,6 +7518,11 @@ func (r GetRepairResponse) StatusCode() int {
 	return 0
 }
 
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r GetRepairResponse) Bytes() []byte {
+	return r.Body
+}
+
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetRepairResponse) ContentType() string {
 	if r.HTTPResponse != nil {
@@ -7502,6 +7612,11 @@ func (r PreflightGetRepairResponse) StatusCode() int {
 		return r.HTTPResponse.StatusCode
 	}
 	return 0
+}
+
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r PreflightGetRepairResponse) Bytes() []byte {
+	return r.Body
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
@@ -7666,6 +7781,11 @@ func (r CancelResponse) StatusCode() int {
 	return 0
 }
 
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r CancelResponse) Bytes() []byte {
+	return r.Body
+}
+
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r CancelResponse) ContentType() string {
 	if r.HTTPResponse != nil {
@@ -7786,6 +7906,11 @@ func (r MintClientTokenResponse) StatusCode() int {
 	return 0
 }
 
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r MintClientTokenResponse) Bytes() []byte {
+	return r.Body
+}
+
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r MintClientTokenResponse) ContentType() string {
 	if r.HTTPResponse != nil {
@@ -7875,6 +8000,11 @@ func (r PreflightCompleteResponse) StatusCode() int {
 		return r.HTTPResponse.StatusCode
 	}
 	return 0
+}
+
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r PreflightCompleteResponse) Bytes() []byte {
+	return r.Body
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
@@ -8068,6 +8198,11 @@ func (r CompleteResponse) StatusCode() int {
 	return 0
 }
 
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r CompleteResponse) Bytes() []byte {
+	return r.Body
+}
+
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r CompleteResponse) ContentType() string {
 	if r.HTTPResponse != nil {
@@ -8157,6 +8292,11 @@ func (r PreflightExitResponse) StatusCode() int {
 		return r.HTTPResponse.StatusCode
 	}
 	return 0
+}
+
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r PreflightExitResponse) Bytes() []byte {
+	return r.Body
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
@@ -8336,6 +8476,11 @@ func (r ExitResponse) StatusCode() int {
 	return 0
 }
 
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r ExitResponse) Bytes() []byte {
+	return r.Body
+}
+
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ExitResponse) ContentType() string {
 	if r.HTTPResponse != nil {
@@ -8425,6 +8570,11 @@ func (r PreflightReconnectResponse) StatusCode() int {
 		return r.HTTPResponse.StatusCode
 	}
 	return 0
+}
+
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r PreflightReconnectResponse) Bytes() []byte {
+	return r.Body
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
@@ -8604,6 +8754,11 @@ func (r ReconnectResponse) StatusCode() int {
 	return 0
 }
 
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r ReconnectResponse) Bytes() []byte {
+	return r.Body
+}
+
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ReconnectResponse) ContentType() string {
 	if r.HTTPResponse != nil {
@@ -8767,6 +8922,11 @@ func (r MintReconnectLinkResponse) StatusCode() int {
 	return 0
 }
 
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r MintReconnectLinkResponse) Bytes() []byte {
+	return r.Body
+}
+
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r MintReconnectLinkResponse) ContentType() string {
 	if r.HTTPResponse != nil {
@@ -8887,6 +9047,11 @@ func (r GetStatsResponse) StatusCode() int {
 	return 0
 }
 
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r GetStatsResponse) Bytes() []byte {
+	return r.Body
+}
+
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetStatsResponse) ContentType() string {
 	if r.HTTPResponse != nil {
@@ -9004,6 +9169,11 @@ func (r ReceiveWebhookResponse) StatusCode() int {
 		return r.HTTPResponse.StatusCode
 	}
 	return 0
+}
+
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r ReceiveWebhookResponse) Bytes() []byte {
+	return r.Body
 }
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
