@@ -2,6 +2,7 @@ package cli
 
 import (
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -41,14 +42,15 @@ func linksNoTemporalServer(t *testing.T, binary string, deps []string) {
 	}
 }
 
-// The production binaries (./starter, built as relink, and ./worker, built
-// as relink-worker) stay slim: neither links the Temporal server or the Web
-// UI server, which only the dev binary (./dev) embeds. The test lives with
-// the commands, so the thin main packages need no test binary of their own.
+// The production binaries (./starter/relink, built as relink, and ./worker,
+// built as relink-worker) stay slim: neither links the Temporal server or
+// the Web UI server, which only the dev binary (./dev) embeds. The test
+// lives with the commands, so the thin main packages need no test binary
+// of their own.
 func TestProductionBinariesLinkNoTemporalServer(t *testing.T) {
 	all, err := linked()
 	require.NoError(t, err)
-	for _, pkg := range []string{"github.com/relink-dev/relink/starter", "github.com/relink-dev/relink/worker"} {
+	for _, pkg := range []string{"github.com/relink-dev/relink/starter/relink", "github.com/relink-dev/relink/worker"} {
 		require.Contains(t, all[pkg], "go.temporal.io/sdk/client", "%s: the listing is real", pkg)
 		linksNoTemporalServer(t, pkg, all[pkg])
 	}
@@ -89,4 +91,16 @@ func TestAdaptersLinkNoTemporalSDK(t *testing.T) {
 			assert.False(t, strings.HasPrefix(dep, "go.temporal.io/"), "%s links %s", binary, dep)
 		}
 	}
+}
+
+// However it is built or installed (`go build` in its folder, `go install
+// ./starter/relink`, `go install github.com/relink-dev/relink/...`), the
+// production program's binary is named relink: Go names it after the
+// package's folder, so no -o is needed.
+func TestTheProductionBinaryIsNamedRelink(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{.Name}} {{.Target}}", "github.com/relink-dev/relink/starter/relink").Output()
+	require.NoError(t, err)
+	name, target, _ := strings.Cut(strings.TrimSpace(string(out)), " ")
+	assert.Equal(t, "main", name)
+	assert.Equal(t, "relink", strings.TrimSuffix(filepath.Base(target), ".exe"))
 }

@@ -93,8 +93,13 @@ const usageServers = `  gateway         run the HTTP gateway against the Tempora
 const usageClient = `
 Client (talk to the gateway at RELINK_URL with RELINK_API_KEY):
   start           start a repair by hand
-  state           show a repair's state
+  state           show a repair's state (the connection's provider is
+                  found through the API unless -provider names it)
   list            list repairs (filter by status, provider, profile)
+  client-token    print a client token for a connection's browser calls
+                  (-provider as for state)
+  reconnect-link  print a fresh reconnect link to send the user
+                  (-provider as for state)
   stats           repair counts by provider and status (-provider, -since 24h)
   reconcile       sweep for breaks no webhook announced, now (-provider P,
                   -wait for the totals, -list to start nothing)
@@ -142,7 +147,7 @@ func Run(args []string, stdout, stderr io.Writer, extra ...Command) int {
 	case "version":
 		fmt.Fprintln(stdout, version.String())
 		return 0
-	case "start", "state", "list", "cancel", "simulate-error":
+	case "start", "state", "list", "cancel", "simulate-error", "client-token", "reconnect-link":
 		err = runClient(ctx, cmd, rest, stdout)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, help)

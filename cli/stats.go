@@ -2,16 +2,13 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"slices"
-	"strings"
 	"text/tabwriter"
 
+	"github.com/relink-dev/relink/client"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -19,40 +16,35 @@ import (
 // column per status.
 func runStats(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("stats", flag.ContinueOnError)
-	gatewayURL := fs.String("url", envOr("RELINK_URL", "http://localhost:8080"), "gateway base URL (RELINK_URL)")
-	apiKey := fs.String("api-key", envOr("RELINK_API_KEY", DevAPIKey), "gateway API key (RELINK_API_KEY)")
+	connect := gatewayFlags(fs)
 	provider := fs.String("provider", "", "only this provider")
 	since := fs.String("since", "", "only repairs started since: an RFC 3339 time or a duration such as 24h")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	q := url.Values{}
-	if *provider != "" {
-		q.Set("provider", *provider)
-	}
-	if *since != "" {
-		q.Set("since", *since)
-	}
-	path := "/v1/stats"
-	if len(q) > 0 {
-		path += "?" + q.Encode()
-	}
-	c := apiClient{base: strings.TrimRight(*gatewayURL, "/"), key: *apiKey}
-	body, err := c.send(ctx, http.MethodGet, path, nil)
+	gw, err := connect()
 	if err != nil {
 		return err
 	}
-	var st struct {
-		ByStatus   map[workflows.Status]int64
-		ByProvider map[string]map[workflows.Status]int64
+	params := client.GetStatsParams{}
+	if *provider != "" {
+		params.Provider = provider
 	}
-	if err := json.Unmarshal(body, &st); err != nil {
-		return fmt.Errorf("stats: %w", err)
+	if *since != "" {
+		params.Since = since
 	}
-	return printStats(stdout, st.ByProvider, st.ByStatus)
+	res, err := check(gw.api.GetStatsWithResponse(ctx, &params))
+	if err == nil && res.JSON200 == nil {
+		err = unexpected(res)
+	}
+	if err != nil {
+		return err
+	}
+	return printStats(stdout, res.JSON200.ByProvider, res.JSON200.ByStatus)
 }
 
-func printStats(w io.Writer, byProvider map[string]map[workflows.Status]int64, byStatus map[workflows.Status]int64) error {
+// printStats prints counts keyed by status (the API's JSON keys).
+func printStats(w io.Writer, byProvider map[string]map[string]int64, byStatus map[string]int64) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "provider\t")
 	for _, s := range workflows.Statuses {
@@ -64,12 +56,12 @@ func printStats(w io.Writer, byProvider map[string]map[workflows.Status]int64, b
 		providers = append(providers, p)
 	}
 	slices.Sort(providers)
-	row := func(name string, counts map[workflows.Status]int64) {
+	row := func(name string, counts map[string]int64) {
 		fmt.Fprintf(tw, "%s\t", name)
 		var sum int64
 		for _, s := range workflows.Statuses {
-			fmt.Fprintf(tw, "%d\t", counts[s])
-			sum += counts[s]
+			fmt.Fprintf(tw, "%d\t", counts[string(s)])
+			sum += counts[string(s)]
 		}
 		fmt.Fprintf(tw, "%d\t\n", sum)
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/relink-dev/relink/activities/quiltt"
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/app"
+	relinkapi "github.com/relink-dev/relink/client"
 	"github.com/relink-dev/relink/config"
 	"github.com/relink-dev/relink/metrics"
 	"github.com/relink-dev/relink/workflows"
@@ -51,6 +52,11 @@ type stack struct {
 	logger    *slog.Logger
 	providers app.Providers
 	metrics   *metrics.Registry
+	// api is the Go client generated from the OpenAPI document, with the
+	// stack's API key: the helpers that name a /v1 or /sandbox route call
+	// it, as an app's Go backend would; s.call stays for the requests a
+	// client would not send (bad paths, bodies, credentials).
+	api *relinkapi.ClientWithResponses
 }
 
 func newStack(t *testing.T) *stack {
@@ -183,7 +189,30 @@ func buildStack(t *testing.T, settings map[string]string) *stack {
 	if gw.Links != nil {
 		gw.Links.PublicURL = srv.URL
 	}
-	return &stack{t: t, temporal: tc, gateway: srv, sandbox: sb, app: appSrv, cfg: cfg, logger: logger, providers: providers, metrics: reg}
+	return &stack{t: t, temporal: tc, gateway: srv, sandbox: sb, app: appSrv, cfg: cfg, logger: logger, providers: providers, metrics: reg,
+		api: newAPIClient(t, srv.URL, apiKey)}
+}
+
+// newAPIClient is the generated client of the gateway at base, sending
+// credential (an API key or a client token) as its bearer.
+func newAPIClient(t *testing.T, base, credential string) *relinkapi.ClientWithResponses {
+	t.Helper()
+	api, err := relinkapi.NewClientWithResponses(base, relinkapi.WithRequestEditorFn(func(_ context.Context, req *http.Request) error {
+		req.Header.Set("Authorization", "Bearer "+credential)
+		return nil
+	}))
+	require.NoError(t, err)
+	return api
+}
+
+// repairOf decodes a GetRepair answer's repair as the workflow's state,
+// whose fields the tests read; the generated types decoded it too.
+func (s *stack) repairOf(res *relinkapi.GetRepairResponse) workflows.RepairState {
+	s.t.Helper()
+	require.NotNil(s.t, res.JSON200, "%d %s", res.StatusCode(), res.Body)
+	var out struct{ Repair workflows.RepairState }
+	require.NoError(s.t, json.Unmarshal(res.Body, &out))
+	return out.Repair
 }
 
 // call sends an authenticated JSON request to the gateway and decodes the
@@ -225,9 +254,10 @@ func (s *stack) state(conn string) workflows.RepairState {
 // stateOf reads a repair through GET /v1/repairs/{provider}/{id}.
 func (s *stack) stateOf(provider, conn string) workflows.RepairState {
 	s.t.Helper()
-	var out struct{ Repair workflows.RepairState }
-	require.Equal(s.t, http.StatusOK, s.call(http.MethodGet, "/v1/repairs/"+provider+"/"+conn, nil, &out))
-	return out.Repair
+	res, err := s.api.GetRepairWithResponse(context.Background(), relinkapi.Provider(provider), conn, nil)
+	require.NoError(s.t, err)
+	require.Equal(s.t, http.StatusOK, res.StatusCode(), "%s", res.Body)
+	return s.repairOf(res)
 }
 
 // waitFor polls until cond holds, failing the test after the deadline.
@@ -245,19 +275,15 @@ func (s *stack) waitForStatusOf(provider, conn string, want workflows.Status) wo
 	s.t.Helper()
 	var st workflows.RepairState
 	s.waitFor(conn+" to be "+string(want), func() bool {
-		var out struct {
-			Repair struct {
-				workflows.RepairState
-				Source string
-			}
-		}
+		res, err := s.api.GetRepairWithResponse(context.Background(), relinkapi.Provider(provider), conn, nil)
+		require.NoError(s.t, err)
 		// The whole state: on a loaded machine a query may miss the
 		// gateway's budget, and the answer then comes from visibility,
 		// which has the status but no reason or steps.
-		if s.call(http.MethodGet, "/v1/repairs/"+provider+"/"+conn, nil, &out) != http.StatusOK || out.Repair.Source == "visibility" {
+		if res.StatusCode() != http.StatusOK || res.JSON200.Repair.Source == relinkapi.Visibility {
 			return false
 		}
-		st = out.Repair.RepairState
+		st = s.repairOf(res)
 		return st.Status == want
 	})
 	return st
@@ -267,8 +293,11 @@ func (s *stack) waitForStatusOf(provider, conn string, want workflows.Status) wo
 // makes the sandbox send the signed repairable webhook.
 func (s *stack) breakConnection(conn, profile string) {
 	s.t.Helper()
-	require.Equal(s.t, http.StatusOK, s.call(http.MethodPost, "/sandbox/connections/"+conn+"/break",
-		map[string]string{"profileId": profile, "institution": "First Sandbox Bank"}, nil))
+	institution := "First Sandbox Bank"
+	res, err := s.api.SandboxBreakWithResponse(context.Background(), conn, nil,
+		relinkapi.SandboxBreakRequest{ProfileId: &profile, Institution: &institution})
+	require.NoError(s.t, err)
+	require.Equal(s.t, http.StatusOK, res.StatusCode(), "%s", res.Body)
 }
 
 // postSandboxWebhook posts body to /webhooks/sandbox signed as the sandbox
@@ -318,13 +347,21 @@ type webhookSummary struct {
 // repairConnection plays the frontend and the user through one reconnect.
 func (s *stack) repairConnection(conn string) {
 	s.t.Helper()
-	var rec workflows.ReconnectResult
-	require.Equal(s.t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/sandbox/"+conn+"/reconnect", nil, &rec))
-	require.Equal(s.t, aggregator.ConnectorActionRequired, rec.ConnectorStatus)
-	var login sandbox.Login
-	require.Equal(s.t, http.StatusOK, s.call(http.MethodPost, "/sandbox/connections/"+conn+"/login", nil, &login))
-	require.Equal(s.t, rec.Session.ConnectorToken, login.ConnectorToken)
-	require.Equal(s.t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs/sandbox/"+conn+"/complete", login, nil))
+	ctx := context.Background()
+	rec, err := s.api.ReconnectWithResponse(ctx, sandbox.Name, conn, nil, relinkapi.ReconnectRequest{})
+	require.NoError(s.t, err)
+	require.NotNil(s.t, rec.JSON200, "%d %s", rec.StatusCode(), rec.Body)
+	require.Equal(s.t, relinkapi.ConnectorStatus(aggregator.ConnectorActionRequired), rec.JSON200.ConnectorStatus)
+	require.NotNil(s.t, rec.JSON200.Session)
+	login, err := s.api.SandboxLoginWithResponse(ctx, conn, nil)
+	require.NoError(s.t, err)
+	require.NotNil(s.t, login.JSON200, "%d %s", login.StatusCode(), login.Body)
+	require.Equal(s.t, *rec.JSON200.Session.ConnectorToken, login.JSON200.ConnectorToken)
+	done, err := s.api.CompleteWithResponse(ctx, sandbox.Name, conn, nil, relinkapi.CompleteRequest{
+		ConnectorToken: login.JSON200.ConnectorToken, PublicToken: &login.JSON200.PublicToken, Metadata: login.JSON200.Metadata,
+	})
+	require.NoError(s.t, err)
+	require.Equal(s.t, http.StatusAccepted, done.StatusCode(), "%s", done.Body)
 }
 
 // appEndpoint is the app's notification endpoint: it accepts only events

@@ -1,7 +1,7 @@
 // Package dev holds the commands only the dev binary (./dev) has:
 // `relink dev`, the whole stack in one process, and `relink bench`. They
 // embed the Temporal server and Web UI, which the production binaries
-// (./starter, ./worker) must not link.
+// (./starter/relink, ./worker) must not link.
 package dev
 
 import (
