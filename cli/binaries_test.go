@@ -42,7 +42,7 @@ func linksNoTemporalServer(t *testing.T, binary string, deps []string) {
 	}
 }
 
-// The production binaries (./starter/relink, built as relink, and ./worker,
+// The production binaries (./starter/relink, built as relink, and ./worker/relink-worker,
 // built as relink-worker) stay slim: neither links the Temporal server or
 // the Web UI server, which only the dev binary (./dev) embeds. The test
 // lives with the commands, so the thin main packages need no test binary
@@ -50,7 +50,7 @@ func linksNoTemporalServer(t *testing.T, binary string, deps []string) {
 func TestProductionBinariesLinkNoTemporalServer(t *testing.T) {
 	all, err := linked()
 	require.NoError(t, err)
-	for _, pkg := range []string{"github.com/relink-dev/relink/starter/relink", "github.com/relink-dev/relink/worker"} {
+	for _, pkg := range []string{"github.com/relink-dev/relink/starter/relink", "github.com/relink-dev/relink/worker/relink-worker"} {
 		require.Contains(t, all[pkg], "go.temporal.io/sdk/client", "%s: the listing is real", pkg)
 		linksNoTemporalServer(t, pkg, all[pkg])
 	}
@@ -97,10 +97,15 @@ func TestAdaptersLinkNoTemporalSDK(t *testing.T) {
 // ./starter/relink`, `go install github.com/relink-dev/relink/...`), the
 // production program's binary is named relink: Go names it after the
 // package's folder, so no -o is needed.
-func TestTheProductionBinaryIsNamedRelink(t *testing.T) {
-	out, err := exec.Command("go", "list", "-f", "{{.Name}} {{.Target}}", "github.com/relink-dev/relink/starter/relink").Output()
-	require.NoError(t, err)
-	name, target, _ := strings.Cut(strings.TrimSpace(string(out)), " ")
-	assert.Equal(t, "main", name)
-	assert.Equal(t, "relink", strings.TrimSuffix(filepath.Base(target), ".exe"))
+func TestTheProductionBinariesAreNamedRelinkAndRelinkWorker(t *testing.T) {
+	for pkg, binary := range map[string]string{
+		"github.com/relink-dev/relink/starter/relink":       "relink",
+		"github.com/relink-dev/relink/worker/relink-worker": "relink-worker",
+	} {
+		out, err := exec.Command("go", "list", "-f", "{{.Name}} {{.Target}}", pkg).Output()
+		require.NoError(t, err)
+		name, target, _ := strings.Cut(strings.TrimSpace(string(out)), " ")
+		assert.Equal(t, "main", name, pkg)
+		assert.Equal(t, binary, strings.TrimSuffix(filepath.Base(target), ".exe"), pkg)
+	}
 }

@@ -23,7 +23,7 @@ import (
 	"github.com/relink-dev/relink/version"
 )
 
-// RunWorker is the production worker (./worker, built as relink-worker):
+// RunWorker is the production worker (./worker/relink-worker, built as relink-worker):
 // the ConnectionRepair workflow and its activities over the enabled
 // providers, against the configured Temporal (TEMPORAL_* variables or
 // profile, as the Temporal CLI reads them), until SIGINT or SIGTERM. It

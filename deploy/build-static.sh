@@ -10,8 +10,8 @@ if [ -z "$version" ]; then
   version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
 fi
 mkdir -p "$out"
-# relink is ./starter/relink (the gateway and CLI), relink-worker is ./worker.
-for bin in relink:starter/relink relink-worker:worker; do
+# relink is ./starter/relink (the gateway and CLI), relink-worker is ./worker/relink-worker.
+for bin in relink:starter/relink relink-worker:worker/relink-worker; do
   CGO_ENABLED=0 go build -trimpath \
     -ldflags "-s -w -X github.com/relink-dev/relink/version.Version=$version" \
     -o "$out/${bin%%:*}" "./${bin#*:}"

@@ -2,7 +2,7 @@
 // one process (Temporal server, Web UI, worker, gateway, sandbox), and
 // every command of `relink` works too (`go run ./dev list`), with `dev`,
 // `dev-server` and `bench`. It links the Temporal server; production runs
-// ./starter/relink (relink) and ./worker (relink-worker) instead.
+// ./starter/relink (relink) and ./worker/relink-worker (relink-worker) instead.
 package main
 
 import (

@@ -22,8 +22,8 @@ var builtBinariesDir string
 // dev-server`, and every command of the production `relink`).
 var devBinary = sync.OnceValues(func() (string, error) { return cachedBinary("github.com/relink-dev/relink/dev") })
 
-// workerBinary is the production worker, relink-worker (./worker).
-var workerBinary = sync.OnceValues(func() (string, error) { return cachedBinary("github.com/relink-dev/relink/worker") })
+// workerBinary is the production worker, relink-worker (./worker/relink-worker).
+var workerBinary = sync.OnceValues(func() (string, error) { return cachedBinary("github.com/relink-dev/relink/worker/relink-worker") })
 
 // cachedBinary is pkg's program, as `go run` builds it. `go run` keeps the
 // linked program in the build cache, so a warm run finds it in a second

@@ -33,7 +33,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	userPathOnly := fs.Bool("user-path-only", false, "measure that alone")
 	shapeSamples := fs.Int("shape-samples", 20, "samples of each path per burst shape")
 	shapeTime := fs.Duration("shape-time", 30*time.Second, "how long a paced burst lasts")
-	workerBinary := fs.String("worker", "", "the worker binary to measure (default: go build ./worker)")
+	workerBinary := fs.String("worker", "", "the worker binary to measure (default: go build ./worker/relink-worker)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,7 +62,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		defer os.RemoveAll(dir)
 		binary = filepath.Join(dir, "relink-worker")
-		build := exec.CommandContext(ctx, "go", "build", "-o", binary, "./worker")
+		build := exec.CommandContext(ctx, "go", "build", "-o", binary, "./worker/relink-worker")
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
 			return fmt.Errorf("build ./worker (run the bench from the repository, or pass -worker bin/relink-worker): %w", err)

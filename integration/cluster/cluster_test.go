@@ -61,7 +61,7 @@ func TestProductionTopologyOnTheTemporalCLIsServer(t *testing.T) {
 	waitForTemporal(t, frontend)
 
 	bin := filepath.Join(dir, "bin")
-	for cmd, pkg := range map[string]string{"relink": "./starter/relink", "relink-worker": "./worker"} {
+	for cmd, pkg := range map[string]string{"relink": "./starter/relink", "relink-worker": "./worker/relink-worker"} {
 		build := exec.Command("go", "build", "-o", filepath.Join(bin, cmd), pkg)
 		build.Dir = "../.."
 		out, err := build.CombinedOutput()
