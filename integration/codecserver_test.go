@@ -3,8 +3,11 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -121,6 +124,57 @@ func TestOperatorsOwnCodecServerDecodesARepairsHistory(t *testing.T) {
 		text.Write(p.GetData())
 	}
 	assert.Contains(t, text.String(), "profile_cs", "the repair's input, in clear")
+
+	// The temporal CLI itself, where it is installed (CI's cluster test
+	// installs it): workflow show --codec-endpoint, no --codec-auth.
+	t.Run("temporal workflow show", func(t *testing.T) {
+		temporal := os.Getenv("TEMPORAL_CLI")
+		if temporal == "" {
+			var err error
+			if temporal, err = exec.LookPath("temporal"); err != nil {
+				t.Skip("the Temporal CLI is not installed: go install github.com/temporalio/cli/cmd/temporal@v1.5.1")
+			}
+		}
+		// show is the repair's input as the CLI prints it (-o json: the
+		// payload's metadata and data, base64).
+		show := func(endpoint string) (encoding, data string) {
+			args := []string{"workflow", "show", "-w", workflows.WorkflowID(sandbox.Name, "conn_cs"),
+				"--address", s.cfg.Temporal.Address, "--namespace", ns, "-o", "json"}
+			if endpoint != "" {
+				args = append(args, "--codec-endpoint", endpoint)
+			}
+			cmd := exec.Command(temporal, args...)
+			cmd.Env = append(os.Environ(), "TEMPORAL_CONFIG_FILE="+os.DevNull)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			require.NoError(t, err, stderr.String())
+			var shown struct {
+				Events []struct {
+					Started *struct {
+						Input struct {
+							Payloads []struct {
+								Metadata map[string][]byte
+								Data     []byte
+							}
+						}
+					} `json:"workflowExecutionStartedEventAttributes"`
+				}
+			}
+			require.NoError(t, json.Unmarshal(out, &shown))
+			require.NotEmpty(t, shown.Events)
+			require.NotNil(t, shown.Events[0].Started)
+			require.Len(t, shown.Events[0].Started.Input.Payloads, 1)
+			p := shown.Events[0].Started.Input.Payloads[0]
+			return string(p.Metadata[converter.MetadataEncoding]), string(p.Data)
+		}
+		encoding, data := show("")
+		assert.Equal(t, codec.Encoding, encoding, "without the codec server: ciphertext")
+		assert.NotContains(t, data, "profile_cs")
+		encoding, data = show(endpoint)
+		assert.Equal(t, "json/plain", encoding, "through it: the repair's input in clear")
+		assert.Contains(t, data, "profile_cs")
+	})
 
 	// The Web UI in the operator's browser: a preflight, then the call.
 	body, err := protojson.Marshal(&commonpb.Payloads{Payloads: payloads[:1]})
