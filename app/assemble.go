@@ -1,6 +1,7 @@
 package app
 
 import (
+	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -104,6 +105,22 @@ func NewGateway(c config.Config, tc client.Client, logger *slog.Logger, provider
 		PlaidLinkScriptURL:    c.Gateway.PlaidLinkScriptURL,
 		ReconnectFrameOrigins: c.Gateway.ReconnectFrameOrigins,
 	}, nil
+}
+
+// ErrNoPayloadKeys: `relink codec-server` has nothing to decrypt with.
+var ErrNoPayloadKeys = errors.New("RELINK_PAYLOAD_KEYS is not set: the codec server decrypts with the keys the workers encrypt with; set it in this shell")
+
+// NewLocalCodec builds `relink codec-server`'s handler: the payload keys
+// of c, for namespace, called from the Web UI at uiOrigins.
+func NewLocalCodec(c config.Config, namespace string, uiOrigins []string, logger *slog.Logger) (*gateway.LocalCodec, error) {
+	enc, err := PayloadCodec(c.Temporal)
+	if err != nil {
+		return nil, err
+	}
+	if enc == nil {
+		return nil, ErrNoPayloadKeys
+	}
+	return &gateway.LocalCodec{Codec: enc, Namespace: namespace, UIOrigins: uiOrigins, Logger: logger.With("component", "codec-server")}, nil
 }
 
 // links mints reconnect links when browser tokens are on (the same keys

@@ -1,5 +1,5 @@
 // Package cli is the production `relink` command: the gateway, namespace
-// setup, keys, and client subcommands that call the gateway's HTTP API.
+// setup, keys, an operator's local codec server, and client subcommands that call the gateway's HTTP API.
 // It links no Temporal server; the dev stack's commands (package cli/dev)
 // are added by the dev binary (./dev).
 package cli
@@ -87,6 +87,11 @@ const usageServers = `  gateway         run the HTTP gateway against the Tempora
                   client-token (RELINK_CLIENT_TOKEN_KEYS), notify
                   (RELINK_NOTIFY_SECRET) or api-key (RELINK_API_KEY);
                   -id names payload and client-token keys
+  codec-server    decode payloads for the Temporal Web UI in this machine's
+                  browser and for the temporal CLI, with this shell's
+                  RELINK_PAYLOAD_KEYS; loopback only (-listen, default
+                  127.0.0.1:8888), answering the Web UI origins of
+                  -ui-origin (required, repeatable)
   version         print the version
 `
 
@@ -144,6 +149,8 @@ func Run(args []string, stdout, stderr io.Writer, extra ...Command) int {
 		err = runReconcile(ctx, rest, stdout)
 	case "keygen":
 		err = runKeygen(rest, stdout)
+	case "codec-server":
+		err = runCodecServer(ctx, rest, stdout)
 	case "version":
 		fmt.Fprintln(stdout, version.String())
 		return 0

@@ -725,11 +725,20 @@ func (c Config) validateSecurity() []error {
 		}
 	}
 	for _, o := range append(append([]string{}, c.Gateway.CORSOrigins...), c.Gateway.CodecOrigins...) {
-		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || o == "*" {
-			errs = append(errs, fmt.Errorf("CORS origin %q must be scheme://host[:port], with no path and no wildcard", o))
+		if err := CheckOrigin(o); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errs
+}
+
+// CheckOrigin fails unless o is one browser origin, scheme://host[:port]:
+// CORS answers name the caller's origin exactly, never a wildcard.
+func CheckOrigin(o string) error {
+	if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || o == "*" {
+		return fmt.Errorf("CORS origin %q must be scheme://host[:port], with no path and no wildcard", o)
+	}
+	return nil
 }
 
 // AllAPIKeys are every accepted API key (RELINK_API_KEY and RELINK_API_KEYS).

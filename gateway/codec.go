@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/sdk/converter"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -25,8 +26,16 @@ func (g *Gateway) serveCodec(w http.ResponseWriter, r *http.Request, encode bool
 		writeError(w, http.StatusNotImplemented, codeNotEnabled, "payload encryption is off: set RELINK_PAYLOAD_KEYS")
 		return
 	}
-	if ns := r.Header.Get("X-Namespace"); ns != "" && ns != g.Namespace {
-		writeError(w, http.StatusBadRequest, codeBadRequest, "this codec serves namespace "+g.Namespace+", not "+ns)
+	serveCodecProtocol(w, r, g.Codec, g.Namespace, encode)
+}
+
+// serveCodecProtocol answers one call of Temporal's remote codec protocol
+// with c, for namespace only. The gateway's /codec and the operator's own
+// `relink codec-server` (LocalCodec) both answer through it, so the two
+// read and refuse the same bodies and namespaces.
+func serveCodecProtocol(w http.ResponseWriter, r *http.Request, c converter.PayloadCodec, namespace string, encode bool) {
+	if ns := r.Header.Get("X-Namespace"); ns != "" && ns != namespace {
+		writeError(w, http.StatusBadRequest, codeBadRequest, "this codec serves namespace "+namespace+", not "+ns)
 		return
 	}
 	body, err := io.ReadAll(r.Body)
@@ -39,9 +48,9 @@ func (g *Gateway) serveCodec(w http.ResponseWriter, r *http.Request, encode bool
 		writeError(w, http.StatusBadRequest, codeBadRequest, "body must be {\"payloads\":[…]}: "+err.Error())
 		return
 	}
-	convert := g.Codec.Decode
+	convert := c.Decode
 	if encode {
-		convert = g.Codec.Encode
+		convert = c.Encode
 	}
 	out, err := convert(in.GetPayloads())
 	if err != nil {
