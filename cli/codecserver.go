@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/sethvargo/go-envconfig"
@@ -27,6 +28,14 @@ func (o *originFlags) String() string { return strings.Join(*o, ",") }
 func (o *originFlags) Set(v string) error {
 	if err := config.CheckOrigin(v); err != nil {
 		return err
+	}
+	// A page of that origin may decrypt with the operator's keys: plain
+	// http only from this machine, where no one on the network can put
+	// script into it.
+	u, _ := url.Parse(v)
+	ip := net.ParseIP(u.Hostname())
+	if u.Scheme != "https" && u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("UI origin %q: https, or http on this machine (localhost, 127.0.0.1)", v)
 	}
 	*o = append(*o, v)
 	return nil

@@ -64,6 +64,20 @@ func TestCodecServerNeedsTheWebUIsOrigin(t *testing.T) {
 		err := CodecServer(context.Background(), []string{"-ui-origin", origin}, payloadKeyEnv(t), &bytes.Buffer{})
 		assert.ErrorContains(t, err, "no path and no wildcard", origin)
 	}
+	for _, origin := range []string{"http://u@localhost:8233", "http://localhost:8233?x=1", "http://localhost:8233#top"} {
+		err := CodecServer(context.Background(), []string{"-ui-origin", origin}, payloadKeyEnv(t), &bytes.Buffer{})
+		assert.ErrorContains(t, err, "must be scheme://host[:port]", origin)
+	}
+	// Plain http only from this machine: a page of that origin can decrypt.
+	for origin, allowed := range map[string]bool{"http://temporal-ui.lan:8080": false, "http://192.168.1.20:8233": false,
+		"https://temporal-ui.lan": true, "http://127.0.0.1": true, "http://[::1]:8233": true} {
+		err := CodecServer(context.Background(), []string{"-ui-origin", origin, "-listen", "0.0.0.0:1"}, payloadKeyEnv(t), &bytes.Buffer{})
+		if allowed {
+			assert.ErrorContains(t, err, "loopback", "%s passes; the listen address is what is refused", origin)
+		} else {
+			assert.ErrorContains(t, err, "https, or http on this machine", origin)
+		}
+	}
 	var stderr bytes.Buffer
 	assert.Equal(t, 2, Run([]string{"codec-server", "-listen", "127.0.0.1:0"}, &bytes.Buffer{}, &stderr))
 	assert.Contains(t, stderr.String(), "-ui-origin is required")

@@ -490,7 +490,7 @@ type CompleteRequest struct {
 	PublicToken *string `json:"publicToken,omitempty"`
 }
 
-// ConnectionID A provider's connection id: 1 to 256 printable ASCII characters without spaces, quotes or backslashes.
+// ConnectionID A provider's connection id: 1 to 256 printable ASCII characters without spaces, quotes or backslashes, and no `.` or `..` segment nor `//`.
 type ConnectionID = string
 
 // ConnectorStatus ACTION_REQUIRED: open the provider's widget with the session. CONTINUE: nothing for the user to do.
@@ -834,7 +834,7 @@ type Session struct {
 
 // StartRepairRequest defines model for StartRepairRequest.
 type StartRepairRequest struct {
-	// ConnectionId A provider's connection id: 1 to 256 printable ASCII characters without spaces, quotes or backslashes.
+	// ConnectionId A provider's connection id: 1 to 256 printable ASCII characters without spaces, quotes or backslashes, and no `.` or `..` segment nor `//`.
 	ConnectionId ConnectionID `json:"connectionId"`
 
 	// Connector The aggregator behind the provider, where there is one (Quiltt: PLAID or MX).
@@ -1004,7 +1004,7 @@ type XNamespace = string
 // XRequestId defines model for X-Request-Id.
 type XRequestId = string
 
-// ConnectionId A provider's connection id: 1 to 256 printable ASCII characters without spaces, quotes or backslashes.
+// ConnectionId A provider's connection id: 1 to 256 printable ASCII characters without spaces, quotes or backslashes, and no `.` or `..` segment nor `//`.
 type ConnectionId = ConnectionID
 
 // Provider A provider Relink is built with (activities/providers; this list is generated from it), if enabled on this gateway.

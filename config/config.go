@@ -699,6 +699,9 @@ func (c Config) validateSecurity() []error {
 	} else if len(keys) > 0 && keyring.Weak(keys[0].Secret) {
 		errs = append(errs, errors.New("RELINK_PAYLOAD_KEYS: key 1, which encrypts, is not random (a repeated pattern); make one with `relink keygen` and put it first"))
 	}
+	if r := c.Repair; r.VerifyQuietPeriod <= 0 || r.VerifyPollInterval <= 0 || r.VerifyPollInterval > r.VerifyPollMaxInterval {
+		errs = append(errs, errors.New("RELINK_VERIFY_QUIET_PERIOD and RELINK_VERIFY_POLL_INTERVAL must be positive, and RELINK_VERIFY_POLL_INTERVAL at most RELINK_VERIFY_POLL_MAX_INTERVAL"))
+	}
 	if c.Gateway.ClientTokenTTL < time.Minute || c.Gateway.ClientTokenTTL > 24*time.Hour {
 		errs = append(errs, errors.New("RELINK_CLIENT_TOKEN_TTL must be between 1m and 24h"))
 	}
@@ -735,7 +738,8 @@ func (c Config) validateSecurity() []error {
 // CheckOrigin fails unless o is one browser origin, scheme://host[:port]:
 // CORS answers name the caller's origin exactly, never a wildcard.
 func CheckOrigin(o string) error {
-	if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || o == "*" {
+	if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || o == "*" ||
+		u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" || strings.HasSuffix(o, "?") || strings.HasSuffix(o, "#") {
 		return fmt.Errorf("CORS origin %q must be scheme://host[:port], with no path and no wildcard", o)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/relink-dev/relink/intake"
@@ -14,12 +15,19 @@ var providerPattern = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
 
 // validID accepts a provider's connection or profile id: 1 to 256
 // printable ASCII characters without spaces, quotes or backslashes (ids
-// end up in workflow ids and visibility queries). Every provider Relink
-// speaks to uses such ids; anything else gets 400 rather than a failure
-// deeper in.
+// end up in workflow ids and visibility queries), and not a path that
+// would not be clean in a URL (".", "..", a "." or ".." segment, "//"):
+// the routes of a repair name it in their path, and unclean paths are
+// 404. Every provider Relink speaks to uses such ids; anything else gets
+// 400 rather than a failure deeper in.
 func validID(id string) bool {
-	if len(id) == 0 || len(id) > 256 {
+	if len(id) == 0 || len(id) > 256 || strings.Contains(id, "//") {
 		return false
+	}
+	for _, segment := range strings.Split(id, "/") {
+		if segment == "." || segment == ".." {
+			return false
+		}
 	}
 	for i := 0; i < len(id); i++ {
 		if c := id[i]; c <= ' ' || c > '~' || c == '\'' || c == '"' || c == '\\' {

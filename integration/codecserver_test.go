@@ -67,15 +67,18 @@ func startCodecServer(t *testing.T, env map[string]string, uiOrigin string) stri
 	})
 	at := regexp.MustCompile(`--codec-endpoint (http://127\.0\.0\.1:\d+)\n`)
 	var m []string
-	require.Eventually(t, func() bool {
+	deadline := time.After(10 * time.Second)
+	for m == nil {
 		select {
 		case err := <-done:
-			require.NoError(t, err, "relink codec-server exited")
-		default:
+			done <- err // for the cleanup
+			t.Fatalf("relink codec-server exited before it said where it listens: %v", err)
+		case <-deadline:
+			t.Fatalf("relink codec-server did not say where it listens:\n%s", stdout.String())
+		case <-time.After(10 * time.Millisecond):
 		}
 		m = at.FindStringSubmatch(stdout.String())
-		return m != nil
-	}, 10*time.Second, 10*time.Millisecond, "relink codec-server says where it listens")
+	}
 	return m[1]
 }
 
@@ -125,8 +128,8 @@ func TestOperatorsOwnCodecServerDecodesARepairsHistory(t *testing.T) {
 	}
 	assert.Contains(t, text.String(), "profile_cs", "the repair's input, in clear")
 
-	// The temporal CLI itself, where it is installed (CI's cluster test
-	// installs it): workflow show --codec-endpoint, no --codec-auth.
+	// The temporal CLI itself, where it is installed (CI installs it
+	// before this test): workflow show --codec-endpoint, no --codec-auth.
 	t.Run("temporal workflow show", func(t *testing.T) {
 		temporal := os.Getenv("TEMPORAL_CLI")
 		if temporal == "" {

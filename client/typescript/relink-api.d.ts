@@ -623,7 +623,7 @@ export interface components {
          * @enum {string}
          */
         ProviderName: "sandbox" | "quiltt" | "meld" | "plaid";
-        /** @description A provider's connection id: 1 to 256 printable ASCII characters without spaces, quotes or backslashes. */
+        /** @description A provider's connection id: 1 to 256 printable ASCII characters without spaces, quotes or backslashes, and no `.` or `..` segment nor `//`. */
         ConnectionID: string;
         /**
          * @description Where a repair stands. REPAIRED, EXPIRED, UNREPAIRABLE and CANCELED are terminal.
