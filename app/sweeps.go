@@ -167,6 +167,8 @@ func sweepSchedule(c config.Config, plan SweepPlan, interval time.Duration) (cli
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.SearchAttrProvider.ValueSet(plan.Provider),
 		),
+		// Its own workflow tasks wait behind users' work, as its pages do.
+		Priority: workflows.SweepPriority(plan.Provider),
 	}
 	return spec, action, client.SchedulePolicies{
 		// A sweep still running when the next is due makes it skip: the

@@ -3,6 +3,7 @@ package app
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -10,6 +11,7 @@ import (
 	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/plaid"
 	"github.com/relink-dev/relink/config"
+	"github.com/relink-dev/relink/workflows"
 )
 
 // The inventory's token is the worker's: a worker with the URL and no
@@ -36,4 +38,12 @@ func TestASourceThatCannotListIsRefused(t *testing.T) {
 	_, err := NewSweeper(c, Providers{APIs: []aggregator.Provider{&plaid.Provider{}}}, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "plaid:inventory")
+}
+
+// A sweep runs at the background priority, its own workflow tasks too,
+// with a fairness key of its provider's.
+func TestASweepRunsBehindUsersWork(t *testing.T) {
+	_, action, _ := sweepSchedule(config.Config{}, SweepPlan{Provider: plaid.Name}, time.Hour)
+	assert.Equal(t, workflows.PriorityBackground, action.Priority.PriorityKey)
+	assert.Equal(t, "reconcile:plaid", action.Priority.FairnessKey)
 }

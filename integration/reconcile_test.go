@@ -47,6 +47,11 @@ func (s *stack) sweep(provider string) sweepResult {
 	s.t.Helper()
 	var started struct{ ID, RunID string }
 	require.Equal(s.t, http.StatusAccepted, s.call(http.MethodPost, "/v1/reconcile/"+provider, nil, &started))
+	// Started by its Schedule, at the background priority: its own tasks
+	// wait behind users' work.
+	desc, err := s.temporal.DescribeWorkflowExecution(context.Background(), started.ID, started.RunID)
+	require.NoError(s.t, err)
+	assert.EqualValues(s.t, workflows.PriorityBackground, desc.GetWorkflowExecutionInfo().GetPriority().GetPriorityKey())
 	return s.sweepEnded(provider, started.RunID)
 }
 

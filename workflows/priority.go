@@ -49,10 +49,11 @@ func clipUTF8(s string, n int) string {
 	return s[:n]
 }
 
-// sweepPriority is a reconciliation sweep's pages: with the background's
-// repairs, sharing the queue with them fairly under a key of their own
-// (at a lower level they would wait for as long as any backlog lasts).
-func sweepPriority(provider string) temporal.Priority {
+// SweepPriority is a reconciliation sweep's, for its own tasks (set on its
+// Schedule) and its pages: with the background's repairs, sharing the
+// queue with them fairly under a key of their own (at a lower level they
+// would wait for as long as any backlog lasts).
+func SweepPriority(provider string) temporal.Priority {
 	return temporal.Priority{PriorityKey: PriorityBackground, FairnessKey: clipUTF8("reconcile:"+provider, maxFairnessKeyBytes)}
 }
 

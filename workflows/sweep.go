@@ -127,7 +127,7 @@ func ReconcileSweep(ctx workflow.Context, in SweepInput) (SweepTotals, error) {
 	}
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Hour,
-		Priority:            sweepPriority(in.Provider),
+		Priority:            SweepPriority(in.Provider),
 		// The page heartbeats as it goes; a worker that dies is noticed in
 		// a minute and the page runs again, from where it had got to.
 		HeartbeatTimeout: time.Minute,
