@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,31 +26,13 @@ import (
 	"github.com/relink-dev/relink/workflows"
 )
 
-// lockedOutput is a command's stdout, read while it runs.
-type lockedOutput struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (o *lockedOutput) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
-}
-
-func (o *lockedOutput) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
-}
-
 // startCodecServer runs `relink codec-server` with env as the operator's
 // shell, on a free loopback port, until the test ends; it returns the
 // endpoint the command prints.
 func startCodecServer(t *testing.T, env map[string]string, uiOrigin string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout lockedOutput
+	var stdout lockedBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- cli.CodecServer(ctx, []string{"-listen", "127.0.0.1:0", "-ui-origin", uiOrigin}, envconfig.MapLookuper(env), &stdout)
