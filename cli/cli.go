@@ -92,6 +92,8 @@ const usageServers = `  gateway         run the HTTP gateway against the Tempora
                   RELINK_PAYLOAD_KEYS; loopback only (-listen, default
                   127.0.0.1:8888), answering the Web UI origins of
                   -ui-origin (required, repeatable)
+  ui-views        print the links that save Relink's views (by outcome)
+                  in a Temporal Web UI at -ui, and the columns to add
   version         print the version
 `
 
@@ -151,6 +153,8 @@ func Run(args []string, stdout, stderr io.Writer, extra ...Command) int {
 		err = runKeygen(rest, stdout)
 	case "codec-server":
 		err = runCodecServer(ctx, rest, stdout)
+	case "ui-views":
+		err = runUIViews(rest, stdout)
 	case "version":
 		fmt.Fprintln(stdout, version.String())
 		return 0

@@ -183,15 +183,22 @@ func StartTemporal(o Options) (*Temporal, error) {
 	if o.UIPort != 0 {
 		t.UIURL = fmt.Sprintf("http://localhost:%d", o.UIPort)
 		o.Progress("starting the Temporal Web UI on %s", t.UIURL)
+		assets, err := uiAssets(o.DataDir, o.Namespace)
+		if err != nil {
+			_ = t.server.Stop()
+			return nil, fmt.Errorf("web UI: %w", err)
+		}
 		t.ui = uiserver.NewServer(uiserveroptions.WithConfigProvider(&uiconfig.Config{
 			Host:                host,
 			Port:                o.UIPort,
 			TemporalGRPCAddress: t.Address,
 			EnableUI:            true,
+			UIAssetPath:         assets,
 			DefaultNamespace:    o.Namespace,
 			CORS:                uiconfig.CORS{CookieInsecure: true},
 			Codec:               uiconfig.Codec{Endpoint: o.CodecEndpoint},
 			HideLogs:            true,
+			DisableNewsFetch:    true, // no calls home from a dev machine
 		}))
 		t.uiErr = make(chan error, 1)
 		go func() { t.uiErr <- t.ui.Start() }()

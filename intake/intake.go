@@ -319,13 +319,18 @@ func (k *Intake) TriggerOf(info *workflow.WorkflowExecutionInfo) string {
 // resultTimeout bounds reading a closed run's result.
 const resultTimeout = 3 * time.Second
 
-// LastResult reads a closed run's final state from its history; ok is
-// false for a run that ended without one (terminated, failed, timed out).
+// LastResult reads a closed run's final state from its history: its
+// result, or its close's details for a repair that did not repair
+// (workflows.ClosedState); ok is false for a run that ended without one
+// (terminated, timed out, failed otherwise).
 func (k *Intake) LastResult(ctx context.Context, id, runID string) (workflows.RepairState, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, resultTimeout)
 	defer cancel()
 	var st workflows.RepairState
 	err := k.Temporal.GetWorkflow(ctx, id, runID).Get(ctx, &st)
+	if st, ok := workflows.ClosedState(err); ok {
+		return st, true, nil
+	}
 	var (
 		terminated *temporal.TerminatedError
 		timedOut   *temporal.TimeoutError
@@ -336,7 +341,7 @@ func (k *Intake) LastResult(ctx context.Context, id, runID string) (workflows.Re
 	case err == nil:
 		return st, st.Status != "", nil
 	case errors.As(err, &terminated), errors.As(err, &timedOut), errors.As(err, &canceled), errors.As(err, &failed):
-		return st, false, nil
+		return workflows.RepairState{}, false, nil
 	}
 	return st, false, fmt.Errorf("read the last repair's result: %w", err)
 }

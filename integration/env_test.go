@@ -22,6 +22,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
@@ -287,6 +288,21 @@ func (s *stack) waitForStatusOf(provider, conn string, want workflows.Status) wo
 		return st.Status == want
 	})
 	return st
+}
+
+// waitClosed waits for the latest run of workflowID to close and returns
+// how it closed: for a repair, the way its outcome reads in the Temporal
+// UI's list (workflows/outcome.go).
+func (s *stack) waitClosed(workflowID string) enums.WorkflowExecutionStatus {
+	s.t.Helper()
+	var status enums.WorkflowExecutionStatus
+	s.waitFor(workflowID+" to close", func() bool {
+		desc, err := s.temporal.DescribeWorkflowExecution(context.Background(), workflowID, "")
+		require.NoError(s.t, err)
+		status = desc.GetWorkflowExecutionInfo().GetStatus()
+		return status != enums.WORKFLOW_EXECUTION_STATUS_RUNNING
+	})
+	return status
 }
 
 // breakConnection breaks a sandbox connection through the gateway, which

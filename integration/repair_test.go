@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/relink-dev/relink/activities"
 	"github.com/relink-dev/relink/activities/sandbox"
+	relinkapi "github.com/relink-dev/relink/client"
 	"github.com/relink-dev/relink/config"
 	"github.com/relink-dev/relink/workflows"
 )
@@ -144,6 +146,14 @@ func TestManualStartCancelAndErrors(t *testing.T) {
 	st := s.waitForStatus("conn_unknown", workflows.StatusUnrepairable)
 	assert.Contains(t, st.Reason, "not found")
 	assert.Equal(t, "manual: ticket 42", st.TriggerReason)
+	// The Temporal UI's list shows it failed, not completed.
+	assert.Equal(t, enums.WORKFLOW_EXECUTION_STATUS_FAILED, s.waitClosed("repair:sandbox:conn_unknown"))
+	// Its whole final state is still read from the closed run.
+	res, err := s.api.GetRepairWithResponse(context.Background(), "sandbox", "conn_unknown", nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, res.StatusCode())
+	assert.Equal(t, relinkapi.Result, res.JSON200.Repair.Source)
+	assert.Equal(t, st.Reason, s.repairOf(res).Reason)
 	s.recordHistory("repair:sandbox:conn_unknown", "unrepairable")
 
 	s.breakConnection("conn_cancel", "p")
@@ -152,6 +162,7 @@ func TestManualStartCancelAndErrors(t *testing.T) {
 		map[string]string{"reason": "customer left", "requestedBy": "ops"}, nil))
 	st = s.waitForStatus("conn_cancel", workflows.StatusCanceled)
 	assert.Equal(t, "canceled by ops: customer left", st.Reason)
+	assert.Equal(t, enums.WORKFLOW_EXECUTION_STATUS_CANCELED, s.waitClosed("repair:sandbox:conn_cancel"))
 	s.recordHistory("repair:sandbox:conn_cancel", "canceled")
 
 	var errBody struct {

@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -89,10 +91,42 @@ func (h *harness) run(opts RepairOptions) RepairState {
 	h.t.Helper()
 	h.env.ExecuteWorkflow(ConnectionRepair, h.input(opts))
 	require.True(h.t, h.env.IsWorkflowCompleted())
-	require.NoError(h.t, h.env.GetWorkflowError())
-	var st RepairState
-	require.NoError(h.t, h.env.GetWorkflowResult(&st))
+	st := h.finalState()
 	requireDiagramSteps(h.t, st)
+	return st
+}
+
+// finalState is the state the ended run closed with: its result, or its
+// close's details (outcome.go), checked against how it closed.
+func (h *harness) finalState() RepairState {
+	h.t.Helper()
+	err := h.env.GetWorkflowError()
+	if err == nil {
+		var st RepairState
+		require.NoError(h.t, h.env.GetWorkflowResult(&st))
+		require.Equal(h.t, StatusRepaired, st.Status, "only a repaired connection completes its run")
+		return st
+	}
+	st, ok := ClosedState(err)
+	require.True(h.t, ok, "the run closed without a repair's state: %v", err)
+	// The close says the outcome in the Temporal UI's list: Failed with
+	// the outcome as its type and the reason code in its message, or
+	// Canceled.
+	var (
+		failed   *temporal.ApplicationError
+		canceled *temporal.CanceledError
+	)
+	switch st.Status {
+	case StatusExpired, StatusUnrepairable:
+		require.ErrorAs(h.t, err, &failed)
+		assert.Equal(h.t, map[Status]string{StatusExpired: FailureTypeExpired, StatusUnrepairable: FailureTypeUnrepairable}[st.Status], failed.Type())
+		assert.True(h.t, failed.NonRetryable())
+		assert.Equal(h.t, string(st.Status)+" ("+string(st.ReasonCode)+")", failed.Message())
+	case StatusCanceled:
+		require.ErrorAs(h.t, err, &canceled)
+	default:
+		h.t.Fatalf("a run closed with %v in status %s", err, st.Status)
+	}
 	return st
 }
 

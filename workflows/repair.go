@@ -143,7 +143,7 @@ func ConnectionRepair(ctx workflow.Context, in RepairInput) (RepairState, error)
 			workflow.ContinueAsNewErrorOptions{InitialVersioningBehavior: workflow.ContinueAsNewVersioningBehaviorAutoUpgrade},
 			ConnectionRepair, r.nextInput())
 	}
-	return r.State, nil
+	return r.State, closeError(r.State)
 }
 
 func newRepair(ctx workflow.Context, in RepairInput) *repair {

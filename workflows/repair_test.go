@@ -369,8 +369,7 @@ func TestUnknownProviderIsUnrepairable(t *testing.T) {
 	in := h.input(RepairOptions{})
 	in.Provider = "nosuch"
 	h.env.ExecuteWorkflow(ConnectionRepair, in)
-	var st RepairState
-	require.NoError(t, h.env.GetWorkflowResult(&st))
+	st := h.finalState()
 	assert.Equal(t, StatusUnrepairable, st.Status)
 	assert.Contains(t, st.Reason, `unknown provider "nosuch"`)
 }

@@ -252,7 +252,7 @@ func TestBreakDuringProactiveRepairMakesItAnOrdinaryOne(t *testing.T) {
 	in := h.input(RepairOptions{})
 	in.Proactive = true
 	h.env.ExecuteWorkflow(ConnectionRepair, in)
-	require.NoError(t, h.env.GetWorkflowError())
+	assert.Equal(t, StatusCanceled, h.finalState().Status)
 
 	assert.False(t, after.Proactive)
 	assert.Equal(t, StatusAwaitingUser, after.Status)

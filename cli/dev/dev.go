@@ -167,6 +167,8 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "  Temporal      %s (namespace %s)\n", cfg.Temporal.Address, cfg.Temporal.Namespace)
 	if uiURL != "" {
 		fmt.Fprintf(stdout, "  Temporal UI   %s/namespaces/%s/workflows\n", uiURL, cfg.Temporal.Namespace)
+		fmt.Fprintf(stdout, "  Saved views   (already in this UI, with the outcome and reason columns)\n")
+		cli.PrintUIViews(stdout, uiURL, cfg.Temporal.Namespace, "    ")
 	}
 	fmt.Fprintf(stdout, "  Gateway       %s on %s (API key: %s)\n", cfg.Gateway.PublicURL, cfg.Gateway.ListenAddr, redactKey(cfg.Gateway.APIKey))
 	fmt.Fprintf(stdout, "  Encryption    payloads AES-256-GCM; Web UI decodes through %s/codec\n", cfg.Gateway.PublicURL)
