@@ -416,6 +416,24 @@ func (e SweepListSource) Valid() bool {
 	}
 }
 
+// Defines values for WidgetWidgets.
+const (
+	Frame     WidgetWidgets = "frame"
+	PlaidLink WidgetWidgets = "plaid-link"
+)
+
+// Valid indicates whether the value is a known member of the WidgetWidgets enum.
+func (e WidgetWidgets) Valid() bool {
+	switch e {
+	case Frame:
+		return true
+	case PlaidLink:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ReconnectPageAssetParamsName.
 const (
 	ReconnectCss    ReconnectPageAssetParamsName = "reconnect.css"
@@ -611,6 +629,9 @@ type ReconnectResult struct {
 
 	// Status Where a repair stands. REPAIRED, EXPIRED, UNREPAIRABLE and CANCELED are terminal.
 	Status Status `json:"status"`
+
+	// Widget How a browser opens the session: the provider's widget record (its registration's Browser record). The hosted page and the embeddable button read it; an app's own frontend may too. With a session only.
+	Widget *Widget `json:"widget,omitempty"`
 }
 
 // Repair A repair's state. With a client token the page sees only status, attempts, times, steps without notes, the session's expiry and its last exit; the other fields are left out or zero.
@@ -987,6 +1008,39 @@ type WebhookResult struct {
 
 	// Received Events in the request.
 	Received int `json:"received"`
+}
+
+// Widget How a browser opens the session: the provider's widget record (its registration's Browser record). The hosted page and the embeddable button read it; an app's own frontend may too. With a session only.
+type Widget struct {
+	// Messages How a framed widget's messages (from the frame's own window and origin only) become `complete` and `exit` calls: the first rule that matches a message applies; a message none matches is ignored.
+	Messages *[]WidgetMessageRule `json:"messages,omitempty"`
+
+	// PlaidLinkScript Where Plaid Link loads from (`RELINK_PLAID_LINK_SCRIPT_URL`), for a provider whose sessions open `plaid-link`.
+	PlaidLinkScript *string `json:"plaidLinkScript,omitempty"`
+
+	// Widgets The widget kinds the provider's sessions open: `plaid-link` (Plaid Link with the session's `linkToken`), `frame` (the session's `widgetUrl` in a frame, whose messages `messages` maps).
+	Widgets []WidgetWidgets `json:"widgets"`
+}
+
+// WidgetWidgets defines model for Widget.Widgets.
+type WidgetWidgets string
+
+// WidgetMessageRule A message (a JSON object, or a string holding one) matches when each `match` field equals the message's field of that name and each `present` field is set (neither absent, null, false, 0 nor "").
+type WidgetMessageRule struct {
+	// Complete The message is the widget's success: `body` names its field that is the whole `complete` body; otherwise the body is the session's `connectorToken` and the metadata from the first of `metadata`'s fields that is set (`.`: the message itself), kept to `metadataFields` if given.
+	Complete *struct {
+		Body           *string   `json:"body,omitempty"`
+		Metadata       *[]string `json:"metadata,omitempty"`
+		MetadataFields *[]string `json:"metadataFields,omitempty"`
+	} `json:"complete,omitempty"`
+
+	// Exit The message is the user leaving, or the widget failing: the `exit` call's `reason`, and its `errorCode` from the message's field `errorCode` names (at most 200 characters).
+	Exit *struct {
+		ErrorCode *string `json:"errorCode,omitempty"`
+		Reason    string  `json:"reason"`
+	} `json:"exit,omitempty"`
+	Match   map[string]interface{} `json:"match"`
+	Present *[]string              `json:"present,omitempty"`
 }
 
 // AccessControlRequestHeaders defines model for Access-Control-Request-Headers.

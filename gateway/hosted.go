@@ -1,9 +1,9 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -119,16 +119,11 @@ type hostedView struct {
 	ClientToken string
 	ReturnURL   string // the app's return URL with the outcome, for ended pages
 	ReturnBase  string // the app's return URL, for the page's script
-	PlaidScript string
-	// Widget is the provider's Browser record as JSON: which widgets its
-	// sessions open and how a framed widget's messages map to complete
-	// and exit (the page's script reads it; it names no provider).
-	Widget string
 }
 
 // reconnectPage is GET /r/{token}.
 func (g *Gateway) reconnectPage(w http.ResponseWriter, r *http.Request) {
-	v := hostedView{PlaidScript: g.PlaidLinkScriptURL}
+	var v hostedView
 	status := http.StatusOK
 	defer func() { g.renderHosted(w, status, v) }()
 	if g.Links == nil {
@@ -193,12 +188,7 @@ func (g *Gateway) reconnectPage(w http.ResponseWriter, r *http.Request) {
 		status, v.State, v.Title = http.StatusInternalServerError, "unavailable", "Something went wrong on our side"
 		return
 	}
-	widget, err := json.Marshal(g.Browsers[link.Provider])
-	if err != nil {
-		status, v.State, v.Title = http.StatusInternalServerError, "unavailable", "Something went wrong on our side"
-		return
-	}
-	v.State, v.ClientToken, v.ReturnBase, v.Widget = "open", token, g.ReconnectReturnURL, string(widget)
+	v.State, v.ClientToken, v.ReturnBase = "open", token, g.ReconnectReturnURL
 	v.Title = "Reconnect your bank"
 	if v.Institution != "" {
 		v.Title = "Reconnect " + v.Institution
@@ -248,30 +238,54 @@ func (g *Gateway) returnURL(scope clienttoken.Scope, status string) string {
 	return u.String()
 }
 
-// hostedAsset serves the page's script and style.
-func hostedAsset(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	var ctype string
-	switch name {
-	case "reconnect.js":
-		ctype = "text/javascript; charset=utf-8"
-	case "reconnect.css":
-		ctype = "text/css; charset=utf-8"
-	case "sandbox-widget.js":
-		ctype = "text/javascript; charset=utf-8"
-	default:
-		writeError(w, http.StatusNotFound, codeNotFound, "no such asset")
-		return
-	}
+// asset is one file GET /r/assets/{name} serves.
+type asset struct {
+	body  []byte
+	ctype string
+}
+
+// assets are what GET /r/assets/{name} serves, built once from hosted/.
+// The hosted page's script is the widget engine (engine.js) and the
+// page's own part (reconnect.js) in one function scope.
+var assets = map[string]asset{
+	"reconnect.js":      {body: bundle("engine.js", "reconnect.js"), ctype: "text/javascript; charset=utf-8"},
+	"reconnect.css":     {body: hostedFile("reconnect.css"), ctype: "text/css; charset=utf-8"},
+	"sandbox-widget.js": {body: hostedFile("sandbox-widget.js"), ctype: "text/javascript; charset=utf-8"},
+}
+
+func hostedFile(name string) []byte {
 	b, err := hostedAssets.ReadFile("hosted/" + name)
 	if err != nil {
+		panic(err) // embedded: cannot happen
+	}
+	return b
+}
+
+// bundle is one script of the files, in one strict-mode function scope:
+// what one declares the later ones see, and nothing reaches the page's
+// global scope.
+func bundle(files ...string) []byte {
+	var b bytes.Buffer
+	b.WriteString("/* Relink: " + strings.Join(files, " + ") + " */\n(() => {\n'use strict';\n")
+	for _, f := range files {
+		b.WriteString("\n// ---- " + f + "\n")
+		b.Write(hostedFile(f))
+	}
+	b.WriteString("})();\n")
+	return b.Bytes()
+}
+
+// hostedAsset serves the page's script and style.
+func hostedAsset(w http.ResponseWriter, r *http.Request) {
+	a, ok := assets[r.PathValue("name")]
+	if !ok {
 		writeError(w, http.StatusNotFound, codeNotFound, "no such asset")
 		return
 	}
-	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Content-Type", a.ctype)
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	_, _ = w.Write(b)
+	_, _ = w.Write(a.body)
 }
 
 func (g *Gateway) renderHosted(w http.ResponseWriter, status int, v hostedView) {
