@@ -438,6 +438,7 @@ func (e WidgetWidgets) Valid() bool {
 const (
 	ReconnectCss    ReconnectPageAssetParamsName = "reconnect.css"
 	ReconnectJs     ReconnectPageAssetParamsName = "reconnect.js"
+	RelinkButtonJs  ReconnectPageAssetParamsName = "relink-button.js"
 	SandboxWidgetJs ReconnectPageAssetParamsName = "sandbox-widget.js"
 )
 
@@ -447,6 +448,8 @@ func (e ReconnectPageAssetParamsName) Valid() bool {
 	case ReconnectCss:
 		return true
 	case ReconnectJs:
+		return true
+	case RelinkButtonJs:
 		return true
 	case SandboxWidgetJs:
 		return true
@@ -1168,6 +1171,9 @@ type OpenapiParams struct {
 type ReconnectPageAssetParams struct {
 	// XRequestId Your id for the request (up to 128 printable characters), returned in X-Request-Id and carried by the gateway's logs; otherwise the gateway makes one.
 	XRequestId *XRequestId `json:"X-Request-Id,omitempty"`
+
+	// IfNoneMatch The ETag of a copy the caller has: 304 if it is current.
+	IfNoneMatch *string `json:"If-None-Match,omitempty"`
 }
 
 // ReconnectPageAssetParamsName defines parameters for ReconnectPageAsset.
@@ -1569,7 +1575,9 @@ type ClientInterface interface {
 	// Corresponds with GET /openapi.json (the `Openapi` operationId).
 	Openapi(ctx context.Context, params *OpenapiParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ReconnectPageAsset The hosted page's script and style
+	// ReconnectPageAsset The hosted page's script and style, and the embeddable Reconnect button's script
+	//
+	// No key. `relink-button.js` is the embeddable Reconnect button (see README, "Embedding the Reconnect button"), for pages of any origin (`Cross-Origin-Resource-Policy: cross-origin`); the others are for the gateway's own pages (`same-origin`). Cached five minutes, then revalidated with the `ETag`.
 	//
 	// Corresponds with GET /r/assets/{name} (the `ReconnectPageAsset` operationId).
 	ReconnectPageAsset(ctx context.Context, name ReconnectPageAssetParamsName, params *ReconnectPageAssetParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1989,7 +1997,9 @@ func (c *Client) Openapi(ctx context.Context, params *OpenapiParams, reqEditors 
 	return c.Client.Do(req)
 }
 
-// ReconnectPageAsset The hosted page's script and style
+// ReconnectPageAsset The hosted page's script and style, and the embeddable Reconnect button's script
+//
+// No key. `relink-button.js` is the embeddable Reconnect button (see README, "Embedding the Reconnect button"), for pages of any origin (`Cross-Origin-Resource-Policy: cross-origin`); the others are for the gateway's own pages (`same-origin`). Cached five minutes, then revalidated with the `ETag`.
 //
 // Corresponds with GET /r/assets/{name} (the `ReconnectPageAsset` operationId).
 func (c *Client) ReconnectPageAsset(ctx context.Context, name ReconnectPageAssetParamsName, params *ReconnectPageAssetParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3053,6 +3063,17 @@ func NewReconnectPageAssetRequest(server string, name ReconnectPageAssetParamsNa
 			}
 
 			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
+		if params.IfNoneMatch != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "If-None-Match", *params.IfNoneMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-None-Match", headerParam1)
 		}
 
 	}
@@ -4927,7 +4948,9 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /openapi.json (the `Openapi` operationId).
 	OpenapiWithResponse(ctx context.Context, params *OpenapiParams, reqEditors ...RequestEditorFn) (*OpenapiResponse, error)
 
-	// ReconnectPageAssetWithResponse The hosted page's script and style
+	// ReconnectPageAssetWithResponse The hosted page's script and style, and the embeddable Reconnect button's script
+	//
+	// No key. `relink-button.js` is the embeddable Reconnect button (see README, "Embedding the Reconnect button"), for pages of any origin (`Cross-Origin-Resource-Policy: cross-origin`); the others are for the gateway's own pages (`same-origin`). Cached five minutes, then revalidated with the `ETag`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5889,7 +5912,19 @@ func (r OpenapiResponse) ContentType() string {
 
 // ReconnectPageAssetResponse200Headers the declared response headers of an HTTP 200 response for ReconnectPageAsset
 type ReconnectPageAssetResponse200Headers struct {
-	XRequestId string
+	CacheControl              string
+	CrossOriginResourcePolicy string
+	ETag                      string
+	XContentTypeOptions       string
+	XRequestId                string
+}
+
+// ReconnectPageAssetResponse304Headers the declared response headers of an HTTP 304 response for ReconnectPageAsset
+type ReconnectPageAssetResponse304Headers struct {
+	CacheControl              string
+	CrossOriginResourcePolicy string
+	ETag                      string
+	XRequestId                string
 }
 
 // ReconnectPageAssetResponse404Headers the declared response headers of an HTTP 404 response for ReconnectPageAsset
@@ -5912,6 +5947,8 @@ type ReconnectPageAssetResponse struct {
 	JSON405 *MethodNotAllowed
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ReconnectPageAssetResponse200Headers
+	// Headers304 the parsed response headers for an HTTP 304 response
+	Headers304 *ReconnectPageAssetResponse304Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *ReconnectPageAssetResponse404Headers
 	// Headers405 the parsed response headers for an HTTP 405 response
@@ -9369,7 +9406,9 @@ func (c *ClientWithResponses) OpenapiWithResponse(ctx context.Context, params *O
 	return ParseOpenapiResponse(rsp)
 }
 
-// ReconnectPageAssetWithResponse The hosted page's script and style
+// ReconnectPageAssetWithResponse The hosted page's script and style, and the embeddable Reconnect button's script
+//
+// No key. `relink-button.js` is the embeddable Reconnect button (see README, "Embedding the Reconnect button"), for pages of any origin (`Cross-Origin-Resource-Policy: cross-origin`); the others are for the gateway's own pages (`same-origin`). Cached five minutes, then revalidated with the `ETag`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -10673,6 +10712,9 @@ func ParseReconnectPageAssetResponse(rsp *http.Response) (*ReconnectPageAssetRes
 	}
 
 	switch {
+	case rsp.StatusCode == 304:
+		break // No content-type
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest NotFound
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -10692,6 +10734,34 @@ func ParseReconnectPageAssetResponse(rsp *http.Response) (*ReconnectPageAssetRes
 	switch {
 	case rsp.StatusCode == 200:
 		var headers ReconnectPageAssetResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("Cross-Origin-Resource-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cross-Origin-Resource-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CrossOriginResourcePolicy = value
+		}
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = value
+		}
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -10700,6 +10770,37 @@ func ParseReconnectPageAssetResponse(rsp *http.Response) (*ReconnectPageAssetRes
 			headers.XRequestId = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 304:
+		var headers ReconnectPageAssetResponse304Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("Cross-Origin-Resource-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cross-Origin-Resource-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CrossOriginResourcePolicy = value
+		}
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers304 = &headers
 	case rsp.StatusCode == 404:
 		var headers ReconnectPageAssetResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {

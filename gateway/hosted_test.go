@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -18,6 +19,79 @@ import (
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/workflows"
 )
+
+// getAsset GETs /r/assets/{name}, with If-None-Match if etag is set, and
+// checks the answer against the OpenAPI document.
+func getAsset(t *testing.T, name, etag string) *httptest.ResponseRecorder {
+	t.Helper()
+	router, doc := openAPIRouter(t)
+	req := httptest.NewRequest(http.MethodGet, "/r/assets/"+name, nil)
+	if etag != "" {
+		req.Header.Set("If-None-Match", etag)
+	}
+	rec := httptest.NewRecorder()
+	fullGateway(t).Handler().ServeHTTP(rec, req)
+	validateAnswer(t, doc, router, req, rec)
+	return rec
+}
+
+// The embeddable button's script loads on pages of other origins: served
+// as JavaScript that is never sniffed, allowed to cross origins (CORP,
+// for pages with Cross-Origin-Embedder-Policy), cached a while and then
+// revalidated.
+func TestTheButtonScriptIsServedForPagesOfOtherOrigins(t *testing.T) {
+	rec := getAsset(t, "relink-button.js", "")
+	require.Equal(t, http.StatusOK, rec.Code)
+	h := rec.Header()
+	assert.Equal(t, "text/javascript; charset=utf-8", h.Get("Content-Type"))
+	assert.Equal(t, "cross-origin", h.Get("Cross-Origin-Resource-Policy"))
+	assert.Equal(t, "nosniff", h.Get("X-Content-Type-Options"))
+	assert.Equal(t, "public, max-age=300", h.Get("Cache-Control"))
+	etag := h.Get("ETag")
+	require.Regexp(t, `^"[A-Za-z0-9_-]{16}"$`, etag)
+	assert.Empty(t, h.Get("Access-Control-Allow-Origin"), "a script tag needs no CORS, and the gateway answers CORS on the browser routes only")
+
+	// A copy still current is 304, without a body; a stale one gets the script.
+	for _, tag := range []string{etag, "W/" + etag, `"old", ` + etag, "*"} {
+		again := getAsset(t, "relink-button.js", tag)
+		assert.Equal(t, http.StatusNotModified, again.Code, tag)
+		assert.Empty(t, again.Body.Bytes(), tag)
+		assert.Equal(t, etag, again.Header().Get("ETag"), tag)
+	}
+	assert.Equal(t, http.StatusOK, getAsset(t, "relink-button.js", `"old"`).Code)
+
+	// The gateway's own pages' scripts stay theirs.
+	for _, name := range []string{"reconnect.js", "reconnect.css", "sandbox-widget.js"} {
+		own := getAsset(t, name, "")
+		require.Equal(t, http.StatusOK, own.Code, name)
+		assert.Equal(t, "same-origin", own.Header().Get("Cross-Origin-Resource-Policy"), name)
+		assert.NotEqual(t, etag, own.Header().Get("ETag"), name)
+	}
+	// The engine is served only inside the scripts that use it.
+	assert.Equal(t, http.StatusNotFound, getAsset(t, "engine.js", "").Code)
+}
+
+// One widget engine: the hosted page's script and the button's are each
+// engine.js and their own file, whole, in one strict function scope that
+// leaves no global behind.
+func TestThePageAndTheButtonShareOneWidgetEngine(t *testing.T) {
+	engine, err := hostedAssets.ReadFile("hosted/engine.js")
+	require.NoError(t, err)
+	require.Contains(t, string(engine), "function relinkEngine(")
+	for script, own := range map[string]string{"reconnect.js": "reconnect.js", "relink-button.js": "relink-button.js"} {
+		body := getAsset(t, script, "").Body.Bytes()
+		part, err := hostedAssets.ReadFile("hosted/" + own)
+		require.NoError(t, err)
+		assert.Equal(t, 1, bytes.Count(body, engine), "%s has the engine once", script)
+		assert.Equal(t, 1, bytes.Count(body, part), "%s has its own part", script)
+		assert.Less(t, bytes.Index(body, engine), bytes.Index(body, part), "%s: the engine first", script)
+		assert.True(t, bytes.HasPrefix(body, []byte("/* Relink: engine.js + "+own+" */\n(() => {\n'use strict';\n")), script)
+		assert.True(t, bytes.HasSuffix(body, []byte("})();\n")), script)
+		assert.Contains(t, string(part), "relinkEngine({", "%s runs the engine", own)
+		assert.NotContains(t, string(part), "Plaid.create", "%s leaves the widgets to the engine", own)
+		assert.NotContains(t, string(part), "postMessage", "%s leaves the widgets to the engine", own)
+	}
+}
 
 // offeredSession answers every reconnect query with offer.
 type offeredSession struct {
@@ -75,4 +149,28 @@ func TestReconnectAnswersWithTheProvidersWidgetRecord(t *testing.T) {
 	out = reconnect(sandbox.Name, workflows.ReconnectResult{Status: workflows.StatusVerifying, ConnectorStatus: aggregator.ConnectorContinue})
 	assert.NotContains(t, out, "widget")
 	assert.NotContains(t, out, "session")
+}
+
+// The sandbox's simulated widget may be framed by the gateway's own pages
+// and by the app's origins (a page with the embeddable button), no others.
+func TestTheSandboxWidgetMayBeFramedByTheAppsOrigins(t *testing.T) {
+	widget := func(g *Gateway) http.Header {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		g.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/sandbox/widget?connectionId=conn_1&session=s_1", nil))
+		require.Equal(t, http.StatusOK, rec.Code)
+		assert.Contains(t, rec.Body.String(), `data-origins="`+strings.Join(g.CORSOrigins, " ")+`"`)
+		return rec.Header()
+	}
+	g := fullGateway(t)
+	g.CORSOrigins = []string{"https://app.example.com", "http://localhost:3000"}
+	h := widget(g)
+	assert.Contains(t, h.Get("Content-Security-Policy"), "; frame-ancestors 'self' https://app.example.com http://localhost:3000;")
+	assert.Empty(t, h.Get("X-Frame-Options"), "X-Frame-Options cannot name the app's origins")
+
+	g = fullGateway(t)
+	g.CORSOrigins = nil
+	h = widget(g)
+	assert.Contains(t, h.Get("Content-Security-Policy"), "; frame-ancestors 'self';")
+	assert.Equal(t, "SAMEORIGIN", h.Get("X-Frame-Options"))
 }

@@ -511,7 +511,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The hosted page's script and style */
+        /**
+         * The hosted page's script and style, and the embeddable Reconnect button's script
+         * @description No key. `relink-button.js` is the embeddable Reconnect button (see README, "Embedding the Reconnect button"), for pages of any origin (`Cross-Origin-Resource-Policy: cross-origin`); the others are for the gateway's own pages (`same-origin`). Cached five minutes, then revalidated with the `ETag`.
+         */
         get: operations["reconnectPageAsset"];
         put?: never;
         post?: never;
@@ -2672,9 +2675,11 @@ export interface operations {
             header?: {
                 /** @description Your id for the request (up to 128 printable characters), returned in X-Request-Id and carried by the gateway's logs; otherwise the gateway makes one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description The ETag of a copy the caller has: 304 if it is current. */
+                "If-None-Match"?: string;
             };
             path: {
-                name: "reconnect.js" | "reconnect.css" | "sandbox-widget.js";
+                name: "reconnect.js" | "reconnect.css" | "sandbox-widget.js" | "relink-button.js";
             };
             cookie?: never;
         };
@@ -2684,12 +2689,31 @@ export interface operations {
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description The asset's version. */
+                    ETag: string;
+                    "Cache-Control": "public, max-age=300";
+                    /** @description `cross-origin` for relink-button.js, `same-origin` for the others. */
+                    "Cross-Origin-Resource-Policy": "cross-origin" | "same-origin";
+                    "X-Content-Type-Options": "nosniff";
                     [name: string]: unknown;
                 };
                 content: {
                     "text/javascript": unknown;
                     "text/css": unknown;
                 };
+            };
+            /** @description The caller's copy (If-None-Match) is current; no body. */
+            304: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description The asset's version. */
+                    ETag: string;
+                    "Cache-Control": "public, max-age=300";
+                    /** @description `cross-origin` for relink-button.js, `same-origin` for the others. */
+                    "Cross-Origin-Resource-Policy": "cross-origin" | "same-origin";
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             404: components["responses"]["NotFound"];
             405: components["responses"]["MethodNotAllowed"];
