@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,6 +17,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/relink-dev/relink/activities/aggregator"
+	"github.com/relink-dev/relink/activities/providers"
 	"github.com/relink-dev/relink/activities/quiltt"
 	"github.com/relink-dev/relink/activities/sandbox"
 	"github.com/relink-dev/relink/workflows"
@@ -173,4 +176,47 @@ func TestTheSandboxWidgetMayBeFramedByTheAppsOrigins(t *testing.T) {
 	h = widget(g)
 	assert.Contains(t, h.Get("Content-Security-Policy"), "; frame-ancestors 'self';")
 	assert.Equal(t, "SAMEORIGIN", h.Get("X-Frame-Options"))
+}
+
+// The README's table of what an app's Content-Security-Policy needs for
+// the embeddable button names, for every registered provider, the origins
+// its Browser record has (the hosted page's own policy allows the same),
+// each in its directive's column.
+func TestTheREADMEListsTheOriginsAButtonsPageAllows(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	section := string(readme)
+	start := strings.Index(section, "## Embedding the Reconnect button")
+	require.GreaterOrEqual(t, start, 0)
+	section = section[start:]
+	section = section[:strings.Index(section, "\n## ")]
+	var rows [][]string // provider, script-src, connect-src, frame-src
+	for _, line := range strings.Split(section, "\n") {
+		cells := strings.Split(strings.Trim(line, "|"), "|")
+		if len(cells) == 4 && strings.HasPrefix(strings.TrimSpace(cells[0]), "`") {
+			rows = append(rows, cells)
+		}
+	}
+	require.NotEmpty(t, rows, "the README has the table")
+	listed := func(provider string, column int, origin string) bool {
+		for _, r := range rows {
+			if strings.Contains(r[0], "`"+provider+"`") && slices.Contains(strings.Fields(strings.ReplaceAll(r[column], "`", " ")), origin) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, reg := range providers.All {
+		named := slices.ContainsFunc(rows, func(r []string) bool { return strings.Contains(r[0], "`"+reg.Name+"`") })
+		assert.True(t, named, "a row for %s", reg.Name)
+		for _, o := range reg.Browser.ConnectOrigins {
+			assert.True(t, listed(reg.Name, 2, o), "%s: connect-src %s", reg.Name, o)
+		}
+		for _, o := range reg.Browser.FrameOrigins {
+			assert.True(t, listed(reg.Name, 3, o), "%s: frame-src %s", reg.Name, o)
+		}
+		if reg.Browser.Has(aggregator.WidgetPlaidLink) {
+			assert.True(t, listed(reg.Name, 1, "https://cdn.plaid.com"), "%s: script-src Plaid Link's default origin", reg.Name)
+		}
+	}
 }
