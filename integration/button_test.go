@@ -245,29 +245,37 @@ func (b *tab) assertCleanPage() {
 	assert.Empty(b.t, b.pageErrors())
 }
 
-func TestBrowserButtonRepairsThroughTheSandboxWidgetOnAnotherSitesPage(t *testing.T) {
+// sandboxButtonPage is a stack that allows the app's origin, a sandbox
+// connection broken and waiting for the user, and the app's page with its
+// button (id reconnect-{conn}) open in a browser.
+func sandboxButtonPage(t *testing.T, conn string) (*stack, *tab) {
+	t.Helper()
 	app := newEmbedApp(t)
 	s := newLinkStack(t, map[string]string{"RELINK_CORS_ORIGINS": app.URL})
 	b := newBrowser(t)
-	s.breakConnection("conn_be1", "profile_be1")
-	s.waitForStatus("conn_be1", workflows.StatusAwaitingUser)
+	s.breakConnection(conn, "profile_"+conn)
+	s.waitForStatus(conn, workflows.StatusAwaitingUser)
 	app.show(s.gateway.URL, appCSP(s.gateway.URL, nil, []string{s.gateway.URL}), nil,
-		embedButton{ID: "reconnect-be1", Provider: "sandbox", Connection: "conn_be1", Token: s.clientToken("sandbox", "conn_be1")})
-
+		embedButton{ID: "reconnect-" + conn, Provider: "sandbox", Connection: conn, Token: s.clientToken("sandbox", conn)})
 	b.openApp(app)
-	b.click("reconnect-be1")
+	return s, b
+}
+
+func TestBrowserButtonRepairsThroughTheSandboxWidgetOnAnotherSitesPage(t *testing.T) {
+	s, b := sandboxButtonPage(t, "conn_be1")
+	b.click("reconnect-conn_be1")
 	// The sandbox's widget opens over the app's page, in the button's
 	// overlay, from the gateway.
 	b.waitUntil("the widget's overlay", `document.querySelector('[data-relink-overlay] iframe[data-relink-frame]')`, waitTimeout)
 	assert.True(t, strings.HasPrefix(eval[string](b, `document.querySelector('[data-relink-frame]').src`), s.gateway.URL+"/sandbox/widget?"))
 	assert.Equal(t, "dialog", eval[string](b, `document.querySelector('[data-relink-overlay] [role=dialog]').getAttribute('role')`))
-	assert.True(t, eval[bool](b, `document.getElementById('reconnect-be1').disabled`), "the button is disabled while the widget is open")
-	assert.Equal(t, "true", eval[string](b, `document.getElementById('reconnect-be1').getAttribute('aria-busy')`))
+	assert.True(t, eval[bool](b, `document.getElementById('reconnect-conn_be1').disabled`), "the button is disabled while the widget is open")
+	assert.Equal(t, "true", eval[string](b, `document.getElementById('reconnect-conn_be1').getAttribute('aria-busy')`))
 
 	b.clickInOtherSiteFrame(s.gateway.URL+"/sandbox/widget", "#sandbox-sign-in")
 	repaired := b.waitEvent("relink:repaired", 1)
 	assert.Equal(t, map[string]any{"provider": "sandbox", "connectionId": "conn_be1", "status": "REPAIRED"}, repaired.Detail)
-	assert.Equal(t, "reconnect-be1", repaired.Target)
+	assert.Equal(t, "reconnect-conn_be1", repaired.Target)
 	assert.False(t, repaired.Disabled, "the button works again when the app hears the outcome")
 	assert.Equal(t, []string{"opening", "widget", "verifying"}, b.statesHeard())
 	for _, e := range b.events() {
@@ -278,8 +286,8 @@ func TestBrowserButtonRepairsThroughTheSandboxWidgetOnAnotherSitesPage(t *testin
 	widget := b.events()[1]
 	assert.Equal(t, "frame", widget.Detail["widget"])
 	assert.False(t, eval[bool](b, `!!document.querySelector('[data-relink-overlay]')`), "the overlay is gone")
-	assert.Equal(t, "reconnect-be1", b.focused(), "the focus is back on the button")
-	assert.Nil(t, eval[any](b, `document.getElementById('reconnect-be1').getAttribute('aria-busy')`))
+	assert.Equal(t, "reconnect-conn_be1", b.focused(), "the focus is back on the button")
+	assert.Nil(t, eval[any](b, `document.getElementById('reconnect-conn_be1').getAttribute('aria-busy')`))
 
 	st := s.state("conn_be1")
 	assert.Equal(t, workflows.StatusRepaired, st.Status)
@@ -289,18 +297,11 @@ func TestBrowserButtonRepairsThroughTheSandboxWidgetOnAnotherSitesPage(t *testin
 }
 
 func TestBrowserButtonReportsAnExitAndTheRepairKeepsWaiting(t *testing.T) {
-	app := newEmbedApp(t)
-	s := newLinkStack(t, map[string]string{"RELINK_CORS_ORIGINS": app.URL})
-	b := newBrowser(t)
-	s.breakConnection("conn_be2", "profile_be2")
-	s.waitForStatus("conn_be2", workflows.StatusAwaitingUser)
-	app.show(s.gateway.URL, appCSP(s.gateway.URL, nil, []string{s.gateway.URL}), nil,
-		embedButton{ID: "reconnect-be2", Provider: "sandbox", Connection: "conn_be2", Token: s.clientToken("sandbox", "conn_be2")})
-	b.openApp(app)
+	s, b := sandboxButtonPage(t, "conn_be2")
 	overlay := `document.querySelector('[data-relink-overlay]')`
 
 	// The user closes the overlay…
-	b.click("reconnect-be2")
+	b.click("reconnect-conn_be2")
 	b.waitUntil("the widget's overlay", overlay, waitTimeout)
 	b.clickCSS("[data-relink-close]")
 	exit := b.waitEvent("relink:exit", 1)
@@ -309,7 +310,7 @@ func TestBrowserButtonReportsAnExitAndTheRepairKeepsWaiting(t *testing.T) {
 	assert.False(t, eval[bool](b, `!!`+overlay))
 
 	// …leaves from inside the widget (its Cancel)…
-	b.click("reconnect-be2")
+	b.click("reconnect-conn_be2")
 	b.waitUntil("the widget's overlay", overlay, waitTimeout)
 	b.clickInOtherSiteFrame(s.gateway.URL+"/sandbox/widget", "#sandbox-cancel")
 	exit = b.waitEvent("relink:exit", 2)
@@ -317,14 +318,14 @@ func TestBrowserButtonReportsAnExitAndTheRepairKeepsWaiting(t *testing.T) {
 	assert.False(t, eval[bool](b, `!!`+overlay))
 
 	// …and presses Escape.
-	b.click("reconnect-be2")
+	b.click("reconnect-conn_be2")
 	b.waitUntil("the widget's overlay", overlay, waitTimeout)
 	eval[chromedp.Void](b, `document.querySelector('[data-relink-close]').focus()`)
 	b.key(kb.Escape)
 	exit = b.waitEvent("relink:exit", 3)
 	assert.Equal(t, "user_closed", exit.Detail["reason"])
 	assert.False(t, eval[bool](b, `!!`+overlay))
-	assert.False(t, eval[bool](b, `document.getElementById('reconnect-be2').disabled`))
+	assert.False(t, eval[bool](b, `document.getElementById('reconnect-conn_be2').disabled`))
 
 	// Each was an exit to the repair, which still waits for the user (the
 	// same exit told again, user_closed without a time, is one: the
