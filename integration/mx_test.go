@@ -290,3 +290,27 @@ func TestMXOutageThenRepaired(t *testing.T) {
 	assert.Equal(t, workflows.ReasonConfirmedByStatus, st.ReasonCode, st.Reason)
 	assert.Equal(t, 1, st.Attempt, "the outage cost the user no attempt")
 }
+
+// A member that broke with its webhook lost is found in MX's members
+// listing (every user's members, read page by page), repaired with its
+// user's guid, and its late webhook joins the repair; connected members
+// and those only the institution can clear start nothing.
+func TestMXSweepFindsALostBreakInTheMembersListing(t *testing.T) {
+	s, fake := newMXStack(t, nil)
+	putMX(fake, "MBR-it-sw-ok", mx.StatusConnected)
+	putMX(fake, "MBR-it-sw-locked", mx.StatusLocked)
+	lost := putMX(fake, "MBR-it-sw-lost", mx.StatusDenied)
+	fake.RateLimitNext(1, "1")
+
+	sw := s.sweep(mx.Name)
+	assert.Equal(t, "Completed", sw.Status, sw.Error)
+	assert.Equal(t, 1, sw.Checked, "the listing keeps only what needs the user")
+	assert.Equal(t, 1, sw.Found)
+	st := s.waitForStatusOf(mx.Name, "MBR-it-sw-lost", workflows.StatusAwaitingUser)
+	assert.Equal(t, mxUser, st.ProfileID, "the member's user, from the listing")
+	assert.Equal(t, 1, s.breakMX(lost).Received)
+	assert.Len(t, s.runs(workflows.WorkflowID(mx.Name, "MBR-it-sw-lost")), 1, "the late webhook joins the sweep's repair")
+	for _, id := range []string{"MBR-it-sw-ok", "MBR-it-sw-locked"} {
+		assert.Equal(t, http.StatusNotFound, s.call(http.MethodGet, "/v1/repairs/mx/"+id, nil, nil), id)
+	}
+}
