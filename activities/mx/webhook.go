@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/relink-dev/relink/activities/aggregator"
@@ -57,15 +56,7 @@ type WebhookReceiver struct {
 	DedupeWindow       time.Duration
 	Now                func() time.Time
 
-	mu     sync.Mutex
-	recent map[string]sighting // by member and status
-}
-
-// sighting is the first delivery of an event and when it was last seen.
-type sighting struct {
-	id       string
-	at       time.Time // the first delivery's arrival: the event's time
-	lastSeen time.Time
+	seen aggregator.Redeliveries // by member and status
 }
 
 // Receive implements aggregator.WebhookReceiver.
@@ -132,31 +123,14 @@ func (w *WebhookReceiver) verify(r *http.Request) error {
 }
 
 // identify names the event member+status: a delivery within the window of
-// the previous one is a retry and gets its id and time, so a retry neither
-// starts nor fails anything twice.
+// the previous one is MX's retry and gets its id and time.
 func (w *WebhookReceiver) identify(key string) (string, time.Time) {
 	window := w.DedupeWindow
 	if window <= 0 {
 		window = DefaultDedupeWindow
 	}
 	now := w.now()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.recent == nil {
-		w.recent = map[string]sighting{}
-	}
-	for k, s := range w.recent {
-		if now.Sub(s.lastSeen) > window {
-			delete(w.recent, k)
-		}
-	}
-	s, ok := w.recent[key]
-	if !ok {
-		s = sighting{id: fmt.Sprintf("%s:%d", key, now.UnixNano()), at: now.UTC()}
-	}
-	s.lastSeen = now
-	w.recent[key] = s
-	return s.id, s.at
+	return w.seen.Identify(key, now.UTC(), now, window)
 }
 
 func (w *WebhookReceiver) now() time.Time {
