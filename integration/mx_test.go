@@ -135,19 +135,27 @@ func TestMXEndToEnd(t *testing.T) {
 	assert.Equal(t, 1, fake.Count(http.MethodGet, "/users/"+mxUser+"/members/MBR-it1/status"), "the status read after close")
 }
 
+// userFinishesMX breaks member (status broken), takes its repair through
+// the widget to VERIFYING, the member being in status meanwhile (MX still
+// at work after memberConnected), and returns it as MX's webhooks name it.
+func (s *stack) userFinishesMX(fake *mxfake.Server, member, broken, meanwhile string) mxfake.Member {
+	s.t.Helper()
+	m := putMX(fake, member, broken)
+	s.breakMX(m)
+	s.waitForStatusOf(mx.Name, member, workflows.StatusAwaitingUser)
+	var rec workflows.ReconnectResult
+	require.Equal(s.t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/mx/"+member+"/reconnect", nil, &rec))
+	fake.Set(member, meanwhile)
+	s.completeMX(member, &rec)
+	s.waitForStatusOf(mx.Name, member, workflows.StatusVerifying)
+	return m
+}
+
 func TestMXConfirmedByPollingTheMembersStatus(t *testing.T) {
 	s, fake := newMXStack(t, map[string]string{"RELINK_VERIFY_QUIET_PERIOD": "1s", "RELINK_VERIFY_POLL_INTERVAL": "1s"})
-	m := putMX(fake, "MBR-it2", mx.StatusDenied)
-	s.breakMX(m)
-	s.waitForStatusOf(mx.Name, "MBR-it2", workflows.StatusAwaitingUser)
-	var rec workflows.ReconnectResult
-	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/mx/MBR-it2/reconnect", nil, &rec))
-
 	// The widget reports the member connected while MX is still checking
 	// the new credentials.
-	fake.Set("MBR-it2", mx.StatusResumed)
-	s.completeMX("MBR-it2", &rec)
-	s.waitForStatusOf(mx.Name, "MBR-it2", workflows.StatusVerifying)
+	s.userFinishesMX(fake, "MBR-it2", mx.StatusDenied, mx.StatusResumed)
 
 	fake.Set("MBR-it2", mx.StatusConnected)
 	st := s.waitForStatusOf(mx.Name, "MBR-it2", workflows.StatusRepaired)
@@ -156,14 +164,7 @@ func TestMXConfirmedByPollingTheMembersStatus(t *testing.T) {
 
 func TestMXConfirmedByItsAggregationWebhook(t *testing.T) {
 	s, fake := newMXStack(t, nil)
-	m := putMX(fake, "MBR-it3", mx.StatusPrevented)
-	s.breakMX(m)
-	s.waitForStatusOf(mx.Name, "MBR-it3", workflows.StatusAwaitingUser)
-	var rec workflows.ReconnectResult
-	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/mx/MBR-it3/reconnect", nil, &rec))
-	fake.Set("MBR-it3", mx.StatusUpdated)
-	s.completeMX("MBR-it3", &rec)
-	s.waitForStatusOf(mx.Name, "MBR-it3", workflows.StatusVerifying)
+	m := s.userFinishesMX(fake, "MBR-it3", mx.StatusPrevented, mx.StatusUpdated)
 
 	// MX's aggregation with the new credentials completes.
 	// (MX dates it to the second: a second on, so it is not dated before
@@ -176,14 +177,7 @@ func TestMXConfirmedByItsAggregationWebhook(t *testing.T) {
 
 func TestMXStillChallengedAfterTheWidgetCountsTheAttempt(t *testing.T) {
 	s, fake := newMXStack(t, map[string]string{"RELINK_VERIFY_QUIET_PERIOD": "1s", "RELINK_VERIFY_POLL_INTERVAL": "1s"})
-	m := putMX(fake, "MBR-it4", mx.StatusChallenged)
-	s.breakMX(m)
-	s.waitForStatusOf(mx.Name, "MBR-it4", workflows.StatusAwaitingUser)
-	var rec workflows.ReconnectResult
-	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/mx/MBR-it4/reconnect", nil, &rec))
-	fake.Set("MBR-it4", mx.StatusResumed)
-	s.completeMX("MBR-it4", &rec)
-	s.waitForStatusOf(mx.Name, "MBR-it4", workflows.StatusVerifying)
+	m := s.userFinishesMX(fake, "MBR-it4", mx.StatusChallenged, mx.StatusResumed)
 
 	// The MFA answer was wrong: MX says REJECTED, and its webhook says so.
 	m.Status = mx.StatusRejected
