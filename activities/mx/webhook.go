@@ -48,9 +48,10 @@ type Webhook struct {
 // the client gave it, and a request is MX's when its Authorization header
 // carries exactly those (compared in constant time). Without a signature
 // nothing dates a delivery or binds its body, so redeliveries are told
-// apart by a window (DedupeWindow) and every event is checked against
-// MX's API before it changes anything: a CONNECTION_STATUS event only
-// makes Relink read the member.
+// apart by a window (DedupeWindow), and a CONNECTION_STATUS event only
+// makes Relink read the member, whose status decides. An AGGREGATION
+// event (optional at MX) confirms an open repair on its own word, as the
+// other providers' synced webhooks do.
 type WebhookReceiver struct {
 	Username, Password string
 	DedupeWindow       time.Duration
