@@ -419,10 +419,29 @@ func (e SweepListSource) Valid() bool {
 	}
 }
 
+// Defines values for WidgetWidgets.
+const (
+	Frame     WidgetWidgets = "frame"
+	PlaidLink WidgetWidgets = "plaid-link"
+)
+
+// Valid indicates whether the value is a known member of the WidgetWidgets enum.
+func (e WidgetWidgets) Valid() bool {
+	switch e {
+	case Frame:
+		return true
+	case PlaidLink:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ReconnectPageAssetParamsName.
 const (
 	ReconnectCss    ReconnectPageAssetParamsName = "reconnect.css"
 	ReconnectJs     ReconnectPageAssetParamsName = "reconnect.js"
+	RelinkButtonJs  ReconnectPageAssetParamsName = "relink-button.js"
 	SandboxWidgetJs ReconnectPageAssetParamsName = "sandbox-widget.js"
 )
 
@@ -432,6 +451,8 @@ func (e ReconnectPageAssetParamsName) Valid() bool {
 	case ReconnectCss:
 		return true
 	case ReconnectJs:
+		return true
+	case RelinkButtonJs:
 		return true
 	case SandboxWidgetJs:
 		return true
@@ -614,6 +635,9 @@ type ReconnectResult struct {
 
 	// Status Where a repair stands. REPAIRED, EXPIRED, UNREPAIRABLE and CANCELED are terminal.
 	Status Status `json:"status"`
+
+	// Widget How a browser opens the session: the provider's widget record (its registration's Browser record). The hosted page and the embeddable button read it; an app's own frontend may too. With a session only.
+	Widget *Widget `json:"widget,omitempty"`
 }
 
 // Repair A repair's state. With a client token the page sees only status, attempts, times, steps without notes, the session's expiry and its last exit; the other fields are left out or zero.
@@ -992,6 +1016,39 @@ type WebhookResult struct {
 	Received int `json:"received"`
 }
 
+// Widget How a browser opens the session: the provider's widget record (its registration's Browser record). The hosted page and the embeddable button read it; an app's own frontend may too. With a session only.
+type Widget struct {
+	// Messages How a framed widget's messages (from the frame's own window and origin only) become `complete` and `exit` calls: the first rule that matches a message applies; a message none matches is ignored.
+	Messages *[]WidgetMessageRule `json:"messages,omitempty"`
+
+	// PlaidLinkScript Where Plaid Link loads from (`RELINK_PLAID_LINK_SCRIPT_URL`), for a provider whose sessions open `plaid-link`.
+	PlaidLinkScript *string `json:"plaidLinkScript,omitempty"`
+
+	// Widgets The widget kinds the provider's sessions open: `plaid-link` (Plaid Link with the session's `linkToken`), `frame` (the session's `widgetUrl` in a frame, whose messages `messages` maps).
+	Widgets []WidgetWidgets `json:"widgets"`
+}
+
+// WidgetWidgets defines model for Widget.Widgets.
+type WidgetWidgets string
+
+// WidgetMessageRule A message (a JSON object, or a string holding one) matches when each `match` field equals the message's field of that name and each `present` field is set (neither absent, null, false, 0 nor "").
+type WidgetMessageRule struct {
+	// Complete The message is the widget's success: `body` names its field that is the whole `complete` body; otherwise the body is the session's `connectorToken` and the metadata from the first of `metadata`'s fields that is set (`.`: the message itself), kept to `metadataFields` if given.
+	Complete *struct {
+		Body           *string   `json:"body,omitempty"`
+		Metadata       *[]string `json:"metadata,omitempty"`
+		MetadataFields *[]string `json:"metadataFields,omitempty"`
+	} `json:"complete,omitempty"`
+
+	// Exit The message is the user leaving, or the widget failing: the `exit` call's `reason`, and its `errorCode` from the message's field `errorCode` names (at most 200 characters).
+	Exit *struct {
+		ErrorCode *string `json:"errorCode,omitempty"`
+		Reason    string  `json:"reason"`
+	} `json:"exit,omitempty"`
+	Match   map[string]interface{} `json:"match"`
+	Present *[]string              `json:"present,omitempty"`
+}
+
 // AccessControlRequestHeaders defines model for Access-Control-Request-Headers.
 type AccessControlRequestHeaders = string
 
@@ -1117,6 +1174,9 @@ type OpenapiParams struct {
 type ReconnectPageAssetParams struct {
 	// XRequestId Your id for the request (up to 128 printable characters), returned in X-Request-Id and carried by the gateway's logs; otherwise the gateway makes one.
 	XRequestId *XRequestId `json:"X-Request-Id,omitempty"`
+
+	// IfNoneMatch The ETag of a copy the caller has: 304 if it is current.
+	IfNoneMatch *string `json:"If-None-Match,omitempty"`
 }
 
 // ReconnectPageAssetParamsName defines parameters for ReconnectPageAsset.
@@ -1518,7 +1578,9 @@ type ClientInterface interface {
 	// Corresponds with GET /openapi.json (the `Openapi` operationId).
 	Openapi(ctx context.Context, params *OpenapiParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ReconnectPageAsset The hosted page's script and style
+	// ReconnectPageAsset The hosted page's script and style, and the embeddable Reconnect button's script
+	//
+	// No key. `relink-button.js` is the embeddable Reconnect button (see README, "Embedding the Reconnect button"), for pages of any origin (`Cross-Origin-Resource-Policy: cross-origin`); the others are for the gateway's own pages (`same-origin`). Cached five minutes, then revalidated with the `ETag`.
 	//
 	// Corresponds with GET /r/assets/{name} (the `ReconnectPageAsset` operationId).
 	ReconnectPageAsset(ctx context.Context, name ReconnectPageAssetParamsName, params *ReconnectPageAssetParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1938,7 +2000,9 @@ func (c *Client) Openapi(ctx context.Context, params *OpenapiParams, reqEditors 
 	return c.Client.Do(req)
 }
 
-// ReconnectPageAsset The hosted page's script and style
+// ReconnectPageAsset The hosted page's script and style, and the embeddable Reconnect button's script
+//
+// No key. `relink-button.js` is the embeddable Reconnect button (see README, "Embedding the Reconnect button"), for pages of any origin (`Cross-Origin-Resource-Policy: cross-origin`); the others are for the gateway's own pages (`same-origin`). Cached five minutes, then revalidated with the `ETag`.
 //
 // Corresponds with GET /r/assets/{name} (the `ReconnectPageAsset` operationId).
 func (c *Client) ReconnectPageAsset(ctx context.Context, name ReconnectPageAssetParamsName, params *ReconnectPageAssetParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -3002,6 +3066,17 @@ func NewReconnectPageAssetRequest(server string, name ReconnectPageAssetParamsNa
 			}
 
 			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
+		if params.IfNoneMatch != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "If-None-Match", *params.IfNoneMatch, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("If-None-Match", headerParam1)
 		}
 
 	}
@@ -4876,7 +4951,9 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /openapi.json (the `Openapi` operationId).
 	OpenapiWithResponse(ctx context.Context, params *OpenapiParams, reqEditors ...RequestEditorFn) (*OpenapiResponse, error)
 
-	// ReconnectPageAssetWithResponse The hosted page's script and style
+	// ReconnectPageAssetWithResponse The hosted page's script and style, and the embeddable Reconnect button's script
+	//
+	// No key. `relink-button.js` is the embeddable Reconnect button (see README, "Embedding the Reconnect button"), for pages of any origin (`Cross-Origin-Resource-Policy: cross-origin`); the others are for the gateway's own pages (`same-origin`). Cached five minutes, then revalidated with the `ETag`.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5838,7 +5915,19 @@ func (r OpenapiResponse) ContentType() string {
 
 // ReconnectPageAssetResponse200Headers the declared response headers of an HTTP 200 response for ReconnectPageAsset
 type ReconnectPageAssetResponse200Headers struct {
-	XRequestId string
+	CacheControl              string
+	CrossOriginResourcePolicy string
+	ETag                      string
+	XContentTypeOptions       string
+	XRequestId                string
+}
+
+// ReconnectPageAssetResponse304Headers the declared response headers of an HTTP 304 response for ReconnectPageAsset
+type ReconnectPageAssetResponse304Headers struct {
+	CacheControl              string
+	CrossOriginResourcePolicy string
+	ETag                      string
+	XRequestId                string
 }
 
 // ReconnectPageAssetResponse404Headers the declared response headers of an HTTP 404 response for ReconnectPageAsset
@@ -5861,6 +5950,8 @@ type ReconnectPageAssetResponse struct {
 	JSON405 *MethodNotAllowed
 	// Headers200 the parsed response headers for an HTTP 200 response
 	Headers200 *ReconnectPageAssetResponse200Headers
+	// Headers304 the parsed response headers for an HTTP 304 response
+	Headers304 *ReconnectPageAssetResponse304Headers
 	// Headers404 the parsed response headers for an HTTP 404 response
 	Headers404 *ReconnectPageAssetResponse404Headers
 	// Headers405 the parsed response headers for an HTTP 405 response
@@ -9318,7 +9409,9 @@ func (c *ClientWithResponses) OpenapiWithResponse(ctx context.Context, params *O
 	return ParseOpenapiResponse(rsp)
 }
 
-// ReconnectPageAssetWithResponse The hosted page's script and style
+// ReconnectPageAssetWithResponse The hosted page's script and style, and the embeddable Reconnect button's script
+//
+// No key. `relink-button.js` is the embeddable Reconnect button (see README, "Embedding the Reconnect button"), for pages of any origin (`Cross-Origin-Resource-Policy: cross-origin`); the others are for the gateway's own pages (`same-origin`). Cached five minutes, then revalidated with the `ETag`.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -10622,6 +10715,9 @@ func ParseReconnectPageAssetResponse(rsp *http.Response) (*ReconnectPageAssetRes
 	}
 
 	switch {
+	case rsp.StatusCode == 304:
+		break // No content-type
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest NotFound
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -10641,6 +10737,34 @@ func ParseReconnectPageAssetResponse(rsp *http.Response) (*ReconnectPageAssetRes
 	switch {
 	case rsp.StatusCode == 200:
 		var headers ReconnectPageAssetResponse200Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("Cross-Origin-Resource-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cross-Origin-Resource-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CrossOriginResourcePolicy = value
+		}
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = value
+		}
+		if values := rsp.Header.Values("X-Content-Type-Options"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Content-Type-Options", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XContentTypeOptions = value
+		}
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
@@ -10649,6 +10773,37 @@ func ParseReconnectPageAssetResponse(rsp *http.Response) (*ReconnectPageAssetRes
 			headers.XRequestId = value
 		}
 		response.Headers200 = &headers
+	case rsp.StatusCode == 304:
+		var headers ReconnectPageAssetResponse304Headers
+		if values := rsp.Header.Values("Cache-Control"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cache-Control", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CacheControl = value
+		}
+		if values := rsp.Header.Values("Cross-Origin-Resource-Policy"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Cross-Origin-Resource-Policy", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.CrossOriginResourcePolicy = value
+		}
+		if values := rsp.Header.Values("ETag"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "ETag", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.ETag = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers304 = &headers
 	case rsp.StatusCode == 404:
 		var headers ReconnectPageAssetResponse404Headers
 		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {

@@ -79,9 +79,10 @@ type Gateway struct {
 	Now func() time.Time
 	// Receivers verify and parse webhooks, by provider name.
 	Receivers map[string]aggregator.WebhookReceiver
-	// Browsers are what the hosted reconnect page needs for each
-	// provider's widget (its registration's Browser record), by name: the
-	// page's bootstrap data and its Content-Security-Policy.
+	// Browsers are what a browser needs for each provider's widget (its
+	// registration's Browser record), by name: the widget record of
+	// reconnect's answer (which the hosted page and the embeddable button
+	// read) and the hosted page's Content-Security-Policy.
 	Browsers map[string]aggregator.Browser
 	// Sweeps are the reconciliation sweeps an operator may start, by
 	// provider: the input of a new sweep of each swept provider.

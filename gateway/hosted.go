@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"embed"
-	"encoding/json"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"html/template"
@@ -119,16 +121,11 @@ type hostedView struct {
 	ClientToken string
 	ReturnURL   string // the app's return URL with the outcome, for ended pages
 	ReturnBase  string // the app's return URL, for the page's script
-	PlaidScript string
-	// Widget is the provider's Browser record as JSON: which widgets its
-	// sessions open and how a framed widget's messages map to complete
-	// and exit (the page's script reads it; it names no provider).
-	Widget string
 }
 
 // reconnectPage is GET /r/{token}.
 func (g *Gateway) reconnectPage(w http.ResponseWriter, r *http.Request) {
-	v := hostedView{PlaidScript: g.PlaidLinkScriptURL}
+	var v hostedView
 	status := http.StatusOK
 	defer func() { g.renderHosted(w, status, v) }()
 	if g.Links == nil {
@@ -193,12 +190,7 @@ func (g *Gateway) reconnectPage(w http.ResponseWriter, r *http.Request) {
 		status, v.State, v.Title = http.StatusInternalServerError, "unavailable", "Something went wrong on our side"
 		return
 	}
-	widget, err := json.Marshal(g.Browsers[link.Provider])
-	if err != nil {
-		status, v.State, v.Title = http.StatusInternalServerError, "unavailable", "Something went wrong on our side"
-		return
-	}
-	v.State, v.ClientToken, v.ReturnBase, v.Widget = "open", token, g.ReconnectReturnURL, string(widget)
+	v.State, v.ClientToken, v.ReturnBase = "open", token, g.ReconnectReturnURL
 	v.Title = "Reconnect your bank"
 	if v.Institution != "" {
 		v.Title = "Reconnect " + v.Institution
@@ -248,30 +240,96 @@ func (g *Gateway) returnURL(scope clienttoken.Scope, status string) string {
 	return u.String()
 }
 
-// hostedAsset serves the page's script and style.
-func hostedAsset(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	var ctype string
-	switch name {
-	case "reconnect.js":
-		ctype = "text/javascript; charset=utf-8"
-	case "reconnect.css":
-		ctype = "text/css; charset=utf-8"
-	case "sandbox-widget.js":
-		ctype = "text/javascript; charset=utf-8"
-	default:
-		writeError(w, http.StatusNotFound, codeNotFound, "no such asset")
-		return
+// asset is one file GET /r/assets/{name} serves.
+type asset struct {
+	body  []byte
+	ctype string
+	etag  string
+	// crossOrigin: pages of other origins load it (the embeddable
+	// button's script); the others are for the gateway's own pages.
+	crossOrigin bool
+}
+
+// assets are what GET /r/assets/{name} serves, built once from hosted/.
+// The two scripts that run a provider's widget are each the widget engine
+// (engine.js) and their own part in one function scope: the hosted page's
+// (reconnect.js) and the embeddable Reconnect button's (relink-button.js).
+var assets = func() map[string]asset {
+	const js, css = "text/javascript; charset=utf-8", "text/css; charset=utf-8"
+	a := map[string]asset{
+		"reconnect.js":      {body: bundle("engine.js", "reconnect.js"), ctype: js},
+		"relink-button.js":  {body: bundle("engine.js", "relink-button.js"), ctype: js, crossOrigin: true},
+		"reconnect.css":     {body: hostedFile("reconnect.css"), ctype: css},
+		"sandbox-widget.js": {body: hostedFile("sandbox-widget.js"), ctype: js},
 	}
+	for name, f := range a {
+		sum := sha256.Sum256(f.body)
+		f.etag = `"` + base64.RawURLEncoding.EncodeToString(sum[:12]) + `"`
+		a[name] = f
+	}
+	return a
+}()
+
+func hostedFile(name string) []byte {
 	b, err := hostedAssets.ReadFile("hosted/" + name)
 	if err != nil {
+		panic(err) // embedded: cannot happen
+	}
+	return b
+}
+
+// bundle is one script of the files, in one strict-mode function scope:
+// what one declares the later ones see, and nothing reaches the page's
+// global scope.
+func bundle(files ...string) []byte {
+	var b bytes.Buffer
+	b.WriteString("/* Relink: " + strings.Join(files, " + ") + " */\n(() => {\n'use strict';\n")
+	for _, f := range files {
+		b.WriteString("\n// ---- " + f + "\n")
+		b.Write(hostedFile(f))
+	}
+	b.WriteString("})();\n")
+	return b.Bytes()
+}
+
+// hostedAsset serves the hosted page's script and style, the sandbox
+// widget's script, and the embeddable button's script: cached five
+// minutes, then revalidated (ETag, 304).
+func hostedAsset(w http.ResponseWriter, r *http.Request) {
+	a, ok := assets[r.PathValue("name")]
+	if !ok {
 		writeError(w, http.StatusNotFound, codeNotFound, "no such asset")
 		return
 	}
-	w.Header().Set("Content-Type", ctype)
-	w.Header().Set("Cache-Control", "public, max-age=300")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	_, _ = w.Write(b)
+	h := w.Header()
+	h.Set("Cache-Control", "public, max-age=300")
+	h.Set("ETag", a.etag)
+	h.Set("X-Content-Type-Options", "nosniff")
+	if a.crossOrigin {
+		// Pages of any origin may load it, those that ask for
+		// Cross-Origin-Embedder-Policy too.
+		h.Set("Cross-Origin-Resource-Policy", "cross-origin")
+	} else {
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+	}
+	if etagMatches(r.Header.Get("If-None-Match"), a.etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Type", a.ctype)
+	_, _ = w.Write(a.body)
+}
+
+// etagMatches reads If-None-Match: a list of entity tags, weak or strong
+// (compared weakly, RFC 9110 section 13.1.2), or *.
+func etagMatches(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == etag || t == "*" {
+			return true
+		}
+	}
+	return false
 }
 
 func (g *Gateway) renderHosted(w http.ResponseWriter, status int, v hostedView) {
@@ -284,12 +342,15 @@ func (g *Gateway) renderHosted(w http.ResponseWriter, status int, v hostedView) 
 }
 
 // pageHeaders are the headers of a page that may hold a token: HTML,
-// never cached, no referrer, framed only as frameOptions says, and csp.
+// never cached, no referrer, framed only as frameOptions (if any) and
+// csp's frame-ancestors say, and csp.
 func pageHeaders(h http.Header, frameOptions, csp string) {
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("X-Frame-Options", frameOptions)
+	if frameOptions != "" {
+		h.Set("X-Frame-Options", frameOptions)
+	}
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Security-Policy", csp)
 }

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -42,7 +43,7 @@ func (g *Gateway) reconnect(w http.ResponseWriter, r *http.Request) {
 		}
 		switch {
 		case offer.Result != nil:
-			writeJSON(w, http.StatusOK, offer.Result)
+			writeJSON(w, http.StatusOK, g.reconnectAnswer(provider, *offer.Result))
 			return
 		case offer.Closed != "":
 			writeError(w, http.StatusConflict, codeConflict, fmt.Sprintf("the repair is %s", offer.Closed))
@@ -68,9 +69,37 @@ func (g *Gateway) reconnect(w http.ResponseWriter, r *http.Request) {
 			g.temporalError(w, r, err, provider, conn)
 			return
 		}
-		writeJSON(w, http.StatusOK, res)
+		writeJSON(w, http.StatusOK, g.reconnectAnswer(provider, res))
 		return
 	}
+}
+
+// reconnectAnswer is reconnect's 200: the repair's answer and, with a
+// session, the provider's widget record, which says how a browser opens
+// that session (the hosted page's script and the embeddable button read
+// it, and so may an app's own frontend).
+type reconnectAnswer struct {
+	workflows.ReconnectResult
+	Widget *widgetRecord `json:"widget,omitempty"`
+}
+
+// widgetRecord is a provider's Browser record as a browser reads it: the
+// widget kinds its sessions open, a framed widget's message rules, and
+// where Plaid Link loads from for a provider whose sessions open it.
+type widgetRecord struct {
+	aggregator.Browser
+	PlaidLinkScript string `json:"plaidLinkScript,omitempty"`
+}
+
+func (g *Gateway) reconnectAnswer(provider string, res workflows.ReconnectResult) reconnectAnswer {
+	answer := reconnectAnswer{ReconnectResult: res}
+	if b, ok := g.Browsers[provider]; ok && res.Session != nil {
+		answer.Widget = &widgetRecord{Browser: b}
+		if b.Has(aggregator.WidgetPlaidLink) {
+			answer.Widget.PlaidLinkScript = g.PlaidLinkScriptURL
+		}
+	}
+	return answer
 }
 
 // reconnectOffer asks the repair what a reconnect call gets. Identical

@@ -81,7 +81,7 @@ var widgetPage = template.Must(template.New("widget").Parse(`<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Relink sandbox widget</title>
 <link rel="stylesheet" href="/r/assets/reconnect.css">
-<main class="card" id="sandbox-widget" data-connection="{{.Connection}}" data-session="{{.Session}}">
+<main class="card" id="sandbox-widget" data-connection="{{.Connection}}" data-session="{{.Session}}" data-origins="{{.Origins}}">
 <p class="institution">Sandbox bank</p>
 <h1>Sign in again</h1>
 <p>Connection <code>{{.Connection}}</code> needs the user to sign in again.
@@ -100,15 +100,26 @@ outcome as a message; without one, <code>POST /sandbox/connections/{{.Connection
 `))
 
 // sandboxWidget is the page the sandbox's widget URL opens: the provider's
-// widget, simulated. Only pages of the gateway's own origin may frame it.
+// widget, simulated. Only pages of the gateway's own origin (the hosted
+// page) and of RELINK_CORS_ORIGINS (an app's page with the embeddable
+// button) may frame it, and its messages go to those origins only.
 func (g *Gateway) sandboxWidget(w http.ResponseWriter, r *http.Request) {
 	q, ok := singleQuery(w, r, "connectionId", "session")
 	if !ok {
 		return
 	}
-	pageHeaders(w.Header(), "SAMEORIGIN",
-		"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'none'")
-	_ = widgetPage.Execute(w, struct{ Connection, Session string }{q.Get("connectionId"), q.Get("session")})
+	ancestors := strings.Join(append([]string{"'self'"}, g.CORSOrigins...), " ")
+	frameOptions := "SAMEORIGIN"
+	if len(g.CORSOrigins) > 0 {
+		// X-Frame-Options cannot name other origins; frame-ancestors,
+		// which browsers obey over it, does.
+		frameOptions = ""
+	}
+	pageHeaders(w.Header(), frameOptions,
+		"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; frame-ancestors "+ancestors+"; base-uri 'none'; form-action 'none'")
+	_ = widgetPage.Execute(w, struct {
+		Connection, Session, Origins string
+	}{q.Get("connectionId"), q.Get("session"), strings.Join(g.CORSOrigins, " ")})
 }
 
 // sandboxWidgetLogin is the user signing in inside the simulated widget:

@@ -33,8 +33,8 @@ type Registration struct {
 	// building it from settings (the sandbox, which the dev stack's worker
 	// and gateway share); it is enabled exactly when supplied.
 	Supplied bool
-	// Browser is what the hosted reconnect page needs for the provider's
-	// widget.
+	// Browser is what the hosted reconnect page and the embeddable
+	// Reconnect button need for the provider's widget.
 	Browser Browser
 	// ReconcileRate is the default pace of a reconciliation sweep's calls
 	// to the provider, per second, for all workers together: below the
@@ -70,8 +70,9 @@ type Env struct {
 	Logger    *slog.Logger
 }
 
-// Widget kinds the hosted reconnect page can run. A provider whose widget
-// is one of these needs no change to the page's script.
+// Widget kinds the widget engine (gateway/hosted/engine.js, behind the
+// hosted reconnect page and the embeddable button) can run. A provider
+// whose widget is one of these needs no change to the engine.
 const (
 	// WidgetPlaidLink: Plaid Link, opened with the session's LinkToken
 	// (Plaid.create); its onSuccess completes, its onExit exits. The page
@@ -83,9 +84,10 @@ const (
 	WidgetFrame = "frame"
 )
 
-// Browser is what the hosted reconnect page needs to run a provider's
-// widget. The gateway serves it to the page (its bootstrap data) and
-// builds the page's Content-Security-Policy from it.
+// Browser is what a browser needs to run a provider's widget. The gateway
+// answers it with every reconnect session (the widget record the hosted
+// page and the embeddable button read) and builds the hosted page's
+// Content-Security-Policy from it.
 type Browser struct {
 	// Widgets are the kinds of widget the provider's sessions open:
 	// WidgetPlaidLink for a session with a LinkToken, WidgetFrame for one

@@ -511,7 +511,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The hosted page's script and style */
+        /**
+         * The hosted page's script and style, and the embeddable Reconnect button's script
+         * @description No key. `relink-button.js` is the embeddable Reconnect button (see README, "Embedding the Reconnect button"), for pages of any origin (`Cross-Origin-Resource-Policy: cross-origin`); the others are for the gateway's own pages (`same-origin`). Cached five minutes, then revalidated with the `ETag`.
+         */
         get: operations["reconnectPageAsset"];
         put?: never;
         post?: never;
@@ -872,6 +875,37 @@ export interface components {
             status: components["schemas"]["Status"];
             connectorStatus: components["schemas"]["ConnectorStatus"];
             session?: components["schemas"]["Session"];
+            widget?: components["schemas"]["Widget"];
+        };
+        /** @description How a browser opens the session: the provider's widget record (its registration's Browser record). The hosted page and the embeddable button read it; an app's own frontend may too. With a session only. */
+        Widget: {
+            /** @description The widget kinds the provider's sessions open: `plaid-link` (Plaid Link with the session's `linkToken`), `frame` (the session's `widgetUrl` in a frame, whose messages `messages` maps). */
+            widgets: ("plaid-link" | "frame")[];
+            /** @description How a framed widget's messages (from the frame's own window and origin only) become `complete` and `exit` calls: the first rule that matches a message applies; a message none matches is ignored. */
+            messages?: components["schemas"]["WidgetMessageRule"][];
+            /**
+             * Format: uri
+             * @description Where Plaid Link loads from (`RELINK_PLAID_LINK_SCRIPT_URL`), for a provider whose sessions open `plaid-link`.
+             */
+            plaidLinkScript?: string;
+        };
+        /** @description A message (a JSON object, or a string holding one) matches when each `match` field equals the message's field of that name and each `present` field is set (neither absent, null, false, 0 nor ""). */
+        WidgetMessageRule: {
+            match: {
+                [key: string]: unknown;
+            };
+            present?: string[];
+            /** @description The message is the widget's success: `body` names its field that is the whole `complete` body; otherwise the body is the session's `connectorToken` and the metadata from the first of `metadata`'s fields that is set (`.`: the message itself), kept to `metadataFields` if given. */
+            complete?: {
+                body?: string;
+                metadata?: string[];
+                metadataFields?: string[];
+            };
+            /** @description The message is the user leaving, or the widget failing: the `exit` call's `reason`, and its `errorCode` from the message's field `errorCode` names (at most 200 characters). */
+            exit?: {
+                reason: string;
+                errorCode?: string;
+            };
         };
         CompleteRequest: {
             /** @description The session the widget completed: one this repair issued. */
@@ -1727,7 +1761,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description What the frontend does next: ACTION_REQUIRED opens the widget with the session. */
+            /** @description What the frontend does next: ACTION_REQUIRED opens the widget with the session, as `widget` says (Plaid Link, or the session's URL in a frame and how its messages map). */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2641,9 +2675,11 @@ export interface operations {
             header?: {
                 /** @description Your id for the request (up to 128 printable characters), returned in X-Request-Id and carried by the gateway's logs; otherwise the gateway makes one. */
                 "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+                /** @description The ETag of a copy the caller has: 304 if it is current. */
+                "If-None-Match"?: string;
             };
             path: {
-                name: "reconnect.js" | "reconnect.css" | "sandbox-widget.js";
+                name: "reconnect.js" | "reconnect.css" | "sandbox-widget.js" | "relink-button.js";
             };
             cookie?: never;
         };
@@ -2653,12 +2689,31 @@ export interface operations {
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description The asset's version. */
+                    ETag: string;
+                    "Cache-Control": "public, max-age=300";
+                    /** @description `cross-origin` for relink-button.js, `same-origin` for the others. */
+                    "Cross-Origin-Resource-Policy": "cross-origin" | "same-origin";
+                    "X-Content-Type-Options": "nosniff";
                     [name: string]: unknown;
                 };
                 content: {
                     "text/javascript": unknown;
                     "text/css": unknown;
                 };
+            };
+            /** @description The caller's copy (If-None-Match) is current; no body. */
+            304: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    /** @description The asset's version. */
+                    ETag: string;
+                    "Cache-Control": "public, max-age=300";
+                    /** @description `cross-origin` for relink-button.js, `same-origin` for the others. */
+                    "Cross-Origin-Resource-Policy": "cross-origin" | "same-origin";
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             404: components["responses"]["NotFound"];
             405: components["responses"]["MethodNotAllowed"];

@@ -1,0 +1,292 @@
+// The widget engine: one connection's reconnect in the browser, shared by
+// the hosted reconnect page (reconnect.js) and the embeddable Reconnect
+// button (relink-button.js). The gateway serves each of those two with
+// this file before it, in one function scope (hosted.go: bundle), so
+// there is one copy of the widget logic and no global is left behind.
+//
+// It asks reconnect for a session, opens the widget the answer's widget
+// record names (Plaid Link, or the session's URL in a frame whose messages
+// the record's rules map onto complete and exit), reports the widget's
+// success (complete, retried) or exit, and follows the repair to its
+// outcome. It names no provider and shows nothing: its consumer shows each
+// step it is told of and hosts the framed widget.
+
+// plaidScripts are Plaid Link's scripts being loaded, by URL: one load
+// for every engine of the page.
+const plaidScripts = new Map();
+
+function loadPlaid(src) {
+  if (window.Plaid) return Promise.resolve();
+  if (!src) return Promise.reject(new Error('no Plaid Link script'));
+  if (!plaidScripts.has(src)) {
+    plaidScripts.set(src, new Promise((resolve, reject) => {
+      const s = document.createElement('script');
+      s.src = src;
+      s.onload = resolve;
+      s.onerror = () => { plaidScripts.delete(src); s.remove(); reject(new Error('Plaid Link did not load')); };
+      document.head.appendChild(s);
+    }));
+  }
+  return plaidScripts.get(src);
+}
+
+// relinkEngine runs the widget of one connection. o:
+//   base         the gateway's URL ('' for the page's own origin)
+//   provider, connection
+//   token()      the client token, read at every call (an app may replace
+//                an expired one while the engine runs)
+//   attempt      the repair's attempt number when known, else 0
+//   frame        where a framed widget shows: { open(url), window(), close() }
+//   emit(step, detail), the steps being:
+//     opening                      the reconnect call is under way
+//     widget   {kind}              the widget is open ('plaid-link' or 'frame')
+//     exit     {why, reason, errorCode?, providerRequestId?}
+//                                  the user left the widget, or it failed
+//                                  (why: 'left', 'error' or 'closed')
+//     verifying                    the widget's success was sent; checking
+//     outcome  {status}            the repair ended (REPAIRED, EXPIRED,
+//                                  UNREPAIRABLE, CANCELED)
+//     failed   {attempt}           the provider refused the sign-in: the
+//                                  repair waits for the user again
+//     ready                        the repair waits for the user
+//     pending                      still checking after ten minutes
+//     problem  {code, status?, error?, retryAfter?}
+//                                  it could not go on: code 'unauthorized'
+//                                  (401), 'reconnect' (no session: status 0
+//                                  is the network), 'no_widget' (the session
+//                                  opens no widget the record has),
+//                                  'widget_load' (Plaid Link did not load),
+//                                  'complete' (the success was not taken);
+//                                  error is the gateway's {code, message}
+// It returns { start(forceNewSession), follow(verifying), close(), destroy() }.
+function relinkEngine(o) {
+  const api = o.base + '/v1/repairs/' + encodeURIComponent(o.provider) + '/' + encodeURIComponent(o.connection);
+  let session = null, spec = null, frameOrigin = '', plaid = null, retriedExpiredToken = false;
+  let polling = false, verifying = false, ended = false;
+  // attemptAtComplete: a failed attempt brings the repair back to the user
+  // with a higher attempt number.
+  let attemptAtComplete = o.attempt || 0;
+  // unsent is a widget success the gateway did not take for a reason that
+  // passes (the network, an expired token): the next start sends it again
+  // rather than making the user sign in once more.
+  let unsent = null;
+  const emit = (step, detail) => { if (!ended) o.emit(step, detail || {}); };
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  // spec is the provider's widget record, from the reconnect answer: the
+  // widget kinds its sessions open ('plaid-link', 'frame'), how a framed
+  // widget's messages map to complete and exit, and where Plaid Link loads
+  // from.
+  const opens = (kind) => !!spec && Array.isArray(spec.widgets) && spec.widgets.indexOf(kind) >= 0;
+
+  async function call(method, path, body) {
+    try {
+      const r = await fetch(api + path, {
+        method, cache: 'no-store', credentials: 'omit',
+        headers: { 'Authorization': 'Bearer ' + o.token(), 'Content-Type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      let json = null;
+      try { json = await r.json(); } catch (_) { /* an empty answer */ }
+      return { status: r.status, json, retryAfter: Number(r.headers.get('Retry-After')) || undefined };
+    } catch (_) {
+      return { status: 0, json: null };
+    }
+  }
+
+  function problem(code, r) {
+    const detail = { code };
+    if (r) {
+      detail.status = r.status;
+      if (r.json && r.json.error) detail.error = r.json.error;
+      if (r.retryAfter) detail.retryAfter = r.retryAfter;
+    }
+    emit('problem', detail);
+  }
+
+  async function start(forceNewSession) {
+    verifying = false;
+    if (unsent) return complete(unsent);
+    emit('opening');
+    const r = await call('POST', '/reconnect', forceNewSession ? { forceNewSession: true } : {});
+    if (r.status === 401) return problem('unauthorized', r);
+    if (r.status === 409) return follow(false);
+    if (r.status !== 200 || !r.json) return problem('reconnect', r);
+    if (r.json.connectorStatus === 'CONTINUE') return follow(false);
+    session = r.json.session || {};
+    spec = r.json.widget || null;
+    if (session.linkToken && opens('plaid-link')) return openPlaid();
+    if (session.widgetUrl && opens('frame')) return openFrame();
+    return problem('no_widget');
+  }
+
+  // Plaid Link ('plaid-link': Plaid directly, or a provider fronting it).
+  async function openPlaid() {
+    try { await loadPlaid(spec.plaidLinkScript); } catch (_) { return problem('widget_load'); }
+    if (ended) return;
+    emit('widget', { kind: 'plaid-link' });
+    plaid = window.Plaid.create({
+      token: session.linkToken,
+      onSuccess: (publicToken, metadata) => complete({ connectorToken: session.connectorToken, publicToken, metadata }),
+      onExit: (err, metadata) => {
+        metadata = metadata || {};
+        const code = err && err.error_code;
+        const body = { reason: err ? 'error' : (metadata.status || 'user_exit'), errorCode: code || undefined, providerRequestId: metadata.request_id || undefined };
+        report(body);
+        if (plaid) { plaid.destroy(); plaid = null; }
+        if (code === 'INVALID_LINK_TOKEN' && !retriedExpiredToken) {
+          // The session expired while the page was open: a new one, once.
+          retriedExpiredToken = true;
+          return start(true);
+        }
+        emit('exit', Object.assign({ why: err ? 'error' : 'left' }, body));
+      },
+    });
+    plaid.open();
+  }
+
+  // Widgets opened from a URL ('frame'): their outcome comes in messages,
+  // accepted only from the widget's own window and origin, mapped by the
+  // provider's message rules.
+  function openFrame() {
+    const url = new URL(session.widgetUrl, o.base ? o.base + '/' : location.href);
+    frameOrigin = url.origin;
+    o.frame.open(url.href);
+    emit('widget', { kind: 'frame' });
+  }
+
+  // set: what JavaScript counts as true (so {} and [] are set).
+  const set = (v) => v !== undefined && v !== null && v !== false && v !== 0 && v !== '';
+  const field = (data, name) => (name === '.' ? data : data[name]);
+
+  // outcome maps a message through the first rule that matches it: every
+  // match field equal, every present field set. No rule: ignored.
+  function outcome(data) {
+    if (typeof data === 'string') { try { data = JSON.parse(data); } catch (_) { return null; } }
+    if (!data || typeof data !== 'object') return null;
+    const rules = Array.isArray(spec && spec.messages) ? spec.messages : [];
+    for (const rule of rules) {
+      const match = rule.match || {};
+      if (!Object.keys(match).every((k) => data[k] === match[k])) continue;
+      if (!(rule.present || []).every((k) => set(data[k]))) continue;
+      if (rule.complete) return { ok: completeBody(rule.complete, data) };
+      if (rule.exit) {
+        const code = rule.exit.errorCode ? String(data[rule.exit.errorCode] || '').slice(0, 200) : '';
+        return { exit: { reason: rule.exit.reason, errorCode: code || undefined } };
+      }
+    }
+    return null;
+  }
+
+  function completeBody(m, data) {
+    if (m.body) return data[m.body];
+    let metadata = {};
+    for (const name of m.metadata || []) {
+      if (set(field(data, name))) { metadata = field(data, name); break; }
+    }
+    if (Array.isArray(m.metadataFields) && m.metadataFields.length) {
+      const kept = {};
+      for (const k of m.metadataFields) kept[k] = metadata[k];
+      metadata = kept;
+    }
+    return { connectorToken: session.connectorToken, metadata };
+  }
+
+  function onMessage(e) {
+    if (!session || !frameOrigin || e.origin !== frameOrigin || e.source !== o.frame.window()) return;
+    const m = outcome(e.data);
+    if (!m) return;
+    if (m.ok) return complete(m.ok);
+    report(m.exit);
+    emit('exit', Object.assign({ why: m.exit.reason === 'error' ? 'error' : 'left' }, m.exit));
+  }
+  window.addEventListener('message', onMessage);
+
+  // report tells the repair the user left the widget (the repair keeps
+  // waiting), and closes a framed one.
+  function report(body) {
+    frameOrigin = '';
+    o.frame.close();
+    call('POST', '/exit', body);
+  }
+
+  async function complete(body) {
+    unsent = null;
+    frameOrigin = '';
+    o.frame.close();
+    verifying = true;
+    emit('verifying');
+    const before = await call('GET', '');
+    attemptAtComplete = (before.json && before.json.repair && before.json.repair.attempt) || attemptAtComplete;
+    // The widget's success is worth keeping: a gateway or network hiccup
+    // is retried (the same completion is recorded once), not thrown away.
+    let r;
+    for (const wait of [0, 1000, 2000, 4000]) {
+      if (wait) await sleep(wait);
+      r = await call('POST', '/complete', body);
+      if (r.status !== 0 && r.status !== 429 && r.status < 500) break;
+    }
+    if (r.status === 401 || r.status === 0 || r.status === 429 || r.status >= 500) unsent = body;
+    if (r.status === 401) return problem('unauthorized', r);
+    if (r.status !== 202 && r.status !== 409) return problem('complete', r);
+    follow(true);
+  }
+
+  // follow reads the repair until it has an outcome (verifying: the user
+  // has done their part, so a repair waiting for them again means the
+  // attempt failed).
+  async function follow(asVerifying) {
+    verifying = asVerifying;
+    if (polling) return;
+    polling = true;
+    const until = Date.now() + 10 * 60 * 1000;
+    while (Date.now() < until && !ended) {
+      const r = await call('GET', '');
+      if (r.status === 401) { polling = false; return problem('unauthorized', r); }
+      const st = r.json && r.json.repair && r.json.repair.status;
+      if (st && settle(st, r.json.repair)) { polling = false; return; }
+      await sleep(1500);
+    }
+    polling = false;
+    emit('pending');
+  }
+
+  // settle tells the consumer where the repair is; it reports whether
+  // that is an answer.
+  function settle(status, repair) {
+    switch (status) {
+      case 'REPAIRED':
+      case 'EXPIRED':
+      case 'UNREPAIRABLE':
+      case 'CANCELED':
+        emit('outcome', { status });
+        return true;
+      case 'AWAITING_USER':
+        if (verifying && attemptAtComplete && repair.attempt > attemptAtComplete) {
+          verifying = false;
+          emit('failed', { attempt: repair.attempt });
+          return true;
+        }
+        if (!verifying) {
+          emit('ready');
+          return true;
+        }
+        return false;
+      default:
+        return false; // PENDING, COMPLETING, VERIFYING: still working
+    }
+  }
+
+  return {
+    start,
+    follow,
+    // close is the user closing a framed widget (its host's Close).
+    close() { report({ reason: 'user_closed' }); emit('exit', { why: 'closed', reason: 'user_closed' }); },
+    destroy() {
+      ended = true;
+      window.removeEventListener('message', onMessage);
+      frameOrigin = '';
+      o.frame.close();
+      if (plaid) { plaid.destroy(); plaid = null; }
+    },
+  };
+}
