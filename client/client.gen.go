@@ -155,6 +155,7 @@ func (e HealthStatus) Valid() bool {
 // Defines values for ProviderName.
 const (
 	Meld    ProviderName = "meld"
+	Mx      ProviderName = "mx"
 	Plaid   ProviderName = "plaid"
 	Quiltt  ProviderName = "quiltt"
 	Sandbox ProviderName = "sandbox"
@@ -164,6 +165,8 @@ const (
 func (e ProviderName) Valid() bool {
 	switch e {
 	case Meld:
+		return true
+	case Mx:
 		return true
 	case Plaid:
 		return true
@@ -1823,7 +1826,7 @@ type ClientInterface interface {
 
 	// ReceiveWebhookWithBody A provider's webhook
 	//
-	// Verified with the provider's own signature (Quiltt-Signature and Quiltt-Timestamp for quiltt and sandbox, Meld-Signature and Meld-Signature-Timestamp for meld, Plaid-Verification for plaid), never a bearer key. Repairable events start the connection's repair or join the open one; synced, errored and disconnected events go to the open repair. Nothing is started or signalled unless the whole request verifies.
+	// Verified with the provider's own scheme (the signatures Quiltt-Signature and Quiltt-Timestamp for quiltt and sandbox, Meld-Signature and Meld-Signature-Timestamp for meld, Plaid-Verification for plaid; for mx, which signs nothing, the HTTP basic credentials MX was given), never a bearer key. Repairable events start the connection's repair or join the open one; synced, errored and disconnected events go to the open repair. Nothing is started or signalled unless the whole request verifies.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1832,7 +1835,7 @@ type ClientInterface interface {
 
 	// ReceiveWebhook A provider's webhook
 	//
-	// Verified with the provider's own signature (Quiltt-Signature and Quiltt-Timestamp for quiltt and sandbox, Meld-Signature and Meld-Signature-Timestamp for meld, Plaid-Verification for plaid), never a bearer key. Repairable events start the connection's repair or join the open one; synced, errored and disconnected events go to the open repair. Nothing is started or signalled unless the whole request verifies.
+	// Verified with the provider's own scheme (the signatures Quiltt-Signature and Quiltt-Timestamp for quiltt and sandbox, Meld-Signature and Meld-Signature-Timestamp for meld, Plaid-Verification for plaid; for mx, which signs nothing, the HTTP basic credentials MX was given), never a bearer key. Repairable events start the connection's repair or join the open one; synced, errored and disconnected events go to the open repair. Nothing is started or signalled unless the whole request verifies.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2585,7 +2588,7 @@ func (c *Client) GetStats(ctx context.Context, params *GetStatsParams, reqEditor
 
 // ReceiveWebhookWithBody A provider's webhook
 //
-// Verified with the provider's own signature (Quiltt-Signature and Quiltt-Timestamp for quiltt and sandbox, Meld-Signature and Meld-Signature-Timestamp for meld, Plaid-Verification for plaid), never a bearer key. Repairable events start the connection's repair or join the open one; synced, errored and disconnected events go to the open repair. Nothing is started or signalled unless the whole request verifies.
+// Verified with the provider's own scheme (the signatures Quiltt-Signature and Quiltt-Timestamp for quiltt and sandbox, Meld-Signature and Meld-Signature-Timestamp for meld, Plaid-Verification for plaid; for mx, which signs nothing, the HTTP basic credentials MX was given), never a bearer key. Repairable events start the connection's repair or join the open one; synced, errored and disconnected events go to the open repair. Nothing is started or signalled unless the whole request verifies.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2604,7 +2607,7 @@ func (c *Client) ReceiveWebhookWithBody(ctx context.Context, provider ProviderNa
 
 // ReceiveWebhook A provider's webhook
 //
-// Verified with the provider's own signature (Quiltt-Signature and Quiltt-Timestamp for quiltt and sandbox, Meld-Signature and Meld-Signature-Timestamp for meld, Plaid-Verification for plaid), never a bearer key. Repairable events start the connection's repair or join the open one; synced, errored and disconnected events go to the open repair. Nothing is started or signalled unless the whole request verifies.
+// Verified with the provider's own scheme (the signatures Quiltt-Signature and Quiltt-Timestamp for quiltt and sandbox, Meld-Signature and Meld-Signature-Timestamp for meld, Plaid-Verification for plaid; for mx, which signs nothing, the HTTP basic credentials MX was given), never a bearer key. Repairable events start the connection's repair or join the open one; synced, errored and disconnected events go to the open repair. Nothing is started or signalled unless the whole request verifies.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -5232,7 +5235,7 @@ type ClientWithResponsesInterface interface {
 
 	// ReceiveWebhookWithBodyWithResponse A provider's webhook
 	//
-	// Verified with the provider's own signature (Quiltt-Signature and Quiltt-Timestamp for quiltt and sandbox, Meld-Signature and Meld-Signature-Timestamp for meld, Plaid-Verification for plaid), never a bearer key. Repairable events start the connection's repair or join the open one; synced, errored and disconnected events go to the open repair. Nothing is started or signalled unless the whole request verifies.
+	// Verified with the provider's own scheme (the signatures Quiltt-Signature and Quiltt-Timestamp for quiltt and sandbox, Meld-Signature and Meld-Signature-Timestamp for meld, Plaid-Verification for plaid; for mx, which signs nothing, the HTTP basic credentials MX was given), never a bearer key. Repairable events start the connection's repair or join the open one; synced, errored and disconnected events go to the open repair. Nothing is started or signalled unless the whole request verifies.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5241,7 +5244,7 @@ type ClientWithResponsesInterface interface {
 
 	// ReceiveWebhookWithResponse A provider's webhook
 	//
-	// Verified with the provider's own signature (Quiltt-Signature and Quiltt-Timestamp for quiltt and sandbox, Meld-Signature and Meld-Signature-Timestamp for meld, Plaid-Verification for plaid), never a bearer key. Repairable events start the connection's repair or join the open one; synced, errored and disconnected events go to the open repair. Nothing is started or signalled unless the whole request verifies.
+	// Verified with the provider's own scheme (the signatures Quiltt-Signature and Quiltt-Timestamp for quiltt and sandbox, Meld-Signature and Meld-Signature-Timestamp for meld, Plaid-Verification for plaid; for mx, which signs nothing, the HTTP basic credentials MX was given), never a bearer key. Repairable events start the connection's repair or join the open one; synced, errored and disconnected events go to the open repair. Nothing is started or signalled unless the whole request verifies.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -9894,7 +9897,7 @@ func (c *ClientWithResponses) GetStatsWithResponse(ctx context.Context, params *
 
 // ReceiveWebhookWithBodyWithResponse A provider's webhook
 //
-// Verified with the provider's own signature (Quiltt-Signature and Quiltt-Timestamp for quiltt and sandbox, Meld-Signature and Meld-Signature-Timestamp for meld, Plaid-Verification for plaid), never a bearer key. Repairable events start the connection's repair or join the open one; synced, errored and disconnected events go to the open repair. Nothing is started or signalled unless the whole request verifies.
+// Verified with the provider's own scheme (the signatures Quiltt-Signature and Quiltt-Timestamp for quiltt and sandbox, Meld-Signature and Meld-Signature-Timestamp for meld, Plaid-Verification for plaid; for mx, which signs nothing, the HTTP basic credentials MX was given), never a bearer key. Repairable events start the connection's repair or join the open one; synced, errored and disconnected events go to the open repair. Nothing is started or signalled unless the whole request verifies.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -9909,7 +9912,7 @@ func (c *ClientWithResponses) ReceiveWebhookWithBodyWithResponse(ctx context.Con
 
 // ReceiveWebhookWithResponse A provider's webhook
 //
-// Verified with the provider's own signature (Quiltt-Signature and Quiltt-Timestamp for quiltt and sandbox, Meld-Signature and Meld-Signature-Timestamp for meld, Plaid-Verification for plaid), never a bearer key. Repairable events start the connection's repair or join the open one; synced, errored and disconnected events go to the open repair. Nothing is started or signalled unless the whole request verifies.
+// Verified with the provider's own scheme (the signatures Quiltt-Signature and Quiltt-Timestamp for quiltt and sandbox, Meld-Signature and Meld-Signature-Timestamp for meld, Plaid-Verification for plaid; for mx, which signs nothing, the HTTP basic credentials MX was given), never a bearer key. Repairable events start the connection's repair or join the open one; synced, errored and disconnected events go to the open repair. Nothing is started or signalled unless the whole request verifies.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/relink-dev/relink/activities/meld"
+	"github.com/relink-dev/relink/activities/mx"
 	"github.com/relink-dev/relink/activities/plaid"
 	"github.com/relink-dev/relink/activities/providers"
 	"github.com/relink-dev/relink/activities/quiltt"
@@ -141,6 +142,9 @@ func TestInvalidValuesAreRejected(t *testing.T) {
 		"plaid id without secret":           {"PLAID_CLIENT_ID": "c", "PLAID_CLIENT_NAME": "Acme", "PLAID_ACCESS_TOKENS": "i:t"},
 		"plaid token URL without secret":    {"PLAID_CLIENT_ID": "c", "PLAID_SECRET": "s", "PLAID_CLIENT_NAME": "Acme", "PLAID_ACCESS_TOKEN_URL": "https://app/tokens"},
 		"plaid dedupe window too short":     {"PLAID_CLIENT_ID": "c", "PLAID_SECRET": "s", "PLAID_CLIENT_NAME": "Acme", "PLAID_ACCESS_TOKENS": "i:t", "PLAID_WEBHOOK_DEDUPE_WINDOW": "500ms"},
+		"mx without webhook credentials":    {"MX_CLIENT_ID": "c", "MX_API_KEY": "k"},
+		"mx key without client id":          {"MX_API_KEY": "k", "MX_WEBHOOK_USERNAME": "u", "MX_WEBHOOK_PASSWORD": "0123456789abcdef"},
+		"mx short webhook password":         {"MX_CLIENT_ID": "c", "MX_API_KEY": "k", "MX_WEBHOOK_USERNAME": "u", "MX_WEBHOOK_PASSWORD": "short"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := LoadFrom(context.Background(), envconfig.MapLookuper(env))
@@ -161,9 +165,13 @@ func TestProvidersAreEnabledByTheirSettings(t *testing.T) {
 		"MELD_API_KEY": "m", "MELD_WEBHOOK_SECRET": "w",
 		"PLAID_CLIENT_ID": "c", "PLAID_SECRET": "s", "PLAID_CLIENT_NAME": "Acme",
 		"PLAID_ACCESS_TOKENS": "item_1:access-1,item_2:access-2", "PLAID_COUNTRY_CODES": "US,CA",
+		"MX_CLIENT_ID": "c", "MX_API_KEY": "k", "MX_WEBHOOK_USERNAME": "u", "MX_WEBHOOK_PASSWORD": "0123456789abcdef",
 	}))
 	require.NoError(t, err)
 	assert.True(t, c.Provider(quiltt.Name).Enabled() && c.Provider(meld.Name).Enabled() && c.Provider(plaid.Name).Enabled())
+	assert.True(t, c.Provider(mx.Name).Enabled())
+	assert.Equal(t, "https://api.mx.com", SettingsOf[*mx.Settings](c).APIURL)
+	assert.Equal(t, 10*time.Minute, SettingsOf[*mx.Settings](c).DedupeWindow)
 	assert.False(t, c.Provider(sandbox.Name).Enabled(), "the dev stack supplies the sandbox; settings never enable it")
 	pl, m := SettingsOf[*plaid.Settings](c), SettingsOf[*meld.Settings](c)
 	assert.Same(t, c.Provider(plaid.Name), pl)

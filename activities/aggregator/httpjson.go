@@ -16,6 +16,8 @@ const maxProviderResponse = 4 << 20
 type JSONRequest struct {
 	Method string
 	URL    string
+	// Header is sent as given; without an Accept, it accepts
+	// application/json.
 	Header http.Header
 	// Body is encoded as JSON; nil sends no body.
 	Body any
@@ -45,7 +47,10 @@ func DoJSON(ctx context.Context, c *http.Client, req JSONRequest, out any) (int,
 	for k, v := range req.Header {
 		hr.Header[k] = v
 	}
-	hr.Header.Set("Accept", "application/json")
+	if hr.Header.Get("Accept") == "" {
+		// An API that names its version by media type (MX) sets its own.
+		hr.Header.Set("Accept", "application/json")
+	}
 	if req.Body != nil {
 		hr.Header.Set("Content-Type", "application/json")
 	}

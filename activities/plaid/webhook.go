@@ -148,15 +148,7 @@ type WebhookReceiver struct {
 	// proactive repairs.
 	Proactive bool
 
-	mu     sync.Mutex
-	recent map[string]sighting // by Item and code
-}
-
-// sighting is the first delivery of an event and when it was last seen.
-type sighting struct {
-	id       string
-	at       time.Time // the first delivery's iat: the event's time
-	lastSeen time.Time
+	seen aggregator.Redeliveries // by Item and code
 }
 
 // identify names the event Item+code: a delivery within the window of the
@@ -167,24 +159,7 @@ func (w *WebhookReceiver) identify(key string, iat time.Time) (string, time.Time
 	if window <= 0 {
 		window = DefaultDedupeWindow
 	}
-	now := w.Now()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.recent == nil {
-		w.recent = map[string]sighting{}
-	}
-	for k, s := range w.recent {
-		if now.Sub(s.lastSeen) > window {
-			delete(w.recent, k)
-		}
-	}
-	s, ok := w.recent[key]
-	if !ok {
-		s = sighting{id: fmt.Sprintf("%s:%d", key, iat.UnixNano()), at: iat}
-	}
-	s.lastSeen = now
-	w.recent[key] = s
-	return s.id, s.at
+	return w.seen.Identify(key, iat, w.Now(), window)
 }
 
 type claims struct {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/meld"
+	"github.com/relink-dev/relink/activities/mx"
 	"github.com/relink-dev/relink/activities/plaid"
 	"github.com/relink-dev/relink/activities/quiltt"
 	"github.com/relink-dev/relink/activities/sandbox"
@@ -25,6 +26,7 @@ var All = []aggregator.Registration{
 	quiltt.Registration,
 	meld.Registration,
 	plaid.Registration,
+	mx.Registration,
 }
 
 // Names are the registered providers' names, in list order.

@@ -72,7 +72,7 @@ export interface paths {
         put?: never;
         /**
          * A provider's webhook
-         * @description Verified with the provider's own signature (Quiltt-Signature and Quiltt-Timestamp for quiltt and sandbox, Meld-Signature and Meld-Signature-Timestamp for meld, Plaid-Verification for plaid), never a bearer key. Repairable events start the connection's repair or join the open one; synced, errored and disconnected events go to the open repair. Nothing is started or signalled unless the whole request verifies.
+         * @description Verified with the provider's own scheme (the signatures Quiltt-Signature and Quiltt-Timestamp for quiltt and sandbox, Meld-Signature and Meld-Signature-Timestamp for meld, Plaid-Verification for plaid; for mx, which signs nothing, the HTTP basic credentials MX was given), never a bearer key. Repairable events start the connection's repair or join the open one; synced, errored and disconnected events go to the open repair. Nothing is started or signalled unless the whole request verifies.
          */
         post: operations["receiveWebhook"];
         delete?: never;
@@ -625,7 +625,7 @@ export interface components {
          * @description A provider Relink is built with (activities/providers; this list is generated from it), if enabled on this gateway.
          * @enum {string}
          */
-        ProviderName: "sandbox" | "quiltt" | "meld" | "plaid";
+        ProviderName: "sandbox" | "quiltt" | "meld" | "plaid" | "mx";
         /** @description A provider's connection id: 1 to 256 printable ASCII characters without spaces, quotes or backslashes, and no `.` or `..` segment nor `//`. */
         ConnectionID: string;
         /**
