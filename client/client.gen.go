@@ -1182,6 +1182,12 @@ type ReconnectPageAssetParams struct {
 // ReconnectPageAssetParamsName defines parameters for ReconnectPageAsset.
 type ReconnectPageAssetParamsName string
 
+// ReconnectOAuthReturnParams defines parameters for ReconnectOAuthReturn.
+type ReconnectOAuthReturnParams struct {
+	// XRequestId Your id for the request (up to 128 printable characters), returned in X-Request-Id and carried by the gateway's logs; otherwise the gateway makes one.
+	XRequestId *XRequestId `json:"X-Request-Id,omitempty"`
+}
+
 // ReconnectPageParams defines parameters for ReconnectPage.
 type ReconnectPageParams struct {
 	// XRequestId Your id for the request (up to 128 printable characters), returned in X-Request-Id and carried by the gateway's logs; otherwise the gateway makes one.
@@ -1584,6 +1590,13 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /r/assets/{name} (the `ReconnectPageAsset` operationId).
 	ReconnectPageAsset(ctx context.Context, name ReconnectPageAssetParamsName, params *ReconnectPageAssetParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ReconnectOAuthReturn The hosted page's return from an OAuth bank (Plaid's redirect_uri)
+	//
+	// Set `PLAID_REDIRECT_URI` to `RELINK_PUBLIC_URL` + `/r/oauth` (and register it in Plaid's dashboard) for users of the hosted page. An OAuth bank sends the user back here with `?oauth_state_id=…`, which the server does not read (the page's script passes the whole URL to Link); the page's script finds, in this tab's sessionStorage, the connection, client token and Link session the hosted page kept when Plaid Link left for the bank, opens Link again with the same link token and `receivedRedirectUri`, and goes on as the hosted page does (complete, then the outcome). Without a kept session (another tab, or more than 30 minutes later) it says to open the link again. Same headers as `/r/{token}`.
+	//
+	// Corresponds with GET /r/oauth (the `ReconnectOAuthReturn` operationId).
+	ReconnectOAuthReturn(ctx context.Context, params *ReconnectOAuthReturnParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ReconnectPage The hosted reconnect page
 	//
@@ -2007,6 +2020,23 @@ func (c *Client) Openapi(ctx context.Context, params *OpenapiParams, reqEditors 
 // Corresponds with GET /r/assets/{name} (the `ReconnectPageAsset` operationId).
 func (c *Client) ReconnectPageAsset(ctx context.Context, name ReconnectPageAssetParamsName, params *ReconnectPageAssetParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewReconnectPageAssetRequest(c.Server, name, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ReconnectOAuthReturn The hosted page's return from an OAuth bank (Plaid's redirect_uri)
+//
+// Set `PLAID_REDIRECT_URI` to `RELINK_PUBLIC_URL` + `/r/oauth` (and register it in Plaid's dashboard) for users of the hosted page. An OAuth bank sends the user back here with `?oauth_state_id=…`, which the server does not read (the page's script passes the whole URL to Link); the page's script finds, in this tab's sessionStorage, the connection, client token and Link session the hosted page kept when Plaid Link left for the bank, opens Link again with the same link token and `receivedRedirectUri`, and goes on as the hosted page does (complete, then the outcome). Without a kept session (another tab, or more than 30 minutes later) it says to open the link again. Same headers as `/r/{token}`.
+//
+// Corresponds with GET /r/oauth (the `ReconnectOAuthReturn` operationId).
+func (c *Client) ReconnectOAuthReturn(ctx context.Context, params *ReconnectOAuthReturnParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReconnectOAuthReturnRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -3077,6 +3107,48 @@ func NewReconnectPageAssetRequest(server string, name ReconnectPageAssetParamsNa
 			}
 
 			req.Header.Set("If-None-Match", headerParam1)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewReconnectOAuthReturnRequest constructs an http.Request for the ReconnectOAuthReturn method
+func NewReconnectOAuthReturnRequest(server string, params *ReconnectOAuthReturnParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/r/oauth")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
 		}
 
 	}
@@ -4960,6 +5032,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /r/assets/{name} (the `ReconnectPageAsset` operationId).
 	ReconnectPageAssetWithResponse(ctx context.Context, name ReconnectPageAssetParamsName, params *ReconnectPageAssetParams, reqEditors ...RequestEditorFn) (*ReconnectPageAssetResponse, error)
 
+	// ReconnectOAuthReturnWithResponse The hosted page's return from an OAuth bank (Plaid's redirect_uri)
+	//
+	// Set `PLAID_REDIRECT_URI` to `RELINK_PUBLIC_URL` + `/r/oauth` (and register it in Plaid's dashboard) for users of the hosted page. An OAuth bank sends the user back here with `?oauth_state_id=…`, which the server does not read (the page's script passes the whole URL to Link); the page's script finds, in this tab's sessionStorage, the connection, client token and Link session the hosted page kept when Plaid Link left for the bank, opens Link again with the same link token and `receivedRedirectUri`, and goes on as the hosted page does (complete, then the outcome). Without a kept session (another tab, or more than 30 minutes later) it says to open the link again. Same headers as `/r/{token}`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /r/oauth (the `ReconnectOAuthReturn` operationId).
+	ReconnectOAuthReturnWithResponse(ctx context.Context, params *ReconnectOAuthReturnParams, reqEditors ...RequestEditorFn) (*ReconnectOAuthReturnResponse, error)
+
 	// ReconnectPageWithResponse The hosted reconnect page
 	//
 	// Server-rendered HTML: the institution, what the user is asked to do, and a Reconnect button that opens the provider's widget in update mode (Plaid Link, MX's or Meld's widget, the sandbox's). The token in the path is the credential; it is never logged. Every answer carries a strict Content-Security-Policy, Referrer-Policy: no-referrer, X-Frame-Options: DENY and Cache-Control: no-store.
@@ -5996,6 +6077,74 @@ func (r ReconnectPageAssetResponse) Bytes() []byte {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ReconnectPageAssetResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ReconnectOAuthReturnResponse200Headers the declared response headers of an HTTP 200 response for ReconnectOAuthReturn
+type ReconnectOAuthReturnResponse200Headers struct {
+	XRequestId string
+}
+
+// ReconnectOAuthReturnResponse404Headers the declared response headers of an HTTP 404 response for ReconnectOAuthReturn
+type ReconnectOAuthReturnResponse404Headers struct {
+	XRequestId string
+}
+
+// ReconnectOAuthReturnResponse405Headers the declared response headers of an HTTP 405 response for ReconnectOAuthReturn
+type ReconnectOAuthReturnResponse405Headers struct {
+	Allow      string
+	XRequestId string
+}
+
+type ReconnectOAuthReturnResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON405 the response for an HTTP 405 `application/json` response
+	JSON405 *MethodNotAllowed
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *ReconnectOAuthReturnResponse200Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *ReconnectOAuthReturnResponse404Headers
+	// Headers405 the parsed response headers for an HTTP 405 response
+	Headers405 *ReconnectOAuthReturnResponse405Headers
+}
+
+// GetJSON405 returns the response for an HTTP 405 `application/json` response
+func (r ReconnectOAuthReturnResponse) GetJSON405() *MethodNotAllowed {
+	return r.JSON405
+}
+
+// GetBody returns the raw response body bytes
+func (r ReconnectOAuthReturnResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ReconnectOAuthReturnResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ReconnectOAuthReturnResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r ReconnectOAuthReturnResponse) Bytes() []byte {
+	return r.Body
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ReconnectOAuthReturnResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -9424,6 +9573,21 @@ func (c *ClientWithResponses) ReconnectPageAssetWithResponse(ctx context.Context
 	return ParseReconnectPageAssetResponse(rsp)
 }
 
+// ReconnectOAuthReturnWithResponse The hosted page's return from an OAuth bank (Plaid's redirect_uri)
+//
+// Set `PLAID_REDIRECT_URI` to `RELINK_PUBLIC_URL` + `/r/oauth` (and register it in Plaid's dashboard) for users of the hosted page. An OAuth bank sends the user back here with `?oauth_state_id=…`, which the server does not read (the page's script passes the whole URL to Link); the page's script finds, in this tab's sessionStorage, the connection, client token and Link session the hosted page kept when Plaid Link left for the bank, opens Link again with the same link token and `receivedRedirectUri`, and goes on as the hosted page does (complete, then the outcome). Without a kept session (another tab, or more than 30 minutes later) it says to open the link again. Same headers as `/r/{token}`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /r/oauth (the `ReconnectOAuthReturn` operationId).
+func (c *ClientWithResponses) ReconnectOAuthReturnWithResponse(ctx context.Context, params *ReconnectOAuthReturnParams, reqEditors ...RequestEditorFn) (*ReconnectOAuthReturnResponse, error) {
+	rsp, err := c.ReconnectOAuthReturn(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseReconnectOAuthReturnResponse(rsp)
+}
+
 // ReconnectPageWithResponse The hosted reconnect page
 //
 // Server-rendered HTML: the institution, what the user is asked to do, and a Reconnect button that opens the provider's widget in update mode (Plaid Link, MX's or Meld's widget, the sandbox's). The token in the path is the credential; it is never logged. Every answer carries a strict Content-Security-Policy, Referrer-Policy: no-referrer, X-Frame-Options: DENY and Cache-Control: no-store.
@@ -10816,6 +10980,72 @@ func ParseReconnectPageAssetResponse(rsp *http.Response) (*ReconnectPageAssetRes
 		response.Headers404 = &headers
 	case rsp.StatusCode == 405:
 		var headers ReconnectPageAssetResponse405Headers
+		if values := rsp.Header.Values("Allow"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Allow", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Allow = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers405 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseReconnectOAuthReturnResponse parses an HTTP response from a ReconnectOAuthReturnWithResponse call
+func ParseReconnectOAuthReturnResponse(rsp *http.Response) (*ReconnectOAuthReturnResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ReconnectOAuthReturnResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 405:
+		var dest MethodNotAllowed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON405 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers ReconnectOAuthReturnResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 404:
+		var headers ReconnectOAuthReturnResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 405:
+		var headers ReconnectOAuthReturnResponse405Headers
 		if values := rsp.Header.Values("Allow"); len(values) > 0 {
 			var value string
 			if err := runtime.BindStyledParameterWithOptions("simple", "Allow", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {

@@ -162,6 +162,7 @@ func (g *Gateway) handler() (http.Handler, []string) {
 	mux.HandleFunc("POST /webhooks/{provider}", g.needsTemporal(g.webhook))
 	mux.HandleFunc("GET /openapi.json", serveOpenAPI)
 	mux.HandleFunc("GET /r/{token}", g.reconnectPage)
+	mux.HandleFunc("GET "+OAuthReturnPath, g.oauthReturnPage)
 	mux.HandleFunc("GET /r/assets/{name}", hostedAsset)
 
 	g.limitsOnce.Do(func() {

@@ -11,6 +11,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 
@@ -63,7 +64,7 @@ func (l *Links) URL(provider, connectionID, repair string, repairExpiresAt time.
 // loggedPath keeps link tokens out of logs: a reconnect link's path is
 // logged without its token.
 func loggedPath(path string) string {
-	if strings.HasPrefix(path, LinkPathPrefix) && !strings.HasPrefix(path, LinkPathPrefix+"assets/") {
+	if strings.HasPrefix(path, LinkPathPrefix) && !strings.HasPrefix(path, LinkPathPrefix+"assets/") && path != OAuthReturnPath {
 		return LinkPathPrefix + "…"
 	}
 	return path
@@ -332,6 +333,47 @@ func etagMatches(header, etag string) bool {
 	return false
 }
 
+// OAuthReturnPath is where an OAuth bank sends the user back to the
+// hosted page: the URL to set as PLAID_REDIRECT_URI (RELINK_PUBLIC_URL +
+// OAuthReturnPath) and register in Plaid's dashboard. Plaid allows only
+// registered redirect URIs, so it is one fixed path, not a reconnect
+// link.
+const OAuthReturnPath = LinkPathPrefix + "oauth"
+
+// oauthReturnPage is GET /r/oauth: the bank's return to Plaid Link
+// (?oauth_state_id=…). The page's script finds, in this tab's
+// sessionStorage, the connection, client token and Link session the
+// hosted page kept when Link left for the bank, opens Link again with
+// them and receivedRedirectUri, and goes on as the hosted page does.
+func (g *Gateway) oauthReturnPage(w http.ResponseWriter, r *http.Request) {
+	v := hostedView{State: "oauth", Title: "Finishing with your bank", Message: "One moment.", ReturnBase: g.ReconnectReturnURL}
+	status := http.StatusOK
+	if g.Links == nil {
+		status, v.State, v.Title = http.StatusNotFound, "invalid", "This link doesn't work"
+		v.Message = "Reconnect links are not enabled here. Go back to the app to reconnect your bank."
+		v.ReturnBase = ""
+	}
+	// Any provider whose widget is Plaid Link may have sent the user here.
+	var browsers []aggregator.Browser
+	for _, name := range sortedKeys(g.Browsers) {
+		if b := g.Browsers[name]; b.Has(aggregator.WidgetPlaidLink) {
+			browsers = append(browsers, b)
+		}
+	}
+	pageHeaders(w.Header(), "DENY", g.cspFor(browsers...))
+	w.WriteHeader(status)
+	_ = hostedPage.Execute(w, v)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
 func (g *Gateway) renderHosted(w http.ResponseWriter, status int, v hostedView) {
 	// The page holds a client token: never cached, never framed, never
 	// sent on as a referrer; scripts and frames only from where the
@@ -361,14 +403,21 @@ func pageHeaders(h http.Header, frameOptions, csp string) {
 // Plaid Link), RELINK_RECONNECT_FRAME_ORIGINS, and the gateway's API
 // (same origin); nothing else.
 func (g *Gateway) hostedCSP(provider string) string {
+	return g.cspFor(g.Browsers[provider])
+}
+
+// cspFor is hostedCSP for a page that may run any of the browsers'
+// widgets.
+func (g *Gateway) cspFor(browsers ...aggregator.Browser) string {
 	scripts, frames, connects := []string{"'self'"}, []string{"'self'"}, []string{"'self'"}
-	b := g.Browsers[provider]
-	frames = append(frames, b.FrameOrigins...)
-	connects = append(connects, b.ConnectOrigins...)
-	if b.Has(aggregator.WidgetPlaidLink) {
-		if u, err := url.Parse(g.PlaidLinkScriptURL); err == nil && u.Host != "" {
-			scripts = append(scripts, u.Scheme+"://"+u.Host)
-			frames = append(frames, u.Scheme+"://"+u.Host)
+	for _, b := range browsers {
+		frames = append(frames, b.FrameOrigins...)
+		connects = append(connects, b.ConnectOrigins...)
+		if b.Has(aggregator.WidgetPlaidLink) {
+			if u, err := url.Parse(g.PlaidLinkScriptURL); err == nil && u.Host != "" {
+				scripts = append(scripts, u.Scheme+"://"+u.Host)
+				frames = append(frames, u.Scheme+"://"+u.Host)
+			}
 		}
 	}
 	frames = append(frames, g.ReconnectFrameOrigins...)

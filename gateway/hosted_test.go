@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/relink-dev/relink/activities/aggregator"
+	"github.com/relink-dev/relink/activities/plaid"
 	"github.com/relink-dev/relink/activities/providers"
 	"github.com/relink-dev/relink/activities/quiltt"
 	"github.com/relink-dev/relink/activities/sandbox"
@@ -219,4 +220,37 @@ func TestTheREADMEListsTheOriginsAButtonsPageAllows(t *testing.T) {
 			assert.True(t, listed(reg.Name, 1, "https://cdn.plaid.com"), "%s: script-src Plaid Link's default origin", reg.Name)
 		}
 	}
+}
+
+func TestTheOAuthReturnPageRunsPlaidLinkWithTheKeptSession(t *testing.T) {
+	g := fullGateway(t)
+	g.Browsers = map[string]aggregator.Browser{quiltt.Name: quiltt.Browser, sandbox.Name: sandbox.Browser, plaid.Name: plaid.Browser}
+	g.PlaidLinkScriptURL = "https://cdn.plaid.com/link/v2/stable/link-initialize.js"
+	g.ReconnectReturnURL = "https://app.example.com/connections"
+	router, doc := openAPIRouter(t)
+	get := func() *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, OAuthReturnPath+"?oauth_state_id=6e2c0b8e", nil)
+		rec := httptest.NewRecorder()
+		g.Handler().ServeHTTP(rec, req)
+		validateAnswer(t, doc, router, req, rec)
+		return rec
+	}
+
+	rec := get()
+	assert.Equal(t, http.StatusNotFound, rec.Code, "no reconnect links, no hosted page to return to")
+	assert.NotContains(t, rec.Body.String(), "reconnect.js")
+
+	g.Links = &Links{}
+	rec = get()
+	require.Equal(t, http.StatusOK, rec.Code)
+	body := rec.Body.String()
+	assert.Contains(t, body, `data-state="oauth"`)
+	assert.Contains(t, body, `data-token=""`, "the page carries no credential: the tab kept its own")
+	assert.Contains(t, body, `<script src="/r/assets/reconnect.js">`)
+	csp := rec.Header().Get("Content-Security-Policy")
+	assert.Contains(t, csp, "script-src 'self' https://cdn.plaid.com;", "Plaid Link's script")
+	assert.Contains(t, csp, "https://production.plaid.com", "Plaid Link's API")
+	assert.Contains(t, csp, "frame-ancestors 'none'")
+	assert.Equal(t, "no-store", rec.Header().Get("Cache-Control"))
+	assert.Equal(t, "no-referrer", rec.Header().Get("Referrer-Policy"))
 }

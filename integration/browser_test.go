@@ -431,11 +431,23 @@ func TestBrowserShowsExpiredInvalidAndEndedLinks(t *testing.T) {
 // with Continue (onSuccess with a public token and metadata) and Exit
 // (onExit with no error). In the mode "invalid-first" the first open()
 // fails as Plaid does with an expired link token: onExit with the error
-// INVALID_LINK_TOKEN. window.__plaidStandIn records what the page did.
+// INVALID_LINK_TOKEN. In the mode "oauth" (plaidOAuthStandIn) Continue
+// leaves for the bank, unless Link was created with receivedRedirectUri
+// (the return). window.__plaidStandIn records what the page did.
 func plaidStandIn(t *testing.T, mode string) *httptest.Server {
+	return plaidStandInWith(t, mode, nil)
+}
+
+// plaidStandInWith is plaidStandIn whose server also serves more (other
+// paths) when more is not nil.
+func plaidStandInWith(t *testing.T, mode string, more http.Handler) *httptest.Server {
 	script := strings.Replace(plaidStandInJS, "__MODE__", jsString(mode), 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/link/v2/stable/link-initialize.js" {
+			if more != nil {
+				more.ServeHTTP(w, r)
+				return
+			}
 			http.NotFound(w, r)
 			return
 		}
@@ -450,13 +462,23 @@ func plaidStandIn(t *testing.T, mode string) *httptest.Server {
 const plaidStandInJS = `(() => {
   'use strict';
   const mode = __MODE__;
-  const record = window.__plaidStandIn = { mode, created: [], opens: 0, destroyed: 0, events: [] };
+  const record = window.__plaidStandIn = { mode, created: [], received: [], opens: 0, destroyed: 0, events: [] };
+  // Where this script came from: the stand-in's server, whose /oauth/start
+  // plays the bank of an OAuth institution.
+  const origin = new URL(document.currentScript.src).origin;
   window.Plaid = {
     version: 'stand-in',
     create(config) {
       if (!config || typeof config.token !== 'string' || !config.token) throw new Error('Plaid.create: token is required');
       if (typeof config.onSuccess !== 'function') throw new Error('Plaid.create: onSuccess is required');
       record.created.push(config.token);
+      // An OAuth return: Link opened again with the URL the bank sent the
+      // user back to (plaid.com/docs/link/oauth).
+      const received = typeof config.receivedRedirectUri === 'string' ? config.receivedRedirectUri : '';
+      if (received) {
+        if (!new URL(received).searchParams.get('oauth_state_id')) throw new Error('Plaid.create: receivedRedirectUri without oauth_state_id');
+        record.received.push(received);
+      }
       const linkSessionId = 'ls-standin-' + record.created.length;
       let overlay = null, destroyed = false, requests = 0;
       const meta = (more) => Object.assign({ link_session_id: linkSessionId, request_id: 'req-standin-' + (++requests) }, more);
@@ -490,6 +512,14 @@ const plaidStandInJS = `(() => {
         p.textContent = 'Plaid Link stand-in: sign in to First Platypus Bank.';
         card.append(p,
           button('plaid-standin-continue', 'Continue', () => {
+            if (mode === 'oauth' && !received) {
+              // An OAuth institution: Link hands the user to the bank, in
+              // this tab, which sends them back to the link token's
+              // redirect_uri.
+              event('OPEN_OAUTH');
+              location.assign(origin + '/oauth/start?token=' + encodeURIComponent(config.token));
+              return;
+            }
             close();
             event('HANDOFF');
             config.onSuccess('public-sandbox-xyz', { institution: { name: 'First Platypus Bank', institution_id: 'ins_109508' },

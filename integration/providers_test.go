@@ -209,16 +209,21 @@ const (
 )
 
 func newPlaidStack(t *testing.T) (*stack, *plaidfake.Server) {
+	return newPlaidStackWith(t, nil)
+}
+
+// newPlaidStackWith is newPlaidStack with more settings.
+func newPlaidStackWith(t *testing.T, settings map[string]string) (*stack, *plaidfake.Server) {
 	fake := plaidfake.New(plaidClientID, plaidSecret)
 	t.Cleanup(fake.Close)
 	fake.Put(plaidfake.Item{ID: "item_p1", AccessToken: plaidAccessToken, ErrorCode: plaid.CodeItemLoginRequired})
-	s := newStackWith(t, map[string]string{
+	s := newStackWith(t, merged(map[string]string{
 		"PLAID_CLIENT_ID":     plaidClientID,
 		"PLAID_SECRET":        plaidSecret,
 		"PLAID_API_URL":       fake.URL,
 		"PLAID_CLIENT_NAME":   "Acme",
 		"PLAID_ACCESS_TOKENS": "item_p1:" + plaidAccessToken,
-	})
+	}, settings))
 	return s, fake
 }
 
@@ -270,6 +275,53 @@ func TestPlaidPermissionRevokedEndsTheRepair(t *testing.T) {
 
 	st := s.waitForStatusOf(plaid.Name, "item_p1", workflows.StatusUnrepairable)
 	assert.Contains(t, st.Reason, "disconnected")
+	assert.Equal(t, workflows.ReasonDisconnected, st.ReasonCode)
+	assert.Equal(t, plaid.CodePermissionRevoked, st.LastProviderStatus, "Plaid's own word for why")
+	assert.Equal(t, 1, st.SessionsIssued)
+}
+
+func TestPlaidAccountRevokedEndsTheRepair(t *testing.T) {
+	s, fake := newPlaidStack(t)
+	s.postPlaid(fake, map[string]any{"webhook_type": "ITEM", "webhook_code": "ERROR", "item_id": "item_p1",
+		"error": map[string]any{"error_code": "ITEM_LOGIN_REQUIRED"}, "environment": "sandbox"})
+	s.waitForStatusOf(plaid.Name, "item_p1", workflows.StatusAwaitingUser)
+
+	// The user revoked one account at the bank's portal: a deliberate
+	// withdrawal of consent, which Relink does not ask them to undo.
+	revoked := map[string]any{"webhook_type": "ITEM", "webhook_code": "USER_ACCOUNT_REVOKED", "item_id": "item_p1",
+		"account_id": "BxBXxLj1m4HMXBm9WZZmCWVbPjX16EHwv99vp", "environment": "sandbox"}
+	assert.Equal(t, 1, s.postPlaid(fake, revoked).Applied)
+
+	st := s.waitForStatusOf(plaid.Name, "item_p1", workflows.StatusUnrepairable)
+	assert.Equal(t, workflows.ReasonDisconnected, st.ReasonCode)
+	assert.Equal(t, "the connection was disconnected at the provider", st.Reason)
+	assert.Equal(t, plaid.CodeAccountRevoked, st.LastProviderStatus)
+	assert.Equal(t, 1, s.postPlaid(fake, revoked).Duplicates, "Plaid's retry")
+}
+
+func TestPlaidNewAccountsOpenAProactiveRepairWithAccountSelection(t *testing.T) {
+	newAccounts := map[string]any{"webhook_type": "ITEM", "webhook_code": "NEW_ACCOUNTS_AVAILABLE", "item_id": "item_p1", "environment": "sandbox"}
+	t.Run("off by default", func(t *testing.T) {
+		s, fake := newPlaidStack(t)
+		fake.SetError("item_p1", "")
+		assert.Equal(t, webhookSummary{}, s.postPlaid(fake, newAccounts), "not an event Relink acts on")
+	})
+
+	s, fake := newPlaidStackWith(t, map[string]string{"PLAID_NEW_ACCOUNTS_REPAIRS": "true"})
+	fake.SetError("item_p1", "") // nothing is broken
+	assert.Equal(t, 1, s.postPlaid(fake, newAccounts).Applied)
+	st := s.waitForStatusOf(plaid.Name, "item_p1", workflows.StatusAwaitingUser)
+	assert.True(t, st.Proactive, "the app can tell an invitation from a break")
+	assert.Equal(t, workflows.ReasonUserActionRequired, st.ReasonCode)
+
+	var rec workflows.ReconnectResult
+	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/plaid/item_p1/reconnect", nil, &rec))
+	lt, ok := fake.LinkToken(rec.Session.LinkToken)
+	require.True(t, ok)
+	assert.True(t, lt.AccountSelection, "Link asks the user to share the new accounts (update.account_selection_enabled)")
+	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs/plaid/item_p1/complete", map[string]any{
+		"connectorToken": rec.Session.LinkToken, "publicToken": "public-sandbox-p1", "metadata": map[string]any{"link_session_id": "ls_1"}}, nil))
+	st = s.waitForStatusOf(plaid.Name, "item_p1", workflows.StatusRepaired)
 	assert.Equal(t, 1, st.SessionsIssued)
 }
 

@@ -103,10 +103,17 @@ type Provider struct {
 	CountryCodes []string
 	// LinkWebhookURL, if set, is passed to /link/token/create as webhook.
 	LinkWebhookURL string
-	// RedirectURI, if set, is passed for OAuth institutions.
+	// RedirectURI, if set, is passed for OAuth institutions: where the
+	// bank sends the user back to Link (the hosted page's
+	// RELINK_PUBLIC_URL/r/oauth, or the app's page with the button).
 	RedirectURI string
-	Tokens      AccessTokens
-	HTTP        *http.Client
+	// AccountSelection: proactive sessions open Link with account
+	// selection (update.account_selection_enabled), so the user can share
+	// accounts Plaid found since (NEW_ACCOUNTS_AVAILABLE). Initialize is
+	// not told what started a repair, so every proactive session has it.
+	AccountSelection bool
+	Tokens           AccessTokens
+	HTTP             *http.Client
 }
 
 // Name implements aggregator.Provider.
@@ -125,8 +132,13 @@ func (p *Provider) Initialize(ctx context.Context, ref aggregator.ConnectionRef)
 		if err != nil {
 			return aggregator.Session{}, err
 		}
-		if st.Health == aggregator.HealthHealthy {
+		switch st.Health {
+		case aggregator.HealthHealthy:
 			return aggregator.Session{ConnectorStatus: aggregator.ConnectorContinue, Healthy: true}, nil
+		case aggregator.HealthDisconnected:
+			// The user revoked the Item's consent: not a break to nag
+			// them about (as the USER_PERMISSION_REVOKED webhook).
+			return aggregator.Session{}, aggregator.NotRepairable("plaid: item " + ref.ConnectionID + ": " + st.ProviderStatus + ": the user revoked access")
 		}
 	}
 	token, err := p.Tokens.AccessToken(ctx, ref.ConnectionID)
@@ -151,6 +163,9 @@ func (p *Provider) Initialize(ctx context.Context, ref aggregator.ConnectionRef)
 	}
 	if p.RedirectURI != "" {
 		body["redirect_uri"] = p.RedirectURI
+	}
+	if ref.Proactive && p.AccountSelection {
+		body["update"] = map[string]any{"account_selection_enabled": true}
 	}
 	var res struct {
 		LinkToken  string    `json:"link_token"`

@@ -386,3 +386,98 @@ func TestRateLimitExceededIsRateLimited(t *testing.T) {
 	_, err = p.ConnectionStatus(context.Background(), ref("item_1"))
 	assert.NoError(t, err)
 }
+
+func TestRevocationsEndTheRepairAndNewAccountsAreOptIn(t *testing.T) {
+	fake, _ := setup(t)
+	post := func(r *plaid.WebhookReceiver, hook map[string]any) []aggregator.WebhookEvent {
+		t.Helper()
+		body, _ := json.MarshalIndent(hook, "", "  ")
+		events, err := r.Receive(request(body, fake.Sign(body)), body)
+		require.NoError(t, err)
+		return events
+	}
+	r := receiver(fake, true)
+	revoked := func(account string) map[string]any {
+		return map[string]any{"webhook_type": "ITEM", "webhook_code": "USER_ACCOUNT_REVOKED", "item_id": "item_1",
+			"account_id": account, "environment": "production"}
+	}
+	first := post(r, revoked("acc_checking"))
+	require.Len(t, first, 1)
+	assert.Equal(t, aggregator.EventKindDisconnected, first[0].Kind, "the user withdrew consent: not repaired behind their back")
+	assert.Equal(t, plaid.CodeAccountRevoked, first[0].ProviderStatus, "the repair's lastProviderStatus")
+	assert.Equal(t, "ITEM USER_ACCOUNT_REVOKED (account acc_checking)", first[0].Type)
+	assert.Equal(t, first[0].EventID, post(r, revoked("acc_checking"))[0].EventID, "Plaid's retry is the same event")
+	assert.NotEqual(t, first[0].EventID, post(r, revoked("acc_savings"))[0].EventID, "another account's revocation is another event")
+
+	perm := post(r, map[string]any{"webhook_type": "ITEM", "webhook_code": "USER_PERMISSION_REVOKED", "item_id": "item_1",
+		"error": map[string]any{"error_type": "ITEM_ERROR", "error_code": "USER_PERMISSION_REVOKED"}, "environment": "production"})
+	require.Len(t, perm, 1)
+	assert.Equal(t, aggregator.EventKindDisconnected, perm[0].Kind)
+	assert.Equal(t, plaid.CodePermissionRevoked, perm[0].ProviderStatus, "the code once, not USER_PERMISSION_REVOKED/USER_PERMISSION_REVOKED")
+
+	newAccounts := map[string]any{"webhook_type": "ITEM", "webhook_code": "NEW_ACCOUNTS_AVAILABLE", "item_id": "item_1", "environment": "production"}
+	assert.Empty(t, post(r, newAccounts), "off by default (PLAID_NEW_ACCOUNTS_REPAIRS)")
+	r.NewAccounts = true
+	ev := post(r, newAccounts)
+	require.Len(t, ev, 1)
+	assert.Equal(t, aggregator.EventKindProactive, ev[0].Kind, "a proactive repair: nothing is broken")
+	assert.Equal(t, "ITEM NEW_ACCOUNTS_AVAILABLE", ev[0].Type)
+}
+
+func TestProactiveSessionsSelectAccountsWhenNewAccountsAreOn(t *testing.T) {
+	fake, p := setup(t)
+	fake.RedirectURIs = []string{"https://relink.example.com/r/oauth"}
+	p.RedirectURI = "https://relink.example.com/r/oauth"
+	proactive := ref("item_1")
+	proactive.Proactive = true
+
+	s, err := p.Initialize(context.Background(), proactive)
+	require.NoError(t, err)
+	lt, ok := fake.LinkToken(s.LinkToken)
+	require.True(t, ok)
+	assert.False(t, lt.AccountSelection, "PLAID_NEW_ACCOUNTS_REPAIRS off: no account selection")
+	assert.Equal(t, "https://relink.example.com/r/oauth", lt.RedirectURI)
+
+	p.AccountSelection = true
+	s, err = p.Initialize(context.Background(), proactive)
+	require.NoError(t, err)
+	lt, _ = fake.LinkToken(s.LinkToken)
+	assert.True(t, lt.AccountSelection)
+	last := fake.Requests()[len(fake.Requests())-1]
+	assert.Equal(t, map[string]any{"account_selection_enabled": true}, last.Body["update"])
+
+	s, err = p.Initialize(context.Background(), ref("item_1"))
+	require.NoError(t, err)
+	lt, _ = fake.LinkToken(s.LinkToken)
+	assert.False(t, lt.AccountSelection, "a broken Item's repair re-authenticates only")
+
+	p.RedirectURI = "https://elsewhere.example.com/oauth"
+	_, err = p.Initialize(context.Background(), ref("item_1"))
+	require.Error(t, err)
+	assert.Empty(t, aggregator.TypeOf(err), "an unregistered redirect URI is the operator's to fix: retried")
+	assert.Contains(t, err.Error(), "INVALID_FIELD")
+}
+
+func TestInitializeOfARevokedItemIsNotRepairable(t *testing.T) {
+	fake, p := setup(t)
+	fake.SetError("item_1", plaid.CodePermissionRevoked)
+
+	_, err := p.Initialize(context.Background(), ref("item_1"))
+
+	assert.Equal(t, aggregator.ErrTypeNotRepairable, aggregator.TypeOf(err))
+	assert.Contains(t, err.Error(), "USER_PERMISSION_REVOKED")
+	for _, req := range fake.Requests() {
+		assert.NotEqual(t, "/link/token/create", req.Path, "the user is not asked to undo their revocation")
+	}
+}
+
+func TestRedirectURIMustBeAbsoluteWithoutQuery(t *testing.T) {
+	s := &plaid.Settings{ClientID: "c", Secret: "s", ClientName: "Acme", AccessTokens: map[string]string{"i": "t"}, DedupeWindow: time.Minute}
+	require.NoError(t, s.Validate())
+	for _, bad := range []string{"/r/oauth", "https://relink.example.com/r/oauth?x=1", "ftp://relink.example.com/r/oauth"} {
+		s.RedirectURI = bad
+		assert.Error(t, s.Validate(), bad)
+	}
+	s.RedirectURI = "https://relink.example.com/r/oauth"
+	assert.NoError(t, s.Validate())
+}

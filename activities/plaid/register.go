@@ -2,6 +2,7 @@ package plaid
 
 import (
 	"errors"
+	"net/url"
 	"time"
 
 	"github.com/relink-dev/relink/activities/aggregator"
@@ -24,7 +25,10 @@ type Settings struct {
 	AccessTokenURL    string            `env:"PLAID_ACCESS_TOKEN_URL"`
 	AccessTokenSecret string            `env:"PLAID_ACCESS_TOKEN_SECRET"`
 	ProactiveRepairs  bool              `env:"PLAID_PROACTIVE_REPAIRS, default=true"`
-	DedupeWindow      time.Duration     `env:"PLAID_WEBHOOK_DEDUPE_WINDOW, default=10m"`
+	// NewAccountsRepairs: NEW_ACCOUNTS_AVAILABLE starts a proactive repair,
+	// and proactive sessions enable account selection.
+	NewAccountsRepairs bool          `env:"PLAID_NEW_ACCOUNTS_REPAIRS, default=false"`
+	DedupeWindow       time.Duration `env:"PLAID_WEBHOOK_DEDUPE_WINDOW, default=10m"`
 }
 
 // Enabled implements aggregator.Settings.
@@ -48,6 +52,13 @@ func (s *Settings) Validate() error {
 	if s.AccessTokenURL != "" && s.AccessTokenSecret == "" {
 		errs = append(errs, errors.New("PLAID_ACCESS_TOKEN_URL needs PLAID_ACCESS_TOKEN_SECRET: access tokens are never asked for without authentication"))
 	}
+	if s.RedirectURI != "" {
+		// Plaid appends ?oauth_state_id=… and matches the URI exactly
+		// against those registered in its dashboard.
+		if u, err := url.Parse(s.RedirectURI); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			errs = append(errs, errors.New("PLAID_REDIRECT_URI must be an absolute http(s) URL with no query or fragment"))
+		}
+	}
 	if s.DedupeWindow < time.Second {
 		errs = append(errs, errors.New("PLAID_WEBHOOK_DEDUPE_WINDOW must be at least 1s"))
 	}
@@ -64,11 +75,12 @@ func (s *Settings) Describe() map[string]string {
 		"PLAID_LANGUAGE":              "Link language",
 		"PLAID_COUNTRY_CODES":         "Link country codes, comma-separated",
 		"PLAID_LINK_WEBHOOK_URL":      "passed to `/link/token/create` as `webhook`",
-		"PLAID_REDIRECT_URI":          "passed to `/link/token/create` for OAuth institutions",
+		"PLAID_REDIRECT_URI":          "passed to `/link/token/create` as `redirect_uri` for OAuth institutions: `RELINK_PUBLIC_URL` + `/r/oauth` for the hosted page, or your page with the button; register it in Plaid's dashboard",
 		"PLAID_ACCESS_TOKEN_URL":      "your app's endpoint that returns an Item's access token (see Plaid below)",
 		"PLAID_ACCESS_TOKEN_SECRET":   "bearer token Relink sends to `PLAID_ACCESS_TOKEN_URL`",
 		"PLAID_ACCESS_TOKENS":         "for development instead: `item_id:access_token,…`",
 		"PLAID_PROACTIVE_REPAIRS":     "start proactive repairs on `PENDING_EXPIRATION` and `PENDING_DISCONNECT`",
+		"PLAID_NEW_ACCOUNTS_REPAIRS":  "start a proactive repair on `NEW_ACCOUNTS_AVAILABLE`; proactive Link sessions then enable account selection (`update.account_selection_enabled`)",
 		"PLAID_WEBHOOK_DEDUPE_WINDOW": "Plaid sends no event id: the same Item and code within this window of the last delivery is a retry",
 	}
 }
@@ -88,7 +100,8 @@ var Registration = aggregator.Registration{
 		}
 		return &Provider{APIURL: pl.APIURL, ClientID: pl.ClientID, Secret: pl.Secret,
 			ClientName: pl.ClientName, Language: pl.Language, CountryCodes: pl.CountryCodes,
-			LinkWebhookURL: pl.LinkWebhookURL, RedirectURI: pl.RedirectURI, Tokens: tokens, HTTP: env.HTTP}, nil
+			LinkWebhookURL: pl.LinkWebhookURL, RedirectURI: pl.RedirectURI, AccountSelection: pl.NewAccountsRepairs,
+			Tokens: tokens, HTTP: env.HTTP}, nil
 	},
 	NewReceiver: func(s aggregator.Settings, env aggregator.Env) (aggregator.WebhookReceiver, error) {
 		pl := s.(*Settings)
@@ -99,6 +112,7 @@ var Registration = aggregator.Registration{
 		return &WebhookReceiver{
 			Keys:   &VerificationKeys{APIURL: pl.APIURL, ClientID: pl.ClientID, Secret: pl.Secret, HTTP: env.HTTP, Now: now},
 			MaxAge: env.WebhookTolerance, DedupeWindow: pl.DedupeWindow, Now: now, Proactive: pl.ProactiveRepairs,
+			NewAccounts: pl.NewAccountsRepairs,
 		}, nil
 	},
 	Browser: Browser,

@@ -37,6 +37,12 @@ const (
 	CodePendingDisconnect = "PENDING_DISCONNECT"
 	CodeLoginRepaired     = "LOGIN_REPAIRED"
 	CodePermissionRevoked = "USER_PERMISSION_REVOKED"
+	// CodeAccountRevoked: the user revoked access to one of the Item's
+	// accounts at the bank's portal (account_id names it).
+	CodeAccountRevoked = "USER_ACCOUNT_REVOKED"
+	// CodeNewAccountsAvailable: Plaid detected accounts the user has not
+	// shared; update mode with account selection asks for them.
+	CodeNewAccountsAvailable = "NEW_ACCOUNTS_AVAILABLE"
 )
 
 // Webhook is a Plaid webhook body.
@@ -47,6 +53,8 @@ type Webhook struct {
 	Error       *plaidError `json:"error,omitempty"`
 	Environment string      `json:"environment,omitempty"`
 	Reason      string      `json:"reason,omitempty"`
+	// AccountID is the revoked account of USER_ACCOUNT_REVOKED.
+	AccountID string `json:"account_id,omitempty"`
 }
 
 // errUnknownKey: Plaid does not know the JWT's key id, or has retired it.
@@ -147,6 +155,10 @@ type WebhookReceiver struct {
 	// Proactive turns PENDING_EXPIRATION and PENDING_DISCONNECT into
 	// proactive repairs.
 	Proactive bool
+	// NewAccounts turns NEW_ACCOUNTS_AVAILABLE into a proactive repair
+	// (PLAID_NEW_ACCOUNTS_REPAIRS), whose Link session asks the user to
+	// share the new accounts (Provider.AccountSelection).
+	NewAccounts bool
 
 	seen aggregator.Redeliveries // by Item and code
 }
@@ -185,14 +197,21 @@ func (w *WebhookReceiver) Receive(r *http.Request, body []byte) ([]aggregator.We
 		return nil, fmt.Errorf("%w: %s/%s without item_id", aggregator.ErrWebhookMalformed, hook.WebhookType, hook.WebhookCode)
 	}
 	code := hook.WebhookCode
-	if hook.Error != nil && hook.Error.ErrorCode != "" {
+	if hook.Error != nil && hook.Error.ErrorCode != "" && hook.Error.ErrorCode != hook.WebhookCode {
 		code += "/" + hook.Error.ErrorCode
 	}
-	id, at := w.identify(hook.ItemID+":"+code, time.Unix(c.IssuedAt, 0).UTC())
+	key, typ := hook.ItemID+":"+code, hook.WebhookType+" "+code
+	if hook.WebhookCode == CodeAccountRevoked && hook.AccountID != "" {
+		// One event per account: revocations of two accounts are two
+		// events, a retry of one is the same.
+		key += ":" + hook.AccountID
+		typ += " (account " + hook.AccountID + ")"
+	}
+	id, at := w.identify(key, time.Unix(c.IssuedAt, 0).UTC())
 	return []aggregator.WebhookEvent{{
 		EventID:        id,
 		Kind:           kind,
-		Type:           hook.WebhookType + " " + code,
+		Type:           typ,
 		At:             at,
 		ConnectionID:   hook.ItemID,
 		ProviderStatus: code,
@@ -213,8 +232,14 @@ func (w *WebhookReceiver) kindOf(h Webhook) (aggregator.EventKind, bool) {
 		return aggregator.EventKindProactive, w.Proactive
 	case CodeLoginRepaired:
 		return aggregator.EventKindRepairedElsewhere, true
-	case CodePermissionRevoked:
+	case CodePermissionRevoked, CodeAccountRevoked:
+		// The user withdrew consent, for the Item or one of its accounts:
+		// Relink does not ask them to undo it. The open repair ends
+		// UNREPAIRABLE (reasonCode disconnected, the code in
+		// lastProviderStatus); the app decides what to offer.
 		return aggregator.EventKindDisconnected, true
+	case CodeNewAccountsAvailable:
+		return aggregator.EventKindProactive, w.NewAccounts
 	}
 	return "", false
 }

@@ -504,6 +504,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/r/oauth": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The hosted page's return from an OAuth bank (Plaid's redirect_uri)
+         * @description Set `PLAID_REDIRECT_URI` to `RELINK_PUBLIC_URL` + `/r/oauth` (and register it in Plaid's dashboard) for users of the hosted page. An OAuth bank sends the user back here with `?oauth_state_id=…`, which the server does not read (the page's script passes the whole URL to Link); the page's script finds, in this tab's sessionStorage, the connection, client token and Link session the hosted page kept when Plaid Link left for the bank, opens Link again with the same link token and `receivedRedirectUri`, and goes on as the hosted page does (complete, then the outcome). Without a kept session (another tab, or more than 30 minutes later) it says to open the link again. Same headers as `/r/{token}`.
+         */
+        get: operations["reconnectOAuthReturn"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/r/assets/{name}": {
         parameters: {
             query?: never;
@@ -2667,6 +2687,41 @@ export interface operations {
                     "text/html": unknown;
                 };
             };
+        };
+    };
+    reconnectOAuthReturn: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request (up to 128 printable characters), returned in X-Request-Id and carried by the gateway's logs; otherwise the gateway makes one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The page, which finishes the reconnect in the browser. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": unknown;
+                };
+            };
+            /** @description Reconnect links are not enabled (`RELINK_CLIENT_TOKEN_KEYS`): a page that says so. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": unknown;
+                };
+            };
+            405: components["responses"]["MethodNotAllowed"];
         };
     };
     reconnectPageAsset: {

@@ -30,6 +30,28 @@ function loadPlaid(src) {
   return plaidScripts.get(src);
 }
 
+// OAuth institutions (plaid.com/docs/link/oauth): Link leaves the page
+// for the bank, which sends the user back to the link token's
+// redirect_uri with ?oauth_state_id=…; there Link opens again with the
+// same link token and receivedRedirectUri (the whole URL), and finishes.
+// While Link is open its session is kept in sessionStorage (this origin,
+// this tab: where the bank's redirect lands), with what the consumer
+// needs to go on (o.keep).
+const oauthKey = 'relink.plaid-oauth';
+// A link token for update mode lives 30 minutes.
+const oauthMaxAge = 30 * 60 * 1000;
+
+// relinkOAuthReturn is the Plaid Link session this tab left for its bank
+// from, when this page is the bank's return (oauth_state_id in the query)
+// and the session is recent enough to finish; else null.
+function relinkOAuthReturn() {
+  if (!new URLSearchParams(location.search).has('oauth_state_id')) return null;
+  let saved = null;
+  try { saved = JSON.parse(sessionStorage.getItem(oauthKey) || 'null'); } catch (_) { return null; }
+  if (!saved || !saved.linkToken || !(Date.now() - saved.savedAt < oauthMaxAge)) return null;
+  return saved;
+}
+
 // relinkEngine runs the widget of one connection. o:
 //   base         the gateway's URL ('' for the page's own origin)
 //   provider, connection
@@ -37,6 +59,8 @@ function loadPlaid(src) {
 //                an expired one while the engine runs)
 //   attempt      the repair's attempt number when known, else 0
 //   frame        where a framed widget shows: { open(url), window(), close() }
+//   keep()       optional: what the consumer needs back if the user
+//                returns from an OAuth bank (saved with the Link session)
 //   emit(step, detail), the steps being:
 //     opening                      the reconnect call is under way
 //     widget   {kind}              the widget is open ('plaid-link' or 'frame')
@@ -58,7 +82,9 @@ function loadPlaid(src) {
 //                                  'widget_load' (Plaid Link did not load),
 //                                  'complete' (the success was not taken);
 //                                  error is the gateway's {code, message}
-// It returns { start(forceNewSession), follow(verifying), close(), destroy() }.
+// It returns { start(forceNewSession), resume(saved), follow(verifying),
+// close(), destroy() }; resume finishes the Link session saved
+// (relinkOAuthReturn) on the bank's return.
 function relinkEngine(o) {
   const api = o.base + '/v1/repairs/' + encodeURIComponent(o.provider) + '/' + encodeURIComponent(o.connection);
   let session = null, spec = null, frameOrigin = '', plaid = null, retriedExpiredToken = false;
@@ -120,14 +146,19 @@ function relinkEngine(o) {
   }
 
   // Plaid Link ('plaid-link': Plaid directly, or a provider fronting it).
-  async function openPlaid() {
+  // received: the URL the bank sent the user back to (an OAuth return).
+  async function openPlaid(received) {
     try { await loadPlaid(spec.plaidLinkScript); } catch (_) { return problem('widget_load'); }
     if (ended) return;
     emit('widget', { kind: 'plaid-link' });
-    plaid = window.Plaid.create({
+    const config = {
       token: session.linkToken,
-      onSuccess: (publicToken, metadata) => complete({ connectorToken: session.connectorToken, publicToken, metadata }),
+      onSuccess: (publicToken, metadata) => {
+        forgetOAuth();
+        complete({ connectorToken: session.connectorToken, publicToken, metadata });
+      },
       onExit: (err, metadata) => {
+        forgetOAuth();
         metadata = metadata || {};
         const code = err && err.error_code;
         const body = { reason: err ? 'error' : (metadata.status || 'user_exit'), errorCode: code || undefined, providerRequestId: metadata.request_id || undefined };
@@ -140,8 +171,45 @@ function relinkEngine(o) {
         }
         emit('exit', Object.assign({ why: err ? 'error' : 'left' }, body));
       },
-    });
+    };
+    if (received) {
+      config.receivedRedirectUri = received;
+      // Link has it now: a reload must not finish the same return twice.
+      const u = new URL(location.href);
+      u.searchParams.delete('oauth_state_id');
+      history.replaceState(history.state, '', u.href);
+    } else {
+      keepForOAuth();
+    }
+    plaid = window.Plaid.create(config);
     plaid.open();
+  }
+
+  // keepForOAuth saves the Link session about to open, in case Link
+  // leaves the page for an OAuth bank. Storage refused: no OAuth return.
+  function keepForOAuth() {
+    const saved = Object.assign({}, o.keep ? o.keep() : {}, {
+      provider: o.provider, connection: o.connection, linkToken: session.linkToken,
+      connectorToken: session.connectorToken, widget: spec, savedAt: Date.now(),
+    });
+    try { sessionStorage.setItem(oauthKey, JSON.stringify(saved)); } catch (_) { /* storage off */ }
+  }
+
+  function forgetOAuth() {
+    try {
+      const saved = JSON.parse(sessionStorage.getItem(oauthKey) || 'null');
+      if (saved && saved.provider === o.provider && saved.connection === o.connection) sessionStorage.removeItem(oauthKey);
+    } catch (_) { /* storage off */ }
+  }
+
+  // resume opens Link again on the bank's return, with the session that
+  // left for it (relinkOAuthReturn); Link then finishes as usual.
+  function resume(saved) {
+    verifying = false;
+    session = { linkToken: saved.linkToken, connectorToken: saved.connectorToken };
+    spec = saved.widget || null;
+    if (!opens('plaid-link')) return problem('no_widget');
+    return openPlaid(location.href);
   }
 
   // Widgets opened from a URL ('frame'): their outcome comes in messages,
@@ -278,6 +346,7 @@ function relinkEngine(o) {
 
   return {
     start,
+    resume,
     follow,
     // close is the user closing a framed widget (its host's Close).
     close() { report({ reason: 'user_closed' }); emit('exit', { why: 'closed', reason: 'user_closed' }); },

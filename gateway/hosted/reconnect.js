@@ -10,6 +10,19 @@ const d = page.dataset;
 const title = $('title'), message = $('message'), progress = $('progress'), button = $('reconnect');
 const widget = $('widget'), frame = $('widget-frame'), closeWidget = $('close-widget'), back = $('back');
 
+// The bank's return (GET /r/oauth, the hosted page's PLAID_REDIRECT_URI):
+// the page this tab left from kept its connection and client token with
+// the Link session, in this origin's sessionStorage (engine.js).
+const oauth = d.state === 'oauth' ? relinkOAuthReturn() : null;
+if (oauth) {
+  d.provider = oauth.provider;
+  d.connection = oauth.connection;
+  d.token = oauth.token || '';
+  d.attempt = oauth.attempt || '';
+  if (oauth.title) title.textContent = oauth.title;
+  if (oauth.button) button.textContent = oauth.button;
+}
+
 function show(state, heading, text, o) {
   o = o || {};
   page.dataset.state = state;
@@ -88,6 +101,7 @@ const engine = relinkEngine({
   base: '', provider: d.provider, connection: d.connection, attempt: Number(d.attempt) || 0,
   // Read at every call: a page whose token has expired says so (stale).
   token: () => d.token,
+  keep: () => ({ via: 'page', token: d.token, attempt: d.attempt, title: title.textContent, button: button.textContent }),
   frame: { open: (url) => { frame.src = url; }, window: () => frame.contentWindow, close: () => frame.removeAttribute('src') },
   emit: (step, detail) => steps[step](detail),
 });
@@ -100,8 +114,16 @@ button.addEventListener('click', () => {
   }
   engine.start(page.dataset.state === 'failed');
 });
-// A repair already past the user (completed in another tab) is followed.
-if (d.status === 'COMPLETING' || d.status === 'VERIFYING') {
+if (d.state === 'oauth') {
+  if (oauth && oauth.via === 'page') {
+    show('opening', 'Finishing with your bank\u2026', 'One moment.', { busy: true });
+    engine.resume(oauth);
+  } else {
+    // Another tab, or a session long gone: the link starts afresh.
+    show('expired', 'We couldn\u2019t finish here', 'Open the link from your message again to reconnect your bank.', {});
+  }
+} else if (d.status === 'COMPLETING' || d.status === 'VERIFYING') {
+  // A repair already past the user (completed in another tab) is followed.
   show('verifying', 'Checking with your bank\u2026', 'This usually takes less than a minute.', { busy: true });
   engine.follow(true);
 } else {

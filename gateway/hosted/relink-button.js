@@ -19,7 +19,14 @@
 //   relink:error     {code, message, httpStatus?, retryAfter?, status?}
 //
 // The token is read at every call, so the app may replace an expired one
-// (data-relink-token) at any time. The API calls go to the gateway the
+// (data-relink-token) at any time.
+//
+// OAuth banks with Plaid Link: the bank sends the user back to
+// PLAID_REDIRECT_URI, which must then be the app's page with the button,
+// with ?oauth_state_id=…. When the script sees that query and this tab's
+// saved Link session, it finishes the reconnect on the button of the
+// same provider and connection (as soon as the page has it, for up to 30
+// seconds), just as a click would have gone on. The API calls go to the gateway the
 // script came from (its src, or data-relink-gateway on the script).
 
 const buttonScript = document.currentScript;
@@ -46,7 +53,23 @@ if (!window[loaded]) {
   });
 }
 
-function run(el) {
+// The bank's return: finish on the button that left for it.
+const oauthReturn = relinkOAuthReturn();
+if (oauthReturn && oauthReturn.via === 'button' && !window[Symbol.for('relink.button.oauth')]) {
+  window[Symbol.for('relink.button.oauth')] = true;
+  const find = () => Array.from(document.querySelectorAll('[data-relink-connection]')).find((el) =>
+    el.getAttribute('data-relink-provider') === oauthReturn.provider && el.getAttribute('data-relink-connection') === oauthReturn.connection);
+  const el = find();
+  if (el) {
+    run(el, oauthReturn);
+  } else {
+    const watch = new MutationObserver(() => { const e = find(); if (e) { watch.disconnect(); run(e, oauthReturn); } });
+    watch.observe(document.documentElement, { childList: true, subtree: true });
+    setTimeout(() => watch.disconnect(), 30000);
+  }
+}
+
+function run(el, resumed) {
   const provider = el.getAttribute('data-relink-provider') || '';
   const connection = el.getAttribute('data-relink-connection') || '';
   let flow = flows.get(el);
@@ -65,12 +88,14 @@ function run(el) {
     flow.engine = relinkEngine({
       base: gateway, provider, connection, attempt: 0,
       token: () => el.getAttribute('data-relink-token') || '',
+      keep: () => ({ via: 'button' }),
       frame: overlay(flow),
       emit: (step, detail) => onStep(flow, step, detail),
     });
     flows.set(el, flow);
   }
   busy(flow, true);
+  if (resumed) return flow.engine.resume(resumed);
   // After a failed attempt, a new session, as the hosted page does.
   const force = flow.failed;
   flow.failed = false;

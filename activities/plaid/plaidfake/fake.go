@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,7 +47,10 @@ type Server struct {
 	// HTTPStatus, when set, is the answer to every request (with Plaid's
 	// error body for that status).
 	HTTPStatus int
-	Now        func() time.Time
+	// RedirectURIs are the OAuth redirect URIs registered in the
+	// dashboard: /link/token/create refuses any other redirect_uri.
+	RedirectURIs []string
+	Now          func() time.Time
 
 	key      *ecdsa.PrivateKey
 	mu       sync.Mutex
@@ -54,6 +58,16 @@ type Server struct {
 	requests []Request
 	seq      int
 	limited  int // requests still to answer RATE_LIMIT_EXCEEDED
+	tokens   map[string]LinkToken
+}
+
+// LinkToken is what a link token was created with.
+type LinkToken struct {
+	Token       string
+	ItemID      string
+	RedirectURI string
+	// AccountSelection: update.account_selection_enabled was true.
+	AccountSelection bool
 }
 
 // New starts a fake with a fresh signing key.
@@ -63,7 +77,7 @@ func New(clientID, secret string) *Server {
 		panic(err)
 	}
 	s := &Server{ClientID: clientID, Secret: secret, KeyID: "6c5516e1-92dc-479e-a8ff-5a51992e0001",
-		Now: time.Now, key: key, items: map[string]*Item{}}
+		Now: time.Now, key: key, items: map[string]*Item{}, tokens: map[string]LinkToken{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /link/token/create", s.linkTokenCreate)
 	mux.HandleFunc("POST /item/get", s.itemGet)
@@ -92,6 +106,15 @@ func (s *Server) SetConsentExpiration(itemID string, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.items[itemID].ConsentExpiresAt = at
+}
+
+// LinkToken returns what token was created with, and whether the fake
+// created it.
+func (s *Server) LinkToken(token string) (LinkToken, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lt, ok := s.tokens[token]
+	return lt, ok
 }
 
 // RateLimitNext makes the next n requests fail as Plaid's rate limits do:
@@ -202,11 +225,32 @@ func (s *Server) linkTokenCreate(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "INVALID_REQUEST", "INVALID_FIELD", "products must not be specified in update mode")
 		return
 	}
-	if s.item(w, body["access_token"]) == nil {
+	it := s.item(w, body["access_token"])
+	if it == nil {
 		return
 	}
+	lt := LinkToken{ItemID: it.ID}
+	if v, has := body["redirect_uri"]; has {
+		lt.RedirectURI, _ = v.(string)
+		if !slices.Contains(s.RedirectURIs, lt.RedirectURI) {
+			// Plaid allows only the redirect URIs registered in its dashboard.
+			fail(w, http.StatusBadRequest, "INVALID_REQUEST", "INVALID_FIELD", "OAuth redirect URI must be configured in the developer dashboard")
+			return
+		}
+	}
+	if v, has := body["update"]; has {
+		update, ok := v.(map[string]any)
+		sel, isBool := update["account_selection_enabled"].(bool)
+		if !ok || (update["account_selection_enabled"] != nil && !isBool) {
+			fail(w, http.StatusBadRequest, "INVALID_REQUEST", "INVALID_FIELD", "update must be an object; account_selection_enabled a boolean")
+			return
+		}
+		lt.AccountSelection = sel
+	}
 	s.seq++
-	reply(w, http.StatusOK, map[string]any{"link_token": fmt.Sprintf("link-sandbox-%d", s.seq),
+	lt.Token = fmt.Sprintf("link-sandbox-%d", s.seq)
+	s.tokens[lt.Token] = lt
+	reply(w, http.StatusOK, map[string]any{"link_token": lt.Token,
 		"expiration": s.Now().Add(30 * time.Minute).UTC().Format(time.RFC3339), "request_id": "req_fake"})
 }
 
