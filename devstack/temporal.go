@@ -185,8 +185,10 @@ func StartTemporal(o Options) (*Temporal, error) {
 		o.Progress("starting the Temporal Web UI on %s", t.UIURL)
 		assets, err := uiAssets(o.DataDir, o.Namespace)
 		if err != nil {
-			_ = t.server.Stop()
-			return nil, fmt.Errorf("web UI: %w", err)
+			// The UI works without Relink's columns and views: say so
+			// and start it as it comes ("" serves its embedded files).
+			o.Progress("the Web UI starts without Relink's columns and saved views: %v", err)
+			assets = ""
 		}
 		t.ui = uiserver.NewServer(uiserveroptions.WithConfigProvider(&uiconfig.Config{
 			Host:                host,

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // The dev stack's Web UI lists each repair with its outcome and reason
@@ -20,9 +21,16 @@ import (
 // build and namespace), the page with the seed script, whose hash joins
 // the page's own Content-Security-Policy.
 
+// AssetsFolder is the folder under the data directory that holds the
+// seeded copies of the UI's files: a name only Relink uses, since only
+// what it wrote there is ever removed.
+const AssetsFolder = "temporal-ui-assets"
+
 // WriteAssets writes the UI's files (ui: the folder holding its
-// index.html) with the seeded page under dataDir/ui/<digest> and returns
-// that folder; other builds' folders go.
+// index.html) with the seeded page under dataDir/temporal-ui-assets/<digest>
+// and returns that folder; the copies it wrote for other UI builds or
+// namespaces go (and only those: digest-named folders and its own
+// unfinished ones).
 func WriteAssets(dataDir string, ui fs.FS, namespace string) (string, error) {
 	index, err := fs.ReadFile(ui, "index.html")
 	if err != nil {
@@ -33,9 +41,14 @@ func WriteAssets(dataDir string, ui fs.FS, namespace string) (string, error) {
 		return "", err
 	}
 	sum := sha256.Sum256(page)
-	root := filepath.Join(dataDir, "ui")
-	dir := filepath.Join(root, hex.EncodeToString(sum[:8]))
-	if b, err := os.ReadFile(filepath.Join(dir, "index.html")); err == nil && bytes.Equal(b, page) {
+	root := filepath.Join(dataDir, AssetsFolder)
+	name := hex.EncodeToString(sum[:8])
+	dir := filepath.Join(root, name)
+	written := func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, "index.html"))
+		return err == nil && bytes.Equal(b, page)
+	}
+	if written() {
 		return dir, nil
 	}
 	if err := os.MkdirAll(root, 0o700); err != nil {
@@ -52,24 +65,39 @@ func WriteAssets(dataDir string, ui fs.FS, namespace string) (string, error) {
 	if err := os.WriteFile(filepath.Join(tmp, "index.html"), page, 0o600); err != nil {
 		return "", err
 	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if written() { // another start wrote the same meanwhile
+			return dir, nil
+		}
+		return "", err
+	}
 	old, _ := os.ReadDir(root)
 	for _, e := range old {
-		if p := filepath.Join(root, e.Name()); p != tmp {
-			_ = os.RemoveAll(p)
+		if e.Name() != name && e.IsDir() && (digestName.MatchString(e.Name()) || strings.HasPrefix(e.Name(), "writing-")) &&
+			time.Since(modTime(e)) > time.Hour {
+			_ = os.RemoveAll(filepath.Join(root, e.Name()))
 		}
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		return "", err
 	}
 	return dir, nil
 }
 
+// digestName is the name of a folder WriteAssets wrote.
+var digestName = regexp.MustCompile(`^[0-9a-f]{16}$`)
+
+func modTime(e fs.DirEntry) time.Time {
+	info, err := e.Info()
+	if err != nil {
+		return time.Time{}
+	}
+	return info.ModTime()
+}
+
 // uiPolicy is the UI page's Content-Security-Policy, in a meta element:
 // scripts by hash, and what they load ('strict-dynamic').
-var uiPolicy = regexp.MustCompile(`(?i)(<meta http-equiv="content-security-policy" content="script-src [^"]*)("\s*/?>)`)
+var uiPolicy = regexp.MustCompile(`(?i)(<meta http-equiv="content-security-policy" content="[^"]*script-src)( [^"]*"\s*/?>)`)
 
 // seededPage puts script first in the UI's page, right after the policy
-// that allows it by its hash.
+// that allows it by its hash (added to the policy's script-src).
 func seededPage(index []byte, script string) ([]byte, error) {
 	if strings.Contains(strings.ToLower(script), "</script") {
 		return nil, fmt.Errorf("the seed script must not close its element")

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -26,8 +27,17 @@ var uiFiles = fstest.MapFS{
 
 func TestTheDevUIPageRunsTheSeedUnderItsOwnPolicy(t *testing.T) {
 	data := t.TempDir()
-	stale := filepath.Join(data, "ui", "older-build")
-	require.NoError(t, os.MkdirAll(stale, 0o700))
+	// What WriteAssets wrote for an older UI build, and a while ago; one
+	// written just now (another start's); and a folder of the user's.
+	stale := filepath.Join(data, AssetsFolder, "00112233445566ff")
+	fresh := filepath.Join(data, AssetsFolder, "00112233445566aa")
+	theirs := filepath.Join(data, AssetsFolder, "my-project")
+	for _, d := range []string{stale, fresh, theirs} {
+		require.NoError(t, os.MkdirAll(d, 0o700))
+	}
+	long := time.Now().Add(-2 * time.Hour)
+	require.NoError(t, os.Chtimes(stale, long, long))
+	require.NoError(t, os.Chtimes(theirs, long, long))
 
 	dir, err := WriteAssets(data, uiFiles, "default")
 	require.NoError(t, err)
@@ -45,6 +55,9 @@ func TestTheDevUIPageRunsTheSeedUnderItsOwnPolicy(t *testing.T) {
 	assert.Less(t, strings.Index(html, `http-equiv="content-security-policy"`), start, "and after the policy")
 	assert.FileExists(t, filepath.Join(dir, "_app", "version.json"), "the UI's other files are there")
 	assert.NoDirExists(t, stale, "another build's files are gone")
+	assert.DirExists(t, fresh, "not those another start may be serving")
+	assert.DirExists(t, theirs, "nor what Relink did not write")
+	assert.True(t, strings.HasPrefix(policy, `content="script-src 'sha256-`), "the hash is in script-src: %s", policy)
 
 	again, err := WriteAssets(data, uiFiles, "default")
 	require.NoError(t, err)
