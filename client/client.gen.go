@@ -154,10 +154,11 @@ func (e HealthStatus) Valid() bool {
 
 // Defines values for ProviderName.
 const (
-	Meld    ProviderName = "meld"
-	Plaid   ProviderName = "plaid"
-	Quiltt  ProviderName = "quiltt"
-	Sandbox ProviderName = "sandbox"
+	Meld      ProviderName = "meld"
+	Plaid     ProviderName = "plaid"
+	Quiltt    ProviderName = "quiltt"
+	Sandbox   ProviderName = "sandbox"
+	Truelayer ProviderName = "truelayer"
 )
 
 // Valid indicates whether the value is a known member of the ProviderName enum.
@@ -170,6 +171,8 @@ func (e ProviderName) Valid() bool {
 	case Quiltt:
 		return true
 	case Sandbox:
+		return true
+	case Truelayer:
 		return true
 	default:
 		return false

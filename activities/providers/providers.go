@@ -16,6 +16,7 @@ import (
 	"github.com/relink-dev/relink/activities/plaid"
 	"github.com/relink-dev/relink/activities/quiltt"
 	"github.com/relink-dev/relink/activities/sandbox"
+	"github.com/relink-dev/relink/activities/truelayer"
 )
 
 // All are the registered providers, in the order configuration and the
@@ -25,6 +26,7 @@ var All = []aggregator.Registration{
 	quiltt.Registration,
 	meld.Registration,
 	plaid.Registration,
+	truelayer.Registration,
 }
 
 // Names are the registered providers' names, in list order.

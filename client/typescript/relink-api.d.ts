@@ -625,7 +625,7 @@ export interface components {
          * @description A provider Relink is built with (activities/providers; this list is generated from it), if enabled on this gateway.
          * @enum {string}
          */
-        ProviderName: "sandbox" | "quiltt" | "meld" | "plaid";
+        ProviderName: "sandbox" | "quiltt" | "meld" | "plaid" | "truelayer";
         /** @description A provider's connection id: 1 to 256 printable ASCII characters without spaces, quotes or backslashes, and no `.` or `..` segment nor `//`. */
         ConnectionID: string;
         /**
