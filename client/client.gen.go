@@ -154,11 +154,12 @@ func (e HealthStatus) Valid() bool {
 
 // Defines values for ProviderName.
 const (
-	Meld    ProviderName = "meld"
-	Mx      ProviderName = "mx"
-	Plaid   ProviderName = "plaid"
-	Quiltt  ProviderName = "quiltt"
-	Sandbox ProviderName = "sandbox"
+	Meld      ProviderName = "meld"
+	Mx        ProviderName = "mx"
+	Plaid     ProviderName = "plaid"
+	Quiltt    ProviderName = "quiltt"
+	Sandbox   ProviderName = "sandbox"
+	Truelayer ProviderName = "truelayer"
 )
 
 // Valid indicates whether the value is a known member of the ProviderName enum.
@@ -173,6 +174,8 @@ func (e ProviderName) Valid() bool {
 	case Quiltt:
 		return true
 	case Sandbox:
+		return true
+	case Truelayer:
 		return true
 	default:
 		return false
@@ -344,6 +347,24 @@ func (e SandboxScriptInitialize) Valid() bool {
 	}
 }
 
+// Defines values for SessionWidget.
+const (
+	SessionWidgetReconfirm SessionWidget = "reconfirm"
+	SessionWidgetRedirect  SessionWidget = "redirect"
+)
+
+// Valid indicates whether the value is a known member of the SessionWidget enum.
+func (e SessionWidget) Valid() bool {
+	switch e {
+	case SessionWidgetReconfirm:
+		return true
+	case SessionWidgetRedirect:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for StartRepairResultOutcome.
 const (
 	Joined  StartRepairResultOutcome = "joined"
@@ -421,16 +442,22 @@ func (e SweepListSource) Valid() bool {
 
 // Defines values for WidgetWidgets.
 const (
-	Frame     WidgetWidgets = "frame"
-	PlaidLink WidgetWidgets = "plaid-link"
+	WidgetWidgetsFrame     WidgetWidgets = "frame"
+	WidgetWidgetsPlaidLink WidgetWidgets = "plaid-link"
+	WidgetWidgetsReconfirm WidgetWidgets = "reconfirm"
+	WidgetWidgetsRedirect  WidgetWidgets = "redirect"
 )
 
 // Valid indicates whether the value is a known member of the WidgetWidgets enum.
 func (e WidgetWidgets) Valid() bool {
 	switch e {
-	case Frame:
+	case WidgetWidgetsFrame:
 		return true
-	case PlaidLink:
+	case WidgetWidgetsPlaidLink:
+		return true
+	case WidgetWidgetsReconfirm:
+		return true
+	case WidgetWidgetsRedirect:
 		return true
 	default:
 		return false
@@ -855,9 +882,15 @@ type Session struct {
 	// LinkToken The Plaid Link token, where the widget is Plaid Link.
 	LinkToken *string `json:"linkToken,omitempty"`
 
+	// Widget The widget kind the session opens where its other fields do not tell: `redirect` (the browser goes to `widgetUrl`, through the widget record's `redirectUrl`, and comes back on the gateway's return route), `reconfirm` (the user confirms on Relink's page that they keep sharing their data; complete with `{connectorToken, metadata: {reconfirmed: true}}`).
+	Widget *SessionWidget `json:"widget,omitempty"`
+
 	// WidgetUrl The hosted widget to open, where the widget is a URL (MX, Meld, the sandbox).
 	WidgetUrl *string `json:"widgetUrl,omitempty"`
 }
+
+// SessionWidget The widget kind the session opens where its other fields do not tell: `redirect` (the browser goes to `widgetUrl`, through the widget record's `redirectUrl`, and comes back on the gateway's return route), `reconfirm` (the user confirms on Relink's page that they keep sharing their data; complete with `{connectorToken, metadata: {reconfirmed: true}}`).
+type SessionWidget string
 
 // StartRepairRequest defines model for StartRepairRequest.
 type StartRepairRequest struct {
@@ -1024,7 +1057,10 @@ type Widget struct {
 	// PlaidLinkScript Where Plaid Link loads from (`RELINK_PLAID_LINK_SCRIPT_URL`), for a provider whose sessions open `plaid-link`.
 	PlaidLinkScript *string `json:"plaidLinkScript,omitempty"`
 
-	// Widgets The widget kinds the provider's sessions open: `plaid-link` (Plaid Link with the session's `linkToken`), `frame` (the session's `widgetUrl` in a frame, whose messages `messages` maps).
+	// RedirectUrl For a `redirect` session: the gateway's `GET /r/go/{ticket}` path (relative to the gateway), where the browser goes to reach the provider's sign-in.
+	RedirectUrl *string `json:"redirectUrl,omitempty"`
+
+	// Widgets The widget kinds the provider's sessions open: `plaid-link` (Plaid Link with the session's `linkToken`), `frame` (the session's `widgetUrl` in a frame, whose messages `messages` maps), `redirect` (the browser goes to `redirectUrl` and comes back on the gateway's return route), `reconfirm` (a click on the page, the session's `widget`).
 	Widgets []WidgetWidgets `json:"widgets"`
 }
 
@@ -1182,8 +1218,20 @@ type ReconnectPageAssetParams struct {
 // ReconnectPageAssetParamsName defines parameters for ReconnectPageAsset.
 type ReconnectPageAssetParamsName string
 
+// RedirectGoParams defines parameters for RedirectGo.
+type RedirectGoParams struct {
+	// XRequestId Your id for the request (up to 128 printable characters), returned in X-Request-Id and carried by the gateway's logs; otherwise the gateway makes one.
+	XRequestId *XRequestId `json:"X-Request-Id,omitempty"`
+}
+
 // ReconnectOAuthReturnParams defines parameters for ReconnectOAuthReturn.
 type ReconnectOAuthReturnParams struct {
+	// XRequestId Your id for the request (up to 128 printable characters), returned in X-Request-Id and carried by the gateway's logs; otherwise the gateway makes one.
+	XRequestId *XRequestId `json:"X-Request-Id,omitempty"`
+}
+
+// RedirectReturnParams defines parameters for RedirectReturn.
+type RedirectReturnParams struct {
 	// XRequestId Your id for the request (up to 128 printable characters), returned in X-Request-Id and carried by the gateway's logs; otherwise the gateway makes one.
 	XRequestId *XRequestId `json:"X-Request-Id,omitempty"`
 }
@@ -1591,12 +1639,26 @@ type ClientInterface interface {
 	// Corresponds with GET /r/assets/{name} (the `ReconnectPageAsset` operationId).
 	ReconnectPageAsset(ctx context.Context, name ReconnectPageAssetParamsName, params *ReconnectPageAssetParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// RedirectGo Leave for a provider's sign-in (a redirect widget)
+	//
+	// For a `redirect` session (TrueLayer): the path is the reconnect answer's `widget.redirectUrl`. The gateway keeps the return ticket in a cookie of its return route (HttpOnly, SameSite=Lax, Path=/r/return/, 30 minutes) and sends the browser to the provider. The ticket is the credential; it is never logged.
+	//
+	// Corresponds with GET /r/go/{ticket} (the `RedirectGo` operationId).
+	RedirectGo(ctx context.Context, ticket string, params *RedirectGoParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ReconnectOAuthReturn The hosted page's return from an OAuth bank (Plaid's redirect_uri)
 	//
 	// Set `PLAID_REDIRECT_URI` to `RELINK_PUBLIC_URL` + `/r/oauth` (and register it in Plaid's dashboard) for users of the hosted page. An OAuth bank sends the user back here with `?oauth_state_id=…`, which the server does not read (the page's script passes the whole URL to Link); the page's script finds, in this tab's sessionStorage, the connection, client token and Link session the hosted page kept when Plaid Link left for the bank, opens Link again with the same link token and `receivedRedirectUri`, and goes on as the hosted page does (complete, then the outcome). Without a kept session (another tab, or more than 30 minutes later) it says to open the link again. Same headers as `/r/{token}`.
 	//
 	// Corresponds with GET /r/oauth (the `ReconnectOAuthReturn` operationId).
 	ReconnectOAuthReturn(ctx context.Context, params *ReconnectOAuthReturnParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RedirectReturn Back from a provider's sign-in (a redirect widget)
+	//
+	// The provider's redirect URI (TrueLayer: `RELINK_PUBLIC_URL` + `/r/return/truelayer`, with `?code=…`, or `?error=…`). The gateway takes the return ticket from its cookie (and clears it), then completes the repair with the ticket's session and the code (or reports the exit), and sends the browser on to the repair's hosted page. A return without the cookie (a foreign or replayed return), with another provider's or an expired ticket, or that the repair refuses, gets a page that says so. The query is never logged.
+	//
+	// Corresponds with GET /r/return/{provider} (the `RedirectReturn` operationId).
+	RedirectReturn(ctx context.Context, provider string, params *RedirectReturnParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ReconnectPage The hosted reconnect page
 	//
@@ -2030,6 +2092,23 @@ func (c *Client) ReconnectPageAsset(ctx context.Context, name ReconnectPageAsset
 	return c.Client.Do(req)
 }
 
+// RedirectGo Leave for a provider's sign-in (a redirect widget)
+//
+// For a `redirect` session (TrueLayer): the path is the reconnect answer's `widget.redirectUrl`. The gateway keeps the return ticket in a cookie of its return route (HttpOnly, SameSite=Lax, Path=/r/return/, 30 minutes) and sends the browser to the provider. The ticket is the credential; it is never logged.
+//
+// Corresponds with GET /r/go/{ticket} (the `RedirectGo` operationId).
+func (c *Client) RedirectGo(ctx context.Context, ticket string, params *RedirectGoParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRedirectGoRequest(c.Server, ticket, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ReconnectOAuthReturn The hosted page's return from an OAuth bank (Plaid's redirect_uri)
 //
 // Set `PLAID_REDIRECT_URI` to `RELINK_PUBLIC_URL` + `/r/oauth` (and register it in Plaid's dashboard) for users of the hosted page. An OAuth bank sends the user back here with `?oauth_state_id=…`, which the server does not read (the page's script passes the whole URL to Link); the page's script finds, in this tab's sessionStorage, the connection, client token and Link session the hosted page kept when Plaid Link left for the bank, opens Link again with the same link token and `receivedRedirectUri`, and goes on as the hosted page does (complete, then the outcome). Without a kept session (another tab, or more than 30 minutes later) it says to open the link again. Same headers as `/r/{token}`.
@@ -2037,6 +2116,23 @@ func (c *Client) ReconnectPageAsset(ctx context.Context, name ReconnectPageAsset
 // Corresponds with GET /r/oauth (the `ReconnectOAuthReturn` operationId).
 func (c *Client) ReconnectOAuthReturn(ctx context.Context, params *ReconnectOAuthReturnParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewReconnectOAuthReturnRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RedirectReturn Back from a provider's sign-in (a redirect widget)
+//
+// The provider's redirect URI (TrueLayer: `RELINK_PUBLIC_URL` + `/r/return/truelayer`, with `?code=…`, or `?error=…`). The gateway takes the return ticket from its cookie (and clears it), then completes the repair with the ticket's session and the code (or reports the exit), and sends the browser on to the repair's hosted page. A return without the cookie (a foreign or replayed return), with another provider's or an expired ticket, or that the repair refuses, gets a page that says so. The query is never logged.
+//
+// Corresponds with GET /r/return/{provider} (the `RedirectReturn` operationId).
+func (c *Client) RedirectReturn(ctx context.Context, provider string, params *RedirectReturnParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRedirectReturnRequest(c.Server, provider, params)
 	if err != nil {
 		return nil, err
 	}
@@ -3114,6 +3210,55 @@ func NewReconnectPageAssetRequest(server string, name ReconnectPageAssetParamsNa
 	return req, nil
 }
 
+// NewRedirectGoRequest constructs an http.Request for the RedirectGo method
+func NewRedirectGoRequest(server string, ticket string, params *RedirectGoParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "ticket", ticket, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/r/go/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewReconnectOAuthReturnRequest constructs an http.Request for the ReconnectOAuthReturn method
 func NewReconnectOAuthReturnRequest(server string, params *ReconnectOAuthReturnParams) (*http.Request, error) {
 	var err error
@@ -3124,6 +3269,55 @@ func NewReconnectOAuthReturnRequest(server string, params *ReconnectOAuthReturnP
 	}
 
 	operationPath := fmt.Sprintf("/r/oauth")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewRedirectReturnRequest constructs an http.Request for the RedirectReturn method
+func NewRedirectReturnRequest(server string, provider string, params *RedirectReturnParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "provider", provider, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/r/return/%s", pathParam0)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -5032,6 +5226,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /r/assets/{name} (the `ReconnectPageAsset` operationId).
 	ReconnectPageAssetWithResponse(ctx context.Context, name ReconnectPageAssetParamsName, params *ReconnectPageAssetParams, reqEditors ...RequestEditorFn) (*ReconnectPageAssetResponse, error)
 
+	// RedirectGoWithResponse Leave for a provider's sign-in (a redirect widget)
+	//
+	// For a `redirect` session (TrueLayer): the path is the reconnect answer's `widget.redirectUrl`. The gateway keeps the return ticket in a cookie of its return route (HttpOnly, SameSite=Lax, Path=/r/return/, 30 minutes) and sends the browser to the provider. The ticket is the credential; it is never logged.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /r/go/{ticket} (the `RedirectGo` operationId).
+	RedirectGoWithResponse(ctx context.Context, ticket string, params *RedirectGoParams, reqEditors ...RequestEditorFn) (*RedirectGoResponse, error)
+
 	// ReconnectOAuthReturnWithResponse The hosted page's return from an OAuth bank (Plaid's redirect_uri)
 	//
 	// Set `PLAID_REDIRECT_URI` to `RELINK_PUBLIC_URL` + `/r/oauth` (and register it in Plaid's dashboard) for users of the hosted page. An OAuth bank sends the user back here with `?oauth_state_id=…`, which the server does not read (the page's script passes the whole URL to Link); the page's script finds, in this tab's sessionStorage, the connection, client token and Link session the hosted page kept when Plaid Link left for the bank, opens Link again with the same link token and `receivedRedirectUri`, and goes on as the hosted page does (complete, then the outcome). Without a kept session (another tab, or more than 30 minutes later) it says to open the link again. Same headers as `/r/{token}`.
@@ -5040,6 +5243,15 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /r/oauth (the `ReconnectOAuthReturn` operationId).
 	ReconnectOAuthReturnWithResponse(ctx context.Context, params *ReconnectOAuthReturnParams, reqEditors ...RequestEditorFn) (*ReconnectOAuthReturnResponse, error)
+
+	// RedirectReturnWithResponse Back from a provider's sign-in (a redirect widget)
+	//
+	// The provider's redirect URI (TrueLayer: `RELINK_PUBLIC_URL` + `/r/return/truelayer`, with `?code=…`, or `?error=…`). The gateway takes the return ticket from its cookie (and clears it), then completes the repair with the ticket's session and the code (or reports the exit), and sends the browser on to the repair's hosted page. A return without the cookie (a foreign or replayed return), with another provider's or an expired ticket, or that the repair refuses, gets a page that says so. The query is never logged.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /r/return/{provider} (the `RedirectReturn` operationId).
+	RedirectReturnWithResponse(ctx context.Context, provider string, params *RedirectReturnParams, reqEditors ...RequestEditorFn) (*RedirectReturnResponse, error)
 
 	// ReconnectPageWithResponse The hosted reconnect page
 	//
@@ -6083,6 +6295,75 @@ func (r ReconnectPageAssetResponse) ContentType() string {
 	return ""
 }
 
+// RedirectGoResponse303Headers the declared response headers of an HTTP 303 response for RedirectGo
+type RedirectGoResponse303Headers struct {
+	Location   *string
+	XRequestId string
+}
+
+// RedirectGoResponse404Headers the declared response headers of an HTTP 404 response for RedirectGo
+type RedirectGoResponse404Headers struct {
+	XRequestId string
+}
+
+// RedirectGoResponse405Headers the declared response headers of an HTTP 405 response for RedirectGo
+type RedirectGoResponse405Headers struct {
+	Allow      string
+	XRequestId string
+}
+
+type RedirectGoResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON405 the response for an HTTP 405 `application/json` response
+	JSON405 *MethodNotAllowed
+	// Headers303 the parsed response headers for an HTTP 303 response
+	Headers303 *RedirectGoResponse303Headers
+	// Headers404 the parsed response headers for an HTTP 404 response
+	Headers404 *RedirectGoResponse404Headers
+	// Headers405 the parsed response headers for an HTTP 405 response
+	Headers405 *RedirectGoResponse405Headers
+}
+
+// GetJSON405 returns the response for an HTTP 405 `application/json` response
+func (r RedirectGoResponse) GetJSON405() *MethodNotAllowed {
+	return r.JSON405
+}
+
+// GetBody returns the raw response body bytes
+func (r RedirectGoResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RedirectGoResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RedirectGoResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r RedirectGoResponse) Bytes() []byte {
+	return r.Body
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RedirectGoResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // ReconnectOAuthReturnResponse200Headers the declared response headers of an HTTP 200 response for ReconnectOAuthReturn
 type ReconnectOAuthReturnResponse200Headers struct {
 	XRequestId string
@@ -6145,6 +6426,97 @@ func (r ReconnectOAuthReturnResponse) Bytes() []byte {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r ReconnectOAuthReturnResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// RedirectReturnResponse200Headers the declared response headers of an HTTP 200 response for RedirectReturn
+type RedirectReturnResponse200Headers struct {
+	XRequestId string
+}
+
+// RedirectReturnResponse303Headers the declared response headers of an HTTP 303 response for RedirectReturn
+type RedirectReturnResponse303Headers struct {
+	Location   *string
+	XRequestId string
+}
+
+// RedirectReturnResponse400Headers the declared response headers of an HTTP 400 response for RedirectReturn
+type RedirectReturnResponse400Headers struct {
+	XRequestId string
+}
+
+// RedirectReturnResponse405Headers the declared response headers of an HTTP 405 response for RedirectReturn
+type RedirectReturnResponse405Headers struct {
+	Allow      string
+	XRequestId string
+}
+
+// RedirectReturnResponse409Headers the declared response headers of an HTTP 409 response for RedirectReturn
+type RedirectReturnResponse409Headers struct {
+	XRequestId string
+}
+
+// RedirectReturnResponse503Headers the declared response headers of an HTTP 503 response for RedirectReturn
+type RedirectReturnResponse503Headers struct {
+	RetryAfter int
+	XRequestId string
+}
+
+type RedirectReturnResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON405 the response for an HTTP 405 `application/json` response
+	JSON405 *MethodNotAllowed
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *RedirectReturnResponse200Headers
+	// Headers303 the parsed response headers for an HTTP 303 response
+	Headers303 *RedirectReturnResponse303Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *RedirectReturnResponse400Headers
+	// Headers405 the parsed response headers for an HTTP 405 response
+	Headers405 *RedirectReturnResponse405Headers
+	// Headers409 the parsed response headers for an HTTP 409 response
+	Headers409 *RedirectReturnResponse409Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *RedirectReturnResponse503Headers
+}
+
+// GetJSON405 returns the response for an HTTP 405 `application/json` response
+func (r RedirectReturnResponse) GetJSON405() *MethodNotAllowed {
+	return r.JSON405
+}
+
+// GetBody returns the raw response body bytes
+func (r RedirectReturnResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RedirectReturnResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RedirectReturnResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r RedirectReturnResponse) Bytes() []byte {
+	return r.Body
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RedirectReturnResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -9573,6 +9945,21 @@ func (c *ClientWithResponses) ReconnectPageAssetWithResponse(ctx context.Context
 	return ParseReconnectPageAssetResponse(rsp)
 }
 
+// RedirectGoWithResponse Leave for a provider's sign-in (a redirect widget)
+//
+// For a `redirect` session (TrueLayer): the path is the reconnect answer's `widget.redirectUrl`. The gateway keeps the return ticket in a cookie of its return route (HttpOnly, SameSite=Lax, Path=/r/return/, 30 minutes) and sends the browser to the provider. The ticket is the credential; it is never logged.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /r/go/{ticket} (the `RedirectGo` operationId).
+func (c *ClientWithResponses) RedirectGoWithResponse(ctx context.Context, ticket string, params *RedirectGoParams, reqEditors ...RequestEditorFn) (*RedirectGoResponse, error) {
+	rsp, err := c.RedirectGo(ctx, ticket, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRedirectGoResponse(rsp)
+}
+
 // ReconnectOAuthReturnWithResponse The hosted page's return from an OAuth bank (Plaid's redirect_uri)
 //
 // Set `PLAID_REDIRECT_URI` to `RELINK_PUBLIC_URL` + `/r/oauth` (and register it in Plaid's dashboard) for users of the hosted page. An OAuth bank sends the user back here with `?oauth_state_id=…`, which the server does not read (the page's script passes the whole URL to Link); the page's script finds, in this tab's sessionStorage, the connection, client token and Link session the hosted page kept when Plaid Link left for the bank, opens Link again with the same link token and `receivedRedirectUri`, and goes on as the hosted page does (complete, then the outcome). Without a kept session (another tab, or more than 30 minutes later) it says to open the link again. Same headers as `/r/{token}`.
@@ -9586,6 +9973,21 @@ func (c *ClientWithResponses) ReconnectOAuthReturnWithResponse(ctx context.Conte
 		return nil, err
 	}
 	return ParseReconnectOAuthReturnResponse(rsp)
+}
+
+// RedirectReturnWithResponse Back from a provider's sign-in (a redirect widget)
+//
+// The provider's redirect URI (TrueLayer: `RELINK_PUBLIC_URL` + `/r/return/truelayer`, with `?code=…`, or `?error=…`). The gateway takes the return ticket from its cookie (and clears it), then completes the repair with the ticket's session and the code (or reports the exit), and sends the browser on to the repair's hosted page. A return without the cookie (a foreign or replayed return), with another provider's or an expired ticket, or that the repair refuses, gets a page that says so. The query is never logged.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /r/return/{provider} (the `RedirectReturn` operationId).
+func (c *ClientWithResponses) RedirectReturnWithResponse(ctx context.Context, provider string, params *RedirectReturnParams, reqEditors ...RequestEditorFn) (*RedirectReturnResponse, error) {
+	rsp, err := c.RedirectReturn(ctx, provider, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRedirectReturnResponse(rsp)
 }
 
 // ReconnectPageWithResponse The hosted reconnect page
@@ -11000,6 +11402,82 @@ func ParseReconnectPageAssetResponse(rsp *http.Response) (*ReconnectPageAssetRes
 	return response, nil
 }
 
+// ParseRedirectGoResponse parses an HTTP response from a RedirectGoWithResponse call
+func ParseRedirectGoResponse(rsp *http.Response) (*RedirectGoResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RedirectGoResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 303:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 405:
+		var dest MethodNotAllowed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON405 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 303:
+		var headers RedirectGoResponse303Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers303 = &headers
+	case rsp.StatusCode == 404:
+		var headers RedirectGoResponse404Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers404 = &headers
+	case rsp.StatusCode == 405:
+		var headers RedirectGoResponse405Headers
+		if values := rsp.Header.Values("Allow"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Allow", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Allow = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers405 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseReconnectOAuthReturnResponse parses an HTTP response from a ReconnectOAuthReturnWithResponse call
 func ParseReconnectOAuthReturnResponse(rsp *http.Response) (*ReconnectOAuthReturnResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -11061,6 +11539,119 @@ func ParseReconnectOAuthReturnResponse(rsp *http.Response) (*ReconnectOAuthRetur
 			headers.XRequestId = value
 		}
 		response.Headers405 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRedirectReturnResponse parses an HTTP response from a RedirectReturnWithResponse call
+func ParseRedirectReturnResponse(rsp *http.Response) (*RedirectReturnResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RedirectReturnResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 303:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 405:
+		var dest MethodNotAllowed
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON405 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers RedirectReturnResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 303:
+		var headers RedirectReturnResponse303Headers
+		if values := rsp.Header.Values("Location"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Location", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Location = &value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers303 = &headers
+	case rsp.StatusCode == 400:
+		var headers RedirectReturnResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 405:
+		var headers RedirectReturnResponse405Headers
+		if values := rsp.Header.Values("Allow"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "Allow", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.Allow = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers405 = &headers
+	case rsp.StatusCode == 409:
+		var headers RedirectReturnResponse409Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers409 = &headers
+	case rsp.StatusCode == 503:
+		var headers RedirectReturnResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil

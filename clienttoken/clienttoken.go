@@ -85,6 +85,10 @@ type claims struct {
 	// Repair is set on link tokens only: the run id that began the repair
 	// the link is for (it stays the same across continue-as-new).
 	Repair string `json:"rep,omitempty"`
+	// Session and URL are set on return tickets only: the redirect
+	// session's connector token and where it sends the browser.
+	Session string `json:"ses,omitempty"`
+	URL     string `json:"url,omitempty"`
 }
 
 // Mint returns a token for scope and when it expires.
@@ -132,23 +136,60 @@ func (a *Authority) CheckLink(token string) (Link, error) {
 	return Link{Scope: c.Scope, Repair: c.Repair, ExpiresAt: c.Expiry.Time().UTC()}, nil
 }
 
+// returnAudience is a return ticket's: neither a client token's nor a
+// link's.
+const returnAudience = "relink-return"
+
+// Return is what a return ticket names: one redirect session of one
+// connection, and the provider's page it sends the browser to.
+type Return struct {
+	Scope
+	Session string
+	URL     string
+}
+
+// MintReturn returns a return ticket, valid for ttl: the gateway's
+// GET /r/go/{ticket} keeps it in the browser (a cookie of the return
+// route) and sends the browser to url; the return route completes session
+// with what the provider sends back.
+func (a *Authority) MintReturn(r Return, ttl time.Duration) (string, time.Time, error) {
+	if r.Session == "" || r.URL == "" {
+		return "", time.Time{}, errors.New("clienttoken: a return ticket names its session and URL")
+	}
+	return a.signClaims(returnAudience, claims{Scope: r.Scope, Session: r.Session, URL: r.URL}, ttl)
+}
+
+// CheckReturn verifies a return ticket.
+func (a *Authority) CheckReturn(token string) (Return, error) {
+	c, err := a.verify(token, returnAudience)
+	if err == nil && (c.Session == "" || c.URL == "") {
+		err = ErrClaims
+	}
+	if err != nil {
+		return Return{}, err
+	}
+	return Return{Scope: c.Scope, Session: c.Session, URL: c.URL}, nil
+}
+
 func (a *Authority) sign(aud string, scope Scope, repair string, ttl time.Duration) (string, time.Time, error) {
+	return a.signClaims(aud, claims{Scope: scope, Repair: repair}, ttl)
+}
+
+func (a *Authority) signClaims(aud string, c claims, ttl time.Duration) (string, time.Time, error) {
+	scope := c.Scope
 	now := a.Now().UTC().Truncate(time.Second)
 	// A JWT's exp is whole seconds: the expiresAt answered is that second,
 	// so a token is never refused before the time its holder was told.
 	exp := now.Add(ttl).Truncate(time.Second)
-	token, err := jwt.Signed(a.signer).Claims(claims{
-		Claims: jwt.Claims{
-			Issuer:    issuer,
-			Audience:  jwt.Audience{aud},
-			Subject:   scope.Provider + "/" + scope.ConnectionID,
-			IssuedAt:  jwt.NewNumericDate(now),
-			NotBefore: jwt.NewNumericDate(now),
-			Expiry:    jwt.NewNumericDate(exp),
-		},
-		Scope:  scope,
-		Repair: repair,
-	}).Serialize()
+	c.Claims = jwt.Claims{
+		Issuer:    issuer,
+		Audience:  jwt.Audience{aud},
+		Subject:   scope.Provider + "/" + scope.ConnectionID,
+		IssuedAt:  jwt.NewNumericDate(now),
+		NotBefore: jwt.NewNumericDate(now),
+		Expiry:    jwt.NewNumericDate(exp),
+	}
+	token, err := jwt.Signed(a.signer).Claims(c).Serialize()
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("clienttoken: sign: %w", err)
 	}

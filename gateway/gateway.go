@@ -164,6 +164,8 @@ func (g *Gateway) handler() (http.Handler, []string) {
 	mux.HandleFunc("GET /r/{token}", g.reconnectPage)
 	mux.HandleFunc("GET "+OAuthReturnPath, g.oauthReturnPage)
 	mux.HandleFunc("GET /r/assets/{name}", hostedAsset)
+	mux.HandleFunc("GET /r/go/{ticket}", g.redirectGo)
+	mux.HandleFunc("GET /r/return/{provider}", g.redirectReturn)
 
 	g.limitsOnce.Do(func() {
 		if g.BrowserRate > 0 && g.BrowserBurst > 0 {

@@ -77,7 +77,8 @@ func TestOpenAPIDocumentIsValidOpenAPI31(t *testing.T) {
 				if code < 400 || (path == "/metrics" && code == 500) { // promhttp's own error page
 					continue
 				}
-				if (path == "/r/{token}" || path == "/r/oauth") && code != http.StatusMethodNotAllowed { // the hosted page answers people: in HTML
+				htmlPage := path == "/r/{token}" || path == "/r/oauth" || path == "/r/go/{ticket}" || path == "/r/return/{provider}"
+				if htmlPage && code != http.StatusMethodNotAllowed { // the hosted pages answer people: in HTML
 					assert.NotNil(t, resp.Value.Content.Get("text/html"), "%s %s: a page", name, status)
 					continue
 				}

@@ -43,7 +43,7 @@ func (g *Gateway) reconnect(w http.ResponseWriter, r *http.Request) {
 		}
 		switch {
 		case offer.Result != nil:
-			writeJSON(w, http.StatusOK, g.reconnectAnswer(provider, *offer.Result))
+			writeJSON(w, http.StatusOK, g.reconnectAnswer(provider, conn, *offer.Result))
 			return
 		case offer.Closed != "":
 			writeError(w, http.StatusConflict, codeConflict, fmt.Sprintf("the repair is %s", offer.Closed))
@@ -69,7 +69,7 @@ func (g *Gateway) reconnect(w http.ResponseWriter, r *http.Request) {
 			g.temporalError(w, r, err, provider, conn)
 			return
 		}
-		writeJSON(w, http.StatusOK, g.reconnectAnswer(provider, res))
+		writeJSON(w, http.StatusOK, g.reconnectAnswer(provider, conn, res))
 		return
 	}
 }
@@ -89,15 +89,19 @@ type reconnectAnswer struct {
 type widgetRecord struct {
 	aggregator.Browser
 	PlaidLinkScript string `json:"plaidLinkScript,omitempty"`
+	// RedirectURL, for a redirect session, is the gateway's GET /r/go path
+	// that sends the browser to the provider (redirect.go).
+	RedirectURL string `json:"redirectUrl,omitempty"`
 }
 
-func (g *Gateway) reconnectAnswer(provider string, res workflows.ReconnectResult) reconnectAnswer {
+func (g *Gateway) reconnectAnswer(provider, conn string, res workflows.ReconnectResult) reconnectAnswer {
 	answer := reconnectAnswer{ReconnectResult: res}
 	if b, ok := g.Browsers[provider]; ok && res.Session != nil {
 		answer.Widget = &widgetRecord{Browser: b}
 		if b.Has(aggregator.WidgetPlaidLink) {
 			answer.Widget.PlaidLinkScript = g.PlaidLinkScriptURL
 		}
+		answer.Widget.RedirectURL = g.redirectPath(provider, conn, b, res.Session)
 	}
 	return answer
 }

@@ -58,6 +58,10 @@ type Session struct {
 	// WidgetURL is the hosted widget to open, where the widget is a URL
 	// (MX, Meld, the sandbox).
 	WidgetURL string `json:"widgetUrl,omitempty"`
+	// Widget is the widget kind the session opens where its other fields
+	// do not tell (WidgetRedirect for a WidgetURL the browser goes to
+	// rather than frames, WidgetReconfirm); empty otherwise.
+	Widget string `json:"widget,omitempty"`
 	// ExpiresAt is when the provider stops accepting this session. Zero
 	// means the provider gave no expiry.
 	ExpiresAt time.Time `json:"expiresAt,omitzero"`

@@ -82,6 +82,17 @@ const (
 	// messages (from the frame's own origin only) are mapped by
 	// Browser.Messages.
 	WidgetFrame = "frame"
+	// WidgetRedirect: the browser goes to the session's WidgetURL (the
+	// provider's sign-in, TrueLayer's user_input_link) and comes back on
+	// the gateway's return route (GET /r/return/{provider}), which binds
+	// the return to the repair and completes it with the returned code.
+	// The page goes through the gateway's GET /r/go/{ticket} first, which
+	// remembers, in the browser, which repair the return belongs to.
+	WidgetRedirect = "redirect"
+	// WidgetReconfirm: nothing to open at the provider: the user confirms,
+	// on Relink's page, that they keep sharing their data (the UK's
+	// reconfirmation of consent); the click completes the session.
+	WidgetReconfirm = "reconfirm"
 )
 
 // Browser is what a browser needs to run a provider's widget. The gateway
@@ -90,9 +101,13 @@ const (
 // Content-Security-Policy from it.
 type Browser struct {
 	// Widgets are the kinds of widget the provider's sessions open:
-	// WidgetPlaidLink for a session with a LinkToken, WidgetFrame for one
-	// with a WidgetURL.
+	// WidgetPlaidLink for a session with a LinkToken, WidgetFrame or
+	// WidgetRedirect for one with a WidgetURL, WidgetReconfirm for one
+	// whose Widget says so.
 	Widgets []string `json:"widgets"`
+	// RedirectOrigins are the origins a WidgetRedirect session's URL may
+	// lead to (the gateway's GET /r/go refuses any other).
+	RedirectOrigins []string `json:"-"`
 	// FrameOrigins are the origins the widget's frames come from (the
 	// WidgetURL's hosts, production and sandbox).
 	FrameOrigins []string `json:"-"`
@@ -167,12 +182,15 @@ func (r Registration) Check() error {
 		errs = append(errs, errors.New("Browser.Widgets: name at least one widget kind"))
 	}
 	for _, w := range r.Browser.Widgets {
-		if w != WidgetPlaidLink && w != WidgetFrame {
+		if w != WidgetPlaidLink && w != WidgetFrame && w != WidgetRedirect && w != WidgetReconfirm {
 			errs = append(errs, fmt.Errorf("Browser.Widgets: unknown widget kind %q", w))
 		}
 	}
 	if r.Browser.Has(WidgetFrame) && len(r.Browser.Messages) == 0 {
 		errs = append(errs, errors.New("Browser.Messages: a framed widget needs its messages mapped"))
+	}
+	if r.Browser.Has(WidgetRedirect) && len(r.Browser.RedirectOrigins) == 0 {
+		errs = append(errs, errors.New("Browser.RedirectOrigins: a redirect widget needs the origins it may send the browser to"))
 	}
 	for i, m := range r.Browser.Messages {
 		if len(m.Match) == 0 || (m.Complete == nil) == (m.Exit == nil) {

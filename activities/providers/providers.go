@@ -17,6 +17,7 @@ import (
 	"github.com/relink-dev/relink/activities/plaid"
 	"github.com/relink-dev/relink/activities/quiltt"
 	"github.com/relink-dev/relink/activities/sandbox"
+	"github.com/relink-dev/relink/activities/truelayer"
 )
 
 // All are the registered providers, in the order configuration and the
@@ -27,6 +28,7 @@ var All = []aggregator.Registration{
 	meld.Registration,
 	plaid.Registration,
 	mx.Registration,
+	truelayer.Registration,
 }
 
 // Names are the registered providers' names, in list order.

@@ -14,7 +14,7 @@ import (
 
 func TestTheListChecks(t *testing.T) {
 	require.NoError(t, providers.Check(providers.All))
-	assert.Equal(t, []string{"sandbox", "quiltt", "meld", "plaid", "mx"}, providers.Names())
+	assert.Equal(t, []string{"sandbox", "quiltt", "meld", "plaid", "mx", "truelayer"}, providers.Names())
 	for _, reg := range providers.All {
 		// Each adapter's settings live in its own package, and every
 		// variable they read is described for the README.

@@ -524,6 +524,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/r/go/{ticket}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Leave for a provider's sign-in (a redirect widget)
+         * @description For a `redirect` session (TrueLayer): the path is the reconnect answer's `widget.redirectUrl`. The gateway keeps the return ticket in a cookie of its return route (HttpOnly, SameSite=Lax, Path=/r/return/, 30 minutes) and sends the browser to the provider. The ticket is the credential; it is never logged.
+         */
+        get: operations["redirectGo"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/r/return/{provider}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Back from a provider's sign-in (a redirect widget)
+         * @description The provider's redirect URI (TrueLayer: `RELINK_PUBLIC_URL` + `/r/return/truelayer`, with `?code=…`, or `?error=…`). The gateway takes the return ticket from its cookie (and clears it), then completes the repair with the ticket's session and the code (or reports the exit), and sends the browser on to the repair's hosted page. A return without the cookie (a foreign or replayed return), with another provider's or an expired ticket, or that the repair refuses, gets a page that says so. The query is never logged.
+         */
+        get: operations["redirectReturn"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/r/assets/{name}": {
         parameters: {
             query?: never;
@@ -645,7 +685,7 @@ export interface components {
          * @description A provider Relink is built with (activities/providers; this list is generated from it), if enabled on this gateway.
          * @enum {string}
          */
-        ProviderName: "sandbox" | "quiltt" | "meld" | "plaid" | "mx";
+        ProviderName: "sandbox" | "quiltt" | "meld" | "plaid" | "mx" | "truelayer";
         /** @description A provider's connection id: 1 to 256 printable ASCII characters without spaces, quotes or backslashes, and no `.` or `..` segment nor `//`. */
         ConnectionID: string;
         /**
@@ -884,6 +924,11 @@ export interface components {
              */
             widgetUrl?: string;
             /**
+             * @description The widget kind the session opens where its other fields do not tell: `redirect` (the browser goes to `widgetUrl`, through the widget record's `redirectUrl`, and comes back on the gateway's return route), `reconfirm` (the user confirms on Relink's page that they keep sharing their data; complete with `{connectorToken, metadata: {reconfirmed: true}}`).
+             * @enum {string}
+             */
+            widget?: "redirect" | "reconfirm";
+            /**
              * Format: date-time
              * @description When the provider stops accepting the session; absent if it gave no expiry.
              */
@@ -899,8 +944,8 @@ export interface components {
         };
         /** @description How a browser opens the session: the provider's widget record (its registration's Browser record). The hosted page and the embeddable button read it; an app's own frontend may too. With a session only. */
         Widget: {
-            /** @description The widget kinds the provider's sessions open: `plaid-link` (Plaid Link with the session's `linkToken`), `frame` (the session's `widgetUrl` in a frame, whose messages `messages` maps). */
-            widgets: ("plaid-link" | "frame")[];
+            /** @description The widget kinds the provider's sessions open: `plaid-link` (Plaid Link with the session's `linkToken`), `frame` (the session's `widgetUrl` in a frame, whose messages `messages` maps), `redirect` (the browser goes to `redirectUrl` and comes back on the gateway's return route), `reconfirm` (a click on the page, the session's `widget`). */
+            widgets: ("plaid-link" | "frame" | "redirect" | "reconfirm")[];
             /** @description How a framed widget's messages (from the frame's own window and origin only) become `complete` and `exit` calls: the first rule that matches a message applies; a message none matches is ignored. */
             messages?: components["schemas"]["WidgetMessageRule"][];
             /**
@@ -908,6 +953,8 @@ export interface components {
              * @description Where Plaid Link loads from (`RELINK_PLAID_LINK_SCRIPT_URL`), for a provider whose sessions open `plaid-link`.
              */
             plaidLinkScript?: string;
+            /** @description For a `redirect` session: the gateway's `GET /r/go/{ticket}` path (relative to the gateway), where the browser goes to reach the provider's sign-in. */
+            redirectUrl?: string;
         };
         /** @description A message (a JSON object, or a string holding one) matches when each `match` field equals the message's field of that name and each `present` field is set (neither absent, null, false, 0 nor ""). */
         WidgetMessageRule: {
@@ -2722,6 +2769,109 @@ export interface operations {
                 };
             };
             405: components["responses"]["MethodNotAllowed"];
+        };
+    };
+    redirectGo: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request (up to 128 printable characters), returned in X-Request-Id and carried by the gateway's logs; otherwise the gateway makes one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+            };
+            path: {
+                ticket: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description On to the provider's sign-in, with the cookie set. */
+            303: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The ticket is not valid or has expired: a page that says so. */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": unknown;
+                };
+            };
+            405: components["responses"]["MethodNotAllowed"];
+        };
+    };
+    redirectReturn: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request (up to 128 printable characters), returned in X-Request-Id and carried by the gateway's logs; otherwise the gateway makes one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+            };
+            path: {
+                provider: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Taken, with no reconnect links enabled: a page saying the bank is being checked. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": unknown;
+                };
+            };
+            /** @description Taken: on to the repair's hosted page, which follows it to its outcome. */
+            303: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No usable return ticket in this browser, or no code: a page that says so. */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": unknown;
+                };
+            };
+            405: components["responses"]["MethodNotAllowed"];
+            /** @description The repair refused the return (not its session, or it has ended): a page that says so. */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": unknown;
+                };
+            };
+            /** @description Temporal did not answer: a page asking to reload. */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": unknown;
+                };
+            };
         };
     };
     reconnectPageAsset: {

@@ -61,9 +61,13 @@ function relinkOAuthReturn() {
 //   frame        where a framed widget shows: { open(url), window(), close() }
 //   keep()       optional: what the consumer needs back if the user
 //                returns from an OAuth bank (saved with the Link session)
+//   navigate(url) leaves the page for a redirect widget (location.assign)
 //   emit(step, detail), the steps being:
 //     opening                      the reconnect call is under way
-//     widget   {kind}              the widget is open ('plaid-link' or 'frame')
+//     widget   {kind, confirm?}     the widget is open ('plaid-link', 'frame',
+//                                  'redirect': the page is being left, or
+//                                  'reconfirm': show the consent and call
+//                                  confirm() on the user's click)
 //     exit     {why, reason, errorCode?, providerRequestId?}
 //                                  the user left the widget, or it failed
 //                                  (why: 'left', 'error' or 'closed')
@@ -99,9 +103,9 @@ function relinkEngine(o) {
   const emit = (step, detail) => { if (!ended) o.emit(step, detail || {}); };
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   // spec is the provider's widget record, from the reconnect answer: the
-  // widget kinds its sessions open ('plaid-link', 'frame'), how a framed
-  // widget's messages map to complete and exit, and where Plaid Link loads
-  // from.
+  // widget kinds its sessions open ('plaid-link', 'frame', 'redirect',
+  // 'reconfirm'), how a framed widget's messages map to complete and exit,
+  // where Plaid Link loads from, and a redirect session's gateway path.
   const opens = (kind) => !!spec && Array.isArray(spec.widgets) && spec.widgets.indexOf(kind) >= 0;
 
   async function call(method, path, body) {
@@ -140,6 +144,8 @@ function relinkEngine(o) {
     if (r.json.connectorStatus === 'CONTINUE') return follow(false);
     session = r.json.session || {};
     spec = r.json.widget || null;
+    if (session.widget === 'redirect' && opens('redirect')) return openRedirect();
+    if (session.widget === 'reconfirm' && opens('reconfirm')) return openReconfirm();
     if (session.linkToken && opens('plaid-link')) return openPlaid();
     if (session.widgetUrl && opens('frame')) return openFrame();
     return problem('no_widget');
@@ -220,6 +226,24 @@ function relinkEngine(o) {
     frameOrigin = url.origin;
     o.frame.open(url.href);
     emit('widget', { kind: 'frame' });
+  }
+
+  // A provider's sign-in the browser goes to ('redirect'): through the
+  // gateway's GET /r/go, which remembers the repair in a cookie of its
+  // return route, where the provider sends the browser back; the return
+  // completes the repair and lands on its hosted page. The page is left.
+  function openRedirect() {
+    if (!spec.redirectUrl) return problem('no_widget');
+    emit('widget', { kind: 'redirect' });
+    o.navigate(new URL(spec.redirectUrl, o.base ? o.base + '/' : location.href).href);
+  }
+
+  // A click on Relink's own page ('reconfirm', the UK's reconfirmation of
+  // consent): the consumer shows what the user confirms, and confirm()
+  // reports it as the session's success.
+  function openReconfirm() {
+    const token = session.connectorToken;
+    emit('widget', { kind: 'reconfirm', confirm: () => complete({ connectorToken: token, metadata: { reconfirmed: true } }) });
   }
 
   // set: what JavaScript counts as true (so {} and [] are set).

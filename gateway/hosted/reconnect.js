@@ -81,6 +81,13 @@ const outcomes = {
 const steps = {
   opening: () => show('opening', 'Opening your bank\u2019s sign-in\u2026', 'One moment.', { busy: true }),
   widget: (x) => {
+    if (x.kind === 'redirect') return show('widget', 'Taking you to your bank\u2026', 'You will come back here when you are done.', { busy: true });
+    if (x.kind === 'reconfirm') {
+      confirmConsent = x.confirm;
+      return show('reconfirm', 'Keep sharing your account data?',
+        'To keep your bank connected, confirm that you still want to share your account information (balances, transactions and account details) for another 90 days. You can stop sharing at any time in the app.',
+        { button: true, buttonText: 'Confirm and keep sharing' });
+    }
     if (x.kind !== 'frame') return show('widget', 'Sign in to your bank', 'Follow the steps in the window that opened.', { busy: true });
     show('widget', 'Sign in to your bank', 'Sign in below. Your password goes to your bank, not to us.', { widget: true });
     frame.focus();
@@ -97,8 +104,12 @@ const steps = {
   problem: (x) => (x.code === 'unauthorized' ? stale() : retry(problems[x.code])),
 };
 
+// confirmConsent reports the user's reconfirmation (a 'reconfirm' session).
+let confirmConsent = null;
+
 const engine = relinkEngine({
   base: '', provider: d.provider, connection: d.connection, attempt: Number(d.attempt) || 0,
+  navigate: (url) => location.assign(url),
   // Read at every call: a page whose token has expired says so (stale).
   token: () => d.token,
   keep: () => ({ via: 'page', token: d.token, attempt: d.attempt, title: title.textContent, button: button.textContent }),
@@ -108,6 +119,11 @@ const engine = relinkEngine({
 
 closeWidget.addEventListener('click', () => engine.close());
 button.addEventListener('click', () => {
+  if (page.dataset.state === 'reconfirm' && confirmConsent) {
+    const confirm = confirmConsent;
+    confirmConsent = null;
+    return confirm();
+  }
   if (page.dataset.state === 'verifying') { // "Check again"
     show('verifying', 'Checking with your bank\u2026', 'One moment.', { busy: true });
     return engine.follow(true);

@@ -90,6 +90,9 @@ function run(el, resumed) {
       token: () => el.getAttribute('data-relink-token') || '',
       keep: () => ({ via: 'button' }),
       frame: overlay(flow),
+      // A redirect widget leaves the app's page; the user comes back to
+      // the repair's hosted page (and from it to RELINK_RECONNECT_RETURN_URL).
+      navigate: (url) => window.location.assign(url),
       emit: (step, detail) => onStep(flow, step, detail),
     });
     flows.set(el, flow);
@@ -108,6 +111,7 @@ function onStep(flow, step, x) {
     case 'verifying':
       return fire(flow.el, 'status', detail(flow, { state: step }));
     case 'widget':
+      if (x.kind === 'reconfirm') return reconfirm(flow, x.confirm);
       return fire(flow.el, 'status', detail(flow, { state: 'widget', widget: x.kind }));
     case 'ready':
       return done(flow, 'status', { state: 'ready' });
@@ -176,6 +180,38 @@ function busy(flow, on) {
     el.disabled = flow.disabled;
     el.removeAttribute('aria-busy');
   }
+}
+
+// reconfirm asks the user, in a modal dialog over the app's page, to
+// reconfirm their consent (the UK's 90-day reconfirmation); Confirm reports
+// it, Cancel (or Escape) is the user leaving.
+function reconfirm(flow, confirm) {
+  fire(flow.el, 'status', detail(flow, { state: 'widget', widget: 'reconfirm' }));
+  const make = (tag, style, attrs, text) => {
+    const e = document.createElement(tag);
+    Object.assign(e.style, style);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+    if (text) e.textContent = text;
+    return e;
+  };
+  const root = make('div', { position: 'fixed', inset: '0', zIndex: '2147483647', background: 'rgba(0,0,0,.5)',
+    display: 'flex', alignItems: 'center', justifyContent: 'center' }, { 'data-relink-overlay': '' });
+  const box = make('div', { background: '#fff', borderRadius: '12px', padding: '1rem', width: 'min(28rem, 100vw)', boxSizing: 'border-box' },
+    { role: 'dialog', 'aria-modal': 'true', 'aria-label': 'Keep sharing your account data?' });
+  const ok = make('button', { padding: '.6rem', marginRight: '.5rem' }, { type: 'button', 'data-relink-confirm': '' }, 'Confirm and keep sharing');
+  const cancel = make('button', { padding: '.6rem' }, { type: 'button', 'data-relink-close': '' }, 'Cancel');
+  box.append(make('h2', {}, {}, 'Keep sharing your account data?'),
+    make('p', {}, {}, 'To keep your bank connected, confirm that you still want to share your account information for another 90 days. You can stop sharing at any time.'), ok, cancel);
+  root.append(box);
+  document.body.append(root);
+  const end = () => { document.removeEventListener('keydown', onKey, true); root.remove(); };
+  const leave = () => { end(); flow.engine.close(); };
+  const onKey = (e) => { if (e.key === 'Escape') { e.preventDefault(); leave(); } };
+  document.addEventListener('keydown', onKey, true);
+  ok.addEventListener('click', () => { end(); confirm(); });
+  cancel.addEventListener('click', leave);
+  flow.refocus = true;
+  ok.focus();
 }
 
 // overlay hosts a framed widget over the app's page: a modal dialog with

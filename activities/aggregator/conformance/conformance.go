@@ -80,6 +80,11 @@ type Fixture struct {
 	// Forged, required with Unsigned, returns header with the provider's
 	// credentials replaced by wrong ones.
 	Forged func(t *testing.T, header http.Header) http.Header
+	// NoWebhooks: the provider sends no webhooks (TrueLayer's Data API:
+	// breaks are found by expiry-timed repairs, the app's inventory and
+	// manual starts). Webhook and WebhookKinds are then unset, and the
+	// kit checks that Receiver refuses any delivery as unsigned.
+	NoWebhooks bool
 
 	// NeedingUser is required when Provider is an aggregator.Lister: it
 	// fills the fake with connections that need the user and connections
@@ -101,7 +106,7 @@ func Run(t *testing.T, reg aggregator.Registration, newFixture func(t *testing.T
 		t.Helper()
 		f := newFixture(t)
 		if f == nil || f.Provider == nil || f.Receiver == nil || f.Broken == nil || f.Healthy == nil || f.Missing == nil ||
-			f.Succeed == nil || f.SetStatus == nil || f.Webhook == nil || f.Outage == nil || f.Tolerance <= 0 {
+			f.Succeed == nil || f.SetStatus == nil || (f.Webhook == nil) != f.NoWebhooks || f.Outage == nil || f.Tolerance <= 0 {
 			t.Fatal("conformance: the fixture needs Provider, Receiver, Tolerance, Broken, Healthy, Missing, Succeed, SetStatus, Outage and Webhook")
 		}
 		return f
@@ -290,6 +295,12 @@ func Run(t *testing.T, reg aggregator.Registration, newFixture func(t *testing.T
 	})
 
 	t.Run("webhooks", func(t *testing.T) {
+		if f := fixture(t); f.NoWebhooks {
+			// Nothing may start a repair by posting to its webhook route.
+			body := []byte(`{"type":"repairable","connectionId":"conn_1","eventId":"evt_1"}`)
+			receive(t, f.Receiver, body, http.Header{"Content-Type": {"application/json"}}, aggregator.ErrWebhookSignature)
+			return
+		}
 		kinds := f0(t, fixture).WebhookKinds
 		if !contains(kinds, aggregator.EventKindRepairable) {
 			t.Error("WebhookKinds: a provider's webhooks must report repairable connections")
@@ -379,6 +390,13 @@ func checkSession(t *testing.T, reg aggregator.Registration, s aggregator.Sessio
 	case s.LinkToken != "":
 		if !reg.Browser.Has(aggregator.WidgetPlaidLink) {
 			t.Errorf("a session with a link token, but Browser.Widgets has no %s", aggregator.WidgetPlaidLink)
+		}
+	case s.Widget != "":
+		if !reg.Browser.Has(s.Widget) {
+			t.Errorf("a session of widget %q, but Browser.Widgets has no %s", s.Widget, s.Widget)
+		}
+		if s.Widget == aggregator.WidgetRedirect && s.WidgetURL == "" {
+			t.Error("a redirect session without the URL to go to")
 		}
 	case s.WidgetURL != "":
 		if !reg.Browser.Has(aggregator.WidgetFrame) {

@@ -1,0 +1,194 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/relink-dev/relink/activities/aggregator"
+	"github.com/relink-dev/relink/clienttoken"
+	"github.com/relink-dev/relink/workflows"
+)
+
+// A redirect widget (aggregator.WidgetRedirect: TrueLayer's sign-in) sends
+// the browser away and takes it back on a return route of the gateway's.
+//
+//  1. reconnect answers such a session with widget.redirectUrl, the path
+//     GET /r/go/{ticket}: a return ticket (clienttoken.MintReturn, signed
+//     like client tokens, 30 minutes) naming the connection, the session's
+//     connector token and the provider's URL.
+//  2. GET /r/go/{ticket} puts the ticket in a cookie of the return route
+//     (HttpOnly, SameSite=Lax, Path=/r/return/) and sends the browser on
+//     to the provider. Being a top-level navigation to the gateway, this
+//     works from the hosted page and from an app's page (the button) alike.
+//  3. The provider sends the browser to GET /r/return/{provider}?code=….
+//     The gateway takes the cookie's ticket (none, another provider's, or
+//     a forged or expired one: refused), clears it, and completes the
+//     repair with the ticket's connector token and the code. The workflow
+//     is the durable, single-use record across gateway replicas: the
+//     completion's update id is derived from the connector token, and the
+//     repair takes a session's success once (a replay is a duplicate, a
+//     session of another repair is refused by its validator).
+//  4. The browser lands on the repair's hosted page, which follows the
+//     repair to its outcome.
+
+// returnTicketTTL bounds how long a user may stay at the provider's
+// sign-in.
+const returnTicketTTL = 30 * time.Minute
+
+// returnCookie names the cookie holding a provider's return ticket.
+func returnCookie(provider string) string { return "relink_return_" + provider }
+
+// redirectPath is the GET /r/go path for a redirect session, or "" when
+// the session opens no redirect this gateway can send the browser to.
+func (g *Gateway) redirectPath(provider, conn string, b aggregator.Browser, s *aggregator.Session) string {
+	if g.ClientTokens == nil || s == nil || s.Widget != aggregator.WidgetRedirect || !b.Has(aggregator.WidgetRedirect) {
+		return ""
+	}
+	u, err := url.Parse(s.WidgetURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return ""
+	}
+	origin := u.Scheme + "://" + u.Host
+	if !slices.Contains(b.RedirectOrigins, origin) && !slices.Contains(g.ReconnectFrameOrigins, origin) {
+		return ""
+	}
+	ticket, _, err := g.ClientTokens.MintReturn(clienttoken.Return{
+		Scope:   clienttoken.Scope{Provider: provider, ConnectionID: conn},
+		Session: s.ConnectorToken, URL: s.WidgetURL,
+	}, returnTicketTTL)
+	if err != nil {
+		return ""
+	}
+	return LinkPathPrefix + "go/" + ticket
+}
+
+// redirectGo is GET /r/go/{ticket}.
+func (g *Gateway) redirectGo(w http.ResponseWriter, r *http.Request) {
+	if g.ClientTokens == nil {
+		g.renderReturnProblem(w, http.StatusNotFound, "")
+		return
+	}
+	ticket := r.PathValue("ticket")
+	ret, err := g.ClientTokens.CheckReturn(ticket)
+	if err != nil {
+		g.renderReturnProblem(w, http.StatusNotFound, "")
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: returnCookie(ret.Provider), Value: ticket, Path: LinkPathPrefix + "return/",
+		MaxAge: int(returnTicketTTL / time.Second), HttpOnly: true, Secure: g.secureCookies(r), SameSite: http.SameSiteLaxMode})
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	http.Redirect(w, r, ret.URL, http.StatusSeeOther)
+}
+
+// secureCookies: cookies only over https where the gateway is served so.
+func (g *Gateway) secureCookies(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	return g.Links != nil && strings.HasPrefix(g.Links.PublicURL, "https://")
+}
+
+// redirectReturn is GET /r/return/{provider}.
+func (g *Gateway) redirectReturn(w http.ResponseWriter, r *http.Request) {
+	provider := r.PathValue("provider")
+	c, err := r.Cookie(returnCookie(provider))
+	if err != nil || g.ClientTokens == nil {
+		// Not started from this browser: a foreign return, a replay of
+		// one already taken (its cookie is gone), or one past its time.
+		g.renderReturnProblem(w, http.StatusBadRequest, provider)
+		return
+	}
+	// Single use in this browser: the cookie goes whatever happens next.
+	http.SetCookie(w, &http.Cookie{Name: returnCookie(provider), Value: "", Path: LinkPathPrefix + "return/", MaxAge: -1,
+		HttpOnly: true, Secure: g.secureCookies(r), SameSite: http.SameSiteLaxMode})
+	ret, err := g.ClientTokens.CheckReturn(c.Value)
+	if err != nil || ret.Provider != provider {
+		g.renderReturnProblem(w, http.StatusBadRequest, provider)
+		return
+	}
+	q := r.URL.Query()
+	code, failure := q.Get("code"), q.Get("error")
+	if code == "" && failure == "" {
+		g.renderReturnProblem(w, http.StatusBadRequest, provider)
+		return
+	}
+	if !g.hasTemporal() {
+		g.renderReturnUnavailable(w, ret.Provider)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), interactiveBudget)
+	defer cancel()
+	id := workflows.WorkflowID(ret.Provider, ret.ConnectionID)
+	if failure != "" {
+		// The user left the provider's sign-in, or it failed: the repair
+		// keeps waiting for them.
+		exit := workflows.ReconnectExited{Reason: "error", ErrorCode: truncate(failure, workflows.MaxExitFieldBytes), At: g.now().UTC()}
+		if failure == "access_denied" {
+			exit.Reason = "user_exit"
+		}
+		err = g.update(ctx, id, workflows.UpdateExit, updateID("exit", ret.Provider, ret.ConnectionID, ret.Session, failure), exit, nil)
+	} else {
+		done := workflows.ReconnectCompleted{ConnectorToken: ret.Session, PublicToken: code}
+		if len(code) > workflows.MaxTokenBytes {
+			g.renderReturnProblem(w, http.StatusBadRequest, provider)
+			return
+		}
+		for {
+			err = g.update(ctx, id, workflows.UpdateComplete, updateID("complete", ret.Provider, ret.ConnectionID, ret.Session), done, nil)
+			if !isMoving(err) {
+				break
+			}
+		}
+	}
+	var appErr *temporal.ApplicationError
+	if err != nil && !(errors.As(err, &appErr) && appErr.Type() == workflows.ErrTypeAlreadyCompleted) {
+		g.logger(r.Context()).Warn("redirect return not taken", "provider", ret.Provider, "connectionId", ret.ConnectionID, "error", err)
+		if errors.As(err, &appErr) {
+			// The repair refused it (not its session, or it has ended).
+			g.renderReturnProblem(w, http.StatusConflict, provider)
+			return
+		}
+		g.renderReturnUnavailable(w, ret.Provider)
+		return
+	}
+	g.logger(r.Context()).Info("redirect return taken", "provider", ret.Provider, "connectionId", ret.ConnectionID, "completed", failure == "")
+	// On to the repair's hosted page, which follows it to its outcome.
+	if g.Links != nil {
+		if view, err := g.readRepair(ctx, ret.Provider, ret.ConnectionID); err == nil && view.RepairRunID != "" {
+			if link, _, err := g.Links.URL(ret.Provider, ret.ConnectionID, view.RepairRunID, view.ExpiresAt); err == nil {
+				w.Header().Set("Cache-Control", "no-store")
+				http.Redirect(w, r, link, http.StatusSeeOther)
+				return
+			}
+		}
+	}
+	g.renderHosted(w, http.StatusOK, hostedView{State: "ended", Provider: ret.Provider, Connection: ret.ConnectionID,
+		Title: "Thanks, we're checking with your bank", Message: "You can close this page and go back to the app: it will let you know when your bank is connected.",
+		ReturnURL: g.returnURL(ret.Scope, string(workflows.StatusVerifying))})
+}
+
+func (g *Gateway) renderReturnProblem(w http.ResponseWriter, status int, provider string) {
+	g.renderHosted(w, status, hostedView{State: "invalid", Provider: provider, Title: "This sign-in can't be used",
+		Message: "It was already used, has expired, or was not started from this browser. Go back to the app, or open the latest message about your bank connection, to try again."})
+}
+
+func (g *Gateway) renderReturnUnavailable(w http.ResponseWriter, provider string) {
+	w.Header().Set("Retry-After", "30")
+	g.renderHosted(w, http.StatusServiceUnavailable, hostedView{State: "unavailable", Provider: provider,
+		Title: "We can't reach your connection right now", Message: "Please reload this page in a minute."})
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

@@ -1,0 +1,197 @@
+package integration
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/relink-dev/relink/activities/truelayer"
+	"github.com/relink-dev/relink/activities/truelayer/truelayerfake"
+	"github.com/relink-dev/relink/workflows"
+)
+
+// TrueLayer on the real server: no webhooks, so repairs start by hand (the
+// app's Data API call failed) or proactively; the tokens are the app's,
+// read from and delivered to its token endpoint.
+
+const (
+	tlClientID    = "sandbox-relink-it"
+	tlSecret      = "tl_secret_it"
+	tlTokenSecret = "tl_app_secret_it"
+	tlRedirectURI = "https://relink.example.com/r/return/truelayer"
+)
+
+type trueLayerStack struct {
+	*stack
+	fake   *truelayerfake.Server
+	tokens *truelayer.MemoryTokens
+}
+
+func newTrueLayerStack(t *testing.T) *trueLayerStack {
+	fake := truelayerfake.New(tlClientID, tlSecret)
+	t.Cleanup(fake.Close)
+	tokens := &truelayer.MemoryTokens{}
+	// The app's token endpoint, both ways, behind its bearer secret.
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+tlTokenSecret {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		if r.Method == http.MethodPost {
+			var nt truelayer.NewTokens
+			_ = json.NewDecoder(r.Body).Decode(&nt)
+			_ = tokens.Store(r.Context(), nt)
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		c, err := tokens.Credentials(r.Context(), r.URL.Query().Get("connection_id"))
+		if err != nil {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(c)
+	}))
+	t.Cleanup(app.Close)
+	s := newLinkStack(t, map[string]string{
+		"TRUELAYER_CLIENT_ID": tlClientID, "TRUELAYER_CLIENT_SECRET": tlSecret,
+		"TRUELAYER_AUTH_URL": fake.URL, "TRUELAYER_API_URL": fake.URL, "TRUELAYER_REDIRECT_URI": tlRedirectURI,
+		"TRUELAYER_TOKEN_URL": app.URL, "TRUELAYER_TOKEN_SECRET": tlTokenSecret,
+		// The stand-in's sign-in page is where the redirect may go.
+		"RELINK_RECONNECT_FRAME_ORIGINS": fake.URL,
+	})
+	return &trueLayerStack{stack: s, fake: fake, tokens: tokens}
+}
+
+func (s *trueLayerStack) put(c truelayerfake.Connection) {
+	c = s.fake.Put(c)
+	s.tokens.Put(c.ID, truelayer.Credentials{AccessToken: c.AccessToken, RefreshToken: c.RefreshToken,
+		User: &truelayer.User{Name: "John Doe", Email: "john@example.com"}})
+}
+
+func (s *trueLayerStack) start(conn string) {
+	require.Equal(s.t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs",
+		map[string]any{"provider": truelayer.Name, "connectionId": conn}, nil))
+}
+
+// john/eternal whose consent ran out: extend answers no_action_needed;
+// the repair ends without the user and the new tokens are the app's.
+func TestTrueLayerContinue(t *testing.T) {
+	s := newTrueLayerStack(t)
+	s.put(truelayerfake.Connection{ID: "tl_eternal", Username: "john", Password: "eternal", ConsentExpired: true})
+	s.start("tl_eternal")
+	st := s.waitForStatusOf(truelayer.Name, "tl_eternal", workflows.StatusRepaired)
+	assert.Equal(t, workflows.ReasonCode("repaired_without_user"), st.ReasonCode)
+	now, _ := s.fake.Get("tl_eternal")
+	got := s.tokens.Deliveries()
+	require.Len(t, got, 1)
+	assert.Equal(t, now.RefreshToken, got[0].RefreshToken)
+}
+
+// john/doe: the reconnect answers a redirect; the gateway's /r/go keeps a
+// return ticket in a cookie; the return with TrueLayer's code completes
+// the repair (once: a replay is refused), close exchanges the code, and
+// the repair ends REPAIRED with the app holding the new tokens.
+func TestTrueLayerRedirectAndReturn(t *testing.T) {
+	s := newTrueLayerStack(t)
+	s.put(truelayerfake.Connection{ID: "tl_doe", Username: "john", Password: "doe", ConsentExpired: true})
+	s.start("tl_doe")
+	s.waitForStatusOf(truelayer.Name, "tl_doe", workflows.StatusAwaitingUser)
+
+	var answer struct {
+		Session struct{ ConnectorToken, WidgetURL, Widget string }
+		Widget  struct{ RedirectURL string }
+	}
+	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/truelayer/tl_doe/reconnect", nil, &answer))
+	assert.Equal(t, "redirect", answer.Session.Widget)
+	require.True(t, strings.HasPrefix(answer.Widget.RedirectURL, "/r/go/"), answer.Widget.RedirectURL)
+
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := noFollow.Get(s.gateway.URL + answer.Widget.RedirectURL)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusSeeOther, res.StatusCode)
+	assert.Equal(t, answer.Session.WidgetURL, res.Header.Get("Location"))
+	cookies := res.Cookies()
+	require.Len(t, cookies, 1)
+
+	back, err := s.fake.Approve(answer.Session.WidgetURL) // the user signs in at the bank
+	require.NoError(t, err)
+	u, err := url.Parse(back)
+	require.NoError(t, err)
+	returnURL := s.gateway.URL + "/r/return/truelayer?" + u.RawQuery
+
+	// Without the cookie (another browser, a forged link): refused.
+	res, err = noFollow.Get(returnURL)
+	require.NoError(t, err)
+	res.Body.Close()
+	assert.Equal(t, http.StatusBadRequest, res.StatusCode)
+
+	req, _ := http.NewRequest(http.MethodGet, returnURL, nil)
+	req.AddCookie(cookies[0])
+	res, err = noFollow.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusSeeOther, res.StatusCode)
+	assert.Contains(t, res.Header.Get("Location"), "/r/", "on to the repair's hosted page")
+
+	st := s.waitForStatusOf(truelayer.Name, "tl_doe", workflows.StatusRepaired)
+	assert.Equal(t, 1, st.Attempt)
+	require.Len(t, s.tokens.Deliveries(), 1)
+	now, _ := s.fake.Get("tl_doe")
+	assert.Equal(t, now.RefreshToken, s.tokens.Deliveries()[0].RefreshToken)
+
+	// The same return replayed with the cookie it had (the browser dropped
+	// it; a copy stolen from it): the same update id, which Temporal
+	// answers with the first outcome, so nothing is exchanged again.
+	req, _ = http.NewRequest(http.MethodGet, returnURL, nil)
+	req.AddCookie(cookies[0])
+	res, err = noFollow.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	exchanges := 0
+	for _, r := range s.fake.Requests() {
+		if r.Path == "/connect/token" {
+			exchanges++
+		}
+	}
+	assert.Equal(t, 1, exchanges)
+	assert.Len(t, s.tokens.Deliveries(), 1)
+}
+
+// Each Data API error the app's call failed with, on a manual start.
+func TestTrueLayerManualStartErrors(t *testing.T) {
+	s := newTrueLayerStack(t)
+	for _, code := range []string{"wrong_credentials", "user_input_required", "account_permanently_locked"} {
+		s.put(truelayerfake.Connection{ID: "tl_" + code, Username: "error." + code, Password: "error"})
+		s.start("tl_" + code)
+	}
+	s.waitForStatusOf(truelayer.Name, "tl_wrong_credentials", workflows.StatusAwaitingUser)
+	s.waitForStatusOf(truelayer.Name, "tl_user_input_required", workflows.StatusAwaitingUser)
+	st := s.waitForStatusOf(truelayer.Name, "tl_account_permanently_locked", workflows.StatusUnrepairable)
+	assert.Equal(t, workflows.ReasonCode("not_repairable"), st.ReasonCode)
+}
+
+// A temporarily locked account and a TrueLayer outage: the repair waits
+// (initialize retried), and goes on once it clears.
+func TestTrueLayerOutageAndTemporaryLock(t *testing.T) {
+	s := newTrueLayerStack(t)
+	s.put(truelayerfake.Connection{ID: "tl_locked", Username: "error.account_temporarily_locked", Password: "error"})
+	s.put(truelayerfake.Connection{ID: "tl_down", Username: "john", Password: "eternal", ConsentExpired: true})
+	s.fake.HTTPStatus = http.StatusServiceUnavailable
+	s.start("tl_locked")
+	s.start("tl_down")
+	time.Sleep(3 * time.Second)
+	assert.Equal(t, workflows.StatusPending, s.stateOf(truelayer.Name, "tl_down").Status)
+	s.fake.HTTPStatus = 0
+	s.waitForStatusOf(truelayer.Name, "tl_down", workflows.StatusRepaired)
+	assert.Equal(t, workflows.StatusPending, s.stateOf(truelayer.Name, "tl_locked").Status, "still waiting for the bank to unlock it")
+	s.fake.Update("tl_locked", func(c *truelayerfake.Connection) { c.Username, c.Password, c.ConsentExpired = "john", "eternal", true })
+	s.waitForStatusOf(truelayer.Name, "tl_locked", workflows.StatusRepaired)
+}
