@@ -1051,6 +1051,9 @@ type WebhookResult struct {
 
 // Widget How a browser opens the session: the provider's widget record (its registration's Browser record). The hosted page and the embeddable button read it; an app's own frontend may too. With a session only.
 type Widget struct {
+	// FrameOrigins For a provider whose sessions open `frame`: the origins a session's `widgetUrl` may be framed from (the provider's widget hosts and `RELINK_RECONNECT_FRAME_ORIGINS`; the gateway's own origin besides). The widget engine frames nothing else, and only over https (http on loopback).
+	FrameOrigins *[]string `json:"frameOrigins,omitempty"`
+
 	// Messages How a framed widget's messages (from the frame's own window and origin only) become `complete` and `exit` calls: the first rule that matches a message applies; a message none matches is ignored.
 	Messages *[]WidgetMessageRule `json:"messages,omitempty"`
 

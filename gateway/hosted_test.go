@@ -116,6 +116,7 @@ func TestReconnectAnswersWithTheProvidersWidgetRecord(t *testing.T) {
 	g.Browsers = map[string]aggregator.Browser{quiltt.Name: quiltt.Browser, sandbox.Name: sandbox.Browser}
 	g.Receivers = map[string]aggregator.WebhookReceiver{quiltt.Name: &quiltt.WebhookReceiver{}, sandbox.Name: &quiltt.WebhookReceiver{}}
 	g.PlaidLinkScriptURL = "https://cdn.plaid.com/link/v2/stable/link-initialize.js"
+	g.ReconnectFrameOrigins = []string{"https://frames.example.com"}
 	router, doc := openAPIRouter(t)
 	reconnect := func(provider string, result workflows.ReconnectResult) map[string]any {
 		t.Helper()
@@ -141,7 +142,14 @@ func TestReconnectAnswersWithTheProvidersWidgetRecord(t *testing.T) {
 	rules := widget["messages"].([]any)
 	require.Len(t, rules, 1)
 	assert.Equal(t, map[string]any{"mx": true, "type": "mx/connect/memberConnected"}, rules[0].(map[string]any)["match"])
-	assert.NotContains(t, widget, "frameOrigins", "the CSP's origins are the gateway's business")
+	// Where a session's widgetUrl may be framed from: the hosted page's
+	// frame-src, for an app's page that may set none.
+	var frames []any
+	for _, o := range append(slices.Clone(quiltt.Browser.FrameOrigins), "https://frames.example.com") {
+		frames = append(frames, o)
+	}
+	assert.Equal(t, frames, widget["frameOrigins"])
+	assert.NotContains(t, widget, "connectOrigins", "the API origins are the CSP's business")
 
 	out = reconnect(sandbox.Name, workflows.ReconnectResult{Status: workflows.StatusAwaitingUser, ConnectorStatus: aggregator.ConnectorActionRequired,
 		Session: &aggregator.Session{ConnectorStatus: aggregator.ConnectorActionRequired, ConnectorToken: "ct_2", WidgetURL: "https://relink.example.com/sandbox/widget"}})

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -92,6 +93,11 @@ type widgetRecord struct {
 	// RedirectURL, for a redirect session, is the gateway's GET /r/go path
 	// that sends the browser to the provider (redirect.go).
 	RedirectURL string `json:"redirectUrl,omitempty"`
+	// AllowedFrames, for a provider whose sessions open a framed widget,
+	// are the origins the engine frames a session's widgetUrl from (the
+	// gateway's own besides): the hosted page's frame-src, for an app's
+	// page that may set none.
+	AllowedFrames []string `json:"frameOrigins,omitempty"`
 }
 
 func (g *Gateway) reconnectAnswer(provider, conn string, res workflows.ReconnectResult) reconnectAnswer {
@@ -102,6 +108,9 @@ func (g *Gateway) reconnectAnswer(provider, conn string, res workflows.Reconnect
 			answer.Widget.PlaidLinkScript = g.PlaidLinkScriptURL
 		}
 		answer.Widget.RedirectURL = g.redirectPath(provider, conn, b, res.Session)
+		if b.Has(aggregator.WidgetFrame) {
+			answer.Widget.AllowedFrames = dedupe(slices.Concat(b.FrameOrigins, g.ReconnectFrameOrigins))
+		}
 	}
 	return answer
 }

@@ -469,7 +469,7 @@ func TestBrowserButtonSaysWhenItsTokenIsRefusedAndTakesANewOne(t *testing.T) {
 func TestBrowserButtonRepairsAMeldConnectionThroughItsFramedWidget(t *testing.T) {
 	app := newEmbedApp(t)
 	widget, _ := meldStandIn(t)
-	s, fake := newMeldLinkStack(t, map[string]string{"RELINK_CORS_ORIGINS": app.URL})
+	s, fake := newMeldLinkStack(t, map[string]string{"RELINK_CORS_ORIGINS": app.URL, "RELINK_RECONNECT_FRAME_ORIGINS": widget.URL})
 	fake.WidgetURL = widget.URL + "/"
 	b := newBrowser(t)
 	fake.Put(meldfake.Connection{ID: "conn_bem", CustomerID: "cus_m", ExternalCustomerID: "user_m", InstitutionName: "Chase",
@@ -503,4 +503,29 @@ func TestBrowserButtonRepairsAMeldConnectionThroughItsFramedWidget(t *testing.T)
 	assert.Equal(t, 1, st.Exits)
 	assert.Equal(t, "INSTITUTION_DOWN", st.LastExit.ErrorCode)
 	b.assertCleanPage()
+}
+
+// A widget URL from a host that is not the provider's (nor in
+// RELINK_RECONNECT_FRAME_ORIGINS) is not framed, even on an app's page
+// whose own CSP would let it: the provider's answer is not trusted as
+// such.
+func TestBrowserButtonFramesOnlyTheProvidersWidgetHosts(t *testing.T) {
+	app := newEmbedApp(t)
+	widget, _ := meldStandIn(t)
+	s, fake := newMeldLinkStack(t, map[string]string{"RELINK_CORS_ORIGINS": app.URL})
+	fake.WidgetURL = widget.URL + "/"
+	b := newBrowser(t)
+	fake.Put(meldfake.Connection{ID: "conn_bef", CustomerID: "cus_m", ExternalCustomerID: "user_m", InstitutionName: "Chase",
+		Status: meld.StatusReconnectRequired, StatusReason: "LOGIN_REQUIRED"})
+	s.postMeld("evt_bef_broke", "conn_bef", meld.StatusReconnectRequired, "LOGIN_REQUIRED")
+	s.waitForStatusOf(meld.Name, "conn_bef", workflows.StatusAwaitingUser)
+	app.show(s.gateway.URL, appCSP(s.gateway.URL, nil, []string{widget.URL}), nil,
+		embedButton{ID: "reconnect-bef", Provider: meld.Name, Connection: "conn_bef", Token: s.clientToken(meld.Name, "conn_bef")})
+	b.openApp(app)
+
+	b.click("reconnect-bef")
+	refused := b.waitEvent("relink:error", 1)
+	assert.Equal(t, "no_widget", refused.Detail["code"])
+	assert.False(t, eval[bool](b, `!!document.querySelector('[data-relink-overlay]')`), "nothing framed")
+	assert.Equal(t, workflows.StatusAwaitingUser, s.stateOf(meld.Name, "conn_bef").Status)
 }

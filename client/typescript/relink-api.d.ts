@@ -955,6 +955,8 @@ export interface components {
             plaidLinkScript?: string;
             /** @description For a `redirect` session: the gateway's `GET /r/go/{ticket}` path (relative to the gateway), where the browser goes to reach the provider's sign-in. */
             redirectUrl?: string;
+            /** @description For a provider whose sessions open `frame`: the origins a session's `widgetUrl` may be framed from (the provider's widget hosts and `RELINK_RECONNECT_FRAME_ORIGINS`; the gateway's own origin besides). The widget engine frames nothing else, and only over https (http on loopback). */
+            frameOrigins?: string[];
         };
         /** @description A message (a JSON object, or a string holding one) matches when each `match` field equals the message's field of that name and each `present` field is set (neither absent, null, false, 0 nor ""). */
         WidgetMessageRule: {

@@ -222,7 +222,17 @@ function relinkEngine(o) {
   // accepted only from the widget's own window and origin, mapped by the
   // provider's message rules.
   function openFrame() {
-    const url = new URL(session.widgetUrl, o.base ? o.base + '/' : location.href);
+    const base = o.base ? o.base + '/' : location.href;
+    const url = new URL(session.widgetUrl, base);
+    // Only the provider's own widget hosts (its record's, and the
+    // gateway's, for the sandbox) are framed, over https (http on this
+    // machine alone): a URL in a provider's answer is not trusted as
+    // such, and an app's page may have no frame-src of its own.
+    const allowed = (spec.frameOrigins || []).concat([new URL(base).origin]);
+    const local = url.hostname === 'localhost' || url.hostname === '127.0.0.1' || url.hostname === '[::1]';
+    if (!(url.protocol === 'https:' || (url.protocol === 'http:' && local)) || allowed.indexOf(url.origin) < 0) {
+      return problem('no_widget');
+    }
     frameOrigin = url.origin;
     o.frame.open(url.href);
     emit('widget', { kind: 'frame' });
