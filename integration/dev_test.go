@@ -148,8 +148,9 @@ func TestDevStackSaysWhatItIsDoingAsItStarts(t *testing.T) {
 	}
 }
 
-// assertPrivate checks the data directory and every file in it (database,
-// its WAL, logs, keys, sandbox state) are the user's alone.
+// assertPrivate checks the data directory and every file and folder in it
+// (database, its WAL, logs, keys, sandbox state, the Web UI's files) are
+// the user's alone.
 func assertPrivate(t *testing.T, dir string) {
 	t.Helper()
 	st, err := os.Stat(dir)
@@ -162,6 +163,10 @@ func assertPrivate(t *testing.T, dir string) {
 		info, err := e.Info()
 		require.NoError(t, err)
 		names = append(names, e.Name())
+		if e.IsDir() { // the Web UI's seeded files (temporalui.AssetsFolder)
+			assert.Equal(t, os.FileMode(0o700), info.Mode().Perm(), e.Name())
+			continue
+		}
 		assert.Equal(t, os.FileMode(0o600), info.Mode().Perm(), e.Name())
 	}
 	for _, want := range []string{"temporal.db", "temporal-visibility.db", "temporal.log", "payload-keys", "client-token-keys"} {
