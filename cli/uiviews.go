@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strings"
 
 	"github.com/relink-dev/relink/temporalui"
 )
@@ -21,16 +22,18 @@ func runUIViews(args []string, stdout io.Writer) error {
 	if u, err := url.Parse(*ui); *ui == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return UsageError("-ui must be the Web UI's http(s) address")
 	}
-	PrintUIViews(stdout, *ui, *namespace, "")
-	fmt.Fprintf(stdout, "Columns (Configure columns in the list, once per browser): %s and %s\n",
-		temporalui.Columns[1], temporalui.Columns[2])
+	fmt.Fprintln(stdout, "Open each link once in each browser: it saves the view (the UI saves a copy at every visit).")
+	for _, v := range temporalui.Views() {
+		fmt.Fprintf(stdout, "%-27s %s\n", v.Name, v.SaveURL(*ui, *namespace))
+	}
+	fmt.Fprintf(stdout, "Columns (Configure columns in the list, once per browser): %s\n", strings.Join(temporalui.RelinkColumns, " and "))
 	return nil
 }
 
-// PrintUIViews prints one line per saved view: its name and the link that
-// opens and saves it, each line after indent.
+// PrintUIViews prints one line per saved view of a UI that has them (the
+// dev stack's): its name and the link to its list, each after indent.
 func PrintUIViews(w io.Writer, uiURL, namespace, indent string) {
 	for _, v := range temporalui.Views() {
-		fmt.Fprintf(w, "%s%-27s %s\n", indent, v.Name, v.URL(uiURL, namespace))
+		fmt.Fprintf(w, "%s%-27s %s\n", indent, v.Name, v.OpenURL(uiURL, namespace))
 	}
 }

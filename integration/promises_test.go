@@ -442,6 +442,8 @@ func TestMoreHistories(t *testing.T) {
 	assert.Equal(t, "confirmed by the provider's connection status", st.Reason, "read at once, not after the quiet period")
 
 	s.waitForStatus("conn_exp", workflows.StatusExpired)
+	// Listed as failed in the Temporal UI, not completed.
+	assert.Equal(t, enums.WORKFLOW_EXECUTION_STATUS_FAILED, s.waitClosed(workflows.WorkflowID(sandbox.Name, "conn_exp")))
 	for conn, name := range map[string]string{"conn_exp": "expired", "conn_retry": "failed-attempt", "conn_poll": "polling",
 		"conn_during": "break-during-close"} {
 		id := workflows.WorkflowID(sandbox.Name, conn)

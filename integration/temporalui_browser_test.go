@@ -101,7 +101,8 @@ func TestBrowserTemporalUIListShowsEachOutcome(t *testing.T) {
 
 	// The saved views are there, and one shows only its outcome.
 	var saved map[string][]struct{ Name, Query string }
-	require.NoError(t, json.Unmarshal([]byte(eval[string](b, `localStorage.getItem('saved-workflow-queries') || '{}'`)), &saved))
+	savedViews := eval[string](b, `localStorage.getItem('saved-workflow-queries') || '{}'`)
+	require.NoError(t, json.Unmarshal([]byte(savedViews), &saved))
 	require.Len(t, saved["default"], len(temporalui.Views()))
 	for i, v := range temporalui.Views() {
 		assert.Equal(t, v.Name, saved["default"][i].Name)
@@ -109,9 +110,25 @@ func TestBrowserTemporalUIListShowsEachOutcome(t *testing.T) {
 	}
 	unrepairable := temporalui.Views()[2]
 	require.Equal(t, "Relink: unrepairable", unrepairable.Name)
-	b.open(unrepairable.URL(ui, "default"))
+	b.open(unrepairable.OpenURL(ui, "default"))
 	b.waitUntil("only the unrepairable repair listed", rows+`.filter(r => r.innerText.includes('repair:sandbox:')).length === 1 && `+
 		rows+`.some(r => r.innerText.includes('repair:sandbox:conn_unknown'))`, waitTimeout)
+	assert.Equal(t, savedViews, eval[string](b, `localStorage.getItem('saved-workflow-queries')`), "opening a view saves nothing")
+
+	// In a browser with no Relink views (any other UI; here the
+	// namespace's list emptied, which the seed leaves alone), a link of
+	// relink ui-views saves its view, once.
+	eval[chromedp.Void](b, `localStorage.setItem('saved-workflow-queries', JSON.stringify({default: []}))`)
+	expired := temporalui.Views()[3]
+	require.Equal(t, "Relink: expired", expired.Name)
+	b.open(expired.SaveURL(ui, "default"))
+	b.waitUntil("the expired view saved", `(JSON.parse(localStorage.getItem('saved-workflow-queries')).default || []).length === 1`, waitTimeout)
+	b.waitUntil("only the expired repair listed", rows+`.filter(r => r.innerText.includes('repair:sandbox:')).length === 1 && `+
+		rows+`.some(r => r.innerText.includes('repair:sandbox:conn_expired'))`, waitTimeout)
+	require.NoError(t, json.Unmarshal([]byte(eval[string](b, `localStorage.getItem('saved-workflow-queries')`)), &saved))
+	require.Len(t, saved["default"], 1)
+	assert.Equal(t, expired.Name, saved["default"][0].Name)
+	assert.Equal(t, expired.Query, saved["default"][0].Query)
 	assert.Empty(t, b.pageErrors())
 }
 

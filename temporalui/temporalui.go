@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/relink-dev/relink/workflows"
@@ -26,7 +27,7 @@ type View struct {
 }
 
 // repairs selects the repair workflows.
-var repairs = fmt.Sprintf("WorkflowType = %q", "ConnectionRepair")
+var repairs = fmt.Sprintf("WorkflowType = %q", workflows.WorkflowName)
 
 // Views are the saved views Relink offers: the open repairs waiting for
 // their users, then one per outcome.
@@ -45,19 +46,30 @@ func Views() []View {
 	return views
 }
 
-// URL is the link that opens view in the UI at uiURL and saves it there
-// (the UI saves the query of a link with savedQuery=<name> as a view of
-// that name).
-func (v View) URL(uiURL, namespace string) string {
-	q := url.Values{"query": {v.Query}, "savedQuery": {v.Name}}
+// SaveURL is the link that opens view in the UI at uiURL and saves it
+// there: the UI saves the query of a link with savedQuery=<name> as a
+// view of that name, again at each visit (so it is to be opened once).
+func (v View) SaveURL(uiURL, namespace string) string {
+	return v.url(uiURL, namespace, url.Values{"query": {v.Query}, "savedQuery": {v.Name}})
+}
+
+// OpenURL is the link that opens view's list in the UI at uiURL, saving
+// nothing: for a UI that has the view already (the dev stack's).
+func (v View) OpenURL(uiURL, namespace string) string {
+	return v.url(uiURL, namespace, url.Values{"query": {v.Query}})
+}
+
+func (v View) url(uiURL, namespace string, q url.Values) string {
 	return strings.TrimRight(uiURL, "/") + "/namespaces/" + url.PathEscape(namespace) + "/workflows?" + q.Encode()
 }
 
+// RelinkColumns are the columns Relink adds to the list: the outcome and
+// its reason code.
+var RelinkColumns = []string{workflows.SearchAttrStatus.GetName(), workflows.SearchAttrReasonCode.GetName()}
+
 // Columns are the list's columns with Relink's: the UI's default six with
-// the outcome and its reason code after Status (and without Run ID, to
-// make room).
-var Columns = []string{"Status", workflows.SearchAttrStatus.GetName(), workflows.SearchAttrReasonCode.GetName(),
-	"Workflow ID", "Type", "Start", "End"}
+// RelinkColumns after Status (and without Run ID, to make room).
+var Columns = slices.Concat([]string{"Status"}, RelinkColumns, []string{"Workflow ID", "Type", "Start", "End"})
 
 // Local-storage keys of the Temporal UI (ui-server v2.55) that hold a
 // browser's columns and saved views, per namespace.

@@ -121,6 +121,7 @@ func (h *harness) finalState() RepairState {
 		require.ErrorAs(h.t, err, &failed)
 		assert.Equal(h.t, map[Status]string{StatusExpired: FailureTypeExpired, StatusUnrepairable: FailureTypeUnrepairable}[st.Status], failed.Type())
 		assert.True(h.t, failed.NonRetryable())
+		assert.Equal(h.t, temporal.ApplicationErrorCategoryBenign, failed.Category(), "not counted as a failure of Relink's")
 		assert.Equal(h.t, string(st.Status)+" ("+string(st.ReasonCode)+")", failed.Message())
 	case StatusCanceled:
 		require.ErrorAs(h.t, err, &canceled)

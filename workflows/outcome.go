@@ -26,11 +26,18 @@ const (
 
 // closeError is what a run whose repair ended returns with its state.
 func closeError(st RepairState) error {
+	// Benign: an outcome, not a fault of Relink's, so the SDK neither
+	// counts it in temporal_workflow_failed nor logs it as an error.
+	failed := func(failureType string) error {
+		return temporal.NewApplicationErrorWithOptions(closeMessage(st), failureType, temporal.ApplicationErrorOptions{
+			NonRetryable: true, Details: []any{st}, Category: temporal.ApplicationErrorCategoryBenign,
+		})
+	}
 	switch st.Status {
 	case StatusExpired:
-		return temporal.NewNonRetryableApplicationError(closeMessage(st), FailureTypeExpired, nil, st)
+		return failed(FailureTypeExpired)
 	case StatusUnrepairable:
-		return temporal.NewNonRetryableApplicationError(closeMessage(st), FailureTypeUnrepairable, nil, st)
+		return failed(FailureTypeUnrepairable)
 	case StatusCanceled:
 		return temporal.NewCanceledError(st)
 	}
