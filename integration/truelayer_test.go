@@ -35,6 +35,14 @@ type trueLayerStack struct {
 }
 
 func newTrueLayerStack(t *testing.T) *trueLayerStack {
+	return newTrueLayerStackWith(t, nil, func(string) string { return tlRedirectURI })
+}
+
+// newTrueLayerStackWith is a stack with TrueLayer (the fake, the app's
+// token endpoint) and reconnect links, more settings, and redirect(the
+// gateway's URL) as the redirect URI, set on the adapter before the
+// worker starts (the gateway's address is known only once it serves).
+func newTrueLayerStackWith(t *testing.T, settings map[string]string, redirect func(gatewayURL string) string) *trueLayerStack {
 	fake := truelayerfake.New(tlClientID, tlSecret)
 	t.Cleanup(fake.Close)
 	tokens := &truelayer.MemoryTokens{}
@@ -59,13 +67,22 @@ func newTrueLayerStack(t *testing.T) *trueLayerStack {
 		_ = json.NewEncoder(w).Encode(c)
 	}))
 	t.Cleanup(app.Close)
-	s := newLinkStack(t, map[string]string{
-		"TRUELAYER_CLIENT_ID": tlClientID, "TRUELAYER_CLIENT_SECRET": tlSecret,
-		"TRUELAYER_AUTH_URL": fake.URL, "TRUELAYER_API_URL": fake.URL, "TRUELAYER_REDIRECT_URI": tlRedirectURI,
+	s := newBareStack(t, merged(map[string]string{
+		"RELINK_CLIENT_TOKEN_KEYS":    newKey(t, "links1"),
+		"RELINK_RECONNECT_RETURN_URL": "https://app.example.com/connections?from=relink",
+		"TRUELAYER_CLIENT_ID":         tlClientID, "TRUELAYER_CLIENT_SECRET": tlSecret,
+		"TRUELAYER_AUTH_URL": fake.URL, "TRUELAYER_API_URL": fake.URL,
 		"TRUELAYER_TOKEN_URL": app.URL, "TRUELAYER_TOKEN_SECRET": tlTokenSecret,
 		// The stand-in's sign-in page is where the redirect may go.
 		"RELINK_RECONNECT_FRAME_ORIGINS": fake.URL,
-	})
+	}, settings))
+	uri := redirect(s.gateway.URL)
+	for _, api := range s.providers.APIs {
+		if p, ok := api.(*truelayer.Provider); ok {
+			p.RedirectURI = uri
+		}
+	}
+	s.startWorker(s.providers.APIs...)
 	return &trueLayerStack{stack: s, fake: fake, tokens: tokens}
 }
 

@@ -68,6 +68,7 @@ type Server struct {
 	sessions map[string]*session    // by user_input_link session id
 	codes    map[string]*session    // by code, until exchanged
 	requests []Request
+	returns  []string // where the sign-in page sent browsers back to
 }
 
 type session struct {
@@ -128,6 +129,14 @@ func (s *Server) Requests() []Request {
 	return append([]Request(nil), s.requests...)
 }
 
+// Returns are the URLs the sign-in page sent browsers back to, in order
+// (redirect_uri with code, or with error when the user canceled).
+func (s *Server) Returns() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.returns...)
+}
+
 // Approve plays the user signing in at a user_input_link's page: it
 // returns the URL TrueLayer sends the browser back to (redirect_uri with
 // code, and state if the link had one).
@@ -160,6 +169,30 @@ func (s *Server) approveLocked(id string) (string, error) {
 		q.Set("state", sess.state)
 	}
 	back.RawQuery = q.Encode()
+	s.returns = append(s.returns, back.String())
+	return back.String(), nil
+}
+
+// denyLocked is the user canceling at the sign-in page: back to
+// redirect_uri with error=access_denied, as an OAuth 2 authorization
+// server answers a refusal (RFC 6749, 4.1.2.1). The link still works: the
+// user may sign in from it later.
+func (s *Server) denyLocked(id string) (string, error) {
+	sess := s.sessions[id]
+	if sess == nil {
+		return "", fmt.Errorf("no sign-in session %q", id)
+	}
+	back, err := url.Parse(sess.redirectURI)
+	if err != nil {
+		return "", err
+	}
+	q := back.Query()
+	q.Set("error", "access_denied")
+	if sess.state != "" {
+		q.Set("state", sess.state)
+	}
+	back.RawQuery = q.Encode()
+	s.returns = append(s.returns, back.String())
 	return back.String(), nil
 }
 
@@ -332,7 +365,8 @@ var dialogPage = template.Must(template.New("dialog").Parse(`<!doctype html>
 <form method="post" action="/dialog"><input type="hidden" name="session" value="{{.}}">
 <label>Username <input name="username" value="john"></label>
 <label>Password <input name="password" type="password" value="doe"></label>
-<button id="approve" type="submit">Sign in</button></form>
+<button id="approve" type="submit">Sign in</button>
+<button id="deny" type="submit" name="decision" value="deny">Cancel</button></form>
 </body></html>`))
 
 // dialog is the page a user_input_link opens: the auth dialog's stand-in.
@@ -349,11 +383,16 @@ func (s *Server) dialog(w http.ResponseWriter, r *http.Request) {
 	_ = dialogPage.Execute(w, id)
 }
 
-// approve is the sign-in form's submit: back to redirect_uri with a code.
+// approve is the sign-in form's submit: back to redirect_uri with a code,
+// or with error=access_denied when the user pressed Cancel.
 func (s *Server) approve(w http.ResponseWriter, r *http.Request) {
 	_ = r.ParseForm()
 	s.mu.Lock()
-	back, err := s.approveLocked(r.PostForm.Get("session"))
+	decide := s.approveLocked
+	if r.PostForm.Get("decision") == "deny" {
+		decide = s.denyLocked
+	}
+	back, err := decide(r.PostForm.Get("session"))
 	s.mu.Unlock()
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusNotFound)
