@@ -75,6 +75,12 @@ func NewGateway(c config.Config, tc client.Client, logger *slog.Logger, provider
 		operators = &gateway.OperatorTokens{JWKSURL: c.Gateway.CodecJWKSURL, Issuer: c.Gateway.CodecJWTIssuer,
 			Audience: c.Gateway.CodecJWTAudience, HTTP: &http.Client{Timeout: 10 * time.Second}, Now: time.Now}
 	}
+	institutions := map[string]gateway.InstitutionLookup{}
+	for _, api := range providers.APIs {
+		if l, ok := api.(gateway.InstitutionLookup); ok {
+			institutions[api.Name()] = l
+		}
+	}
 	sweeps := map[string]workflows.SweepInput{}
 	for _, plan := range SweepPlans(c, providers) {
 		sweeps[plan.Provider] = plan.Input()
@@ -95,6 +101,7 @@ func NewGateway(c config.Config, tc client.Client, logger *slog.Logger, provider
 		Codec:          enc,
 		CodecOrigins:   c.Gateway.CodecOrigins,
 		Receivers:      providers.Webhooks,
+		Institutions:   institutions,
 		Browsers:       providers.Browsers,
 		Defaults:       c.Repair.Options(),
 		Sandbox:        sb,

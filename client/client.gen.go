@@ -47,6 +47,54 @@ func (e CompleteAcceptedAccepted) Valid() bool {
 	}
 }
 
+// Defines values for ConnectionHealth.
+const (
+	DEGRADED     ConnectionHealth = "DEGRADED"
+	DISCONNECTED ConnectionHealth = "DISCONNECTED"
+	HEALTHY      ConnectionHealth = "HEALTHY"
+	REPAIRABLE   ConnectionHealth = "REPAIRABLE"
+	SYNCING      ConnectionHealth = "SYNCING"
+)
+
+// Valid indicates whether the value is a known member of the ConnectionHealth enum.
+func (e ConnectionHealth) Valid() bool {
+	switch e {
+	case DEGRADED:
+		return true
+	case DISCONNECTED:
+		return true
+	case HEALTHY:
+		return true
+	case REPAIRABLE:
+		return true
+	case SYNCING:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ConnectionLookupAction.
+const (
+	ConnectionLookupActionHealthy ConnectionLookupAction = "healthy"
+	ConnectionLookupActionNone    ConnectionLookupAction = "none"
+	ConnectionLookupActionRepair  ConnectionLookupAction = "repair"
+)
+
+// Valid indicates whether the value is a known member of the ConnectionLookupAction enum.
+func (e ConnectionLookupAction) Valid() bool {
+	switch e {
+	case ConnectionLookupActionHealthy:
+		return true
+	case ConnectionLookupActionNone:
+		return true
+	case ConnectionLookupActionRepair:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ConnectorStatus.
 const (
 	ACTIONREQUIRED ConnectorStatus = "ACTION_REQUIRED"
@@ -74,6 +122,7 @@ const (
 	ErrorCodeMethodNotAllowed     ErrorCode = "method_not_allowed"
 	ErrorCodeNotEnabled           ErrorCode = "not_enabled"
 	ErrorCodeNotFound             ErrorCode = "not_found"
+	ErrorCodeNotSupported         ErrorCode = "not_supported"
 	ErrorCodeNotSwept             ErrorCode = "not_swept"
 	ErrorCodePayloadTooLarge      ErrorCode = "payload_too_large"
 	ErrorCodeSessionUnknown       ErrorCode = "session_unknown"
@@ -100,6 +149,8 @@ func (e ErrorCode) Valid() bool {
 	case ErrorCodeNotEnabled:
 		return true
 	case ErrorCodeNotFound:
+		return true
+	case ErrorCodeNotSupported:
 		return true
 	case ErrorCodeNotSwept:
 		return true
@@ -541,8 +592,61 @@ type CompleteRequest struct {
 	PublicToken *string `json:"publicToken,omitempty"`
 }
 
+// ConnectionHealth The connection's status at the provider, normalised: HEALTHY (working), SYNCING (not yet known), REPAIRABLE (broken in a way the user fixes), DEGRADED (an error on the provider's or institution's side), DISCONNECTED (revoked: cannot be repaired).
+type ConnectionHealth string
+
 // ConnectionID A provider's connection id: 1 to 256 printable ASCII characters without spaces, quotes or backslashes, and no `.` or `..` segment nor `//`.
 type ConnectionID = string
+
+// ConnectionLookup defines model for ConnectionLookup.
+type ConnectionLookup struct {
+	// Action `repair`: send the user to reconnect `match` (start a repair first when `match.repair` is null); `healthy`: `match` works, create nothing; `none`: create a connection (`match`, if any, is one the user revoked).
+	Action ConnectionLookupAction `json:"action"`
+
+	// Match The user's connection at that institution; null when the provider says none of the candidates is there.
+	Match *ConnectionLookupMatch `json:"match"`
+
+	// UnknownConnectionIds Candidates the provider does not know (deleted, or Relink cannot read them: no Plaid access token): none of them is a match.
+	UnknownConnectionIds []ConnectionID `json:"unknownConnectionIds"`
+}
+
+// ConnectionLookupAction `repair`: send the user to reconnect `match` (start a repair first when `match.repair` is null); `healthy`: `match` works, create nothing; `none`: create a connection (`match`, if any, is one the user revoked).
+type ConnectionLookupAction string
+
+// ConnectionLookupMatch defines model for ConnectionLookupMatch.
+type ConnectionLookupMatch struct {
+	// ConnectionId A provider's connection id: 1 to 256 printable ASCII characters without spaces, quotes or backslashes, and no `.` or `..` segment nor `//`.
+	ConnectionId ConnectionID `json:"connectionId"`
+
+	// Health The connection's status at the provider, normalised: HEALTHY (working), SYNCING (not yet known), REPAIRABLE (broken in a way the user fixes), DEGRADED (an error on the provider's or institution's side), DISCONNECTED (revoked: cannot be repaired).
+	Health ConnectionHealth `json:"health"`
+
+	// InstitutionId The institution asked about, which the provider says this connection is at.
+	InstitutionId string `json:"institutionId"`
+
+	// ProviderStatus The provider's own word for the status (Plaid's error code, such as ITEM_LOGIN_REQUIRED, or HEALTHY).
+	ProviderStatus *string `json:"providerStatus,omitempty"`
+
+	// Repair The connection's open repair (as GET /v1/repairs/{provider}/{connectionId} reads it); null when none is open.
+	Repair *Repair `json:"repair"`
+}
+
+// ConnectionLookupRequest defines model for ConnectionLookupRequest.
+type ConnectionLookupRequest struct {
+	// ConnectionIds The user's connections at the provider (Plaid's `item_id`s), at most 20; `[]` when the user has none. A repeated id counts once.
+	ConnectionIds []ConnectionID `json:"connectionIds"`
+
+	// InstitutionId The institution the user picked, in the provider's ids: Plaid's `institution_id` (Link's `onSuccess` or `onEvent` metadata, `/institutions/search`), MX's `institution_code`.
+	//
+	// Examples: ins_109508
+	InstitutionId string `json:"institutionId"`
+
+	// ProfileId The user's id at the provider, passed to it with each candidate (MX needs the user guid; Plaid does not).
+	ProfileId *string `json:"profileId,omitempty"`
+
+	// Provider A provider Relink is built with (activities/providers; this list is generated from it), if enabled on this gateway.
+	Provider ProviderName `json:"provider"`
+}
 
 // ConnectorStatus ACTION_REQUIRED: open the provider's widget with the session. CONTINUE: nothing for the user to do.
 type ConnectorStatus string
@@ -1304,6 +1408,12 @@ type SandboxWidgetLoginParams struct {
 	XRequestId *XRequestId `json:"X-Request-Id,omitempty"`
 }
 
+// LookupConnectionParams defines parameters for LookupConnection.
+type LookupConnectionParams struct {
+	// XRequestId Your id for the request (up to 128 printable characters), returned in X-Request-Id and carried by the gateway's logs; otherwise the gateway makes one.
+	XRequestId *XRequestId `json:"X-Request-Id,omitempty"`
+}
+
 // ListSweepsParams defines parameters for ListSweeps.
 type ListSweepsParams struct {
 	// Limit How many sweeps, newest first.
@@ -1475,6 +1585,9 @@ type SandboxSetScriptJSONRequestBody = SandboxScript
 
 // SandboxWidgetLoginJSONRequestBody defines body for SandboxWidgetLogin for application/json ContentType.
 type SandboxWidgetLoginJSONRequestBody SandboxWidgetLoginJSONBody
+
+// LookupConnectionJSONRequestBody defines body for LookupConnection for application/json ContentType.
+type LookupConnectionJSONRequestBody = ConnectionLookupRequest
 
 // StartRepairJSONRequestBody defines body for StartRepair for application/json ContentType.
 type StartRepairJSONRequestBody = StartRepairRequest
@@ -1756,6 +1869,32 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /sandbox/widget/login (the `SandboxWidgetLogin` operationId).
 	SandboxWidgetLogin(ctx context.Context, params *SandboxWidgetLoginParams, body SandboxWidgetLoginJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// LookupConnectionWithBody Before creating a connection: does the user already have one at that institution?
+	//
+	// For an app whose "add bank" button is about to open the provider's widget to create a connection (Plaid Link creating an Item): send the user's connection ids at the provider and the institution the user picked (Plaid's `institution_id`, such as `ins_109508`). The gateway asks the provider which institution each connection is at (Plaid: `/item/get`), and of those at that institution reads the provider's health and the open repair, if any. Relink keeps no list of connections and Temporal's visibility has no institution, hence the candidates.
+	//
+	// `action` says what to do: `repair` (the connection needs the user: send them to reconnect it, through its open repair, or with `repair` null start one with POST /v1/repairs first), `healthy` (the connection works: create nothing), `none` (no connection at that institution, or only one the user revoked, which cannot be repaired: create one). With several at the institution, `match` is the one that needs the user, else one that works, else one revoked; ties go to the first sent. A user may mean to add a second login at the same bank: the answer informs the app, which decides.
+	//
+	// At most 20 candidates; the provider is called for each at once (at most 16 calls at a time per gateway), within 10 seconds. The lookup changes nothing, so it may be retried freely. Providers that can answer: Plaid, MX (which needs `profileId`, the member's user guid).
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/connections/lookup (the `LookupConnection` operationId).
+	LookupConnectionWithBody(ctx context.Context, params *LookupConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// LookupConnection Before creating a connection: does the user already have one at that institution?
+	//
+	// For an app whose "add bank" button is about to open the provider's widget to create a connection (Plaid Link creating an Item): send the user's connection ids at the provider and the institution the user picked (Plaid's `institution_id`, such as `ins_109508`). The gateway asks the provider which institution each connection is at (Plaid: `/item/get`), and of those at that institution reads the provider's health and the open repair, if any. Relink keeps no list of connections and Temporal's visibility has no institution, hence the candidates.
+	//
+	// `action` says what to do: `repair` (the connection needs the user: send them to reconnect it, through its open repair, or with `repair` null start one with POST /v1/repairs first), `healthy` (the connection works: create nothing), `none` (no connection at that institution, or only one the user revoked, which cannot be repaired: create one). With several at the institution, `match` is the one that needs the user, else one that works, else one revoked; ties go to the first sent. A user may mean to add a second login at the same bank: the answer informs the app, which decides.
+	//
+	// At most 20 candidates; the provider is called for each at once (at most 16 calls at a time per gateway), within 10 seconds. The lookup changes nothing, so it may be retried freely. Providers that can answer: Plaid, MX (which needs `profileId`, the member's user guid).
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/connections/lookup (the `LookupConnection` operationId).
+	LookupConnection(ctx context.Context, params *LookupConnectionParams, body LookupConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListSweeps A provider's last sweeps
 	//
@@ -2350,6 +2489,52 @@ func (c *Client) SandboxWidgetLoginWithBody(ctx context.Context, params *Sandbox
 // Corresponds with POST /sandbox/widget/login (the `SandboxWidgetLogin` operationId).
 func (c *Client) SandboxWidgetLogin(ctx context.Context, params *SandboxWidgetLoginParams, body SandboxWidgetLoginJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewSandboxWidgetLoginRequest(c.Server, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// LookupConnectionWithBody Before creating a connection: does the user already have one at that institution?
+//
+// For an app whose "add bank" button is about to open the provider's widget to create a connection (Plaid Link creating an Item): send the user's connection ids at the provider and the institution the user picked (Plaid's `institution_id`, such as `ins_109508`). The gateway asks the provider which institution each connection is at (Plaid: `/item/get`), and of those at that institution reads the provider's health and the open repair, if any. Relink keeps no list of connections and Temporal's visibility has no institution, hence the candidates.
+//
+// `action` says what to do: `repair` (the connection needs the user: send them to reconnect it, through its open repair, or with `repair` null start one with POST /v1/repairs first), `healthy` (the connection works: create nothing), `none` (no connection at that institution, or only one the user revoked, which cannot be repaired: create one). With several at the institution, `match` is the one that needs the user, else one that works, else one revoked; ties go to the first sent. A user may mean to add a second login at the same bank: the answer informs the app, which decides.
+//
+// At most 20 candidates; the provider is called for each at once (at most 16 calls at a time per gateway), within 10 seconds. The lookup changes nothing, so it may be retried freely. Providers that can answer: Plaid, MX (which needs `profileId`, the member's user guid).
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/connections/lookup (the `LookupConnection` operationId).
+func (c *Client) LookupConnectionWithBody(ctx context.Context, params *LookupConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewLookupConnectionRequestWithBody(c.Server, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// LookupConnection Before creating a connection: does the user already have one at that institution?
+//
+// For an app whose "add bank" button is about to open the provider's widget to create a connection (Plaid Link creating an Item): send the user's connection ids at the provider and the institution the user picked (Plaid's `institution_id`, such as `ins_109508`). The gateway asks the provider which institution each connection is at (Plaid: `/item/get`), and of those at that institution reads the provider's health and the open repair, if any. Relink keeps no list of connections and Temporal's visibility has no institution, hence the candidates.
+//
+// `action` says what to do: `repair` (the connection needs the user: send them to reconnect it, through its open repair, or with `repair` null start one with POST /v1/repairs first), `healthy` (the connection works: create nothing), `none` (no connection at that institution, or only one the user revoked, which cannot be repaired: create one). With several at the institution, `match` is the one that needs the user, else one that works, else one revoked; ties go to the first sent. A user may mean to add a second login at the same bank: the answer informs the app, which decides.
+//
+// At most 20 candidates; the provider is called for each at once (at most 16 calls at a time per gateway), within 10 seconds. The lookup changes nothing, so it may be retried freely. Providers that can answer: Plaid, MX (which needs `profileId`, the member's user guid).
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/connections/lookup (the `LookupConnection` operationId).
+func (c *Client) LookupConnection(ctx context.Context, params *LookupConnectionParams, body LookupConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewLookupConnectionRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3817,6 +4002,61 @@ func NewSandboxWidgetLoginRequestWithBody(server string, params *SandboxWidgetLo
 	}
 
 	operationPath := fmt.Sprintf("/sandbox/widget/login")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.XRequestId != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "X-Request-Id", *params.XRequestId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Request-Id", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewLookupConnectionRequest calls the generic LookupConnection builder with application/json body
+func NewLookupConnectionRequest(server string, params *LookupConnectionParams, body LookupConnectionJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewLookupConnectionRequestWithBody(server, params, "application/json", bodyReader)
+}
+
+// NewLookupConnectionRequestWithBody constructs an http.Request for the LookupConnection method, with any body, and a specified content type
+func NewLookupConnectionRequestWithBody(server string, params *LookupConnectionParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/connections/lookup")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -5361,6 +5601,32 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /sandbox/widget/login (the `SandboxWidgetLogin` operationId).
 	SandboxWidgetLoginWithResponse(ctx context.Context, params *SandboxWidgetLoginParams, body SandboxWidgetLoginJSONRequestBody, reqEditors ...RequestEditorFn) (*SandboxWidgetLoginResponse, error)
+
+	// LookupConnectionWithBodyWithResponse Before creating a connection: does the user already have one at that institution?
+	//
+	// For an app whose "add bank" button is about to open the provider's widget to create a connection (Plaid Link creating an Item): send the user's connection ids at the provider and the institution the user picked (Plaid's `institution_id`, such as `ins_109508`). The gateway asks the provider which institution each connection is at (Plaid: `/item/get`), and of those at that institution reads the provider's health and the open repair, if any. Relink keeps no list of connections and Temporal's visibility has no institution, hence the candidates.
+	//
+	// `action` says what to do: `repair` (the connection needs the user: send them to reconnect it, through its open repair, or with `repair` null start one with POST /v1/repairs first), `healthy` (the connection works: create nothing), `none` (no connection at that institution, or only one the user revoked, which cannot be repaired: create one). With several at the institution, `match` is the one that needs the user, else one that works, else one revoked; ties go to the first sent. A user may mean to add a second login at the same bank: the answer informs the app, which decides.
+	//
+	// At most 20 candidates; the provider is called for each at once (at most 16 calls at a time per gateway), within 10 seconds. The lookup changes nothing, so it may be retried freely. Providers that can answer: Plaid, MX (which needs `profileId`, the member's user guid).
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/connections/lookup (the `LookupConnection` operationId).
+	LookupConnectionWithBodyWithResponse(ctx context.Context, params *LookupConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*LookupConnectionResponse, error)
+
+	// LookupConnectionWithResponse Before creating a connection: does the user already have one at that institution?
+	//
+	// For an app whose "add bank" button is about to open the provider's widget to create a connection (Plaid Link creating an Item): send the user's connection ids at the provider and the institution the user picked (Plaid's `institution_id`, such as `ins_109508`). The gateway asks the provider which institution each connection is at (Plaid: `/item/get`), and of those at that institution reads the provider's health and the open repair, if any. Relink keeps no list of connections and Temporal's visibility has no institution, hence the candidates.
+	//
+	// `action` says what to do: `repair` (the connection needs the user: send them to reconnect it, through its open repair, or with `repair` null start one with POST /v1/repairs first), `healthy` (the connection works: create nothing), `none` (no connection at that institution, or only one the user revoked, which cannot be repaired: create one). With several at the institution, `match` is the one that needs the user, else one that works, else one revoked; ties go to the first sent. A user may mean to add a second login at the same bank: the answer informs the app, which decides.
+	//
+	// At most 20 candidates; the provider is called for each at once (at most 16 calls at a time per gateway), within 10 seconds. The lookup changes nothing, so it may be retried freely. Providers that can answer: Plaid, MX (which needs `profileId`, the member's user guid).
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/connections/lookup (the `LookupConnection` operationId).
+	LookupConnectionWithResponse(ctx context.Context, params *LookupConnectionParams, body LookupConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*LookupConnectionResponse, error)
 
 	// ListSweepsWithResponse A provider's last sweeps
 	//
@@ -7404,6 +7670,145 @@ func (r SandboxWidgetLoginResponse) Bytes() []byte {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r SandboxWidgetLoginResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// LookupConnectionResponse200Headers the declared response headers of an HTTP 200 response for LookupConnection
+type LookupConnectionResponse200Headers struct {
+	XRequestId string
+}
+
+// LookupConnectionResponse400Headers the declared response headers of an HTTP 400 response for LookupConnection
+type LookupConnectionResponse400Headers struct {
+	XRequestId string
+}
+
+// LookupConnectionResponse401Headers the declared response headers of an HTTP 401 response for LookupConnection
+type LookupConnectionResponse401Headers struct {
+	WWWAuthenticate string
+	XRequestId      string
+}
+
+// LookupConnectionResponse403Headers the declared response headers of an HTTP 403 response for LookupConnection
+type LookupConnectionResponse403Headers struct {
+	XRequestId string
+}
+
+// LookupConnectionResponse413Headers the declared response headers of an HTTP 413 response for LookupConnection
+type LookupConnectionResponse413Headers struct {
+	XRequestId string
+}
+
+// LookupConnectionResponse500Headers the declared response headers of an HTTP 500 response for LookupConnection
+type LookupConnectionResponse500Headers struct {
+	XRequestId string
+}
+
+// LookupConnectionResponse503Headers the declared response headers of an HTTP 503 response for LookupConnection
+type LookupConnectionResponse503Headers struct {
+	RetryAfter int
+	XRequestId string
+}
+
+type LookupConnectionResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ConnectionLookup
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *Error
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Forbidden
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *PayloadTooLarge
+	// JSON500 the response for an HTTP 500 `application/json` response
+	JSON500 *Internal
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Error
+	// Headers200 the parsed response headers for an HTTP 200 response
+	Headers200 *LookupConnectionResponse200Headers
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *LookupConnectionResponse400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *LookupConnectionResponse401Headers
+	// Headers403 the parsed response headers for an HTTP 403 response
+	Headers403 *LookupConnectionResponse403Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *LookupConnectionResponse413Headers
+	// Headers500 the parsed response headers for an HTTP 500 response
+	Headers500 *LookupConnectionResponse500Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *LookupConnectionResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r LookupConnectionResponse) GetJSON200() *ConnectionLookup {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r LookupConnectionResponse) GetJSON400() *Error {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r LookupConnectionResponse) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r LookupConnectionResponse) GetJSON403() *Forbidden {
+	return r.JSON403
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r LookupConnectionResponse) GetJSON413() *PayloadTooLarge {
+	return r.JSON413
+}
+
+// GetJSON500 returns the response for an HTTP 500 `application/json` response
+func (r LookupConnectionResponse) GetJSON500() *Internal {
+	return r.JSON500
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r LookupConnectionResponse) GetJSON503() *Error {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r LookupConnectionResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r LookupConnectionResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r LookupConnectionResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// Bytes is a convenience method to retrieve the raw bytes from the HTTP response
+func (r LookupConnectionResponse) Bytes() []byte {
+	return r.Body
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r LookupConnectionResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -10171,6 +10576,44 @@ func (c *ClientWithResponses) SandboxWidgetLoginWithResponse(ctx context.Context
 	return ParseSandboxWidgetLoginResponse(rsp)
 }
 
+// LookupConnectionWithBodyWithResponse Before creating a connection: does the user already have one at that institution?
+//
+// For an app whose "add bank" button is about to open the provider's widget to create a connection (Plaid Link creating an Item): send the user's connection ids at the provider and the institution the user picked (Plaid's `institution_id`, such as `ins_109508`). The gateway asks the provider which institution each connection is at (Plaid: `/item/get`), and of those at that institution reads the provider's health and the open repair, if any. Relink keeps no list of connections and Temporal's visibility has no institution, hence the candidates.
+//
+// `action` says what to do: `repair` (the connection needs the user: send them to reconnect it, through its open repair, or with `repair` null start one with POST /v1/repairs first), `healthy` (the connection works: create nothing), `none` (no connection at that institution, or only one the user revoked, which cannot be repaired: create one). With several at the institution, `match` is the one that needs the user, else one that works, else one revoked; ties go to the first sent. A user may mean to add a second login at the same bank: the answer informs the app, which decides.
+//
+// At most 20 candidates; the provider is called for each at once (at most 16 calls at a time per gateway), within 10 seconds. The lookup changes nothing, so it may be retried freely. Providers that can answer: Plaid, MX (which needs `profileId`, the member's user guid).
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/connections/lookup (the `LookupConnection` operationId).
+func (c *ClientWithResponses) LookupConnectionWithBodyWithResponse(ctx context.Context, params *LookupConnectionParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*LookupConnectionResponse, error) {
+	rsp, err := c.LookupConnectionWithBody(ctx, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseLookupConnectionResponse(rsp)
+}
+
+// LookupConnectionWithResponse Before creating a connection: does the user already have one at that institution?
+//
+// For an app whose "add bank" button is about to open the provider's widget to create a connection (Plaid Link creating an Item): send the user's connection ids at the provider and the institution the user picked (Plaid's `institution_id`, such as `ins_109508`). The gateway asks the provider which institution each connection is at (Plaid: `/item/get`), and of those at that institution reads the provider's health and the open repair, if any. Relink keeps no list of connections and Temporal's visibility has no institution, hence the candidates.
+//
+// `action` says what to do: `repair` (the connection needs the user: send them to reconnect it, through its open repair, or with `repair` null start one with POST /v1/repairs first), `healthy` (the connection works: create nothing), `none` (no connection at that institution, or only one the user revoked, which cannot be repaired: create one). With several at the institution, `match` is the one that needs the user, else one that works, else one revoked; ties go to the first sent. A user may mean to add a second login at the same bank: the answer informs the app, which decides.
+//
+// At most 20 candidates; the provider is called for each at once (at most 16 calls at a time per gateway), within 10 seconds. The lookup changes nothing, so it may be retried freely. Providers that can answer: Plaid, MX (which needs `profileId`, the member's user guid).
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/connections/lookup (the `LookupConnection` operationId).
+func (c *ClientWithResponses) LookupConnectionWithResponse(ctx context.Context, params *LookupConnectionParams, body LookupConnectionJSONRequestBody, reqEditors ...RequestEditorFn) (*LookupConnectionResponse, error) {
+	rsp, err := c.LookupConnection(ctx, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseLookupConnectionResponse(rsp)
+}
+
 // ListSweepsWithResponse A provider's last sweeps
 //
 // Returns a wrapper object for the known response body format(s).
@@ -12557,6 +13000,161 @@ func ParseSandboxWidgetLoginResponse(rsp *http.Response) (*SandboxWidgetLoginRes
 			headers.XRequestId = value
 		}
 		response.Headers415 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseLookupConnectionResponse parses an HTTP response from a LookupConnectionWithResponse call
+func ParseLookupConnectionResponse(rsp *http.Response) (*LookupConnectionResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &LookupConnectionResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ConnectionLookup
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest PayloadTooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 200:
+		var headers LookupConnectionResponse200Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers200 = &headers
+	case rsp.StatusCode == 400:
+		var headers LookupConnectionResponse400Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers LookupConnectionResponse401Headers
+		if values := rsp.Header.Values("WWW-Authenticate"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "WWW-Authenticate", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.WWWAuthenticate = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 403:
+		var headers LookupConnectionResponse403Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers403 = &headers
+	case rsp.StatusCode == 413:
+		var headers LookupConnectionResponse413Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers413 = &headers
+	case rsp.StatusCode == 500:
+		var headers LookupConnectionResponse500Headers
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers500 = &headers
+	case rsp.StatusCode == 503:
+		var headers LookupConnectionResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = value
+		}
+		if values := rsp.Header.Values("X-Request-Id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "X-Request-Id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: true, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XRequestId = value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil

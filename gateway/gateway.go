@@ -84,6 +84,10 @@ type Gateway struct {
 	// reconnect's answer (which the hosted page and the embeddable button
 	// read) and the hosted page's Content-Security-Policy.
 	Browsers map[string]aggregator.Browser
+	// Institutions are the enabled providers that can say which
+	// institution a connection is at, by name: the connection lookup
+	// (POST /v1/connections/lookup, lookup.go) calls them.
+	Institutions map[string]InstitutionLookup
 	// Sweeps are the reconciliation sweeps an operator may start, by
 	// provider: the input of a new sweep of each swept provider.
 	Sweeps map[string]workflows.SweepInput
@@ -129,6 +133,12 @@ type Gateway struct {
 	// learn how far its clock runs ahead (workflows.ReconnectRequest).
 	instanceOnce sync.Once
 	instance     string
+	// lookupSlots bound the provider calls of the connection lookups
+	// under way (lookupCallsInFlight); lookupBudget, when set, replaces
+	// lookupBudget (tests).
+	lookupOnce   sync.Once
+	lookupSlots  *semaphore.Weighted
+	lookupBudget time.Duration
 	// temporalUp, when set, closes once Temporal is set: the gateway
 	// serves before its client exists (ServeBeforeTemporal, waiting.go).
 	temporalUp chan struct{}
@@ -179,6 +189,7 @@ func (g *Gateway) handler() (http.Handler, []string) {
 	api.Handle("POST /v1/repairs", appOnly(g.needsTemporal(g.startRepair)))
 	api.Handle("GET /v1/repairs", appOnly(g.needsTemporal(g.listRepairs)))
 	api.Handle("GET /v1/stats", appOnly(g.needsTemporal(g.stats)))
+	api.Handle("POST /v1/connections/lookup", appOnly(g.needsTemporal(g.lookupConnections)))
 	api.Handle("POST /v1/reconcile/{provider}", appOnly(g.needsTemporal(g.triggerSweep)))
 	api.Handle("GET /v1/reconcile/{provider}", appOnly(g.needsTemporal(g.listSweeps)))
 	api.Handle("POST /v1/repairs/{provider}/{connectionId}/cancel", appOnly(g.needsTemporal(g.cancel)))
@@ -330,6 +341,9 @@ const (
 	codeInternal             = "internal"
 	codeUnknownProvider      = "unknown_provider"
 	codeNotSwept             = "not_swept"
+	// codeNotSupported: the provider cannot answer what was asked (a
+	// connection lookup of a provider with no institution reader).
+	codeNotSupported = "not_supported"
 )
 
 type errorBody struct {

@@ -20,6 +20,7 @@ import (
 	"github.com/relink-dev/relink/activities/plaid/plaidfake"
 	"github.com/relink-dev/relink/activities/quiltt"
 	"github.com/relink-dev/relink/activities/quiltt/quilttfake"
+	relinkapi "github.com/relink-dev/relink/client"
 	"github.com/relink-dev/relink/workflows"
 )
 
@@ -340,4 +341,61 @@ func (s *stack) assertNotInHistory(workflowID, secret, visible string) {
 	}
 	assert.Contains(s.t, text.String(), visible)
 	assert.NotContains(s.t, text.String(), secret)
+}
+
+// Before Link creates an Item, the app asks whether the user already has
+// one at the institution they picked: item_p1 at Chase (ins_3, Plaid's
+// sandbox), item_p2 at ins_109508. The answer, through the generated
+// client, is to repair item_p1 (first with no repair open, then through
+// its open one), that item_p2 works, and that nothing is at a third bank.
+func TestPlaidLookupBeforeLinkCreatesAnItem(t *testing.T) {
+	s, fake := newPlaidStackWith(t, map[string]string{
+		"PLAID_ACCESS_TOKENS": "item_p1:" + plaidAccessToken + ",item_p2:access-sandbox-it-item-p2"})
+	fake.Put(plaidfake.Item{ID: "item_p2", AccessToken: "access-sandbox-it-item-p2", InstitutionID: "ins_109508"})
+	ask := func(institution string) relinkapi.ConnectionLookup {
+		t.Helper()
+		res, err := s.api.LookupConnectionWithResponse(context.Background(), nil, relinkapi.ConnectionLookupRequest{
+			Provider: plaid.Name, InstitutionId: institution, ConnectionIds: []string{"item_p1", "item_p2", "item_gone"}})
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, res.StatusCode(), string(res.Body))
+		assert.Equal(t, []string{"item_gone"}, res.JSON200.UnknownConnectionIds, "no access token for it: not a match")
+		return *res.JSON200
+	}
+
+	// item_p1's login broke, and no webhook has told Relink yet.
+	got := ask("ins_3")
+	assert.Equal(t, relinkapi.ConnectionLookupActionRepair, got.Action)
+	require.NotNil(t, got.Match)
+	assert.Equal(t, "item_p1", got.Match.ConnectionId)
+	assert.Equal(t, relinkapi.ConnectionHealth("REPAIRABLE"), got.Match.Health)
+	assert.Nil(t, got.Match.Repair, "none open: the app starts one (POST /v1/repairs)")
+
+	s.postPlaid(fake, map[string]any{"webhook_type": "ITEM", "webhook_code": "ERROR", "item_id": "item_p1",
+		"error": map[string]any{"error_type": "ITEM_ERROR", "error_code": "ITEM_LOGIN_REQUIRED"}, "environment": "sandbox"})
+	s.waitForStatusOf(plaid.Name, "item_p1", workflows.StatusAwaitingUser)
+	got = ask("ins_3")
+	assert.Equal(t, relinkapi.ConnectionLookupActionRepair, got.Action)
+	require.NotNil(t, got.Match)
+	require.NotNil(t, got.Match.Repair, "its open repair, to send the user to")
+	assert.Equal(t, workflows.WorkflowID(plaid.Name, "item_p1"), got.Match.Repair.Id)
+	assert.Equal(t, relinkapi.Status(workflows.StatusAwaitingUser), got.Match.Repair.Status)
+
+	got = ask("ins_109508")
+	assert.Equal(t, relinkapi.ConnectionLookupActionHealthy, got.Action, "item_p2 works: do not create another")
+	require.NotNil(t, got.Match)
+	assert.Equal(t, "item_p2", got.Match.ConnectionId)
+	assert.Equal(t, relinkapi.ConnectionHealth("HEALTHY"), got.Match.Health)
+	assert.Nil(t, got.Match.Repair)
+
+	got = ask("ins_127989")
+	assert.Equal(t, relinkapi.ConnectionLookupActionNone, got.Action, "no Item there: Link creates one")
+	assert.Nil(t, got.Match)
+
+	// Plaid down: nothing is known, so nothing is answered.
+	fake.HTTPStatus = http.StatusInternalServerError
+	res, err := s.api.LookupConnectionWithResponse(context.Background(), nil, relinkapi.ConnectionLookupRequest{
+		Provider: plaid.Name, InstitutionId: "ins_3", ConnectionIds: []string{"item_p1"}})
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusServiceUnavailable, res.StatusCode(), string(res.Body))
+	assert.NotEmpty(t, res.HTTPResponse.Header.Get("Retry-After"))
 }

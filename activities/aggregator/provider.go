@@ -192,3 +192,18 @@ type Lister interface {
 	// most limit connections whose status needs the user.
 	ListNeedingUser(ctx context.Context, cursor string, limit int) (CandidatePage, error)
 }
+
+// InstitutionReader is implemented by a provider that can say which
+// institution a connection is at, in the provider's own institution ids
+// (Plaid's institution_id "ins_109508", MX's institution_code): the ids
+// its widget hands the app when the user picks a bank. The gateway's
+// connection lookup (POST /v1/connections/lookup) reads it, so an app
+// about to create a connection learns that the user already has one at
+// that institution.
+type InstitutionReader interface {
+	// Institution returns the institution conn is at. A connection the
+	// provider does not know is a NotFound error; a ref the provider
+	// cannot read without more (MX's user guid as ProfileID) an
+	// InvalidInput one.
+	Institution(ctx context.Context, conn ConnectionRef) (string, error)
+}

@@ -313,6 +313,19 @@ func (p *Provider) ConnectionStatus(ctx context.Context, ref aggregator.Connecti
 	return statusOf(status), nil
 }
 
+var _ aggregator.InstitutionReader = (*Provider)(nil)
+
+// Institution implements aggregator.InstitutionReader: the member's
+// institution_code (GET /users/{user}/members/{member}), which needs the
+// user guid as ProfileID.
+func (p *Provider) Institution(ctx context.Context, ref aggregator.ConnectionRef) (string, error) {
+	m, err := p.member(ctx, ref)
+	if err != nil {
+		return "", err
+	}
+	return m.InstitutionCode, nil
+}
+
 // member reads the member (GET /users/{user}/members/{member}).
 func (p *Provider) member(ctx context.Context, ref aggregator.ConnectionRef) (Member, error) {
 	if err := checkRef(ref); err != nil {

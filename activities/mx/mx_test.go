@@ -279,3 +279,20 @@ func TestSettings(t *testing.T) {
 		assert.Error(t, s.Validate(), name)
 	}
 }
+
+func TestInstitutionIsTheMembersInstitutionCode(t *testing.T) {
+	fake, p := setup(t)
+	fake.Put(mxfake.Member{GUID: "MBR-other", UserGUID: user, Name: "Other Bank", InstitutionCode: "otherbank", Status: mx.StatusConnected})
+
+	got, err := p.Institution(context.Background(), ref("MBR-other"))
+	require.NoError(t, err)
+	assert.Equal(t, "otherbank", got)
+	got, err = p.Institution(context.Background(), ref("MBR-broken"))
+	require.NoError(t, err)
+	assert.Equal(t, "mxbank", got)
+
+	_, err = p.Institution(context.Background(), ref("MBR-missing"))
+	assert.Equal(t, aggregator.ErrTypeConnectionNotFound, aggregator.TypeOf(err), "%v", err)
+	_, err = p.Institution(context.Background(), aggregator.ConnectionRef{Provider: mx.Name, ConnectionID: "MBR-other"})
+	assert.Equal(t, aggregator.ErrTypeInvalidInput, aggregator.TypeOf(err), "MX needs the user guid: %v", err)
+}

@@ -116,6 +116,8 @@ type Provider struct {
 	HTTP             *http.Client
 }
 
+var _ aggregator.InstitutionReader = (*Provider)(nil)
+
 // Name implements aggregator.Provider.
 func (p *Provider) Name() string { return Name }
 
@@ -218,6 +220,31 @@ func (p *Provider) ConnectionStatus(ctx context.Context, ref aggregator.Connecti
 		st.ConsentExpiresAt = t.UTC()
 	}
 	return st, nil
+}
+
+// Institution implements aggregator.InstitutionReader with /item/get's
+// item.institution_id ("ins_109508"): the id Link's onSuccess metadata
+// and the institution search name the bank by. An Item Plaid no longer
+// has (or whose access token the app does not know) is NotFound.
+func (p *Provider) Institution(ctx context.Context, ref aggregator.ConnectionRef) (string, error) {
+	token, err := p.Tokens.AccessToken(ctx, ref.ConnectionID)
+	if err != nil {
+		return "", err
+	}
+	var res struct {
+		Item struct {
+			InstitutionID *string `json:"institution_id"`
+		} `json:"item"`
+	}
+	if err := p.call(ctx, "/item/get", map[string]any{"client_id": p.ClientID, "secret": p.Secret, "access_token": token}, &res); err != nil {
+		return "", err
+	}
+	if res.Item.InstitutionID == nil {
+		// Plaid documents institution_id as nullable (Items created
+		// before it existed): no institution is none to match.
+		return "", nil
+	}
+	return *res.Item.InstitutionID, nil
 }
 
 type plaidError struct {

@@ -481,3 +481,30 @@ func TestRedirectURIMustBeAbsoluteWithoutQuery(t *testing.T) {
 	s.RedirectURI = "https://relink.example.com/r/oauth"
 	assert.NoError(t, s.Validate())
 }
+
+func TestInstitutionIsTheItemsInstitutionID(t *testing.T) {
+	fake, p := setup(t)
+	fake.Put(plaidfake.Item{ID: "item_2", AccessToken: "access-sandbox-2", InstitutionID: "ins_109508"})
+	p.Tokens = plaid.StaticAccessTokens{"item_1": accessToken, "item_2": "access-sandbox-2", "item_gone": "access-sandbox-gone"}
+
+	got, err := p.Institution(context.Background(), ref("item_2"))
+	require.NoError(t, err)
+	assert.Equal(t, "ins_109508", got)
+	last := fake.Requests()[len(fake.Requests())-1]
+	assert.Equal(t, "/item/get", last.Path)
+	assert.Equal(t, "access-sandbox-2", last.Body["access_token"])
+
+	got, err = p.Institution(context.Background(), ref("item_1"))
+	require.NoError(t, err)
+	assert.Equal(t, "ins_3", got, "a broken Item still says its institution")
+
+	_, err = p.Institution(context.Background(), ref("item_gone"))
+	assert.Equal(t, aggregator.ErrTypeConnectionNotFound, aggregator.TypeOf(err), "Plaid no longer has the Item: %v", err)
+	_, err = p.Institution(context.Background(), ref("item_unknown"))
+	assert.Equal(t, aggregator.ErrTypeConnectionNotFound, aggregator.TypeOf(err), "the app knows no access token: %v", err)
+
+	fake.RateLimitNext(1)
+	_, err = p.Institution(context.Background(), ref("item_2"))
+	_, limited := aggregator.IsRateLimited(err)
+	assert.True(t, limited, "retryable, and said to be a rate limit: %v", err)
+}

@@ -119,6 +119,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/connections/lookup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Before creating a connection: does the user already have one at that institution?
+         * @description For an app whose "add bank" button is about to open the provider's widget to create a connection (Plaid Link creating an Item): send the user's connection ids at the provider and the institution the user picked (Plaid's `institution_id`, such as `ins_109508`). The gateway asks the provider which institution each connection is at (Plaid: `/item/get`), and of those at that institution reads the provider's health and the open repair, if any. Relink keeps no list of connections and Temporal's visibility has no institution, hence the candidates.
+         *
+         *     `action` says what to do: `repair` (the connection needs the user: send them to reconnect it, through its open repair, or with `repair` null start one with POST /v1/repairs first), `healthy` (the connection works: create nothing), `none` (no connection at that institution, or only one the user revoked, which cannot be repaired: create one). With several at the institution, `match` is the one that needs the user, else one that works, else one revoked; ties go to the first sent. A user may mean to add a second login at the same bank: the answer informs the app, which decides.
+         *
+         *     At most 20 candidates; the provider is called for each at once (at most 16 calls at a time per gateway), within 10 seconds. The lookup changes nothing, so it may be retried freely. Providers that can answer: Plaid, MX (which needs `profileId`, the member's user guid).
+         */
+        post: operations["lookupConnection"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/repairs/{provider}/{connectionId}": {
         parameters: {
             query?: never;
@@ -654,7 +678,7 @@ export interface components {
          * @description What went wrong, for programs; the README's HTTP API table says when each is answered.
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "unknown_provider" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "session_unknown" | "too_many_requests" | "internal" | "not_enabled" | "unavailable" | "not_swept";
+        ErrorCode: "bad_request" | "unknown_provider" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "payload_too_large" | "unsupported_media_type" | "session_unknown" | "too_many_requests" | "internal" | "not_enabled" | "unavailable" | "not_swept" | "not_supported";
         /** @description Every error the gateway answers in JSON. */
         Error: {
             error: {
@@ -1170,6 +1194,44 @@ export interface components {
             })[];
             /** @description The cursor of the next page; absent or empty after the last. */
             nextCursor?: string;
+        };
+        ConnectionLookupRequest: {
+            provider: components["schemas"]["ProviderName"];
+            /**
+             * @description The institution the user picked, in the provider's ids: Plaid's `institution_id` (Link's `onSuccess` or `onEvent` metadata, `/institutions/search`), MX's `institution_code`.
+             * @example ins_109508
+             */
+            institutionId: string;
+            /** @description The user's id at the provider, passed to it with each candidate (MX needs the user guid; Plaid does not). */
+            profileId?: string;
+            /** @description The user's connections at the provider (Plaid's `item_id`s), at most 20; `[]` when the user has none. A repeated id counts once. */
+            connectionIds: components["schemas"]["ConnectionID"][];
+        };
+        /**
+         * @description The connection's status at the provider, normalised: HEALTHY (working), SYNCING (not yet known), REPAIRABLE (broken in a way the user fixes), DEGRADED (an error on the provider's or institution's side), DISCONNECTED (revoked: cannot be repaired).
+         * @enum {string}
+         */
+        ConnectionHealth: "HEALTHY" | "SYNCING" | "REPAIRABLE" | "DEGRADED" | "DISCONNECTED";
+        ConnectionLookupMatch: {
+            connectionId: components["schemas"]["ConnectionID"];
+            /** @description The institution asked about, which the provider says this connection is at. */
+            institutionId: string;
+            health: components["schemas"]["ConnectionHealth"];
+            /** @description The provider's own word for the status (Plaid's error code, such as ITEM_LOGIN_REQUIRED, or HEALTHY). */
+            providerStatus?: string;
+            /** @description The connection's open repair (as GET /v1/repairs/{provider}/{connectionId} reads it); null when none is open. */
+            repair: components["schemas"]["Repair"] | null;
+        };
+        ConnectionLookup: {
+            /**
+             * @description `repair`: send the user to reconnect `match` (start a repair first when `match.repair` is null); `healthy`: `match` works, create nothing; `none`: create a connection (`match`, if any, is one the user revoked).
+             * @enum {string}
+             */
+            action: "repair" | "healthy" | "none";
+            /** @description The user's connection at that institution; null when the provider says none of the candidates is there. */
+            match: components["schemas"]["ConnectionLookupMatch"] | null;
+            /** @description Candidates the provider does not know (deleted, or Relink cannot read them: no Plaid access token): none of them is a match. */
+            unknownConnectionIds: components["schemas"]["ConnectionID"][];
         };
     };
     responses: {
@@ -1722,6 +1784,69 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             500: components["responses"]["Internal"];
             503: components["responses"]["Unavailable"];
+        };
+    };
+    lookupConnection: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request (up to 128 printable characters), returned in X-Request-Id and carried by the gateway's logs; otherwise the gateway makes one. */
+                "X-Request-Id"?: components["parameters"]["X-Request-Id"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConnectionLookupRequest"];
+            };
+        };
+        responses: {
+            /** @description The answer: what to do, and the connection it is about. */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConnectionLookup"];
+                };
+            };
+            /** @description Malformed JSON, an unknown field, a bad id, no `institutionId`, no `connectionIds` (send `[]` for none), more than 20 of them, or a candidate the provider cannot read as sent (MX without `profileId`) (bad_request); a provider that is not enabled (unknown_provider); or an enabled provider that cannot say which institution a connection is at (not_supported). */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @enum {string} */
+                            code?: "bad_request" | "unknown_provider" | "not_supported";
+                        };
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            500: components["responses"]["Internal"];
+            /** @description The provider did not answer for every candidate (an outage, its rate limit, or not within 10 seconds), Temporal did not, or the gateway is still connecting to Temporal: nothing is known of the candidates it did not answer for, so nothing is answered. Retry after Retry-After (the provider's own, when it sent one). */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"] & {
+                        error?: {
+                            /** @constant */
+                            code?: "unavailable";
+                        };
+                    };
+                };
+            };
         };
     };
     getRepair: {

@@ -29,6 +29,9 @@ type Item struct {
 	ErrorCode string
 	// ConsentExpiresAt is the Item's consent_expiration_time; zero is null.
 	ConsentExpiresAt time.Time
+	// InstitutionID is the Item's institution_id; empty is "ins_3"
+	// (Chase in Plaid's sandbox).
+	InstitutionID string
 }
 
 // Request is one request the fake received.
@@ -274,7 +277,11 @@ func (s *Server) itemGet(w http.ResponseWriter, r *http.Request) {
 	if !it.ConsentExpiresAt.IsZero() {
 		consentExpires = it.ConsentExpiresAt.UTC().Format(time.RFC3339Nano)
 	}
-	reply(w, http.StatusOK, map[string]any{"item": map[string]any{"item_id": it.ID, "institution_id": "ins_3",
+	institution := it.InstitutionID
+	if institution == "" {
+		institution = "ins_3"
+	}
+	reply(w, http.StatusOK, map[string]any{"item": map[string]any{"item_id": it.ID, "institution_id": institution,
 		"error": itemErr, "consent_expiration_time": consentExpires, "update_type": "background"},
 		"status": map[string]any{}, "request_id": "req_fake"})
 }
