@@ -162,17 +162,20 @@ func TestMXConfirmedByPollingTheMembersStatus(t *testing.T) {
 	assert.Equal(t, workflows.ReasonConfirmedByStatus, st.ReasonCode, st.Reason)
 }
 
-func TestMXConfirmedByItsAggregationWebhook(t *testing.T) {
-	s, fake := newMXStack(t, nil)
+// MX's AGGREGATION webhook is not signed: it confirms nothing on its word
+// (a forger with a captured body could close any repair), and the
+// member's status still decides.
+func TestMXAggregationWebhookConfirmsNothing(t *testing.T) {
+	s, fake := newMXStack(t, map[string]string{"RELINK_VERIFY_QUIET_PERIOD": "1s", "RELINK_VERIFY_POLL_INTERVAL": "1s"})
 	m := s.userFinishesMX(fake, "MBR-it3", mx.StatusPrevented, mx.StatusUpdated)
 
-	// MX's aggregation with the new credentials completes.
-	// (MX dates it to the second: a second on, so it is not dated before
-	// the break, as it would not be but in a test this fast.)
-	fake.Set("MBR-it3", mx.StatusConnected)
-	assert.Equal(t, 1, s.postMX(mxfake.AggregationBody(m, time.Now().Add(time.Second))).Applied)
-	st := s.waitForStatusOf(mx.Name, "MBR-it3", workflows.StatusRepaired)
-	assert.Equal(t, workflows.ReasonConfirmedByWebhook, st.ReasonCode, st.Reason)
+	// Still PREVENTED at MX: an aggregation webhook changes nothing.
+	fake.Set("MBR-it3", mx.StatusPrevented)
+	sum := s.postMX(mxfake.AggregationBody(m, time.Now().Add(time.Second)))
+	assert.Equal(t, webhookSummary{}, sum, "no event Relink acts on")
+	// The status read says what happened: PREVENTED, so the attempt failed.
+	st := s.waitForStatusOf(mx.Name, "MBR-it3", workflows.StatusAwaitingUser)
+	assert.Equal(t, 2, st.Attempt, "confirmed by reading the member, not by the webhook")
 }
 
 func TestMXStillChallengedAfterTheWidgetCountsTheAttempt(t *testing.T) {

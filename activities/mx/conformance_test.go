@@ -73,14 +73,12 @@ func TestConformance(t *testing.T) {
 				switch kind {
 				case aggregator.EventKindRepairable:
 					body = mxfake.ConnectionStatusBody(m)
-				case aggregator.EventKindSynced:
-					body = mxfake.AggregationBody(m, at)
 				default:
 					t.Fatalf("MX sends no %s webhook", kind)
 				}
 				return body, http.Header{"Content-Type": {"application/json"}, "Authorization": {mxfake.BasicAuth(hookUser, hookPassword)}}
 			},
-			WebhookKinds: []aggregator.EventKind{aggregator.EventKindRepairable, aggregator.EventKindSynced},
+			WebhookKinds: []aggregator.EventKind{aggregator.EventKindRepairable},
 			Unsigned:     true,
 			Forged: func(_ *testing.T, h http.Header) http.Header {
 				h.Set("Authorization", mxfake.BasicAuth(hookUser, "not-the-password-0000"))

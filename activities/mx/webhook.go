@@ -20,7 +20,10 @@ const (
 	// UNREPAIRABLE with the reason.
 	WebhookConnectionStatus = "CONNECTION_STATUS"
 	// WebhookAggregation: an aggregation of the member completed with new
-	// data (optional: subscribe to it for confirmation by webhook).
+	// data. Ignored: its body is neither signed nor dated by anything but
+	// itself, so it must not confirm a repair on its word, and it comes
+	// for every member's every aggregation; Relink confirms by reading
+	// the member's status.
 	WebhookAggregation = "AGGREGATION"
 )
 
@@ -83,20 +86,6 @@ func (w *WebhookReceiver) Receive(r *http.Request, body []byte) ([]aggregator.We
 			ConnectionID:   hook.MemberGUID,
 			ProfileID:      hook.UserGUID,
 			ProviderStatus: hook.ConnectionStatus,
-		}}, nil
-	case WebhookAggregation:
-		if hook.MemberGUID == "" || hook.CompletedAt <= 0 {
-			return nil, fmt.Errorf("%w: %s needs member_guid and completed_at", aggregator.ErrWebhookMalformed, hook.Type)
-		}
-		// An aggregation completes once: its member and time name it.
-		return []aggregator.WebhookEvent{{
-			EventID:        fmt.Sprintf("%s:%s:%d", hook.MemberGUID, hook.Type, hook.CompletedAt),
-			Kind:           aggregator.EventKindSynced,
-			Type:           hook.Type + " " + hook.Action,
-			At:             time.Unix(hook.CompletedAt, 0).UTC(),
-			ConnectionID:   hook.MemberGUID,
-			ProfileID:      hook.UserGUID,
-			ProviderStatus: StatusConnected,
 		}}, nil
 	}
 	return nil, nil // not Relink's business
