@@ -484,7 +484,8 @@ const plaidStandInJS = `(() => {
       const meta = (more) => Object.assign({ link_session_id: linkSessionId, request_id: 'req-standin-' + (++requests) }, more);
       const event = (name, more) => {
         record.events.push(name);
-        if (typeof config.onEvent === 'function') config.onEvent(name, meta(Object.assign({ timestamp: new Date().toISOString() }, more)));
+        // An event is no request of Link's: it takes no request id.
+        if (typeof config.onEvent === 'function') config.onEvent(name, Object.assign({ link_session_id: linkSessionId, timestamp: new Date().toISOString() }, more));
       };
       const close = () => { if (overlay) { overlay.remove(); overlay = null; } };
       const exit = (err, status) => {
@@ -606,6 +607,8 @@ func TestBrowserRepairsThroughPlaidLink(t *testing.T) {
 	// Link opens over the page; the user leaves it first.
 	b.waitUntil("Plaid Link to open", `document.getElementById('plaid-standin')`, waitTimeout)
 	assert.Equal(t, "widget", b.state())
+	assert.True(t, eval[bool](b, `sessionStorage.getItem('relink.plaid-oauth') === null`),
+		"a bank without OAuth: nothing kept for a return (the client token stays in the page)")
 	b.click("plaid-standin-exit")
 	b.waitState("ready")
 	assert.Equal(t, "Try again", b.text("reconnect"))

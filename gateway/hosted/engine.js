@@ -45,10 +45,15 @@ const oauthMaxAge = 30 * 60 * 1000;
 // from, when this page is the bank's return (oauth_state_id in the query)
 // and the session is recent enough to finish; else null.
 function relinkOAuthReturn() {
-  if (!new URLSearchParams(location.search).has('oauth_state_id')) return null;
   let saved = null;
   try { saved = JSON.parse(sessionStorage.getItem(oauthKey) || 'null'); } catch (_) { return null; }
-  if (!saved || !saved.linkToken || !(Date.now() - saved.savedAt < oauthMaxAge)) return null;
+  if (saved && !(Date.now() - saved.savedAt < oauthMaxAge)) {
+    // Past its link token's life: of no use, and it holds a client token.
+    try { sessionStorage.removeItem(oauthKey); } catch (_) { /* storage off */ }
+    return null;
+  }
+  if (!new URLSearchParams(location.search).has('oauth_state_id')) return null;
+  if (!saved || !saved.linkToken) return null;
   return saved;
 }
 
@@ -177,6 +182,9 @@ function relinkEngine(o) {
         }
         emit('exit', Object.assign({ why: err ? 'error' : 'left' }, body));
       },
+      // Link is about to leave for an OAuth bank: only then is the
+      // session kept for the return (a bank without OAuth keeps nothing).
+      onEvent: (name) => { if (name === 'OPEN_OAUTH') keepForOAuth(); },
     };
     if (received) {
       config.receivedRedirectUri = received;
@@ -184,15 +192,13 @@ function relinkEngine(o) {
       const u = new URL(location.href);
       u.searchParams.delete('oauth_state_id');
       history.replaceState(history.state, '', u.href);
-    } else {
-      keepForOAuth();
     }
     plaid = window.Plaid.create(config);
     plaid.open();
   }
 
-  // keepForOAuth saves the Link session about to open, in case Link
-  // leaves the page for an OAuth bank. Storage refused: no OAuth return.
+  // keepForOAuth saves the Link session that is leaving the page for an
+  // OAuth bank. Storage refused: no OAuth return.
   function keepForOAuth() {
     const saved = Object.assign({}, o.keep ? o.keep() : {}, {
       provider: o.provider, connection: o.connection, linkToken: session.linkToken,

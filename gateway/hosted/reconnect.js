@@ -13,7 +13,9 @@ const widget = $('widget'), frame = $('widget-frame'), closeWidget = $('close-wi
 // The bank's return (GET /r/oauth, the hosted page's PLAID_REDIRECT_URI):
 // the page this tab left from kept its connection and client token with
 // the Link session, in this origin's sessionStorage (engine.js).
-const oauth = d.state === 'oauth' ? relinkOAuthReturn() : null;
+// (Read on every load: it also forgets a kept session past its life.)
+const kept = relinkOAuthReturn();
+const oauth = d.state === 'oauth' ? kept : null;
 if (oauth) {
   d.provider = oauth.provider;
   d.connection = oauth.connection;
