@@ -323,8 +323,14 @@ function relinkEngine(o) {
     o.frame.close();
     verifying = true;
     emit('verifying');
-    const before = await call('GET', '');
-    attemptAtComplete = (before.json && before.json.repair && before.json.repair.attempt) || attemptAtComplete;
+    // The attempt the user finished, to tell a failed one from a wait:
+    // read now (a hiccup retried), or else when the repair is seen
+    // checking with the bank (follow).
+    for (const wait of [0, 500, 1000]) {
+      if (wait) await sleep(wait);
+      const before = await call('GET', '');
+      if (before.json && before.json.repair) { attemptAtComplete = before.json.repair.attempt || attemptAtComplete; break; }
+    }
     // The widget's success is worth keeping: a gateway or network hiccup
     // is retried (the same completion is recorded once), not thrown away.
     let r;
@@ -351,6 +357,7 @@ function relinkEngine(o) {
       const r = await call('GET', '');
       if (r.status === 401) { polling = false; return problem('unauthorized', r); }
       const st = r.json && r.json.repair && r.json.repair.status;
+      if (verifying && !attemptAtComplete && (st === 'COMPLETING' || st === 'VERIFYING')) attemptAtComplete = r.json.repair.attempt || 0;
       if (st && settle(st, r.json.repair)) { polling = false; return; }
       await sleep(1500);
     }
