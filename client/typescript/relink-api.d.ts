@@ -1614,7 +1614,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No provider of that name is enabled. */
+            /** @description No provider of that name is enabled (`unknown_provider`), or the provider sends no webhooks to Relink (`not_found`). */
             404: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1623,8 +1623,8 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
-                            /** @constant */
-                            code?: "unknown_provider";
+                            /** @enum {string} */
+                            code?: "unknown_provider" | "not_found";
                         };
                     };
                 };
