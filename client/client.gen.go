@@ -1757,7 +1757,7 @@ type ClientInterface interface {
 
 	// RedirectGo Leave for a provider's sign-in (a redirect widget)
 	//
-	// For a `redirect` session (TrueLayer): the path is the reconnect answer's `widget.redirectUrl`. The gateway keeps the return ticket in a cookie of its return route (HttpOnly, SameSite=Lax, Path=/r/return/, 30 minutes) and sends the browser to the provider. The ticket is the credential; it is never logged.
+	// For a `redirect` session (TrueLayer): the path is the reconnect answer's `widget.redirectUrl`. The gateway keeps the return ticket in a cookie of its return route (HttpOnly, SameSite=Lax, Path=/r/return/, 30 minutes) and sends the browser to the provider, with an OAuth 2 `state` bound to the ticket (a hash of it) added to the provider's URL. The ticket is the credential; it is never logged.
 	//
 	// Corresponds with GET /r/go/{ticket} (the `RedirectGo` operationId).
 	RedirectGo(ctx context.Context, ticket string, params *RedirectGoParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1771,7 +1771,7 @@ type ClientInterface interface {
 
 	// RedirectReturn Back from a provider's sign-in (a redirect widget)
 	//
-	// The provider's redirect URI (TrueLayer: `RELINK_PUBLIC_URL` + `/r/return/truelayer`, with `?code=…`, or `?error=…`). The gateway takes the return ticket from its cookie (and clears it), then completes the repair with the ticket's session and the code (or reports the exit), and sends the browser on to the repair's hosted page. A return without the cookie (a foreign or replayed return), with another provider's or an expired ticket, or that the repair refuses, gets a page that says so. The query is never logged.
+	// The provider's redirect URI (TrueLayer: `RELINK_PUBLIC_URL` + `/r/return/truelayer`, with `?code=…&state=…`, or `?error=…&state=…`). The gateway takes the return ticket from its cookie and requires `state` to be the one `GET /r/go` sent the browser to the provider with, then completes the repair with the ticket's session and the code (or reports the exit, once per ticket), clears the cookie once the completion is taken or refused, and sends the browser on to the repair's hosted page. A return without the cookie (a foreign or replayed return), with another provider's or an expired ticket, without the ticket's `state` (a return of another sign-in: the cookie is kept), or that the repair refuses, gets a page that says so. When Temporal does not answer, the cookie is kept and a reload completes. An exit keeps the cookie. The query is never logged.
 	//
 	// Corresponds with GET /r/return/{provider} (the `RedirectReturn` operationId).
 	RedirectReturn(ctx context.Context, provider string, params *RedirectReturnParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2236,7 +2236,7 @@ func (c *Client) ReconnectPageAsset(ctx context.Context, name ReconnectPageAsset
 
 // RedirectGo Leave for a provider's sign-in (a redirect widget)
 //
-// For a `redirect` session (TrueLayer): the path is the reconnect answer's `widget.redirectUrl`. The gateway keeps the return ticket in a cookie of its return route (HttpOnly, SameSite=Lax, Path=/r/return/, 30 minutes) and sends the browser to the provider. The ticket is the credential; it is never logged.
+// For a `redirect` session (TrueLayer): the path is the reconnect answer's `widget.redirectUrl`. The gateway keeps the return ticket in a cookie of its return route (HttpOnly, SameSite=Lax, Path=/r/return/, 30 minutes) and sends the browser to the provider, with an OAuth 2 `state` bound to the ticket (a hash of it) added to the provider's URL. The ticket is the credential; it is never logged.
 //
 // Corresponds with GET /r/go/{ticket} (the `RedirectGo` operationId).
 func (c *Client) RedirectGo(ctx context.Context, ticket string, params *RedirectGoParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2270,7 +2270,7 @@ func (c *Client) ReconnectOAuthReturn(ctx context.Context, params *ReconnectOAut
 
 // RedirectReturn Back from a provider's sign-in (a redirect widget)
 //
-// The provider's redirect URI (TrueLayer: `RELINK_PUBLIC_URL` + `/r/return/truelayer`, with `?code=…`, or `?error=…`). The gateway takes the return ticket from its cookie (and clears it), then completes the repair with the ticket's session and the code (or reports the exit), and sends the browser on to the repair's hosted page. A return without the cookie (a foreign or replayed return), with another provider's or an expired ticket, or that the repair refuses, gets a page that says so. The query is never logged.
+// The provider's redirect URI (TrueLayer: `RELINK_PUBLIC_URL` + `/r/return/truelayer`, with `?code=…&state=…`, or `?error=…&state=…`). The gateway takes the return ticket from its cookie and requires `state` to be the one `GET /r/go` sent the browser to the provider with, then completes the repair with the ticket's session and the code (or reports the exit, once per ticket), clears the cookie once the completion is taken or refused, and sends the browser on to the repair's hosted page. A return without the cookie (a foreign or replayed return), with another provider's or an expired ticket, without the ticket's `state` (a return of another sign-in: the cookie is kept), or that the repair refuses, gets a page that says so. When Temporal does not answer, the cookie is kept and a reload completes. An exit keeps the cookie. The query is never logged.
 //
 // Corresponds with GET /r/return/{provider} (the `RedirectReturn` operationId).
 func (c *Client) RedirectReturn(ctx context.Context, provider string, params *RedirectReturnParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -5471,7 +5471,7 @@ type ClientWithResponsesInterface interface {
 
 	// RedirectGoWithResponse Leave for a provider's sign-in (a redirect widget)
 	//
-	// For a `redirect` session (TrueLayer): the path is the reconnect answer's `widget.redirectUrl`. The gateway keeps the return ticket in a cookie of its return route (HttpOnly, SameSite=Lax, Path=/r/return/, 30 minutes) and sends the browser to the provider. The ticket is the credential; it is never logged.
+	// For a `redirect` session (TrueLayer): the path is the reconnect answer's `widget.redirectUrl`. The gateway keeps the return ticket in a cookie of its return route (HttpOnly, SameSite=Lax, Path=/r/return/, 30 minutes) and sends the browser to the provider, with an OAuth 2 `state` bound to the ticket (a hash of it) added to the provider's URL. The ticket is the credential; it is never logged.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5489,7 +5489,7 @@ type ClientWithResponsesInterface interface {
 
 	// RedirectReturnWithResponse Back from a provider's sign-in (a redirect widget)
 	//
-	// The provider's redirect URI (TrueLayer: `RELINK_PUBLIC_URL` + `/r/return/truelayer`, with `?code=…`, or `?error=…`). The gateway takes the return ticket from its cookie (and clears it), then completes the repair with the ticket's session and the code (or reports the exit), and sends the browser on to the repair's hosted page. A return without the cookie (a foreign or replayed return), with another provider's or an expired ticket, or that the repair refuses, gets a page that says so. The query is never logged.
+	// The provider's redirect URI (TrueLayer: `RELINK_PUBLIC_URL` + `/r/return/truelayer`, with `?code=…&state=…`, or `?error=…&state=…`). The gateway takes the return ticket from its cookie and requires `state` to be the one `GET /r/go` sent the browser to the provider with, then completes the repair with the ticket's session and the code (or reports the exit, once per ticket), clears the cookie once the completion is taken or refused, and sends the browser on to the repair's hosted page. A return without the cookie (a foreign or replayed return), with another provider's or an expired ticket, without the ticket's `state` (a return of another sign-in: the cookie is kept), or that the repair refuses, gets a page that says so. When Temporal does not answer, the cookie is kept and a reload completes. An exit keeps the cookie. The query is never logged.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -10355,7 +10355,7 @@ func (c *ClientWithResponses) ReconnectPageAssetWithResponse(ctx context.Context
 
 // RedirectGoWithResponse Leave for a provider's sign-in (a redirect widget)
 //
-// For a `redirect` session (TrueLayer): the path is the reconnect answer's `widget.redirectUrl`. The gateway keeps the return ticket in a cookie of its return route (HttpOnly, SameSite=Lax, Path=/r/return/, 30 minutes) and sends the browser to the provider. The ticket is the credential; it is never logged.
+// For a `redirect` session (TrueLayer): the path is the reconnect answer's `widget.redirectUrl`. The gateway keeps the return ticket in a cookie of its return route (HttpOnly, SameSite=Lax, Path=/r/return/, 30 minutes) and sends the browser to the provider, with an OAuth 2 `state` bound to the ticket (a hash of it) added to the provider's URL. The ticket is the credential; it is never logged.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -10385,7 +10385,7 @@ func (c *ClientWithResponses) ReconnectOAuthReturnWithResponse(ctx context.Conte
 
 // RedirectReturnWithResponse Back from a provider's sign-in (a redirect widget)
 //
-// The provider's redirect URI (TrueLayer: `RELINK_PUBLIC_URL` + `/r/return/truelayer`, with `?code=…`, or `?error=…`). The gateway takes the return ticket from its cookie (and clears it), then completes the repair with the ticket's session and the code (or reports the exit), and sends the browser on to the repair's hosted page. A return without the cookie (a foreign or replayed return), with another provider's or an expired ticket, or that the repair refuses, gets a page that says so. The query is never logged.
+// The provider's redirect URI (TrueLayer: `RELINK_PUBLIC_URL` + `/r/return/truelayer`, with `?code=…&state=…`, or `?error=…&state=…`). The gateway takes the return ticket from its cookie and requires `state` to be the one `GET /r/go` sent the browser to the provider with, then completes the repair with the ticket's session and the code (or reports the exit, once per ticket), clears the cookie once the completion is taken or refused, and sends the browser on to the repair's hosted page. A return without the cookie (a foreign or replayed return), with another provider's or an expired ticket, without the ticket's `state` (a return of another sign-in: the cookie is kept), or that the repair refuses, gets a page that says so. When Temporal does not answer, the cookie is kept and a reload completes. An exit keeps the cookie. The query is never logged.
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -160,6 +161,23 @@ func TestWebhookMalformedAndOversized(t *testing.T) {
 		assert.Equal(t, http.StatusNotFound, rec.Code)
 		assert.Equal(t, codeUnknownProvider, e.Code)
 	})
+	t.Run("a provider that sends no webhooks", func(t *testing.T) {
+		g := newTestGateway()
+		g.Receivers["nohooks"] = noWebhooks{}
+		req := webhook(ignoredEvent, testSecret, now)
+		req.URL.Path = "/webhooks/nohooks"
+		rec, e := do(t, g, req)
+		assert.Equal(t, http.StatusNotFound, rec.Code, "not a bad signature")
+		assert.Equal(t, codeNotFound, e.Code)
+		assert.Contains(t, e.Message, "no webhooks")
+	})
+}
+
+// noWebhooks is the receiver of a provider that sends no webhooks.
+type noWebhooks struct{}
+
+func (noWebhooks) Receive(*http.Request, []byte) ([]aggregator.WebhookEvent, error) {
+	return nil, fmt.Errorf("%w: breaks come from expiry-timed repairs", aggregator.ErrNoWebhooks)
 }
 
 func TestAPIAuthentication(t *testing.T) {

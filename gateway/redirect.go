@@ -2,6 +2,9 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/url"
@@ -25,18 +28,38 @@ import (
 //     connector token and the provider's URL.
 //  2. GET /r/go/{ticket} puts the ticket in a cookie of the return route
 //     (HttpOnly, SameSite=Lax, Path=/r/return/) and sends the browser on
-//     to the provider. Being a top-level navigation to the gateway, this
-//     works from the hosted page and from an app's page (the button) alike.
-//  3. The provider sends the browser to GET /r/return/{provider}?code=….
-//     The gateway takes the cookie's ticket (none, another provider's, or
-//     a forged or expired one: refused), clears it, and completes the
-//     repair with the ticket's connector token and the code. The workflow
-//     is the durable, single-use record across gateway replicas: the
-//     completion's update id is derived from the connector token, and the
-//     repair takes a session's success once (a replay is a duplicate, a
-//     session of another repair is refused by its validator).
+//     to the provider's URL with an OAuth 2 state (RFC 6749, 4.1.1) bound
+//     to the ticket: returnState, a hash of it. Being a top-level
+//     navigation to the gateway, this works from the hosted page and from
+//     an app's page (the button) alike.
+//  3. The provider sends the browser to GET /r/return/{provider}?code=…
+//     &state=… (or ?error=…&state=…). The gateway takes the cookie's
+//     ticket (none, another provider's, or a forged or expired one:
+//     refused) and requires the state to be the ticket's (missing or
+//     another's: refused, the cookie kept), then completes the repair
+//     with the ticket's connector token and the code. The state is what
+//     binds the code to this browser's sign-in: SameSite=Lax sends the
+//     cookie on any site's top-level GET, so without it a page could send
+//     the user, while they sign in, to the return route with its own
+//     code (login CSRF) and have another bank's tokens taken as theirs.
+//     The workflow is the durable, single-use record across gateway
+//     replicas: the completion's update id is derived from the connector
+//     token, and the repair takes a session's success once (a replay is a
+//     duplicate, a session of another repair is refused by its validator).
+//     The cookie is cleared once the completion is taken or refused for
+//     good, not before: a return that found Temporal unavailable (503)
+//     completes on reload. An exit (?error=) keeps it, so the user may
+//     still sign in from the provider's page they went back to; the
+//     exit's update id is the ticket's, so it is recorded once per ticket.
 //  4. The browser lands on the repair's hosted page, which follows the
 //     repair to its outcome.
+//
+// A ticket planted in another browser (someone sends a victim their own
+// /r/go link) is not stopped: it asks the victim to sign in to a bank for
+// the sender's repair, as the sender's hosted-page link would, both being
+// bearer links by design. The state makes sure such a planted cookie can
+// not take the victim's own sign-in: that return's state is not the
+// planted ticket's, and is refused.
 
 // returnTicketTTL bounds how long a user may stay at the provider's
 // sign-in.
@@ -85,7 +108,29 @@ func (g *Gateway) redirectGo(w http.ResponseWriter, r *http.Request) {
 		MaxAge: int(returnTicketTTL / time.Second), HttpOnly: true, Secure: g.secureCookies(r), SameSite: http.SameSiteLaxMode})
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
-	http.Redirect(w, r, ret.URL, http.StatusSeeOther)
+	http.Redirect(w, r, withState(ret.URL, returnState(ticket)), http.StatusSeeOther)
+}
+
+// returnState is the OAuth 2 state of a return ticket's sign-in: a hash of
+// the ticket, so only a browser holding the ticket (its cookie) can
+// present a return with it, and the ticket itself never reaches the
+// provider. The ticket carries an Ed25519 signature by the gateway's key,
+// so its state can not be guessed by one who has not seen the ticket.
+func returnState(ticket string) string {
+	sum := sha256.Sum256([]byte("relink-return-state\x00" + ticket))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// withState is the provider's URL with state set in its query.
+func withState(raw, state string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw // CheckReturn's URL was parsed when minted
+	}
+	q := u.Query()
+	q.Set("state", state)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // secureCookies: cookies only over https where the gateway is served so.
@@ -106,11 +151,26 @@ func (g *Gateway) redirectReturn(w http.ResponseWriter, r *http.Request) {
 		g.renderReturnProblem(w, http.StatusBadRequest, provider)
 		return
 	}
-	// Single use in this browser: the cookie goes whatever happens next.
-	http.SetCookie(w, &http.Cookie{Name: returnCookie(provider), Value: "", Path: LinkPathPrefix + "return/", MaxAge: -1,
-		HttpOnly: true, Secure: g.secureCookies(r), SameSite: http.SameSiteLaxMode})
+	// The cookie stays until the return is taken or refused for good: a
+	// reload after a 503 completes.
+	clearCookie := func() {
+		http.SetCookie(w, &http.Cookie{Name: returnCookie(provider), Value: "", Path: LinkPathPrefix + "return/", MaxAge: -1,
+			HttpOnly: true, Secure: g.secureCookies(r), SameSite: http.SameSiteLaxMode})
+	}
 	ret, err := g.ClientTokens.CheckReturn(c.Value)
 	if err != nil || ret.Provider != provider {
+		clearCookie() // of no use to any return
+		g.renderReturnProblem(w, http.StatusBadRequest, provider)
+		return
+	}
+	// The return must carry this ticket's state: a return of another
+	// sign-in (a page sending the user here with its own code, a ticket
+	// planted in this browser) is refused, and the user's own sign-in,
+	// whose cookie this is, can still come back.
+	state := returnState(c.Value)
+	if got := r.URL.Query().Get("state"); subtle.ConstantTimeCompare([]byte(got), []byte(state)) != 1 {
+		g.logger(r.Context()).Warn("redirect return refused: state missing or not this browser's ticket's",
+			"provider", ret.Provider, "connectionId", ret.ConnectionID)
 		g.renderReturnProblem(w, http.StatusBadRequest, provider)
 		return
 	}
@@ -134,7 +194,7 @@ func (g *Gateway) redirectReturn(w http.ResponseWriter, r *http.Request) {
 		if failure == "access_denied" {
 			exit.Reason = "user_exit"
 		}
-		err = g.update(ctx, id, workflows.UpdateExit, updateID("exit", ret.Provider, ret.ConnectionID, ret.Session, failure), exit, nil)
+		err = g.update(ctx, id, workflows.UpdateExit, updateID("exit", ret.Provider, ret.ConnectionID, ret.Session, state), exit, nil)
 	} else {
 		done := workflows.ReconnectCompleted{ConnectorToken: ret.Session, PublicToken: code}
 		if len(code) > workflows.MaxTokenBytes {
@@ -153,11 +213,15 @@ func (g *Gateway) redirectReturn(w http.ResponseWriter, r *http.Request) {
 		g.logger(r.Context()).Warn("redirect return not taken", "provider", ret.Provider, "connectionId", ret.ConnectionID, "error", err)
 		if errors.As(err, &appErr) {
 			// The repair refused it (not its session, or it has ended).
+			clearCookie()
 			g.renderReturnProblem(w, http.StatusConflict, provider)
 			return
 		}
 		g.renderReturnUnavailable(w, ret.Provider)
 		return
+	}
+	if failure == "" {
+		clearCookie() // taken (or taken before: the same update id)
 	}
 	g.logger(r.Context()).Info("redirect return taken", "provider", ret.Provider, "connectionId", ret.ConnectionID, "completed", failure == "")
 	// On to the repair's hosted page, which follows it to its outcome.

@@ -51,6 +51,10 @@ func (g *Gateway) webhook(w http.ResponseWriter, r *http.Request) {
 	}
 	events, err := recv.Receive(r, body)
 	switch {
+	case errors.Is(err, aggregator.ErrNoWebhooks):
+		g.countWebhook(provider, "rejected", "no_webhooks", 1)
+		writeError(w, http.StatusNotFound, codeNotFound, err.Error())
+		return
 	case errors.Is(err, aggregator.ErrWebhookUnavailable):
 		log.Warn("webhook not verified yet", "error", err)
 		g.countWebhook(provider, "rejected", "key_unavailable", 1)

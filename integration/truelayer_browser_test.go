@@ -5,11 +5,13 @@ package integration
 // TrueLayer in a real browser: the redirect to TrueLayer's sign-in and
 // back (GET /r/go/… to the auth dialog, which returns to the gateway's
 // GET /r/return/truelayer with ?code=…, and on to the repair's hosted
-// page), a return replayed or refused, and the UK's reconfirmation click,
+// page), the OAuth 2 state that binds the return to the browser's
+// ticket, a return replayed or refused, and the UK's reconfirmation click,
 // on the hosted page and with the embeddable button on an app's page of
 // another site. The auth dialog is the TrueLayer fake's stand-in
 // (truelayerfake: GET /dialog, whose Sign in goes back to redirect_uri
-// with a code and Cancel with error=access_denied); the redirect URI is
+// with a code and Cancel with error=access_denied, each with the link's
+// state); the redirect URI is
 // the test gateway's own return route.
 
 import (
@@ -127,6 +129,12 @@ func TestBrowserTrueLayerRedirectAndReturnOnTheHostedPage(t *testing.T) {
 	assert.Equal(t, "/r/return/", cookies[0].Path)
 	assert.True(t, cookies[0].HTTPOnly)
 	assert.Equal(t, network.CookieSameSiteLax, cookies[0].SameSite)
+	// The sign-in was opened with the ticket's state (not the ticket).
+	dialog, err := url.Parse(b.url())
+	require.NoError(t, err)
+	state := dialog.Query().Get("state")
+	require.NotEmpty(t, state)
+	assert.NotContains(t, b.url(), cookies[0].Value)
 	assert.Equal(t, workflows.StatusAwaitingUser, s.stateOf(truelayer.Name, "tl_b1").Status, "nothing completes before the return")
 	assert.Empty(t, s.calls("/connect/token"))
 
@@ -141,6 +149,7 @@ func TestBrowserTrueLayerRedirectAndReturnOnTheHostedPage(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, s.gateway.URL+truelayer.ReturnPath, back.Scheme+"://"+back.Host+back.Path)
 	assert.NotEmpty(t, back.Query().Get("code"))
+	assert.Equal(t, state, back.Query().Get("state"), "TrueLayer sent the state back")
 	landed, err := url.Parse(b.url())
 	require.NoError(t, err)
 	assert.Equal(t, s.gateway.URL, landed.Scheme+"://"+landed.Host)
@@ -193,9 +202,11 @@ func TestBrowserTrueLayerRefusesAReplayedReturnAndReportsACanceledSignIn(t *test
 	assert.Equal(t, "user_exit", st.LastExit.Reason)
 	assert.Equal(t, "access_denied", st.LastExit.ErrorCode)
 	assert.Empty(t, s.calls("/connect/token"))
+	assert.Len(t, b.returnCookies(s.gateway.URL), 1, "an exit keeps the cookie: the user may still sign in from TrueLayer's page")
+	assert.Contains(t, denied[0], "state=")
 
-	// The denied return opened again in another browser (no cookie): the
-	// refusal page, and no second exit.
+	// The denied return opened again in another browser (no cookie), with
+	// the right state: the refusal page, and no second exit.
 	other := b.freshTab()
 	deniedURL := s.gateway.URL + truelayer.ReturnPath + "?" + mustQuery(t, denied[0])
 	assert.Equal(t, int64(http.StatusBadRequest), other.open(deniedURL))
@@ -203,8 +214,28 @@ func TestBrowserTrueLayerRefusesAReplayedReturnAndReportsACanceledSignIn(t *test
 	assert.Equal(t, "This sign-in can't be used", other.text("title"))
 	assert.False(t, other.shown("reconnect"))
 
-	// Then the user tries again and signs in.
+	// Then the user tries again. While they are at TrueLayer's sign-in,
+	// another site's page sends their browser to the return route with a
+	// code of its own sign-in (login CSRF: SameSite=Lax sends the cookie
+	// on that top-level GET). Its state is not this browser's ticket's:
+	// refused, nothing exchanged, and the user's cookie is kept.
 	b.click("reconnect")
+	b.waitAt("TrueLayer's sign-in", s.fake.URL+"/dialog?session=")
+	dialog := b.url()
+	require.Len(t, b.returnCookies(s.gateway.URL), 1)
+	foreign := s.gateway.URL + truelayer.ReturnPath + "?" + url.Values{
+		"code": {"code_of_another_sign_in"}, "state": {"u3Lh0cJb7Y3pQG9m0Hj0V7Zc0yq2lq3Q3Zb8Zr8xk1A"}}.Encode()
+	assert.Equal(t, int64(http.StatusBadRequest), b.open(foreign))
+	b.waitState("invalid")
+	assert.Equal(t, "This sign-in can't be used", b.text("title"))
+	withoutState := s.gateway.URL + truelayer.ReturnPath + "?code=code_of_another_sign_in"
+	assert.Equal(t, int64(http.StatusBadRequest), b.open(withoutState))
+	b.waitState("invalid")
+	assert.Len(t, b.returnCookies(s.gateway.URL), 1, "the user's own return can still come")
+	assert.Empty(t, s.calls("/connect/token"))
+
+	// The user goes back to TrueLayer's page and signs in.
+	b.open(dialog)
 	b.waitAt("TrueLayer's sign-in", s.fake.URL+"/dialog?session=")
 	b.click("approve")
 	b.waitConnected()
@@ -213,9 +244,10 @@ func TestBrowserTrueLayerRefusesAReplayedReturnAndReportsACanceledSignIn(t *test
 	require.Len(t, returns, 2)
 	taken := s.gateway.URL + truelayer.ReturnPath + "?" + mustQuery(t, returns[1])
 
-	// The taken return replayed: in another browser (no cookie), and in
-	// the same one (the return cleared its cookie). Each is refused with
-	// the refusal page, and nothing is exchanged or delivered again.
+	// The taken return replayed, with its right state: in another browser
+	// (no cookie), and in the same one (the return cleared its cookie).
+	// Each is refused with the refusal page, and nothing is exchanged or
+	// delivered again.
 	assert.Equal(t, int64(http.StatusBadRequest), other.open(taken))
 	other.waitState("invalid")
 	assert.Equal(t, "This sign-in can't be used", other.text("title"))

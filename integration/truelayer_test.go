@@ -134,14 +134,26 @@ func TestTrueLayerRedirectAndReturn(t *testing.T) {
 	require.NoError(t, err)
 	res.Body.Close()
 	require.Equal(t, http.StatusSeeOther, res.StatusCode)
-	assert.Equal(t, answer.Session.WidgetURL, res.Header.Get("Location"))
+	// On to TrueLayer's link, with the OAuth 2 state of the ticket.
+	signIn := res.Header.Get("Location")
+	to, err := url.Parse(signIn)
+	require.NoError(t, err)
+	state := to.Query().Get("state")
+	require.NotEmpty(t, state)
+	want, err := url.Parse(answer.Session.WidgetURL)
+	require.NoError(t, err)
+	q := want.Query()
+	q.Set("state", state)
+	want.RawQuery = q.Encode()
+	assert.Equal(t, want.String(), signIn)
 	cookies := res.Cookies()
 	require.Len(t, cookies, 1)
 
-	back, err := s.fake.Approve(answer.Session.WidgetURL) // the user signs in at the bank
+	back, err := s.fake.Approve(signIn) // the user signs in at the bank
 	require.NoError(t, err)
 	u, err := url.Parse(back)
 	require.NoError(t, err)
+	assert.Equal(t, state, u.Query().Get("state"), "TrueLayer sends the state back")
 	returnURL := s.gateway.URL + "/r/return/truelayer?" + u.RawQuery
 
 	// Without the cookie (another browser, a forged link): refused.
@@ -149,6 +161,19 @@ func TestTrueLayerRedirectAndReturn(t *testing.T) {
 	require.NoError(t, err)
 	res.Body.Close()
 	assert.Equal(t, http.StatusBadRequest, res.StatusCode)
+
+	// With the cookie, but the code without its state, or with another
+	// sign-in's (a page sending the user here with its own code): refused,
+	// and the cookie is kept for the user's own return.
+	for _, forged := range []string{"code=" + u.Query().Get("code"), "code=" + u.Query().Get("code") + "&state=" + strings.Repeat("A", len(state))} {
+		req, _ := http.NewRequest(http.MethodGet, s.gateway.URL+"/r/return/truelayer?"+forged, nil)
+		req.AddCookie(cookies[0])
+		res, err = noFollow.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		assert.Equal(t, http.StatusBadRequest, res.StatusCode, forged)
+		assert.Empty(t, res.Cookies(), "the cookie is kept")
+	}
 
 	req, _ := http.NewRequest(http.MethodGet, returnURL, nil)
 	req.AddCookie(cookies[0])

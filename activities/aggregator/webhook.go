@@ -46,8 +46,8 @@ type WebhookEvent struct {
 	ProviderStatus string
 }
 
-// Errors a WebhookReceiver returns; the gateway maps them to 401, 400 and
-// 503.
+// Errors a WebhookReceiver returns; the gateway maps them to 401, 400,
+// 503 and 404.
 var (
 	ErrWebhookSignature = errors.New("webhook signature invalid")
 	ErrWebhookMalformed = errors.New("webhook body malformed")
@@ -55,6 +55,10 @@ var (
 	// (the provider's verification key could not be fetched); the provider
 	// should deliver it again.
 	ErrWebhookUnavailable = errors.New("webhook cannot be verified right now")
+	// ErrNoWebhooks: the provider sends no webhooks Relink acts on (its
+	// breaks come from expiry-timed repairs, inventories and manual
+	// starts); the gateway answers 404 not_found, not a signature error.
+	ErrNoWebhooks = errors.New("the provider sends no webhooks to Relink")
 )
 
 // WebhookReceiver verifies one provider's webhook requests and normalises

@@ -557,7 +557,7 @@ export interface paths {
         };
         /**
          * Leave for a provider's sign-in (a redirect widget)
-         * @description For a `redirect` session (TrueLayer): the path is the reconnect answer's `widget.redirectUrl`. The gateway keeps the return ticket in a cookie of its return route (HttpOnly, SameSite=Lax, Path=/r/return/, 30 minutes) and sends the browser to the provider. The ticket is the credential; it is never logged.
+         * @description For a `redirect` session (TrueLayer): the path is the reconnect answer's `widget.redirectUrl`. The gateway keeps the return ticket in a cookie of its return route (HttpOnly, SameSite=Lax, Path=/r/return/, 30 minutes) and sends the browser to the provider, with an OAuth 2 `state` bound to the ticket (a hash of it) added to the provider's URL. The ticket is the credential; it is never logged.
          */
         get: operations["redirectGo"];
         put?: never;
@@ -577,7 +577,7 @@ export interface paths {
         };
         /**
          * Back from a provider's sign-in (a redirect widget)
-         * @description The provider's redirect URI (TrueLayer: `RELINK_PUBLIC_URL` + `/r/return/truelayer`, with `?code=…`, or `?error=…`). The gateway takes the return ticket from its cookie (and clears it), then completes the repair with the ticket's session and the code (or reports the exit), and sends the browser on to the repair's hosted page. A return without the cookie (a foreign or replayed return), with another provider's or an expired ticket, or that the repair refuses, gets a page that says so. The query is never logged.
+         * @description The provider's redirect URI (TrueLayer: `RELINK_PUBLIC_URL` + `/r/return/truelayer`, with `?code=…&state=…`, or `?error=…&state=…`). The gateway takes the return ticket from its cookie and requires `state` to be the one `GET /r/go` sent the browser to the provider with, then completes the repair with the ticket's session and the code (or reports the exit, once per ticket), clears the cookie once the completion is taken or refused, and sends the browser on to the repair's hosted page. A return without the cookie (a foreign or replayed return), with another provider's or an expired ticket, without the ticket's `state` (a return of another sign-in: the cookie is kept), or that the repair refuses, gets a page that says so. When Temporal does not answer, the cookie is kept and a reload completes. An exit keeps the cookie. The query is never logged.
          */
         get: operations["redirectReturn"];
         put?: never;
@@ -1614,7 +1614,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description No provider of that name is enabled. */
+            /** @description No provider of that name is enabled (`unknown_provider`), or the provider sends no webhooks to Relink (`not_found`). */
             404: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1623,8 +1623,8 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Error"] & {
                         error?: {
-                            /** @constant */
-                            code?: "unknown_provider";
+                            /** @enum {string} */
+                            code?: "unknown_provider" | "not_found";
                         };
                     };
                 };
@@ -2912,7 +2912,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description On to the provider's sign-in, with the cookie set. */
+            /** @description On to the provider's sign-in (with the ticket's `state`), with the cookie set. */
             303: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2967,7 +2967,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description No usable return ticket in this browser, or no code: a page that says so. */
+            /** @description No usable return ticket in this browser, no `state` or not its ticket's, or no code: a page that says so. */
             400: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2988,7 +2988,7 @@ export interface operations {
                     "text/html": unknown;
                 };
             };
-            /** @description Temporal did not answer: a page asking to reload. */
+            /** @description Temporal did not answer: a page asking to reload; the cookie is kept, so the reload completes. */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];

@@ -147,7 +147,18 @@ func (s *Server) Approve(link string) (string, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.stateFromLinkLocked(u.Query())
 	return s.approveLocked(u.Query().Get("session"))
+}
+
+// stateFromLinkLocked: a state on the link opened takes the place of the
+// extend request's, as an OAuth 2 authorization server keeps the state of
+// the authorization request it was sent (RFC 6749, 4.1.1) and echoes it
+// back on the redirect (4.1.2).
+func (s *Server) stateFromLinkLocked(q url.Values) {
+	if sess := s.sessions[q.Get("session")]; sess != nil && q.Has("state") {
+		sess.state = q.Get("state")
+	}
 }
 
 func (s *Server) approveLocked(id string) (string, error) {
@@ -374,6 +385,7 @@ func (s *Server) dialog(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get("session")
 	s.mu.Lock()
 	_, ok := s.sessions[id]
+	s.stateFromLinkLocked(r.URL.Query())
 	s.mu.Unlock()
 	if !ok {
 		http.Error(w, "this sign-in link is not valid", http.StatusNotFound)
