@@ -153,6 +153,14 @@ func (p *Provider) Name() string { return Name }
 // is not called, and Initialize fails with aggregator.ErrCheckpointNeeded
 // (retryable) for the activity, which has one.
 func (p *Provider) Initialize(ctx context.Context, ref aggregator.ConnectionRef) (aggregator.Session, error) {
+	// An earlier attempt extended (no_action_needed) and the app had not
+	// taken the tokens: once it has, that was this initialize's answer.
+	switch settled, err := p.settle(ctx, ref.ConnectionID); {
+	case err != nil:
+		return aggregator.Session{}, err
+	case settled:
+		return aggregator.Session{ConnectorStatus: aggregator.ConnectorContinue}, nil
+	}
 	if !ref.Proactive {
 		st, err := p.ConnectionStatus(ctx, ref)
 		switch {
@@ -412,7 +420,7 @@ func (p *Provider) extend(ctx context.Context, connectionID string, reconfirmed 
 // credentials are the app's tokens for the connection, once the tokens
 // an earlier attempt left in the checkpoint are the app's.
 func (p *Provider) credentials(ctx context.Context, connectionID string) (Credentials, error) {
-	if err := p.settle(ctx, connectionID); err != nil {
+	if _, err := p.settle(ctx, connectionID); err != nil {
 		return Credentials{}, err
 	}
 	creds, err := p.Tokens.Credentials(ctx, connectionID)
@@ -442,34 +450,40 @@ func digest(refreshToken string) string {
 
 // settle delivers the checkpoint's tokens if the app still holds the
 // refresh token they replace; until it takes them, it fails (retryable),
-// so nothing is called with a refresh token TrueLayer retired.
-func (p *Provider) settle(ctx context.Context, connectionID string) error {
+// so nothing is called with a refresh token TrueLayer retired. settled:
+// the checkpoint's tokens are the app's (delivered now, or taken before);
+// false when there are none, or the app holds newer ones.
+func (p *Provider) settle(ctx context.Context, connectionID string) (settled bool, err error) {
 	cp := aggregator.CheckpointFrom(ctx)
 	if cp == nil {
-		return nil
+		return false, nil
 	}
 	data := cp.Load()
 	if len(data) == 0 {
-		return nil
+		return false, nil
 	}
 	var u undelivered
 	if err := json.Unmarshal(data, &u); err != nil {
-		return fmt.Errorf("truelayer: the checkpoint for %s is unreadable: %w", connectionID, err)
+		return false, fmt.Errorf("truelayer: the checkpoint for %s is unreadable: %w", connectionID, err)
 	}
 	if u.Tokens.ConnectionID != connectionID {
-		return nil
+		return false, nil
 	}
 	held, err := p.Tokens.Credentials(ctx, connectionID)
 	if err != nil {
-		return fmt.Errorf("truelayer: new tokens for %s wait for the app: %w", connectionID, err)
+		return false, fmt.Errorf("truelayer: new tokens for %s wait for the app: %w", connectionID, err)
 	}
-	if digest(held.RefreshToken) != u.Replaces {
-		return nil // taken (it holds them), or newer ones since
+	switch digest(held.RefreshToken) {
+	case digest(u.Tokens.RefreshToken):
+		return true, nil // taken
+	case u.Replaces:
+	default:
+		return false, nil // newer ones since
 	}
 	if err := p.store(ctx, u.Tokens); err != nil {
-		return fmt.Errorf("truelayer: new tokens for %s, kept from an earlier attempt, not delivered to the app yet (retried): %w", connectionID, err)
+		return false, fmt.Errorf("truelayer: new tokens for %s, kept from an earlier attempt, not delivered to the app yet (retried): %w", connectionID, err)
 	}
-	return nil
+	return true, nil
 }
 
 // deliver hands new tokens, which replace the refresh token replaced, to
