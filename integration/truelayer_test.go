@@ -337,7 +337,7 @@ func TestTrueLayerReconfirmationThenSignInOnAnotherWorker(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, res.StatusCode)
 	cookies := res.Cookies()
 	require.Len(t, cookies, 1)
-	back, err := s.fake.Approve(answer.Session.WidgetURL)
+	back, err := s.fake.Approve(res.Header.Get("Location")) // TrueLayer's link, as the gateway sends the browser
 	require.NoError(t, err)
 	u, err := url.Parse(back)
 	require.NoError(t, err)
