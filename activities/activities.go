@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -79,7 +80,16 @@ func (a *Activities) Initialize(ctx context.Context, req InitializeRequest) (_ a
 	if err != nil {
 		return aggregator.Session{}, err
 	}
+	if cp := newAttemptRecord(ctx); cp != nil {
+		ctx = aggregator.WithCheckpoint(ctx, cp)
+	}
 	s, err := p.Initialize(ctx, req.ConnectionRef)
+	if errors.Is(err, aggregator.ErrCheckpointNeeded) {
+		// Not the provider's failure: the step waits for the activity.
+		activity.GetLogger(ctx).Info("initialize left to the activity: it needs a durable checkpoint", "provider", req.Provider,
+			"connectionId", req.ConnectionID)
+		return aggregator.Session{}, err
+	}
 	a.providerAnswered(ctx, p, req.ConnectionRef, err)
 	if err != nil {
 		activity.GetLogger(ctx).Warn("initialize failed", "provider", req.Provider,
@@ -152,16 +162,20 @@ func (a *Activities) FinishReconnect(ctx context.Context, req aggregator.CloseRe
 	if err != nil {
 		return aggregator.ConnectionStatus{}, err
 	}
+	record := newAttemptRecord(ctx)
+	if record != nil {
+		ctx = aggregator.WithCheckpoint(ctx, record)
+	}
 	defer func() {
 		a.providerAnswered(ctx, p, req.ConnectionRef, err)
-		if err != nil && aggregator.Named(err) == nil && !activity.GetInfo(ctx).IsLocalActivity {
+		if err != nil && aggregator.Named(err) == nil && record != nil {
 			// Retried, this attempt counts as an earlier one even if the
 			// attempt count starts over (an operator's activity reset).
-			activity.RecordHeartbeat(ctx, "attempted")
+			record.markAttempted()
 		}
 	}()
 	log := activity.GetLogger(ctx)
-	if req.Resumed || activity.GetInfo(ctx).Attempt > 1 || activity.HasHeartbeatDetails(ctx) {
+	if req.Resumed || activity.GetInfo(ctx).Attempt > 1 || (record != nil && record.attempted()) {
 		st, err := tookEffect(ctx, p, req.ConnectionRef)
 		switch {
 		case err != nil:
@@ -203,6 +217,80 @@ func (a *Activities) FinishReconnect(ctx context.Context, req aggregator.CloseRe
 	log.Info("closed", "provider", req.Provider, "connectionId", req.ConnectionID,
 		"health", st.Health, "providerStatus", st.ProviderStatus)
 	return st, nil
+}
+
+// attemptRecord is what an attempt of a provider activity leaves in its
+// heartbeat details for the next attempt, which Temporal hands to it on
+// whichever worker runs it: FinishReconnect's mark that an attempt ran,
+// and the adapter's checkpoint (aggregator.Checkpoint). They are two
+// values, the mark ("attempted" or "") and the checkpoint's bytes, so
+// details of the one value "attempted" (recorded before the checkpoint
+// existed) still read. Heartbeat details go through the data converter:
+// with RELINK_PAYLOAD_KEYS, they are encrypted like every payload.
+//
+// An attempt's first heartbeat is sent at once; later ones within the
+// SDK's throttle interval are sent at its end, or when the attempt fails.
+type attemptRecord struct {
+	ctx  context.Context
+	mu   sync.Mutex
+	mark string
+	data []byte
+}
+
+const attemptedMark = "attempted"
+
+// newAttemptRecord reads what earlier attempts left; nil outside a
+// regular activity (a local activity has no heartbeat: its fallback is
+// a new activity).
+func newAttemptRecord(ctx context.Context) *attemptRecord {
+	if !activity.IsActivity(ctx) || activity.GetInfo(ctx).IsLocalActivity {
+		return nil
+	}
+	r := &attemptRecord{ctx: ctx}
+	if activity.HasHeartbeatDetails(ctx) {
+		var data []byte
+		if err := activity.GetHeartbeatDetails(ctx, &r.mark, &data); err == nil {
+			r.data = data
+		} else {
+			r.mark = attemptedMark // details of an attempt, unreadable
+		}
+		if r.mark == "" && r.data == nil {
+			r.mark = attemptedMark
+		}
+	}
+	return r
+}
+
+// attempted: an earlier attempt left a record.
+func (r *attemptRecord) attempted() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mark != "" || r.data != nil
+}
+
+// Load implements aggregator.Checkpoint.
+func (r *attemptRecord) Load() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]byte(nil), r.data...)
+}
+
+// Save implements aggregator.Checkpoint: the whole record goes in the
+// heartbeat, so the mark is kept.
+func (r *attemptRecord) Save(data []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.data = append([]byte(nil), data...)
+	activity.RecordHeartbeat(r.ctx, r.mark, r.data)
+	return nil
+}
+
+// markAttempted records that this attempt ran, with the checkpoint.
+func (r *attemptRecord) markAttempted() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mark = attemptedMark
+	activity.RecordHeartbeat(r.ctx, r.mark, r.data)
 }
 
 // tookEffect reads the status that tells whether a reconnect went through:

@@ -6,12 +6,15 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/worker"
 
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/truelayer"
 	"github.com/relink-dev/relink/activities/truelayer/truelayerfake"
 	"github.com/relink-dev/relink/workflows"
@@ -32,6 +35,12 @@ type trueLayerStack struct {
 	*stack
 	fake   *truelayerfake.Server
 	tokens *truelayer.MemoryTokens
+	// worker is the stack's first worker.
+	worker worker.Worker
+	// appDown makes the app's token endpoint answer 503 to deliveries
+	// (POST), counted in refused.
+	appDown atomic.Bool
+	refused atomic.Int64
 }
 
 func newTrueLayerStack(t *testing.T) *trueLayerStack {
@@ -46,6 +55,7 @@ func newTrueLayerStackWith(t *testing.T, settings map[string]string, redirect fu
 	fake := truelayerfake.New(tlClientID, tlSecret)
 	t.Cleanup(fake.Close)
 	tokens := &truelayer.MemoryTokens{}
+	tl := &trueLayerStack{fake: fake, tokens: tokens}
 	// The app's token endpoint, both ways, behind its bearer secret.
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+tlTokenSecret {
@@ -53,9 +63,21 @@ func newTrueLayerStackWith(t *testing.T, settings map[string]string, redirect fu
 			return
 		}
 		if r.Method == http.MethodPost {
-			var nt truelayer.NewTokens
-			_ = json.NewDecoder(r.Body).Decode(&nt)
-			_ = tokens.Store(r.Context(), nt)
+			if tl.appDown.Load() {
+				tl.refused.Add(1)
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+			var body struct {
+				truelayer.NewTokens
+				ConsentReconfirmedAt time.Time `json:"consent_reconfirmed_at"`
+			}
+			_ = json.NewDecoder(r.Body).Decode(&body)
+			if body.AccessToken == "" {
+				_ = tokens.Reconfirmed(r.Context(), body.ConnectionID, body.ConsentReconfirmedAt)
+			} else {
+				_ = tokens.Store(r.Context(), body.NewTokens)
+			}
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
@@ -82,8 +104,23 @@ func newTrueLayerStackWith(t *testing.T, settings map[string]string, redirect fu
 			p.RedirectURI = uri
 		}
 	}
-	s.startWorker(s.providers.APIs...)
-	return &trueLayerStack{stack: s, fake: fake, tokens: tokens}
+	tl.stack = s
+	tl.worker = s.startWorker(s.providers.APIs...)
+	return tl
+}
+
+// anotherWorker starts a worker whose TrueLayer adapter is a copy of the
+// first's: nothing in memory shared with it.
+func (s *trueLayerStack) anotherWorker() worker.Worker {
+	s.t.Helper()
+	apis := append([]aggregator.Provider(nil), s.providers.APIs...)
+	for i, api := range apis {
+		if p, ok := api.(*truelayer.Provider); ok {
+			fresh := *p
+			apis[i] = &fresh
+		}
+	}
+	return s.startWorker(apis...)
 }
 
 func (s *trueLayerStack) put(c truelayerfake.Connection) {
@@ -236,4 +273,116 @@ func TestTrueLayerOutageAndTemporaryLock(t *testing.T) {
 	assert.Equal(t, workflows.StatusPending, s.stateOf(truelayer.Name, "tl_locked").Status, "still waiting for the bank to unlock it")
 	s.fake.Update("tl_locked", func(c *truelayerfake.Connection) { c.Username, c.Password, c.ConsentExpired = "john", "eternal", true })
 	s.waitForStatusOf(truelayer.Name, "tl_locked", workflows.StatusRepaired)
+}
+
+// The app's token endpoint refuses deliveries, and the worker that
+// extended dies: TrueLayer retired the refresh token the app holds, and
+// the new tokens are in the activity's checkpoint (its heartbeat details),
+// not the dead worker's memory. Another worker's attempts deliver them
+// first, and never extend with the retired refresh token; once the app is
+// back, it takes them and the repair ends REPAIRED.
+func TestTrueLayerTokensOutliveTheWorkerWhileTheAppIsDown(t *testing.T) {
+	s := newTrueLayerStack(t)
+	s.put(truelayerfake.Connection{ID: "tl_app_down", Username: "john", Password: "eternal", ConsentExpired: true})
+	s.appDown.Store(true)
+	s.start("tl_app_down")
+	s.waitFor("a delivery refused", func() bool { return s.refused.Load() >= 1 })
+	rotated, _ := s.fake.Get("tl_app_down")
+	s.worker.Stop() // a crash: the attempt is cut off
+
+	s.anotherWorker()
+	s.waitFor("the second worker's attempt refused too", func() bool { return s.refused.Load() >= 4 })
+	assert.Equal(t, workflows.StatusPending, s.stateOf(truelayer.Name, "tl_app_down").Status)
+	extends := func() int {
+		n := 0
+		for _, r := range s.fake.Requests() {
+			if r.Path == "/connections/extend" {
+				n++
+			}
+		}
+		return n
+	}
+	assert.Equal(t, 1, extends(), "no extend with the refresh token TrueLayer retired")
+	s.appDown.Store(false)
+
+	st := s.waitForStatusOf(truelayer.Name, "tl_app_down", workflows.StatusRepaired)
+	assert.Equal(t, workflows.ReasonCode("repaired_without_user"), st.ReasonCode)
+	got := s.tokens.Deliveries()
+	require.Len(t, got, 1)
+	assert.Equal(t, rotated.RefreshToken, got[0].RefreshToken, "the tokens of the dead worker's extend")
+	now, _ := s.fake.Get("tl_app_down")
+	assert.Equal(t, now.RefreshToken, got[0].RefreshToken, "the app holds TrueLayer's current tokens")
+	assert.Equal(t, 1, extends())
+}
+
+// A manual start after the consent ran out: the app's access token expired
+// long ago, so /me answers 401; extend decides, and the user is asked.
+func TestTrueLayerManualStartWithAnExpiredAccessToken(t *testing.T) {
+	s := newTrueLayerStack(t)
+	s.put(truelayerfake.Connection{ID: "tl_stale", Username: "john", Password: "doe", ConsentExpired: true,
+		AccessTokenExpiresAt: time.Now().Add(-89 * 24 * time.Hour)})
+	s.start("tl_stale")
+	st := s.waitForStatusOf(truelayer.Name, "tl_stale", workflows.StatusAwaitingUser)
+	assert.Equal(t, "ACTION_REQUIRED", string(st.ConnectorStatus))
+}
+
+// The UK reconfirmation, after which the bank also wants a sign-in: the
+// click's close is rejected (an attempt), the app keeps the
+// reconfirmation, and the next session, from another worker, is
+// TrueLayer's sign-in (not the reconfirmation again), whose return
+// repairs the connection.
+func TestTrueLayerReconfirmationThenSignInOnAnotherWorker(t *testing.T) {
+	s := newTrueLayerStack(t)
+	s.put(truelayerfake.Connection{ID: "tl_uk", Username: "john", Password: "doe", ConsentExpired: true, ReconfirmThenSignIn: true})
+	s.start("tl_uk")
+	s.waitForStatusOf(truelayer.Name, "tl_uk", workflows.StatusAwaitingUser)
+
+	var answer struct {
+		Session struct{ ConnectorToken, WidgetURL, Widget string }
+		Widget  struct{ RedirectURL string }
+	}
+	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/truelayer/tl_uk/reconnect", nil, &answer))
+	require.Equal(t, "reconfirm", answer.Session.Widget)
+	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs/truelayer/tl_uk/complete", map[string]any{
+		"connectorToken": answer.Session.ConnectorToken, "metadata": map[string]any{"reconfirmed": true}}, nil))
+	s.waitFor("the reconfirmation's close rejected", func() bool {
+		st := s.stateOf(truelayer.Name, "tl_uk")
+		return st.Status == workflows.StatusAwaitingUser && st.Attempt == 2
+	})
+	assert.Contains(t, s.stateOf(truelayer.Name, "tl_uk").LastError, "sign in")
+	s.worker.Stop()
+	s.anotherWorker()
+
+	require.Equal(t, http.StatusOK, s.call(http.MethodPost, "/v1/repairs/truelayer/tl_uk/reconnect", nil, &answer))
+	require.Equal(t, "redirect", answer.Session.Widget, "the sign-in, not the reconfirmation again")
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := noFollow.Get(s.gateway.URL + answer.Widget.RedirectURL)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusSeeOther, res.StatusCode)
+	cookies := res.Cookies()
+	require.Len(t, cookies, 1)
+	back, err := s.fake.Approve(res.Header.Get("Location")) // TrueLayer's link, as the gateway sends the browser
+	require.NoError(t, err)
+	u, err := url.Parse(back)
+	require.NoError(t, err)
+	req, _ := http.NewRequest(http.MethodGet, s.gateway.URL+"/r/return/truelayer?"+u.RawQuery, nil)
+	req.AddCookie(cookies[0])
+	res, err = noFollow.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusSeeOther, res.StatusCode)
+
+	st := s.waitForStatusOf(truelayer.Name, "tl_uk", workflows.StatusRepaired)
+	assert.Equal(t, 2, st.Attempt)
+	var reconfirmed []any
+	for _, r := range s.fake.Requests() {
+		if r.Path == "/connections/extend" {
+			reconfirmed = append(reconfirmed, r.Body["user_has_reconfirmed_consent"])
+		}
+	}
+	assert.Equal(t, []any{false, true, true}, reconfirmed, "asked; the click; the sign-in's extend, with the kept reconfirmation")
+	now, _ := s.fake.Get("tl_uk")
+	require.Len(t, s.tokens.Deliveries(), 1)
+	assert.Equal(t, now.RefreshToken, s.tokens.Deliveries()[0].RefreshToken)
 }

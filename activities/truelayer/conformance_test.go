@@ -20,7 +20,7 @@ func TestConformance(t *testing.T) {
 		fake, tokens, p := setup(t)
 		ctx := context.Background()
 		return &conformance.Fixture{
-			Provider:  p,
+			Provider:  withCheckpoint{p},
 			Receiver:  truelayer.WebhookReceiver{},
 			Tolerance: 5 * time.Minute,
 			// Its consent ran out; the bank wants a sign-in (john/doe).
@@ -58,18 +58,18 @@ func TestConformance(t *testing.T) {
 				},
 				aggregator.ErrTypeNotRepairable: func(*testing.T) error {
 					r := put(fake, tokens, truelayerfake.Connection{ID: "conn_locked", Username: "error.account_permanently_locked", Password: "error"})
-					_, err := p.Initialize(ctx, r)
+					_, err := p.Initialize(activityCtx(), r)
 					return err
 				},
 				aggregator.ErrTypeReconnectRejected: func(*testing.T) error {
 					r := put(fake, tokens, truelayerfake.Connection{ID: "conn_doe", Username: "john", Password: "doe", ConsentExpired: true})
-					return p.Close(ctx, aggregator.CloseRequest{ConnectionRef: r, ConnectorToken: "s1", PublicToken: "code_forged"})
+					return p.Close(activityCtx(), aggregator.CloseRequest{ConnectionRef: r, ConnectorToken: "s1", PublicToken: "code_forged"})
 				},
 			},
 			Outage: func(*testing.T) error {
 				r := put(fake, tokens, truelayerfake.Connection{ID: "conn_doe", Username: "john", Password: "doe", ConsentExpired: true})
 				fake.HTTPStatus = 503
-				_, err := p.Initialize(ctx, r)
+				_, err := p.Initialize(activityCtx(), r)
 				return err
 			},
 			NoWebhooks: true,
@@ -87,4 +87,16 @@ func signIn(t *testing.T, fake *truelayerfake.Server, s aggregator.Session) stri
 	require.NoError(t, err)
 	require.True(t, len(u.Query().Get("code")) > 0)
 	return u.Query().Get("code")
+}
+
+// withCheckpoint is the adapter as activities call it: each call with a
+// checkpoint of its own (an activity's attempt).
+type withCheckpoint struct{ *truelayer.Provider }
+
+func (w withCheckpoint) Initialize(ctx context.Context, r aggregator.ConnectionRef) (aggregator.Session, error) {
+	return w.Provider.Initialize(aggregator.WithCheckpoint(ctx, &aggregator.MemoryCheckpoint{}), r)
+}
+
+func (w withCheckpoint) Close(ctx context.Context, req aggregator.CloseRequest) error {
+	return w.Provider.Close(aggregator.WithCheckpoint(ctx, &aggregator.MemoryCheckpoint{}), req)
 }

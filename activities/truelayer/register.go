@@ -2,6 +2,8 @@ package truelayer
 
 import (
 	"errors"
+	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -39,11 +41,25 @@ func (s *Settings) Validate() error {
 		errs = append(errs, errors.New("TrueLayer needs TRUELAYER_TOKEN_URL and TRUELAYER_TOKEN_SECRET: the app's endpoint for the connections' tokens"))
 	}
 	if s.TokenURL != "" {
-		if u, err := url.Parse(s.TokenURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		u, err := url.Parse(s.TokenURL)
+		switch {
+		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
 			errs = append(errs, errors.New("TRUELAYER_TOKEN_URL: want an absolute https URL"))
+		case u.Scheme == "http" && !loopback(u.Hostname()):
+			// The connections' tokens and the bearer secret cross it.
+			errs = append(errs, fmt.Errorf("TRUELAYER_TOKEN_URL: %s is plain http: the connections' tokens and TRUELAYER_TOKEN_SECRET would cross the network in clear; use https (http only for a loopback host: 127.0.0.1, ::1, localhost)", u.Redacted()))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// loopback: host is this machine (127.0.0.0/8, ::1, localhost).
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Describe implements aggregator.Settings.
@@ -54,7 +70,7 @@ func (s *Settings) Describe() map[string]string {
 		"TRUELAYER_AUTH_URL":      "TrueLayer auth server, for `/connect/token` (`https://auth.truelayer-sandbox.com` for the sandbox)",
 		"TRUELAYER_API_URL":       "TrueLayer API host, for `/connections/extend` and `/data/v1/me` (`https://api.truelayer-sandbox.com` for the sandbox)",
 		"TRUELAYER_REDIRECT_URI":  "the redirect URI registered in TrueLayer's console (default `RELINK_PUBLIC_URL` + `/r/return/truelayer`)",
-		"TRUELAYER_TOKEN_URL":     "your app's endpoint for its TrueLayer tokens: `GET ?connection_id=` answers them, `POST` takes new ones (see TrueLayer below)",
+		"TRUELAYER_TOKEN_URL":     "your app's endpoint for its TrueLayer tokens, https (http only on a loopback host): `GET ?connection_id=` answers them, `POST` takes new ones and reconfirmations (see TrueLayer below)",
 		"TRUELAYER_TOKEN_SECRET":  "the bearer secret Relink sends to `TRUELAYER_TOKEN_URL`",
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"time"
 
 	"github.com/relink-dev/relink/activities/aggregator"
 )
@@ -13,8 +14,9 @@ import (
 // HTTPTokens is the app's token endpoint (TRUELAYER_TOKEN_URL), both ways,
 // with the bearer secret TRUELAYER_TOKEN_SECRET:
 //
-//	GET  <URL>?connection_id=<id>  → {"access_token","refresh_token","user":{…}} (404: unknown)
+//	GET  <URL>?connection_id=<id>  → {"access_token","refresh_token","user":{…},"consent_reconfirmed_at"} (404: unknown)
 //	POST <URL> {"connection_id","access_token","refresh_token","expires_in","token_type","issued_at"} → 2xx
+//	POST <URL> {"connection_id","consent_reconfirmed_at"} → 2xx (no tokens: keep the connection's)
 //
 // Over HTTPS, the tokens cross only this channel the app controls: never a
 // log line, an activity's result or Temporal history.
@@ -57,6 +59,25 @@ func (h *HTTPTokens) Store(ctx context.Context, t NewTokens) error {
 	return nil
 }
 
+// reconfirmation is the POST that tells the app of a reconfirmation.
+type reconfirmation struct {
+	ConnectionID         string    `json:"connection_id"`
+	ConsentReconfirmedAt time.Time `json:"consent_reconfirmed_at"`
+}
+
+// Reconfirmed implements Tokens.
+func (h *HTTPTokens) Reconfirmed(ctx context.Context, connectionID string, at time.Time) error {
+	status, _, err := aggregator.DoJSON(ctx, h.HTTP, aggregator.JSONRequest{Method: http.MethodPost, URL: h.URL, Header: h.header(),
+		Body: reconfirmation{ConnectionID: connectionID, ConsentReconfirmedAt: at}}, nil)
+	switch {
+	case err != nil:
+		return fmt.Errorf("telling the app of a TrueLayer reconfirmation: %w", err)
+	case status/100 != 2:
+		return fmt.Errorf("telling the app of the TrueLayer reconfirmation for %s: the app answered %d", connectionID, status)
+	}
+	return nil
+}
+
 // MemoryTokens is an in-memory token store, for tests and the local
 // stand-ins.
 type MemoryTokens struct {
@@ -64,7 +85,7 @@ type MemoryTokens struct {
 	creds map[string]Credentials
 	// Stored are the deliveries, in order.
 	Stored []NewTokens
-	// Fail, when set, makes Store fail.
+	// Fail, when set, makes Store and Reconfirmed fail.
 	Fail error
 }
 
@@ -104,6 +125,29 @@ func (m *MemoryTokens) Store(_ context.Context, t NewTokens) error {
 	m.creds[t.ConnectionID] = c
 	m.Stored = append(m.Stored, t)
 	return nil
+}
+
+// Reconfirmed implements Tokens.
+func (m *MemoryTokens) Reconfirmed(_ context.Context, connectionID string, at time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.Fail != nil {
+		return m.Fail
+	}
+	if m.creds == nil {
+		m.creds = map[string]Credentials{}
+	}
+	c := m.creds[connectionID]
+	c.ConsentReconfirmedAt = at
+	m.creds[connectionID] = c
+	return nil
+}
+
+// SetFail sets Fail (nil: deliveries work again), safely while calls run.
+func (m *MemoryTokens) SetFail(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.Fail = err
 }
 
 // Deliveries returns the tokens stored so far.

@@ -8,14 +8,20 @@
 //
 // The connection's tokens are the app's: the adapter asks the app for them
 // on every call (Tokens) and hands the new ones straight back to the app
-// (Tokens.Store), so no token is returned from an activity, logged, or
-// written to Temporal.
+// (Tokens.Store), so no token is returned from an activity or logged.
+// TrueLayer retires the refresh token it replaces, so new tokens the app
+// has not taken yet are saved first in the activity's checkpoint
+// (aggregator.Checkpoint: Temporal's heartbeat details, encrypted with
+// RELINK_PAYLOAD_KEYS), and every later attempt, on any worker, delivers
+// them before it calls TrueLayer. Nothing is kept in a worker's memory.
 package truelayer
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,7 +29,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/relink-dev/relink/activities/aggregator"
@@ -64,9 +69,10 @@ const (
 // its close extends with user_has_reconfirmed_consent: true.
 const reconfirmPrefix = "reconfirm_"
 
-// reconfirmMemory is how long a reconfirmation the user gave is used for
-// the next extend (after the bank also asked them to sign in).
-const reconfirmMemory = time.Hour
+// ReconfirmValidity is how long a reconfirmation the user gave on
+// Relink's page (kept with the app's connection, consent_reconfirmed_at)
+// is sent with the next extends, when the bank also asked them to sign in.
+const ReconfirmValidity = 24 * time.Hour
 
 // Credentials are what the app holds for one connection and Relink needs:
 // the refresh token (extend), the access token (the health read) and the
@@ -75,6 +81,10 @@ type Credentials struct {
 	AccessToken  string `json:"access_token"`
 	RefreshToken string `json:"refresh_token"`
 	User         *User  `json:"user,omitempty"`
+	// ConsentReconfirmedAt is when the user last reconfirmed consent on
+	// Relink's page (Tokens.Reconfirmed): extends within
+	// ReconfirmValidity of it say user_has_reconfirmed_consent: true.
+	ConsentReconfirmedAt time.Time `json:"consent_reconfirmed_at,omitzero"`
 }
 
 // User is the end user as /connections/extend wants them: the id TrueLayer
@@ -105,6 +115,9 @@ type Tokens interface {
 	Credentials(ctx context.Context, connectionID string) (Credentials, error)
 	// Store hands the connection's new tokens to the app.
 	Store(ctx context.Context, t NewTokens) error
+	// Reconfirmed tells the app that the user reconfirmed consent at at,
+	// to keep with the connection and answer in Credentials.
+	Reconfirmed(ctx context.Context, connectionID string, at time.Time) error
 }
 
 // Provider is the TrueLayer adapter.
@@ -119,15 +132,6 @@ type Provider struct {
 	Tokens      Tokens
 	HTTP        *http.Client
 	Now         func() time.Time
-
-	mu sync.Mutex
-	// pending are new tokens the app has not taken yet: TrueLayer rotates
-	// the refresh token, so they are the only good ones; the next call for
-	// the connection delivers them first and uses them.
-	pending map[string]NewTokens
-	// reconfirmed: when the user last reconfirmed consent on Relink's page,
-	// by connection.
-	reconfirmed map[string]time.Time
 }
 
 // Name implements aggregator.Provider.
@@ -137,14 +141,32 @@ func (p *Provider) Name() string { return Name }
 // proactive first reads the connection's health (a manual start after the
 // app's Data API call failed): nothing to do if it works, unrepairable if
 // the account is permanently locked, retried while it is temporarily
-// locked. Then it extends the connection: no_action_needed (new tokens,
+// locked; a read that says nothing of the connection (the app's access
+// token expired: 401) goes on to extend, whose answer is authoritative.
+// Then it extends the connection: no_action_needed (new tokens,
 // delivered to the app) is CONTINUE; authentication_needed is a redirect
 // to its user_input_link; reconfirmation_of_consent_needed is a click on
 // Relink's page.
+//
+// Extend may rotate the tokens, which must then survive a failed
+// delivery: without a checkpoint in ctx (a local activity's attempt) it
+// is not called, and Initialize fails with aggregator.ErrCheckpointNeeded
+// (retryable) for the activity, which has one.
 func (p *Provider) Initialize(ctx context.Context, ref aggregator.ConnectionRef) (aggregator.Session, error) {
+	// An earlier attempt extended (no_action_needed) and the app had not
+	// taken the tokens: once it has, that was this initialize's answer.
+	switch settled, err := p.settle(ctx, ref.ConnectionID); {
+	case err != nil:
+		return aggregator.Session{}, err
+	case settled:
+		return aggregator.Session{ConnectorStatus: aggregator.ConnectorContinue}, nil
+	}
 	if !ref.Proactive {
 		st, err := p.ConnectionStatus(ctx, ref)
-		if err != nil {
+		switch {
+		case errors.Is(err, errHealthUnknown):
+			st = aggregator.ConnectionStatus{Health: aggregator.HealthRepairable}
+		case err != nil:
 			return aggregator.Session{}, err
 		}
 		switch st.Health {
@@ -157,10 +179,10 @@ func (p *Provider) Initialize(ctx context.Context, ref aggregator.ConnectionRef)
 			return aggregator.Session{}, fmt.Errorf("truelayer: connection %s: %s: waiting for the bank to unlock it", ref.ConnectionID, st.ProviderStatus)
 		}
 	}
-	p.mu.Lock()
-	reconfirmed := p.now().Sub(p.reconfirmed[ref.ConnectionID]) < reconfirmMemory
-	p.mu.Unlock()
-	res, err := p.extend(ctx, ref.ConnectionID, reconfirmed)
+	if aggregator.CheckpointFrom(ctx) == nil {
+		return aggregator.Session{}, fmt.Errorf("truelayer: connection %s: extend may rotate the tokens: %w", ref.ConnectionID, aggregator.ErrCheckpointNeeded)
+	}
+	res, err := p.extend(ctx, ref.ConnectionID, false)
 	if err != nil {
 		return aggregator.Session{}, err
 	}
@@ -189,15 +211,20 @@ func (p *Provider) Initialize(ctx context.Context, ref aggregator.ConnectionRef)
 // Close implements aggregator.Provider: a reconfirmation extends with
 // user_has_reconfirmed_consent: true; a return from TrueLayer's sign-in
 // exchanges its code (PublicToken) at /connect/token. The new tokens go to
-// the app.
+// the app (through the checkpoint, as Initialize's: without one in ctx,
+// Close fails with aggregator.ErrCheckpointNeeded before calling
+// TrueLayer).
+//
+// A reconfirmation after which the bank also needs a sign-in
+// (authentication_needed) is told to the app (Tokens.Reconfirmed), which
+// keeps it with the connection; the close is then rejected, and the next
+// initialize, on any worker, extends with the reconfirmation and answers
+// the sign-in's redirect.
 func (p *Provider) Close(ctx context.Context, req aggregator.CloseRequest) error {
+	if aggregator.CheckpointFrom(ctx) == nil {
+		return fmt.Errorf("truelayer: connection %s: close may rotate the tokens: %w", req.ConnectionID, aggregator.ErrCheckpointNeeded)
+	}
 	if strings.HasPrefix(req.ConnectorToken, reconfirmPrefix) {
-		p.mu.Lock()
-		if p.reconfirmed == nil {
-			p.reconfirmed = map[string]time.Time{}
-		}
-		p.reconfirmed[req.ConnectionID] = p.now()
-		p.mu.Unlock()
 		res, err := p.extend(ctx, req.ConnectionID, true)
 		if err != nil {
 			return err
@@ -206,7 +233,12 @@ func (p *Provider) Close(ctx context.Context, req aggregator.CloseRequest) error
 		case ActionNone:
 			return nil
 		case ActionAuthentication:
-			return aggregator.ReconnectRejected("truelayer: consent reconfirmed, but the bank also needs the user to sign in")
+			if err := p.Tokens.Reconfirmed(ctx, req.ConnectionID, p.now().UTC()); err != nil {
+				// Retried: the next attempt extends (with the
+				// reconfirmation) and tells the app again.
+				return fmt.Errorf("truelayer: the reconfirmation for %s not kept by the app: %w", req.ConnectionID, err)
+			}
+			return aggregator.ReconnectRejected("truelayer: consent reconfirmed (kept with the app's connection), but the bank also needs the user to sign in: the next session is TrueLayer's sign-in")
 		}
 		return aggregator.ReconnectRejected(fmt.Sprintf("truelayer: extend after reconfirmation answered %q", res.ActionNeeded))
 	}
@@ -219,6 +251,10 @@ func (p *Provider) Close(ctx context.Context, req aggregator.CloseRequest) error
 		"client_secret": {p.ClientSecret},
 		"redirect_uri":  {p.RedirectURI},
 		"code":          {req.PublicToken},
+	}
+	creds, err := p.credentials(ctx, req.ConnectionID)
+	if err != nil {
+		return err
 	}
 	var tok tokenAnswer
 	status, raw, hdr, err := p.postForm(ctx, p.authURL("/connect/token"), form, &tok)
@@ -237,11 +273,19 @@ func (p *Provider) Close(ctx context.Context, req aggregator.CloseRequest) error
 		return errors.New("truelayer code exchange: answer without tokens")
 	}
 	return p.deliver(ctx, NewTokens{ConnectionID: req.ConnectionID, AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken,
-		ExpiresIn: tok.ExpiresIn, TokenType: tok.TokenType, IssuedAt: p.now().UTC()})
+		ExpiresIn: tok.ExpiresIn, TokenType: tok.TokenType, IssuedAt: p.now().UTC()}, creds.RefreshToken)
 }
 
+// errHealthUnknown: /me answered, but not of the connection (the app's
+// access token was refused, an error code Relink does not know).
+var errHealthUnknown = errors.New("the answer says nothing of the connection")
+
 // ConnectionStatus implements aggregator.Provider: GET /data/v1/me with
-// the app's access token.
+// the app's access token (after delivering the checkpoint's tokens, if
+// the app has not taken them). An answer that says nothing of the
+// connection (401: the app's access token expired, as it does after an
+// hour; an unknown 4xx code) is a retryable error wrapping
+// errHealthUnknown.
 func (p *Provider) ConnectionStatus(ctx context.Context, ref aggregator.ConnectionRef) (aggregator.ConnectionStatus, error) {
 	creds, err := p.credentials(ctx, ref.ConnectionID)
 	if err != nil {
@@ -277,7 +321,10 @@ func (p *Provider) ConnectionStatus(ctx context.Context, ref aggregator.Connecti
 		return aggregator.ConnectionStatus{Health: h, ProviderStatus: code}, nil
 	}
 	if status == http.StatusUnauthorized {
-		return aggregator.ConnectionStatus{}, fmt.Errorf("truelayer /me: the app's access token for %s was refused (%s): the app keeps it fresh", ref.ConnectionID, detail)
+		return aggregator.ConnectionStatus{}, fmt.Errorf("truelayer /me: the app's access token for %s was refused (%s): %w", ref.ConnectionID, detail, errHealthUnknown)
+	}
+	if status/100 == 4 && status != http.StatusTooManyRequests {
+		return aggregator.ConnectionStatus{}, fmt.Errorf("truelayer /me %s: %d %s: %w", ref.ConnectionID, status, detail, errHealthUnknown)
 	}
 	return aggregator.ConnectionStatus{}, aggregator.WithRetryAfter(aggregator.HTTPStatusError("truelayer /me", status, detail), hdr)
 }
@@ -315,11 +362,17 @@ type tokenAnswer struct {
 }
 
 // extend calls POST /connections/extend with the connection's refresh
-// token; new tokens in the answer go to the app before it returns.
+// token; new tokens in the answer go to the app before it returns. It
+// says the user reconfirmed consent when reconfirmed (the user's click),
+// or when the app holds a reconfirmation younger than ReconfirmValidity.
 func (p *Provider) extend(ctx context.Context, connectionID string, reconfirmed bool) (extendAnswer, error) {
 	creds, err := p.credentials(ctx, connectionID)
 	if err != nil {
 		return extendAnswer{}, err
+	}
+	if at := creds.ConsentReconfirmedAt; !at.IsZero() {
+		age := p.now().Sub(at)
+		reconfirmed = reconfirmed || (age < ReconfirmValidity && age > -5*time.Minute)
 	}
 	body := map[string]any{
 		"client_id":                    p.ClientID,
@@ -343,6 +396,8 @@ func (p *Provider) extend(ctx context.Context, connectionID string, reconfirmed 
 		code, detail := errorOf(raw)
 		switch code {
 		case ErrInvalidGrant:
+			// credentials delivered any tokens the checkpoint held: the
+			// app's refresh token is the newest Relink knows of.
 			return extendAnswer{}, aggregator.NotRepairable(fmt.Sprintf("truelayer extend %s: the refresh token is no longer good (%s): the user must connect anew", connectionID, detail))
 		case ErrAccountPermanentlyLocked:
 			return extendAnswer{}, aggregator.NotRepairable(fmt.Sprintf("truelayer extend %s: %s", connectionID, detail))
@@ -354,7 +409,7 @@ func (p *Provider) extend(ctx context.Context, connectionID string, reconfirmed 
 			return extendAnswer{}, errors.New("truelayer extend: no_action_needed without tokens")
 		}
 		err := p.deliver(ctx, NewTokens{ConnectionID: connectionID, AccessToken: res.AccessToken, RefreshToken: res.RefreshToken,
-			ExpiresIn: res.ExpiresIn, TokenType: res.TokenType, IssuedAt: p.now().UTC()})
+			ExpiresIn: res.ExpiresIn, TokenType: res.TokenType, IssuedAt: p.now().UTC()}, creds.RefreshToken)
 		if err != nil {
 			return extendAnswer{}, err
 		}
@@ -362,16 +417,11 @@ func (p *Provider) extend(ctx context.Context, connectionID string, reconfirmed 
 	return res, nil
 }
 
-// credentials are the connection's tokens: new ones the app has not taken
-// yet (delivered again now), else the app's.
+// credentials are the app's tokens for the connection, once the tokens
+// an earlier attempt left in the checkpoint are the app's.
 func (p *Provider) credentials(ctx context.Context, connectionID string) (Credentials, error) {
-	p.mu.Lock()
-	pending, ok := p.pending[connectionID]
-	p.mu.Unlock()
-	if ok {
-		if err := p.deliver(ctx, pending); err != nil {
-			return Credentials{}, err
-		}
+	if _, err := p.settle(ctx, connectionID); err != nil {
+		return Credentials{}, err
 	}
 	creds, err := p.Tokens.Credentials(ctx, connectionID)
 	if err != nil {
@@ -383,11 +433,84 @@ func (p *Provider) credentials(ctx context.Context, connectionID string) (Creden
 	return creds, nil
 }
 
-// deliver hands new tokens to the app, three tries a second apart; tokens
-// the app did not take are kept (in this worker's memory) and delivered
-// before the connection's next call, since TrueLayer has already retired
-// the refresh token they replace.
-func (p *Provider) deliver(ctx context.Context, t NewTokens) error {
+// undelivered is the checkpoint: new tokens, and the digest of the
+// refresh token they replace, by which a later attempt tells whether the
+// app took them (it holds them), still needs them (it holds the one they
+// replace) or has moved on (newer ones: the checkpoint is stale).
+type undelivered struct {
+	Tokens   NewTokens `json:"tokens"`
+	Replaces string    `json:"replaces"`
+}
+
+// digest names a refresh token in the checkpoint without holding it.
+func digest(refreshToken string) string {
+	sum := sha256.Sum256([]byte(refreshToken))
+	return hex.EncodeToString(sum[:])
+}
+
+// settle delivers the checkpoint's tokens if the app still holds the
+// refresh token they replace; until it takes them, it fails (retryable),
+// so nothing is called with a refresh token TrueLayer retired. settled:
+// the checkpoint's tokens are the app's (delivered now, or taken before);
+// false when there are none, or the app holds newer ones.
+func (p *Provider) settle(ctx context.Context, connectionID string) (settled bool, err error) {
+	cp := aggregator.CheckpointFrom(ctx)
+	if cp == nil {
+		return false, nil
+	}
+	data := cp.Load()
+	if len(data) == 0 {
+		return false, nil
+	}
+	var u undelivered
+	if err := json.Unmarshal(data, &u); err != nil {
+		return false, fmt.Errorf("truelayer: the checkpoint for %s is unreadable: %w", connectionID, err)
+	}
+	if u.Tokens.ConnectionID != connectionID {
+		return false, nil
+	}
+	held, err := p.Tokens.Credentials(ctx, connectionID)
+	if err != nil {
+		return false, fmt.Errorf("truelayer: new tokens for %s wait for the app: %w", connectionID, err)
+	}
+	switch digest(held.RefreshToken) {
+	case digest(u.Tokens.RefreshToken):
+		return true, nil // taken
+	case u.Replaces:
+	default:
+		return false, nil // newer ones since
+	}
+	if err := p.store(ctx, u.Tokens); err != nil {
+		return false, fmt.Errorf("truelayer: new tokens for %s, kept from an earlier attempt, not delivered to the app yet (retried): %w", connectionID, err)
+	}
+	return true, nil
+}
+
+// deliver hands new tokens, which replace the refresh token replaced, to
+// the app. TrueLayer has retired that one, so they are first saved in the
+// checkpoint: if the app does not take them, the activity fails
+// (retryable) and its next attempt, on any worker, delivers them before
+// anything else (settle).
+func (p *Provider) deliver(ctx context.Context, t NewTokens, replaced string) error {
+	kept := false
+	if cp := aggregator.CheckpointFrom(ctx); cp != nil {
+		data, err := json.Marshal(undelivered{Tokens: t, Replaces: digest(replaced)})
+		if err != nil {
+			return err
+		}
+		kept = cp.Save(data) == nil
+	}
+	if err := p.store(ctx, t); err != nil {
+		if !kept {
+			return fmt.Errorf("truelayer: new tokens for %s not delivered to the app, and no checkpoint kept them: %w", t.ConnectionID, err)
+		}
+		return fmt.Errorf("truelayer: new tokens for %s not delivered to the app (kept in the activity's checkpoint; retried): %w", t.ConnectionID, err)
+	}
+	return nil
+}
+
+// store hands tokens to the app, three tries a second apart.
+func (p *Provider) store(ctx context.Context, t NewTokens) error {
 	err := p.Tokens.Store(ctx, t)
 	for i := 1; i < 3 && err != nil && ctx.Err() == nil; i++ {
 		select {
@@ -396,17 +519,7 @@ func (p *Provider) deliver(ctx context.Context, t NewTokens) error {
 		case <-ctx.Done():
 		}
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err == nil {
-		delete(p.pending, t.ConnectionID)
-		return nil
-	}
-	if p.pending == nil {
-		p.pending = map[string]NewTokens{}
-	}
-	p.pending[t.ConnectionID] = t
-	return fmt.Errorf("truelayer: new tokens for %s not delivered to the app (kept to deliver again): %w", t.ConnectionID, err)
+	return err
 }
 
 func (p *Provider) postForm(ctx context.Context, u string, form url.Values, out any) (int, []byte, http.Header, error) {

@@ -44,9 +44,23 @@ type Connection struct {
 	// reconfirmation_of_consent_needed, with it no_action_needed. (TrueLayer's
 	// sandbox does not answer reconfirmation_of_consent_needed yet.)
 	ReconfirmOnly bool
-	AccessToken   string
-	RefreshToken  string
+	// ReconfirmThenSignIn stands for a UK connection whose renewal needs
+	// the user's reconfirmation and a sign-in at the bank: extend without
+	// the reconfirmation answers reconfirmation_of_consent_needed, with it
+	// as the mock user's password says (john/doe: authentication_needed).
+	// Like TrueLayer's documentation, the fake keeps no reconfirmation:
+	// each extend says whether the user reconfirmed.
+	ReconfirmThenSignIn bool
+	AccessToken         string
+	RefreshToken        string
+	// AccessTokenExpiresAt: /me refuses the access token from then on
+	// (401 invalid_token). Put and every new token set it an hour on, as
+	// TrueLayer's expires_in of 3600 says.
+	AccessTokenExpiresAt time.Time
 }
+
+// AccessTokenLifetime is how long the fake's access tokens work.
+const AccessTokenLifetime = time.Hour
 
 // Request is one request the fake received.
 type Request struct {
@@ -99,6 +113,9 @@ func (s *Server) Put(c Connection) Connection {
 	}
 	if c.RefreshToken == "" {
 		c.RefreshToken = "rt_" + random()
+	}
+	if c.AccessTokenExpiresAt.IsZero() {
+		c.AccessTokenExpiresAt = s.Now().Add(AccessTokenLifetime)
 	}
 	s.conns[c.ID] = &c
 	return c
@@ -253,11 +270,11 @@ func (s *Server) extend(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "invalid_grant", "The refresh token is invalid, expired or revoked.")
 	case strings.HasPrefix(c.Username, "error.account_permanently_locked"):
 		fail(w, http.StatusBadRequest, "account_permanently_locked", "The account is permanently locked.")
-	case c.ReconfirmOnly && !reconfirmed:
+	case (c.ReconfirmOnly || c.ReconfirmThenSignIn) && !reconfirmed:
 		reply(w, http.StatusOK, map[string]any{"action_needed": "reconfirmation_of_consent_needed"})
 	case c.ReconfirmOnly || (c.Username == UserJohn && c.Password == PasswordEternal):
 		c.ConsentExpired = false
-		c.AccessToken, c.RefreshToken = "at_"+random(), "rt_"+random()
+		s.issueLocked(c)
 		reply(w, http.StatusOK, map[string]any{"action_needed": "no_action_needed",
 			"access_token": c.AccessToken, "refresh_token": c.RefreshToken, "expires_in": 3600, "token_type": "Bearer"})
 	default:
@@ -267,6 +284,13 @@ func (s *Server) extend(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusOK, map[string]any{"action_needed": "authentication_needed",
 			"user_input_link": s.URL + "/dialog?session=" + sess.id})
 	}
+}
+
+// issueLocked gives c new tokens: the refresh token they replace is
+// retired, the access token works for AccessTokenLifetime.
+func (s *Server) issueLocked(c *Connection) {
+	c.AccessToken, c.RefreshToken = "at_"+random(), "rt_"+random()
+	c.AccessTokenExpiresAt = s.Now().Add(AccessTokenLifetime)
 }
 
 func (s *Server) byRefresh(token string) *Connection {
@@ -315,7 +339,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.ConsentExpired = false
-	c.AccessToken, c.RefreshToken = "at_"+random(), "rt_"+random()
+	s.issueLocked(c)
 	reply(w, http.StatusOK, map[string]any{"access_token": c.AccessToken, "refresh_token": c.RefreshToken,
 		"expires_in": 3600, "token_type": "Bearer", "scope": "info accounts balance transactions offline_access"})
 }
@@ -346,7 +370,7 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) {
 			c = x
 		}
 	}
-	if c == nil {
+	if c == nil || !s.Now().Before(c.AccessTokenExpiresAt) {
 		fail(w, http.StatusUnauthorized, "invalid_token", "The access token is invalid or expired.")
 		return
 	}
