@@ -146,6 +146,20 @@ func TestTrueLayerContinue(t *testing.T) {
 	got := s.tokens.Deliveries()
 	require.Len(t, got, 1)
 	assert.Equal(t, now.RefreshToken, got[0].RefreshToken)
+
+	// TrueLayer sends no webhooks: its route says so (404 not_found), and
+	// starts nothing.
+	resp, err := http.Post(s.gateway.URL+"/webhooks/"+truelayer.Name, "application/json",
+		strings.NewReader(`{"type":"repairable","connectionId":"tl_other"}`))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+	var refused struct {
+		Error struct{ Code, Message string }
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&refused))
+	assert.Equal(t, "not_found", refused.Error.Code)
+	assert.Contains(t, refused.Error.Message, "sends no webhooks")
 }
 
 // john/doe: the reconnect answers a redirect; the gateway's /r/go keeps a

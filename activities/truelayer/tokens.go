@@ -158,7 +158,7 @@ func (m *MemoryTokens) Deliveries() []NewTokens {
 }
 
 // errNoWebhooks: TrueLayer's Data API sends no webhook Relink acts on.
-var errNoWebhooks = fmt.Errorf("%w: TrueLayer sends no webhooks to Relink; breaks come from expiry-timed repairs, the app's inventory and manual starts", aggregator.ErrWebhookSignature)
+var errNoWebhooks = fmt.Errorf("%w: TrueLayer sends none; breaks come from expiry-timed repairs, the app's inventory and manual starts", aggregator.ErrNoWebhooks)
 
 // WebhookReceiver refuses every delivery: nothing starts a TrueLayer
 // repair by posting to POST /webhooks/truelayer.

@@ -83,7 +83,7 @@ type Fixture struct {
 	// NoWebhooks: the provider sends no webhooks (TrueLayer's Data API:
 	// breaks are found by expiry-timed repairs, the app's inventory and
 	// manual starts). Webhook and WebhookKinds are then unset, and the
-	// kit checks that Receiver refuses any delivery as unsigned.
+	// kit checks that Receiver refuses any delivery with ErrNoWebhooks.
 	NoWebhooks bool
 
 	// NeedingUser is required when Provider is an aggregator.Lister: it
@@ -296,9 +296,10 @@ func Run(t *testing.T, reg aggregator.Registration, newFixture func(t *testing.T
 
 	t.Run("webhooks", func(t *testing.T) {
 		if f := fixture(t); f.NoWebhooks {
-			// Nothing may start a repair by posting to its webhook route.
+			// Nothing may start a repair by posting to its webhook route,
+			// and the refusal says why (the gateway answers 404).
 			body := []byte(`{"type":"repairable","connectionId":"conn_1","eventId":"evt_1"}`)
-			receive(t, f.Receiver, body, http.Header{"Content-Type": {"application/json"}}, aggregator.ErrWebhookSignature)
+			receive(t, f.Receiver, body, http.Header{"Content-Type": {"application/json"}}, aggregator.ErrNoWebhooks)
 			return
 		}
 		kinds := f0(t, fixture).WebhookKinds
