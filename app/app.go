@@ -215,16 +215,26 @@ func WorkerOptions(c config.Worker) worker.Options {
 	// starts before the worker's few polls, and the repairs they started
 	// waited (N repairs reached AWAITING_USER in 2.2 × their start time,
 	// about 1.1 × now: see the README's Performance).
+	most := max(c.Pollers, 2)
+	if c.TaskSlots > 0 {
+		// More polls than slots would take tasks no slot can run.
+		most = min(most, max(c.TaskSlots, 2))
+	}
 	pollers := worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{
 		MinimumNumberOfPollers: 2,
-		InitialNumberOfPollers: min(8, max(c.Pollers, 2)),
-		MaximumNumberOfPollers: max(c.Pollers, 2),
+		InitialNumberOfPollers: min(8, most),
+		MaximumNumberOfPollers: most,
 	})
 	opts := worker.Options{
 		StickyScheduleToStartTimeout: 2 * time.Second,
 		WorkflowTaskPollerBehavior:   pollers,
 		ActivityTaskPollerBehavior:   pollers,
 		WorkerStopTimeout:            c.StopTimeout,
+	}
+	if c.TaskSlots > 0 {
+		opts.MaxConcurrentWorkflowTaskExecutionSize = c.TaskSlots
+		opts.MaxConcurrentActivityExecutionSize = c.TaskSlots
+		opts.MaxConcurrentLocalActivityExecutionSize = c.TaskSlots
 	}
 	if c.DeploymentName != "" {
 		// Pinned: a repair runs its whole life (continue-as-new included)

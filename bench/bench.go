@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
@@ -34,6 +35,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/inventory"
 	"github.com/relink-dev/relink/activities/inventory/inventoryfake"
 	"github.com/relink-dev/relink/activities/quiltt"
@@ -77,6 +79,12 @@ type Options struct {
 	UserPathOnly bool
 	ShapeSamples int
 	ShapeTime    time.Duration
+	// Backlog, when set, measures only the user path while a backlog of
+	// each of these sizes drains through a worker with BacklogSlots task
+	// slots, BacklogSamples samples a size.
+	Backlog        []int
+	BacklogSlots   int
+	BacklogSamples int
 	// WorkerCommand runs the worker binary (./worker, relink-worker), which reads
 	// RELINK_BENCH_SANDBOX from its environment.
 	WorkerCommand []string
@@ -93,6 +101,8 @@ const (
 
 type run struct {
 	opts     Options
+	env      map[string]string // the worker's settings
+	worker   *exec.Cmd
 	cfg      config.Config
 	logger   *slog.Logger
 	sweeps   []app.SweepPlan
@@ -178,18 +188,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	// The worker, in its own process.
-	worker := exec.CommandContext(ctx, o.WorkerCommand[0], o.WorkerCommand[1:]...)
-	// Only what the bench sets (and what a process needs): settings in the
-	// bench's own environment, a notify URL say, must not reach it.
-	worker.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TMPDIR=" + os.TempDir()}
-	for k, v := range env {
-		worker.Env = append(worker.Env, k+"="+v)
+	r := &run{opts: o, env: env}
+	if err := r.startWorker(ctx, nil); err != nil {
+		return err
 	}
-	worker.Stdout, worker.Stderr = os.Stderr, os.Stderr
-	if err := worker.Start(); err != nil {
-		return fmt.Errorf("start the worker: %w", err)
-	}
-	defer func() { _ = worker.Process.Kill(); _ = worker.Wait() }()
+	defer r.stopWorker()
 
 	// The gateway, here: it only needs the sandbox's webhook receiver.
 	sb := &sandbox.Provider{Webhooks: &sandbox.WebhookSender{Secret: webhookSecret}, Now: time.Now, Logger: logger}
@@ -205,8 +208,9 @@ func Run(ctx context.Context, o Options) error {
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 
-	r := &run{opts: o, tc: tc, cfg: cfg, logger: logger, sweeps: app.SweepPlans(cfg, app.NewProviders(cfg, sb)), gateway: "http://" + ln.Addr().String(), metrics: "http://" + env["RELINK_METRICS_ADDR"] + "/metrics",
-		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
+	r.tc, r.cfg, r.logger, r.sweeps = tc, cfg, logger, app.SweepPlans(cfg, app.NewProviders(cfg, sb))
+	r.gateway, r.metrics = "http://"+ln.Addr().String(), "http://"+env["RELINK_METRICS_ADDR"]+"/metrics"
+	r.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	if err := r.waitForWorker(ctx); err != nil {
 		return err
 	}
@@ -215,6 +219,13 @@ func Run(ctx context.Context, o Options) error {
 
 func (r *run) all(ctx context.Context) error {
 	o := r.opts
+	if len(o.Backlog) > 0 {
+		if err := r.backlogs(ctx); err != nil {
+			return err
+		}
+		r.print()
+		return nil
+	}
 	if o.UserPathOnly {
 		if err := r.userPathVsTemporal(ctx); err != nil {
 			return err
@@ -458,6 +469,48 @@ func (r *run) awaitWaiting(ctx context.Context, n int64) error {
 	}
 }
 
+// startWorker runs the worker binary with the bench's settings and more
+// (more overrides them).
+func (r *run) startWorker(ctx context.Context, more map[string]string) error {
+	w := exec.CommandContext(ctx, r.opts.WorkerCommand[0], r.opts.WorkerCommand[1:]...)
+	// Only what the bench sets (and what a process needs): settings in the
+	// bench's own environment, a notify URL say, must not reach it.
+	w.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TMPDIR=" + os.TempDir()}
+	for k, v := range r.env {
+		if _, over := more[k]; !over {
+			w.Env = append(w.Env, k+"="+v)
+		}
+	}
+	for k, v := range more {
+		w.Env = append(w.Env, k+"="+v)
+	}
+	w.Stdout, w.Stderr = os.Stderr, os.Stderr
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start the worker: %w", err)
+	}
+	r.worker = w
+	return nil
+}
+
+// stopWorker stops the worker as an orchestrator does (SIGTERM: it hands
+// back its sticky queue, so the next worker gets its repairs' tasks at
+// once, not after the sticky timeout); its tasks wait on the server.
+func (r *run) stopWorker() {
+	if r.worker == nil {
+		return
+	}
+	_ = r.worker.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = r.worker.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = r.worker.Process.Kill()
+		<-done
+	}
+	r.worker = nil
+}
+
 func (r *run) waitForWorker(ctx context.Context) error {
 	for range 600 {
 		resp, err := r.http.Get(r.metrics)
@@ -516,38 +569,56 @@ func (r *run) latencies(ctx context.Context, prefix string, from, n int) (latenc
 	var set latencySet
 	for i := from; i < from+n; i++ {
 		conn := prefix + strconv.Itoa(i)
-		var rec workflows.ReconnectResult
-		if err := r.api(ctx, http.MethodPost, "/v1/repairs/sandbox/"+conn+"/reconnect", nil, &rec); err != nil {
+		session, err := r.openWidget(ctx, conn)
+		if err != nil {
 			return set, err
 		}
-		if rec.Session == nil {
-			return set, fmt.Errorf("%s: no session to complete", conn)
-		}
-		began := time.Now()
-		if err := r.api(ctx, http.MethodPost, "/v1/repairs/sandbox/"+conn+"/complete",
-			map[string]string{"connectorToken": rec.Session.ConnectorToken, "publicToken": "bench"}, nil); err != nil {
+		if err := r.finish(ctx, conn, session, &set); err != nil {
 			return set, err
 		}
-		if err := r.awaitStatus(ctx, conn, workflows.StatusVerifying); err != nil {
-			return set, err
-		}
-		set.complete = append(set.complete, time.Since(began))
-		began = time.Now()
-		if err := r.webhook(ctx, conn, quiltt.EventSyncedSuccessful, quiltt.StatusSynced); err != nil {
-			return set, err
-		}
-		// Read as the no-op yardstick is read (DescribeWorkflowExecution:
-		// the server alone, its search attributes), not through a query
-		// the worker answers: the outcome is the status attribute's.
-		repaired := func(desc *workflowservice.DescribeWorkflowExecutionResponse) bool {
-			return intake.StatusOf(desc.GetWorkflowExecutionInfo()) == workflows.StatusRepaired
-		}
-		if err := r.pollWorkflow(ctx, workflows.WorkflowID(sandbox.Name, conn), repaired); err != nil {
-			return set, err
-		}
-		set.synced = append(set.synced, time.Since(began))
 	}
 	return set, nil
+}
+
+// openWidget is the user's reconnect: the session their widget opens.
+func (r *run) openWidget(ctx context.Context, conn string) (*aggregator.Session, error) {
+	var rec workflows.ReconnectResult
+	if err := r.api(ctx, http.MethodPost, "/v1/repairs/sandbox/"+conn+"/reconnect", nil, &rec); err != nil {
+		return nil, err
+	}
+	if rec.Session == nil {
+		return nil, fmt.Errorf("%s: no session to complete", conn)
+	}
+	return rec.Session, nil
+}
+
+// finish times the rest of the user's path: complete → VERIFYING, then
+// the provider's synced webhook → REPAIRED.
+func (r *run) finish(ctx context.Context, conn string, session *aggregator.Session, set *latencySet) error {
+	began := time.Now()
+	if err := r.api(ctx, http.MethodPost, "/v1/repairs/sandbox/"+conn+"/complete",
+		map[string]string{"connectorToken": session.ConnectorToken, "publicToken": "bench"}, nil); err != nil {
+		return err
+	}
+	if err := r.awaitStatus(ctx, conn, workflows.StatusVerifying); err != nil {
+		return err
+	}
+	set.complete = append(set.complete, time.Since(began))
+	began = time.Now()
+	if err := r.webhook(ctx, conn, quiltt.EventSyncedSuccessful, quiltt.StatusSynced); err != nil {
+		return err
+	}
+	// Read as the no-op yardstick is read (DescribeWorkflowExecution:
+	// the server alone, its search attributes), not through a query
+	// the worker answers: the outcome is the status attribute's.
+	repaired := func(desc *workflowservice.DescribeWorkflowExecutionResponse) bool {
+		return intake.StatusOf(desc.GetWorkflowExecutionInfo()) == workflows.StatusRepaired
+	}
+	if err := r.pollWorkflow(ctx, workflows.WorkflowID(sandbox.Name, conn), repaired); err != nil {
+		return err
+	}
+	set.synced = append(set.synced, time.Since(began))
+	return nil
 }
 
 // latenciesUntil takes up to n samples, stopping when done reports (the
@@ -696,6 +767,74 @@ func (r *run) userPathVsTemporal(ctx context.Context) error {
 		}
 	}
 	r.add("highest paced rate measured with p99 ≤ 200 ms", fmt.Sprintf("Relink %.0f/s, no-op workflow %.0f/s (0: none of 10, 25, 50)", best["Relink"], best["no-op"]))
+	return nil
+}
+
+// backlogs measures the user path while a real backlog drains, for each
+// size in turn: the worker stops, that many repairs start by webhook (their
+// tasks wait on the server, at the background priority), and a worker with
+// few task slots comes back, slower than the server, as in a bank's outage
+// on a busy cluster. The users' repairs (waiting for them since before)
+// are sampled while the backlog is still there. With task priority, their
+// p99 should not grow with the backlog's size.
+func (r *run) backlogs(ctx context.Context) error {
+	per, slots := r.opts.BacklogSamples, r.opts.BacklogSlots
+	repaired := int64(0)
+	for i, n := range r.opts.Backlog {
+		users := fmt.Sprintf("bench-backlog-%d-user-", i)
+		if _, err := r.startMany(ctx, users, per, 8, r.startByWebhook); err != nil {
+			return err
+		}
+		if err := r.awaitWaiting(ctx, atomic.LoadInt64(&r.baseline)-repaired); err != nil {
+			return err
+		}
+		// The users have their bank's sign-in open when the flood comes.
+		sessions := make([]*aggregator.Session, per)
+		for j := range per {
+			var err error
+			if sessions[j], err = r.openWidget(ctx, users+strconv.Itoa(j)); err != nil {
+				return err
+			}
+		}
+		r.stopWorker()
+		if _, err := r.startMany(ctx, fmt.Sprintf("bench-backlog-%d-", i), n, 32, r.startByWebhook); err != nil {
+			return err
+		}
+		if err := r.startWorker(ctx, map[string]string{"RELINK_WORKER_TASK_SLOTS": strconv.Itoa(slots)}); err != nil {
+			return err
+		}
+		if err := r.waitForWorker(ctx); err != nil {
+			return err
+		}
+		began := time.Now()
+		var set latencySet
+		for j := range per {
+			if err := r.finish(ctx, users+strconv.Itoa(j), sessions[j], &set); err != nil {
+				return err
+			}
+		}
+		took := time.Since(began)
+		repaired += int64(per)
+		waiting, err := r.count(ctx, workflows.StatusAwaitingUser)
+		if err != nil {
+			return err
+		}
+		left := atomic.LoadInt64(&r.baseline) - repaired - waiting
+		r.add(fmt.Sprintf("user path, backlog of %d (%d task slots)", n, slots),
+			fmt.Sprintf("synced → REPAIRED %s; complete → VERIFYING %s; %d samples in %s, %d of the backlog not yet waiting at the end",
+				percentiles(set.synced), percentiles(set.complete), per, round(took), max(left, 0)))
+		// The bench's own worker again, until the backlog has drained.
+		r.stopWorker()
+		if err := r.startWorker(ctx, nil); err != nil {
+			return err
+		}
+		if err := r.waitForWorker(ctx); err != nil {
+			return err
+		}
+		if err := r.awaitWaiting(ctx, atomic.LoadInt64(&r.baseline)-repaired); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -119,6 +119,11 @@ type Worker struct {
 	// activities (a provider call, an event to the app) finish before
 	// cancelling them; a cancelled one is retried, on another worker.
 	StopTimeout time.Duration `env:"RELINK_WORKER_STOP_TIMEOUT, default=20s"`
+	// TaskSlots, when set, bounds what the worker runs at once: that many
+	// workflow tasks, activities and local activities each (and as many
+	// polls at most). 0 keeps the SDK's defaults. A small worker on a
+	// loaded server is how a backlog forms (the bench's -backlog).
+	TaskSlots int `env:"RELINK_WORKER_TASK_SLOTS, default=0"`
 	// DeploymentName turns on Worker Versioning: the worker joins this
 	// Temporal Worker Deployment as build BuildID, and each repair is
 	// pinned to the build that started it (see the README's rollout).
@@ -658,6 +663,9 @@ func (c Config) validate() error {
 	errs = append(errs, c.Reconcile.validate(c.providers)...)
 	if c.Worker.CacheSize < 0 || c.Worker.Pollers < 2 {
 		errs = append(errs, errors.New("RELINK_WORKER_CACHE_SIZE must be 0 or more and RELINK_WORKER_POLLERS at least 2"))
+	}
+	if c.Worker.TaskSlots != 0 && c.Worker.TaskSlots < 2 {
+		errs = append(errs, errors.New("RELINK_WORKER_TASK_SLOTS must be 0 (the SDK's defaults) or at least 2"))
 	}
 	errs = append(errs, c.validateSecurity()...)
 	if err := errors.Join(errs...); err != nil {

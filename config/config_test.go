@@ -283,6 +283,7 @@ func TestSecuritySettings(t *testing.T) {
 		"CORS origin with a path":      {"RELINK_CORS_ORIGINS": "https://app.example.com/page"},
 		"zero browser rate":            {"RELINK_BROWSER_RATE_LIMIT": "0"},
 		"no repair starts in flight":   {"RELINK_GATEWAY_STARTS_IN_FLIGHT": "0"},
+		"one task slot":                {"RELINK_WORKER_TASK_SLOTS": "1"},
 		"no wait for a start slot":     {"RELINK_GATEWAY_START_WAIT": "0s"},
 		"JWKS over http to a host":     {"RELINK_CODEC_JWKS_URL": "http://localhost.attacker.example/jwks", "RELINK_CODEC_JWT_ISSUER": "i", "RELINK_CODEC_JWT_AUDIENCE": "a"},
 		"JWKS without an audience":     {"RELINK_CODEC_JWKS_URL": "https://idp.example.com/jwks", "RELINK_CODEC_JWT_ISSUER": "i"},

@@ -33,6 +33,9 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	userPathOnly := fs.Bool("user-path-only", false, "measure that alone")
 	shapeSamples := fs.Int("shape-samples", 20, "samples of each path per burst shape")
 	shapeTime := fs.Duration("shape-time", 30*time.Second, "how long a paced burst lasts")
+	backlog := fs.String("backlog", "", "measure only the user path while backlogs of these sizes drain (e.g. 250,1000,4000)")
+	backlogSlots := fs.Int("backlog-slots", 2, "task slots of the worker that drains a backlog")
+	backlogSamples := fs.Int("backlog-samples", 20, "user-path samples per backlog size")
 	workerBinary := fs.String("worker", "", "the worker binary to measure (default: go build ./worker/relink-worker)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -44,6 +47,15 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	marks, err := ints(*waiting)
 	if err != nil {
 		return cli.UsageError("-waiting: %v", err)
+	}
+	var backlogs []int
+	if *backlog != "" {
+		if backlogs, err = ints(*backlog); err != nil {
+			return cli.UsageError("-backlog: %v", err)
+		}
+		if *backlogSlots < 2 || *backlogSamples < 1 {
+			return cli.UsageError("-backlog-slots must be at least 2 and -backlog-samples at least 1")
+		}
 	}
 	if *n < 2**samples {
 		return cli.UsageError("-n must be at least twice -samples")
@@ -73,6 +85,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 		Senders: levels, PerLevel: *perLevel, N: *n, Waiting: marks, Samples: *samples, Load: *load,
 		Sweep: *sweep, SweepOnly: *sweepOnly,
 		Shapes: *shapes || *userPathOnly, UserPathOnly: *userPathOnly, ShapeSamples: *shapeSamples, ShapeTime: *shapeTime,
+		Backlog: backlogs, BacklogSlots: *backlogSlots, BacklogSamples: *backlogSamples,
 		WorkerCommand: []string{binary}, Out: stdout,
 	})
 }
