@@ -265,10 +265,20 @@ func TestTrueLayerManualStartErrors(t *testing.T) {
 		s.put(truelayerfake.Connection{ID: "tl_" + code, Username: "error." + code, Password: "error"})
 		s.start("tl_" + code)
 	}
+	// The user revoked the app's access at TrueLayer: the app's tokens are
+	// dead (the access token refused by /me, the refresh token by extend:
+	// invalid_grant), and no sign-in in update mode brings them back.
+	s.put(truelayerfake.Connection{ID: "tl_revoked", Username: "john", Password: "doe"})
+	s.tokens.Put("tl_revoked", truelayer.Credentials{AccessToken: "at_revoked", RefreshToken: "rt_revoked",
+		User: &truelayer.User{Name: "John Doe", Email: "john@example.com"}})
+	s.start("tl_revoked")
 	s.waitForStatusOf(truelayer.Name, "tl_wrong_credentials", workflows.StatusAwaitingUser)
 	s.waitForStatusOf(truelayer.Name, "tl_user_input_required", workflows.StatusAwaitingUser)
 	st := s.waitForStatusOf(truelayer.Name, "tl_account_permanently_locked", workflows.StatusUnrepairable)
 	assert.Equal(t, workflows.ReasonCode("not_repairable"), st.ReasonCode)
+	st = s.waitForStatusOf(truelayer.Name, "tl_revoked", workflows.StatusUnrepairable)
+	assert.Equal(t, workflows.ReasonCode("not_repairable"), st.ReasonCode)
+	assert.Contains(t, st.Reason, "invalid_grant")
 }
 
 // A temporarily locked account and a TrueLayer outage: the repair waits
