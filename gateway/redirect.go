@@ -194,7 +194,12 @@ func (g *Gateway) redirectReturn(w http.ResponseWriter, r *http.Request) {
 		if failure == "access_denied" {
 			exit.Reason = "user_exit"
 		}
-		err = g.update(ctx, id, workflows.UpdateExit, updateID("exit", ret.Provider, ret.ConnectionID, ret.Session, state), exit, nil)
+		for {
+			err = g.update(ctx, id, workflows.UpdateExit, updateID("exit", ret.Provider, ret.ConnectionID, ret.Session, state), exit, nil)
+			if !isMoving(err) {
+				break
+			}
+		}
 	} else {
 		done := workflows.ReconnectCompleted{ConnectorToken: ret.Session, PublicToken: code}
 		if len(code) > workflows.MaxTokenBytes {
@@ -212,8 +217,12 @@ func (g *Gateway) redirectReturn(w http.ResponseWriter, r *http.Request) {
 	if err != nil && !(errors.As(err, &appErr) && appErr.Type() == workflows.ErrTypeAlreadyCompleted) {
 		g.logger(r.Context()).Warn("redirect return not taken", "provider", ret.Provider, "connectionId", ret.ConnectionID, "error", err)
 		if errors.As(err, &appErr) {
-			// The repair refused it (not its session, or it has ended).
-			clearCookie()
+			// The repair refused it (not its session, or it has ended). A
+			// refused exit keeps the cookie unless the repair has ended:
+			// the user may still sign in from the provider's page.
+			if failure == "" || appErr.Type() == workflows.ErrTypeRepairClosed {
+				clearCookie()
+			}
 			g.renderReturnProblem(w, http.StatusConflict, provider)
 			return
 		}

@@ -15,11 +15,13 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"google.golang.org/grpc"
 
 	"github.com/relink-dev/relink/activities/aggregator"
 	"github.com/relink-dev/relink/activities/truelayer"
 	"github.com/relink-dev/relink/clienttoken"
+	"github.com/relink-dev/relink/workflows"
 )
 
 // A redirect session gets a GET /r/go path only for a URL of the
@@ -152,9 +154,10 @@ func TestRedirectReturnRefusesWhatItCannotBind(t *testing.T) {
 // else as the repair taking them. It records each update's id.
 type updatesTemporal struct {
 	client.Client
-	mu   sync.Mutex
-	down bool
-	ids  []string
+	mu     sync.Mutex
+	down   bool
+	refuse string // the error type every update is refused with, if set
+	ids    []string
 }
 
 func (u *updatesTemporal) UpdateWorkflow(_ context.Context, o client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error) {
@@ -164,6 +167,9 @@ func (u *updatesTemporal) UpdateWorkflow(_ context.Context, o client.UpdateWorkf
 		return nil, serviceerror.NewUnavailable("down")
 	}
 	u.ids = append(u.ids, o.UpdateName+" "+o.UpdateID)
+	if u.refuse != "" {
+		return takenUpdate{err: temporal.NewApplicationError("refused", u.refuse)}, nil
+	}
 	return takenUpdate{}, nil
 }
 
@@ -177,9 +183,12 @@ func (u *updatesTemporal) taken() []string {
 	return append([]string(nil), u.ids...)
 }
 
-type takenUpdate struct{ client.WorkflowUpdateHandle }
+type takenUpdate struct {
+	client.WorkflowUpdateHandle
+	err error
+}
 
-func (takenUpdate) Get(context.Context, any) error { return nil }
+func (t takenUpdate) Get(context.Context, any) error { return t.err }
 
 // noPriorities: a server without priorities (the user's update is not
 // put ahead).
@@ -271,4 +280,29 @@ func TestRedirectReturnExitOncePerTicket(t *testing.T) {
 	ids = tc.taken()
 	require.Len(t, ids, 5)
 	assert.True(t, strings.HasPrefix(ids[4], "complete "), ids[4])
+}
+
+// A refused exit keeps the cookie unless the repair has ended: a user
+// over the exits a run keeps may still sign in from the provider's page;
+// a refused completion, or an ended repair, clears it.
+func TestRedirectReturnRefusedExitKeepsTheCookieUnlessTheRepairEnded(t *testing.T) {
+	clock := time.Now()
+	g := withTokens(t, fullGateway(t), &clock)
+	ticket, _, err := g.ClientTokens.MintReturn(clienttoken.Return{Scope: clienttoken.Scope{Provider: truelayer.Name, ConnectionID: "conn_1"},
+		Session: "sess_1", URL: "https://auth.truelayer.com/"}, time.Minute)
+	require.NoError(t, err)
+	exit := url.Values{"error": {"access_denied"}, "state": {returnState(ticket)}}.Encode()
+	for refusal, cleared := range map[string]bool{workflows.ErrTypeTooManyRequests: false, workflows.ErrTypeRepairClosed: true} {
+		g.Temporal = &updatesTemporal{refuse: refusal}
+		rec := httptest.NewRecorder()
+		g.Handler().ServeHTTP(rec, returnRequest(ticket, exit))
+		assert.Equal(t, http.StatusConflict, rec.Code, refusal)
+		assert.Equal(t, cleared, len(rec.Result().Cookies()) == 1 && rec.Result().Cookies()[0].MaxAge == -1, refusal)
+	}
+	g.Temporal = &updatesTemporal{refuse: workflows.ErrTypeSessionUnknown}
+	rec := httptest.NewRecorder()
+	g.Handler().ServeHTTP(rec, returnRequest(ticket, "code=c1&state="+returnState(ticket)))
+	assert.Equal(t, http.StatusConflict, rec.Code)
+	require.Len(t, rec.Result().Cookies(), 1)
+	assert.Equal(t, -1, rec.Result().Cookies()[0].MaxAge, "a refused completion clears it")
 }
