@@ -707,6 +707,12 @@ func (c Config) validateSecurity() []error {
 	} else if len(keys) > 0 && keyring.Weak(keys[0].Secret) {
 		errs = append(errs, errors.New("RELINK_PAYLOAD_KEYS: key 1, which encrypts, is not random (a repeated pattern); make one with `relink keygen` and put it first"))
 	}
+	for _, name := range slices.Sorted(maps.Keys(c.providers)) {
+		s := c.providers[name]
+		if keeps, ok := s.(aggregator.SecretsInTemporal); ok && s.Enabled() && strings.TrimSpace(c.Temporal.PayloadKeys) == "" {
+			errs = append(errs, fmt.Errorf("%s needs RELINK_PAYLOAD_KEYS (`relink keygen`): %s, which must not be in Temporal in clear", name, keeps.SecretsInTemporal()))
+		}
+	}
 	if r := c.Repair; r.VerifyQuietPeriod <= 0 || r.VerifyPollInterval <= 0 || r.VerifyPollInterval > r.VerifyPollMaxInterval {
 		errs = append(errs, errors.New("RELINK_VERIFY_QUIET_PERIOD and RELINK_VERIFY_POLL_INTERVAL must be positive, and RELINK_VERIFY_POLL_INTERVAL at most RELINK_VERIFY_POLL_MAX_INTERVAL"))
 	}

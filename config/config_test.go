@@ -436,3 +436,21 @@ func TestProductionWorkerIsVersionedUnlessTheOperatorOptsOut(t *testing.T) {
 	assert.NoError(t, err)
 	assert.False(t, versioned)
 }
+
+// A provider that keeps the app's secrets in Temporal (TrueLayer: its
+// tokens not yet delivered) is enabled only with payload keys.
+func TestAProviderKeepingSecretsInTemporalNeedsPayloadKeys(t *testing.T) {
+	trueLayer := map[string]string{"TRUELAYER_CLIENT_ID": "id", "TRUELAYER_CLIENT_SECRET": "secret",
+		"TRUELAYER_TOKEN_URL": "https://app.example.com/truelayer-tokens", "TRUELAYER_TOKEN_SECRET": "s"}
+	load := func(env map[string]string) error {
+		_, err := LoadFrom(context.Background(), envconfig.MapLookuper(env))
+		return err
+	}
+	err := load(trueLayer)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "truelayer needs RELINK_PAYLOAD_KEYS")
+	key, err := keyring.Generate("k1")
+	require.NoError(t, err)
+	trueLayer["RELINK_PAYLOAD_KEYS"] = key.Format()
+	assert.NoError(t, load(trueLayer))
+}

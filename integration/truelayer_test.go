@@ -91,6 +91,7 @@ func newTrueLayerStackWith(t *testing.T, settings map[string]string, redirect fu
 	t.Cleanup(app.Close)
 	s := newBareStack(t, merged(map[string]string{
 		"RELINK_CLIENT_TOKEN_KEYS":    newKey(t, "links1"),
+		"RELINK_PAYLOAD_KEYS":         newKey(t, "payload1"), // required with TrueLayer
 		"RELINK_RECONNECT_RETURN_URL": "https://app.example.com/connections?from=relink",
 		"TRUELAYER_CLIENT_ID":         tlClientID, "TRUELAYER_CLIENT_SECRET": tlSecret,
 		"TRUELAYER_AUTH_URL": fake.URL, "TRUELAYER_API_URL": fake.URL,

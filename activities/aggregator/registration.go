@@ -56,6 +56,15 @@ type Settings interface {
 	Describe() map[string]string
 }
 
+// SecretsInTemporal is implemented by the settings of an adapter that
+// keeps the app's secrets in Temporal (a checkpoint of tokens not yet
+// delivered): such a provider is enabled only with RELINK_PAYLOAD_KEYS,
+// so they are never there in clear. Why says which secrets, for the
+// refusal.
+type SecretsInTemporal interface {
+	SecretsInTemporal() (why string)
+}
+
 // Env is what an adapter's constructors get besides its settings: what
 // every provider shares.
 type Env struct {

@@ -31,6 +31,11 @@ type Settings struct {
 // Enabled implements aggregator.Settings.
 func (s *Settings) Enabled() bool { return s.ClientID != "" }
 
+// SecretsInTemporal implements aggregator.SecretsInTemporal.
+func (s *Settings) SecretsInTemporal() string {
+	return "tokens not yet delivered to the app are kept in the activity's heartbeat details"
+}
+
 // Validate implements aggregator.Settings.
 func (s *Settings) Validate() error {
 	var errs []error

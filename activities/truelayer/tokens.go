@@ -18,8 +18,10 @@ import (
 //	POST <URL> {"connection_id","access_token","refresh_token","expires_in","token_type","issued_at"} → 2xx
 //	POST <URL> {"connection_id","consent_reconfirmed_at"} → 2xx (no tokens: keep the connection's)
 //
-// Over HTTPS, the tokens cross only this channel the app controls: never a
-// log line, an activity's result or Temporal history.
+// Over HTTPS, the tokens cross this channel the app controls, never a log
+// line nor an activity's input or result; tokens not yet delivered wait
+// in the activity's checkpoint (heartbeat details), which the payload
+// codec encrypts: TrueLayer is enabled only with RELINK_PAYLOAD_KEYS.
 type HTTPTokens struct {
 	URL    string
 	Secret string
