@@ -41,11 +41,17 @@ func TestGeneratedClientDrivesARepairThroughTheGateway(t *testing.T) {
 	assert.Equal(t, "repair:sandbox:"+conn, started.JSON202.Repair.Id)
 	s.waitForStatus(conn, workflows.StatusAwaitingUser)
 
+	// The list reads visibility, which follows the repair's own state by
+	// a moment.
 	connID := conn
-	listed, err := s.api.ListRepairsWithResponse(ctx, &relinkapi.ListRepairsParams{ConnectionId: &connID})
-	require.NoError(t, err)
-	require.NotNil(t, listed.JSON200, "%d %s", listed.StatusCode(), listed.Body)
-	require.NotEmpty(t, listed.JSON200.Repairs)
+	var listed *relinkapi.ListRepairsResponse
+	s.waitFor("the repair to be listed", func() bool {
+		var err error
+		listed, err = s.api.ListRepairsWithResponse(ctx, &relinkapi.ListRepairsParams{ConnectionId: &connID})
+		require.NoError(t, err)
+		require.NotNil(t, listed.JSON200, "%d %s", listed.StatusCode(), listed.Body)
+		return len(listed.JSON200.Repairs) > 0
+	})
 	assert.Equal(t, sandbox.Name, listed.JSON200.Repairs[0].Provider)
 	assert.Equal(t, conn, listed.JSON200.Repairs[0].ConnectionId)
 
