@@ -17,8 +17,8 @@ import (
 // as the close's details, so whoever reads a closed run (ClosedState) gets
 // the same RepairState.
 
-// Failure types of a repair's close: the outcome, for queries and alerts
-// on Temporal's own failure metrics.
+// Failure types of a repair's close: the outcome, as the Temporal UI and
+// CLI show a failed run (ExecutionStatus = 'Failed' lists both).
 const (
 	FailureTypeExpired      = "RelinkRepairExpired"
 	FailureTypeUnrepairable = "RelinkRepairUnrepairable"
