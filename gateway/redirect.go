@@ -122,14 +122,25 @@ func returnState(ticket string) string {
 }
 
 // withState is the provider's URL with state set in its query.
+// The provider's own query is kept byte for byte (a link it composed may
+// be read as written); only a state it already carries is replaced.
 func withState(raw, state string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return raw // CheckReturn's URL was parsed when minted
 	}
-	q := u.Query()
-	q.Set("state", state)
-	u.RawQuery = q.Encode()
+	if u.Query().Has("state") {
+		q := u.Query()
+		q.Set("state", state)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	param := "state=" + url.QueryEscape(state)
+	if u.RawQuery == "" {
+		u.RawQuery = param
+	} else {
+		u.RawQuery += "&" + param
+	}
 	return u.String()
 }
 

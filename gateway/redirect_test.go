@@ -306,3 +306,12 @@ func TestRedirectReturnRefusedExitKeepsTheCookieUnlessTheRepairEnded(t *testing.
 	require.Len(t, rec.Result().Cookies(), 1)
 	assert.Equal(t, -1, rec.Result().Cookies()[0].MaxAge, "a refused completion clears it")
 }
+
+// The state joins the provider's link without touching the rest of it.
+func TestWithStateKeepsTheProvidersQueryAsWritten(t *testing.T) {
+	assert.Equal(t, "https://auth.truelayer.com/?response_type=code&scope=info%20accounts+offline_access&z=1&a=2&state=s%2B1",
+		withState("https://auth.truelayer.com/?response_type=code&scope=info%20accounts+offline_access&z=1&a=2", "s+1"))
+	assert.Equal(t, "https://auth.truelayer.com/?state=s1", withState("https://auth.truelayer.com/", "s1"))
+	assert.Equal(t, "https://auth.truelayer.com/?a=1&state=mine", withState("https://auth.truelayer.com/?state=theirs&a=1", "mine"),
+		"one state, ours")
+}
