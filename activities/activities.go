@@ -47,16 +47,18 @@ const DependencyApp = "app"
 // a way that may pass, and a status read of ref will tell when it is back.
 func (a *Activities) providerAnswered(ctx context.Context, p aggregator.Provider, ref aggregator.ConnectionRef, err error) {
 	dep := "provider:" + p.Name()
-	if err == nil || aggregator.Named(err) != nil {
+	answered := func(err error) bool {
+		return err == nil || aggregator.Named(err) != nil || errors.Is(err, aggregator.ErrAnswered)
+	}
+	if answered(err) {
 		a.Recovery.Answered(dep)
 		return
 	}
 	a.Recovery.Failed(ctx, dep, func(ctx context.Context) error {
-		_, err := p.ConnectionStatus(ctx, ref)
-		if aggregator.Named(err) != nil {
-			return nil // it answered
+		if _, err := p.ConnectionStatus(ctx, ref); !answered(err) {
+			return err
 		}
-		return err
+		return nil // it answered
 	})
 }
 

@@ -266,3 +266,28 @@ func TestOnlyAnAppThatIsDownMakesEventsWaitForItsReturn(t *testing.T) {
 		srv.Close()
 	}
 }
+
+// A provider that answered without settling the call (ErrAnswered: the
+// app's access token refused, say) is up: only a failure that may be an
+// outage makes the repair's activities wait for its return.
+func TestAProviderThatAnsweredIsNotWaitedFor(t *testing.T) {
+	for name, c := range map[string]struct {
+		err   error
+		waits bool
+	}{
+		"answered without a word": {fmt.Errorf("me: 401: %w", aggregator.ErrAnswered), false},
+		"no answer":               {blip, true},
+	} {
+		watcher := recovery.New(nil, "ns", slog.New(slog.NewTextHandler(io.Discard, nil)))
+		acts := &activities.Activities{Recovery: watcher, Providers: aggregator.NewRegistry(&scripted{initErr: c.err,
+			status: []aggregator.ConnectionStatus{broken}, statusErr: []error{c.err}})}
+		var suite testsuite.WorkflowTestSuite
+		env := suite.NewTestActivityEnvironment()
+		env.RegisterActivity(acts)
+		_, err := env.ExecuteActivity(acts.Initialize, activities.InitializeRequest{
+			ConnectionRef: aggregator.ConnectionRef{Provider: "scripted", ConnectionID: "c"}})
+		require.Error(t, err, name)
+		assert.Equal(t, c.waits, watcher.Waiting("provider:scripted") == 1, name)
+		watcher.Stop()
+	}
+}

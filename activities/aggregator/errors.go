@@ -74,6 +74,12 @@ func TypeOf(err error) string {
 	return ""
 }
 
+// ErrAnswered, wrapped in a retryable error, says the provider answered
+// (it is up) without settling the call: an answer about the connection
+// it could not give (the app's access token refused, say). The recovery
+// watcher counts it as an answer, not as an outage.
+var ErrAnswered = errors.New("the provider answered without a word on the connection")
+
 // Named returns the Error in err's chain, bare or wrapped with
 // fmt.Errorf("…: %w", err), carrying err's whole message (the wrapping
 // context included); nil when err is retryable. Package activities sends

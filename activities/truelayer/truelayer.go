@@ -277,8 +277,9 @@ func (p *Provider) Close(ctx context.Context, req aggregator.CloseRequest) error
 }
 
 // errHealthUnknown: /me answered, but not of the connection (the app's
-// access token was refused, an error code Relink does not know).
-var errHealthUnknown = errors.New("the answer says nothing of the connection")
+// access token was refused, an error code Relink does not know): TrueLayer
+// is up (aggregator.ErrAnswered).
+var errHealthUnknown = fmt.Errorf("the answer says nothing of the connection: %w", aggregator.ErrAnswered)
 
 // ConnectionStatus implements aggregator.Provider: GET /data/v1/me with
 // the app's access token (after delivering the checkpoint's tokens, if
