@@ -466,32 +466,46 @@ func TestBrowserButtonSaysWhenItsTokenIsRefusedAndTakesANewOne(t *testing.T) {
 	b.assertCleanPage()
 }
 
-func TestBrowserButtonRepairsAMeldConnectionThroughItsFramedWidget(t *testing.T) {
+// meldButtonPage breaks Meld connection conn, waits for its repair to wait
+// for the user, and opens an app's page of another site with its button;
+// Meld Connect is a stand-in of its own origin, which the app's CSP
+// allows, and the gateway too when hostKnown (RELINK_RECONNECT_FRAME_ORIGINS).
+func meldButtonPage(t *testing.T, conn string, hostKnown bool) (*stack, *meldfake.Server, string, *tab) {
+	t.Helper()
 	app := newEmbedApp(t)
 	widget, _ := meldStandIn(t)
-	s, fake := newMeldLinkStack(t, map[string]string{"RELINK_CORS_ORIGINS": app.URL, "RELINK_RECONNECT_FRAME_ORIGINS": widget.URL})
+	settings := map[string]string{"RELINK_CORS_ORIGINS": app.URL}
+	if hostKnown {
+		settings["RELINK_RECONNECT_FRAME_ORIGINS"] = widget.URL
+	}
+	s, fake := newMeldLinkStack(t, settings)
 	fake.WidgetURL = widget.URL + "/"
 	b := newBrowser(t)
-	fake.Put(meldfake.Connection{ID: "conn_bem", CustomerID: "cus_m", ExternalCustomerID: "user_m", InstitutionName: "Chase",
+	fake.Put(meldfake.Connection{ID: conn, CustomerID: "cus_m", ExternalCustomerID: "user_m", InstitutionName: "Chase",
 		Status: meld.StatusReconnectRequired, StatusReason: "LOGIN_REQUIRED"})
-	s.postMeld("evt_bem_broke", "conn_bem", meld.StatusReconnectRequired, "LOGIN_REQUIRED")
-	s.waitForStatusOf(meld.Name, "conn_bem", workflows.StatusAwaitingUser)
-	// Meld Connect is framed from its own origin: the app allows it.
+	s.postMeld("evt_"+conn+"_broke", conn, meld.StatusReconnectRequired, "LOGIN_REQUIRED")
+	s.waitForStatusOf(meld.Name, conn, workflows.StatusAwaitingUser)
 	app.show(s.gateway.URL, appCSP(s.gateway.URL, nil, []string{widget.URL}), nil,
-		embedButton{ID: "reconnect-bem", Provider: meld.Name, Connection: "conn_bem", Token: s.clientToken(meld.Name, "conn_bem")})
+		embedButton{ID: "reconnect-" + conn, Provider: meld.Name, Connection: conn, Token: s.clientToken(meld.Name, conn)})
 	b.openApp(app)
+	return s, fake, widget.URL, b
+}
+
+func TestBrowserButtonRepairsAMeldConnectionThroughItsFramedWidget(t *testing.T) {
+	// Meld Connect is framed from its own origin, which the gateway knows.
+	s, fake, widget, b := meldButtonPage(t, "conn_bem", true)
 
 	// Meld's widget reports an error: an exit, with Meld's reason.
-	b.click("reconnect-bem")
-	b.clickInOtherSiteFrame(widget.URL+"/?connectToken=", "#meld-standin-error")
+	b.click("reconnect-conn_bem")
+	b.clickInOtherSiteFrame(widget+"/?connectToken=", "#meld-standin-error")
 	exit := b.waitEvent("relink:exit", 1)
 	assert.Equal(t, map[string]any{"provider": meld.Name, "connectionId": "conn_bem", "reason": "error", "errorCode": "INSTITUTION_DOWN"}, exit.Detail)
 	assert.False(t, eval[bool](b, `!!document.querySelector('[data-relink-overlay]')`))
 
 	// Then the user connects, and the button follows the repair until Meld
 	// confirms.
-	b.click("reconnect-bem")
-	b.clickInOtherSiteFrame(widget.URL+"/?connectToken=", "#meld-standin-connect")
+	b.click("reconnect-conn_bem")
+	b.clickInOtherSiteFrame(widget+"/?connectToken=", "#meld-standin-connect")
 	b.waitUntil("the button to check with the bank", `window.__events.some((e) => e.detail.state === 'verifying')`, waitTimeout)
 	s.waitForStatusOf(meld.Name, "conn_bem", workflows.StatusVerifying)
 	fake.Set("conn_bem", meld.StatusActive, "")
@@ -510,20 +524,9 @@ func TestBrowserButtonRepairsAMeldConnectionThroughItsFramedWidget(t *testing.T)
 // whose own CSP would let it: the provider's answer is not trusted as
 // such.
 func TestBrowserButtonFramesOnlyTheProvidersWidgetHosts(t *testing.T) {
-	app := newEmbedApp(t)
-	widget, _ := meldStandIn(t)
-	s, fake := newMeldLinkStack(t, map[string]string{"RELINK_CORS_ORIGINS": app.URL})
-	fake.WidgetURL = widget.URL + "/"
-	b := newBrowser(t)
-	fake.Put(meldfake.Connection{ID: "conn_bef", CustomerID: "cus_m", ExternalCustomerID: "user_m", InstitutionName: "Chase",
-		Status: meld.StatusReconnectRequired, StatusReason: "LOGIN_REQUIRED"})
-	s.postMeld("evt_bef_broke", "conn_bef", meld.StatusReconnectRequired, "LOGIN_REQUIRED")
-	s.waitForStatusOf(meld.Name, "conn_bef", workflows.StatusAwaitingUser)
-	app.show(s.gateway.URL, appCSP(s.gateway.URL, nil, []string{widget.URL}), nil,
-		embedButton{ID: "reconnect-bef", Provider: meld.Name, Connection: "conn_bef", Token: s.clientToken(meld.Name, "conn_bef")})
-	b.openApp(app)
+	s, _, _, b := meldButtonPage(t, "conn_bef", false)
 
-	b.click("reconnect-bef")
+	b.click("reconnect-conn_bef")
 	refused := b.waitEvent("relink:error", 1)
 	assert.Equal(t, "no_widget", refused.Detail["code"])
 	assert.False(t, eval[bool](b, `!!document.querySelector('[data-relink-overlay]')`), "nothing framed")
