@@ -944,6 +944,9 @@ type SandboxScript struct {
 	// Close What happens after the user's reconnect: empty (repaired), fail_after_close, reject.
 	Close *SandboxScriptClose `json:"close,omitempty"`
 
+	// CloseInTask Close as Plaid, Meld and MX do, with no call at the provider: the repair closes in the workflow task that takes the completion. Without it, close stands for a call at the provider, as Quiltt's, and runs as a retried activity.
+	CloseInTask *bool `json:"closeInTask,omitempty"`
+
 	// FailCalls The next N API calls fail with a retryable 503.
 	FailCalls *int `json:"failCalls,omitempty"`
 

@@ -363,6 +363,15 @@ type webhookSummary struct {
 // repairConnection plays the frontend and the user through one reconnect.
 func (s *stack) repairConnection(conn string) {
 	s.t.Helper()
+	done, err := s.api.CompleteWithResponse(context.Background(), sandbox.Name, conn, nil, s.userSignsIn(conn))
+	require.NoError(s.t, err)
+	require.Equal(s.t, http.StatusAccepted, done.StatusCode(), "%s", done.Body)
+}
+
+// userSignsIn opens the widget (reconnect) and signs in at the sandbox:
+// what the frontend then completes with.
+func (s *stack) userSignsIn(conn string) relinkapi.CompleteRequest {
+	s.t.Helper()
 	ctx := context.Background()
 	rec, err := s.api.ReconnectWithResponse(ctx, sandbox.Name, conn, nil, relinkapi.ReconnectRequest{})
 	require.NoError(s.t, err)
@@ -373,11 +382,9 @@ func (s *stack) repairConnection(conn string) {
 	require.NoError(s.t, err)
 	require.NotNil(s.t, login.JSON200, "%d %s", login.StatusCode(), login.Body)
 	require.Equal(s.t, *rec.JSON200.Session.ConnectorToken, login.JSON200.ConnectorToken)
-	done, err := s.api.CompleteWithResponse(ctx, sandbox.Name, conn, nil, relinkapi.CompleteRequest{
+	return relinkapi.CompleteRequest{
 		ConnectorToken: login.JSON200.ConnectorToken, PublicToken: &login.JSON200.PublicToken, Metadata: login.JSON200.Metadata,
-	})
-	require.NoError(s.t, err)
-	require.Equal(s.t, http.StatusAccepted, done.StatusCode(), "%s", done.Body)
+	}
 }
 
 // appEndpoint is the app's notification endpoint: it accepts only events

@@ -109,8 +109,7 @@ func (r *repair) offer(ctx workflow.Context, req ReconnectRequest, now time.Time
 	}
 	fresh := now.Sub(r.SessionIssuedAt) < r.opts.MinRefreshInterval
 	if r.sessionUsable(now) && (!req.ForceNewSession || fresh) {
-		s := r.Session
-		return ReconnectOffer{Result: &ReconnectResult{Status: r.State.Status, ConnectorStatus: aggregator.ConnectorActionRequired, Session: &s}}
+		return ReconnectOffer{Result: &ReconnectResult{Status: r.State.Status, ConnectorStatus: aggregator.ConnectorActionRequired, Session: r.callerSession()}}
 	}
 	if !r.refreshing && r.RefreshErr != "" && now.Sub(r.RefreshFailedAt) < refreshRetryPause {
 		return ReconnectOffer{Unavailable: r.RefreshErr, RetryAfter: refreshRetryPause - now.Sub(r.RefreshFailedAt)}
@@ -124,6 +123,14 @@ func (r *repair) offer(ctx workflow.Context, req ReconnectRequest, now time.Time
 	// server has answered is never handed out again.
 	return ReconnectOffer{UpdateID: fmt.Sprintf("reconnect/%s/%d/%d",
 		workflow.GetInfo(ctx).WorkflowExecution.RunID, len(r.State.Steps), r.RefreshRounds)}
+}
+
+// callerSession is the current session as a frontend opens its widget
+// with: without how the workflow closes it.
+func (r *repair) callerSession() *aggregator.Session {
+	s := r.Session
+	s.CloseInTask = false
+	return &s
 }
 
 func (r *repair) validateReconnect(ctx workflow.Context, _ ReconnectRequest) error {
@@ -161,8 +168,7 @@ func (r *repair) onReconnect(ctx workflow.Context, req ReconnectRequest) (Reconn
 	case r.State.Status == StatusAwaitingUser && r.RefreshErr != "":
 		return ReconnectResult{}, repairError(ErrTypeProviderUnavailable, "%s", r.RefreshErr)
 	case r.State.Status == StatusAwaitingUser:
-		s := r.Session
-		return ReconnectResult{Status: r.State.Status, ConnectorStatus: aggregator.ConnectorActionRequired, Session: &s}, nil
+		return ReconnectResult{Status: r.State.Status, ConnectorStatus: aggregator.ConnectorActionRequired, Session: r.callerSession()}, nil
 	case r.State.Status.Terminal():
 		return ReconnectResult{}, repairError(ErrTypeRepairClosed, "the repair is %s", r.State.Status)
 	}

@@ -72,8 +72,9 @@ type repair struct {
 	in   RepairInput
 	opts RepairOptions
 
-	completion   *ReconnectCompleted
-	closeOutages int // close rounds for this completion that ended unanswered
+	completion       *ReconnectCompleted
+	closeOutages     int  // close rounds for this completion that ended unanswered
+	closeTriedInTask bool // this completion's close was tried in a workflow task
 
 	messages workflow.ReceiveChannel // SignalMessage, received on the main path only
 	inbox    []inboxItem

@@ -58,7 +58,10 @@ var corpusPaths = []string{"continue", "user-completed", "repaired", "polling", 
 	"encrypted-user-completed", "withdrawn", "ended-then-broke", "next-break",
 	// Reconciliation sweeps (a page retried, a refused inventory) and an
 	// expiry-timed start.
-	"sweep", "sweep-refused", "expiry-start"}
+	"sweep", "sweep-refused", "expiry-start",
+	// A close in the completion's workflow task, and its repeat by the
+	// next worker after the first died in that task.
+	"close-in-task", "close-in-task-after-crash"}
 
 func TestReplayRecordedHistories(t *testing.T) {
 	dir := corpus(t)

@@ -122,6 +122,7 @@ func (r *repair) awaitUser(ctx workflow.Context) {
 	if r.completion != nil {
 		r.CompletingAt = workflow.Now(ctx)
 		r.closeOutages = 0
+		r.closeTriedInTask = false
 		r.State.VerifyUntil = r.verifyDeadline()
 		r.transition(ctx, StatusCompleting, ReasonUserFinished, "the user finished in the widget")
 		return
@@ -263,9 +264,34 @@ func (r *repair) finishReconnect(ctx workflow.Context) {
 		ConnectorToken: c.ConnectorToken,
 		PublicToken:    c.PublicToken,
 		Metadata:       c.Metadata,
-		Resumed:        r.closeOutages > 0,
+		// An earlier close of this completion may have gone through.
+		Resumed: r.closeOutages > 0 || r.closeTriedInTask,
 	}
 	var st aggregator.ConnectionStatus
+	if r.Session.CloseInTask && !r.closeTriedInTask {
+		// A close that makes no call at the provider is tried inside this
+		// task, the one that took the completion: the user's answer is
+		// one persisted step away, not three. A failure that may pass
+		// falls through to the retried activity, told that this attempt
+		// may have gone through.
+		r.closeTriedInTask = true
+		err := r.tryLocally(ctx, a.FinishReconnect, req, &st,
+			fmt.Sprintf("close %s connection %s and read its status (first attempt)", r.in.Provider, r.in.ConnectionID))
+		// Messages that came meanwhile come first, as they would while
+		// the activity ran.
+		r.drain(ctx)
+		switch {
+		case r.State.Status.Terminal():
+			return
+		case err == nil:
+			r.closed(ctx, st)
+			return
+		case classify(err) != failureUnavailable:
+			r.providerFailed(ctx, "close", err)
+			return
+		}
+		req.Resumed = true
+	}
 	interrupted, err := r.runProviderActivity(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    30 * time.Second,
 		ScheduleToCloseTimeout: max(r.untilDeadline(ctx), time.Second),
@@ -278,24 +304,30 @@ func (r *repair) finishReconnect(ctx workflow.Context) {
 	case interrupted:
 		return
 	case err == nil:
-		r.completion = nil
-		r.clearSession()
-		if st.ProviderStatus != "" {
-			r.State.LastProviderStatus = st.ProviderStatus
-		}
-		if st.Health == aggregator.HealthHealthy {
-			r.end(ctx, StatusRepaired, ReasonConfirmedOnClose, "close accepted and the provider reports the connection healthy")
-			return
-		}
-		r.NextPollAt = workflow.Now(ctx).Add(r.opts.VerifyQuietPeriod)
-		r.PollInterval = r.opts.VerifyPollInterval
-		r.transition(ctx, StatusVerifying, ReasonCloseAccepted, "close accepted; waiting for the provider to confirm")
+		r.closed(ctx, st)
 		return
 	}
 	if r.providerFailed(ctx, "close", err) {
 		r.closeOutages++
 		r.pauseAfterOutage(ctx)
 	}
+}
+
+// closed moves on from an accepted close: REPAIRED if the provider reports
+// the connection healthy straight after, else VERIFYING.
+func (r *repair) closed(ctx workflow.Context, st aggregator.ConnectionStatus) {
+	r.completion = nil
+	r.clearSession()
+	if st.ProviderStatus != "" {
+		r.State.LastProviderStatus = st.ProviderStatus
+	}
+	if st.Health == aggregator.HealthHealthy {
+		r.end(ctx, StatusRepaired, ReasonConfirmedOnClose, "close accepted and the provider reports the connection healthy")
+		return
+	}
+	r.NextPollAt = workflow.Now(ctx).Add(r.opts.VerifyQuietPeriod)
+	r.PollInterval = r.opts.VerifyPollInterval
+	r.transition(ctx, StatusVerifying, ReasonCloseAccepted, "close accepted; waiting for the provider to confirm")
 }
 
 // VERIFYING: verify. Exits: REPAIRED (the confirming webhook, or a status

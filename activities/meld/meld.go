@@ -116,6 +116,7 @@ func (p *Provider) Initialize(ctx context.Context, ref aggregator.ConnectionRef)
 		ConnectorToken:  res.ConnectToken,
 		WidgetURL:       res.WidgetURL,
 		ExpiresAt:       tokenExpiry(res.ConnectToken),
+		CloseInTask:     true, // Meld has no close step
 	}, nil
 }
 

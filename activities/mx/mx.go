@@ -258,6 +258,7 @@ func (p *Provider) widget(ctx context.Context, ref aggregator.ConnectionRef) (ag
 		ConnectorToken:  sessionToken(res.WidgetURL.URL),
 		WidgetURL:       res.WidgetURL.URL,
 		ExpiresAt:       p.now().Add(SessionHandout),
+		CloseInTask:     true, // Close only checks the widget's metadata
 	}, nil
 }
 

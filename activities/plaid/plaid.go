@@ -181,6 +181,7 @@ func (p *Provider) Initialize(ctx context.Context, ref aggregator.ConnectionRef)
 		ConnectorToken:  res.LinkToken,
 		LinkToken:       res.LinkToken,
 		ExpiresAt:       res.Expiration,
+		CloseInTask:     true, // Close exchanges nothing
 	}, nil
 }
 

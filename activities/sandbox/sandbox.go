@@ -76,6 +76,11 @@ type Script struct {
 	// SuppressWebhooks loses the webhooks that follow a reconnect (the
 	// break itself is still reported), so status polling must confirm.
 	SuppressWebhooks bool `json:"suppressWebhooks,omitempty"`
+	// CloseInTask makes the connection's sessions close as Plaid's, Meld's
+	// and MX's do, with no call at the provider (Session.CloseInTask): the
+	// workflow tries the close in the task that takes the completion.
+	// Without it, close stands for a call at the provider, as Quiltt's.
+	CloseInTask bool `json:"closeInTask,omitempty"`
 }
 
 // Validate rejects unknown behaviours.
@@ -168,6 +173,10 @@ type Provider struct {
 // answers CONTINUE.
 const BenchContinuePrefix = "bench-continue-"
 
+// BenchCloseInTaskPrefix marks the bench's broken connections whose
+// sessions close as Plaid's, Meld's and MX's (Script.CloseInTask).
+const BenchCloseInTaskPrefix = "bench-task-"
+
 // BenchHealthyPrefix and BenchLostPrefix mark the connections of the
 // bench's sweep: healthy ones, and breaks whose webhook was lost.
 const (
@@ -176,7 +185,8 @@ const (
 )
 
 // BenchScript is Adopt for `relink bench`: a connection named bench-… is
-// broken (but bench-healthy-…), and after a reconnect reports SYNCING
+// broken (but bench-healthy-…; bench-task-… closes in the workflow
+// task), and after a reconnect reports SYNCING
 // until the bench's own synced webhook confirms it (the sandbox sends no
 // webhooks of its own); bench-lost-… is broken and says so when read.
 func BenchScript(id string) (Script, string, bool) {
@@ -187,6 +197,8 @@ func BenchScript(id string) (Script, string, bool) {
 		return Script{SuppressWebhooks: true}, quiltt.StatusErrorRepairable, true
 	case strings.HasPrefix(id, BenchContinuePrefix):
 		return Script{Initialize: InitializeContinue, SuppressWebhooks: true}, quiltt.StatusErrorRepairable, true
+	case strings.HasPrefix(id, BenchCloseInTaskPrefix):
+		return Script{SyncingPolls: 1 << 30, SuppressWebhooks: true, CloseInTask: true}, quiltt.StatusErrorRepairable, true
 	case strings.HasPrefix(id, "bench-"):
 		return Script{SyncingPolls: 1 << 30, SuppressWebhooks: true}, quiltt.StatusErrorRepairable, true
 	}
@@ -369,6 +381,7 @@ func (p *Provider) Initialize(ctx context.Context, ref aggregator.ConnectionRef)
 		ConnectorToken:  s.token,
 		WidgetURL:       p.WidgetURL + "?" + url.Values{"connectionId": {c.ID}, "session": {s.token}}.Encode(),
 		ExpiresAt:       s.expiresAt,
+		CloseInTask:     c.Script.CloseInTask,
 	}, nil
 }
 

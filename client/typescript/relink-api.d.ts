@@ -1090,6 +1090,8 @@ export interface components {
             suppressWebhooks?: boolean;
             /** @description The next N API calls answer 429 with a Retry-After of one second. */
             rateLimitCalls?: number;
+            /** @description Close as Plaid, Meld and MX do, with no call at the provider: the repair closes in the workflow task that takes the completion. Without it, close stands for a call at the provider, as Quiltt's, and runs as a retried activity. */
+            closeInTask?: boolean;
         };
         SandboxConnection: {
             id: string;

@@ -163,8 +163,17 @@ func Run(t *testing.T, reg aggregator.Registration, newFixture func(t *testing.T
 		if req.ConnectorToken != s.ConnectorToken {
 			t.Errorf("the widget's success names session %q, initialize gave %q", req.ConnectorToken, s.ConnectorToken)
 		}
-		if err := f.Provider.Close(ctx, req); err != nil {
-			t.Fatalf("close of the widget's success: %v", err)
+		closeCtx := ctx
+		if s.CloseInTask {
+			// A session the workflow closes in its task must close with no
+			// call at the provider: one that needs the network fails on a
+			// canceled context.
+			canceled, cancel := context.WithCancel(ctx)
+			cancel()
+			closeCtx = canceled
+		}
+		if err := f.Provider.Close(closeCtx, req); err != nil {
+			t.Fatalf("close of the widget's success (closeInTask %t): %v", s.CloseInTask, err)
 		}
 		st, err := f.Provider.ConnectionStatus(ctx, ref)
 		if err != nil {

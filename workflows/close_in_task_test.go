@@ -1,0 +1,139 @@
+package workflows
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/relink-dev/relink/activities/aggregator"
+	"github.com/relink-dev/relink/activities/sandbox"
+)
+
+// closeRecorder records how each FinishReconnect ran: as a local activity
+// (inside a workflow task) or as an activity, and what it was asked.
+type closeRecorder struct {
+	mu       sync.Mutex
+	local    []aggregator.CloseRequest
+	activity []aggregator.CloseRequest
+}
+
+func recordCloses(h *harness) *closeRecorder {
+	rec := &closeRecorder{}
+	record := func(info *activity.Info, local bool, req aggregator.CloseRequest) {
+		if info.ActivityType.Name != "FinishReconnect" {
+			return
+		}
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if local {
+			rec.local = append(rec.local, req)
+		} else {
+			rec.activity = append(rec.activity, req)
+		}
+	}
+	h.env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, args []any) {
+		req, _ := args[0].(aggregator.CloseRequest)
+		record(info, true, req)
+	})
+	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
+		var req aggregator.CloseRequest
+		if info.ActivityType.Name == "FinishReconnect" {
+			require.NoError(h.t, args.Get(&req))
+		}
+		record(info, false, req)
+	})
+	return rec
+}
+
+// A session whose close makes no call at the provider is closed in the
+// task that takes the completion: no activity.
+func TestCloseInTaskRunsInTheCompletionsTask(t *testing.T) {
+	h := newHarness(t)
+	closes := recordCloses(h)
+	h.breakConnection()
+	h.script(sandbox.Script{CloseInTask: true, SyncingPolls: 1})
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() { h.userCompletes() })
+	var verifying RepairState
+	h.at(3*time.Minute, func() { verifying = h.state() })
+	h.at(4*time.Minute, func() { h.providerEvent("evt_synced", aggregator.EventKindSynced) })
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusVerifying, verifying.Status)
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Equal(t, []Status{StatusPending, StatusAwaitingUser, StatusCompleting, StatusVerifying, StatusRepaired}, statuses(st))
+	require.Len(t, closes.local, 1)
+	assert.False(t, closes.local[0].Resumed)
+	assert.Empty(t, closes.activity, "no activity for a close in the task")
+	assert.Equal(t, 1, h.calls("close"))
+}
+
+// A close at the provider (the default, as Quiltt's) is never tried in a
+// workflow task: only the retried activity keeps the record that makes a
+// second close safe.
+func TestCloseAtTheProviderRunsAsAnActivity(t *testing.T) {
+	h := newHarness(t)
+	closes := recordCloses(h)
+	h.breakConnection()
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() { h.userCompletes() })
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Empty(t, closes.local)
+	require.Len(t, closes.activity, 1)
+	assert.False(t, closes.activity[0].Resumed)
+}
+
+// A failure that may pass falls through to the retried activity, which is
+// told the attempt in the task may have gone through.
+func TestCloseInTaskFallsBackToTheActivity(t *testing.T) {
+	h := newHarness(t)
+	closes := recordCloses(h)
+	h.breakConnection()
+	h.script(sandbox.Script{CloseInTask: true})
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() {
+		h.script(sandbox.Script{FailCalls: 1}) // the close in the task gets a 503
+		h.userCompletes()
+	})
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Equal(t, 1, st.Attempt, "an outage is not the user's attempt")
+	require.Len(t, closes.local, 1)
+	require.Len(t, closes.activity, 1)
+	assert.True(t, closes.activity[0].Resumed, "the activity first reads whether the close took effect")
+	assert.Equal(t, 2, h.calls("close"))
+}
+
+// The provider's refusal in the task is final, as the activity's is: the
+// attempt fails and the user is asked again, with no activity.
+func TestCloseInTaskRefusedCountsTheAttempt(t *testing.T) {
+	h := newHarness(t)
+	closes := recordCloses(h)
+	h.breakConnection()
+	h.script(sandbox.Script{CloseInTask: true, Close: sandbox.CloseRejects})
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() { h.userCompletes() })
+	var again RepairState
+	h.at(3*time.Minute, func() { again = h.state() })
+	h.at(4*time.Minute, func() { h.send(CancelRequest{Reason: "test over"}) })
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusAwaitingUser, again.Status)
+	assert.Equal(t, 2, again.Attempt)
+	assert.Equal(t, StatusCanceled, st.Status)
+	assert.Len(t, closes.local, 1)
+	assert.Empty(t, closes.activity)
+}
