@@ -341,10 +341,12 @@ func etagMatches(header, etag string) bool {
 const OAuthReturnPath = LinkPathPrefix + "oauth"
 
 // oauthReturnPage is GET /r/oauth: the bank's return to Plaid Link
-// (?oauth_state_id=…). The page's script finds, in this tab's
-// sessionStorage, the connection, client token and Link session the
-// hosted page kept when Link left for the bank, opens Link again with
-// them and receivedRedirectUri, and goes on as the hosted page does.
+// (?oauth_state_id=…), in the tab that left for the bank or another of
+// the same browser. The page's script finds, in this origin's
+// localStorage, the connection, client token and Link session the
+// hosted page kept when Link left for the bank (that tab's own, else the
+// most recent), opens Link again with them and receivedRedirectUri, and
+// goes on as the hosted page does.
 func (g *Gateway) oauthReturnPage(w http.ResponseWriter, r *http.Request) {
 	v := hostedView{State: "oauth", Title: "Finishing with your bank", Message: "One moment.", ReturnBase: g.ReconnectReturnURL}
 	status := http.StatusOK

@@ -107,7 +107,15 @@ func newBrowser(t *testing.T) *tab {
 	ctx, cancel := context.WithTimeout(browserCtx, browserDeadline)
 	t.Cleanup(cancel)
 	b := &tab{t: t, ctx: ctx}
-	messages := chromedp.Console(ctx)
+	b.listen()
+	return b
+}
+
+// listen records the tab's console (pageErrors reads it), and logs it if
+// the test fails.
+func (b *tab) listen() {
+	t := b.t
+	messages := chromedp.Console(b.ctx)
 	go func() {
 		for m, err := range messages {
 			if err != nil {
@@ -127,7 +135,22 @@ func newBrowser(t *testing.T) *tab {
 			}
 		}
 	})
-	return b
+}
+
+// newTab opens another tab of the same browser, in the same browser
+// context: it shares b's cookies and localStorage (not its
+// sessionStorage, which is a tab's own), as a tab the user, or a bank's
+// app sending them back, opens.
+func (b *tab) newTab() *tab {
+	b.t.Helper()
+	ctx, cancel := chromedp.NewContext(b.ctx)
+	b.t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		b.t.Fatalf("open another tab: %v", err)
+	}
+	nb := &tab{t: b.t, ctx: ctx}
+	nb.listen()
+	return nb
 }
 
 // do runs actions in the tab, failing the test on an error.
@@ -607,8 +630,7 @@ func TestBrowserRepairsThroughPlaidLink(t *testing.T) {
 	// Link opens over the page; the user leaves it first.
 	b.waitUntil("Plaid Link to open", `document.getElementById('plaid-standin')`, waitTimeout)
 	assert.Equal(t, "widget", b.state())
-	assert.True(t, eval[bool](b, `sessionStorage.getItem('relink.plaid-oauth') === null`),
-		"a bank without OAuth: nothing kept for a return (the client token stays in the page)")
+	assert.Empty(t, b.keptOAuth(), "a bank without OAuth: nothing kept for a return (the client token stays in the page)")
 	b.click("plaid-standin-exit")
 	b.waitState("ready")
 	assert.Equal(t, "Try again", b.text("reconnect"))

@@ -4,22 +4,29 @@ package integration
 
 // Plaid Link's OAuth return in a real browser: Link leaves the page for
 // an OAuth institution's site, in the same tab, and the bank sends the
-// user back to the link token's redirect_uri with ?oauth_state_id=…;
-// there Link must open again with the same link token and
+// user back to the link token's redirect_uri with ?oauth_state_id=…, in
+// that tab or another of the same browser (a bank's app on a phone opens
+// a new one); there Link must open again with the same link token and
 // receivedRedirectUri, and finish (plaid.com/docs/link/oauth). The
 // stand-in's server plays the bank: /oauth/start reads the redirect_uri
 // the link token was created with (from the Plaid fake) and shows an
-// Authorize link back to it.
+// Authorize link back to it; a return in another tab is that link opened
+// in a new tab of the browser.
 
 import (
+	"encoding/json"
 	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	cdppage "github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -72,8 +79,47 @@ func (k *oauthBank) seen() []struct{ Token, State, Return string } {
 	return append(k.handoffs[:0:0], k.handoffs...)
 }
 
+// returnFor is the URL the bank sends the user back to from the hand-off
+// of a link token.
+func (k *oauthBank) returnFor(t *testing.T, token string) string {
+	t.Helper()
+	for _, h := range k.seen() {
+		if h.Token == token {
+			return h.Return
+		}
+	}
+	t.Fatalf("no hand-off to the bank with the link token %s", token)
+	return ""
+}
+
+// keptOAuth are the Plaid Link sessions the widget engine keeps for an
+// OAuth return in the page's origin (its localStorage, and this tab's
+// sessionStorage, where it goes if localStorage refuses), by key.
+func (b *tab) keptOAuth() map[string]string {
+	b.t.Helper()
+	return eval[map[string]string](b, `(() => {
+		const kept = {};
+		for (const store of [localStorage, sessionStorage]) {
+			for (let i = 0; i < store.length; i++) {
+				const k = store.key(i);
+				if (k === 'relink.plaid-oauth' || k.startsWith('relink.plaid-oauth/')) kept[k] = store.getItem(k);
+			}
+		}
+		return kept;
+	})()`)
+}
+
+// plaidLinkOpened waits for Plaid Link's stand-in over the page and
+// returns the link tokens it was created with so far.
+func (b *tab) plaidLinkOpened(what string) []string {
+	b.t.Helper()
+	b.waitUntil(what, `document.getElementById('plaid-standin')`, waitTimeout)
+	return eval[[]string](b, `window.__plaidStandIn.created`)
+}
+
 // newPlaidOAuthStack is a stack with Plaid (Item item_p1 broken, its
-// repair waiting for the user), reconnect links, Plaid Link's stand-in in
+// repair waiting for the user; item_p2's access token known, for
+// brokenPlaidItem2), reconnect links, Plaid Link's stand-in in
 // the mode "oauth", and PLAID_REDIRECT_URI set to redirect(gateway URL),
 // registered with the fake.
 func newPlaidOAuthStack(t *testing.T, redirect func(gatewayURL string) string, settings map[string]string) (*stack, *plaidfake.Server, *oauthBank) {
@@ -88,7 +134,7 @@ func newPlaidOAuthStack(t *testing.T, redirect func(gatewayURL string) string, s
 		"PLAID_SECRET":                 plaidSecret,
 		"PLAID_API_URL":                fake.URL,
 		"PLAID_CLIENT_NAME":            "Acme",
-		"PLAID_ACCESS_TOKENS":          "item_p1:" + plaidAccessToken,
+		"PLAID_ACCESS_TOKENS":          "item_p1:" + plaidAccessToken + ",item_p2:" + plaidAccessToken2,
 		"RELINK_CLIENT_TOKEN_KEYS":     newKey(t, "links1"),
 		"RELINK_RECONNECT_RETURN_URL":  "https://app.example.com/connections?from=relink",
 		"RELINK_PLAID_LINK_SCRIPT_URL": link.URL + "/link/v2/stable/link-initialize.js",
@@ -108,6 +154,19 @@ func newPlaidOAuthStack(t *testing.T, redirect func(gatewayURL string) string, s
 		"error": map[string]any{"error_type": "ITEM_ERROR", "error_code": "ITEM_LOGIN_REQUIRED", "status": 400}, "environment": "sandbox"})
 	s.waitForStatusOf(plaid.Name, "item_p1", workflows.StatusAwaitingUser)
 	return s, fake, bank
+}
+
+// plaidAccessToken2 is item_p2's (brokenPlaidItem2).
+const plaidAccessToken2 = "access-sandbox-it-item-p2"
+
+// brokenPlaidItem2 has Plaid report item_p2 broken too, and waits for its
+// repair to wait for the user: a second repair in the same browser.
+func (s *stack) brokenPlaidItem2(fake *plaidfake.Server) {
+	s.t.Helper()
+	fake.Put(plaidfake.Item{ID: "item_p2", AccessToken: plaidAccessToken2, ErrorCode: plaid.CodeItemLoginRequired})
+	s.postPlaid(fake, map[string]any{"webhook_type": "ITEM", "webhook_code": "ERROR", "item_id": "item_p2",
+		"error": map[string]any{"error_type": "ITEM_ERROR", "error_code": "ITEM_LOGIN_REQUIRED", "status": 400}, "environment": "sandbox"})
+	s.waitForStatusOf(plaid.Name, "item_p2", workflows.StatusAwaitingUser)
 }
 
 // plaidConfirms has Plaid clear the Item's error and confirm, once the
@@ -158,11 +217,12 @@ func TestBrowserPlaidOAuthReturnFinishesOnTheHostedPage(t *testing.T) {
 	assert.Equal(t, "REPAIRED", back.Get("status"))
 	assert.Equal(t, "item_p1", back.Get("connectionId"))
 	assert.Equal(t, "plaid", back.Get("provider"))
-	assert.Equal(t, "null", eval[string](b, `String(sessionStorage.getItem('relink.plaid-oauth'))`), "the kept session is forgotten")
+	assert.Empty(t, b.keptOAuth(), "the kept session is forgotten")
 	assert.Empty(t, b.pageErrors())
 
-	// A return this tab did not leave from (another tab, or too late)
-	// says so rather than guessing.
+	// A return with no session kept (none left for a bank from this
+	// browser, or it is finished, or too late) says so rather than
+	// guessing.
 	b.open(s.gateway.URL + "/r/oauth?oauth_state_id=unknown")
 	b.waitState("expired")
 	assert.Contains(t, b.text("message"), "Open the link from your message again")
@@ -200,4 +260,186 @@ func TestBrowserButtonPlaidOAuthReturnFinishesOnTheAppsPage(t *testing.T) {
 	assert.Equal(t, map[string]any{"provider": "plaid", "connectionId": "item_p1", "status": "REPAIRED"}, repaired.Detail)
 	assert.Equal(t, 1, s.stateOf(plaid.Name, "item_p1").SessionsIssued)
 	b.assertCleanPage()
+}
+
+// The bank's return in another tab of the same browser (on a phone, the
+// bank's app opens the redirect URI in a new tab): the session kept in
+// localStorage finishes there, and is gone once Link has it.
+func TestBrowserPlaidOAuthReturnInAnotherTabFinishesOnTheHostedPage(t *testing.T) {
+	s, fake, bank := newPlaidOAuthStack(t, func(gw string) string { return gw + gateway.OAuthReturnPath }, nil)
+	first := newBrowser(t)
+
+	first.open(s.mintLink(plaid.Name, "item_p1"))
+	first.waitState("ready")
+	first.click("reconnect")
+	token := first.plaidLinkOpened("Plaid Link to open")[0]
+	assert.Empty(t, first.keptOAuth(), "nothing kept before Link leaves for an OAuth bank")
+	first.click("plaid-standin-continue")
+	first.waitUntil("the bank's page", `document.getElementById('bank-authorize')`, waitTimeout)
+
+	// The return lands in a new tab, which has no sessionStorage of the
+	// first's: Link opens again there with the kept session.
+	other := first.newTab()
+	other.open(bank.returnFor(t, token))
+	assert.Equal(t, []string{token}, other.plaidLinkOpened("Plaid Link to open in the other tab"), "the same link token, not a new session")
+	assert.Equal(t, []string{bank.returnFor(t, token)}, eval[[]string](other, `window.__plaidStandIn.received`))
+	assert.Equal(t, "", eval[string](other, `location.search`))
+	assert.Empty(t, other.keptOAuth(), "taken once Link has the return: the same return cannot finish twice")
+
+	other.click("plaid-standin-continue")
+	s.plaidConfirms(fake, "item_p1")
+	other.waitState("repaired")
+	st := s.stateOf(plaid.Name, "item_p1")
+	assert.Equal(t, workflows.StatusRepaired, st.Status)
+	assert.Equal(t, 1, st.SessionsIssued, "one link token all along")
+	assert.Equal(t, "item_p1", other.backLink().Get("connectionId"))
+	assert.Empty(t, other.keptOAuth(), "nothing left in localStorage")
+	assert.Empty(t, other.pageErrors())
+
+	// The bank's Authorize followed in the first tab as well: the session
+	// is taken, so it says to open the link again.
+	first.click("bank-authorize")
+	first.waitState("expired")
+	assert.Contains(t, first.text("message"), "Open the link from your message again")
+	assert.Len(t, bank.seen(), 1, "Link left for the bank once")
+	assert.Empty(t, first.pageErrors())
+}
+
+// Two repairs in one browser, each away at its bank: each keeps its own
+// entry. A return in the tab that left takes that tab's session, though
+// the other is more recent; a return in a new tab takes the most recent
+// still kept.
+func TestBrowserPlaidOAuthReturnsOfTwoRepairsInOneBrowserKeepToTheirOwn(t *testing.T) {
+	s, fake, bank := newPlaidOAuthStack(t, func(gw string) string { return gw + gateway.OAuthReturnPath }, nil)
+	s.brokenPlaidItem2(fake)
+	first := newBrowser(t)
+	second := first.newTab()
+	leave := func(b *tab, item string) string {
+		t.Helper()
+		b.open(s.mintLink(plaid.Name, item))
+		b.waitState("ready")
+		b.click("reconnect")
+		token := b.plaidLinkOpened("Plaid Link to open for " + item)[0]
+		b.click("plaid-standin-continue")
+		b.waitUntil("the bank's page", `document.getElementById('bank-authorize')`, waitTimeout)
+		return token
+	}
+	token1 := leave(first, "item_p1")
+	token2 := leave(second, "item_p2")
+
+	// Both kept, under their provider and connection, with what the
+	// hosted page needs to go on.
+	other := first.newTab()
+	other.open(s.gateway.URL + gateway.OAuthReturnPath)
+	other.waitState("expired") // no oauth_state_id: not a return
+	kept := other.keptOAuth()
+	require.Len(t, kept, 2)
+	for key, token := range map[string]string{"relink.plaid-oauth/plaid/item_p1": token1, "relink.plaid-oauth/plaid/item_p2": token2} {
+		var saved struct{ LinkToken, Via, Token string }
+		require.NoError(t, json.Unmarshal([]byte(kept[key]), &saved), key)
+		assert.Equal(t, token, saved.LinkToken, key)
+		assert.Equal(t, "page", saved.Via, key)
+		assert.NotEmpty(t, saved.Token, "the hosted page's client token")
+	}
+	// Any load of the page forgets a session past its link token's life.
+	eval[chromedp.Void](other, `localStorage.setItem('relink.plaid-oauth/plaid/item_p0', JSON.stringify({
+		provider: 'plaid', connection: 'item_p0', via: 'page', linkToken: 'link-expired', savedAt: Date.now() - 31 * 60 * 1000 }))`)
+	other.open(s.gateway.URL + gateway.OAuthReturnPath)
+	other.waitState("expired")
+	assert.Equal(t, []string{"relink.plaid-oauth/plaid/item_p1", "relink.plaid-oauth/plaid/item_p2"}, slices.Sorted(maps.Keys(other.keptOAuth())))
+
+	// item_p1's bank sends the user back to the first tab: its own
+	// session, not item_p2's, the more recent.
+	first.click("bank-authorize")
+	assert.Equal(t, []string{token1}, first.plaidLinkOpened("Plaid Link to open again in the first tab"))
+	first.click("plaid-standin-continue")
+	s.plaidConfirms(fake, "item_p1")
+	first.waitState("repaired")
+	assert.Equal(t, "item_p1", first.backLink().Get("connectionId"))
+	assert.Equal(t, []string{"relink.plaid-oauth/plaid/item_p2"}, slices.Sorted(maps.Keys(first.keptOAuth())), "item_p2's session is still kept")
+
+	// item_p2's bank sends the user back to a new tab: the one left.
+	other.open(bank.returnFor(t, token2))
+	assert.Equal(t, []string{token2}, other.plaidLinkOpened("Plaid Link to open again in a new tab"))
+	other.click("plaid-standin-continue")
+	s.plaidConfirms(fake, "item_p2")
+	other.waitState("repaired")
+	assert.Equal(t, "item_p2", other.backLink().Get("connectionId"))
+	assert.Empty(t, other.keptOAuth())
+
+	for _, item := range []string{"item_p1", "item_p2"} {
+		st := s.stateOf(plaid.Name, item)
+		assert.Equal(t, workflows.StatusRepaired, st.Status, item)
+		assert.Equal(t, 1, st.SessionsIssued, item)
+	}
+	for _, b := range []*tab{first, second, other} {
+		assert.Empty(t, b.pageErrors())
+	}
+}
+
+func TestBrowserButtonPlaidOAuthReturnInAnotherTabFinishesOnTheAppsPage(t *testing.T) {
+	app := newEmbedApp(t)
+	s, fake, bank := newPlaidOAuthStack(t, func(string) string { return app.URL + "/" }, map[string]string{"RELINK_CORS_ORIGINS": app.URL})
+	first := newBrowser(t)
+	linkOrigin := strings.TrimSuffix(s.cfg.Gateway.PlaidLinkScriptURL, "/link/v2/stable/link-initialize.js")
+	app.show(s.gateway.URL, appCSP(s.gateway.URL, []string{linkOrigin}, []string{linkOrigin}), nil,
+		embedButton{ID: "reconnect-item_p1", Provider: plaid.Name, Connection: "item_p1", Token: s.clientToken(plaid.Name, "item_p1")})
+	first.openApp(app)
+
+	first.click("reconnect-item_p1")
+	token := first.plaidLinkOpened("Plaid Link to open")[0]
+	first.click("plaid-standin-continue")
+	first.waitUntil("the bank's page", `document.getElementById('bank-authorize')`, waitTimeout)
+
+	// The app's page in a new tab, at the bank's return: the script
+	// finishes the reconnect there, on the button of that connection.
+	other := first.newTab()
+	other.open(bank.returnFor(t, token))
+	assert.Equal(t, []string{token}, other.plaidLinkOpened("Plaid Link to open in the other tab"))
+	assert.Equal(t, []string{bank.returnFor(t, token)}, eval[[]string](other, `window.__plaidStandIn.received`))
+	assert.True(t, eval[bool](other, `document.getElementById('reconnect-item_p1').disabled`), "the button is busy while Link finishes")
+
+	other.click("plaid-standin-continue")
+	s.plaidConfirms(fake, "item_p1")
+	repaired := other.waitEvent("relink:repaired", 1)
+	assert.Equal(t, map[string]any{"provider": "plaid", "connectionId": "item_p1", "status": "REPAIRED"}, repaired.Detail)
+	assert.Equal(t, 1, s.stateOf(plaid.Name, "item_p1").SessionsIssued)
+	assert.Empty(t, other.keptOAuth(), "nothing left in the app origin's localStorage")
+	other.assertCleanPage()
+}
+
+// localStorage off (it throws, as in some private modes): the session is
+// kept in the tab's sessionStorage instead, so a return in the same tab
+// finishes, as before, and one in another tab says to open the link
+// again.
+func TestBrowserPlaidOAuthReturnWithoutLocalStorageFinishesInTheSameTab(t *testing.T) {
+	s, fake, bank := newPlaidOAuthStack(t, func(gw string) string { return gw + gateway.OAuthReturnPath }, nil)
+	first := newBrowser(t)
+	_, err := chromedp.Call(first.ctx, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{
+		Source: `Object.defineProperty(window, 'localStorage', { configurable: true, get() { throw new DOMException('The operation is insecure.', 'SecurityError'); } });`,
+	})
+	require.NoError(t, err)
+
+	first.open(s.mintLink(plaid.Name, "item_p1"))
+	first.waitState("ready")
+	first.click("reconnect")
+	token := first.plaidLinkOpened("Plaid Link to open")[0]
+	first.click("plaid-standin-continue")
+	first.waitUntil("the bank's page", `document.getElementById('bank-authorize')`, waitTimeout)
+
+	other := first.newTab()
+	other.open(bank.returnFor(t, token))
+	other.waitState("expired")
+	assert.Contains(t, other.text("message"), "Open the link from your message again")
+	assert.Empty(t, other.keptOAuth(), "nothing in localStorage")
+
+	first.click("bank-authorize")
+	assert.Equal(t, []string{token}, first.plaidLinkOpened("Plaid Link to open again in the same tab"))
+	first.click("plaid-standin-continue")
+	s.plaidConfirms(fake, "item_p1")
+	first.waitState("repaired")
+	assert.Equal(t, workflows.StatusRepaired, s.stateOf(plaid.Name, "item_p1").Status)
+	assert.Empty(t, eval[[]string](first, `Object.keys(sessionStorage).filter((k) => k.startsWith('relink.plaid-oauth'))`), "forgotten from sessionStorage")
+	assert.Empty(t, first.pageErrors())
+	assert.Empty(t, other.pageErrors())
 }

@@ -34,27 +34,99 @@ function loadPlaid(src) {
 // for the bank, which sends the user back to the link token's
 // redirect_uri with ?oauth_state_id=…; there Link opens again with the
 // same link token and receivedRedirectUri (the whole URL), and finishes.
-// While Link is open its session is kept in sessionStorage (this origin,
-// this tab: where the bank's redirect lands), with what the consumer
-// needs to go on (o.keep).
+// While Link is away at the bank its session is kept, with what the
+// consumer needs to go on (o.keep), in localStorage: the bank's redirect
+// may land in another tab of the same browser (on a phone, the bank's app
+// often opens it in a new one), which sessionStorage (one tab's) would
+// not reach. Plaid's own OAuth example (react-plaid-link, for
+// plaid.com/docs/link/oauth "Reinitializing Link") keeps the link token
+// there too.
+//
+// One entry per provider and connection (oauthKey/provider/connection)
+// rather than one shared map: each engine writes and removes only its
+// own key, so two repairs going on in two tabs never overwrite each
+// other's session (a map read, changed and written back by two tabs at
+// once could lose one).
 const oauthKey = 'relink.plaid-oauth';
+// oauthTabKey (sessionStorage) names the entry this tab left with: a
+// return in the same tab finishes its own session even if another tab
+// has left for a bank since. A return in another tab has no such name
+// and takes the most recent entry still valid: the bank's redirect
+// carries only oauth_state_id, nothing that tells two sessions apart.
+const oauthTabKey = 'relink.plaid-oauth.tab';
 // A link token for update mode lives 30 minutes.
 const oauthMaxAge = 30 * 60 * 1000;
 
-// relinkOAuthReturn is the Plaid Link session this tab left for its bank
-// from, when this page is the bank's return (oauth_state_id in the query)
-// and the session is recent enough to finish; else null.
-function relinkOAuthReturn() {
-  let saved = null;
-  try { saved = JSON.parse(sessionStorage.getItem(oauthKey) || 'null'); } catch (_) { return null; }
-  if (saved && !(Date.now() - saved.savedAt < oauthMaxAge)) {
-    // Past its link token's life: of no use, and it holds a client token.
-    try { sessionStorage.removeItem(oauthKey); } catch (_) { /* storage off */ }
-    return null;
+function oauthEntryKey(provider, connection) {
+  return oauthKey + '/' + encodeURIComponent(provider) + '/' + encodeURIComponent(connection);
+}
+
+// oauthStores are the storages an OAuth session may be kept in:
+// localStorage, and sessionStorage where localStorage refuses it (full,
+// say): then only a return in the same tab finishes, as before
+// localStorage was used. A storage that is off (private modes, site data
+// blocked) throws on access and is left out; with neither, nothing is
+// kept and a return says to open the link again.
+function oauthStores() {
+  const out = [];
+  for (const name of ['localStorage', 'sessionStorage']) {
+    try { if (window[name]) out.push(window[name]); } catch (_) { /* storage off */ }
   }
+  return out;
+}
+
+// oauthEntries are the kept OAuth sessions still valid, as {store, key,
+// saved}. Reading them forgets the others: an entry past its link
+// token's life (or from a clock moved by more than that) is of no use,
+// and it may hold a client token, which localStorage would otherwise keep
+// after the tab is closed. (The bare oauthKey is where earlier engines
+// kept their one session, in sessionStorage: a return across an upgrade
+// still finishes.)
+function oauthEntries() {
+  const found = [];
+  for (const store of oauthStores()) {
+    let keys = [];
+    try {
+      for (let i = 0; i < store.length; i++) keys.push(store.key(i));
+    } catch (_) { continue; }
+    for (const key of keys) {
+      if (key !== oauthKey && !(key && key.startsWith(oauthKey + '/'))) continue;
+      let saved = null;
+      try { saved = JSON.parse(store.getItem(key)); } catch (_) { /* unreadable: forgotten below */ }
+      if (!saved || typeof saved !== 'object' || !(Math.abs(Date.now() - saved.savedAt) < oauthMaxAge)) {
+        try { store.removeItem(key); } catch (_) { /* storage off */ }
+        continue;
+      }
+      found.push({ store, key, saved });
+    }
+  }
+  return found;
+}
+
+// dropOAuth forgets the kept session under key, wherever it is kept.
+function dropOAuth(key) {
+  for (const store of oauthStores()) {
+    try { store.removeItem(key); } catch (_) { /* storage off */ }
+  }
+  try {
+    if (sessionStorage.getItem(oauthTabKey) === key) sessionStorage.removeItem(oauthTabKey);
+  } catch (_) { /* storage off */ }
+}
+
+// relinkOAuthReturn is the kept Plaid Link session to finish when this
+// page is the bank's return (oauth_state_id in the query): of the
+// consumer via ('page' or 'button', what its keep() saved: an app served
+// from the gateway's origin shares its storage), this tab's own if it
+// left from here, else the most recent one still valid; else null. It
+// forgets expired sessions on every load, return or not.
+function relinkOAuthReturn(via) {
+  const entries = oauthEntries();
   if (!new URLSearchParams(location.search).has('oauth_state_id')) return null;
-  if (!saved || !saved.linkToken) return null;
-  return saved;
+  const usable = entries.filter((e) => e.saved.linkToken && e.saved.via === via);
+  let mine = null;
+  try { mine = sessionStorage.getItem(oauthTabKey); } catch (_) { /* storage off */ }
+  const pick = usable.find((e) => e.key === mine) || usable.sort((a, b) => b.saved.savedAt - a.saved.savedAt)[0];
+  return pick ? Object.assign({}, pick.saved, { key: pick.key }) : null;
 }
 
 // relinkEngine runs the widget of one connection. o:
@@ -92,7 +164,7 @@ function relinkOAuthReturn() {
 //                                  'complete' (the success was not taken);
 //                                  error is the gateway's {code, message}
 // It returns { start(forceNewSession), resume(saved), follow(verifying),
-// close(), destroy() }; resume finishes the Link session saved
+// close(), destroy() }; resume finishes the Link session kept
 // (relinkOAuthReturn) on the bank's return.
 function relinkEngine(o) {
   const api = o.base + '/v1/repairs/' + encodeURIComponent(o.provider) + '/' + encodeURIComponent(o.connection);
@@ -157,9 +229,13 @@ function relinkEngine(o) {
   }
 
   // Plaid Link ('plaid-link': Plaid directly, or a provider fronting it).
-  // received: the URL the bank sent the user back to (an OAuth return).
-  async function openPlaid(received) {
-    try { await loadPlaid(spec.plaidLinkScript); } catch (_) { return problem('widget_load'); }
+  // received: the URL the bank sent the user back to (an OAuth return),
+  // and taken(), which forgets the kept session it finishes.
+  async function openPlaid(received, taken) {
+    try { await loadPlaid(spec.plaidLinkScript); } catch (_) {
+      if (taken) taken();
+      return problem('widget_load');
+    }
     if (ended) return;
     emit('widget', { kind: 'plaid-link' });
     const config = {
@@ -188,7 +264,9 @@ function relinkEngine(o) {
     };
     if (received) {
       config.receivedRedirectUri = received;
-      // Link has it now: a reload must not finish the same return twice.
+      // Link has it now: a reload, or the same return in another tab,
+      // must not finish it twice.
+      taken();
       const u = new URL(location.href);
       u.searchParams.delete('oauth_state_id');
       history.replaceState(history.state, '', u.href);
@@ -198,30 +276,49 @@ function relinkEngine(o) {
   }
 
   // keepForOAuth saves the Link session that is leaving the page for an
-  // OAuth bank. Storage refused: no OAuth return.
+  // OAuth bank (see oauthKey), in the first storage that takes it, and
+  // names it as this tab's. Storage refused: no OAuth return.
   function keepForOAuth() {
-    const saved = Object.assign({}, o.keep ? o.keep() : {}, {
+    const key = oauthEntryKey(o.provider, o.connection);
+    const saved = JSON.stringify(Object.assign({}, o.keep ? o.keep() : {}, {
       provider: o.provider, connection: o.connection, linkToken: session.linkToken,
       connectorToken: session.connectorToken, widget: spec, savedAt: Date.now(),
-    });
-    try { sessionStorage.setItem(oauthKey, JSON.stringify(saved)); } catch (_) { /* storage off */ }
+    }));
+    for (const store of oauthStores()) {
+      try { store.setItem(key, saved); break; } catch (_) { /* full or off: the next */ }
+    }
+    try { sessionStorage.setItem(oauthTabKey, key); } catch (_) { /* storage off */ }
   }
 
-  function forgetOAuth() {
-    try {
-      const saved = JSON.parse(sessionStorage.getItem(oauthKey) || 'null');
-      if (saved && saved.provider === o.provider && saved.connection === o.connection) sessionStorage.removeItem(oauthKey);
-    } catch (_) { /* storage off */ }
+  // forgetOAuth forgets this connection's kept session once its Link
+  // session is over here (success or exit): only if it is this engine's
+  // link token, since another tab may have left for a bank with a session
+  // of its own for the same connection. over: the repair has ended, so a
+  // session of any tab is of no use.
+  function forgetOAuth(over) {
+    const key = oauthEntryKey(o.provider, o.connection);
+    for (const store of oauthStores()) {
+      try {
+        const saved = JSON.parse(store.getItem(key) || 'null');
+        if (saved && (over || (session && saved.linkToken === session.linkToken))) dropOAuth(key);
+      } catch (_) { /* storage off, or unreadable (forgotten on the next load) */ }
+    }
   }
 
   // resume opens Link again on the bank's return, with the session that
-  // left for it (relinkOAuthReturn); Link then finishes as usual.
+  // left for it (relinkOAuthReturn); Link then finishes as usual. The
+  // kept session is forgotten once Link has the return, or on failing to
+  // open it (the user's next try is a new session).
   function resume(saved) {
     verifying = false;
     session = { linkToken: saved.linkToken, connectorToken: saved.connectorToken };
     spec = saved.widget || null;
-    if (!opens('plaid-link')) return problem('no_widget');
-    return openPlaid(location.href);
+    const taken = () => dropOAuth(saved.key);
+    if (!opens('plaid-link')) {
+      taken();
+      return problem('no_widget');
+    }
+    return openPlaid(location.href, taken);
   }
 
   // Widgets opened from a URL ('frame'): their outcome comes in messages,
@@ -373,6 +470,7 @@ function relinkEngine(o) {
       case 'EXPIRED':
       case 'UNREPAIRABLE':
       case 'CANCELED':
+        forgetOAuth(true);
         emit('outcome', { status });
         return true;
       case 'AWAITING_USER':

@@ -10,11 +10,12 @@ const d = page.dataset;
 const title = $('title'), message = $('message'), progress = $('progress'), button = $('reconnect');
 const widget = $('widget'), frame = $('widget-frame'), closeWidget = $('close-widget'), back = $('back');
 
-// The bank's return (GET /r/oauth, the hosted page's PLAID_REDIRECT_URI):
-// the page this tab left from kept its connection and client token with
-// the Link session, in this origin's sessionStorage (engine.js).
-// (Read on every load: it also forgets a kept session past its life.)
-const kept = relinkOAuthReturn();
+// The bank's return (GET /r/oauth, the hosted page's PLAID_REDIRECT_URI),
+// in this tab or another of the same browser: the page that left for the
+// bank kept its connection and client token with the Link session, in
+// this origin's localStorage (engine.js: oauthKey).
+// (Read on every load: it also forgets kept sessions past their life.)
+const kept = relinkOAuthReturn('page');
 const oauth = d.state === 'oauth' ? kept : null;
 if (oauth) {
   d.provider = oauth.provider;
@@ -133,11 +134,12 @@ button.addEventListener('click', () => {
   engine.start(page.dataset.state === 'failed');
 });
 if (d.state === 'oauth') {
-  if (oauth && oauth.via === 'page') {
+  if (oauth) {
     show('opening', 'Finishing with your bank\u2026', 'One moment.', { busy: true });
     engine.resume(oauth);
   } else {
-    // Another tab, or a session long gone: the link starts afresh.
+    // Another browser, a session long gone or already finished, or
+    // storage off: the link starts afresh.
     show('expired', 'We couldn\u2019t finish here', 'Open the link from your message again to reconnect your bank.', {});
   }
 } else if (d.status === 'COMPLETING' || d.status === 'VERIFYING') {

@@ -23,11 +23,13 @@
 //
 // OAuth banks with Plaid Link: the bank sends the user back to
 // PLAID_REDIRECT_URI, which must then be the app's page with the button,
-// with ?oauth_state_id=…. When the script sees that query and this tab's
-// saved Link session, it finishes the reconnect on the button of the
-// same provider and connection (as soon as the page has it, for up to 30
-// seconds), just as a click would have gone on. The API calls go to the gateway the
-// script came from (its src, or data-relink-gateway on the script).
+// with ?oauth_state_id=…, in the same tab or another of the same browser.
+// When the script sees that query and a Link session a button of this
+// origin kept in localStorage (engine.js: oauthKey), it finishes the
+// reconnect on the button of the same provider and connection (as soon as
+// the page has it, for up to 30 seconds), just as a click would have gone
+// on. The API calls go to the gateway the script came from (its src, or
+// data-relink-gateway on the script).
 
 const buttonScript = document.currentScript;
 const gateway = gatewayOf(buttonScript);
@@ -54,8 +56,8 @@ if (!window[loaded]) {
 }
 
 // The bank's return: finish on the button that left for it.
-const oauthReturn = relinkOAuthReturn();
-if (oauthReturn && oauthReturn.via === 'button' && !window[Symbol.for('relink.button.oauth')]) {
+const oauthReturn = relinkOAuthReturn('button');
+if (oauthReturn && !window[Symbol.for('relink.button.oauth')]) {
   window[Symbol.for('relink.button.oauth')] = true;
   const find = () => Array.from(document.querySelectorAll('[data-relink-connection]')).find((el) =>
     el.getAttribute('data-relink-provider') === oauthReturn.provider && el.getAttribute('data-relink-connection') === oauthReturn.connection);
