@@ -741,16 +741,24 @@ func (r *run) userPathVsTemporal(ctx context.Context) error {
 		var relink, task latencySet
 		var noops []time.Duration
 		for j := range per {
-			one, err := r.latencies(ctx, "bench-up-", i*per+j, 1)
-			if err != nil {
-				return err
+			// In turns, each kind first every other sample, so neither
+			// always meets the load a little later than the other.
+			for k := range 2 {
+				if (j+k)%2 == 0 {
+					one, err := r.latencies(ctx, "bench-up-", i*per+j, 1)
+					if err != nil {
+						return err
+					}
+					relink.complete = append(relink.complete, one.complete...)
+					relink.synced = append(relink.synced, one.synced...)
+					continue
+				}
+				one, err := r.latencies(ctx, inTask, i*per+j, 1)
+				if err != nil {
+					return err
+				}
+				task.complete = append(task.complete, one.complete...)
 			}
-			relink.complete = append(relink.complete, one.complete...)
-			relink.synced = append(relink.synced, one.synced...)
-			if one, err = r.latencies(ctx, inTask, i*per+j, 1); err != nil {
-				return err
-			}
-			task.complete = append(task.complete, one.complete...)
 			d, err := r.noopLatency(ctx, fmt.Sprintf("bench-noop-%d-%d", i, j))
 			if err != nil {
 				return err
@@ -829,11 +837,14 @@ func (r *run) backlogs(ctx context.Context) error {
 		began := time.Now()
 		var set, task latencySet
 		for j := range per {
-			if err := r.finish(ctx, users[0]+strconv.Itoa(j), sessions[users[0]+strconv.Itoa(j)], &set); err != nil {
-				return err
-			}
-			if err := r.finish(ctx, users[1]+strconv.Itoa(j), sessions[users[1]+strconv.Itoa(j)], &task); err != nil {
-				return err
+			for k := range 2 { // in turns, as above
+				conn, into := users[0]+strconv.Itoa(j), &set
+				if (j+k)%2 == 1 {
+					conn, into = users[1]+strconv.Itoa(j), &task
+				}
+				if err := r.finish(ctx, conn, sessions[conn], into); err != nil {
+					return err
+				}
 			}
 		}
 		took := time.Since(began)

@@ -56,11 +56,46 @@ func TestCloseInTaskAnswersInTheCompletionsTask(t *testing.T) {
 	require.NotZero(t, closeMarker, "FinishReconnect's local attempt")
 	assert.Equal(t, taskOf(events, accepted), taskOf(events, closeMarker),
 		"the close's answer is written by the task that took the complete")
-	s.waitFor("the app to hear of the repair", func() bool {
-		types := s.app.typesFor("conn_task")
-		return len(types) > 0 && types[len(types)-1] == activities.EventRepaired
-	})
+	s.waitClosed(id)
 	s.recordHistory(id, "close-in-task")
+}
+
+// The task that closes in it answers a user who waits: an event it sends
+// (here the failed attempt's, after a refused close) goes as an activity,
+// not as a second local attempt holding that task open.
+func TestCloseInTaskSendsItsEventsAsActivities(t *testing.T) {
+	s := newStack(t)
+	require.Equal(t, http.StatusOK, s.call(http.MethodPut, "/sandbox/connections/conn_task_refused/script",
+		map[string]any{"closeInTask": true, "close": "reject"}, nil))
+	s.breakConnection("conn_task_refused", "profile_task_refused")
+	s.waitForStatus("conn_task_refused", workflows.StatusAwaitingUser)
+	s.repairConnection("conn_task_refused")
+	s.waitFor("the failed attempt", func() bool { return s.state("conn_task_refused").Attempt == 2 })
+	s.waitFor("the app to hear of it", func() bool {
+		return len(filter(s.app.typesFor("conn_task_refused"), activities.EventStatusChanged)) == 1
+	})
+
+	events := s.history(workflows.WorkflowID(sandbox.Name, "conn_task_refused"), "")
+	var closeTask int64
+	for _, ev := range events {
+		if localActivityType(ev) == "FinishReconnect" {
+			closeTask = taskOf(events, ev.GetEventId())
+		}
+	}
+	require.NotZero(t, closeTask)
+	var notifyActivity bool
+	for _, ev := range events {
+		if taskOf(events, ev.GetEventId()) != closeTask {
+			continue
+		}
+		assert.NotEqual(t, "Notify", localActivityType(ev), "no second local attempt in the close's task")
+		notifyActivity = notifyActivity || ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() == "Notify"
+	}
+	assert.True(t, notifyActivity, "the failed attempt's event is an activity scheduled by the close's task")
+
+	require.Equal(t, http.StatusAccepted, s.call(http.MethodPost, "/v1/repairs/sandbox/conn_task_refused/cancel", nil, nil))
+	s.waitClosed(workflows.WorkflowID(sandbox.Name, "conn_task_refused"))
+	s.recordHistory(workflows.WorkflowID(sandbox.Name, "conn_task_refused"), "close-in-task-refused")
 }
 
 // A worker that dies while it closes in the task: the next worker repeats
@@ -104,8 +139,7 @@ func TestWorkerKilledMidCloseInTaskDoesNotAskTheUserAgain(t *testing.T) {
 	})
 	assert.Len(t, filter(s.app.typesFor("conn_task_crash"), activities.EventActionRequired), 1, "the user is asked once")
 	// What happened: the task that ran the close timed out, and the next
-	// worker's attempt of it closed again, was refused, and found the
-	// first close applied; no activity ran.
+	// worker's attempt of it closed again, harmlessly; no activity ran.
 	var timedOut bool
 	for _, ev := range s.history(workflows.WorkflowID(sandbox.Name, "conn_task_crash"), "") {
 		timedOut = timedOut || ev.GetEventType() == enums.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT
@@ -114,7 +148,8 @@ func TestWorkerKilledMidCloseInTaskDoesNotAskTheUserAgain(t *testing.T) {
 	assert.True(t, timedOut, "the dead worker's task timed out")
 	conn, err := s.sandbox.Get("conn_task_crash")
 	require.NoError(t, err)
-	assert.Equal(t, 2, conn.Calls["close"], "the repeated close was refused, and the status read found the first applied")
+	assert.Equal(t, 2, conn.Calls["close"], "the close was repeated")
+	s.waitClosed(workflows.WorkflowID(sandbox.Name, "conn_task_crash"))
 	s.recordHistory(workflows.WorkflowID(sandbox.Name, "conn_task_crash"), "close-in-task-after-crash")
 }
 

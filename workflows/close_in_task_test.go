@@ -93,8 +93,8 @@ func TestCloseAtTheProviderRunsAsAnActivity(t *testing.T) {
 	assert.False(t, closes.activity[0].Resumed)
 }
 
-// A failure that may pass falls through to the retried activity, which is
-// told the attempt in the task may have gone through.
+// A failure that may pass falls through to the retried activity, as a
+// first attempt: such a close is safe to repeat.
 func TestCloseInTaskFallsBackToTheActivity(t *testing.T) {
 	h := newHarness(t)
 	closes := recordCloses(h)
@@ -112,8 +112,49 @@ func TestCloseInTaskFallsBackToTheActivity(t *testing.T) {
 	assert.Equal(t, 1, st.Attempt, "an outage is not the user's attempt")
 	require.Len(t, closes.local, 1)
 	require.Len(t, closes.activity, 1)
-	assert.True(t, closes.activity[0].Resumed, "the activity first reads whether the close took effect")
+	assert.False(t, closes.activity[0].Resumed)
 	assert.Equal(t, 2, h.calls("close"))
+}
+
+// A local attempt that outlives its 2 s (a slow status read) falls through
+// to the activity too, and the reconnect that worked is not an attempt.
+func TestCloseInTaskTimedOutFallsBackToTheActivity(t *testing.T) {
+	h := newHarness(t)
+	h.env.SetTestTimeout(time.Minute) // two slow calls, in real time
+	closes := recordCloses(h)
+	h.breakConnection()
+	h.script(sandbox.Script{CloseInTask: true})
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() {
+		h.script(sandbox.Script{LatencyMillis: int(localAttemptTimeout/time.Millisecond) + 100})
+		h.userCompletes()
+	})
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Equal(t, 1, st.Attempt)
+	assert.Len(t, closes.local, 1)
+	assert.Len(t, closes.activity, 1)
+}
+
+// A cancel that comes with the complete is applied before the close's
+// answer, as it would be while the activity ran.
+func TestCloseInTaskAppliesMessagesThatCameWithTheComplete(t *testing.T) {
+	h := newHarness(t)
+	closes := recordCloses(h)
+	h.breakConnection()
+	h.script(sandbox.Script{CloseInTask: true})
+	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h.at(2*time.Minute, func() {
+		h.userCompletes()
+		h.send(CancelRequest{Reason: "the app deleted the connection"})
+	})
+
+	st := h.run(RepairOptions{})
+
+	assert.Equal(t, StatusCanceled, st.Status)
+	assert.Len(t, closes.local, 1)
 }
 
 // The provider's refusal in the task is final, as the activity's is: the
@@ -126,14 +167,20 @@ func TestCloseInTaskRefusedCountsTheAttempt(t *testing.T) {
 	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
 	h.at(2*time.Minute, func() { h.userCompletes() })
 	var again RepairState
-	h.at(3*time.Minute, func() { again = h.state() })
-	h.at(4*time.Minute, func() { h.send(CancelRequest{Reason: "test over"}) })
+	h.at(3*time.Minute, func() {
+		again = h.state()
+		h.script(sandbox.Script{CloseInTask: true}) // the second try works
+		h.reconnect(ReconnectRequest{})
+	})
+	h.at(4*time.Minute, func() { h.userCompletes() })
 
 	st := h.run(RepairOptions{})
 
 	assert.Equal(t, StatusAwaitingUser, again.Status)
 	assert.Equal(t, 2, again.Attempt)
-	assert.Equal(t, StatusCanceled, st.Status)
-	assert.Len(t, closes.local, 1)
+	assert.Equal(t, StatusRepaired, st.Status)
+	assert.Equal(t, 2, st.Attempt)
+	require.Len(t, closes.local, 2, "the second completion's close is tried in its task too")
+	assert.False(t, closes.local[1].Resumed)
 	assert.Empty(t, closes.activity)
 }

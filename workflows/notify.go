@@ -156,6 +156,9 @@ func (r *repair) deliver(ctx workflow.Context, ev activities.Event) {
 		switch {
 		case ctx.Err() != nil:
 			err = ctx.Err() // an ask withdrawn while it waited its turn
+		case r.localCloseTask != 0 && r.localCloseTask == workflow.GetInfo(ctx).GetCurrentHistoryLength():
+			// This task closed locally for a user waiting on its answer:
+			// a second local attempt would hold it up to twice as long.
 		case !Status(ev.Repair.Status).Terminal():
 			// The outcome's event goes straight to the activity: the run
 			// ends in the next task, a short one, so a message arriving

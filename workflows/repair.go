@@ -27,6 +27,8 @@ const (
 	// workflow task open, and queries and updates wait for that task, so
 	// it stays under the gateway's 3-second budget: a slow provider or app
 	// falls back to the retried activity instead of holding up the user.
+	// A task on the user's path runs one: the task that takes the user's
+	// complete and closes locally sends its events as activities.
 	localAttemptTimeout = 2 * time.Second
 	// refreshTimeout bounds a re-initialize a user is waiting on.
 	refreshTimeout = time.Minute
@@ -75,6 +77,9 @@ type repair struct {
 	completion       *ReconnectCompleted
 	closeOutages     int  // close rounds for this completion that ended unanswered
 	closeTriedInTask bool // this completion's close was tried in a workflow task
+	// localCloseTask is the history length at the start of the task that
+	// closed locally: that task sends its events as activities (notify.go).
+	localCloseTask int
 
 	messages workflow.ReceiveChannel // SignalMessage, received on the main path only
 	inbox    []inboxItem

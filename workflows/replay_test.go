@@ -59,9 +59,9 @@ var corpusPaths = []string{"continue", "user-completed", "repaired", "polling", 
 	// Reconciliation sweeps (a page retried, a refused inventory) and an
 	// expiry-timed start.
 	"sweep", "sweep-refused", "expiry-start",
-	// A close in the completion's workflow task, and its repeat by the
-	// next worker after the first died in that task.
-	"close-in-task", "close-in-task-after-crash"}
+	// A close in the completion's workflow task, its repeat by the next
+	// worker after the first died in that task, and one refused.
+	"close-in-task", "close-in-task-after-crash", "close-in-task-refused"}
 
 func TestReplayRecordedHistories(t *testing.T) {
 	dir := corpus(t)

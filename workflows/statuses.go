@@ -264,17 +264,17 @@ func (r *repair) finishReconnect(ctx workflow.Context) {
 		ConnectorToken: c.ConnectorToken,
 		PublicToken:    c.PublicToken,
 		Metadata:       c.Metadata,
-		// An earlier close of this completion may have gone through.
-		Resumed: r.closeOutages > 0 || r.closeTriedInTask,
+		Resumed:        r.closeOutages > 0,
 	}
 	var st aggregator.ConnectionStatus
-	if r.Session.CloseInTask && !r.closeTriedInTask {
+	if r.Session.CloseInTask && r.Session.ConnectorToken == c.ConnectorToken && !r.closeTriedInTask {
 		// A close that makes no call at the provider is tried inside this
 		// task, the one that took the completion: the user's answer is
 		// one persisted step away, not three. A failure that may pass
-		// falls through to the retried activity, told that this attempt
-		// may have gone through.
+		// falls through to the retried activity, as a first attempt:
+		// such a close is safe to repeat.
 		r.closeTriedInTask = true
+		r.localCloseTask = workflow.GetInfo(ctx).GetCurrentHistoryLength()
 		err := r.tryLocally(ctx, a.FinishReconnect, req, &st,
 			fmt.Sprintf("close %s connection %s and read its status (first attempt)", r.in.Provider, r.in.ConnectionID))
 		// Messages that came meanwhile come first, as they would while
@@ -290,7 +290,6 @@ func (r *repair) finishReconnect(ctx workflow.Context) {
 			r.providerFailed(ctx, "close", err)
 			return
 		}
-		req.Resumed = true
 	}
 	interrupted, err := r.runProviderActivity(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    30 * time.Second,

@@ -69,18 +69,18 @@ type Session struct {
 	// right now, so there was nothing to repair (a redelivered break, or
 	// one the user already fixed).
 	Healthy bool `json:"healthy,omitempty"`
-	// CloseInTask: this session's Close makes no call to the provider (it
+	// CloseInTask: this session's Close makes no call at the provider (it
 	// only checks what the widget returned, as Plaid's, Meld's and MX's
-	// do, or the provider lives in the worker's process, as the sandbox
-	// does), so closing it twice, unrecorded, is harmless. The workflow
-	// then tries the close, with the status read after it, inside the
-	// workflow task that takes the user's completion (a local activity):
-	// one persisted step from the user's "done" to the answer instead of
-	// three. Never set it for a close that is a call at the provider (a
-	// single-use exchange, as Quiltt's and TrueLayer's): a local attempt
-	// that timed out or whose worker died would repeat that call with
-	// nothing to tell it the first went through, where the retried
-	// activity keeps that record.
+	// do), so a second Close of it, unrecorded, does what the first did
+	// (nil) and costs no round trip. The workflow then tries the close,
+	// with the status read after it, inside the workflow task that takes
+	// the user's completion (a local activity): one persisted step from
+	// the user's "done" to the answer instead of three. Never set it for
+	// a close that is a call at the provider (a single-use exchange, as
+	// Quiltt's and TrueLayer's): a local attempt that timed out or whose
+	// worker died would repeat that call with nothing to tell it the first
+	// went through, where the retried activity keeps that record. The
+	// conformance kit closes such a session twice on a canceled context.
 	CloseInTask bool `json:"closeInTask,omitempty"`
 }
 

@@ -22,8 +22,19 @@ import (
 // The sandbox keeps the provider contract: it is its own fake, and the
 // webhooks checked are the ones it sends, captured on their way to the
 // gateway and verified by the receiver its registration builds.
+//
+// Twice: with the close at the provider (as Quiltt's), and with sessions
+// closed in the workflow task (Script.CloseInTask, as Plaid's).
 func TestConformance(t *testing.T) {
-	conformance.Run(t, sandbox.Registration, func(t *testing.T) *conformance.Fixture {
+	for _, closeInTask := range []bool{false, true} {
+		t.Run(fmt.Sprintf("closeInTask=%t", closeInTask), func(t *testing.T) {
+			conformance.Run(t, sandbox.Registration, sandboxFixture(closeInTask))
+		})
+	}
+}
+
+func sandboxFixture(closeInTask bool) func(t *testing.T) *conformance.Fixture {
+	return func(t *testing.T) *conformance.Fixture {
 		ctx := context.Background()
 		settings := &sandbox.Settings{WebhookSecret: "sandbox-test-secret"}
 		rcv, err := sandbox.Registration.NewReceiver(settings, aggregator.Env{WebhookTolerance: quiltt.DefaultTolerance, Now: time.Now})
@@ -61,7 +72,11 @@ func TestConformance(t *testing.T) {
 			Provider:  p,
 			Receiver:  rcv,
 			Tolerance: quiltt.DefaultTolerance,
-			Broken:    func(t *testing.T) aggregator.ConnectionRef { return broken(t, "conn_broken") },
+			Broken: func(t *testing.T) aggregator.ConnectionRef {
+				r := broken(t, "conn_broken")
+				script(t, "conn_broken", sandbox.Script{CloseInTask: closeInTask})
+				return r
+			},
 			Healthy: func(t *testing.T) aggregator.ConnectionRef {
 				script(t, "conn_ok", sandbox.Script{}) // a new connection starts healthy
 				return ref("conn_ok")
@@ -138,5 +153,5 @@ func TestConformance(t *testing.T) {
 			},
 			WebhookKinds: []aggregator.EventKind{aggregator.EventKindRepairable, aggregator.EventKindDisconnected},
 		}
-	})
+	}
 }

@@ -76,10 +76,12 @@ type Script struct {
 	// SuppressWebhooks loses the webhooks that follow a reconnect (the
 	// break itself is still reported), so status polling must confirm.
 	SuppressWebhooks bool `json:"suppressWebhooks,omitempty"`
-	// CloseInTask makes the connection's sessions close as Plaid's, Meld's
-	// and MX's do, with no call at the provider (Session.CloseInTask): the
-	// workflow tries the close in the task that takes the completion.
-	// Without it, close stands for a call at the provider, as Quiltt's.
+	// CloseInTask makes the connection's new sessions close as Plaid's,
+	// Meld's and MX's do (Session.CloseInTask): a second close of one
+	// does what the first did, and the workflow tries the close in the
+	// task that takes the completion. (The other scripted behaviours
+	// still apply to it: a test can make it fail or slow.) Without it,
+	// close stands for a single-use call at the provider, as Quiltt's.
 	CloseInTask bool `json:"closeInTask,omitempty"`
 }
 
@@ -131,6 +133,9 @@ type session struct {
 	publicToken string
 	expiresAt   time.Time
 	closed      bool
+	// closeInTask: closed as Plaid's, Meld's and MX's sessions are, so
+	// a second close of it does what the first did (Session.CloseInTask).
+	closeInTask bool
 }
 
 type connection struct {
@@ -374,14 +379,14 @@ func (p *Provider) Initialize(ctx context.Context, ref aggregator.ConnectionRef)
 		return aggregator.Session{}, aggregator.NotRepairable("sandbox: connection " + ref.ConnectionID + " is disconnected")
 	}
 	p.seq++
-	s := &session{token: fmt.Sprintf("sbx_ct_%d", p.seq), expiresAt: p.Now().Add(p.sessionTTL())}
+	s := &session{token: fmt.Sprintf("sbx_ct_%d", p.seq), expiresAt: p.Now().Add(p.sessionTTL()), closeInTask: c.Script.CloseInTask}
 	c.sessions = append(c.sessions, s)
 	return aggregator.Session{
 		ConnectorStatus: aggregator.ConnectorActionRequired,
 		ConnectorToken:  s.token,
 		WidgetURL:       p.WidgetURL + "?" + url.Values{"connectionId": {c.ID}, "session": {s.token}}.Encode(),
 		ExpiresAt:       s.expiresAt,
-		CloseInTask:     c.Script.CloseInTask,
+		CloseInTask:     s.closeInTask,
 	}, nil
 }
 
@@ -401,6 +406,8 @@ func (p *Provider) Close(ctx context.Context, req aggregator.CloseRequest) error
 	switch {
 	case s == nil:
 		return aggregator.ReconnectRejected("sandbox: unknown connector token")
+	case s.closed && s.closeInTask:
+		return nil // a repeat, harmless as the contract wants
 	case s.closed:
 		return aggregator.ReconnectRejected("sandbox: session already closed")
 	case !p.Now().Before(s.expiresAt):
