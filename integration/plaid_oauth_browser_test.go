@@ -117,6 +117,18 @@ func (b *tab) plaidLinkOpened(what string) []string {
 	return eval[[]string](b, `window.__plaidStandIn.created`)
 }
 
+// leaveForBank clicks the button that opens Plaid Link and goes on in
+// Link to the OAuth bank's page; it returns the link token Link opened
+// with.
+func (b *tab) leaveForBank(button, what string) string {
+	b.t.Helper()
+	b.click(button)
+	token := b.plaidLinkOpened(what)[0]
+	b.click("plaid-standin-continue")
+	b.waitUntil("the bank's page", `document.getElementById('bank-authorize')`, waitTimeout)
+	return token
+}
+
 // newPlaidOAuthStack is a stack with Plaid (Item item_p1 broken, its
 // repair waiting for the user; item_p2's access token known, for
 // brokenPlaidItem2), reconnect links, Plaid Link's stand-in in
@@ -229,7 +241,9 @@ func TestBrowserPlaidOAuthReturnFinishesOnTheHostedPage(t *testing.T) {
 	assert.Empty(t, b.pageErrors())
 }
 
-func TestBrowserButtonPlaidOAuthReturnFinishesOnTheAppsPage(t *testing.T) {
+// plaidButtonPage is an app's page, Plaid's redirect_uri, with the
+// Reconnect button of item_p1 (an Item at an OAuth bank), open in a tab.
+func plaidButtonPage(t *testing.T) (*stack, *plaidfake.Server, *oauthBank, *tab) {
 	app := newEmbedApp(t)
 	s, fake, bank := newPlaidOAuthStack(t, func(string) string { return app.URL + "/" }, map[string]string{"RELINK_CORS_ORIGINS": app.URL})
 	b := newBrowser(t)
@@ -237,6 +251,11 @@ func TestBrowserButtonPlaidOAuthReturnFinishesOnTheAppsPage(t *testing.T) {
 	app.show(s.gateway.URL, appCSP(s.gateway.URL, []string{linkOrigin}, []string{linkOrigin}), nil,
 		embedButton{ID: "reconnect-item_p1", Provider: plaid.Name, Connection: "item_p1", Token: s.clientToken(plaid.Name, "item_p1")})
 	b.openApp(app)
+	return s, fake, bank, b
+}
+
+func TestBrowserButtonPlaidOAuthReturnFinishesOnTheAppsPage(t *testing.T) {
+	s, fake, bank, b := plaidButtonPage(t)
 
 	b.click("reconnect-item_p1")
 	b.waitUntil("Plaid Link to open", `document.getElementById('plaid-standin')`, waitTimeout)
@@ -318,11 +337,7 @@ func TestBrowserPlaidOAuthReturnsOfTwoRepairsInOneBrowserKeepToTheirOwn(t *testi
 		t.Helper()
 		b.open(s.mintLink(plaid.Name, item))
 		b.waitState("ready")
-		b.click("reconnect")
-		token := b.plaidLinkOpened("Plaid Link to open for " + item)[0]
-		b.click("plaid-standin-continue")
-		b.waitUntil("the bank's page", `document.getElementById('bank-authorize')`, waitTimeout)
-		return token
+		return b.leaveForBank("reconnect", "Plaid Link to open for "+item)
 	}
 	token1 := leave(first, "item_p1")
 	token2 := leave(second, "item_p2")
@@ -378,18 +393,9 @@ func TestBrowserPlaidOAuthReturnsOfTwoRepairsInOneBrowserKeepToTheirOwn(t *testi
 }
 
 func TestBrowserButtonPlaidOAuthReturnInAnotherTabFinishesOnTheAppsPage(t *testing.T) {
-	app := newEmbedApp(t)
-	s, fake, bank := newPlaidOAuthStack(t, func(string) string { return app.URL + "/" }, map[string]string{"RELINK_CORS_ORIGINS": app.URL})
-	first := newBrowser(t)
-	linkOrigin := strings.TrimSuffix(s.cfg.Gateway.PlaidLinkScriptURL, "/link/v2/stable/link-initialize.js")
-	app.show(s.gateway.URL, appCSP(s.gateway.URL, []string{linkOrigin}, []string{linkOrigin}), nil,
-		embedButton{ID: "reconnect-item_p1", Provider: plaid.Name, Connection: "item_p1", Token: s.clientToken(plaid.Name, "item_p1")})
-	first.openApp(app)
+	s, fake, bank, first := plaidButtonPage(t)
 
-	first.click("reconnect-item_p1")
-	token := first.plaidLinkOpened("Plaid Link to open")[0]
-	first.click("plaid-standin-continue")
-	first.waitUntil("the bank's page", `document.getElementById('bank-authorize')`, waitTimeout)
+	token := first.leaveForBank("reconnect-item_p1", "Plaid Link to open")
 
 	// The app's page in a new tab, at the bank's return: the script
 	// finishes the reconnect there, on the button of that connection.
@@ -422,10 +428,7 @@ func TestBrowserPlaidOAuthReturnWithoutLocalStorageFinishesInTheSameTab(t *testi
 
 	first.open(s.mintLink(plaid.Name, "item_p1"))
 	first.waitState("ready")
-	first.click("reconnect")
-	token := first.plaidLinkOpened("Plaid Link to open")[0]
-	first.click("plaid-standin-continue")
-	first.waitUntil("the bank's page", `document.getElementById('bank-authorize')`, waitTimeout)
+	token := first.leaveForBank("reconnect", "Plaid Link to open")
 
 	other := first.newTab()
 	other.open(bank.returnFor(t, token))

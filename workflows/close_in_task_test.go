@@ -51,14 +51,21 @@ func recordCloses(h *harness) *closeRecorder {
 	return rec
 }
 
-// A session whose close makes no call at the provider is closed in the
-// task that takes the completion: no activity.
-func TestCloseInTaskRunsInTheCompletionsTask(t *testing.T) {
+// userOpensWidget breaks the connection, scripted so, and has the user
+// open the widget a minute in: the setup of every test here.
+func userOpensWidget(t *testing.T, script sandbox.Script) (*harness, *closeRecorder) {
 	h := newHarness(t)
 	closes := recordCloses(h)
 	h.breakConnection()
-	h.script(sandbox.Script{CloseInTask: true, SyncingPolls: 1})
+	h.script(script)
 	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	return h, closes
+}
+
+// A session whose close makes no call at the provider is closed in the
+// task that takes the completion: no activity.
+func TestCloseInTaskRunsInTheCompletionsTask(t *testing.T) {
+	h, closes := userOpensWidget(t, sandbox.Script{CloseInTask: true, SyncingPolls: 1})
 	h.at(2*time.Minute, func() { h.userCompletes() })
 	var verifying RepairState
 	h.at(3*time.Minute, func() { verifying = h.state() })
@@ -79,10 +86,7 @@ func TestCloseInTaskRunsInTheCompletionsTask(t *testing.T) {
 // workflow task: only the retried activity keeps the record that makes a
 // second close safe.
 func TestCloseAtTheProviderRunsAsAnActivity(t *testing.T) {
-	h := newHarness(t)
-	closes := recordCloses(h)
-	h.breakConnection()
-	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h, closes := userOpensWidget(t, sandbox.Script{})
 	h.at(2*time.Minute, func() { h.userCompletes() })
 
 	st := h.run(RepairOptions{})
@@ -96,11 +100,7 @@ func TestCloseAtTheProviderRunsAsAnActivity(t *testing.T) {
 // A failure that may pass falls through to the retried activity, as a
 // first attempt: such a close is safe to repeat.
 func TestCloseInTaskFallsBackToTheActivity(t *testing.T) {
-	h := newHarness(t)
-	closes := recordCloses(h)
-	h.breakConnection()
-	h.script(sandbox.Script{CloseInTask: true})
-	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h, closes := userOpensWidget(t, sandbox.Script{CloseInTask: true})
 	h.at(2*time.Minute, func() {
 		h.script(sandbox.Script{FailCalls: 1}) // the close in the task gets a 503
 		h.userCompletes()
@@ -119,12 +119,8 @@ func TestCloseInTaskFallsBackToTheActivity(t *testing.T) {
 // A local attempt that outlives its 2 s (a slow status read) falls through
 // to the activity too, and the reconnect that worked is not an attempt.
 func TestCloseInTaskTimedOutFallsBackToTheActivity(t *testing.T) {
-	h := newHarness(t)
+	h, closes := userOpensWidget(t, sandbox.Script{CloseInTask: true})
 	h.env.SetTestTimeout(time.Minute) // two slow calls, in real time
-	closes := recordCloses(h)
-	h.breakConnection()
-	h.script(sandbox.Script{CloseInTask: true})
-	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
 	h.at(2*time.Minute, func() {
 		h.script(sandbox.Script{LatencyMillis: int(localAttemptTimeout/time.Millisecond) + 100})
 		h.userCompletes()
@@ -141,11 +137,7 @@ func TestCloseInTaskTimedOutFallsBackToTheActivity(t *testing.T) {
 // A cancel that comes with the complete is applied before the close's
 // answer, as it would be while the activity ran.
 func TestCloseInTaskAppliesMessagesThatCameWithTheComplete(t *testing.T) {
-	h := newHarness(t)
-	closes := recordCloses(h)
-	h.breakConnection()
-	h.script(sandbox.Script{CloseInTask: true})
-	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h, closes := userOpensWidget(t, sandbox.Script{CloseInTask: true})
 	h.at(2*time.Minute, func() {
 		h.userCompletes()
 		h.send(CancelRequest{Reason: "the app deleted the connection"})
@@ -160,11 +152,7 @@ func TestCloseInTaskAppliesMessagesThatCameWithTheComplete(t *testing.T) {
 // The provider's refusal in the task is final, as the activity's is: the
 // attempt fails and the user is asked again, with no activity.
 func TestCloseInTaskRefusedCountsTheAttempt(t *testing.T) {
-	h := newHarness(t)
-	closes := recordCloses(h)
-	h.breakConnection()
-	h.script(sandbox.Script{CloseInTask: true, Close: sandbox.CloseRejects})
-	h.at(time.Minute, func() { h.reconnect(ReconnectRequest{}) })
+	h, closes := userOpensWidget(t, sandbox.Script{CloseInTask: true, Close: sandbox.CloseRejects})
 	h.at(2*time.Minute, func() { h.userCompletes() })
 	var again RepairState
 	h.at(3*time.Minute, func() {
