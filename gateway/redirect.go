@@ -201,7 +201,7 @@ func (g *Gateway) redirectReturn(w http.ResponseWriter, r *http.Request) {
 	if failure != "" {
 		// The user left the provider's sign-in, or it failed: the repair
 		// keeps waiting for them.
-		exit := workflows.ReconnectExited{Reason: "error", ErrorCode: truncate(failure, workflows.MaxExitFieldBytes), At: g.now().UTC()}
+		exit := workflows.ReconnectExited{Reason: "error", ErrorCode: workflows.ClipUTF8(failure, workflows.MaxExitFieldBytes), At: g.now().UTC()}
 		if failure == "access_denied" {
 			exit.Reason = "user_exit"
 		}
@@ -268,11 +268,4 @@ func (g *Gateway) renderReturnUnavailable(w http.ResponseWriter, provider string
 	w.Header().Set("Retry-After", "30")
 	g.renderHosted(w, http.StatusServiceUnavailable, hostedView{State: "unavailable", Provider: provider,
 		Title: "We can't reach your connection right now", Message: "Please reload this page in a minute."})
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }

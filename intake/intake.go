@@ -193,13 +193,6 @@ const (
 	maxEventStatusBytes = 100
 )
 
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
-}
-
 // ApplyEvent hands one provider event to the connection's repair (see
 // Deliver). A repairable or proactive event starts a repair with options
 // if none is open, unless the last repair, now closed, already handled it:
@@ -216,8 +209,8 @@ func (k *Intake) ApplyEvent(ctx context.Context, provider string, ev aggregator.
 		EventID:        ev.EventID,
 		Kind:           ev.Kind,
 		At:             ev.At,
-		ProviderStatus: clip(ev.ProviderStatus, maxEventStatusBytes),
-		Reason:         clip(ev.Type, maxEventTypeBytes),
+		ProviderStatus: workflows.ClipUTF8(ev.ProviderStatus, maxEventStatusBytes),
+		Reason:         workflows.ClipUTF8(ev.Type, maxEventTypeBytes),
 	}
 	d := Delivery{ID: workflows.WorkflowID(provider, ev.ConnectionID), Msg: workflows.Message{Event: &signal}}
 	if ev.Kind == aggregator.EventKindRepairable || ev.Kind == aggregator.EventKindProactive {
@@ -225,8 +218,8 @@ func (k *Intake) ApplyEvent(ctx context.Context, provider string, ev aggregator.
 			Provider:       provider,
 			ConnectionID:   ev.ConnectionID,
 			ProfileID:      ev.ProfileID,
-			Institution:    clip(ev.Institution, maxEventTypeBytes),
-			Connector:      clip(ev.Connector, maxEventStatusBytes),
+			Institution:    workflows.ClipUTF8(ev.Institution, maxEventTypeBytes),
+			Connector:      workflows.ClipUTF8(ev.Connector, maxEventStatusBytes),
 			TriggerEventID: ev.EventID,
 			TriggerReason:  signal.Reason,
 			DetectedAt:     ev.At,

@@ -117,6 +117,19 @@ func (b *tab) plaidLinkOpened(what string) []string {
 	return eval[[]string](b, `window.__plaidStandIn.created`)
 }
 
+// newHostedPlaidOAuthStack is newPlaidOAuthStack with the hosted page's
+// return route (GET /r/oauth) as Plaid's redirect_uri.
+func newHostedPlaidOAuthStack(t *testing.T) (*stack, *plaidfake.Server, *oauthBank) {
+	return newPlaidOAuthStack(t, func(gw string) string { return gw + gateway.OAuthReturnPath }, nil)
+}
+
+// openHostedPage opens the hosted reconnect page of a Plaid Item, ready.
+func (b *tab) openHostedPage(s *stack, item string) {
+	b.t.Helper()
+	b.open(s.mintLink(plaid.Name, item))
+	b.waitState("ready")
+}
+
 // leaveForBank clicks the button that opens Plaid Link and goes on in
 // Link to the OAuth bank's page; it returns the link token Link opened
 // with.
@@ -191,11 +204,10 @@ func (s *stack) plaidConfirms(fake *plaidfake.Server, item string) {
 }
 
 func TestBrowserPlaidOAuthReturnFinishesOnTheHostedPage(t *testing.T) {
-	s, fake, bank := newPlaidOAuthStack(t, func(gw string) string { return gw + gateway.OAuthReturnPath }, nil)
+	s, fake, bank := newHostedPlaidOAuthStack(t)
 	b := newBrowser(t)
 
-	b.open(s.mintLink(plaid.Name, "item_p1"))
-	b.waitState("ready")
+	b.openHostedPage(s, "item_p1")
 	b.click("reconnect")
 	b.waitUntil("Plaid Link to open", `document.getElementById('plaid-standin')`, waitTimeout)
 	token := eval[[]string](b, `window.__plaidStandIn.created`)[0]
@@ -257,11 +269,7 @@ func plaidButtonPage(t *testing.T) (*stack, *plaidfake.Server, *oauthBank, *tab)
 func TestBrowserButtonPlaidOAuthReturnFinishesOnTheAppsPage(t *testing.T) {
 	s, fake, bank, b := plaidButtonPage(t)
 
-	b.click("reconnect-item_p1")
-	b.waitUntil("Plaid Link to open", `document.getElementById('plaid-standin')`, waitTimeout)
-	token := eval[[]string](b, `window.__plaidStandIn.created`)[0]
-	b.click("plaid-standin-continue")
-	b.waitUntil("the bank's page", `document.getElementById('bank-authorize')`, waitTimeout)
+	token := b.leaveForBank("reconnect-item_p1", "Plaid Link to open")
 	b.click("bank-authorize")
 
 	// The app's page again (its PLAID_REDIRECT_URI), which renders its
@@ -285,11 +293,10 @@ func TestBrowserButtonPlaidOAuthReturnFinishesOnTheAppsPage(t *testing.T) {
 // bank's app opens the redirect URI in a new tab): the session kept in
 // localStorage finishes there, and is gone once Link has it.
 func TestBrowserPlaidOAuthReturnInAnotherTabFinishesOnTheHostedPage(t *testing.T) {
-	s, fake, bank := newPlaidOAuthStack(t, func(gw string) string { return gw + gateway.OAuthReturnPath }, nil)
+	s, fake, bank := newHostedPlaidOAuthStack(t)
 	first := newBrowser(t)
 
-	first.open(s.mintLink(plaid.Name, "item_p1"))
-	first.waitState("ready")
+	first.openHostedPage(s, "item_p1")
 	first.click("reconnect")
 	token := first.plaidLinkOpened("Plaid Link to open")[0]
 	assert.Empty(t, first.keptOAuth(), "nothing kept before Link leaves for an OAuth bank")
@@ -329,14 +336,13 @@ func TestBrowserPlaidOAuthReturnInAnotherTabFinishesOnTheHostedPage(t *testing.T
 // the other is more recent; a return in a new tab takes the most recent
 // still kept.
 func TestBrowserPlaidOAuthReturnsOfTwoRepairsInOneBrowserKeepToTheirOwn(t *testing.T) {
-	s, fake, bank := newPlaidOAuthStack(t, func(gw string) string { return gw + gateway.OAuthReturnPath }, nil)
+	s, fake, bank := newHostedPlaidOAuthStack(t)
 	s.brokenPlaidItem2(fake)
 	first := newBrowser(t)
 	second := first.newTab()
 	leave := func(b *tab, item string) string {
 		t.Helper()
-		b.open(s.mintLink(plaid.Name, item))
-		b.waitState("ready")
+		b.openHostedPage(s, item)
 		return b.leaveForBank("reconnect", "Plaid Link to open for "+item)
 	}
 	token1 := leave(first, "item_p1")
@@ -419,15 +425,14 @@ func TestBrowserButtonPlaidOAuthReturnInAnotherTabFinishesOnTheAppsPage(t *testi
 // finishes, as before, and one in another tab says to open the link
 // again.
 func TestBrowserPlaidOAuthReturnWithoutLocalStorageFinishesInTheSameTab(t *testing.T) {
-	s, fake, bank := newPlaidOAuthStack(t, func(gw string) string { return gw + gateway.OAuthReturnPath }, nil)
+	s, fake, bank := newHostedPlaidOAuthStack(t)
 	first := newBrowser(t)
 	_, err := chromedp.Call(first.ctx, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{
 		Source: `Object.defineProperty(window, 'localStorage', { configurable: true, get() { throw new DOMException('The operation is insecure.', 'SecurityError'); } });`,
 	})
 	require.NoError(t, err)
 
-	first.open(s.mintLink(plaid.Name, "item_p1"))
-	first.waitState("ready")
+	first.openHostedPage(s, "item_p1")
 	token := first.leaveForBank("reconnect", "Plaid Link to open")
 
 	other := first.newTab()

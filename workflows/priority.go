@@ -34,12 +34,14 @@ func FairnessKey(provider, institution string) string {
 	if institution != "" {
 		key += ":" + institution
 	}
-	return clipUTF8(key, maxFairnessKeyBytes)
+	return ClipUTF8(key, maxFairnessKeyBytes)
 }
 
-// clipUTF8 cuts s to at most n bytes, at a character boundary: a key cut
-// inside a character is not valid UTF-8, and Temporal refuses the start.
-func clipUTF8(s string, n int) string {
+// ClipUTF8 cuts s to at most n bytes, at a character boundary: a string
+// cut inside a character is not valid UTF-8 (Temporal refuses such a
+// fairness key, and JSON mangles it). Callers bound what a caller's
+// strings may cost a repair's history with it.
+func ClipUTF8(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
@@ -54,7 +56,7 @@ func clipUTF8(s string, n int) string {
 // queue with them fairly under a key of their own (at a lower level they
 // would wait for as long as any backlog lasts).
 func SweepPriority(provider string) temporal.Priority {
-	return temporal.Priority{PriorityKey: PriorityBackground, FairnessKey: clipUTF8("reconcile:"+provider, maxFairnessKeyBytes)}
+	return temporal.Priority{PriorityKey: PriorityBackground, FairnessKey: ClipUTF8("reconcile:"+provider, maxFairnessKeyBytes)}
 }
 
 // StartPriority is the priority a repair starts at: the user's for a
